@@ -1,0 +1,92 @@
+use serde::{Deserialize, Serialize};
+
+/// Why a command was rejected. A rejected command changes nothing.
+///
+/// These cross the Raft log (as apply results) and the HTTP API, so they are
+/// serializable and each has a stable `code()`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum GraphError {
+    #[error("invalid {what} {name:?}: {reason}")]
+    InvalidName {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    #[error("group {0:?} already exists")]
+    GroupExists(String),
+    #[error("a user and a group may not share the name {0:?}")]
+    NameTaken(String),
+    #[error("{user:?} has no invitation to group {group:?}")]
+    NotInvited { group: String, user: String },
+    #[error("{user:?} is already invited to or a member of group {group:?}")]
+    AlreadyMember { group: String, user: String },
+    #[error("{user:?} is already an admin of group {group:?}")]
+    AlreadyAdmin { group: String, user: String },
+    #[error("{user:?} is the last admin of group {group:?}; remove the group instead")]
+    LastAdmin { group: String, user: String },
+    #[error("a share from {from:?} to {to} on {channel:?} already exists")]
+    ShareExists {
+        from: String,
+        to: String,
+        channel: String,
+    },
+    #[error("no share from {from:?} to {to} on {channel:?}")]
+    UnknownShare {
+        from: String,
+        to: String,
+        channel: String,
+    },
+    #[error("a user cannot share with themselves")]
+    SelfShare,
+    #[error("authkey ident {0:?} is already taken")]
+    IdentExists(String),
+    #[error("unknown authkey ident {0:?}")]
+    UnknownKey(String),
+    #[error("a batch may not contain another batch")]
+    NestedBatch,
+    #[error("this node cannot read a log entry written by a newer version: {0}")]
+    UnknownCommand(String),
+}
+
+impl GraphError {
+    /// Stable machine-readable code (never reused for another meaning).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidName { .. } => "invalid_name",
+            Self::UnknownUser(_) => "unknown_user",
+            Self::UserExists(_) => "user_exists",
+            Self::UnknownGroup(_) => "unknown_group",
+            Self::GroupExists(_) => "group_exists",
+            Self::NameTaken(_) => "name_taken",
+            Self::NotInvited { .. } => "not_invited",
+            Self::AlreadyMember { .. } => "already_member",
+            Self::AlreadyAdmin { .. } => "already_admin",
+            Self::LastAdmin { .. } => "last_admin",
+            Self::ShareExists { .. } => "share_exists",
+            Self::UnknownShare { .. } => "unknown_share",
+            Self::SelfShare => "self_share",
+            Self::IdentExists(_) => "ident_exists",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::NestedBatch => "nested_batch",
+            Self::UnknownCommand(_) => "unknown_command",
+        }
+    }
+
+    /// True when the thing asked for is missing (HTTP 404), false for conflicts and bad input.
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            Self::UnknownUser(_)
+                | Self::UnknownGroup(_)
+                | Self::UnknownShare { .. }
+                | Self::UnknownKey(_)
+        )
+    }
+}

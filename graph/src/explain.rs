@@ -1,0 +1,99 @@
+//! `explain(P, V, C)`: the path that lets V read P's data on C.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Graph, ShareKind, Target};
+
+/// One share along the path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    pub from: String,
+    pub to: Target,
+    /// The user reached (for a group, the accepted member).
+    pub reader: String,
+    pub kind: ShareKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Explanation {
+    /// The reader is the publisher: everyone reads their own data.
+    Own,
+    /// A shortest path of accepted shares.
+    Path {
+        hops: Vec<Hop>,
+    },
+    None,
+}
+
+impl std::fmt::Display for Explanation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Explanation::Own => f.write_str("own data: a user always reads their own messages"),
+            Explanation::None => f.write_str("no path: nothing is shared along accepted shares"),
+            Explanation::Path { hops } => {
+                for (i, hop) in hops.iter().enumerate() {
+                    if i == 0 {
+                        f.write_str(&hop.from)?;
+                    }
+                    write!(f, " -[{}]-> {}", hop.kind.as_str(), hop.to)?;
+                    if let Target::Group(_) = hop.to {
+                        write!(f, " (member {})", hop.reader)?;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Breadth-first search with the same rule as the index, keeping parents.
+pub fn explain(graph: &Graph, publisher: &str, reader: &str, channel: &str) -> Explanation {
+    if publisher == reader {
+        return Explanation::Own;
+    }
+    let mut parent: HashMap<String, Hop> = HashMap::new();
+    let mut queue: VecDeque<(String, bool)> = VecDeque::from([(publisher.to_string(), true)]);
+    while let Some((user, first)) = queue.pop_front() {
+        let Some(outs) = graph.out_shares(&user, channel) else {
+            continue;
+        };
+        for (to, share) in outs {
+            if !share.accepted || (!first && share.kind != ShareKind::SharesAll) {
+                continue;
+            }
+            for v in graph.recipients(to) {
+                if v == publisher || parent.contains_key(v) {
+                    continue;
+                }
+                let hop = Hop {
+                    from: user.clone(),
+                    to: to.clone(),
+                    reader: v.to_string(),
+                    kind: share.kind,
+                };
+                parent.insert(v.to_string(), hop);
+                if v == reader {
+                    return Explanation::Path {
+                        hops: path_to(&parent, reader),
+                    };
+                }
+                queue.push_back((v.to_string(), false));
+            }
+        }
+    }
+    Explanation::None
+}
+
+fn path_to(parent: &HashMap<String, Hop>, reader: &str) -> Vec<Hop> {
+    let mut hops = Vec::new();
+    let mut at = reader;
+    while let Some(hop) = parent.get(at) {
+        hops.push(hop.clone());
+        at = &hop.from;
+    }
+    hops.reverse();
+    hops
+}

@@ -1,0 +1,20 @@
+//! The hpfriends sharing graph: users, groups, shares and authkeys; the
+//! versioned `Command`s that change it (the Raft log entries); the flattened
+//! `SharingIndex`; and `explain`. Pure: no I/O, no clocks, no randomness.
+
+mod authz;
+mod command;
+mod error;
+mod explain;
+mod index;
+mod model;
+pub mod names;
+
+pub use authz::{authorize, Actor, Forbidden};
+pub use command::{Command, COMMAND_VERSION};
+pub use error::GraphError;
+pub use explain::{explain, Explanation, Hop};
+pub use index::{reach, ReaderSet, SharingIndex};
+pub use model::{
+    Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User,
+};

@@ -1,0 +1,593 @@
+//! The sharing graph and its deterministic `apply`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{check_name, check_secret, check_wire_name};
+use crate::{Command, GraphError};
+
+/// The recipient of a share: a user, or a group (written `group:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    User(String),
+    Group(String),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Target {
+        match s.strip_prefix("group:") {
+            Some(g) => Target::Group(g.to_string()),
+            None => Target::User(s.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::User(u) => f.write_str(u),
+            Target::Group(g) => write!(f, "group:{g}"),
+        }
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Target::parse(&String::deserialize(d)?))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareKind {
+    /// The sender's own messages.
+    Shares,
+    /// Own messages and those the sender receives on the channel (relaying).
+    SharesAll,
+}
+
+impl ShareKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareKind::Shares => "shares",
+            ShareKind::SharesAll => "shares_all",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    pub kind: ShareKind,
+    pub accepted: bool,
+}
+
+/// An hpfeeds credential. Keys are the only thing the wire protocol sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthKey {
+    pub ident: String,
+    pub secret: String,
+    pub owner: String,
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
+
+impl AuthKey {
+    pub fn may_publish(&self, channel: &str) -> bool {
+        self.publish.iter().any(|c| c == channel)
+    }
+    pub fn may_subscribe(&self, channel: &str) -> bool {
+        self.subscribe.iter().any(|c| c == channel)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Hex SHA-256 of the user's API token, if one was issued.
+    pub token_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub admins: BTreeSet<String>,
+    /// user → accepted the invitation?
+    pub members: BTreeMap<String, bool>,
+}
+
+impl Group {
+    pub fn accepted_members(&self) -> impl Iterator<Item = &str> {
+        self.members
+            .iter()
+            .filter(|(_, a)| **a)
+            .map(|(u, _)| u.as_str())
+    }
+}
+
+/// A share as listed to people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    pub from: String,
+    pub to: Target,
+    pub channel: String,
+    pub kind: ShareKind,
+    pub accepted: bool,
+}
+
+/// Out-edges of one user on one channel.
+pub type OutShares = BTreeMap<Target, Share>;
+
+/// The whole graph. Shares are stored by channel, then sender, so the index
+/// can walk one channel's subgraph without scanning the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graph {
+    users: BTreeMap<String, User>,
+    groups: BTreeMap<String, Group>,
+    shares: BTreeMap<String, BTreeMap<String, OutShares>>,
+    keys: BTreeMap<String, AuthKey>,
+    /// Reverse edges: recipient → (channel, sender). Derived; kept for removals.
+    #[serde(skip)]
+    inbound: BTreeMap<Target, BTreeSet<(String, String)>>,
+}
+
+/// A place in the graph whose accepted out-edges on a channel changed: the
+/// sharing index must recompute every publisher whose readers include `at`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dirty {
+    pub channel: String,
+    pub at: String,
+}
+
+/// What an applied command changed, for those who keep derived state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub dirty: BTreeSet<Dirty>,
+    pub keys_changed: bool,
+}
+
+impl Graph {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds derived fields after deserialization.
+    pub fn restore(mut self) -> Self {
+        self.inbound.clear();
+        let mut inbound: BTreeMap<Target, BTreeSet<(String, String)>> = BTreeMap::new();
+        for (channel, by_from) in &self.shares {
+            for (from, outs) in by_from {
+                for to in outs.keys() {
+                    inbound
+                        .entry(to.clone())
+                        .or_default()
+                        .insert((channel.clone(), from.clone()));
+                }
+            }
+        }
+        self.inbound = inbound;
+        self
+    }
+
+    // ---- queries ----
+
+    pub fn has_user(&self, name: &str) -> bool {
+        self.users.contains_key(name)
+    }
+    pub fn users(&self) -> impl Iterator<Item = (&str, &User)> {
+        self.users.iter().map(|(n, u)| (n.as_str(), u))
+    }
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+    pub fn groups(&self) -> impl Iterator<Item = (&str, &Group)> {
+        self.groups.iter().map(|(n, g)| (n.as_str(), g))
+    }
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups.get(name)
+    }
+    pub fn is_group_admin(&self, group: &str, user: &str) -> bool {
+        self.groups
+            .get(group)
+            .is_some_and(|g| g.admins.contains(user))
+    }
+    pub fn key(&self, ident: &str) -> Option<&AuthKey> {
+        self.keys.get(ident)
+    }
+    pub fn keys(&self) -> impl Iterator<Item = &AuthKey> {
+        self.keys.values()
+    }
+    pub fn share(&self, from: &str, to: &Target, channel: &str) -> Option<&Share> {
+        self.shares.get(channel)?.get(from)?.get(to)
+    }
+    pub fn share_count(&self) -> usize {
+        self.shares
+            .values()
+            .flat_map(|m| m.values())
+            .map(|o| o.len())
+            .sum()
+    }
+    pub fn channels(&self) -> impl Iterator<Item = &str> {
+        self.shares.keys().map(String::as_str)
+    }
+    /// Senders with at least one share on `channel`, with their out-edges.
+    pub fn senders_on(&self, channel: &str) -> impl Iterator<Item = (&str, &OutShares)> {
+        self.shares
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .map(|(f, o)| (f.as_str(), o))
+    }
+    pub fn out_shares(&self, from: &str, channel: &str) -> Option<&OutShares> {
+        self.shares.get(channel)?.get(from)
+    }
+    pub fn all_shares(&self) -> impl Iterator<Item = ShareRecord> + '_ {
+        self.shares.iter().flat_map(|(channel, by_from)| {
+            by_from.iter().flat_map(move |(from, outs)| {
+                outs.iter().map(move |(to, s)| ShareRecord {
+                    from: from.clone(),
+                    to: to.clone(),
+                    channel: channel.clone(),
+                    kind: s.kind,
+                    accepted: s.accepted,
+                })
+            })
+        })
+    }
+
+    /// Users who receive what is shared to `to` (a user, or a group's accepted members).
+    pub fn recipients<'a>(&'a self, to: &'a Target) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        match to {
+            Target::User(u) => Box::new(std::iter::once(u.as_str())),
+            Target::Group(g) => match self.groups.get(g) {
+                Some(group) => Box::new(group.accepted_members()),
+                None => Box::new(std::iter::empty()),
+            },
+        }
+    }
+
+    // ---- mutation ----
+
+    /// Validates `cmd` against the current state and applies it, or returns
+    /// the reason and leaves the graph exactly as it was.
+    pub fn apply(&mut self, cmd: &Command) -> Result<Applied, GraphError> {
+        let mut applied = Applied::default();
+        match cmd {
+            Command::Batch { commands } => {
+                if commands.iter().any(|c| matches!(c, Command::Batch { .. })) {
+                    return Err(GraphError::NestedBatch);
+                }
+                // All or nothing: work on a copy, keep it only if every step succeeds.
+                let mut scratch = self.clone();
+                for c in commands {
+                    scratch.apply_one(c, &mut applied)?;
+                }
+                *self = scratch;
+            }
+            single => self.apply_one(single, &mut applied)?,
+        }
+        Ok(applied)
+    }
+
+    fn apply_one(&mut self, cmd: &Command, out: &mut Applied) -> Result<(), GraphError> {
+        match cmd {
+            Command::AddUser { name } => {
+                check_name("user name", name)?;
+                if self.users.contains_key(name) {
+                    return Err(GraphError::UserExists(name.clone()));
+                }
+                if self.groups.contains_key(name) {
+                    return Err(GraphError::NameTaken(name.clone()));
+                }
+                self.users.insert(name.clone(), User::default());
+            }
+            Command::RemoveUser { name } => {
+                self.need_user(name)?;
+                self.remove_user(name, out);
+            }
+            Command::SetUserToken { name, token_hash } => {
+                self.need_user(name)?;
+                self.users.get_mut(name).expect("checked").token_hash = Some(token_hash.clone());
+            }
+            Command::AddGroup { name, creator } => {
+                check_name("group name", name)?;
+                self.need_user(creator)?;
+                if self.groups.contains_key(name) {
+                    return Err(GraphError::GroupExists(name.clone()));
+                }
+                if self.users.contains_key(name) {
+                    return Err(GraphError::NameTaken(name.clone()));
+                }
+                let mut group = Group::default();
+                group.admins.insert(creator.clone());
+                group.members.insert(creator.clone(), true);
+                self.groups.insert(name.clone(), group);
+            }
+            Command::RemoveGroup { name } => {
+                self.need_group(name)?;
+                self.mark_group_edges(name, out);
+                self.remove_inbound(&Target::Group(name.clone()), out);
+                self.groups.remove(name);
+            }
+            Command::AddGroupAdmin { group, user } => {
+                self.need_user(user)?;
+                let g = self.need_group(group)?;
+                if g.admins.contains(user) {
+                    return Err(GraphError::AlreadyAdmin {
+                        group: group.clone(),
+                        user: user.clone(),
+                    });
+                }
+                self.groups
+                    .get_mut(group)
+                    .expect("checked")
+                    .admins
+                    .insert(user.clone());
+            }
+            Command::InviteMember { group, user } => {
+                self.need_user(user)?;
+                let g = self.need_group(group)?;
+                if g.members.contains_key(user) {
+                    return Err(GraphError::AlreadyMember {
+                        group: group.clone(),
+                        user: user.clone(),
+                    });
+                }
+                self.groups
+                    .get_mut(group)
+                    .expect("checked")
+                    .members
+                    .insert(user.clone(), false);
+            }
+            Command::AcceptMembership { group, user } => {
+                self.need_user(user)?;
+                let g = self.need_group(group)?;
+                match g.members.get(user) {
+                    None => {
+                        return Err(GraphError::NotInvited {
+                            group: group.clone(),
+                            user: user.clone(),
+                        })
+                    }
+                    Some(true) => {} // accepting twice is harmless
+                    Some(false) => {
+                        self.groups
+                            .get_mut(group)
+                            .expect("checked")
+                            .members
+                            .insert(user.clone(), true);
+                        self.mark_group_edges(group, out);
+                    }
+                }
+            }
+            Command::RemoveMember { group, user } => {
+                let g = self.need_group(group)?;
+                let Some(&accepted) = g.members.get(user) else {
+                    return Err(GraphError::NotInvited {
+                        group: group.clone(),
+                        user: user.clone(),
+                    });
+                };
+                if g.admins.contains(user) && g.admins.len() == 1 {
+                    return Err(GraphError::LastAdmin {
+                        group: group.clone(),
+                        user: user.clone(),
+                    });
+                }
+                let g = self.groups.get_mut(group).expect("checked");
+                g.members.remove(user);
+                g.admins.remove(user);
+                if accepted {
+                    self.mark_group_edges(group, out);
+                }
+            }
+            Command::AddShare {
+                from,
+                to,
+                channel,
+                kind,
+            } => {
+                self.need_user(from)?;
+                check_wire_name("channel", channel)?;
+                self.need_target(to)?;
+                if *to == Target::User(from.clone()) {
+                    return Err(GraphError::SelfShare);
+                }
+                if self.share(from, to, channel).is_some() {
+                    return Err(GraphError::ShareExists {
+                        from: from.clone(),
+                        to: to.to_string(),
+                        channel: channel.clone(),
+                    });
+                }
+                let share = Share {
+                    kind: *kind,
+                    accepted: false,
+                };
+                self.insert_share(from, to, channel, share);
+            }
+            Command::AcceptShare { from, to, channel } => {
+                let share = self.need_share(from, to, channel)?;
+                if !share.accepted {
+                    self.shares
+                        .get_mut(channel)
+                        .and_then(|m| m.get_mut(from))
+                        .and_then(|o| o.get_mut(to))
+                        .expect("checked")
+                        .accepted = true;
+                    out.dirty.insert(Dirty {
+                        channel: channel.clone(),
+                        at: from.clone(),
+                    });
+                }
+            }
+            Command::RemoveShare { from, to, channel } => {
+                self.need_share(from, to, channel)?;
+                self.delete_share(from, to, channel, out);
+            }
+            Command::AddKey(key) => {
+                check_wire_name("ident", &key.ident)?;
+                check_secret(&key.secret)?;
+                self.need_user(&key.owner)?;
+                for c in key.publish.iter().chain(&key.subscribe) {
+                    check_wire_name("channel", c)?;
+                }
+                if self.keys.contains_key(&key.ident) {
+                    return Err(GraphError::IdentExists(key.ident.clone()));
+                }
+                self.keys.insert(key.ident.clone(), key.clone());
+                out.keys_changed = true;
+            }
+            Command::RemoveKey { ident } => {
+                if self.keys.remove(ident).is_none() {
+                    return Err(GraphError::UnknownKey(ident.clone()));
+                }
+                out.keys_changed = true;
+            }
+            Command::Batch { .. } => return Err(GraphError::NestedBatch),
+        }
+        Ok(())
+    }
+
+    fn need_user(&self, name: &str) -> Result<&User, GraphError> {
+        self.users
+            .get(name)
+            .ok_or_else(|| GraphError::UnknownUser(name.to_string()))
+    }
+    fn need_group(&self, name: &str) -> Result<&Group, GraphError> {
+        self.groups
+            .get(name)
+            .ok_or_else(|| GraphError::UnknownGroup(name.to_string()))
+    }
+    fn need_target(&self, to: &Target) -> Result<(), GraphError> {
+        match to {
+            Target::User(u) => self.need_user(u).map(drop),
+            Target::Group(g) => self.need_group(g).map(drop),
+        }
+    }
+    fn need_share(&self, from: &str, to: &Target, channel: &str) -> Result<&Share, GraphError> {
+        self.share(from, to, channel)
+            .ok_or_else(|| GraphError::UnknownShare {
+                from: from.to_string(),
+                to: to.to_string(),
+                channel: channel.to_string(),
+            })
+    }
+
+    fn insert_share(&mut self, from: &str, to: &Target, channel: &str, share: Share) {
+        self.shares
+            .entry(channel.to_string())
+            .or_default()
+            .entry(from.to_string())
+            .or_default()
+            .insert(to.clone(), share);
+        self.inbound
+            .entry(to.clone())
+            .or_default()
+            .insert((channel.to_string(), from.to_string()));
+    }
+
+    fn delete_share(&mut self, from: &str, to: &Target, channel: &str, out: &mut Applied) {
+        let Some(by_from) = self.shares.get_mut(channel) else {
+            return;
+        };
+        let Some(outs) = by_from.get_mut(from) else {
+            return;
+        };
+        if let Some(share) = outs.remove(to) {
+            if share.accepted {
+                out.dirty.insert(Dirty {
+                    channel: channel.to_string(),
+                    at: from.to_string(),
+                });
+            }
+        }
+        if outs.is_empty() {
+            by_from.remove(from);
+        }
+        if by_from.is_empty() {
+            self.shares.remove(channel);
+        }
+        if let Some(set) = self.inbound.get_mut(to) {
+            set.remove(&(channel.to_string(), from.to_string()));
+            if set.is_empty() {
+                self.inbound.remove(to);
+            }
+        }
+    }
+
+    /// Every accepted share into `group` starts at a place whose reach changes
+    /// when the group's accepted membership changes.
+    fn mark_group_edges(&self, group: &str, out: &mut Applied) {
+        let target = Target::Group(group.to_string());
+        for (channel, from) in self.inbound.get(&target).into_iter().flatten() {
+            if self
+                .share(from, &target, channel)
+                .is_some_and(|s| s.accepted)
+            {
+                out.dirty.insert(Dirty {
+                    channel: channel.clone(),
+                    at: from.clone(),
+                });
+            }
+        }
+    }
+
+    fn remove_inbound(&mut self, to: &Target, out: &mut Applied) {
+        let edges: Vec<(String, String)> = self
+            .inbound
+            .get(to)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for (channel, from) in edges {
+            self.delete_share(&from, to, &channel, out);
+        }
+    }
+
+    fn remove_user(&mut self, name: &str, out: &mut Applied) {
+        // Shares sent by the user.
+        let sent: Vec<(String, Target)> = self
+            .shares
+            .iter()
+            .filter_map(|(c, by_from)| by_from.get(name).map(|o| (c, o)))
+            .flat_map(|(c, o)| o.keys().map(move |t| (c.clone(), t.clone())))
+            .collect();
+        for (channel, to) in sent {
+            self.delete_share(name, &to, &channel, out);
+        }
+        // Shares received by the user.
+        self.remove_inbound(&Target::User(name.to_string()), out);
+        // Memberships and admin roles. A group left without admins goes with it.
+        let groups: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.members.contains_key(name) || g.admins.contains(name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for group in groups {
+            let g = self.groups.get_mut(&group).expect("listed");
+            let was_accepted = g.members.remove(name).unwrap_or(false);
+            g.admins.remove(name);
+            if g.admins.is_empty() {
+                self.mark_group_edges(&group, out);
+                self.remove_inbound(&Target::Group(group.clone()), out);
+                self.groups.remove(&group);
+            } else if was_accepted {
+                self.mark_group_edges(&group, out);
+            }
+        }
+        let before = self.keys.len();
+        self.keys.retain(|_, k| k.owner != name);
+        out.keys_changed |= self.keys.len() != before;
+        self.users.remove(name);
+    }
+}

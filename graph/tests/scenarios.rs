@@ -1,0 +1,178 @@
+//! The sharing scenarios of DESIGN.md §2, as data files in `testdata/`.
+//!
+//! Each line is a graph command or an expectation:
+//! `users A B`, `group G by A`, `invite G U`, `join G U`, `leave G U`,
+//! `share F -> T CHAN KIND`, `accept F -> T CHAN`, `remove F -> T CHAN`, `key IDENT OWNER`,
+//! `expect readers P CHAN = U… | -`, `expect allowed|denied P -> V CHAN`,
+//! `expect explain P -> V CHAN = PATH | none | own`.
+
+use std::fs;
+use std::path::Path;
+
+use hpfriends_graph::{
+    explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target,
+};
+
+struct Run {
+    graph: Graph,
+    index: SharingIndex,
+}
+
+impl Run {
+    fn apply(&mut self, cmd: Command, line: &str) {
+        let applied = self
+            .graph
+            .apply(&cmd)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        self.index.update(&self.graph, &applied);
+        // The incrementally kept index must equal a fresh build after every step.
+        let fresh = SharingIndex::build(&self.graph);
+        for c in self.graph.channels() {
+            for u in self.graph.users().map(|(u, _)| u) {
+                assert_eq!(
+                    self.index.readers(u, c).map(|r| sorted(r.iter())),
+                    fresh.readers(u, c).map(|r| sorted(r.iter())),
+                    "{line}: incremental index differs from a rebuild for ({u}, {c})"
+                );
+            }
+        }
+    }
+}
+
+fn sorted<'a>(it: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut v: Vec<String> = it.cloned().collect();
+    v.sort();
+    v
+}
+
+fn run_file(path: &Path) {
+    let text = fs::read_to_string(path).unwrap();
+    let mut run = Run {
+        graph: Graph::new(),
+        index: SharingIndex::default(),
+    };
+    let mut expectations = 0;
+    for raw in text.lines() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let s = |i: usize| w[i].to_string();
+        let cmd = match w.as_slice() {
+            ["users", names @ ..] => {
+                for n in names {
+                    run.apply(
+                        Command::AddUser {
+                            name: n.to_string(),
+                        },
+                        line,
+                    );
+                }
+                continue;
+            }
+            ["group", _, "by", _] => Command::AddGroup {
+                name: s(1),
+                creator: s(3),
+            },
+            ["invite", _, _] => Command::InviteMember {
+                group: s(1),
+                user: s(2),
+            },
+            ["join", _, _] => Command::AcceptMembership {
+                group: s(1),
+                user: s(2),
+            },
+            ["leave", _, _] => Command::RemoveMember {
+                group: s(1),
+                user: s(2),
+            },
+            ["share", _, "->", _, _, kind] => Command::AddShare {
+                from: s(1),
+                to: Target::parse(w[3]),
+                channel: s(4),
+                kind: match *kind {
+                    "shares" => ShareKind::Shares,
+                    "shares_all" => ShareKind::SharesAll,
+                    other => panic!("{line}: unknown kind {other}"),
+                },
+            },
+            ["accept", _, "->", _, _] => Command::AcceptShare {
+                from: s(1),
+                to: Target::parse(w[3]),
+                channel: s(4),
+            },
+            ["remove", _, "->", _, _] => Command::RemoveShare {
+                from: s(1),
+                to: Target::parse(w[3]),
+                channel: s(4),
+            },
+            ["key", _, _] => Command::AddKey(AuthKey {
+                ident: s(1),
+                secret: "secret".into(),
+                owner: s(2),
+                publish: vec![],
+                subscribe: vec![],
+            }),
+            ["expect", "readers", p, c, "=", rest @ ..] => {
+                let want: Vec<String> = if rest == ["-"] {
+                    vec![]
+                } else {
+                    rest.iter().map(|x| x.to_string()).collect()
+                };
+                let got = run
+                    .index
+                    .readers(p, c)
+                    .map(|r| sorted(r.iter()))
+                    .unwrap_or_default();
+                assert_eq!(got, want, "{}: {line}", path.display());
+                expectations += 1;
+                continue;
+            }
+            ["expect", verdict @ ("allowed" | "denied"), p, "->", v, c] => {
+                let got = run.index.may_read(p, v, c);
+                assert_eq!(got, *verdict == "allowed", "{}: {line}", path.display());
+                expectations += 1;
+                continue;
+            }
+            ["expect", "explain", p, "->", v, c, "=", rest @ ..] => {
+                let got = explain(&run.graph, p, v, c);
+                let got_text = match &got {
+                    Explanation::Own => "own".to_string(),
+                    Explanation::None => "none".to_string(),
+                    path @ Explanation::Path { .. } => path.to_string(),
+                };
+                assert_eq!(got_text, rest.join(" "), "{}: {line}", path.display());
+                // explain and the index must agree.
+                assert_eq!(
+                    !matches!(got, Explanation::None),
+                    run.index.may_read(p, v, c),
+                    "{line}"
+                );
+                expectations += 1;
+                continue;
+            }
+            _ => panic!("{}: cannot parse {line:?}", path.display()),
+        };
+        run.apply(cmd, line);
+    }
+    assert!(expectations > 0, "{} checks nothing", path.display());
+}
+
+#[test]
+fn given_design_scenarios_when_applied_then_readers_match() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 6,
+        "expected the six scenarios in {}",
+        dir.display()
+    );
+    for f in files {
+        run_file(&f);
+    }
+}
