@@ -1,1 +1,68 @@
+//! Raft for the hpfriends graph: openraft (`storage-v2`) with its log, vote and
+//! snapshots in RocksDB. After each apply the node publishes a new [`View`]
+//! (sharing index + authkeys) for the publish path.
 
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+pub mod network;
+mod node;
+pub mod store;
+
+pub use node::{ConsensusNode, NodeOptions, View, WriteError};
+
+/// Raft node identifier (the `--node-id` flag).
+pub type NodeId = u64;
+
+/// What every member announces about itself; kept in the Raft membership so
+/// every node knows every other node's addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub cluster_addr: String,
+    pub http_addr: String,
+    pub hpfeeds_addr: String,
+}
+
+impl fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cluster={} http={} hpfeeds={}", self.cluster_addr, self.http_addr, self.hpfeeds_addr)
+    }
+}
+
+/// A Raft log entry's payload. Fields are only ever added, with defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub command: hpfriends_graph::Command,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.command)
+    }
+}
+
+/// The outcome of applying one entry: graph commands are validated at apply
+/// time, deterministically on every node, so a rejection is a normal result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    pub result: Result<(), hpfriends_graph::GraphError>,
+}
+
+openraft::declare_raft_types!(
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        NodeId = NodeId,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, NodeInfo>;

@@ -28,15 +28,11 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
         Target::Group(g) => admin_of(g),
     };
     match cmd {
-        Command::AddUser { .. } | Command::RemoveUser { .. } => {
-            deny("only the operator manages users".into())
-        }
+        Command::AddUser { .. } | Command::RemoveUser { .. } => deny("only the operator manages users".into()),
         Command::SetUserToken { name, .. } if name == me => Ok(()),
         Command::SetUserToken { .. } => deny("a user may only renew their own token".into()),
         Command::AddGroup { creator, .. } if creator == me => Ok(()),
-        Command::AddGroup { .. } => {
-            deny("a group's creator must be the user who creates it".into())
-        }
+        Command::AddGroup { .. } => deny("a group's creator must be the user who creates it".into()),
         Command::RemoveGroup { name: group, .. }
         | Command::AddGroupAdmin { group, .. }
         | Command::InviteMember { group, .. } => {
@@ -54,22 +50,16 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
             if user == me || admin_of(group) {
                 Ok(())
             } else {
-                deny(format!(
-                    "only {user} or an admin of {group} can remove that membership"
-                ))
+                deny(format!("only {user} or an admin of {group} can remove that membership"))
             }
         }
-        Command::AddShare { from, .. } if from != me => {
-            deny(format!("{me} cannot offer {from}'s data"))
-        }
+        Command::AddShare { from, .. } if from != me => deny(format!("{me} cannot offer {from}'s data")),
         Command::AddShare { .. } => Ok(()),
         Command::AcceptShare { to, .. } => {
             if receives(to) {
                 Ok(())
             } else {
-                deny(format!(
-                    "only the recipient {to} (for a group: an admin) can accept this share"
-                ))
+                deny(format!("only the recipient {to} (for a group: an admin) can accept this share"))
             }
         }
         Command::RemoveShare { from, to, .. } => {
@@ -79,9 +69,7 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
                 deny("only the sender or the recipient can remove a share".into())
             }
         }
-        Command::AddKey(key) if key.owner != me => {
-            deny(format!("{me} cannot create keys for {}", key.owner))
-        }
+        Command::AddKey(key) if key.owner != me => deny(format!("{me} cannot create keys for {}", key.owner)),
         Command::AddKey(_) => Ok(()),
         Command::RemoveKey { ident } => match graph.key(ident) {
             Some(k) if k.owner != me => deny(format!("key {ident} belongs to another user")),

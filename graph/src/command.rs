@@ -82,9 +82,7 @@ impl Command {
     /// The lowest command format version that can apply this entry.
     pub fn min_version(&self) -> u32 {
         match self {
-            Command::Batch { commands } => {
-                commands.iter().map(Command::min_version).max().unwrap_or(1)
-            }
+            Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
             _ => 1,
         }
     }

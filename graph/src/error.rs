@@ -8,11 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "code", rename_all = "snake_case")]
 pub enum GraphError {
     #[error("invalid {what} {name:?}: {reason}")]
-    InvalidName {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
+    InvalidName { what: String, name: String, reason: String },
     #[error("unknown user {0:?}")]
     UnknownUser(String),
     #[error("user {0:?} already exists")]
@@ -32,17 +28,9 @@ pub enum GraphError {
     #[error("{user:?} is the last admin of group {group:?}; remove the group instead")]
     LastAdmin { group: String, user: String },
     #[error("a share from {from:?} to {to} on {channel:?} already exists")]
-    ShareExists {
-        from: String,
-        to: String,
-        channel: String,
-    },
+    ShareExists { from: String, to: String, channel: String },
     #[error("no share from {from:?} to {to} on {channel:?}")]
-    UnknownShare {
-        from: String,
-        to: String,
-        channel: String,
-    },
+    UnknownShare { from: String, to: String, channel: String },
     #[error("a user cannot share with themselves")]
     SelfShare,
     #[error("authkey ident {0:?} is already taken")]
@@ -81,12 +69,6 @@ impl GraphError {
 
     /// True when the thing asked for is missing (HTTP 404), false for conflicts and bad input.
     pub fn is_not_found(&self) -> bool {
-        matches!(
-            self,
-            Self::UnknownUser(_)
-                | Self::UnknownGroup(_)
-                | Self::UnknownShare { .. }
-                | Self::UnknownKey(_)
-        )
+        matches!(self, Self::UnknownUser(_) | Self::UnknownGroup(_) | Self::UnknownShare { .. } | Self::UnknownKey(_))
     }
 }

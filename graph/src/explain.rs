@@ -68,17 +68,10 @@ pub fn explain(graph: &Graph, publisher: &str, reader: &str, channel: &str) -> E
                 if v == publisher || parent.contains_key(v) {
                     continue;
                 }
-                let hop = Hop {
-                    from: user.clone(),
-                    to: to.clone(),
-                    reader: v.to_string(),
-                    kind: share.kind,
-                };
+                let hop = Hop { from: user.clone(), to: to.clone(), reader: v.to_string(), kind: share.kind };
                 parent.insert(v.to_string(), hop);
                 if v == reader {
-                    return Explanation::Path {
-                        hops: path_to(&parent, reader),
-                    };
+                    return Explanation::Path { hops: path_to(&parent, reader) };
                 }
                 queue.push_back((v.to_string(), false));
             }

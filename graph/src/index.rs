@@ -30,10 +30,7 @@ impl SharingIndex {
                 channels.insert(channel.to_string(), Arc::new(readers));
             }
         }
-        SharingIndex {
-            generation: 1,
-            channels,
-        }
+        SharingIndex { generation: 1, channels }
     }
 
     /// Increases with every change of the graph that was applied.
@@ -48,10 +45,7 @@ impl SharingIndex {
 
     /// The delivery rule of DESIGN.md §2.
     pub fn may_read(&self, publisher: &str, reader: &str, channel: &str) -> bool {
-        publisher == reader
-            || self
-                .readers(publisher, channel)
-                .is_some_and(|r| r.contains(reader))
+        publisher == reader || self.readers(publisher, channel).is_some_and(|r| r.contains(reader))
     }
 
     /// Number of (publisher, channel) pairs with at least one reader.
@@ -65,20 +59,13 @@ impl SharingIndex {
         self.generation += 1;
         let mut by_channel: HashMap<&str, Vec<&str>> = HashMap::new();
         for d in &applied.dirty {
-            by_channel
-                .entry(d.channel.as_str())
-                .or_default()
-                .push(d.at.as_str());
+            by_channel.entry(d.channel.as_str()).or_default().push(d.at.as_str());
         }
         for (channel, places) in by_channel {
             let affected: HashSet<String> = match self.channels.get(channel) {
                 Some(current) => current
                     .iter()
-                    .filter(|(p, readers)| {
-                        places
-                            .iter()
-                            .any(|at| *at == p.as_str() || readers.contains(*at))
-                    })
+                    .filter(|(p, readers)| places.iter().any(|at| *at == p.as_str() || readers.contains(*at)))
                     .map(|(p, _)| p.clone())
                     .chain(places.iter().map(|s| s.to_string()))
                     .collect(),

@@ -15,6 +15,4 @@ pub use command::{Command, COMMAND_VERSION};
 pub use error::GraphError;
 pub use explain::{explain, Explanation, Hop};
 pub use index::{reach, ReaderSet, SharingIndex};
-pub use model::{
-    Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User,
-};
+pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User};

@@ -105,10 +105,7 @@ pub struct Group {
 
 impl Group {
     pub fn accepted_members(&self) -> impl Iterator<Item = &str> {
-        self.members
-            .iter()
-            .filter(|(_, a)| **a)
-            .map(|(u, _)| u.as_str())
+        self.members.iter().filter(|(_, a)| **a).map(|(u, _)| u.as_str())
     }
 }
 
@@ -165,10 +162,7 @@ impl Graph {
         for (channel, by_from) in &self.shares {
             for (from, outs) in by_from {
                 for to in outs.keys() {
-                    inbound
-                        .entry(to.clone())
-                        .or_default()
-                        .insert((channel.clone(), from.clone()));
+                    inbound.entry(to.clone()).or_default().insert((channel.clone(), from.clone()));
                 }
             }
         }
@@ -194,9 +188,7 @@ impl Graph {
         self.groups.get(name)
     }
     pub fn is_group_admin(&self, group: &str, user: &str) -> bool {
-        self.groups
-            .get(group)
-            .is_some_and(|g| g.admins.contains(user))
+        self.groups.get(group).is_some_and(|g| g.admins.contains(user))
     }
     pub fn key(&self, ident: &str) -> Option<&AuthKey> {
         self.keys.get(ident)
@@ -208,22 +200,14 @@ impl Graph {
         self.shares.get(channel)?.get(from)?.get(to)
     }
     pub fn share_count(&self) -> usize {
-        self.shares
-            .values()
-            .flat_map(|m| m.values())
-            .map(|o| o.len())
-            .sum()
+        self.shares.values().flat_map(|m| m.values()).map(|o| o.len()).sum()
     }
     pub fn channels(&self) -> impl Iterator<Item = &str> {
         self.shares.keys().map(String::as_str)
     }
     /// Senders with at least one share on `channel`, with their out-edges.
     pub fn senders_on(&self, channel: &str) -> impl Iterator<Item = (&str, &OutShares)> {
-        self.shares
-            .get(channel)
-            .into_iter()
-            .flatten()
-            .map(|(f, o)| (f.as_str(), o))
+        self.shares.get(channel).into_iter().flatten().map(|(f, o)| (f.as_str(), o))
     }
     pub fn out_shares(&self, from: &str, channel: &str) -> Option<&OutShares> {
         self.shares.get(channel)?.get(from)
@@ -320,49 +304,26 @@ impl Graph {
                 self.need_user(user)?;
                 let g = self.need_group(group)?;
                 if g.admins.contains(user) {
-                    return Err(GraphError::AlreadyAdmin {
-                        group: group.clone(),
-                        user: user.clone(),
-                    });
+                    return Err(GraphError::AlreadyAdmin { group: group.clone(), user: user.clone() });
                 }
-                self.groups
-                    .get_mut(group)
-                    .expect("checked")
-                    .admins
-                    .insert(user.clone());
+                self.groups.get_mut(group).expect("checked").admins.insert(user.clone());
             }
             Command::InviteMember { group, user } => {
                 self.need_user(user)?;
                 let g = self.need_group(group)?;
                 if g.members.contains_key(user) {
-                    return Err(GraphError::AlreadyMember {
-                        group: group.clone(),
-                        user: user.clone(),
-                    });
+                    return Err(GraphError::AlreadyMember { group: group.clone(), user: user.clone() });
                 }
-                self.groups
-                    .get_mut(group)
-                    .expect("checked")
-                    .members
-                    .insert(user.clone(), false);
+                self.groups.get_mut(group).expect("checked").members.insert(user.clone(), false);
             }
             Command::AcceptMembership { group, user } => {
                 self.need_user(user)?;
                 let g = self.need_group(group)?;
                 match g.members.get(user) {
-                    None => {
-                        return Err(GraphError::NotInvited {
-                            group: group.clone(),
-                            user: user.clone(),
-                        })
-                    }
+                    None => return Err(GraphError::NotInvited { group: group.clone(), user: user.clone() }),
                     Some(true) => {} // accepting twice is harmless
                     Some(false) => {
-                        self.groups
-                            .get_mut(group)
-                            .expect("checked")
-                            .members
-                            .insert(user.clone(), true);
+                        self.groups.get_mut(group).expect("checked").members.insert(user.clone(), true);
                         self.mark_group_edges(group, out);
                     }
                 }
@@ -370,16 +331,10 @@ impl Graph {
             Command::RemoveMember { group, user } => {
                 let g = self.need_group(group)?;
                 let Some(&accepted) = g.members.get(user) else {
-                    return Err(GraphError::NotInvited {
-                        group: group.clone(),
-                        user: user.clone(),
-                    });
+                    return Err(GraphError::NotInvited { group: group.clone(), user: user.clone() });
                 };
                 if g.admins.contains(user) && g.admins.len() == 1 {
-                    return Err(GraphError::LastAdmin {
-                        group: group.clone(),
-                        user: user.clone(),
-                    });
+                    return Err(GraphError::LastAdmin { group: group.clone(), user: user.clone() });
                 }
                 let g = self.groups.get_mut(group).expect("checked");
                 g.members.remove(user);
@@ -388,12 +343,7 @@ impl Graph {
                     self.mark_group_edges(group, out);
                 }
             }
-            Command::AddShare {
-                from,
-                to,
-                channel,
-                kind,
-            } => {
+            Command::AddShare { from, to, channel, kind } => {
                 self.need_user(from)?;
                 check_wire_name("channel", channel)?;
                 self.need_target(to)?;
@@ -407,10 +357,7 @@ impl Graph {
                         channel: channel.clone(),
                     });
                 }
-                let share = Share {
-                    kind: *kind,
-                    accepted: false,
-                };
+                let share = Share { kind: *kind, accepted: false };
                 self.insert_share(from, to, channel, share);
             }
             Command::AcceptShare { from, to, channel } => {
@@ -422,10 +369,7 @@ impl Graph {
                         .and_then(|o| o.get_mut(to))
                         .expect("checked")
                         .accepted = true;
-                    out.dirty.insert(Dirty {
-                        channel: channel.clone(),
-                        at: from.clone(),
-                    });
+                    out.dirty.insert(Dirty { channel: channel.clone(), at: from.clone() });
                 }
             }
             Command::RemoveShare { from, to, channel } => {
@@ -457,14 +401,10 @@ impl Graph {
     }
 
     fn need_user(&self, name: &str) -> Result<&User, GraphError> {
-        self.users
-            .get(name)
-            .ok_or_else(|| GraphError::UnknownUser(name.to_string()))
+        self.users.get(name).ok_or_else(|| GraphError::UnknownUser(name.to_string()))
     }
     fn need_group(&self, name: &str) -> Result<&Group, GraphError> {
-        self.groups
-            .get(name)
-            .ok_or_else(|| GraphError::UnknownGroup(name.to_string()))
+        self.groups.get(name).ok_or_else(|| GraphError::UnknownGroup(name.to_string()))
     }
     fn need_target(&self, to: &Target) -> Result<(), GraphError> {
         match to {
@@ -473,12 +413,11 @@ impl Graph {
         }
     }
     fn need_share(&self, from: &str, to: &Target, channel: &str) -> Result<&Share, GraphError> {
-        self.share(from, to, channel)
-            .ok_or_else(|| GraphError::UnknownShare {
-                from: from.to_string(),
-                to: to.to_string(),
-                channel: channel.to_string(),
-            })
+        self.share(from, to, channel).ok_or_else(|| GraphError::UnknownShare {
+            from: from.to_string(),
+            to: to.to_string(),
+            channel: channel.to_string(),
+        })
     }
 
     fn insert_share(&mut self, from: &str, to: &Target, channel: &str, share: Share) {
@@ -488,10 +427,7 @@ impl Graph {
             .entry(from.to_string())
             .or_default()
             .insert(to.clone(), share);
-        self.inbound
-            .entry(to.clone())
-            .or_default()
-            .insert((channel.to_string(), from.to_string()));
+        self.inbound.entry(to.clone()).or_default().insert((channel.to_string(), from.to_string()));
     }
 
     fn delete_share(&mut self, from: &str, to: &Target, channel: &str, out: &mut Applied) {
@@ -503,10 +439,7 @@ impl Graph {
         };
         if let Some(share) = outs.remove(to) {
             if share.accepted {
-                out.dirty.insert(Dirty {
-                    channel: channel.to_string(),
-                    at: from.to_string(),
-                });
+                out.dirty.insert(Dirty { channel: channel.to_string(), at: from.to_string() });
             }
         }
         if outs.is_empty() {
@@ -528,26 +461,14 @@ impl Graph {
     fn mark_group_edges(&self, group: &str, out: &mut Applied) {
         let target = Target::Group(group.to_string());
         for (channel, from) in self.inbound.get(&target).into_iter().flatten() {
-            if self
-                .share(from, &target, channel)
-                .is_some_and(|s| s.accepted)
-            {
-                out.dirty.insert(Dirty {
-                    channel: channel.clone(),
-                    at: from.clone(),
-                });
+            if self.share(from, &target, channel).is_some_and(|s| s.accepted) {
+                out.dirty.insert(Dirty { channel: channel.clone(), at: from.clone() });
             }
         }
     }
 
     fn remove_inbound(&mut self, to: &Target, out: &mut Applied) {
-        let edges: Vec<(String, String)> = self
-            .inbound
-            .get(to)
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect();
+        let edges: Vec<(String, String)> = self.inbound.get(to).into_iter().flatten().cloned().collect();
         for (channel, from) in edges {
             self.delete_share(&from, to, &channel, out);
         }

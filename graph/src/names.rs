@@ -14,14 +14,8 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), GraphError> {
     let reason = if name.is_empty() {
         Some("must not be empty".to_string())
     } else if name.len() > MAX_NAME_LEN {
-        Some(format!(
-            "is {} bytes long, the limit is {MAX_NAME_LEN}",
-            name.len()
-        ))
-    } else if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
-    {
+        Some(format!("is {} bytes long, the limit is {MAX_NAME_LEN}", name.len()))
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')) {
         Some("may only contain ASCII letters, digits, '-', '_', '.' and '@'".to_string())
     } else {
         None
@@ -34,10 +28,7 @@ pub fn check_wire_name(what: &'static str, name: &str) -> Result<(), GraphError>
     let reason = if name.is_empty() {
         Some("must not be empty".to_string())
     } else if name.len() > MAX_WIRE_NAME_LEN {
-        Some(format!(
-            "is {} bytes long, the limit is {MAX_WIRE_NAME_LEN}",
-            name.len()
-        ))
+        Some(format!("is {} bytes long, the limit is {MAX_WIRE_NAME_LEN}", name.len()))
     } else if name.chars().any(char::is_control) {
         Some("must not contain control characters".to_string())
     } else {
@@ -49,7 +40,7 @@ pub fn check_wire_name(what: &'static str, name: &str) -> Result<(), GraphError>
 pub fn check_secret(secret: &str) -> Result<(), GraphError> {
     if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
         return Err(GraphError::InvalidName {
-            what: "secret",
+            what: "secret".into(),
             name: String::new(),
             reason: format!("must be 1..={MAX_SECRET_LEN} bytes"),
         });
@@ -60,16 +51,8 @@ pub fn check_secret(secret: &str) -> Result<(), GraphError> {
 fn invalid(what: &'static str, name: &str, reason: String) -> GraphError {
     // Never echo a huge name back in full.
     let shown: String = name.chars().take(40).collect();
-    let shown = if shown.len() < name.len() {
-        format!("{shown}…")
-    } else {
-        shown
-    };
-    GraphError::InvalidName {
-        what,
-        name: shown,
-        reason,
-    }
+    let shown = if shown.len() < name.len() { format!("{shown}…") } else { shown };
+    GraphError::InvalidName { what: what.into(), name: shown, reason }
 }
 
 #[cfg(test)]

@@ -4,9 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use hpfriends_graph::{
-    explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target,
-};
+use hpfriends_graph::{explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target};
 use proptest::prelude::*;
 
 const USERS: &[&str] = &["u0", "u1", "u2", "u3", "u4", "u5"];
@@ -49,12 +47,7 @@ fn command() -> impl Strategy<Value = Command> {
 
 fn commands() -> impl Strategy<Value = Vec<Command>> {
     // Most sequences start by creating everyone, so that the rest has something to act on.
-    let setup: Vec<Command> = USERS
-        .iter()
-        .map(|u| Command::AddUser {
-            name: u.to_string(),
-        })
-        .collect();
+    let setup: Vec<Command> = USERS.iter().map(|u| Command::AddUser { name: u.to_string() }).collect();
     (any::<bool>(), prop::collection::vec(command(), 0..60)).prop_map(move |(with_setup, rest)| {
         let mut all = if with_setup { setup.clone() } else { vec![] };
         all.extend(rest);
@@ -65,22 +58,13 @@ fn commands() -> impl Strategy<Value = Vec<Command>> {
 /// Reference readers: a fixpoint over the plain list of accepted shares,
 /// written without the index's data structures.
 fn reference_readers(graph: &Graph, publisher: &str, channel: &str) -> BTreeSet<String> {
-    let edges: Vec<_> = graph
-        .all_shares()
-        .filter(|s| s.accepted && s.channel == channel)
-        .collect();
+    let edges: Vec<_> = graph.all_shares().filter(|s| s.accepted && s.channel == channel).collect();
     let members = |to: &Target| -> Vec<String> {
         match to {
             Target::User(u) => vec![u.clone()],
             Target::Group(g) => graph
                 .group(g)
-                .map(|g| {
-                    g.members
-                        .iter()
-                        .filter(|(_, a)| **a)
-                        .map(|(u, _)| u.clone())
-                        .collect()
-                })
+                .map(|g| g.members.iter().filter(|(_, a)| **a).map(|(u, _)| u.clone()).collect())
                 .unwrap_or_default(),
         }
     };
@@ -162,11 +146,7 @@ fn given_graph_serialized_when_restored_then_equal_and_usable() {
             channel: "c".into(),
             kind: ShareKind::Shares,
         },
-        Command::AcceptShare {
-            from: "a".into(),
-            to: Target::User("b".into()),
-            channel: "c".into(),
-        },
+        Command::AcceptShare { from: "a".into(), to: Target::User("b".into()), channel: "c".into() },
     ] {
         g.apply(&c).unwrap();
     }
@@ -174,7 +154,6 @@ fn given_graph_serialized_when_restored_then_equal_and_usable() {
     let mut back: Graph = serde_json::from_str::<Graph>(&json).unwrap().restore();
     assert_eq!(back, g);
     // Derived reverse edges were rebuilt: removing b removes the share into b.
-    back.apply(&Command::RemoveUser { name: "b".into() })
-        .unwrap();
+    back.apply(&Command::RemoveUser { name: "b".into() }).unwrap();
     assert_eq!(back.share_count(), 0);
 }

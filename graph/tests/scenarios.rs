@@ -9,9 +9,7 @@
 use std::fs;
 use std::path::Path;
 
-use hpfriends_graph::{
-    explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target,
-};
+use hpfriends_graph::{explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target};
 
 struct Run {
     graph: Graph,
@@ -20,10 +18,7 @@ struct Run {
 
 impl Run {
     fn apply(&mut self, cmd: Command, line: &str) {
-        let applied = self
-            .graph
-            .apply(&cmd)
-            .unwrap_or_else(|e| panic!("{line}: {e}"));
+        let applied = self.graph.apply(&cmd).unwrap_or_else(|e| panic!("{line}: {e}"));
         self.index.update(&self.graph, &applied);
         // The incrementally kept index must equal a fresh build after every step.
         let fresh = SharingIndex::build(&self.graph);
@@ -47,10 +42,7 @@ fn sorted<'a>(it: impl Iterator<Item = &'a String>) -> Vec<String> {
 
 fn run_file(path: &Path) {
     let text = fs::read_to_string(path).unwrap();
-    let mut run = Run {
-        graph: Graph::new(),
-        index: SharingIndex::default(),
-    };
+    let mut run = Run { graph: Graph::new(), index: SharingIndex::default() };
     let mut expectations = 0;
     for raw in text.lines() {
         let line = raw.trim();
@@ -62,31 +54,14 @@ fn run_file(path: &Path) {
         let cmd = match w.as_slice() {
             ["users", names @ ..] => {
                 for n in names {
-                    run.apply(
-                        Command::AddUser {
-                            name: n.to_string(),
-                        },
-                        line,
-                    );
+                    run.apply(Command::AddUser { name: n.to_string() }, line);
                 }
                 continue;
             }
-            ["group", _, "by", _] => Command::AddGroup {
-                name: s(1),
-                creator: s(3),
-            },
-            ["invite", _, _] => Command::InviteMember {
-                group: s(1),
-                user: s(2),
-            },
-            ["join", _, _] => Command::AcceptMembership {
-                group: s(1),
-                user: s(2),
-            },
-            ["leave", _, _] => Command::RemoveMember {
-                group: s(1),
-                user: s(2),
-            },
+            ["group", _, "by", _] => Command::AddGroup { name: s(1), creator: s(3) },
+            ["invite", _, _] => Command::InviteMember { group: s(1), user: s(2) },
+            ["join", _, _] => Command::AcceptMembership { group: s(1), user: s(2) },
+            ["leave", _, _] => Command::RemoveMember { group: s(1), user: s(2) },
             ["share", _, "->", _, _, kind] => Command::AddShare {
                 from: s(1),
                 to: Target::parse(w[3]),
@@ -97,16 +72,8 @@ fn run_file(path: &Path) {
                     other => panic!("{line}: unknown kind {other}"),
                 },
             },
-            ["accept", _, "->", _, _] => Command::AcceptShare {
-                from: s(1),
-                to: Target::parse(w[3]),
-                channel: s(4),
-            },
-            ["remove", _, "->", _, _] => Command::RemoveShare {
-                from: s(1),
-                to: Target::parse(w[3]),
-                channel: s(4),
-            },
+            ["accept", _, "->", _, _] => Command::AcceptShare { from: s(1), to: Target::parse(w[3]), channel: s(4) },
+            ["remove", _, "->", _, _] => Command::RemoveShare { from: s(1), to: Target::parse(w[3]), channel: s(4) },
             ["key", _, _] => Command::AddKey(AuthKey {
                 ident: s(1),
                 secret: "secret".into(),
@@ -115,16 +82,9 @@ fn run_file(path: &Path) {
                 subscribe: vec![],
             }),
             ["expect", "readers", p, c, "=", rest @ ..] => {
-                let want: Vec<String> = if rest == ["-"] {
-                    vec![]
-                } else {
-                    rest.iter().map(|x| x.to_string()).collect()
-                };
-                let got = run
-                    .index
-                    .readers(p, c)
-                    .map(|r| sorted(r.iter()))
-                    .unwrap_or_default();
+                let want: Vec<String> =
+                    if rest == ["-"] { vec![] } else { rest.iter().map(|x| x.to_string()).collect() };
+                let got = run.index.readers(p, c).map(|r| sorted(r.iter())).unwrap_or_default();
                 assert_eq!(got, want, "{}: {line}", path.display());
                 expectations += 1;
                 continue;
@@ -144,11 +104,7 @@ fn run_file(path: &Path) {
                 };
                 assert_eq!(got_text, rest.join(" "), "{}: {line}", path.display());
                 // explain and the index must agree.
-                assert_eq!(
-                    !matches!(got, Explanation::None),
-                    run.index.may_read(p, v, c),
-                    "{line}"
-                );
+                assert_eq!(!matches!(got, Explanation::None), run.index.may_read(p, v, c), "{line}");
                 expectations += 1;
                 continue;
             }
@@ -162,16 +118,9 @@ fn run_file(path: &Path) {
 #[test]
 fn given_design_scenarios_when_applied_then_readers_match() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testdata");
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    assert!(
-        files.len() >= 6,
-        "expected the six scenarios in {}",
-        dir.display()
-    );
+    assert!(files.len() >= 6, "expected the six scenarios in {}", dir.display());
     for f in files {
         run_file(&f);
     }

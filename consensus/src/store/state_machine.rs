@@ -1,0 +1,232 @@
+//! The replicated state machine: the graph, its sharing index and authkeys,
+//! kept in memory and persisted as snapshots in RocksDB.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use hpfriends_graph::{AuthKey, Graph, GraphError, SharingIndex};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
+    StoredMembership,
+};
+use rocksdb::DB;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{cf, synced, CF_SNAPSHOT};
+use crate::{Entry, LogId, NodeId, NodeInfo, Response, StorageError, TypeConfig};
+
+const KEY_CURRENT: &[u8] = b"current";
+
+/// What the publish path needs, as one immutable snapshot per applied change.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub index: SharingIndex,
+    pub keys: Arc<HashMap<String, Arc<AuthKey>>>,
+    pub last_applied: Option<LogId>,
+}
+
+/// State shared between the Raft state machine and the node's readers.
+pub struct Published {
+    state: RwLock<MachineState>,
+    view: watch::Sender<Arc<View>>,
+}
+
+impl Published {
+    /// Runs `f` on the current graph (a short read lock; never held across an await).
+    pub fn read_graph<T>(&self, f: impl FnOnce(&Graph) -> T) -> T {
+        f(&self.state.read().expect("state lock poisoned").graph)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
+        self.view.subscribe()
+    }
+
+    pub fn view(&self) -> Arc<View> {
+        self.view.borrow().clone()
+    }
+
+    fn publish(&self, state: &MachineState) {
+        let view = View { index: state.index.clone(), keys: state.keys.clone(), last_applied: state.last_applied };
+        self.view.send_replace(Arc::new(view));
+    }
+}
+
+#[derive(Default)]
+struct MachineState {
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, NodeInfo>,
+    graph: Graph,
+    index: SharingIndex,
+    keys: Arc<HashMap<String, Arc<AuthKey>>>,
+}
+
+impl MachineState {
+    fn from_snapshot(data: SnapshotData) -> Self {
+        let graph = data.graph.restore();
+        let index = SharingIndex::build(&graph);
+        let keys = Arc::new(key_table(&graph));
+        MachineState { last_applied: data.last_applied, membership: data.membership, graph, index, keys }
+    }
+}
+
+fn key_table(graph: &Graph) -> HashMap<String, Arc<AuthKey>> {
+    graph.keys().map(|k| (k.ident.clone(), Arc::new(k.clone()))).collect()
+}
+
+/// The serialized form of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    last_applied: Option<LogId>,
+    membership: StoredMembership<NodeId, NodeInfo>,
+    graph: Graph,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<NodeId, NodeInfo>,
+    data: Vec<u8>,
+}
+
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    shared: Arc<Published>,
+    snapshots_built: Arc<AtomicU64>,
+}
+
+fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageIOError::new(ErrorSubject::StateMachine, verb, AnyError::new(&e)).into()
+}
+
+impl StateMachineStore {
+    /// Loads the last snapshot from `db`, if any.
+    pub fn load(db: Arc<DB>) -> Result<Self, StorageError> {
+        let state = match read_stored(&db)? {
+            Some(stored) => {
+                let data: SnapshotData =
+                    serde_json::from_slice(&stored.data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                MachineState::from_snapshot(data)
+            }
+            None => MachineState::default(),
+        };
+        let (view, _) = watch::channel(Arc::new(View::default()));
+        let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), view });
+        shared.publish(&state);
+        *shared.state.write().expect("fresh lock") = state;
+        Ok(Self { db, shared, snapshots_built: Arc::new(AtomicU64::new(0)) })
+    }
+
+    pub fn shared(&self) -> Arc<Published> {
+        self.shared.clone()
+    }
+}
+
+fn read_stored(db: &DB) -> Result<Option<StoredSnapshot>, StorageError> {
+    let raw = db.get_cf(cf(db, CF_SNAPSHOT), KEY_CURRENT).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    raw.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| sm_err(ErrorVerb::Read, e))
+}
+
+fn write_stored(db: &DB, stored: &StoredSnapshot) -> Result<(), StorageError> {
+    let bytes = serde_json::to_vec(stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    db.put_cf_opt(cf(db, CF_SNAPSHOT), KEY_CURRENT, bytes, &synced()).map_err(|e| sm_err(ErrorVerb::Write, e))
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, last_applied, membership) = {
+            let state = self.shared.state.read().expect("state lock poisoned");
+            let data = SnapshotData {
+                last_applied: state.last_applied,
+                membership: state.membership.clone(),
+                graph: state.graph.clone(),
+            };
+            (data, state.last_applied, state.membership.clone())
+        };
+        let bytes = serde_json::to_vec(&data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let n = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last_applied {
+            Some(id) => format!("{}-{}-{n}", id.leader_id, id.index),
+            None => format!("empty-{n}"),
+        };
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+        write_stored(&self.db, &StoredSnapshot { meta: meta.clone(), data: bytes.clone() })?;
+        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(bytes)) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership<NodeId, NodeInfo>), StorageError> {
+        let state = self.shared.state.read().expect("state lock poisoned");
+        Ok((state.last_applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut responses = Vec::new();
+        let mut state = self.shared.state.write().expect("state lock poisoned");
+        let state = &mut *state;
+        for entry in entries {
+            state.last_applied = Some(entry.log_id);
+            let result = match entry.payload {
+                EntryPayload::Blank => Ok(()),
+                EntryPayload::Membership(m) => {
+                    state.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Ok(())
+                }
+                EntryPayload::Normal(req) => apply_command(state, &req.command),
+            };
+            responses.push(Response { result });
+        }
+        self.shared.publish(state);
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NodeInfo>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let data: SnapshotData = serde_json::from_slice(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        write_stored(&self.db, &StoredSnapshot { meta: meta.clone(), data: bytes })?;
+        let new_state = MachineState::from_snapshot(data);
+        let mut state = self.shared.state.write().expect("state lock poisoned");
+        *state = new_state;
+        self.shared.publish(&state);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(read_stored(&self.db)?
+            .map(|stored| Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }))
+    }
+}
+
+fn apply_command(state: &mut MachineState, command: &hpfriends_graph::Command) -> Result<(), GraphError> {
+    if command.min_version() > hpfriends_graph::COMMAND_VERSION {
+        return Err(GraphError::UnknownCommand(format!("needs command version {}", command.min_version())));
+    }
+    let applied = state.graph.apply(command)?;
+    state.index.update(&state.graph, &applied);
+    if applied.keys_changed {
+        state.keys = Arc::new(key_table(&state.graph));
+    }
+    Ok(())
+}
