@@ -1,0 +1,6 @@
+//! hpfeeds connections: listener, sessions, outbound queues, close reasons.
+
+pub mod close;
+pub mod listener;
+pub mod outbound;
+pub mod session;

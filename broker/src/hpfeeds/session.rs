@@ -1,0 +1,314 @@
+//! One hpfeeds client connection: INFO, AUTH, then PUBLISH / SUBSCRIBE /
+//! UNSUBSCRIBE, each checked against the connection's authkey.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use hpfriends_graph::AuthKey;
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::close::CloseReason;
+use super::outbound::{outbound, OutboundReceiver};
+use crate::protocol::codec::CodecError;
+use crate::protocol::frame::{auth_hash, encode_error, encode_info};
+use crate::protocol::{Codec, Frame, FrameError, Limits};
+use crate::routing::{Router, Subscriber};
+
+/// Settings every session shares.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub broker_name: String,
+    pub login_timeout: Duration,
+    pub max_outbound_bytes: usize,
+    pub limits: Limits,
+}
+
+pub struct Sessions {
+    pub router: Arc<Router>,
+    pub config: SessionConfig,
+    next_id: AtomicU64,
+}
+
+/// Most bytes gathered into one write syscall when a subscriber is busy.
+const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// How long a closing session waits to flush its last frames.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A session ended with this reason and, for protocol errors, this ERROR text.
+struct Ending {
+    reason: CloseReason,
+    message: Option<String>,
+}
+
+impl Ending {
+    fn quiet(reason: CloseReason) -> Self {
+        Ending { reason, message: None }
+    }
+    fn error(reason: CloseReason, message: String) -> Self {
+        Ending { reason, message: Some(message) }
+    }
+}
+
+impl Sessions {
+    pub fn new(router: Arc<Router>, config: SessionConfig) -> Self {
+        Sessions { router, config, next_id: AtomicU64::new(1) }
+    }
+
+    /// Runs a connection to its end. `shutdown` closes it from outside.
+    pub async fn run<S>(self: Arc<Self>, stream: S, peer: SocketAddr, shutdown: CancellationToken)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::error_span!("conn", %peer, conn, ident = tracing::field::Empty);
+        self.run_inner(conn, stream, shutdown).instrument(span).await
+    }
+
+    async fn run_inner<S>(&self, conn: u64, stream: S, shutdown: CancellationToken)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        metrics::counter!("hpfeeds_broker_connection_made").increment(1);
+        metrics::gauge!("hpfeeds_broker_client_connections").increment(1.0);
+        let (read_half, write_half) = tokio::io::split(stream);
+        let mut reader = FramedRead::new(read_half, Codec { limits: self.config.limits });
+        let close = shutdown.child_token();
+        let (out, out_rx) = outbound(self.config.max_outbound_bytes, close.clone());
+        let writer = tokio::spawn(write_loop(FramedWrite::new(write_half, Codec::default()), out_rx, close.clone()));
+
+        let nonce: [u8; 4] = rand::random();
+        out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
+
+        let mut channels: HashSet<Bytes> = HashSet::new();
+        let ending =
+            match tokio::time::timeout(self.config.login_timeout, login(&mut reader, &nonce, &self.router)).await {
+                Err(_) => Ending::quiet(CloseReason::LoginTimeout),
+                Ok(Err(ending)) => ending,
+                Ok(Ok(key)) => {
+                    tracing::Span::current().record("ident", key.ident.as_str());
+                    tracing::debug!(owner = %key.owner, "authenticated");
+                    let subscriber = Subscriber { conn, owner: Arc::from(key.owner.as_str()), out: out.clone() };
+                    tokio::select! {
+                        ending = self.serve(&mut reader, &key, &subscriber, &mut channels) => ending,
+                        _ = close.cancelled() => Ending::quiet(CloseReason::Shutdown),
+                    }
+                }
+            };
+        self.router.remove_connection(conn, &channels);
+        metrics::gauge!("hpfeeds_broker_subscriptions").decrement(channels.len() as f64);
+
+        // The close token is also cancelled by an overflow and by a failed write.
+        let reason = if ending.reason == CloseReason::Shutdown && !shutdown.is_cancelled() {
+            if out.overflowed() {
+                CloseReason::SlowConsumer
+            } else {
+                CloseReason::IoError
+            }
+        } else {
+            ending.reason
+        };
+        if let Some(message) = &ending.message {
+            out.push_final(encode_error(message));
+        }
+        drop(out);
+        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT + Duration::from_secs(1), writer).await;
+
+        if reason.is_error() {
+            tracing::info!(reason = reason.category(), message = ending.message.as_deref(), "connection closed");
+        } else {
+            tracing::debug!(reason = reason.category(), "connection closed");
+        }
+        metrics::counter!("hpfeeds_broker_connection_error", "category" => reason.category()).increment(1);
+        metrics::gauge!("hpfeeds_broker_client_connections").decrement(1.0);
+    }
+
+    /// After AUTH: frames until the client leaves or breaks a rule.
+    async fn serve<S: AsyncRead>(
+        &self,
+        reader: &mut FramedRead<ReadHalf<S>, Codec>,
+        key: &AuthKey,
+        subscriber: &Subscriber,
+        channels: &mut HashSet<Bytes>,
+    ) -> Ending {
+        let ident = key.ident.as_bytes();
+        loop {
+            let frame = match next_frame(reader).await {
+                Ok(frame) => frame,
+                Err(ending) => return ending,
+            };
+            match frame {
+                Frame::Publish { ident: fi, channel, payload, raw } => {
+                    if fi != ident {
+                        return wrong_ident(&fi);
+                    }
+                    // Re-read the key each time: removing or narrowing it takes effect at once.
+                    let view = self.router.view();
+                    let Some(current) = view.keys.get(&key.ident) else {
+                        return Ending::error(CloseReason::KeyRevoked, format!("Authkey revoked, ident={}", key.ident));
+                    };
+                    let chan = String::from_utf8_lossy(&channel);
+                    if !current.may_publish(&chan) {
+                        return Ending::error(
+                            CloseReason::PublishDenied,
+                            format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
+                        );
+                    }
+                    metrics::counter!("hpfeeds_broker_receive_publish_count").increment(1);
+                    metrics::counter!("hpfeeds_broker_receive_publish_size").increment(payload.len() as u64);
+                    let d = self.router.publish(&current.owner, &channel, &raw);
+                    metrics::counter!("hpfriends_messages_delivered_total").increment(d.delivered as u64);
+                    metrics::counter!("hpfriends_bytes_delivered_total").increment((d.delivered * raw.len()) as u64);
+                }
+                Frame::Subscribe { ident: fi, channel } => {
+                    if fi != ident {
+                        return wrong_ident(&fi);
+                    }
+                    let chan = String::from_utf8_lossy(&channel);
+                    if !key.may_subscribe(&chan) {
+                        return Ending::error(
+                            CloseReason::SubscribeDenied,
+                            format!("Authkey not allowed to sub here. ident={}, chan={chan}", key.ident),
+                        );
+                    }
+                    if channels.insert(channel.clone()) {
+                        self.router.subscribe(channel, subscriber.clone());
+                        metrics::gauge!("hpfeeds_broker_subscriptions").increment(1.0);
+                    }
+                }
+                Frame::Unsubscribe { ident: fi, channel } => {
+                    if fi != ident {
+                        return wrong_ident(&fi);
+                    }
+                    if channels.remove(&channel) {
+                        self.router.unsubscribe(&channel, subscriber.conn);
+                        metrics::gauge!("hpfeeds_broker_subscriptions").decrement(1.0);
+                    }
+                }
+                other => return unexpected(&other),
+            }
+        }
+    }
+}
+
+fn wrong_ident(ident: &[u8]) -> Ending {
+    Ending::error(
+        CloseReason::WrongIdent,
+        format!("Invalid authkey in message, ident={}", String::from_utf8_lossy(ident)),
+    )
+}
+
+fn unexpected(frame: &Frame) -> Ending {
+    let name = match frame {
+        Frame::Error { .. } => "ERROR",
+        Frame::Info { .. } => "INFO",
+        Frame::Auth { .. } => "AUTH",
+        _ => "frame",
+    };
+    Ending::error(CloseReason::UnexpectedFrame, format!("Unexpected {name} message from client"))
+}
+
+/// Reads the next frame; decoding problems become an ERROR that names them.
+async fn next_frame<S: AsyncRead>(reader: &mut FramedRead<ReadHalf<S>, Codec>) -> Result<Frame, Ending> {
+    match reader.next().await {
+        Some(Ok(frame)) => Ok(frame),
+        None => Err(Ending::quiet(CloseReason::ClientClosed)),
+        Some(Err(CodecError::Io(e))) => {
+            tracing::debug!("read error: {e}");
+            Err(Ending::quiet(CloseReason::IoError))
+        }
+        Some(Err(CodecError::Frame(e))) => {
+            let reason = match e {
+                FrameError::FrameTooLarge { .. } => CloseReason::FrameTooLarge,
+                FrameError::UnknownOpcode(_) => CloseReason::UnknownOpcode,
+                FrameError::LengthTooSmall { .. } | FrameError::Malformed { .. } => CloseReason::MalformedFrame,
+            };
+            Err(Ending::error(reason, e.to_string()))
+        }
+    }
+}
+
+/// The first frame must be AUTH with SHA-1(nonce ‖ secret) of a known key.
+async fn login<S: AsyncRead>(
+    reader: &mut FramedRead<ReadHalf<S>, Codec>,
+    nonce: &[u8],
+    router: &Router,
+) -> Result<Arc<AuthKey>, Ending> {
+    let Frame::Auth { ident, hash } = next_frame(reader).await? else {
+        return Err(Ending::error(CloseReason::FirstNotAuth, "First message was not AUTH".into()));
+    };
+    let view = router.view();
+    let key = std::str::from_utf8(&ident).ok().and_then(|i| view.keys.get(i)).cloned();
+    // Hash and compare even for unknown idents, so both failures look and take the same.
+    let secret = key.as_ref().map(|k| k.secret.as_bytes()).unwrap_or(b"");
+    let expected = auth_hash(nonce, secret);
+    let matches = hash.len() == expected.len() && bool::from(expected.ct_eq(&hash[..]));
+    match key {
+        Some(key) if matches => Ok(key),
+        _ => Err(Ending::error(
+            CloseReason::AuthFailed,
+            format!("Authentication failed for {}", String::from_utf8_lossy(&ident)),
+        )),
+    }
+}
+
+/// Writes queued frames, many per syscall when the client is behind.
+async fn write_loop<S: AsyncWrite>(
+    mut sink: FramedWrite<WriteHalf<S>, Codec>,
+    mut queue: OutboundReceiver,
+    close: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = close.cancelled() => break,
+            frame = queue.rx.recv() => match frame {
+                Some(f) => f,
+                None => {
+                    // Every sender is gone: the session ended and queued its last frames.
+                    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, sink.close()).await;
+                    return;
+                }
+            },
+        };
+        let mut batch = first.len();
+        let mut result = sink.feed(first).await;
+        while result.is_ok() && batch < WRITE_BATCH_BYTES {
+            let Ok(next) = queue.rx.try_recv() else { break };
+            batch += next.len();
+            result = sink.feed(next).await;
+        }
+        let result = match result {
+            Ok(()) => tokio::select! {
+                biased;
+                _ = close.cancelled() => break,
+                r = sink.flush() => r,
+            },
+            Err(e) => Err(e),
+        };
+        queue.written(batch);
+        if result.is_err() {
+            close.cancel();
+            return;
+        }
+    }
+    // Closed from outside: an overflow or a shutdown. Free the queue at once.
+    let overflowed = queue.overflowed();
+    drop(queue);
+    if overflowed {
+        let msg = "Slow consumer: outbound queue exceeded its limit, closing";
+        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
+            let _ = sink.send(encode_error(msg)).await;
+            let _ = sink.close().await;
+        })
+        .await;
+    }
+}

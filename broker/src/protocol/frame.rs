@@ -1,0 +1,377 @@
+//! hpfeeds frames, byte-exact (DESIGN.md §1).
+//!
+//! Every frame: `u32` big-endian total length (including the 5-byte header),
+//! `u8` opcode, body. `str8` = one length byte and that many bytes; "rest" =
+//! everything to the end of the frame. Decoding is a pure function over a
+//! buffer that tells "need more bytes" (`Ok(None)`) from an invalid frame.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub const HEADER_LEN: usize = 5;
+/// Default largest PUBLISH/ERROR body.
+pub const DEFAULT_MAX_PUBLISH_BODY: usize = 1024 * 1024;
+/// INFO and AUTH: str8 (up to 1 + 255 bytes) and a 20-byte hash or 4-byte nonce.
+pub const MAX_AUTH_BODY: usize = 256 + 20;
+/// SUBSCRIBE and UNSUBSCRIBE: str8 ident and a channel of up to 255 bytes.
+pub const MAX_SUBSCRIBE_BODY: usize = 256 + 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    Error = 0,
+    Info = 1,
+    Auth = 2,
+    Publish = 3,
+    Subscribe = 4,
+    Unsubscribe = 5,
+}
+
+impl Opcode {
+    pub fn from_u8(op: u8) -> Option<Opcode> {
+        Some(match op {
+            0 => Opcode::Error,
+            1 => Opcode::Info,
+            2 => Opcode::Auth,
+            3 => Opcode::Publish,
+            4 => Opcode::Subscribe,
+            5 => Opcode::Unsubscribe,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Opcode::Error => "ERROR",
+            Opcode::Info => "INFO",
+            Opcode::Auth => "AUTH",
+            Opcode::Publish => "PUBLISH",
+            Opcode::Subscribe => "SUBSCRIBE",
+            Opcode::Unsubscribe => "UNSUBSCRIBE",
+        }
+    }
+}
+
+/// One decoded frame. Fields are slices of the received buffer (no copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Error {
+        message: Bytes,
+    },
+    Info {
+        name: Bytes,
+        nonce: Bytes,
+    },
+    Auth {
+        ident: Bytes,
+        hash: Bytes,
+    },
+    /// `raw` is the whole frame as received: delivered unchanged to subscribers.
+    Publish {
+        ident: Bytes,
+        channel: Bytes,
+        payload: Bytes,
+        raw: Bytes,
+    },
+    Subscribe {
+        ident: Bytes,
+        channel: Bytes,
+    },
+    Unsubscribe {
+        ident: Bytes,
+        channel: Bytes,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes is too large for {op} (max {max})")]
+    FrameTooLarge { op: &'static str, len: usize, max: usize },
+    #[error("frame length {len} is shorter than the 5-byte header")]
+    LengthTooSmall { len: usize },
+    #[error("unknown opcode {0}")]
+    UnknownOpcode(u8),
+    #[error("malformed {op} frame: {what}")]
+    Malformed { op: &'static str, what: &'static str },
+}
+
+/// Size limits for decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_publish_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_publish_body: DEFAULT_MAX_PUBLISH_BODY }
+    }
+}
+
+impl Limits {
+    fn max_frame(&self, op: Opcode) -> usize {
+        HEADER_LEN
+            + match op {
+                Opcode::Publish | Opcode::Error => self.max_publish_body,
+                Opcode::Info | Opcode::Auth => MAX_AUTH_BODY,
+                Opcode::Subscribe | Opcode::Unsubscribe => MAX_SUBSCRIBE_BODY,
+            }
+    }
+}
+
+/// Decodes one frame from the front of `buf`, consuming it; `Ok(None)` when
+/// more bytes are needed (nothing is consumed then, so this is cancel-safe).
+/// Limits are checked from the header alone, before the body arrives.
+pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, FrameError> {
+    if buf.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let op = Opcode::from_u8(buf[4]).ok_or(FrameError::UnknownOpcode(buf[4]))?;
+    if len < HEADER_LEN {
+        return Err(FrameError::LengthTooSmall { len });
+    }
+    let max = limits.max_frame(op);
+    if len > max {
+        return Err(FrameError::FrameTooLarge { op: op.name(), len, max });
+    }
+    if buf.len() < len {
+        buf.reserve(len - buf.len());
+        return Ok(None);
+    }
+    let raw = buf.split_to(len).freeze();
+    parse_body(op, raw).map(Some)
+}
+
+fn parse_body(op: Opcode, raw: Bytes) -> Result<Frame, FrameError> {
+    let mut body = raw.slice(HEADER_LEN..);
+    let name = op.name();
+    let frame = match op {
+        Opcode::Error => Frame::Error { message: body },
+        Opcode::Info => {
+            let name_field = str8(&mut body, name, "broker name")?;
+            Frame::Info { name: name_field, nonce: body }
+        }
+        Opcode::Auth => {
+            let ident = str8(&mut body, name, "ident")?;
+            Frame::Auth { ident, hash: body }
+        }
+        Opcode::Publish => {
+            let ident = str8(&mut body, name, "ident")?;
+            let channel = str8(&mut body, name, "channel")?;
+            Frame::Publish { ident, channel, payload: body, raw }
+        }
+        Opcode::Subscribe => {
+            let ident = str8(&mut body, name, "ident")?;
+            Frame::Subscribe { ident, channel: body }
+        }
+        Opcode::Unsubscribe => {
+            let ident = str8(&mut body, name, "ident")?;
+            Frame::Unsubscribe { ident, channel: body }
+        }
+    };
+    Ok(frame)
+}
+
+fn str8(body: &mut Bytes, op: &'static str, what: &'static str) -> Result<Bytes, FrameError> {
+    let Some(&n) = body.first() else {
+        return Err(FrameError::Malformed { op, what: field_missing(what) });
+    };
+    let n = n as usize;
+    if body.len() < 1 + n {
+        return Err(FrameError::Malformed { op, what: field_truncated(what) });
+    }
+    body.advance(1);
+    Ok(body.split_to(n))
+}
+
+fn field_missing(what: &'static str) -> &'static str {
+    match what {
+        "ident" => "ident length byte missing",
+        "channel" => "channel length byte missing",
+        _ => "name length byte missing",
+    }
+}
+
+fn field_truncated(what: &'static str) -> &'static str {
+    match what {
+        "ident" => "ident longer than the frame",
+        "channel" => "channel longer than the frame",
+        _ => "name longer than the frame",
+    }
+}
+
+// ---- encoding ----
+
+fn header(buf: &mut BytesMut, op: Opcode, body_len: usize) {
+    buf.reserve(HEADER_LEN + body_len);
+    buf.put_u32((HEADER_LEN + body_len) as u32);
+    buf.put_u8(op as u8);
+}
+
+fn put_str8(buf: &mut BytesMut, s: &[u8]) {
+    debug_assert!(s.len() <= 255, "str8 fields are at most 255 bytes");
+    buf.put_u8(s.len() as u8);
+    buf.put_slice(s);
+}
+
+pub fn encode_error(message: &str) -> Bytes {
+    let mut buf = BytesMut::new();
+    header(&mut buf, Opcode::Error, message.len());
+    buf.put_slice(message.as_bytes());
+    buf.freeze()
+}
+
+pub fn encode_info(name: &[u8], nonce: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    header(&mut buf, Opcode::Info, 1 + name.len() + nonce.len());
+    put_str8(&mut buf, name);
+    buf.put_slice(nonce);
+    buf.freeze()
+}
+
+pub fn encode_auth(ident: &[u8], hash: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    header(&mut buf, Opcode::Auth, 1 + ident.len() + hash.len());
+    put_str8(&mut buf, ident);
+    buf.put_slice(hash);
+    buf.freeze()
+}
+
+pub fn encode_publish(ident: &[u8], channel: &[u8], payload: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    header(&mut buf, Opcode::Publish, 2 + ident.len() + channel.len() + payload.len());
+    put_str8(&mut buf, ident);
+    put_str8(&mut buf, channel);
+    buf.put_slice(payload);
+    buf.freeze()
+}
+
+fn encode_sub(op: Opcode, ident: &[u8], channel: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    header(&mut buf, op, 1 + ident.len() + channel.len());
+    put_str8(&mut buf, ident);
+    buf.put_slice(channel);
+    buf.freeze()
+}
+
+pub fn encode_subscribe(ident: &[u8], channel: &[u8]) -> Bytes {
+    encode_sub(Opcode::Subscribe, ident, channel)
+}
+
+pub fn encode_unsubscribe(ident: &[u8], channel: &[u8]) -> Bytes {
+    encode_sub(Opcode::Unsubscribe, ident, channel)
+}
+
+/// The AUTH hash: SHA-1(nonce ‖ secret).
+pub fn auth_hash(nonce: &[u8], secret: &[u8]) -> [u8; 20] {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(nonce);
+    h.update(secret);
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8]) -> Result<Option<Frame>, FrameError> {
+        decode(&mut BytesMut::from(bytes), &Limits::default())
+    }
+
+    fn samples() -> Vec<(Bytes, Frame)> {
+        let publish = encode_publish(b"jojo-sensor", b"dionaea.captures", b"{\"x\":1}");
+        vec![
+            (encode_error("boom"), Frame::Error { message: Bytes::from_static(b"boom") }),
+            (
+                encode_info(b"hpfriends", &[1, 2, 3, 4]),
+                Frame::Info { name: Bytes::from_static(b"hpfriends"), nonce: Bytes::from_static(&[1, 2, 3, 4]) },
+            ),
+            (
+                encode_auth(b"id", &[7; 20]),
+                Frame::Auth { ident: Bytes::from_static(b"id"), hash: Bytes::from_static(&[7; 20]) },
+            ),
+            (
+                publish.clone(),
+                Frame::Publish {
+                    ident: Bytes::from_static(b"jojo-sensor"),
+                    channel: Bytes::from_static(b"dionaea.captures"),
+                    payload: Bytes::from_static(b"{\"x\":1}"),
+                    raw: publish,
+                },
+            ),
+            (
+                encode_subscribe(b"id", b"chan"),
+                Frame::Subscribe { ident: Bytes::from_static(b"id"), channel: Bytes::from_static(b"chan") },
+            ),
+            (
+                encode_unsubscribe(b"id", b"chan"),
+                Frame::Unsubscribe { ident: Bytes::from_static(b"id"), channel: Bytes::from_static(b"chan") },
+            ),
+        ]
+    }
+
+    #[test]
+    fn wire_compat_byte_layout() {
+        assert_eq!(&encode_error("no")[..], &[0, 0, 0, 7, 0, b'n', b'o']);
+        assert_eq!(&encode_info(b"hp", &[9, 8, 7, 6])[..], &[0, 0, 0, 12, 1, 2, b'h', b'p', 9, 8, 7, 6]);
+        let auth = encode_auth(b"i", &[0xAA; 20]);
+        assert_eq!(&auth[..7], &[0, 0, 0, 27, 2, 1, b'i']);
+        assert_eq!(auth.len(), 27);
+        assert_eq!(
+            &encode_publish(b"i", b"ch", b"xyz")[..],
+            &[0, 0, 0, 13, 3, 1, b'i', 2, b'c', b'h', b'x', b'y', b'z']
+        );
+        assert_eq!(&encode_subscribe(b"i", b"ch")[..], &[0, 0, 0, 9, 4, 1, b'i', b'c', b'h']);
+        assert_eq!(&encode_unsubscribe(b"i", b"ch")[..], &[0, 0, 0, 9, 5, 1, b'i', b'c', b'h']);
+    }
+
+    #[test]
+    fn given_each_frame_when_encoded_then_decodes_to_itself() {
+        for (bytes, frame) in samples() {
+            let mut buf = BytesMut::from(&bytes[..]);
+            buf.extend_from_slice(b"next");
+            assert_eq!(decode(&mut buf, &Limits::default()).unwrap(), Some(frame));
+            assert_eq!(&buf[..], b"next", "exactly one frame is consumed");
+        }
+    }
+
+    #[test]
+    fn given_every_truncated_prefix_then_need_more_and_nothing_consumed() {
+        for (bytes, _) in samples() {
+            for cut in 0..bytes.len() {
+                let mut buf = BytesMut::from(&bytes[..cut]);
+                assert_eq!(decode(&mut buf, &Limits::default()), Ok(None), "prefix {cut} of {bytes:?}");
+                assert_eq!(buf.len(), cut);
+            }
+        }
+    }
+
+    #[test]
+    fn given_oversized_publish_then_error_names_limit_before_body_arrives() {
+        let limits = Limits { max_publish_body: 10 };
+        let mut buf = BytesMut::from(&[0u8, 0, 0, 100, 3][..]);
+        assert_eq!(decode(&mut buf, &limits), Err(FrameError::FrameTooLarge { op: "PUBLISH", len: 100, max: 15 }));
+        let mut auth = BytesMut::from(&[0u8, 0, 1, 0, 2][..]);
+        assert!(matches!(decode(&mut auth, &limits), Err(FrameError::FrameTooLarge { op: "AUTH", .. })));
+    }
+
+    #[test]
+    fn given_bad_header_or_fields_then_specific_errors() {
+        assert_eq!(decode_all(&[0, 0, 0, 5, 9]), Err(FrameError::UnknownOpcode(9)));
+        assert_eq!(decode_all(&[0, 0, 0, 3, 3]), Err(FrameError::LengthTooSmall { len: 3 }));
+        assert!(matches!(decode_all(&[0, 0, 0, 5, 3]), Err(FrameError::Malformed { op: "PUBLISH", .. })));
+        // ident claims 9 bytes but the frame has 2 left.
+        assert!(matches!(decode_all(&[0, 0, 0, 8, 4, 9, b'a', b'b']), Err(FrameError::Malformed { .. })));
+        // PUBLISH whose channel length runs past the end.
+        assert!(matches!(
+            decode_all(&[0, 0, 0, 9, 3, 1, b'i', 5, b'c']),
+            Err(FrameError::Malformed { what: "channel longer than the frame", .. })
+        ));
+    }
+
+    #[test]
+    fn auth_hash_is_sha1_of_nonce_then_secret() {
+        // sha1("abc") = a9993e36...
+        assert_eq!(hex::encode(auth_hash(b"a", b"bc")), "a9993e364706816aba3e25717850c26c9cd0d89d");
+    }
+}
