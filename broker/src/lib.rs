@@ -1,6 +1,11 @@
 //! The hpfriends broker: hpfeeds protocol and sessions, routing through the
 //! sharing index, the HTTP API, configuration and the CLI.
 
+pub mod cli;
+pub mod config;
 pub mod hpfeeds;
+pub mod http;
+pub mod import;
 pub mod protocol;
 pub mod routing;
+pub mod server;

@@ -35,6 +35,9 @@ impl fmt::Display for NodeInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     pub command: hpfriends_graph::Command,
+    /// Checked at apply time (`hpfriends_graph::authorize`) on every node.
+    #[serde(default)]
+    pub actor: hpfriends_graph::Actor,
 }
 
 impl fmt::Display for Request {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hpfriends_graph::{Command, Graph, GraphError};
+use hpfriends_graph::{Actor, Command, Graph, GraphError};
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::watch;
 
@@ -85,9 +85,10 @@ impl ConsensusNode {
         self.raft.metrics()
     }
 
-    /// Proposes `command`; returns once it is committed and applied here.
-    pub async fn write(&self, command: Command) -> Result<(), WriteError> {
-        match self.raft.client_write(Request { command }).await {
+    /// Proposes `command` on behalf of `actor`; returns once it is committed
+    /// and applied here. Authorization and validation happen at apply time.
+    pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
+        match self.raft.client_write(Request { command, actor }).await {
             Ok(resp) => resp.data.result.map_err(WriteError::Rejected),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(WriteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hpfriends_consensus::{ConsensusNode, NodeInfo, NodeOptions, WriteError};
-use hpfriends_graph::{Command, GraphError, ShareKind, Target};
+use hpfriends_graph::{Actor, Command, GraphError, ShareKind, Target};
 
 async fn start(dir: &std::path::Path) -> ConsensusNode {
     let node = ConsensusNode::start(NodeOptions {
@@ -27,20 +27,23 @@ fn user(name: &str) -> Command {
 async fn given_writes_when_node_restarts_then_graph_and_index_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    node.write(user("jojo")).await.unwrap();
-    node.write(user("mark")).await.unwrap();
+    node.write(Actor::Operator, user("jojo")).await.unwrap();
+    node.write(Actor::Operator, user("mark")).await.unwrap();
     let to = Target::User("mark".into());
-    node.write(Command::AddShare { from: "jojo".into(), to: to.clone(), channel: "c".into(), kind: ShareKind::Shares })
-        .await
-        .unwrap();
+    node.write(
+        Actor::Operator,
+        Command::AddShare { from: "jojo".into(), to: to.clone(), channel: "c".into(), kind: ShareKind::Shares },
+    )
+    .await
+    .unwrap();
     // A rejected command is committed but changes nothing, and says why.
-    let err = node.write(user("jojo")).await.unwrap_err();
+    let err = node.write(Actor::Operator, user("jojo")).await.unwrap_err();
     assert!(matches!(err, WriteError::Rejected(GraphError::UserExists(ref u)) if u == "jojo"), "{err:?}");
 
     // Snapshot half-way, so recovery uses the snapshot *and* the log after it.
     node.raft().trigger().snapshot().await.unwrap();
     node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.snapshot.is_some(), "snapshot built").await.unwrap();
-    node.write(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() }).await.unwrap();
+    node.write(Actor::Operator, Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() }).await.unwrap();
     assert!(node.view().index.may_read("jojo", "mark", "c"));
     let before = node.read_graph(|g| g.clone());
     node.shutdown().await;

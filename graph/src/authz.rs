@@ -6,8 +6,12 @@
 use crate::model::{Graph, Target};
 use crate::Command;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who issued a command. Travels with the command in the Raft log, so every
+/// node authorizes it at apply time against the same state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Actor {
+    #[default]
     Operator,
     User(String),
 }
@@ -15,6 +19,12 @@ pub enum Actor {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("forbidden: {0}")]
 pub struct Forbidden(pub String);
+
+impl From<Forbidden> for crate::GraphError {
+    fn from(f: Forbidden) -> Self {
+        crate::GraphError::Forbidden(f.0)
+    }
+}
 
 pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forbidden> {
     let Actor::User(me) = actor else {

@@ -39,6 +39,8 @@ pub enum GraphError {
     UnknownKey(String),
     #[error("a batch may not contain another batch")]
     NestedBatch,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("this node cannot read a log entry written by a newer version: {0}")]
     UnknownCommand(String),
 }
@@ -64,6 +66,7 @@ impl GraphError {
             Self::UnknownKey(_) => "unknown_key",
             Self::NestedBatch => "nested_batch",
             Self::UnknownCommand(_) => "unknown_command",
+            Self::Forbidden(_) => "forbidden",
         }
     }
 

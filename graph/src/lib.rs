@@ -4,6 +4,7 @@
 
 mod authz;
 mod command;
+pub mod declare;
 mod error;
 mod explain;
 mod index;

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use hpfriends_graph::{AuthKey, Graph, GraphError, SharingIndex};
+use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, SharingIndex};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
@@ -182,7 +182,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     state.membership = StoredMembership::new(Some(entry.log_id), m);
                     Ok(())
                 }
-                EntryPayload::Normal(req) => apply_command(state, &req.command),
+                EntryPayload::Normal(req) => apply_command(state, &req.actor, &req.command),
             };
             responses.push(Response { result });
         }
@@ -219,10 +219,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-fn apply_command(state: &mut MachineState, command: &hpfriends_graph::Command) -> Result<(), GraphError> {
+fn apply_command(state: &mut MachineState, actor: &Actor, command: &Command) -> Result<(), GraphError> {
     if command.min_version() > hpfriends_graph::COMMAND_VERSION {
         return Err(GraphError::UnknownCommand(format!("needs command version {}", command.min_version())));
     }
+    hpfriends_graph::authorize(actor, command, &state.graph)?;
     let applied = state.graph.apply(command)?;
     state.index.update(&state.graph, &applied);
     if applied.keys_changed {

@@ -1,0 +1,182 @@
+//! Node configuration: one typed struct, loaded in layers (defaults → TOML
+//! file → `HPFRIENDS_*` environment → flags), then validated.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Raft node id, unique in the cluster, ≥ 1.
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    /// hpfeeds clients connect here (port 0 picks a free port).
+    pub hpfeeds_addr: String,
+    /// HTTP API, `/metrics`, `/healthz`, `/readyz`.
+    pub http_addr: String,
+    /// Raft and node-to-node traffic.
+    pub cluster_addr: String,
+    /// Host name or IP other nodes and clients use to reach this node
+    /// (defaults to the bound address).
+    pub advertise_addr: Option<String>,
+    /// HTTP URL of any member, to join its cluster.
+    pub join: Option<String>,
+    /// Bearer token with every right. Generated into `<data_dir>/operator-token` when unset.
+    pub operator_token: Option<String>,
+    pub cluster_secret: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The TLS hpfeeds listener, used when `tls_cert` and `tls_key` are set.
+    pub tls_addr: String,
+    /// Sent in INFO.
+    pub broker_name: String,
+    pub login_timeout_secs: u64,
+    /// Largest PUBLISH payload accepted.
+    pub max_publish_bytes: usize,
+    /// Per-connection outbound queue bound; a subscriber past it is closed.
+    pub max_outbound_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: 1,
+            data_dir: PathBuf::from("./data"),
+            hpfeeds_addr: "0.0.0.0:10000".into(),
+            http_addr: "127.0.0.1:8080".into(),
+            cluster_addr: "127.0.0.1:7000".into(),
+            advertise_addr: None,
+            join: None,
+            operator_token: None,
+            cluster_secret: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_addr: "0.0.0.0:10443".into(),
+            broker_name: "hpfriends".into(),
+            login_timeout_secs: 10,
+            max_publish_bytes: 1024 * 1024,
+            max_outbound_bytes: 16 * 1024 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("node_id must be at least 1")]
+    NodeIdZero,
+    #[error("{field} = {value:?} is not a socket address (host:port): {reason}")]
+    BadAddress { field: &'static str, value: String, reason: String },
+    #[error("tls_cert and tls_key must be given together")]
+    TlsHalf,
+    #[error("{field} must be greater than zero")]
+    Zero { field: &'static str },
+    #[error("max_publish_bytes = {0} exceeds the 64 MiB ceiling")]
+    PublishTooLarge(usize),
+    #[error("broker_name must be 1..=255 bytes")]
+    BrokerName,
+    #[error("operator_token must be at least 16 characters")]
+    WeakToken,
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::NodeIdZero);
+        }
+        for (field, value) in
+            [("hpfeeds_addr", &self.hpfeeds_addr), ("http_addr", &self.http_addr), ("cluster_addr", &self.cluster_addr)]
+        {
+            check_addr(field, value)?;
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::TlsHalf);
+        }
+        if self.tls_cert.is_some() {
+            check_addr("tls_addr", &self.tls_addr)?;
+        }
+        for (field, v) in [
+            ("login_timeout_secs", self.login_timeout_secs as usize),
+            ("max_publish_bytes", self.max_publish_bytes),
+            ("max_outbound_bytes", self.max_outbound_bytes),
+            ("max_connections", self.max_connections),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero { field });
+            }
+        }
+        if self.max_publish_bytes > 64 * 1024 * 1024 {
+            return Err(ConfigError::PublishTooLarge(self.max_publish_bytes));
+        }
+        if self.broker_name.is_empty() || self.broker_name.len() > 255 {
+            return Err(ConfigError::BrokerName);
+        }
+        if self.operator_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::WeakToken);
+        }
+        Ok(())
+    }
+
+    pub fn login_timeout(&self) -> Duration {
+        Duration::from_secs(self.login_timeout_secs)
+    }
+}
+
+fn check_addr(field: &'static str, value: &str) -> Result<(), ConfigError> {
+    value.parse::<SocketAddr>().map(drop).map_err(|e| ConfigError::BadAddress {
+        field,
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_defaults_then_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn given_bad_values_then_named_errors() {
+        let bad = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            c.validate().unwrap_err()
+        };
+        assert_eq!(bad(|c| c.node_id = 0), ConfigError::NodeIdZero);
+        assert!(matches!(bad(|c| c.http_addr = "nope".into()), ConfigError::BadAddress { field: "http_addr", .. }));
+        assert_eq!(bad(|c| c.tls_cert = Some("c.pem".into())), ConfigError::TlsHalf);
+        assert_eq!(bad(|c| c.max_outbound_bytes = 0), ConfigError::Zero { field: "max_outbound_bytes" });
+        assert_eq!(bad(|c| c.operator_token = Some("short".into())), ConfigError::WeakToken);
+    }
+
+    #[test]
+    fn given_toml_with_unknown_key_then_parse_error_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "node_id = 2\nhttp_port = 1\n").unwrap();
+        let err = Config::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("http_port"), "{err}");
+        std::fs::write(&path, "node_id = 2\n").unwrap();
+        assert_eq!(Config::from_file(&path).unwrap().node_id, 2);
+    }
+}

@@ -1,0 +1,414 @@
+//! Routes and handlers. Every write becomes one graph `Command`, authorized
+//! and validated when Raft applies it, on every node alike.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use hpfriends_graph::declare::{plan, Declaration};
+use hpfriends_graph::{explain as explain_path, Actor, AuthKey, Command, ShareKind, Target};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{new_user_token, Caller};
+use super::error::ApiError;
+use super::AppState;
+
+type Reply = Result<Json<Value>, ApiError>;
+type Body<T> = Result<Json<T>, JsonRejection>;
+
+/// Declarations (`ctl apply`) can be large; everything else is small.
+const MAX_APPLY_BODY: usize = 64 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/users", get(list_users).post(add_user))
+        .route("/api/v1/users/{name}", delete(remove_user))
+        .route("/api/v1/users/{name}/token", post(user_token))
+        .route("/api/v1/groups", get(list_groups).post(add_group))
+        .route("/api/v1/groups/{group}/invite", post(invite))
+        .route("/api/v1/groups/{group}/join", post(join))
+        .route("/api/v1/groups/{group}/leave", post(leave))
+        .route("/api/v1/groups/{group}/remove-member", post(remove_member))
+        .route("/api/v1/shares", get(list_shares).post(add_share))
+        .route("/api/v1/shares/accept", post(accept_share))
+        .route("/api/v1/shares/remove", post(remove_share))
+        .route("/api/v1/keys", get(list_keys).post(add_key))
+        .route("/api/v1/keys/{ident}", delete(remove_key))
+        .route("/api/v1/explain", get(explain))
+        .route("/api/v1/apply", post(apply).layer(DefaultBodyLimit::max(MAX_APPLY_BODY)))
+        .route("/api/v1/cluster/status", get(cluster_status))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .with_state(state)
+}
+
+async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), ApiError> {
+    state.node.write(actor, command).await.map_err(ApiError::from)
+}
+
+fn ok() -> Reply {
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// The user a command acts for: the caller, or for the operator the named one.
+fn acting_user(caller: &Actor, named: Option<String>, what: &str) -> Result<String, ApiError> {
+    match (caller, named) {
+        (Actor::User(me), None) => Ok(me.clone()),
+        (Actor::User(me), Some(n)) if &n == me => Ok(n),
+        (Actor::User(_), Some(_)) => Err(ApiError::forbidden(format!("a user can only {what} for themselves"))),
+        (Actor::Operator, Some(n)) => Ok(n),
+        (Actor::Operator, None) => Err(ApiError::bad_request(format!("the operator must name the user to {what} for"))),
+    }
+}
+
+// ---- health ----
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    let m = state.node.metrics().borrow().clone();
+    let accepting = state.accepting.load(Ordering::Acquire);
+    let leader = m.current_leader.is_some();
+    let ready = accepting && leader;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "ready": ready,
+        "accepting": accepting,
+        "leader_known": leader,
+        "last_applied": m.last_applied.map(|l| l.index),
+    });
+    (status, Json(body))
+}
+
+// ---- users ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameBody {
+    name: String,
+}
+
+async fn list_users(State(state): State<AppState>, _caller: Caller) -> Reply {
+    let users: Vec<Value> = state
+        .node
+        .read_graph(|g| g.users().map(|(n, u)| json!({ "name": n, "has_token": u.token_hash.is_some() })).collect());
+    Ok(Json(json!({ "users": users })))
+}
+
+async fn add_user(State(state): State<AppState>, Caller(actor): Caller, body: Body<NameBody>) -> Reply {
+    let Json(body) = body?;
+    execute(&state, actor, Command::AddUser { name: body.name }).await?;
+    ok()
+}
+
+async fn remove_user(State(state): State<AppState>, Caller(actor): Caller, Path(name): Path<String>) -> Reply {
+    execute(&state, actor, Command::RemoveUser { name }).await?;
+    ok()
+}
+
+async fn user_token(State(state): State<AppState>, Caller(actor): Caller, Path(name): Path<String>) -> Reply {
+    let (token, token_hash) = new_user_token(&name);
+    execute(&state, actor, Command::SetUserToken { name: name.clone(), token_hash }).await?;
+    Ok(Json(json!({ "user": name, "token": token })))
+}
+
+// ---- groups ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddGroupBody {
+    name: String,
+    /// The first admin; defaults to the calling user.
+    admin: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    user: Option<String>,
+}
+
+async fn list_groups(State(state): State<AppState>, _caller: Caller) -> Reply {
+    let groups: Vec<Value> = state.node.read_graph(|g| {
+        g.groups()
+            .map(|(name, grp)| {
+                let members: Vec<Value> =
+                    grp.members.iter().map(|(u, a)| json!({ "user": u, "accepted": a })).collect();
+                json!({ "name": name, "admins": grp.admins, "members": members })
+            })
+            .collect()
+    });
+    Ok(Json(json!({ "groups": groups })))
+}
+
+async fn add_group(State(state): State<AppState>, Caller(actor): Caller, body: Body<AddGroupBody>) -> Reply {
+    let Json(body) = body?;
+    let creator = acting_user(&actor, body.admin, "create a group")?;
+    execute(&state, actor, Command::AddGroup { name: body.name, creator }).await?;
+    ok()
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(group): Path<String>,
+    body: Body<UserBody>,
+) -> Reply {
+    let Json(body) = body?;
+    let user = body.user.ok_or_else(|| ApiError::bad_request("missing field `user`: whom to invite"))?;
+    execute(&state, actor, Command::InviteMember { group, user }).await?;
+    ok()
+}
+
+async fn join(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(group): Path<String>,
+    body: Body<UserBody>,
+) -> Reply {
+    let Json(body) = body?;
+    let user = acting_user(&actor, body.user, "join a group")?;
+    execute(&state, actor, Command::AcceptMembership { group, user }).await?;
+    ok()
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(group): Path<String>,
+    body: Body<UserBody>,
+) -> Reply {
+    let Json(body) = body?;
+    let user = acting_user(&actor, body.user, "leave a group")?;
+    execute(&state, actor, Command::RemoveMember { group, user }).await?;
+    ok()
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(group): Path<String>,
+    body: Body<UserBody>,
+) -> Reply {
+    let Json(body) = body?;
+    let user = body.user.ok_or_else(|| ApiError::bad_request("missing field `user`: whom to remove"))?;
+    execute(&state, actor, Command::RemoveMember { group, user }).await?;
+    ok()
+}
+
+// ---- shares ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareBody {
+    from: Option<String>,
+    to: Target,
+    channel: String,
+    kind: Option<ShareKind>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserQuery {
+    user: Option<String>,
+    owner: Option<String>,
+}
+
+async fn list_shares(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<UserQuery>, QueryRejection>,
+) -> Reply {
+    let Query(q) = query?;
+    let user = match (&actor, q.user) {
+        (Actor::Operator, u) => u,
+        (Actor::User(me), None) => Some(me.clone()),
+        (Actor::User(me), Some(u)) if &u == me => Some(u),
+        (Actor::User(_), Some(_)) => return Err(ApiError::forbidden("a user can only list their own shares")),
+    };
+    let shares: Vec<Value> = state.node.read_graph(|g| {
+        g.all_shares()
+            .filter(|s| match &user {
+                None => true,
+                Some(u) => {
+                    &s.from == u
+                        || match &s.to {
+                            Target::User(t) => t == u,
+                            Target::Group(grp) => {
+                                g.group(grp).is_some_and(|x| x.members.contains_key(u) || x.admins.contains(u))
+                            }
+                        }
+                }
+            })
+            .map(|s| json!(s))
+            .collect()
+    });
+    Ok(Json(json!({ "shares": shares })))
+}
+
+async fn add_share(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareBody>) -> Reply {
+    let Json(b) = body?;
+    let from = acting_user(&actor, b.from, "offer a share")?;
+    let kind = b.kind.ok_or_else(|| ApiError::bad_request("missing field `kind`: shares or shares_all"))?;
+    execute(&state, actor, Command::AddShare { from, to: b.to, channel: b.channel, kind }).await?;
+    ok()
+}
+
+fn share_key(actor: &Actor, b: ShareBody) -> Result<(String, Target, String), ApiError> {
+    let from = match (b.from, actor) {
+        (Some(f), _) => f,
+        (None, Actor::User(me)) => me.clone(),
+        (None, Actor::Operator) => return Err(ApiError::bad_request("missing field `from`")),
+    };
+    Ok((from, b.to, b.channel))
+}
+
+async fn accept_share(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareBody>) -> Reply {
+    let Json(b) = body?;
+    let (from, to, channel) = share_key(&actor, b)?;
+    execute(&state, actor, Command::AcceptShare { from, to, channel }).await?;
+    ok()
+}
+
+async fn remove_share(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareBody>) -> Reply {
+    let Json(b) = body?;
+    let (from, to, channel) = share_key(&actor, b)?;
+    execute(&state, actor, Command::RemoveShare { from, to, channel }).await?;
+    ok()
+}
+
+// ---- keys ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    ident: String,
+    owner: Option<String>,
+    /// Generated when absent.
+    secret: Option<String>,
+    #[serde(default)]
+    publish: Vec<String>,
+    #[serde(default)]
+    subscribe: Vec<String>,
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<UserQuery>, QueryRejection>,
+) -> Reply {
+    let Query(q) = query?;
+    let owner = match (&actor, q.owner) {
+        (Actor::Operator, o) => o,
+        (Actor::User(me), None) => Some(me.clone()),
+        (Actor::User(me), Some(o)) if &o == me => Some(o),
+        (Actor::User(_), Some(_)) => return Err(ApiError::forbidden("a user can only list their own keys")),
+    };
+    let keys: Vec<AuthKey> =
+        state.node.read_graph(|g| g.keys().filter(|k| owner.as_ref().is_none_or(|o| &k.owner == o)).cloned().collect());
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn add_key(State(state): State<AppState>, Caller(actor): Caller, body: Body<KeyBody>) -> Reply {
+    let Json(b) = body?;
+    let owner = acting_user(&actor, b.owner, "create a key")?;
+    let secret = b.secret.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
+    let key = AuthKey { ident: b.ident, secret, owner, publish: b.publish, subscribe: b.subscribe };
+    execute(&state, actor, Command::AddKey(key.clone())).await?;
+    Ok(Json(json!({ "key": key })))
+}
+
+async fn remove_key(State(state): State<AppState>, Caller(actor): Caller, Path(ident): Path<String>) -> Reply {
+    execute(&state, actor, Command::RemoveKey { ident }).await?;
+    ok()
+}
+
+// ---- explain, apply ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainQuery {
+    from: String,
+    to: String,
+    channel: String,
+}
+
+async fn explain(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
+) -> Reply {
+    let Query(q) = query?;
+    if let Actor::User(me) = &actor {
+        if me != &q.from && me != &q.to {
+            return Err(ApiError::forbidden("a user can only ask about paths that start or end with them"));
+        }
+    }
+    let result = state.node.read_graph(|g| {
+        for u in [&q.from, &q.to] {
+            if !g.has_user(u) {
+                return Err(ApiError::from(hpfriends_graph::GraphError::UnknownUser(u.clone())));
+            }
+        }
+        Ok(explain_path(g, &q.from, &q.to, &q.channel))
+    })?;
+    Ok(Json(json!({ "explanation": result, "text": result.to_string() })))
+}
+
+async fn apply(State(state): State<AppState>, Caller(actor): Caller, body: Body<Declaration>) -> Reply {
+    let Json(decl) = body?;
+    let commands = state.node.read_graph(|g| plan(&decl, g)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let changes = commands.len();
+    if changes > 0 {
+        execute(&state, actor, Command::Batch { commands }).await?;
+    }
+    Ok(Json(json!({ "ok": true, "changes": changes })))
+}
+
+// ---- cluster ----
+
+async fn cluster_status(State(state): State<AppState>, _caller: Caller) -> Reply {
+    let m = state.node.metrics().borrow().clone();
+    let replication: BTreeMap<u64, Option<u64>> = m
+        .replication
+        .as_ref()
+        .map(|r| r.iter().map(|(id, log)| (*id, log.map(|l| l.index))).collect())
+        .unwrap_or_default();
+    let last_log = m.last_log_index.unwrap_or(0);
+    let nodes: Vec<Value> = m
+        .membership_config
+        .nodes()
+        .map(|(id, info)| {
+            let matched =
+                if *id == m.id { m.last_applied.map(|l| l.index) } else { replication.get(id).copied().flatten() };
+            json!({
+                "id": id,
+                "voter": m.membership_config.membership().get_joint_config().iter().any(|c| c.contains(id)),
+                "leader": m.current_leader == Some(*id),
+                "matched_index": matched,
+                "lag": matched.map(|i| last_log.saturating_sub(i)),
+                "cluster_addr": info.cluster_addr,
+                "http_addr": info.http_addr,
+                "hpfeeds_addr": info.hpfeeds_addr,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "node_id": m.id,
+        "role": format!("{:?}", m.state),
+        "term": m.current_term,
+        "leader": m.current_leader,
+        "last_applied": m.last_applied.map(|l| l.index),
+        "last_log_index": m.last_log_index,
+        "index_generation": state.node.view().index.generation(),
+        "nodes": nodes,
+    })))
+}

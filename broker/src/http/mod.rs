@@ -1,0 +1,21 @@
+//! The HTTP API (axum): graph administration for `ctl`, `/healthz`, `/readyz`.
+
+mod api;
+pub mod auth;
+mod error;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use hpfriends_consensus::ConsensusNode;
+
+pub use api::router;
+pub use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub node: Arc<ConsensusNode>,
+    pub operator_token: Arc<str>,
+    /// False once the node drains: `/readyz` answers 503.
+    pub accepting: Arc<AtomicBool>,
+}

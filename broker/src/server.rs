@@ -1,0 +1,160 @@
+//! `hpfriends serve`: binds the listeners, starts the Raft node, wires the
+//! published view into routing, serves until SIGTERM/SIGINT, then drains.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hpfriends_consensus::{ConsensusNode, NodeInfo, NodeOptions};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::hpfeeds::listener::{tls_acceptor, Listener};
+use crate::hpfeeds::session::{SessionConfig, Sessions};
+use crate::http::{self, AppState};
+use crate::protocol::Limits;
+use crate::routing::Router;
+
+/// How long sessions get to finish once shutdown starts.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a node until `stop` resolves.
+pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    config.validate()?;
+    let hpfeeds = bind("hpfeeds", &config.hpfeeds_addr).await?;
+    let http_listener = bind("http", &config.http_addr).await?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some((tls_acceptor(cert, key)?, bind("tls", &config.tls_addr).await?)),
+        _ => None,
+    };
+    let hpfeeds_addr = hpfeeds.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let operator_token = operator_token(&config)?;
+
+    let advertise = |addr: SocketAddr| match &config.advertise_addr {
+        Some(host) => format!("{host}:{}", addr.port()),
+        None => addr.to_string(),
+    };
+    let info = NodeInfo {
+        cluster_addr: config.cluster_addr.clone(),
+        http_addr: advertise(http_addr),
+        hpfeeds_addr: advertise(hpfeeds_addr),
+    };
+    let node = Arc::new(
+        ConsensusNode::start(NodeOptions {
+            node_id: config.node_id,
+            data_dir: config.data_dir.clone(),
+            info,
+            bootstrap: config.join.is_none(),
+        })
+        .await?,
+    );
+
+    let router = Arc::new(Router::new(node.view()));
+    let mut views = node.subscribe();
+    let view_router = router.clone();
+    tokio::spawn(async move {
+        while views.changed().await.is_ok() {
+            let view = views.borrow_and_update().clone();
+            view_router.set_view(view);
+        }
+    });
+
+    let sessions = Arc::new(Sessions::new(
+        router.clone(),
+        SessionConfig {
+            broker_name: config.broker_name.clone(),
+            login_timeout: config.login_timeout(),
+            max_outbound_bytes: config.max_outbound_bytes,
+            limits: Limits { max_publish_body: config.max_publish_bytes },
+        },
+    ));
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let accepting = Arc::new(AtomicBool::new(true));
+
+    let mut listeners = vec![Listener { listener: hpfeeds, tls: None, max_connections: config.max_connections }];
+    let mut tls_addr = None;
+    if let Some((acceptor, l)) = tls {
+        tls_addr = Some(l.local_addr()?);
+        listeners.push(Listener { listener: l, tls: Some(acceptor), max_connections: config.max_connections });
+    }
+    let mut listener_tasks = Vec::new();
+    for l in listeners {
+        listener_tasks.push(tokio::spawn(l.run(sessions.clone(), shutdown.clone(), tracker.clone())));
+    }
+
+    let state = AppState { node: node.clone(), operator_token: operator_token.into(), accepting: accepting.clone() };
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, http::router(state))
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+    });
+
+    // One line a person (and the test harness) can read.
+    println!(
+        "hpfriends node {} listening: hpfeeds={hpfeeds_addr} http={http_addr}{} data={}",
+        config.node_id,
+        tls_addr.map(|a| format!(" tls={a}")).unwrap_or_default(),
+        config.data_dir.display()
+    );
+    tracing::info!(%hpfeeds_addr, %http_addr, node_id = config.node_id, "serving");
+
+    stop.await;
+    tracing::info!("shutting down");
+    accepting.store(false, Ordering::Release);
+    shutdown.cancel();
+    tracker.close();
+    for t in listener_tasks {
+        let _ = t.await;
+    }
+    if tokio::time::timeout(SHUTDOWN_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!("sessions did not finish within {SHUTDOWN_TIMEOUT:?}");
+    }
+    let _ = http_task.await;
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// The configured operator token, or one kept in `<data_dir>/operator-token`
+/// (generated on first start, readable by the owner only).
+fn operator_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(t) = &config.operator_token {
+        return Ok(t.clone());
+    }
+    let path = config.data_dir.join("operator-token");
+    if let Ok(t) = std::fs::read_to_string(&path) {
+        let t = t.trim().to_string();
+        anyhow::ensure!(t.len() >= 16, "{} holds a token shorter than 16 characters", path.display());
+        return Ok(t);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    write_private(&path, &token)?;
+    println!("generated an operator token in {}", path.display());
+    Ok(token)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
