@@ -23,8 +23,40 @@ use crate::routing::Router;
 /// How long sessions get to finish once shutdown starts.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A started node.
+pub struct Running {
+    pub hpfeeds_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
+    pub operator_token: String,
+    pub node: Arc<ConsensusNode>,
+    pub router: Arc<Router>,
+    accepting: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    listener_tasks: Vec<tokio::task::JoinHandle<()>>,
+    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
 /// Runs a node until `stop` resolves.
 pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(&config).await?;
+    // One line a person (and the test harness) can read.
+    println!(
+        "hpfriends node {} listening: hpfeeds={} http={}{} data={}",
+        config.node_id,
+        running.hpfeeds_addr,
+        running.http_addr,
+        running.tls_addr.map(|a| format!(" tls={a}")).unwrap_or_default(),
+        config.data_dir.display()
+    );
+    stop.await;
+    running.stop().await;
+    Ok(())
+}
+
+/// Binds every listener, starts Raft and begins serving.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
     let hpfeeds = bind("hpfeeds", &config.hpfeeds_addr).await?;
     let http_listener = bind("http", &config.http_addr).await?;
@@ -89,37 +121,46 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
         listener_tasks.push(tokio::spawn(l.run(sessions.clone(), shutdown.clone(), tracker.clone())));
     }
 
-    let state = AppState { node: node.clone(), operator_token: operator_token.into(), accepting: accepting.clone() };
+    let state =
+        AppState { node: node.clone(), operator_token: operator_token.clone().into(), accepting: accepting.clone() };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, http::router(state))
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await
     });
-
-    // One line a person (and the test harness) can read.
-    println!(
-        "hpfriends node {} listening: hpfeeds={hpfeeds_addr} http={http_addr}{} data={}",
-        config.node_id,
-        tls_addr.map(|a| format!(" tls={a}")).unwrap_or_default(),
-        config.data_dir.display()
-    );
     tracing::info!(%hpfeeds_addr, %http_addr, node_id = config.node_id, "serving");
+    Ok(Running {
+        hpfeeds_addr,
+        http_addr,
+        tls_addr,
+        operator_token,
+        node,
+        router,
+        accepting,
+        shutdown,
+        tracker,
+        listener_tasks,
+        http_task,
+    })
+}
 
-    stop.await;
-    tracing::info!("shutting down");
-    accepting.store(false, Ordering::Release);
-    shutdown.cancel();
-    tracker.close();
-    for t in listener_tasks {
-        let _ = t.await;
+impl Running {
+    /// Stops accepting, closes every session, stops Raft.
+    pub async fn stop(self) {
+        tracing::info!("shutting down");
+        self.accepting.store(false, Ordering::Release);
+        self.shutdown.cancel();
+        self.tracker.close();
+        for t in self.listener_tasks {
+            let _ = t.await;
+        }
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.tracker.wait()).await.is_err() {
+            tracing::warn!("sessions did not finish within {SHUTDOWN_TIMEOUT:?}");
+        }
+        let _ = self.http_task.await;
+        self.node.shutdown().await;
     }
-    if tokio::time::timeout(SHUTDOWN_TIMEOUT, tracker.wait()).await.is_err() {
-        tracing::warn!("sessions did not finish within {SHUTDOWN_TIMEOUT:?}");
-    }
-    let _ = http_task.await;
-    node.shutdown().await;
-    Ok(())
 }
 
 async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {

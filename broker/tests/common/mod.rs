@@ -1,0 +1,148 @@
+//! Helpers for tests against an in-process node on 127.0.0.1:0.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hpfriends_broker::config::Config;
+use hpfriends_broker::protocol::frame::{self, auth_hash};
+use hpfriends_broker::protocol::{decode, Frame, Limits};
+use hpfriends_broker::server::{start, Running};
+use hpfriends_graph::declare::{plan, Declaration};
+use hpfriends_graph::{Actor, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Node {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn start_node(tweak: impl FnOnce(&mut Config)) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().join("data"),
+        hpfeeds_addr: "127.0.0.1:0".into(),
+        http_addr: "127.0.0.1:0".into(),
+        cluster_addr: "127.0.0.1:0".into(),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    let running = start(&config).await.unwrap();
+    running.node.wait_ready(WAIT).await.unwrap();
+    Node { running, dir }
+}
+
+impl Node {
+    pub async fn declare(&self, json: &str) {
+        let decl: Declaration = serde_json::from_str(json).unwrap();
+        let commands = self.running.node.read_graph(|g| plan(&decl, g)).unwrap();
+        self.write(Command::Batch { commands }).await;
+    }
+
+    pub async fn write(&self, command: Command) {
+        self.running.node.write(Actor::Operator, command).await.unwrap();
+    }
+}
+
+/// A raw hpfeeds client.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    pub nonce: Vec<u8>,
+    pub broker_name: Vec<u8>,
+    pub ident: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let mut c = Client { stream, buf: BytesMut::new(), nonce: vec![], broker_name: vec![], ident: String::new() };
+        match c.next().await {
+            Some(Frame::Info { name, nonce }) => {
+                c.nonce = nonce.to_vec();
+                c.broker_name = name.to_vec();
+            }
+            other => panic!("expected INFO, got {other:?}"),
+        }
+        c
+    }
+
+    /// Connects and authenticates; the caller checks the outcome.
+    pub async fn login(addr: SocketAddr, ident: &str, secret: &str) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.ident = ident.to_string();
+        let hash = auth_hash(&c.nonce, secret.as_bytes());
+        c.send(&frame::encode_auth(ident.as_bytes(), &hash)).await;
+        c
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    pub async fn publish(&mut self, channel: &str, payload: &[u8]) {
+        let f = frame::encode_publish(self.ident.as_bytes(), channel.as_bytes(), payload);
+        self.send(&f).await;
+    }
+
+    pub async fn subscribe(&mut self, channel: &str) {
+        let f = frame::encode_subscribe(self.ident.as_bytes(), channel.as_bytes());
+        self.send(&f).await;
+    }
+
+    pub async fn unsubscribe(&mut self, channel: &str) {
+        let f = frame::encode_unsubscribe(self.ident.as_bytes(), channel.as_bytes());
+        self.send(&f).await;
+    }
+
+    /// The next frame, or None when the broker closed the connection.
+    pub async fn next(&mut self) -> Option<Frame> {
+        let limits = Limits { max_publish_body: 64 * 1024 * 1024 };
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(f) = decode(&mut self.buf, &limits).unwrap() {
+                    return Some(f);
+                }
+                match self.stream.read_buf(&mut self.buf).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("no frame and no close within the wait")
+    }
+
+    /// Expects an ERROR with exactly `text`, then the close.
+    pub async fn expect_error(&mut self, text: &str) {
+        match self.next().await {
+            Some(Frame::Error { message }) => assert_eq!(String::from_utf8_lossy(&message), text),
+            other => panic!("expected ERROR {text:?}, got {other:?}"),
+        }
+        assert_eq!(self.next().await, None, "connection should close after the ERROR");
+    }
+
+    /// Next PUBLISH as (ident, channel, payload).
+    pub async fn next_publish(&mut self) -> (String, String, Vec<u8>) {
+        match self.next().await {
+            Some(Frame::Publish { ident, channel, payload, .. }) => (
+                String::from_utf8_lossy(&ident).into_owned(),
+                String::from_utf8_lossy(&channel).into_owned(),
+                payload.to_vec(),
+            ),
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Publishes `marker` with this client's own key until it comes back:
+    /// proves the subscription is live and everything routed before it arrived.
+    pub async fn sync(&mut self, channel: &str, marker: &str) {
+        self.publish(channel, marker.as_bytes()).await;
+        let (_, _, payload) = self.next_publish().await;
+        assert_eq!(payload, marker.as_bytes(), "expected only the marker");
+    }
+}

@@ -1,0 +1,220 @@
+//! The hpfeeds protocol of DESIGN.md §1 against an in-process node.
+
+mod common;
+
+use common::{start_node, Client, Node};
+use hpfriends_broker::protocol::frame;
+use hpfriends_graph::{Command, Target};
+
+const GRAPH: &str = r#"{
+  "users": ["jojo", "mark", "eve"],
+  "shares": [{"from": "jojo", "to": "mark", "channel": "dionaea.captures", "kind": "shares"}],
+  "keys": [
+    {"ident": "jojo-sensor", "secret": "s3cret", "owner": "jojo", "publish": ["dionaea.captures"], "subscribe": []},
+    {"ident": "jojo-reader", "secret": "r", "owner": "jojo", "publish": [], "subscribe": ["dionaea.captures"]},
+    {"ident": "mark-key", "secret": "m", "owner": "mark", "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]},
+    {"ident": "eve-key", "secret": "e", "owner": "eve", "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]}
+  ]
+}"#;
+
+const CH: &str = "dionaea.captures";
+
+async fn node() -> Node {
+    let n = start_node(|_| {}).await;
+    n.declare(GRAPH).await;
+    n
+}
+
+async fn subscriber(n: &Node, ident: &str, secret: &str) -> Client {
+    let mut c = Client::login(n.running.hpfeeds_addr, ident, secret).await;
+    c.subscribe(CH).await;
+    c
+}
+
+#[tokio::test]
+async fn given_accepted_share_when_jojo_publishes_then_mark_gets_it_and_eve_does_not() {
+    let n = node().await;
+    let addr = n.running.hpfeeds_addr;
+    let mut mark = subscriber(&n, "mark-key", "m").await;
+    let mut eve = subscriber(&n, "eve-key", "e").await;
+    mark.sync(CH, "mark-ready").await;
+    eve.sync(CH, "eve-ready").await;
+
+    let mut jojo = Client::login(addr, "jojo-sensor", "s3cret").await;
+    jojo.publish(CH, b"capture-1").await;
+    // Delivered unchanged: the publisher's ident and channel.
+    assert_eq!(mark.next_publish().await, ("jojo-sensor".into(), CH.into(), b"capture-1".to_vec()));
+    // eve was decided in the same routing step; her own marker comes back first.
+    eve.sync(CH, "eve-after").await;
+    // eve's messages on the channel do not reach mark.
+    eve.publish(CH, b"from-eve").await;
+    mark.sync(CH, "mark-after").await;
+}
+
+#[tokio::test]
+async fn given_second_key_of_publisher_then_it_gets_own_messages() {
+    let n = node().await;
+    let mut reader = subscriber(&n, "jojo-reader", "r").await;
+    let mut jojo = Client::login(n.running.hpfeeds_addr, "jojo-sensor", "s3cret").await;
+    // No sync possible from a read-only key: retry until the subscription is live.
+    let mut got = None;
+    for i in 0..50 {
+        jojo.publish(CH, format!("own-{i}").as_bytes()).await;
+        if let Ok(p) = tokio::time::timeout(std::time::Duration::from_millis(100), reader.next_publish()).await {
+            got = Some(p);
+            break;
+        }
+    }
+    let (ident, channel, _) = got.expect("jojo's second key never received jojo's messages");
+    assert_eq!((ident.as_str(), channel.as_str()), ("jojo-sensor", CH));
+}
+
+#[tokio::test]
+async fn given_share_removed_then_delivery_stops_at_once() {
+    let n = node().await;
+    let mut mark = subscriber(&n, "mark-key", "m").await;
+    mark.sync(CH, "ready").await;
+    let mut jojo = Client::login(n.running.hpfeeds_addr, "jojo-sensor", "s3cret").await;
+    jojo.publish(CH, b"before").await;
+    assert_eq!(mark.next_publish().await.2, b"before");
+    n.write(Command::RemoveShare { from: "jojo".into(), to: Target::User("mark".into()), channel: CH.into() }).await;
+    jojo.publish(CH, b"after").await;
+    // Publish a second message after it, and prove jojo's connection handled both
+    // by having a jojo-owned subscriber see them in order.
+    let mut own = subscriber(&n, "jojo-reader", "r").await;
+    loop {
+        jojo.publish(CH, b"probe").await;
+        if tokio::time::timeout(std::time::Duration::from_millis(100), own.next_publish()).await.is_ok() {
+            break;
+        }
+    }
+    mark.sync(CH, "mark-after").await;
+}
+
+#[tokio::test]
+async fn given_subscribe_twice_then_one_copy_and_one_unsubscribe_removes_it() {
+    let n = node().await;
+    let mut mark = subscriber(&n, "mark-key", "m").await;
+    mark.subscribe(CH).await;
+    mark.sync(CH, "one").await;
+    mark.sync(CH, "two").await; // a duplicate "one" would have failed this
+    mark.unsubscribe(CH).await;
+    let mut other = subscriber(&n, "mark-key", "m").await;
+    other.sync(CH, "x").await; // mark's own second connection gets mark's message
+    mark.publish(CH, b"not-for-unsubscribed").await;
+    other.sync(CH, "y").await;
+    // The unsubscribed connection gets nothing: its next frame is the server closing on drop of `n`.
+    assert!(tokio::time::timeout(std::time::Duration::from_millis(300), mark.next()).await.is_err());
+}
+
+#[tokio::test]
+async fn given_bad_credentials_then_hpfeeds_error_texts() {
+    let n = node().await;
+    let addr = n.running.hpfeeds_addr;
+    Client::login(addr, "jojo-sensor", "wrong").await.expect_error("Authentication failed for jojo-sensor").await;
+    Client::login(addr, "nobody", "x").await.expect_error("Authentication failed for nobody").await;
+
+    let mut c = Client::connect(addr).await;
+    c.send(&frame::encode_subscribe(b"mark-key", CH.as_bytes())).await;
+    c.expect_error("First message was not AUTH").await;
+}
+
+#[tokio::test]
+async fn given_wrong_ident_or_channel_then_hpfeeds_error_texts() {
+    let n = node().await;
+    let addr = n.running.hpfeeds_addr;
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.send(&frame::encode_publish(b"eve-key", CH.as_bytes(), b"x")).await;
+    c.expect_error("Invalid authkey in message, ident=eve-key").await;
+
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.send(&frame::encode_subscribe(b"eve-key", CH.as_bytes())).await;
+    c.expect_error("Invalid authkey in message, ident=eve-key").await;
+
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.send(&frame::encode_unsubscribe(b"eve-key", CH.as_bytes())).await;
+    c.expect_error("Invalid authkey in message, ident=eve-key").await;
+
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.publish("other", b"x").await;
+    c.expect_error("Authkey not allowed to pub here. ident=mark-key, chan=other").await;
+
+    let mut c = Client::login(addr, "jojo-sensor", "s3cret").await;
+    c.subscribe(CH).await;
+    c.expect_error("Authkey not allowed to sub here. ident=jojo-sensor, chan=dionaea.captures").await;
+}
+
+#[tokio::test]
+async fn given_oversized_or_unknown_frames_then_error_names_problem() {
+    let n = start_node(|c| c.max_publish_bytes = 1000).await;
+    n.declare(GRAPH).await;
+    let addr = n.running.hpfeeds_addr;
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.publish(CH, &vec![b'x'; 2000]).await;
+    c.expect_error(&format!("frame of {} bytes is too large for PUBLISH (max 1005)", 5 + 2 + 8 + CH.len() + 2000))
+        .await;
+
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.send(&[0, 0, 0, 5, 42]).await;
+    c.expect_error("unknown opcode 42").await;
+
+    let mut c = Client::connect(addr).await;
+    c.send(&[0, 0, 0, 6, 2, 9]).await;
+    c.expect_error("malformed AUTH frame: ident longer than the frame").await;
+}
+
+#[tokio::test]
+async fn given_no_auth_within_deadline_then_closed() {
+    let n = start_node(|c| c.login_timeout_secs = 1).await;
+    let mut c = Client::connect(n.running.hpfeeds_addr).await;
+    let started = std::time::Instant::now();
+    assert_eq!(c.next().await, None);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "closed before the deadline");
+}
+
+#[tokio::test]
+async fn given_info_then_nonce_is_fresh_per_connection() {
+    let n = start_node(|_| {}).await;
+    let a = Client::connect(n.running.hpfeeds_addr).await;
+    let b = Client::connect(n.running.hpfeeds_addr).await;
+    assert_eq!(a.broker_name, b"hpfriends");
+    assert_eq!(a.nonce.len(), 4);
+    assert_ne!(a.nonce, b.nonce);
+}
+
+#[tokio::test]
+async fn given_subscriber_that_never_reads_then_closed_as_slow_consumer_and_publisher_unblocked() {
+    let n = start_node(|c| c.max_outbound_bytes = 256 * 1024).await;
+    n.declare(GRAPH).await;
+    let addr = n.running.hpfeeds_addr;
+    let mut slow = subscriber(&n, "mark-key", "m").await;
+    slow.sync(CH, "ready").await;
+    let mut fast = subscriber(&n, "jojo-reader", "r").await;
+    let mut jojo = Client::login(addr, "jojo-sensor", "s3cret").await;
+    // Far more than the queue bound plus any socket buffers. The publisher runs
+    // in step with the reading subscriber (2 in flight, well inside the bound): if the one that never
+    // reads could stall it, this loop would hang.
+    let payload = vec![b'p'; 60 * 1024];
+    let total = 32 * 1024 * 1024 / payload.len();
+    let mut received = 0;
+    for sent in 1..=total {
+        jojo.publish(CH, &payload).await;
+        if sent % 2 == 0 || sent == total {
+            while received < sent {
+                assert_eq!(fast.next_publish().await.2.len(), payload.len());
+                received += 1;
+            }
+        }
+    }
+    // The reading subscriber received every message.
+    assert_eq!(received, total);
+    // The slow one finds an ERROR after whatever had been written to it.
+    let mut saw_error = None;
+    while let Some(f) = slow.next().await {
+        if let hpfriends_broker::protocol::Frame::Error { message } = f {
+            saw_error = Some(String::from_utf8_lossy(&message).into_owned());
+        }
+    }
+    let msg = saw_error.expect("slow consumer closed without an ERROR");
+    assert!(msg.starts_with("Slow consumer"), "{msg}");
+}
