@@ -156,6 +156,12 @@ mod tests {
     }
 
     #[test]
+    fn given_shipped_example_config_then_it_parses_to_the_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/hpfriends.example.toml");
+        assert_eq!(Config::from_file(&path).unwrap(), Config::default());
+    }
+
+    #[test]
     fn given_bad_values_then_named_errors() {
         let bad = |f: fn(&mut Config)| {
             let mut c = Config::default();

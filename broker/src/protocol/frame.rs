@@ -351,7 +351,7 @@ mod tests {
         let limits = Limits { max_publish_body: 10 };
         let mut buf = BytesMut::from(&[0u8, 0, 0, 100, 3][..]);
         assert_eq!(decode(&mut buf, &limits), Err(FrameError::FrameTooLarge { op: "PUBLISH", len: 100, max: 15 }));
-        let mut auth = BytesMut::from(&[0u8, 0, 1, 0, 2][..]);
+        let mut auth = BytesMut::from(&[0u8, 0, 2, 0, 2][..]); // 512 > 5 + 256 + 20
         assert!(matches!(decode(&mut auth, &limits), Err(FrameError::FrameTooLarge { op: "AUTH", .. })));
     }
 
