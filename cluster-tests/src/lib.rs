@@ -1,1 +1,281 @@
+//! Runs real `hpfriends` processes and real hpfeeds clients for tests.
+//!
+//! Every wait polls a condition against a deadline; every port is chosen by
+//! the OS (port 0) and read back from the node's first line of output.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// How long conditions may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Polls `cond` until it returns `Some`, or fails after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = cond() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `hpfriends serve` process with its own data dir.
+pub struct NodeProcess {
+    bin: PathBuf,
+    pub data_dir: PathBuf,
+    pub token: String,
+    extra: Vec<String>,
+    child: Option<Child>,
+    pub hpfeeds_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl NodeProcess {
+    /// Starts a node on fresh random loopback ports.
+    pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        let mut node = NodeProcess {
+            bin: bin.to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
+            token: "test-operator-token-0123456789".into(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            hpfeeds_addr: "127.0.0.1:0".parse()?,
+            http_addr: "127.0.0.1:0".parse()?,
+            log: Arc::default(),
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut child = Command::new(&self.bin)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--hpfeeds-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"])
+            .args(["--operator-token", &self.token])
+            .args(&self.extra)
+            .env("HPFRIENDS_LOG", "info,openraft=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", self.bin.display()))?;
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains(" listening: ") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let stderr = child.stderr.take().expect("piped");
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().expect("log lock").push(line);
+            }
+        });
+        let line = match rx.recv_timeout(DEADLINE) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("node did not report its addresses; stderr:\n{}", self.log.lock().expect("log").join("\n"));
+            }
+        };
+        self.child = Some(child);
+        self.hpfeeds_addr = field(&line, "hpfeeds=")?.parse()?;
+        self.http_addr = field(&line, "http=")?.parse()?;
+        self.wait_ready()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&self) -> anyhow::Result<()> {
+        wait_for("the node to be ready", DEADLINE, || http_status(self.http_addr, "/readyz").ok().filter(|s| *s == 200))
+            .map(drop)
+    }
+
+    /// Runs `hpfriends ctl --json ARGS` against this node; returns stdout, or the stderr as the error.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.bin)
+            .args(["ctl", "--json", "--server", &self.url(), "--token", &self.token])
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("ctl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// SIGKILL: no drain, no flush.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut c = self.child.take().context("node is not running")?;
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
+        wait_for("the node to exit", DEADLINE, || c.try_wait().ok().flatten())
+    }
+
+    /// Starts the node again on the same data dir (new ports).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> anyhow::Result<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)).with_context(|| format!("no {key} in {line:?}"))
+}
+
+/// A minimal HTTP/1.1 GET, enough for health checks without a client library.
+pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head)?;
+    let text = std::str::from_utf8(&head)?;
+    Ok(text.get(9..12).context("short status line")?.parse()?)
+}
+
+/// The real hpfeeds 3.1.0 command line client, from a venv made on first use.
+pub fn hpfeeds_cli() -> anyhow::Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/hpfeeds-venv");
+    let out = Command::new("bash").arg(&script).output().context("cannot run scripts/hpfeeds-venv")?;
+    if !out.status.success() {
+        bail!("creating the hpfeeds venv failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
+/// `hpfeeds subscribe`, with every line it prints collected.
+pub struct Subscriber {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Subscriber {
+    pub fn start(addr: SocketAddr, ident: &str, secret: &str, channel: &str) -> anyhow::Result<Subscriber> {
+        let mut child = hpfeeds_command(addr, "subscribe", ident, secret, channel)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        for stream in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines lock").push(line);
+                }
+            });
+        }
+        Ok(Subscriber { child, lines })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+
+    pub fn saw(&self, text: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(text))
+    }
+
+    pub fn wait_for_line(&self, text: &str) -> anyhow::Result<()> {
+        wait_for(&format!("a subscriber line containing {text:?}"), DEADLINE, || self.saw(text).then_some(()))
+            .with_context(|| format!("subscriber printed:\n{}", self.lines().join("\n")))
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hpfeeds_command(
+    addr: SocketAddr,
+    action: &str,
+    ident: &str,
+    secret: &str,
+    channel: &str,
+) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(hpfeeds_cli()?);
+    cmd.arg(action)
+        .args(["--host", &addr.ip().to_string(), "-p", &addr.port().to_string()])
+        .args(["-i", ident, "-s", secret, "-c", channel])
+        .env("PYTHONUNBUFFERED", "1");
+    Ok(cmd)
+}
+
+/// `hpfeeds publish` of one message; returns everything the client printed.
+/// The client retries failed connections forever, so it is stopped after a deadline.
+pub fn publish(addr: SocketAddr, ident: &str, secret: &str, channel: &str, payload: &str) -> anyhow::Result<String> {
+    let mut child = hpfeeds_command(addr, "publish", ident, secret, channel)?
+        .arg(payload)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let status = wait_for("hpfeeds publish to finish", Duration::from_secs(15), || child.try_wait().ok().flatten());
+    if status.is_err() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output()?;
+    Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Publishes `marker` with `ident` (a key of the subscriber's own owner) until
+/// `sub` prints it: the subscription is then live.
+pub fn sync(
+    addr: SocketAddr,
+    sub: &Subscriber,
+    ident: &str,
+    secret: &str,
+    channel: &str,
+    marker: &str,
+) -> anyhow::Result<()> {
+    wait_for(&format!("marker {marker} to come back"), DEADLINE, || {
+        if sub.saw(marker) {
+            return Some(());
+        }
+        publish(addr, ident, secret, channel, marker).ok()?;
+        std::thread::sleep(Duration::from_millis(100));
+        sub.saw(marker).then_some(())
+    })
+}

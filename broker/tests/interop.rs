@@ -1,0 +1,115 @@
+//! The real hpfeeds 3.1.0 client (PyPI) against a real `hpfriends serve`
+//! process: scenarios 1, 2 and 4, the documented auth ERROR, and a SIGKILL
+//! restart that keeps graph and keys.
+
+use std::path::Path;
+
+use hpfriends_cluster_tests::{publish, sync, NodeProcess, Subscriber};
+
+const CH: &str = "dionaea.captures";
+
+const GRAPH: &str = r#"{
+  "users": ["jojo", "mark", "alice", "eve"],
+  "shares": [
+    {"from": "jojo", "to": "mark",  "channel": "dionaea.captures", "kind": "shares"},
+    {"from": "mark", "to": "alice", "channel": "dionaea.captures", "kind": "shares_all"}
+  ],
+  "keys": [
+    {"ident": "jojo-sensor", "secret": "s3cret", "owner": "jojo", "publish": ["dionaea.captures"]},
+    {"ident": "mark-key",  "secret": "m", "owner": "mark",  "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]},
+    {"ident": "alice-key", "secret": "a", "owner": "alice", "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]},
+    {"ident": "eve-key",   "secret": "e", "owner": "eve",   "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]}
+  ]
+}"#;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_hpfriends"))
+}
+
+fn node_with_graph(dir: &Path) -> NodeProcess {
+    let node = NodeProcess::start(bin(), &dir.join("data"), &[]).unwrap();
+    let file = dir.join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    node.ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    node
+}
+
+/// Starts a subscriber for `who` and waits until its subscription is live.
+fn live_subscriber(node: &NodeProcess, who: &str, secret: &str) -> Subscriber {
+    let ident = format!("{who}-key");
+    let sub = Subscriber::start(node.hpfeeds_addr, &ident, secret, CH).unwrap();
+    sync(node.hpfeeds_addr, &sub, &ident, secret, CH, &format!("{who}-ready")).unwrap();
+    sub
+}
+
+fn delivered(payload: &str) -> String {
+    // The client prints payloads as Python bytes literals.
+    format!("publish to {CH} by jojo-sensor: b'{payload}'")
+}
+
+#[test]
+fn given_real_hpfeeds_clients_then_scenarios_1_2_and_4_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_graph(dir.path());
+    let addr = node.hpfeeds_addr;
+    let mark = live_subscriber(&node, "mark", "m");
+    let alice = live_subscriber(&node, "alice", "a");
+    let eve = live_subscriber(&node, "eve", "e");
+
+    // Scenario 1 and 2: mark gets jojo's data by share, alice by mark's shares_all.
+    publish(addr, "jojo-sensor", "s3cret", CH, "capture-1").unwrap();
+    mark.wait_for_line(&delivered("capture-1")).unwrap();
+    alice.wait_for_line(&delivered("capture-1")).unwrap();
+    // eve's own marker, published after jojo's message was routed, arrives; jojo's did not.
+    sync(addr, &eve, "eve-key", "e", CH, "eve-after-1").unwrap();
+    assert!(!eve.saw(&delivered("capture-1")), "eve has no share but got jojo's message");
+    // eve's messages do not reach mark.
+    publish(addr, "eve-key", "e", CH, "from-eve").unwrap();
+    sync(addr, &mark, "mark-key", "m", CH, "mark-after-eve").unwrap();
+    assert!(!mark.saw("by eve-key: b'from-eve'"));
+
+    // Scenario 4: once removal returns, nothing more reaches mark (nor alice through mark).
+    node.ctl(&["share", "remove", "--from", "jojo", "--to", "mark", "--channel", CH]).unwrap();
+    publish(addr, "jojo-sensor", "s3cret", CH, "after-removal").unwrap();
+    sync(addr, &mark, "mark-key", "m", CH, "mark-after-removal").unwrap();
+    sync(addr, &alice, "alice-key", "a", CH, "alice-after-removal").unwrap();
+    assert!(!mark.saw(&delivered("after-removal")));
+    assert!(!alice.saw(&delivered("after-removal")));
+}
+
+#[test]
+fn given_wrong_secret_then_client_sees_documented_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_graph(dir.path());
+    let out = publish(node.hpfeeds_addr, "jojo-sensor", "wrong", CH, "x").unwrap();
+    assert!(out.contains("Authentication failed for jojo-sensor"), "client printed:\n{out}");
+}
+
+#[test]
+fn given_sigkill_when_restarted_on_same_data_dir_then_graph_and_keys_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = node_with_graph(dir.path());
+    let shares = node.ctl(&["share", "list"]).unwrap();
+    let keys = node.ctl(&["key", "list"]).unwrap();
+    let users = node.ctl(&["user", "list"]).unwrap();
+    assert!(shares.contains("shares_all") && keys.contains("jojo-sensor"));
+
+    node.kill();
+    node.restart().unwrap();
+    assert_eq!(node.ctl(&["share", "list"]).unwrap(), shares);
+    assert_eq!(node.ctl(&["key", "list"]).unwrap(), keys);
+    assert_eq!(node.ctl(&["user", "list"]).unwrap(), users);
+
+    // And the restarted node routes with the recovered index.
+    let mark = live_subscriber(&node, "mark", "m");
+    publish(node.hpfeeds_addr, "jojo-sensor", "s3cret", CH, "after-restart").unwrap();
+    mark.wait_for_line(&delivered("after-restart")).unwrap();
+}
+
+#[test]
+fn given_sigterm_then_node_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = NodeProcess::start(bin(), &dir.path().join("data"), &[]).unwrap();
+    let status = node.terminate().unwrap();
+    assert!(status.success(), "exit status {status}; log:\n{}", node.log());
+}
