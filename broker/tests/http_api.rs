@@ -1,0 +1,189 @@
+//! The HTTP API: authorization by token, and bad input answered with a 4xx
+//! JSON error that changes nothing.
+
+mod common;
+
+use common::{start_node, Node};
+use serde_json::{json, Value};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    fn new(n: &Node) -> Api {
+        Api { base: format!("http://{}", n.running.http_addr), http: reqwest::Client::new() }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b.to_string());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(token), Some(&body.to_string())).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, Some(token), None).await
+    }
+}
+
+async fn setup() -> (Node, Api, String) {
+    let n = start_node(|_| {}).await;
+    n.declare(
+        r#"{"users": ["jojo", "mark", "eve"],
+            "groups": [{"name": "honeynet", "admins": ["mark"], "members": ["mark"]}],
+            "shares": [{"from": "jojo", "to": "mark", "channel": "c", "kind": "shares", "accepted": false}],
+            "keys": [{"ident": "jojo-sensor", "secret": "s", "owner": "jojo", "publish": ["c"]}]}"#,
+    )
+    .await;
+    let api = Api::new(&n);
+    let op = n.running.operator_token.clone();
+    (n, api, op)
+}
+
+async fn user_token(api: &Api, op: &str, user: &str) -> String {
+    let (status, body) = api.post(&format!("/api/v1/users/{user}/token"), op, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    body["token"].as_str().unwrap().to_string()
+}
+
+fn snapshot(n: &Node) -> hpfriends_graph::Graph {
+    n.running.node.read_graph(|g| g.clone())
+}
+
+#[tokio::test]
+async fn given_no_or_bad_token_then_401_with_json_error() {
+    let (n, api, _) = setup().await;
+    let (status, body) = api.send(reqwest::Method::GET, "/api/v1/users", None, None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    let (status, _) = api.get("/api/v1/users", "mark.0000").await;
+    assert_eq!(status, 401);
+    drop(n);
+}
+
+#[tokio::test]
+async fn given_user_token_then_only_own_things_change_and_others_are_403() {
+    let (n, api, op) = setup().await;
+    let eve = user_token(&api, &op, "eve").await;
+    let mark = user_token(&api, &op, "mark").await;
+    let before = snapshot(&n);
+
+    let forbidden = [
+        ("/api/v1/shares", json!({"from": "jojo", "to": "eve", "channel": "c", "kind": "shares"})),
+        ("/api/v1/shares/accept", json!({"from": "jojo", "to": "mark", "channel": "c"})),
+        ("/api/v1/keys", json!({"ident": "k", "owner": "jojo", "publish": []})),
+        ("/api/v1/groups/honeynet/invite", json!({"user": "eve"})),
+        ("/api/v1/users", json!({"name": "mallory"})),
+    ];
+    for (path, body) in forbidden {
+        let (status, reply) = api.post(path, &eve, body).await;
+        assert_eq!(status, 403, "{path}: {reply}");
+        assert_eq!(reply["error"]["code"], "forbidden");
+    }
+    let (status, _) = api.send(reqwest::Method::DELETE, "/api/v1/keys/jojo-sensor", Some(&eve), None).await;
+    assert_eq!(status, 403);
+    // Only the token hashes (set by the operator above) changed.
+    let mut after = snapshot(&n);
+    assert_eq!(after.keys().count(), before.keys().count());
+    assert_eq!(after.share_count(), before.share_count());
+
+    // What users may do: accept what is offered to them, manage their group, their own keys.
+    let (s, r) = api.post("/api/v1/shares/accept", &mark, json!({"from": "jojo", "to": "mark", "channel": "c"})).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = api.post("/api/v1/groups/honeynet/invite", &mark, json!({"user": "eve"})).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = api.post("/api/v1/groups/honeynet/join", &eve, json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    let (s, r) = api.post("/api/v1/keys", &eve, json!({"ident": "eve-1", "subscribe": ["c"]})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["key"]["owner"], "eve");
+    assert_eq!(r["key"]["secret"].as_str().unwrap().len(), 32, "a secret is generated");
+    after = snapshot(&n);
+    assert!(after.share("jojo", &hpfriends_graph::Target::User("mark".into()), "c").unwrap().accepted);
+    assert_eq!(after.group("honeynet").unwrap().members.get("eve"), Some(&true));
+    // A user lists only their own keys.
+    let (_, keys) = api.get("/api/v1/keys", &eve).await;
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn given_bad_input_then_4xx_says_what_and_nothing_changes() {
+    let (n, api, op) = setup().await;
+    let before = snapshot(&n);
+    let long = "c".repeat(300);
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("/api/v1/users", "{not json".into(), 400, "malformed_request"),
+        ("/api/v1/users", json!({"nam": "x"}).to_string(), 422, "malformed_request"),
+        (
+            "/api/v1/shares",
+            json!({"from": "ghost", "to": "mark", "channel": "c", "kind": "shares"}).to_string(),
+            404,
+            "unknown_user",
+        ),
+        (
+            "/api/v1/shares",
+            json!({"from": "jojo", "to": "group:nope", "channel": "c", "kind": "shares"}).to_string(),
+            404,
+            "unknown_group",
+        ),
+        (
+            "/api/v1/shares",
+            json!({"from": "jojo", "to": "mark", "channel": "", "kind": "shares"}).to_string(),
+            400,
+            "invalid_name",
+        ),
+        (
+            "/api/v1/shares",
+            json!({"from": "jojo", "to": "mark", "channel": long, "kind": "shares"}).to_string(),
+            400,
+            "invalid_name",
+        ),
+        (
+            "/api/v1/shares",
+            json!({"from": "jojo", "to": "eve", "channel": "c", "kind": "maybe"}).to_string(),
+            422,
+            "malformed_request",
+        ),
+        ("/api/v1/keys", json!({"ident": "jojo-sensor", "owner": "mark"}).to_string(), 409, "ident_exists"),
+        ("/api/v1/users", json!({"name": "jojo"}).to_string(), 409, "user_exists"),
+    ];
+    for (path, body, want_status, want_code) in cases {
+        let (status, reply) = api.send(reqwest::Method::POST, path, Some(&op), Some(&body)).await;
+        assert_eq!(status, want_status, "{path} {body}: {reply}");
+        assert_eq!(reply["error"]["code"], want_code, "{path} {body}: {reply}");
+        assert!(!reply["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // A declaration with one bad part changes nothing at all.
+    let bad_apply = json!({"users": ["newbie"], "shares": [{"from": "newbie", "to": "group:nope", "channel": "c", "kind": "shares"}]});
+    let (status, reply) = api.post("/api/v1/apply", &op, bad_apply).await;
+    assert_eq!(status, 404, "{reply}");
+    assert_eq!(snapshot(&n), before);
+}
+
+#[tokio::test]
+async fn given_explain_and_health_endpoints_then_answers() {
+    let (n, api, op) = setup().await;
+    api.post("/api/v1/shares/accept", &op, json!({"from": "jojo", "to": "mark", "channel": "c"})).await;
+    let (s, r) = api.get("/api/v1/explain?from=jojo&to=mark&channel=c", &op).await;
+    assert_eq!(s, 200);
+    assert_eq!(r["text"], "jojo -[shares]-> mark");
+    let (s, r) = api.get("/api/v1/explain?from=jojo&to=eve&channel=c", &op).await;
+    assert_eq!((s, r["explanation"]["result"].as_str()), (200, Some("none")));
+    let (s, _) = api.send(reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, 200);
+    let (s, r) = api.send(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!((s, r["ready"].as_bool()), (200, Some(true)));
+    drop(n);
+}
