@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use hpfriends_cluster_tests::{publish, sync, NodeProcess, Subscriber};
+use hpfriends_cluster_tests::{publish, publish_with, sync, NodeProcess, Subscriber};
 
 const CH: &str = "dionaea.captures";
 
@@ -112,4 +112,37 @@ fn given_sigterm_then_node_exits_zero() {
     let mut node = NodeProcess::start(bin(), &dir.path().join("data"), &[]).unwrap();
     let status = node.terminate().unwrap();
     assert!(status.success(), "exit status {status}; log:\n{}", node.log());
+}
+
+#[test]
+fn given_tls_listener_then_hpfeeds_tls_client_publishes_and_subscribes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let node = NodeProcess::start(bin(), &dir.path().join("data"), &["--tls-cert", c, "--tls-key", k, "--tls-addr", "127.0.0.1:0"])
+        .unwrap();
+    let file = dir.path().join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    node.ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    let tls = node.tls_addr.expect("the node reports its TLS address");
+    let opts = ["--tls", "--tlscert", c];
+
+    let mark = Subscriber::start_with(tls, "mark-key", "m", CH, &opts).unwrap();
+    hpfriends_cluster_tests::wait_for("marker over TLS", hpfriends_cluster_tests::DEADLINE, || {
+        publish_with(tls, "mark-key", "m", CH, "tls-ready", &opts).ok()?;
+        mark.saw("tls-ready").then_some(())
+    })
+    .unwrap();
+    publish_with(tls, "jojo-sensor", "s3cret", CH, "over-tls", &opts).unwrap();
+    mark.wait_for_line(&delivered("over-tls")).unwrap();
 }

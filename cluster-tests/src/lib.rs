@@ -39,6 +39,8 @@ pub struct NodeProcess {
     child: Option<Child>,
     pub hpfeeds_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The TLS hpfeeds listener, when started with a certificate.
+    pub tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -53,6 +55,7 @@ impl NodeProcess {
             child: None,
             hpfeeds_addr: "127.0.0.1:0".parse()?,
             http_addr: "127.0.0.1:0".parse()?,
+            tls_addr: None,
             log: Arc::default(),
         };
         node.spawn()?;
@@ -98,6 +101,7 @@ impl NodeProcess {
         self.child = Some(child);
         self.hpfeeds_addr = field(&line, "hpfeeds=")?.parse()?;
         self.http_addr = field(&line, "http=")?.parse()?;
+        self.tls_addr = field(&line, "tls=").ok().map(str::parse).transpose()?;
         self.wait_ready()
     }
 
@@ -189,7 +193,19 @@ pub struct Subscriber {
 
 impl Subscriber {
     pub fn start(addr: SocketAddr, ident: &str, secret: &str, channel: &str) -> anyhow::Result<Subscriber> {
+        Self::start_with(addr, ident, secret, channel, &[])
+    }
+
+    /// As `start`, with extra client options (`--tls`, `--tlscert CA`).
+    pub fn start_with(
+        addr: SocketAddr,
+        ident: &str,
+        secret: &str,
+        channel: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Subscriber> {
         let mut child = hpfeeds_command(addr, "subscribe", ident, secret, channel)?
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -247,7 +263,20 @@ fn hpfeeds_command(
 /// `hpfeeds publish` of one message; returns everything the client printed.
 /// The client retries failed connections forever, so it is stopped after a deadline.
 pub fn publish(addr: SocketAddr, ident: &str, secret: &str, channel: &str, payload: &str) -> anyhow::Result<String> {
+    publish_with(addr, ident, secret, channel, payload, &[])
+}
+
+/// As `publish`, with extra client options.
+pub fn publish_with(
+    addr: SocketAddr,
+    ident: &str,
+    secret: &str,
+    channel: &str,
+    payload: &str,
+    extra: &[&str],
+) -> anyhow::Result<String> {
     let mut child = hpfeeds_command(addr, "publish", ident, secret, channel)?
+        .args(extra)
         .arg(payload)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
