@@ -129,8 +129,12 @@ fn given_tls_listener_then_hpfeeds_tls_client_publishes_and_subscribes() {
         .unwrap();
     assert!(made.status.success(), "openssl: {}", String::from_utf8_lossy(&made.stderr));
     let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
-    let node = NodeProcess::start(bin(), &dir.path().join("data"), &["--tls-cert", c, "--tls-key", k, "--tls-addr", "127.0.0.1:0"])
-        .unwrap();
+    let node = NodeProcess::start(
+        bin(),
+        &dir.path().join("data"),
+        &["--tls-cert", c, "--tls-key", k, "--tls-addr", "127.0.0.1:0"],
+    )
+    .unwrap();
     let file = dir.path().join("graph.json");
     std::fs::write(&file, GRAPH).unwrap();
     node.ctl(&["apply", file.to_str().unwrap()]).unwrap();

@@ -270,6 +270,55 @@ pub fn auth_hash(nonce: &[u8], secret: &[u8]) -> [u8; 20] {
     h.finalize().into()
 }
 
+/// The decoder's invariants on arbitrary input, shared by the fuzz target and
+/// the property test: feeding `data` in chunks never panics, consumes nothing
+/// while a frame is incomplete, and every frame decoded re-encodes to exactly
+/// the bytes it consumed.
+pub fn check_decoder_on(data: &[u8], limits: &Limits) {
+    let mut buf = BytesMut::new();
+    let mut fed = 0;
+    let mut consumed = 0;
+    // Feed in chunks whose sizes come from the data itself.
+    while fed < data.len() {
+        let step = 1 + (data[fed] as usize % 7);
+        let end = (fed + step).min(data.len());
+        buf.extend_from_slice(&data[fed..end]);
+        fed = end;
+        loop {
+            let before = buf.len();
+            match decode(&mut buf, limits) {
+                Ok(Some(frame)) => {
+                    let used = before - buf.len();
+                    assert_eq!(encode(&frame), data[consumed..consumed + used], "re-encoding differs");
+                    consumed += used;
+                }
+                Ok(None) => {
+                    assert_eq!(buf.len(), before, "incomplete frame consumed bytes");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// Encodes any frame (the inverse of `decode`).
+pub fn encode(frame: &Frame) -> Bytes {
+    match frame {
+        Frame::Error { message } => {
+            let mut buf = BytesMut::new();
+            header(&mut buf, Opcode::Error, message.len());
+            buf.put_slice(message);
+            buf.freeze()
+        }
+        Frame::Info { name, nonce } => encode_info(name, nonce),
+        Frame::Auth { ident, hash } => encode_auth(ident, hash),
+        Frame::Publish { ident, channel, payload, .. } => encode_publish(ident, channel, payload),
+        Frame::Subscribe { ident, channel } => encode_subscribe(ident, channel),
+        Frame::Unsubscribe { ident, channel } => encode_unsubscribe(ident, channel),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +416,22 @@ mod tests {
             decode_all(&[0, 0, 0, 9, 3, 1, b'i', 5, b'c']),
             Err(FrameError::Malformed { what: "channel longer than the frame", .. })
         ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn given_arbitrary_bytes_then_decoder_keeps_its_invariants(data in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            check_decoder_on(&data, &Limits { max_publish_body: 300 });
+        }
+
+        #[test]
+        fn given_valid_frames_in_any_chunking_then_all_decode(payload in proptest::collection::vec(proptest::num::u8::ANY, 0..300), n in 1usize..5) {
+            let mut data = Vec::new();
+            for _ in 0..n {
+                data.extend_from_slice(&encode_publish(b"id", b"chan", &payload));
+            }
+            check_decoder_on(&data, &Limits::default());
+        }
     }
 
     #[test]
