@@ -86,9 +86,9 @@ mod tests {
         let idx = SharingIndex::build(&g);
         // Every publisher reaches every subscriber of the channel, as before.
         for p in ["jojo", "mark"] {
-            assert!(idx.may_read(p, "alice", "dionaea.captures"));
-            assert!(idx.may_read(p, "jojo", "dionaea.captures"));
-            assert!(!idx.may_read(p, "eve", "dionaea.captures"));
+            assert!(idx.may_read_by_name(&g, p, "alice", "dionaea.captures"));
+            assert!(idx.may_read_by_name(&g, p, "jojo", "dionaea.captures"));
+            assert!(!idx.may_read_by_name(&g, p, "eve", "dionaea.captures"));
         }
         assert_eq!(g.key("sensor1").unwrap().owner, "jojo");
         assert_eq!(g.keys().count(), 5);

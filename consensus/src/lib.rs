@@ -11,7 +11,7 @@ pub mod network;
 mod node;
 pub mod store;
 
-pub use node::{ConsensusNode, NodeOptions, View, WriteError};
+pub use node::{ConsensusNode, KeyEntry, NodeOptions, View, WriteError};
 
 /// Raft node identifier (the `--node-id` flag).
 pub type NodeId = u64;

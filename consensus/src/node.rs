@@ -12,8 +12,8 @@ use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::watch;
 
 use crate::network::Network;
-pub use crate::store::View;
 use crate::store::{open_db, LogStore, Published, StateMachineStore};
+pub use crate::store::{KeyEntry, View};
 use crate::{NodeId, NodeInfo, Raft, RaftMetrics, Request};
 
 pub struct NodeOptions {

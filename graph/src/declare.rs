@@ -164,9 +164,9 @@ mod tests {
         let cmds = plan(&decl, &graph).unwrap();
         graph.apply(&Command::Batch { commands: cmds }).unwrap();
         let index = crate::SharingIndex::build(&graph);
-        assert!(index.may_read("jojo", "alice", "dionaea.captures"));
-        assert!(index.may_read("jojo", "alice", "geoloc.events"));
-        assert!(!index.may_read("jojo", "eve", "dionaea.captures"));
+        assert!(index.may_read_by_name(&graph, "jojo", "alice", "dionaea.captures"));
+        assert!(index.may_read_by_name(&graph, "jojo", "alice", "geoloc.events"));
+        assert!(!index.may_read_by_name(&graph, "jojo", "eve", "dionaea.captures"));
         assert_eq!(plan(&decl, &graph).unwrap(), vec![]);
     }
 
@@ -178,8 +178,8 @@ mod tests {
         decl.shares[1].kind = ShareKind::Shares;
         graph.apply(&Command::Batch { commands: plan(&decl, &graph).unwrap() }).unwrap();
         let index = crate::SharingIndex::build(&graph);
-        assert!(!index.may_read("jojo", "alice", "dionaea.captures"));
-        assert!(index.may_read("mark", "alice", "dionaea.captures"));
+        assert!(!index.may_read_by_name(&graph, "jojo", "alice", "dionaea.captures"));
+        assert!(index.may_read_by_name(&graph, "mark", "alice", "dionaea.captures"));
     }
 
     #[test]

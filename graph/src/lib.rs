@@ -10,10 +10,12 @@ mod explain;
 mod index;
 mod model;
 pub mod names;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
 
 pub use authz::{authorize, Actor, Forbidden};
 pub use command::{Command, COMMAND_VERSION};
 pub use error::GraphError;
 pub use explain::{explain, Explanation, Hop};
-pub use index::{reach, ReaderSet, SharingIndex};
-pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User};
+pub use index::{Readers, SharingIndex};
+pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User, UserId};

@@ -1,6 +1,6 @@
 //! The sharing graph and its deterministic `apply`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -90,8 +90,13 @@ impl AuthKey {
     }
 }
 
+/// A user's number: assigned in order of creation, never reused, the same on
+/// every node. The sharing index and the publish path work with these.
+pub type UserId = u32;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    pub id: UserId,
     /// Hex SHA-256 of the user's API token, if one was issued.
     pub token_hash: Option<String>,
 }
@@ -126,13 +131,17 @@ pub type OutShares = BTreeMap<Target, Share>;
 /// can walk one channel's subgraph without scanning the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Graph {
-    users: BTreeMap<String, User>,
+    users: HashMap<String, User>,
+    next_user_id: UserId,
     groups: BTreeMap<String, Group>,
     shares: BTreeMap<String, BTreeMap<String, OutShares>>,
     keys: BTreeMap<String, AuthKey>,
     /// Reverse edges: recipient → (channel, sender). Derived; kept for removals.
     #[serde(skip)]
     inbound: BTreeMap<Target, BTreeSet<(String, String)>>,
+    /// Names by id. Derived; `None` for removed users.
+    #[serde(skip)]
+    names: Vec<Option<String>>,
 }
 
 /// A place in the graph whose accepted out-edges on a channel changed: the
@@ -140,7 +149,7 @@ pub struct Graph {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Dirty {
     pub channel: String,
-    pub at: String,
+    pub at: UserId,
 }
 
 /// What an applied command changed, for those who keep derived state.
@@ -167,6 +176,10 @@ impl Graph {
             }
         }
         self.inbound = inbound;
+        self.names = vec![None; self.next_user_id as usize];
+        for (name, user) in &self.users {
+            self.names[user.id as usize] = Some(name.clone());
+        }
         self
     }
 
@@ -175,11 +188,27 @@ impl Graph {
     pub fn has_user(&self, name: &str) -> bool {
         self.users.contains_key(name)
     }
+    /// Every user, sorted by name.
     pub fn users(&self) -> impl Iterator<Item = (&str, &User)> {
-        self.users.iter().map(|(n, u)| (n.as_str(), u))
+        let mut all: Vec<(&str, &User)> = self.users.iter().map(|(n, u)| (n.as_str(), u)).collect();
+        all.sort_unstable_by_key(|(n, _)| *n);
+        all.into_iter()
+    }
+    pub fn user_count(&self) -> usize {
+        self.users.len()
     }
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.get(name)
+    }
+    pub fn user_id(&self, name: &str) -> Option<UserId> {
+        self.users.get(name).map(|u| u.id)
+    }
+    pub fn user_name(&self, id: UserId) -> Option<&str> {
+        self.names.get(id as usize)?.as_deref()
+    }
+    /// One more than the largest id ever assigned.
+    pub fn id_bound(&self) -> usize {
+        self.next_user_id as usize
     }
     pub fn groups(&self) -> impl Iterator<Item = (&str, &Group)> {
         self.groups.iter().map(|(n, g)| (n.as_str(), g))
@@ -270,7 +299,10 @@ impl Graph {
                 if self.groups.contains_key(name) {
                     return Err(GraphError::NameTaken(name.clone()));
                 }
-                self.users.insert(name.clone(), User::default());
+                let id = self.next_user_id;
+                self.next_user_id += 1;
+                self.users.insert(name.clone(), User { id, token_hash: None });
+                self.names.push(Some(name.clone()));
             }
             Command::RemoveUser { name } => {
                 self.need_user(name)?;
@@ -369,7 +401,8 @@ impl Graph {
                         .and_then(|o| o.get_mut(to))
                         .expect("checked")
                         .accepted = true;
-                    out.dirty.insert(Dirty { channel: channel.clone(), at: from.clone() });
+                    let at = self.users[from].id;
+                    out.dirty.insert(Dirty { channel: channel.clone(), at });
                 }
             }
             Command::RemoveShare { from, to, channel } => {
@@ -439,7 +472,8 @@ impl Graph {
         };
         if let Some(share) = outs.remove(to) {
             if share.accepted {
-                out.dirty.insert(Dirty { channel: channel.to_string(), at: from.to_string() });
+                let at = self.users.get(from).expect("shares are removed before their sender").id;
+                out.dirty.insert(Dirty { channel: channel.to_string(), at });
             }
         }
         if outs.is_empty() {
@@ -462,7 +496,7 @@ impl Graph {
         let target = Target::Group(group.to_string());
         for (channel, from) in self.inbound.get(&target).into_iter().flatten() {
             if self.share(from, &target, channel).is_some_and(|s| s.accepted) {
-                out.dirty.insert(Dirty { channel: channel.clone(), at: from.clone() });
+                out.dirty.insert(Dirty { channel: channel.clone(), at: self.users[from].id });
             }
         }
     }
@@ -509,6 +543,8 @@ impl Graph {
         let before = self.keys.len();
         self.keys.retain(|_, k| k.owner != name);
         out.keys_changed |= self.keys.len() != before;
-        self.users.remove(name);
+        if let Some(user) = self.users.remove(name) {
+            self.names[user.id as usize] = None;
+        }
     }
 }

@@ -103,12 +103,12 @@ proptest! {
         for c in CHANNELS {
             for p in USERS {
                 let want = reference_readers(&graph, p, c);
-                let got: BTreeSet<String> =
-                    index.readers(p, c).map(|r| r.iter().cloned().collect()).unwrap_or_default();
+                let got: BTreeSet<String> = index.reader_names(&graph, p, c).into_iter().collect();
                 prop_assert_eq!(&got, &want, "readers({}, {})", p, c);
                 for v in USERS {
                     let allowed = p == v || want.contains(*v);
-                    prop_assert_eq!(index.may_read(p, v, c), allowed);
+                    let both_exist = graph.has_user(p) && graph.has_user(v);
+                    prop_assert_eq!(index.may_read_by_name(&graph, p, v, c), allowed && both_exist);
                     prop_assert_eq!(!matches!(explain(&graph, p, v, c), Explanation::None), allowed,
                         "explain({}, {}, {})", p, v, c);
                 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use hpfriends_graph::AuthKey;
+use hpfriends_consensus::KeyEntry;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -93,12 +93,12 @@ impl Sessions {
             match tokio::time::timeout(self.config.login_timeout, login(&mut reader, &nonce, &self.router)).await {
                 Err(_) => Ending::quiet(CloseReason::LoginTimeout),
                 Ok(Err(ending)) => ending,
-                Ok(Ok(key)) => {
-                    tracing::Span::current().record("ident", key.ident.as_str());
-                    tracing::debug!(owner = %key.owner, "authenticated");
-                    let subscriber = Subscriber { conn, owner: Arc::from(key.owner.as_str()), out: out.clone() };
+                Ok(Ok(entry)) => {
+                    tracing::Span::current().record("ident", entry.key.ident.as_str());
+                    tracing::debug!(owner = %entry.key.owner, "authenticated");
+                    let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
                     tokio::select! {
-                        ending = self.serve(&mut reader, &key, &subscriber, &mut channels) => ending,
+                        ending = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => ending,
                         _ = close.cancelled() => Ending::quiet(CloseReason::Shutdown),
                     }
                 }
@@ -135,7 +135,7 @@ impl Sessions {
     async fn serve<S: AsyncRead>(
         &self,
         reader: &mut FramedRead<ReadHalf<S>, Codec>,
-        key: &AuthKey,
+        key: &hpfriends_graph::AuthKey,
         subscriber: &Subscriber,
         channels: &mut HashSet<Bytes>,
     ) -> Ending {
@@ -156,7 +156,7 @@ impl Sessions {
                         return Ending::error(CloseReason::KeyRevoked, format!("Authkey revoked, ident={}", key.ident));
                     };
                     let chan = String::from_utf8_lossy(&channel);
-                    if !current.may_publish(&chan) {
+                    if !current.key.may_publish(&chan) {
                         return Ending::error(
                             CloseReason::PublishDenied,
                             format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
@@ -164,7 +164,7 @@ impl Sessions {
                     }
                     metrics::counter!("hpfeeds_broker_receive_publish_count").increment(1);
                     metrics::counter!("hpfeeds_broker_receive_publish_size").increment(payload.len() as u64);
-                    let d = self.router.publish(&current.owner, &channel, &raw);
+                    let d = self.router.publish(current.owner, &channel, &raw);
                     metrics::counter!("hpfriends_messages_delivered_total").increment(d.delivered as u64);
                     metrics::counter!("hpfriends_bytes_delivered_total").increment((d.delivered * raw.len()) as u64);
                 }
@@ -241,14 +241,14 @@ async fn login<S: AsyncRead>(
     reader: &mut FramedRead<ReadHalf<S>, Codec>,
     nonce: &[u8],
     router: &Router,
-) -> Result<Arc<AuthKey>, Ending> {
+) -> Result<Arc<KeyEntry>, Ending> {
     let Frame::Auth { ident, hash } = next_frame(reader).await? else {
         return Err(Ending::error(CloseReason::FirstNotAuth, "First message was not AUTH".into()));
     };
     let view = router.view();
     let key = std::str::from_utf8(&ident).ok().and_then(|i| view.keys.get(i)).cloned();
     // Hash and compare even for unknown idents, so both failures look and take the same.
-    let secret = key.as_ref().map(|k| k.secret.as_bytes()).unwrap_or(b"");
+    let secret = key.as_ref().map(|k| k.key.secret.as_bytes()).unwrap_or(b"");
     let expected = auth_hash(nonce, secret);
     let matches = hash.len() == expected.len() && bool::from(expected.ct_eq(&hash[..]));
     match key {

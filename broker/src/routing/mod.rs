@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hpfriends_consensus::View;
+use hpfriends_graph::UserId;
 
 use crate::hpfeeds::outbound::Outbound;
 
@@ -19,7 +20,7 @@ pub type ConnId = u64;
 #[derive(Clone)]
 pub struct Subscriber {
     pub conn: ConnId,
-    pub owner: Arc<str>,
+    pub owner: UserId,
     pub out: Outbound,
 }
 
@@ -59,14 +60,14 @@ impl Router {
 
     /// Delivers `frame` (the publisher's PUBLISH, unchanged) to every local
     /// subscriber of `channel` whose owner may read `owner`'s data.
-    pub fn publish(&self, owner: &str, channel: &[u8], frame: &Bytes) -> Delivery {
+    pub fn publish(&self, owner: UserId, channel: &[u8], frame: &Bytes) -> Delivery {
         let table = self.subscriptions.load();
         let Some(subscribers) = table.get(channel) else { return Delivery::default() };
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
         let mut result = Delivery::default();
         for s in subscribers.iter() {
-            let allowed = &*s.owner == owner || readers.is_some_and(|r| r.contains(&*s.owner));
+            let allowed = s.owner == owner || readers.is_some_and(|r| r.contains(s.owner));
             if allowed {
                 if s.out.push(frame.clone()) {
                     result.delivered += 1;

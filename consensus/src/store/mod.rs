@@ -17,7 +17,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
 pub use log::LogStore;
-pub use state_machine::{Published, StateMachineStore, View};
+pub use state_machine::{KeyEntry, Published, StateMachineStore, View};
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_META: &str = "meta";

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, SharingIndex};
+use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, SharingIndex, UserId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
@@ -21,11 +21,19 @@ use crate::{Entry, LogId, NodeId, NodeInfo, Response, StorageError, TypeConfig};
 
 const KEY_CURRENT: &[u8] = b"current";
 
+/// An authkey with its owner's id, as the publish path uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub key: AuthKey,
+    pub owner: UserId,
+}
+
 /// What the publish path needs, as one immutable snapshot per applied change.
 #[derive(Debug, Clone, Default)]
 pub struct View {
     pub index: SharingIndex,
-    pub keys: Arc<HashMap<String, Arc<AuthKey>>>,
+    /// By ident.
+    pub keys: Arc<HashMap<String, Arc<KeyEntry>>>,
     pub last_applied: Option<LogId>,
 }
 
@@ -61,7 +69,7 @@ struct MachineState {
     membership: StoredMembership<NodeId, NodeInfo>,
     graph: Graph,
     index: SharingIndex,
-    keys: Arc<HashMap<String, Arc<AuthKey>>>,
+    keys: Arc<HashMap<String, Arc<KeyEntry>>>,
 }
 
 impl MachineState {
@@ -73,8 +81,14 @@ impl MachineState {
     }
 }
 
-fn key_table(graph: &Graph) -> HashMap<String, Arc<AuthKey>> {
-    graph.keys().map(|k| (k.ident.clone(), Arc::new(k.clone()))).collect()
+fn key_table(graph: &Graph) -> HashMap<String, Arc<KeyEntry>> {
+    graph
+        .keys()
+        .filter_map(|k| {
+            let owner = graph.user_id(&k.owner)?; // every key has an existing owner
+            Some((k.ident.clone(), Arc::new(KeyEntry { key: k.clone(), owner })))
+        })
+        .collect()
 }
 
 /// The serialized form of a snapshot.
