@@ -187,3 +187,18 @@ async fn given_explain_and_health_endpoints_then_answers() {
     assert_eq!((s, r["ready"].as_bool()), (200, Some(true)));
     drop(n);
 }
+
+#[tokio::test]
+async fn given_single_node_when_it_is_asked_to_leave_then_refused_and_still_serving() {
+    let (n, api, op) = setup().await;
+    let (s, r) = api.post("/api/v1/cluster/leave", &op, json!({"node_id": 1})).await;
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(r["error"]["code"], "membership_refused");
+    let (s, r) = api.post("/api/v1/cluster/leave", &op, json!({"node_id": 9})).await;
+    assert_eq!((s, r["error"]["code"].as_str()), (409, Some("membership_refused")));
+    let (s, r) = api.get("/api/v1/cluster/status", &op).await;
+    assert_eq!(s, 200);
+    assert_eq!(r["nodes"].as_array().unwrap().len(), 1);
+    assert_eq!(r["role"], "Leader");
+    drop(n);
+}

@@ -1,7 +1,7 @@
 //! One Raft member: storage, state machine, openraft, and the write/read API
 //! the broker uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hpfriends_graph::{Actor, Command, Graph, GraphError};
 use openraft::error::{ClientWriteError, RaftError};
+use openraft::ChangeMembers;
 use tokio::sync::watch;
 
 use crate::network::Network;
@@ -33,6 +34,8 @@ pub enum WriteError {
     NotLeader { leader: Option<(NodeId, NodeInfo)> },
     #[error("the cluster cannot commit writes now: {0}")]
     Unavailable(String),
+    #[error("membership change refused: {0}")]
+    Membership(String),
 }
 
 pub struct ConsensusNode {
@@ -92,6 +95,31 @@ impl ConsensusNode {
             Ok(resp) => resp.data.result.map_err(WriteError::Rejected),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(WriteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
+            }
+            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Removes `id` from the cluster (voter or learner). Refused when it
+    /// would leave no voter, or when `id` is not a member.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), WriteError> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let is_voter = membership.membership().voter_ids().any(|v| v == id);
+        let is_node = membership.nodes().any(|(n, _)| *n == id);
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else if is_node {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        } else {
+            return Err(WriteError::Membership(format!("node {id} is not a member of this cluster")));
+        };
+        match self.raft.change_membership(change, false).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
+            }
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(WriteError::Membership(e.to_string()))
             }
             Err(e) => Err(WriteError::Unavailable(e.to_string())),
         }

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/explain", get(explain))
         .route("/api/v1/apply", post(apply).layer(DefaultBodyLimit::max(MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster_status))
+        .route("/api/v1/cluster/leave", post(cluster_leave))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)
 }
@@ -411,4 +412,19 @@ async fn cluster_status(State(state): State<AppState>, _caller: Caller) -> Reply
         "index_generation": state.node.view().index.generation(),
         "nodes": nodes,
     })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaveBody {
+    node_id: u64,
+}
+
+async fn cluster_leave(State(state): State<AppState>, Caller(actor): Caller, body: Body<LeaveBody>) -> Reply {
+    if actor != Actor::Operator {
+        return Err(ApiError::forbidden("only the operator changes cluster membership"));
+    }
+    let Json(b) = body?;
+    state.node.remove_member(b.node_id).await?;
+    ok()
 }
