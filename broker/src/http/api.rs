@@ -32,10 +32,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/users/{name}", delete(remove_user))
         .route("/api/v1/users/{name}/token", post(user_token))
         .route("/api/v1/groups", get(list_groups).post(add_group))
-        .route("/api/v1/groups/{group}/invite", post(invite))
-        .route("/api/v1/groups/{group}/join", post(join))
-        .route("/api/v1/groups/{group}/leave", post(leave))
-        .route("/api/v1/groups/{group}/remove-member", post(remove_member))
+        .route("/api/v1/groups/{group}/invite", membership_route(Membership::Invite))
+        .route("/api/v1/groups/{group}/join", membership_route(Membership::Join))
+        .route("/api/v1/groups/{group}/leave", membership_route(Membership::Leave))
+        .route("/api/v1/groups/{group}/remove-member", membership_route(Membership::RemoveMember))
         .route("/api/v1/shares", get(list_shares).post(add_share))
         .route("/api/v1/shares/accept", post(accept_share))
         .route("/api/v1/shares/remove", post(remove_share))
@@ -157,52 +157,35 @@ async fn add_group(State(state): State<AppState>, Caller(actor): Caller, body: B
     ok()
 }
 
-async fn invite(
-    State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(group): Path<String>,
-    body: Body<UserBody>,
-) -> Reply {
+/// The four membership routes differ only in whom they act for and the command.
+#[derive(Clone, Copy)]
+enum Membership {
+    Invite,
+    Join,
+    Leave,
+    RemoveMember,
+}
+
+async fn membership(state: AppState, actor: Actor, group: String, body: Body<UserBody>, change: Membership) -> Reply {
     let Json(body) = body?;
-    let user = body.user.ok_or_else(|| ApiError::bad_request("missing field `user`: whom to invite"))?;
-    execute(&state, actor, Command::InviteMember { group, user }).await?;
+    let named =
+        |what: &str| body.user.clone().ok_or_else(|| ApiError::bad_request(format!("missing field `user`: {what}")));
+    let command = match change {
+        Membership::Invite => Command::InviteMember { group, user: named("whom to invite")? },
+        Membership::RemoveMember => Command::RemoveMember { group, user: named("whom to remove")? },
+        Membership::Join => Command::AcceptMembership { group, user: acting_user(&actor, body.user, "join a group")? },
+        Membership::Leave => Command::RemoveMember { group, user: acting_user(&actor, body.user, "leave a group")? },
+    };
+    execute(&state, actor, command).await?;
     ok()
 }
 
-async fn join(
-    State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(group): Path<String>,
-    body: Body<UserBody>,
-) -> Reply {
-    let Json(body) = body?;
-    let user = acting_user(&actor, body.user, "join a group")?;
-    execute(&state, actor, Command::AcceptMembership { group, user }).await?;
-    ok()
-}
-
-async fn leave(
-    State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(group): Path<String>,
-    body: Body<UserBody>,
-) -> Reply {
-    let Json(body) = body?;
-    let user = acting_user(&actor, body.user, "leave a group")?;
-    execute(&state, actor, Command::RemoveMember { group, user }).await?;
-    ok()
-}
-
-async fn remove_member(
-    State(state): State<AppState>,
-    Caller(actor): Caller,
-    Path(group): Path<String>,
-    body: Body<UserBody>,
-) -> Reply {
-    let Json(body) = body?;
-    let user = body.user.ok_or_else(|| ApiError::bad_request("missing field `user`: whom to remove"))?;
-    execute(&state, actor, Command::RemoveMember { group, user }).await?;
-    ok()
+fn membership_route(change: Membership) -> axum::routing::MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>, Caller(actor): Caller, Path(group): Path<String>, body: Body<UserBody>| {
+            membership(state, actor, group, body, change)
+        },
+    )
 }
 
 // ---- shares ----
