@@ -20,6 +20,8 @@ use crate::http::{self, AppState};
 use crate::protocol::Limits;
 use crate::routing::Router;
 
+/// How long a new node keeps asking to join.
+const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 /// How long sessions get to finish once shutdown starts.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -36,6 +38,7 @@ pub struct Running {
     tracker: TaskTracker,
     listener_tasks: Vec<tokio::task::JoinHandle<()>>,
     http_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    cluster_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 /// Runs a node until `stop` resolves.
@@ -60,20 +63,27 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
     let hpfeeds = bind("hpfeeds", &config.hpfeeds_addr).await?;
     let http_listener = bind("http", &config.http_addr).await?;
+    let cluster_listener = bind("cluster", &config.cluster_addr).await?;
+    let cluster_addr = cluster_listener.local_addr()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some((tls_acceptor(cert, key)?, bind("tls", &config.tls_addr).await?)),
         _ => None,
     };
     let hpfeeds_addr = hpfeeds.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let operator_token = operator_token(&config)?;
+    let operator_token = stored_secret(config.operator_token.as_deref(), &config.data_dir, "operator-token")?;
+    let cluster_secret = match (&config.cluster_secret, &config.join) {
+        (Some(s), _) => s.clone(),
+        (None, Some(_)) => anyhow::bail!("--join needs --cluster-secret: the secret of the cluster to join"),
+        (None, None) => stored_secret(None, &config.data_dir, "cluster-secret")?,
+    };
 
     let advertise = |addr: SocketAddr| match &config.advertise_addr {
         Some(host) => format!("{host}:{}", addr.port()),
         None => addr.to_string(),
     };
     let info = NodeInfo {
-        cluster_addr: config.cluster_addr.clone(),
+        cluster_addr: advertise(cluster_addr),
         http_addr: advertise(http_addr),
         hpfeeds_addr: advertise(hpfeeds_addr),
     };
@@ -81,8 +91,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         ConsensusNode::start(NodeOptions {
             node_id: config.node_id,
             data_dir: config.data_dir.clone(),
-            info,
+            info: info.clone(),
             bootstrap: config.join.is_none(),
+            cluster_secret: cluster_secret.into_bytes(),
         })
         .await?,
     );
@@ -121,6 +132,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         listener_tasks.push(tokio::spawn(l.run(sessions.clone(), shutdown.clone(), tracker.clone())));
     }
 
+    let grpc_shutdown = shutdown.clone();
+    let raft_service = node.grpc_service();
+    let cluster_task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(raft_service)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(cluster_listener),
+                grpc_shutdown.cancelled_owned(),
+            )
+            .await
+    });
+
     let state =
         AppState { node: node.clone(), operator_token: operator_token.clone().into(), accepting: accepting.clone() };
     let http_shutdown = shutdown.clone();
@@ -129,7 +152,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await
     });
-    tracing::info!(%hpfeeds_addr, %http_addr, node_id = config.node_id, "serving");
+    tracing::info!(%hpfeeds_addr, %http_addr, %cluster_addr, node_id = config.node_id, "serving");
+    if let Some(url) = &config.join {
+        if !node.is_initialized().await {
+            join_cluster(&node, url, config.node_id, &info).await?;
+        }
+    }
     Ok(Running {
         hpfeeds_addr,
         http_addr,
@@ -142,6 +170,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracker,
         listener_tasks,
         http_task,
+        cluster_task,
     })
 }
 
@@ -160,6 +189,7 @@ impl Running {
         }
         let _ = self.http_task.await;
         self.node.shutdown().await;
+        let _ = self.cluster_task.await;
     }
 }
 
@@ -167,24 +197,55 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
-/// The configured operator token, or one kept in `<data_dir>/operator-token`
-/// (generated on first start, readable by the owner only).
-fn operator_token(config: &Config) -> anyhow::Result<String> {
-    if let Some(t) = &config.operator_token {
-        return Ok(t.clone());
+/// A configured secret, or one kept in `<data_dir>/<file>` (generated on
+/// first start, readable by the owner only).
+fn stored_secret(configured: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<String> {
+    if let Some(t) = configured {
+        return Ok(t.to_string());
     }
-    let path = config.data_dir.join("operator-token");
+    let path = data_dir.join(file);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
-        anyhow::ensure!(t.len() >= 16, "{} holds a token shorter than 16 characters", path.display());
+        anyhow::ensure!(t.len() >= 16, "{} holds a secret shorter than 16 characters", path.display());
         return Ok(t);
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
-    let token = hex::encode(rand::random::<[u8; 24]>());
-    write_private(&path, &token)?;
-    println!("generated an operator token in {}", path.display());
-    Ok(token)
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let secret = hex::encode(rand::random::<[u8; 24]>());
+    write_private(&path, &secret)?;
+    println!("generated {}", path.display());
+    Ok(secret)
+}
+
+/// Asks the cluster at `url` (any member's HTTP address) to add this node,
+/// retrying until it answers; returns once this node is a voter.
+async fn join_cluster(node: &ConsensusNode, url: &str, id: u64, info: &NodeInfo) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let endpoint = format!("{}/api/v1/cluster/join", url.trim_end_matches('/'));
+    let deadline = tokio::time::Instant::now() + JOIN_DEADLINE;
+    loop {
+        let mut req = client.post(&endpoint).json(&serde_json::json!({ "node_id": id, "info": info }));
+        for (name, value) in node.peer_auth().headers() {
+            req = req.header(name, value);
+        }
+        let why = match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                tracing::info!(%url, "joined the cluster");
+                return Ok(());
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp.text().await.unwrap_or_default();
+                if status.is_client_error() {
+                    anyhow::bail!("{endpoint} refused to add this node: {status} {body}");
+                }
+                format!("{status} {body}")
+            }
+            Err(e) => e.to_string(),
+        };
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "could not join through {endpoint}: {why}");
+        tracing::info!(%url, reason = %why, "join not done yet, retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -7,9 +7,17 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub mod grpc;
+mod membership;
 pub mod network;
 mod node;
+pub mod peer_auth;
 pub mod store;
+
+/// Generated from `proto/cluster.proto`.
+pub mod proto {
+    tonic::include_proto!("hpfriends.cluster.v1");
+}
 
 pub use node::{ConsensusNode, KeyEntry, NodeOptions, View, WriteError};
 

@@ -12,7 +12,9 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::sync::watch;
 
-use crate::network::Network;
+use crate::grpc::{JoinOutcome, WriteOutcome};
+use crate::network::{connect, decode, encode, Network, PeerRpc};
+use crate::peer_auth::PeerAuth;
 use crate::store::{open_db, LogStore, Published, StateMachineStore};
 pub use crate::store::{KeyEntry, View};
 use crate::{NodeId, NodeInfo, Raft, RaftMetrics, Request};
@@ -23,7 +25,15 @@ pub struct NodeOptions {
     pub info: NodeInfo,
     /// Start a new one-node cluster if this data dir holds none.
     pub bootstrap: bool,
+    /// Shared by every member; proves peers to each other.
+    pub cluster_secret: Vec<u8>,
 }
+
+/// How long a write may take, across leader changes, before the caller is told
+/// the cluster cannot commit it.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// How long one forwarded RPC to the leader may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -42,6 +52,13 @@ pub struct ConsensusNode {
     id: NodeId,
     raft: Raft,
     published: Arc<Published>,
+    auth: PeerAuth,
+}
+
+/// One attempt's outcome inside a retry loop.
+enum Attempt<T> {
+    Done(T),
+    Retry(String),
 }
 
 impl ConsensusNode {
@@ -64,8 +81,10 @@ impl ConsensusNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().context("invalid Raft config")?);
+        let auth = PeerAuth::new(&opts.cluster_secret, opts.node_id);
+        let network = Network { auth: auth.clone() };
         let raft =
-            Raft::new(opts.node_id, config, Network, log_store, state_machine).await.context("cannot start Raft")?;
+            Raft::new(opts.node_id, config, network, log_store, state_machine).await.context("cannot start Raft")?;
 
         if opts.bootstrap && !raft.is_initialized().await? {
             tracing::info!(node_id = opts.node_id, "empty data dir: bootstrapping a new one-node cluster");
@@ -73,7 +92,12 @@ impl ConsensusNode {
                 .await
                 .context("cannot bootstrap the cluster")?;
         }
-        Ok(Self { id: opts.node_id, raft, published })
+        Ok(Self { id: opts.node_id, raft, published, auth })
+    }
+
+    /// False for a fresh node that waits to be added to a cluster.
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
     }
 
     pub fn id(&self) -> NodeId {
@@ -88,15 +112,105 @@ impl ConsensusNode {
         self.raft.metrics()
     }
 
+    /// The Raft service for the cluster port (refuses unauthenticated peers).
+    pub fn grpc_service(&self) -> crate::grpc::AuthenticatedRaftService {
+        crate::grpc::service(self.raft.clone(), self.auth.clone())
+    }
+
+    pub fn peer_auth(&self) -> &PeerAuth {
+        &self.auth
+    }
+
     /// Proposes `command` on behalf of `actor`; returns once it is committed
-    /// and applied here. Authorization and validation happen at apply time.
+    /// and applied by the leader. On a follower it is forwarded to the leader,
+    /// retried across leader changes until `WRITE_DEADLINE`. Authorization and
+    /// validation happen at apply time.
     pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
-        match self.raft.client_write(Request { command, actor }).await {
-            Ok(resp) => resp.data.result.map_err(WriteError::Rejected),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(WriteError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
+        let request = Request { command, actor };
+        self.with_leader("commit the write", |leader| {
+            let request = request.clone();
+            async move {
+                match leader {
+                    None => match self.raft.client_write(request).await {
+                        Ok(resp) => Attempt::Done(resp.data.result.map_err(WriteError::Rejected)),
+                        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                            Attempt::Retry("leadership moved".into())
+                        }
+                        Err(e) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
+                    },
+                    Some(mut rpc) => {
+                        let sent = tokio::time::timeout(FORWARD_TIMEOUT, rpc.client_write(encode(&request))).await;
+                        match sent.map(|r| r.map(|r| decode::<WriteOutcome>(r.get_ref()))) {
+                            Ok(Ok(Ok(Ok(resp)))) => Attempt::Done(resp.result.map_err(WriteError::Rejected)),
+                            Ok(Ok(Ok(Err(ClientWriteError::ForwardToLeader(_))))) => {
+                                Attempt::Retry("the leader moved".into())
+                            }
+                            Ok(Ok(Ok(Err(e)))) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
+                            Ok(Ok(Err(e))) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
+                            Ok(Err(status)) => Attempt::Retry(format!("leader unreachable: {}", status.message())),
+                            Err(_) => Attempt::Retry("the leader did not answer in time".into()),
+                        }
+                    }
+                }
             }
-            Err(e) => Err(WriteError::Unavailable(e.to_string())),
+        })
+        .await
+    }
+
+    /// Adds a node (learner, then voter once caught up), via the leader.
+    pub async fn join(&self, id: NodeId, info: NodeInfo) -> Result<(), WriteError> {
+        self.with_leader("add the node", |leader| {
+            let info = info.clone();
+            async move {
+                let outcome = match leader {
+                    None => crate::membership::join_here(&self.raft, id, info).await,
+                    Some(mut rpc) => match rpc.join(encode(&(id, info))).await {
+                        Ok(r) => decode::<JoinOutcome>(r.get_ref()).unwrap_or_else(|e| Err(e.to_string())),
+                        Err(status) => return Attempt::Retry(status.message().to_string()),
+                    },
+                };
+                match outcome {
+                    Ok(()) => Attempt::Done(Ok(())),
+                    Err(e) if e.starts_with("not the leader") => Attempt::Retry(e),
+                    Err(e) => Attempt::Done(Err(WriteError::Membership(e))),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` here when this node leads (`None`) or against the
+    /// leader's RPC client, retrying until it is done or `WRITE_DEADLINE` passes.
+    async fn with_leader<'a, T, F, Fut>(&'a self, what: &str, mut attempt: F) -> Result<T, WriteError>
+    where
+        F: FnMut(Option<PeerRpc>) -> Fut,
+        Fut: std::future::Future<Output = Attempt<Result<T, WriteError>>> + 'a,
+    {
+        let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
+        loop {
+            let leader = {
+                let m = self.raft.metrics().borrow().clone();
+                m.current_leader
+                    .map(|id| (id, m.membership_config.nodes().find(|(n, _)| **n == id).map(|(_, i)| i.clone())))
+            };
+            let outcome = match leader {
+                Some((id, _)) if id == self.id => attempt(None).await,
+                Some((_, Some(info))) => match connect(&info.cluster_addr, self.auth.clone()) {
+                    Ok(rpc) => attempt(Some(rpc)).await,
+                    Err(e) => Attempt::Retry(e),
+                },
+                _ => Attempt::Retry("no leader is known".into()),
+            };
+            let why = match outcome {
+                Attempt::Done(result) => return result,
+                Attempt::Retry(why) => why,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WriteError::Unavailable(format!(
+                    "could not {what} within {WRITE_DEADLINE:?} (no quorum reachable?): {why}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

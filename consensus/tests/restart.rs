@@ -12,6 +12,7 @@ async fn start(dir: &std::path::Path) -> ConsensusNode {
         data_dir: dir.to_path_buf(),
         info: NodeInfo::default(),
         bootstrap: true,
+        cluster_secret: b"secret".to_vec(),
     })
     .await
     .unwrap();

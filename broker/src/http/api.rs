@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/apply", post(apply).layer(DefaultBodyLimit::max(MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster_status))
         .route("/api/v1/cluster/leave", post(cluster_leave))
+        .route("/api/v1/cluster/join", post(cluster_join))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .with_state(state)
 }
@@ -409,5 +410,25 @@ async fn cluster_leave(State(state): State<AppState>, Caller(actor): Caller, bod
     }
     let Json(b) = body?;
     state.node.remove_member(b.node_id).await?;
+    ok()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    node_id: u64,
+    info: hpfriends_consensus::NodeInfo,
+}
+
+/// A new node asks to be added. It proves the cluster secret with the same
+/// headers peers use on the cluster port.
+async fn cluster_join(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Body<JoinBody>) -> Reply {
+    state
+        .node
+        .peer_auth()
+        .verify_with(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .map_err(|why| ApiError::unauthorized(format!("cluster authentication failed: {why}")))?;
+    let Json(b) = body?;
+    state.node.join(b.node_id, b.info).await?;
     ok()
 }

@@ -1,63 +1,137 @@
-//! Outbound Raft RPCs to other members.
-//!
-//! A one-node cluster never sends any. Raft over gRPC between nodes is the
-//! cluster issue's work; until it lands every peer is reported unreachable,
-//! which openraft treats as a node that is down.
+//! Outbound Raft RPCs to other members over tonic gRPC, authenticated with
+//! [`PeerAuth`]. One lazily connected channel per peer, reused for every RPC.
 
-use openraft::error::{InstallSnapshotError, RPCError, RaftError, Unreachable};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::codegen::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
 
+use crate::peer_auth::PeerAuth;
+use crate::proto::raft_client::RaftClient;
+use crate::proto::RaftPayload;
 use crate::{NodeId, NodeInfo, TypeConfig};
 
-#[derive(Clone, Default)]
-pub struct Network;
+pub type PeerRpc = RaftClient<InterceptedService<Channel, PeerAuth>>;
+
+/// A client for the Raft service of the node at `cluster_addr`.
+pub fn connect(cluster_addr: &str, auth: PeerAuth) -> Result<PeerRpc, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{cluster_addr}"))
+        .map_err(|e| format!("bad cluster address {cluster_addr:?}: {e}"))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true);
+    Ok(RaftClient::with_interceptor(endpoint.connect_lazy(), auth)
+        // Snapshots of a large graph exceed tonic's 4 MiB default.
+        .max_decoding_message_size(256 * 1024 * 1024)
+        .max_encoding_message_size(256 * 1024 * 1024))
+}
+
+#[derive(Clone)]
+pub struct Network {
+    pub auth: PeerAuth,
+}
 
 pub struct PeerClient {
     target: NodeId,
+    rpc: Result<PeerRpc, String>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
-    async fn new_client(&mut self, target: NodeId, _node: &NodeInfo) -> Self::Network {
-        PeerClient { target }
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
+        PeerClient { target, rpc: connect(&node.cluster_addr, self.auth.clone()) }
     }
 }
 
+pub fn encode<T: Serialize>(value: &T) -> RaftPayload {
+    RaftPayload { payload: serde_json::to_vec(value).expect("raft messages serialize") }
+}
+
+pub fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, serde_json::Error> {
+    serde_json::from_slice(&payload.payload)
+}
+
+/// Which RPC to send; one code path serves all of them.
+enum Call {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
 impl PeerClient {
-    fn unreachable<E: std::error::Error>(&self) -> RPCError<NodeId, NodeInfo, E> {
-        let e = std::io::Error::other(format!("node {}: peer networking is not available in this build", self.target));
-        RPCError::Unreachable(Unreachable::new(&e))
+    async fn call<Req, Resp, E>(
+        &mut self,
+        call: Call,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, E>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let rpc = match &mut self.rpc {
+            Ok(rpc) => rpc,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))),
+        };
+        let payload = encode(req);
+        let sent = async {
+            match call {
+                Call::AppendEntries => rpc.append_entries(payload).await,
+                Call::Vote => rpc.vote(payload).await,
+                Call::InstallSnapshot => rpc.install_snapshot(payload).await,
+            }
+        };
+        let reply = match tokio::time::timeout(ttl, sent).await {
+            Err(_) => {
+                let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {ttl:?}"));
+                return Err(RPCError::Network(NetworkError::new(&e)));
+            }
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                return Err(RPCError::Unreachable(Unreachable::new(&status)));
+            }
+            Ok(Err(status)) => return Err(RPCError::Network(NetworkError::new(&status))),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        match decode::<Result<Resp, E>>(&reply) {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
     }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(Call::AppendEntries, &rpc, option.hard_ttl()).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>>
     {
-        Err(self.unreachable())
+        self.call(Call::InstallSnapshot, &rpc, option.hard_ttl()).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<NodeId>,
-        _option: RPCOption,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
-        Err(self.unreachable())
+        self.call(Call::Vote, &rpc, option.hard_ttl()).await
     }
 }
