@@ -118,7 +118,7 @@ fn now_millis() -> u64 {
 mod tests {
     use super::*;
 
-    fn lookup(h: &[(&'static str, String)]) -> impl Fn(&str) -> Option<&str> + '_ {
+    fn lookup<'a>(h: &'a [(&'static str, String)]) -> impl Fn(&str) -> Option<&'a str> {
         move |name| h.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
     }
 
