@@ -39,6 +39,8 @@ pub struct Config {
     /// Per-connection outbound queue bound; a subscriber past it is closed.
     pub max_outbound_bytes: usize,
     pub max_connections: usize,
+    /// Raft builds a snapshot (and compacts the log) after this many entries.
+    pub snapshot_every_logs: u64,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             max_publish_bytes: 1024 * 1024,
             max_outbound_bytes: 16 * 1024 * 1024,
             max_connections: 10_000,
+            snapshot_every_logs: 5_000,
         }
     }
 }
@@ -116,6 +119,7 @@ impl Config {
             ("max_publish_bytes", self.max_publish_bytes),
             ("max_outbound_bytes", self.max_outbound_bytes),
             ("max_connections", self.max_connections),
+            ("snapshot_every_logs", self.snapshot_every_logs as usize),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero { field });

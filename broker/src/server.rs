@@ -29,6 +29,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Running {
     pub hpfeeds_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub cluster_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     pub operator_token: String,
     pub node: Arc<ConsensusNode>,
@@ -46,10 +47,11 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
     let running = start(&config).await?;
     // One line a person (and the test harness) can read.
     println!(
-        "hpfriends node {} listening: hpfeeds={} http={}{} data={}",
+        "hpfriends node {} listening: hpfeeds={} http={} cluster={}{} data={}",
         config.node_id,
         running.hpfeeds_addr,
         running.http_addr,
+        running.cluster_addr,
         running.tls_addr.map(|a| format!(" tls={a}")).unwrap_or_default(),
         config.data_dir.display()
     );
@@ -94,6 +96,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             info: info.clone(),
             bootstrap: config.join.is_none(),
             cluster_secret: cluster_secret.into_bytes(),
+            snapshot_every_logs: config.snapshot_every_logs,
         })
         .await?,
     );
@@ -161,6 +164,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     Ok(Running {
         hpfeeds_addr,
         http_addr,
+        cluster_addr,
         tls_addr,
         operator_token,
         node,

@@ -13,6 +13,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+/// The `hpfriends` binary of this build: beside the test executable's
+/// `deps/` folder (`cargo nextest run --workspace` builds it).
+pub fn hpfriends_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let bin = profile_dir.join("hpfriends");
+    assert!(bin.exists(), "{} is missing: build it with `cargo build -p hpfriends`", bin.display());
+    bin
+}
+
 /// How long conditions may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -39,6 +49,7 @@ pub struct NodeProcess {
     child: Option<Child>,
     pub hpfeeds_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub cluster_addr: SocketAddr,
     /// The TLS hpfeeds listener, when started with a certificate.
     pub tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
@@ -55,6 +66,7 @@ impl NodeProcess {
             child: None,
             hpfeeds_addr: "127.0.0.1:0".parse()?,
             http_addr: "127.0.0.1:0".parse()?,
+            cluster_addr: "127.0.0.1:0".parse()?,
             tls_addr: None,
             log: Arc::default(),
         };
@@ -67,7 +79,9 @@ impl NodeProcess {
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--hpfeeds-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"])
+            // Port 0 on the first start; a restart keeps the ports, as a real node's address stays.
+            .args(["--hpfeeds-addr", &self.hpfeeds_addr.to_string(), "--http-addr", &self.http_addr.to_string()])
+            .args(["--cluster-addr", &self.cluster_addr.to_string()])
             .args(["--operator-token", &self.token])
             .args(&self.extra)
             .env("HPFRIENDS_LOG", "info,openraft=warn")
@@ -101,6 +115,7 @@ impl NodeProcess {
         self.child = Some(child);
         self.hpfeeds_addr = field(&line, "hpfeeds=")?.parse()?;
         self.http_addr = field(&line, "http=")?.parse()?;
+        self.cluster_addr = field(&line, "cluster=")?.parse()?;
         self.tls_addr = field(&line, "tls=").ok().map(str::parse).transpose()?;
         self.wait_ready()
     }
@@ -142,10 +157,19 @@ impl NodeProcess {
         wait_for("the node to exit", DEADLINE, || c.try_wait().ok().flatten())
     }
 
-    /// Starts the node again on the same data dir (new ports).
+    /// Starts the node again on the same data dir and ports.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
         self.spawn()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// `ctl cluster status` as JSON.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.ctl(&["cluster", "status"])?)?)
     }
 
     pub fn log(&self) -> String {
@@ -307,4 +331,59 @@ pub fn sync(
         std::thread::sleep(Duration::from_millis(100));
         sub.saw(marker).then_some(())
     })
+}
+
+/// The shared secret every test cluster uses.
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
+
+/// N real nodes: node 1 bootstraps, the others join through it.
+pub struct Cluster {
+    pub nodes: Vec<NodeProcess>,
+    pub dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    pub fn start(bin: &Path, n: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let mut cluster = Cluster { nodes: Vec::new(), dir, bin: bin.to_path_buf() };
+        for _ in 0..n {
+            cluster.add_node(extra)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts one more node that joins through node 1 (or bootstraps, if first).
+    pub fn add_node(&mut self, extra: &[&str]) -> anyhow::Result<&NodeProcess> {
+        let id = (self.nodes.len() + 1).to_string();
+        let mut args: Vec<String> =
+            vec!["--node-id".into(), id.clone(), "--cluster-secret".into(), CLUSTER_SECRET.into()];
+        if let Some(first) = self.nodes.first() {
+            args.extend(["--join".into(), first.url()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let node = NodeProcess::start(&self.bin, &self.dir.path().join(format!("node{id}")), &args)?;
+        self.nodes.push(node);
+        Ok(self.nodes.last().expect("just pushed"))
+    }
+
+    /// Node `id` (1-based).
+    pub fn node(&mut self, id: u64) -> &mut NodeProcess {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// The leader as the running nodes agree on it (itself a running node).
+    pub fn wait_leader(&mut self, timeout: Duration) -> anyhow::Result<u64> {
+        wait_for("the running nodes to agree on a running leader", timeout, || {
+            let mut leaders = Vec::new();
+            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+                leaders.push(n.status().ok()?["leader"].as_u64()?);
+            }
+            leaders.dedup();
+            let leader = *leaders.first()?;
+            let running = self.nodes.get(leader as usize - 1).is_some_and(|n| n.child.is_some());
+            (leaders.len() == 1 && running).then_some(leader)
+        })
+    }
 }

@@ -27,6 +27,8 @@ pub struct NodeOptions {
     pub bootstrap: bool,
     /// Shared by every member; proves peers to each other.
     pub cluster_secret: Vec<u8>,
+    /// Snapshot (and compact the log) after this many entries.
+    pub snapshot_every_logs: u64,
 }
 
 /// How long a write may take, across leader changes, before the caller is told
@@ -76,8 +78,10 @@ impl ConsensusNode {
             heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(5_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(opts.snapshot_every_logs),
+            max_in_snapshot_log_to_keep: (opts.snapshot_every_logs / 5).min(1_000),
+            // Large graphs: give a snapshot transfer time.
+            install_snapshot_timeout: 30_000,
             ..Default::default()
         };
         let config = Arc::new(config.validate().context("invalid Raft config")?);

@@ -13,6 +13,7 @@ async fn start(dir: &std::path::Path) -> ConsensusNode {
         info: NodeInfo::default(),
         bootstrap: true,
         cluster_secret: b"secret".to_vec(),
+        snapshot_every_logs: 5_000,
     })
     .await
     .unwrap();

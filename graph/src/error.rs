@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// These cross the Raft log (as apply results) and the HTTP API, so they are
 /// serializable and each has a stable `code()`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
-#[serde(tag = "code", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum GraphError {
     #[error("invalid {what} {name:?}: {reason}")]
     InvalidName { what: String, name: String, reason: String },
@@ -73,5 +73,39 @@ impl GraphError {
     /// True when the thing asked for is missing (HTTP 404), false for conflicts and bad input.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::UnknownUser(_) | Self::UnknownGroup(_) | Self::UnknownShare { .. } | Self::UnknownKey(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_every_variant_then_serde_round_trips() {
+        let s = || "x".to_string();
+        let all = [
+            GraphError::InvalidName { what: s(), name: s(), reason: s() },
+            GraphError::UnknownUser(s()),
+            GraphError::UserExists(s()),
+            GraphError::UnknownGroup(s()),
+            GraphError::GroupExists(s()),
+            GraphError::NameTaken(s()),
+            GraphError::NotInvited { group: s(), user: s() },
+            GraphError::AlreadyMember { group: s(), user: s() },
+            GraphError::AlreadyAdmin { group: s(), user: s() },
+            GraphError::LastAdmin { group: s(), user: s() },
+            GraphError::ShareExists { from: s(), to: s(), channel: s() },
+            GraphError::UnknownShare { from: s(), to: s(), channel: s() },
+            GraphError::SelfShare,
+            GraphError::IdentExists(s()),
+            GraphError::UnknownKey(s()),
+            GraphError::NestedBatch,
+            GraphError::UnknownCommand(s()),
+            GraphError::Forbidden(s()),
+        ];
+        for e in all {
+            let json = serde_json::to_string(&e).unwrap();
+            assert_eq!(serde_json::from_str::<GraphError>(&json).unwrap(), e, "{json}");
+        }
     }
 }

@@ -393,6 +393,8 @@ async fn cluster_status(State(state): State<AppState>, _caller: Caller) -> Reply
         "leader": m.current_leader,
         "last_applied": m.last_applied.map(|l| l.index),
         "last_log_index": m.last_log_index,
+        "snapshot_index": m.snapshot.map(|l| l.index),
+        "purged_index": m.purged.map(|l| l.index),
         "index_generation": state.node.view().index.generation(),
         "nodes": nodes,
     })))

@@ -1,0 +1,105 @@
+//! Real three-node clusters: replication, writes through any node, leader
+//! loss, joining, and peer authentication.
+
+use std::time::{Duration, Instant};
+
+use hpfriends_cluster_tests::{hpfriends_bin, wait_for, Cluster, NodeProcess, DEADLINE};
+
+fn users(node: &NodeProcess) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&node.ctl(&["user", "list"]).unwrap()).unwrap();
+    v["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_string()).collect()
+}
+
+fn wait_users(node: &NodeProcess, want: &[&str]) {
+    wait_for(&format!("{want:?} on {}", node.url()), DEADLINE, || {
+        let have = users(node);
+        want.iter().all(|w| have.iter().any(|h| h == w)).then_some(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn given_three_nodes_when_writing_through_each_then_every_node_has_every_write() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    for (i, n) in c.nodes.iter().enumerate() {
+        n.ctl(&["user", "add", &format!("user{i}")]).unwrap();
+    }
+    for n in &c.nodes {
+        wait_users(n, &["user0", "user1", "user2"]);
+    }
+    let status = c.nodes[2].status().unwrap();
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3, "{status}");
+    assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["voter"] == true), "{status}");
+    // A rejected write through a follower says why, and changes nothing.
+    let err = c.nodes[1].ctl(&["user", "add", "user0"]).unwrap_err().to_string();
+    assert!(err.contains("409") && err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn given_leader_killed_then_new_leader_quickly_writes_succeed_and_old_leader_catches_up() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    let old = c.wait_leader(DEADLINE).unwrap();
+    c.node(old).ctl(&["user", "add", "before"]).unwrap();
+    c.node(old).kill();
+    let killed = Instant::now();
+    let new = c.wait_leader(DEADLINE).unwrap();
+    let elected = killed.elapsed();
+    println!("new leader {new} after {elected:?}");
+    assert_ne!(new, old);
+    assert!(elected < Duration::from_secs(2), "election took {elected:?}");
+
+    let survivor = (1..=3).find(|id| *id != old && *id != new).unwrap();
+    c.node(survivor).ctl(&["user", "add", "after"]).unwrap();
+    c.node(new).ctl(&["user", "add", "after2"]).unwrap();
+
+    c.node(old).restart().unwrap();
+    wait_users(c.node(old), &["before", "after", "after2"]);
+    c.node(old).ctl(&["user", "add", "from-old"]).unwrap();
+    wait_users(c.node(new), &["from-old"]);
+}
+
+#[test]
+fn given_fourth_node_after_compaction_when_it_joins_then_it_gets_the_whole_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small-snapshots.toml");
+    std::fs::write(&config, "snapshot_every_logs = 10\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &["--config", cfg]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let names: Vec<String> = (0..40).map(|i| format!("u{i}")).collect();
+    for n in &names {
+        c.nodes[0].ctl(&["user", "add", n]).unwrap();
+    }
+    // The log was compacted: the first entries exist only in a snapshot now.
+    let leader = c.wait_leader(DEADLINE).unwrap();
+    let purged = wait_for("log compaction on the leader", DEADLINE, || {
+        c.node(leader).status().ok()?["purged_index"].as_u64().filter(|p| *p > 0)
+    })
+    .unwrap();
+    let node4 = c.add_node(&["--config", cfg]).unwrap();
+    let want: Vec<&str> = names.iter().map(String::as_str).collect();
+    wait_users(node4, &want);
+    let status = node4.status().unwrap();
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 4, "{status}");
+    let installed = status["snapshot_index"].as_u64().expect("node 4 holds a snapshot");
+    assert!(installed >= purged, "snapshot {installed} does not cover the purged log up to {purged}: {status}");
+}
+
+#[test]
+fn given_wrong_cluster_secret_when_joining_then_refused_with_reason() {
+    let mut c = Cluster::start(&hpfriends_bin(), 1, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = c.nodes[0].url();
+    let err = NodeProcess::start(
+        &hpfriends_bin(),
+        &dir.path().join("intruder"),
+        &["--node-id", "9", "--cluster-secret", "not-the-right-secret-at-all", "--join", &url],
+    )
+    .err()
+    .expect("a node with the wrong secret must not join");
+    assert!(format!("{err:#}").contains("cluster authentication failed"), "{err:#}");
+    let status = c.nodes[0].status().unwrap();
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 1);
+}
