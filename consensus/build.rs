@@ -2,6 +2,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // protoc comes from a crates.io package, so codegen works offline on a fresh machine.
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     println!("cargo:rerun-if-changed=proto/cluster.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/cluster.proto"], &["proto"])?;
+    // `bytes` fields as `Bytes`: a forwarded frame is shared, never copied.
+    tonic_prost_build::configure().bytes(".").compile_protos(&["proto/cluster.proto"], &["proto"])?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! sharing index, the HTTP API, configuration and the CLI.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod hpfeeds;
 pub mod http;

@@ -137,9 +137,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
+    let fanout_service = crate::cluster::service(router.clone(), node.peer_auth().clone());
+    tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), shutdown.clone()));
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(raft_service)
+            .add_service(fanout_service)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(cluster_listener),
                 grpc_shutdown.cancelled_owned(),
@@ -147,8 +150,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
 
-    let state =
-        AppState { node: node.clone(), operator_token: operator_token.clone().into(), accepting: accepting.clone() };
+    let state = AppState {
+        router: router.clone(),
+        node: node.clone(),
+        operator_token: operator_token.clone().into(),
+        accepting: accepting.clone(),
+    };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, http::router(state))

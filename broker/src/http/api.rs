@@ -79,12 +79,14 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let m = state.node.metrics().borrow().clone();
     let accepting = state.accepting.load(Ordering::Acquire);
     let leader = m.current_leader.is_some();
-    let ready = accepting && leader;
+    let links = state.router.fanout.links_ready();
+    let ready = accepting && leader && links;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "ready": ready,
         "accepting": accepting,
         "leader_known": leader,
+        "peer_links_replayed": links,
         "last_applied": m.last_applied.map(|l| l.index),
     });
     (status, Json(body))

@@ -15,6 +15,7 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub node: Arc<ConsensusNode>,
+    pub router: Arc<crate::routing::Router>,
     pub operator_token: Arc<str>,
     /// False once the node drains: `/readyz` answers 503.
     pub accepting: Arc<AtomicBool>,

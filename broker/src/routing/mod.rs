@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hpfriends_consensus::View;
-use hpfriends_graph::UserId;
+use hpfriends_graph::{Readers, UserId};
+
+pub mod fanout;
 
 use crate::hpfeeds::outbound::Outbound;
 
@@ -28,9 +30,11 @@ type Table = HashMap<Bytes, Arc<[Subscriber]>>;
 
 pub struct Router {
     subscriptions: ArcSwap<Table>,
-    /// Serializes writers of `subscriptions` (readers never take it).
+    /// Serializes writers of `subscriptions` (readers never take it), and
+    /// orders interest changes with interest replays.
     subscriptions_write: Mutex<()>,
     view: ArcSwap<View>,
+    pub fanout: fanout::Fanout,
 }
 
 /// What one publish did, for metrics.
@@ -46,6 +50,7 @@ impl Router {
             subscriptions: ArcSwap::from_pointee(Table::new()),
             subscriptions_write: Mutex::new(()),
             view: ArcSwap::new(view),
+            fanout: fanout::Fanout::default(),
         }
     }
 
@@ -59,12 +64,26 @@ impl Router {
     }
 
     /// Delivers `frame` (the publisher's PUBLISH, unchanged) to every local
-    /// subscriber of `channel` whose owner may read `owner`'s data.
+    /// subscriber of `channel` whose owner may read `owner`'s data, and once
+    /// to every peer node that has such a subscriber.
     pub fn publish(&self, owner: UserId, channel: &[u8], frame: &Bytes) -> Delivery {
-        let table = self.subscriptions.load();
-        let Some(subscribers) = table.get(channel) else { return Delivery::default() };
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
+        self.fanout.forward(owner, channel, frame, readers);
+        self.deliver_local(owner, channel, frame, readers)
+    }
+
+    /// A publish forwarded by a peer: checked again with this node's index
+    /// (a denial on either side wins) and delivered locally only.
+    pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frame: &Bytes) -> Delivery {
+        let view = self.view.load();
+        let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
+        self.deliver_local(owner, channel, frame, readers)
+    }
+
+    fn deliver_local(&self, owner: UserId, channel: &[u8], frame: &Bytes, readers: Option<&Readers>) -> Delivery {
+        let table = self.subscriptions.load();
+        let Some(subscribers) = table.get(channel) else { return Delivery::default() };
         let mut result = Delivery::default();
         for s in subscribers.iter() {
             let allowed = s.owner == owner || readers.is_some_and(|r| r.contains(s.owner));
@@ -81,10 +100,13 @@ impl Router {
 
     /// Adds the subscription; subscribing twice is the same as once.
     pub fn subscribe(&self, channel: Bytes, subscriber: Subscriber) {
-        self.modify(|table| {
+        self.modify(|table, fanout| {
             let current = table.get(&channel).map(|s| &s[..]).unwrap_or(&[]);
             if current.iter().any(|s| s.conn == subscriber.conn) {
                 return;
+            }
+            if !current.iter().any(|s| s.owner == subscriber.owner) {
+                fanout.local_interest_changed(&channel, subscriber.owner, true);
             }
             let mut list = current.to_vec();
             list.push(subscriber);
@@ -93,16 +115,28 @@ impl Router {
     }
 
     pub fn unsubscribe(&self, channel: &[u8], conn: ConnId) {
-        self.modify(|table| remove_from(table, channel, conn));
+        self.modify(|table, fanout| remove_from(table, channel, conn, fanout));
     }
 
     /// Drops every subscription of a closing connection.
     pub fn remove_connection<'a>(&self, conn: ConnId, channels: impl IntoIterator<Item = &'a Bytes>) {
-        self.modify(|table| {
+        self.modify(|table, fanout| {
             for c in channels {
-                remove_from(table, c, conn);
+                remove_from(table, c, conn, fanout);
             }
         });
+    }
+
+    /// Runs `f` with every local (channel, owner) pair while no subscription
+    /// can change, so a link's replay and its later deltas are in order.
+    pub fn with_local_interest<T>(&self, f: impl FnOnce(Vec<(Bytes, UserId)>) -> T) -> T {
+        let _guard = self.subscriptions_write.lock().expect("subscription lock poisoned");
+        let table = self.subscriptions.load();
+        let mut pairs: Vec<(Bytes, UserId)> =
+            table.iter().flat_map(|(c, subs)| subs.iter().map(move |s| (c.clone(), s.owner))).collect();
+        pairs.sort();
+        pairs.dedup();
+        f(pairs)
     }
 
     /// Number of (connection, channel) subscriptions.
@@ -110,17 +144,22 @@ impl Router {
         self.subscriptions.load().values().map(|s| s.len()).sum()
     }
 
-    fn modify(&self, f: impl FnOnce(&mut Table)) {
+    fn modify(&self, f: impl FnOnce(&mut Table, &fanout::Fanout)) {
         let _guard = self.subscriptions_write.lock().expect("subscription lock poisoned");
         let mut table = Table::clone(&self.subscriptions.load());
-        f(&mut table);
+        f(&mut table, &self.fanout);
         self.subscriptions.store(Arc::new(table));
     }
 }
 
-fn remove_from(table: &mut Table, channel: &[u8], conn: ConnId) {
+fn remove_from(table: &mut Table, channel: &[u8], conn: ConnId, fanout: &fanout::Fanout) {
     let Some(current) = table.get(channel) else { return };
     let list: Vec<Subscriber> = current.iter().filter(|s| s.conn != conn).cloned().collect();
+    if let Some(gone) = current.iter().find(|s| s.conn == conn) {
+        if !list.iter().any(|s| s.owner == gone.owner) {
+            fanout.local_interest_changed(&Bytes::copy_from_slice(channel), gone.owner, false);
+        }
+    }
     if list.is_empty() {
         table.remove(channel);
     } else if list.len() != current.len() {

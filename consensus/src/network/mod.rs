@@ -52,7 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> RaftPayload {
-    RaftPayload { payload: serde_json::to_vec(value).expect("raft messages serialize") }
+    RaftPayload { payload: serde_json::to_vec(value).expect("raft messages serialize").into() }
 }
 
 pub fn decode<T: DeserializeOwned>(payload: &RaftPayload) -> Result<T, serde_json::Error> {

@@ -1,0 +1,166 @@
+//! What peers want from this node, and the queues to them.
+//!
+//! Peers announce the (channel, owner) pairs their local clients subscribe to;
+//! a publish is sent once to each peer with a pair that may read it. Per-peer
+//! data queues are bounded in messages: overflow drops and counts, it never
+//! stalls the publisher. Interest changes travel on a separate queue and are
+//! never dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use hpfriends_consensus::proto::{peer_frame, Interest, PeerFrame, Publish};
+use hpfriends_consensus::NodeId;
+use hpfriends_graph::{Readers, UserId};
+use tokio::sync::mpsc;
+
+/// Publishes waiting for one peer link, at most.
+pub const PEER_QUEUE_MESSAGES: usize = 16 * 1024;
+
+/// The sending side of one outbound link.
+pub struct LinkQueue {
+    pub peer: NodeId,
+    data: mpsc::Sender<PeerFrame>,
+    control: mpsc::UnboundedSender<Interest>,
+    /// The link has sent its interest replay since it last (re)connected.
+    pub replayed: AtomicBool,
+    pub dropped: AtomicU64,
+}
+
+/// The receiving side, owned by the link task.
+pub struct LinkReceivers {
+    pub data: mpsc::Receiver<PeerFrame>,
+    pub control: mpsc::UnboundedReceiver<Interest>,
+}
+
+type PeerInterest = HashMap<Bytes, Vec<UserId>>;
+
+#[derive(Default)]
+pub struct Fanout {
+    links: ArcSwap<HashMap<NodeId, Arc<LinkQueue>>>,
+    peer_interest: ArcSwap<HashMap<NodeId, Arc<PeerInterest>>>,
+    /// Serializes writers of `links` and `peer_interest`.
+    write: Mutex<()>,
+}
+
+impl Fanout {
+    /// Sends `frame` to every peer that has a subscriber allowed to read it.
+    pub fn forward(&self, owner: UserId, channel: &[u8], frame: &Bytes, readers: Option<&Readers>) {
+        let peers = self.peer_interest.load();
+        if peers.is_empty() {
+            return;
+        }
+        let links = self.links.load();
+        for (peer, interest) in peers.iter() {
+            let Some(owners) = interest.get(channel) else { continue };
+            if !owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
+                continue;
+            }
+            let Some(link) = links.get(peer) else { continue };
+            let publish = Publish { owner, frame: frame.clone(), channel: Bytes::copy_from_slice(channel) };
+            let label = peer.to_string();
+            match link.data.try_send(PeerFrame { kind: Some(peer_frame::Kind::Publish(publish)) }) {
+                Ok(()) => {
+                    metrics::counter!("hpfriends_fanout_messages_total", "peer" => label.clone()).increment(1);
+                    metrics::counter!("hpfriends_fanout_bytes_total", "peer" => label).increment(frame.len() as u64);
+                }
+                Err(_) => {
+                    link.dropped.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("hpfriends_fanout_dropped_total", "peer" => label).increment(1);
+                }
+            }
+        }
+    }
+
+    /// A local (channel, owner) pair appeared or disappeared: tell every peer.
+    pub fn local_interest_changed(&self, channel: &Bytes, owner: UserId, subscribed: bool) {
+        for link in self.links.load().values() {
+            let _ = link.control.send(Interest { channel: channel.clone(), owner, subscribed });
+        }
+    }
+
+    /// Creates the queues of a new outbound link to `peer`.
+    pub fn add_link(&self, peer: NodeId) -> (Arc<LinkQueue>, LinkReceivers) {
+        let (data_tx, data_rx) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let queue = Arc::new(LinkQueue {
+            peer,
+            data: data_tx,
+            control: control_tx,
+            replayed: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        });
+        self.modify_links(|links| {
+            links.insert(peer, queue.clone());
+        });
+        (queue, LinkReceivers { data: data_rx, control: control_rx })
+    }
+
+    pub fn remove_link(&self, peer: NodeId) {
+        self.modify_links(|links| {
+            links.remove(&peer);
+        });
+    }
+
+    /// True when every outbound link has replayed this node's interest.
+    pub fn links_ready(&self) -> bool {
+        self.links.load().values().all(|l| l.replayed.load(Ordering::Acquire))
+    }
+
+    pub fn link_count(&self) -> usize {
+        self.links.load().len()
+    }
+
+    /// A peer replayed its whole interest set (a new or re-opened stream).
+    pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>) {
+        let mut interest = PeerInterest::new();
+        for e in entries.into_iter().filter(|e| e.subscribed) {
+            let owners = interest.entry(e.channel).or_default();
+            if !owners.contains(&e.owner) {
+                owners.push(e.owner);
+            }
+        }
+        self.modify_peers(|peers| {
+            peers.insert(peer, Arc::new(interest));
+        });
+    }
+
+    pub fn apply_peer_interest(&self, peer: NodeId, change: Interest) {
+        self.modify_peers(|peers| {
+            let mut interest = peers.get(&peer).map(|i| PeerInterest::clone(i)).unwrap_or_default();
+            let owners = interest.entry(change.channel.clone()).or_default();
+            owners.retain(|o| *o != change.owner);
+            if change.subscribed {
+                owners.push(change.owner);
+            }
+            if owners.is_empty() {
+                interest.remove(&change.channel);
+            }
+            peers.insert(peer, Arc::new(interest));
+        });
+    }
+
+    /// The peer's stream ended: it replays everything when it comes back.
+    pub fn forget_peer(&self, peer: NodeId) {
+        self.modify_peers(|peers| {
+            peers.remove(&peer);
+        });
+    }
+
+    fn modify_links(&self, f: impl FnOnce(&mut HashMap<NodeId, Arc<LinkQueue>>)) {
+        let _guard = self.write.lock().expect("fanout lock poisoned");
+        let mut links = HashMap::clone(&self.links.load());
+        f(&mut links);
+        self.links.store(Arc::new(links));
+    }
+
+    fn modify_peers(&self, f: impl FnOnce(&mut HashMap<NodeId, Arc<PeerInterest>>)) {
+        let _guard = self.write.lock().expect("fanout lock poisoned");
+        let mut peers = HashMap::clone(&self.peer_interest.load());
+        f(&mut peers);
+        self.peer_interest.store(Arc::new(peers));
+    }
+}

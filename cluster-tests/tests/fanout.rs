@@ -1,0 +1,97 @@
+//! Cross-node fan-out with the real hpfeeds client: a publisher on node 1
+//! reaches subscribers on nodes 2 and 3 exactly as the graph says.
+
+use std::time::Instant;
+
+use hpfriends_cluster_tests::{hpfriends_bin, publish, sync, wait_for, Cluster, Subscriber, DEADLINE};
+
+const CH: &str = "dionaea.captures";
+const GEO: &str = "geoloc.events";
+
+const GRAPH: &str = r#"{
+  "users": ["jojo", "mark", "alice", "eve", "bob"],
+  "groups": [{"name": "honeynet", "admins": ["mark"], "members": ["mark", "alice"]}],
+  "shares": [
+    {"from": "jojo", "to": "mark",  "channel": "dionaea.captures", "kind": "shares"},
+    {"from": "mark", "to": "alice", "channel": "dionaea.captures", "kind": "shares_all"},
+    {"from": "jojo", "to": "group:honeynet", "channel": "geoloc.events", "kind": "shares"}
+  ],
+  "keys": [
+    {"ident": "jojo-sensor", "secret": "j", "owner": "jojo", "publish": ["dionaea.captures", "geoloc.events"]},
+    {"ident": "mark-key",  "secret": "m", "owner": "mark",  "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]},
+    {"ident": "alice-key", "secret": "a", "owner": "alice", "publish": ["dionaea.captures", "geoloc.events"], "subscribe": ["dionaea.captures", "geoloc.events"]},
+    {"ident": "eve-key",   "secret": "e", "owner": "eve",   "publish": ["dionaea.captures"], "subscribe": ["dionaea.captures"]},
+    {"ident": "bob-key",   "secret": "b", "owner": "bob",   "publish": ["geoloc.events"], "subscribe": ["geoloc.events"]}
+  ]
+}"#;
+
+fn delivered(channel: &str, payload: &str) -> String {
+    format!("publish to {channel} by jojo-sensor: b'{payload}'")
+}
+
+#[test]
+fn given_publisher_on_node1_then_subscribers_on_nodes_2_and_3_get_exactly_what_the_graph_allows() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let file = c.dir.path().join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    // Invited but not accepted: bob gets nothing from the group share.
+    c.nodes[0].ctl(&["group", "invite", "honeynet", "bob"]).unwrap();
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let (n1, n2, n3) = (c.nodes[0].hpfeeds_addr, c.nodes[1].hpfeeds_addr, c.nodes[2].hpfeeds_addr);
+
+    let mark = Subscriber::start(n2, "mark-key", "m", CH).unwrap();
+    let eve = Subscriber::start(n3, "eve-key", "e", CH).unwrap();
+    let alice = Subscriber::start(n3, "alice-key", "a", GEO).unwrap();
+    let bob = Subscriber::start(n2, "bob-key", "b", GEO).unwrap();
+    // Each marker is published on node 1 by the subscriber's own key: once it
+    // arrives, the subscription is known on node 1 too.
+    sync(n1, &mark, "mark-key", "m", CH, "mark-ready").unwrap();
+    sync(n1, &eve, "eve-key", "e", CH, "eve-ready").unwrap();
+    sync(n1, &alice, "alice-key", "a", GEO, "alice-ready").unwrap();
+    sync(n1, &bob, "bob-key", "b", GEO, "bob-ready").unwrap();
+
+    publish(n1, "jojo-sensor", "j", CH, "capture-1").unwrap();
+    publish(n1, "jojo-sensor", "j", GEO, "geo-1").unwrap();
+    mark.wait_for_line(&delivered(CH, "capture-1")).unwrap();
+    alice.wait_for_line(&delivered(GEO, "geo-1")).unwrap();
+    // Markers published after jojo's messages come back; jojo's never did.
+    sync(n1, &eve, "eve-key", "e", CH, "eve-after").unwrap();
+    sync(n1, &bob, "bob-key", "b", GEO, "bob-after").unwrap();
+    assert!(!eve.saw(&delivered(CH, "capture-1")), "eve has no share");
+    assert!(!bob.saw(&delivered(GEO, "geo-1")), "bob never accepted the invitation");
+
+    // Removing a share through node 3 stops delivery on every node.
+    let removed = Instant::now();
+    c.nodes[2].ctl(&["share", "remove", "--from", "jojo", "--to", "mark", "--channel", CH]).unwrap();
+    let answered = removed.elapsed();
+    let applied_everywhere = wait_for("every node to apply the removal", DEADLINE, || {
+        let index: Vec<u64> = c.nodes.iter().filter_map(|n| n.status().ok()?["last_applied"].as_u64()).collect();
+        (index.len() == 3 && index.windows(2).all(|w| w[0] == w[1])).then(|| removed.elapsed())
+    })
+    .unwrap();
+    println!("share removal: API answered after {answered:?}; all three nodes applied it by {applied_everywhere:?}");
+    publish(n1, "jojo-sensor", "j", CH, "after-removal").unwrap();
+    sync(n1, &mark, "mark-key", "m", CH, "mark-after-removal").unwrap();
+    assert!(!mark.saw(&delivered(CH, "after-removal")));
+}
+
+#[test]
+fn given_restarted_node_when_ready_then_its_new_subscriber_gets_messages_from_other_nodes() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let file = c.dir.path().join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    c.node(3).kill();
+    c.node(3).restart().unwrap(); // returns once /readyz says ready
+    let n1 = c.nodes[0].hpfeeds_addr;
+    let mark = Subscriber::start(c.nodes[2].hpfeeds_addr, "mark-key", "m", CH).unwrap();
+    // The subscription itself travels as an interest change; wait for it to be live.
+    sync(n1, &mark, "mark-key", "m", CH, "mark-on-restarted-node").unwrap();
+    publish(n1, "jojo-sensor", "j", CH, "to-restarted").unwrap();
+    mark.wait_for_line(&delivered(CH, "to-restarted")).unwrap();
+}
