@@ -31,6 +31,10 @@ fn given_three_nodes_when_writing_through_each_then_every_node_has_every_write()
     let status = c.nodes[2].status().unwrap();
     assert_eq!(status["nodes"].as_array().unwrap().len(), 3, "{status}");
     assert!(status["nodes"].as_array().unwrap().iter().all(|n| n["voter"] == true), "{status}");
+    // A consistent read on a follower sees a write just made through another node.
+    c.nodes[0].ctl(&["user", "add", "fresh"]).unwrap();
+    let seen = c.nodes[2].ctl(&["--consistent", "user", "list"]).unwrap();
+    assert!(seen.contains("\"fresh\""), "{seen}");
     // A rejected write through a follower says why, and changes nothing.
     let err = c.nodes[1].ctl(&["user", "add", "user0"]).unwrap_err().to_string();
     assert!(err.contains("409") && err.contains("already exists"), "{err}");

@@ -12,7 +12,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::sync::watch;
 
-use crate::grpc::{JoinOutcome, WriteOutcome};
+use crate::grpc::{JoinOutcome, ReadIndexOutcome, WriteOutcome};
 use crate::network::{connect, decode, encode, Network, PeerRpc};
 use crate::peer_auth::PeerAuth;
 use crate::store::{open_db, LogStore, Published, StateMachineStore};
@@ -159,6 +159,39 @@ impl ConsensusNode {
             }
         })
         .await
+    }
+
+    /// Waits until this node has applied everything committed before the
+    /// call, as confirmed by the leader: a read after this is linearizable.
+    pub async fn read_barrier(&self) -> Result<(), WriteError> {
+        let index = self
+            .with_leader("confirm a linearizable read", |leader| async move {
+                let outcome: ReadIndexOutcome = match leader {
+                    None => self
+                        .raft
+                        .ensure_linearizable()
+                        .await
+                        .map(|id| id.map(|l| l.index))
+                        .map_err(|e| format!("not the leader: {e}")),
+                    Some(mut rpc) => match rpc.read_index(encode(&())).await {
+                        Ok(r) => decode::<ReadIndexOutcome>(r.get_ref()).unwrap_or_else(|e| Err(e.to_string())),
+                        Err(status) => return Attempt::Retry(status.message().to_string()),
+                    },
+                };
+                match outcome {
+                    Ok(index) => Attempt::Done(Ok(index)),
+                    Err(e) => Attempt::Retry(e),
+                }
+            })
+            .await?;
+        if let Some(index) = index {
+            self.raft
+                .wait(Some(WRITE_DEADLINE))
+                .applied_index_at_least(Some(index), "linearizable read")
+                .await
+                .map_err(|e| WriteError::Unavailable(format!("did not catch up with the leader: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Adds a node (learner, then voter once caught up), via the leader.

@@ -17,6 +17,9 @@ pub struct CtlArgs {
     /// Print the API's JSON instead of text for people.
     #[arg(long, env = "HPFRIENDS_JSON")]
     pub json: bool,
+    /// Reads see every write committed before them (asks the leader).
+    #[arg(long, env = "HPFRIENDS_CONSISTENT")]
+    pub consistent: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
@@ -154,6 +157,7 @@ struct Api {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    consistent: bool,
 }
 
 impl Api {
@@ -177,6 +181,10 @@ impl Api {
         Ok(value)
     }
     async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        if self.consistent {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            return self.call(reqwest::Method::GET, &format!("{path}{sep}consistent=true"), None).await;
+        }
         self.call(reqwest::Method::GET, path, None).await
     }
     async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -213,7 +221,12 @@ fn read_declaration(file: &PathBuf) -> anyhow::Result<Value> {
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let api = Api { http: reqwest::Client::new(), base: args.server.clone(), token: args.token.clone() };
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: args.server.clone(),
+        token: args.token.clone(),
+        consistent: args.consistent,
+    };
     let (value, text) = execute(&api, &args.command).await?;
     if args.json {
         println!("{}", serde_json::to_string(&value)?);

@@ -47,7 +47,26 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cluster/leave", post(cluster_leave))
         .route("/api/v1/cluster/join", post(cluster_join))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), consistent_reads))
         .with_state(state)
+}
+
+/// `GET …?consistent=true`: wait until this node has applied everything the
+/// leader had committed when the request arrived, then read locally.
+async fn consistent_reads(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let wanted = req.method() == axum::http::Method::GET
+        && req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "consistent=true"));
+    if wanted {
+        if let Err(e) = state.node.read_barrier().await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), ApiError> {
@@ -207,6 +226,9 @@ struct ShareBody {
 struct UserQuery {
     user: Option<String>,
     owner: Option<String>,
+    /// Handled by `consistent_reads`.
+    #[allow(dead_code)]
+    consistent: Option<bool>,
 }
 
 async fn list_shares(
@@ -326,6 +348,9 @@ struct ExplainQuery {
     from: String,
     to: String,
     channel: String,
+    /// Handled by `consistent_reads`.
+    #[allow(dead_code)]
+    consistent: Option<bool>,
 }
 
 async fn explain(

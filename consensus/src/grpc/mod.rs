@@ -34,6 +34,8 @@ type Reply = Result<Response<RaftPayload>, Status>;
 pub type WriteOutcome = Result<WriteResponse, ClientWriteError<NodeId, NodeInfo>>;
 /// A forwarded join's outcome.
 pub type JoinOutcome = Result<(), String>;
+/// The log index a linearizable read waits for, or why there is none.
+pub type ReadIndexOutcome = Result<Option<u64>, String>;
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
@@ -58,6 +60,14 @@ impl RaftRpc for RaftService {
             Ok(resp) => Ok(resp.data),
             Err(openraft::error::RaftError::APIError(e)) => Err(e),
             Err(openraft::error::RaftError::Fatal(f)) => return Err(Status::unavailable(f.to_string())),
+        };
+        Ok(Response::new(encode(&outcome)))
+    }
+
+    async fn read_index(&self, _req: Request<RaftPayload>) -> Reply {
+        let outcome: ReadIndexOutcome = match self.raft.ensure_linearizable().await {
+            Ok(id) => Ok(id.map(|l| l.index)),
+            Err(e) => Err(format!("not the leader: {e}")),
         };
         Ok(Response::new(encode(&outcome)))
     }
