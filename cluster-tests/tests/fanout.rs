@@ -95,3 +95,24 @@ fn given_restarted_node_when_ready_then_its_new_subscriber_gets_messages_from_ot
     publish(n1, "jojo-sensor", "j", CH, "to-restarted").unwrap();
     mark.wait_for_line(&delivered(CH, "to-restarted")).unwrap();
 }
+
+#[test]
+fn given_leader_killed_then_pub_sub_between_survivors_keeps_working() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    let leader = c.wait_leader(DEADLINE).unwrap();
+    let file = c.dir.path().join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let (a, b) = (c.node(survivors[0]).hpfeeds_addr, c.node(survivors[1]).hpfeeds_addr);
+    let mark = Subscriber::start(b, "mark-key", "m", CH).unwrap();
+    sync(a, &mark, "mark-key", "m", CH, "before-kill").unwrap();
+
+    c.node(leader).kill();
+    // Right away, before any new leader is elected: routing needs no leader.
+    publish(a, "jojo-sensor", "j", CH, "during-election").unwrap();
+    mark.wait_for_line(&delivered(CH, "during-election")).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    publish(a, "jojo-sensor", "j", CH, "after-election").unwrap();
+    mark.wait_for_line(&delivered(CH, "after-election")).unwrap();
+}
