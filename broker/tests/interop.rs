@@ -150,3 +150,36 @@ fn given_tls_listener_then_hpfeeds_tls_client_publishes_and_subscribes() {
     publish_with(tls, "jojo-sensor", "s3cret", CH, "over-tls", &opts).unwrap();
     mark.wait_for_line(&delivered("over-tls")).unwrap();
 }
+
+#[test]
+fn given_hpfeeds_auth_file_when_imported_then_old_channel_delivery_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(bin(), &dir.path().join("data"), &[]).unwrap();
+    let auth = dir.path().join("auth.json");
+    std::fs::write(
+        &auth,
+        r#"{
+          "sensor": {"owner": "honeypot-op", "secret": "s", "pubchans": ["dionaea.captures"], "subchans": []},
+          "reader": {"owner": "analyst", "secret": "r", "pubchans": ["dionaea.captures"], "subchans": ["dionaea.captures"]},
+          "other":  {"owner": "outsider", "secret": "o", "pubchans": ["other"], "subchans": ["other", "dionaea.captures"]}
+        }"#,
+    )
+    .unwrap();
+    let out = node.ctl(&["import-hpfeeds", auth.to_str().unwrap()]).unwrap();
+    assert!(out.contains("\"changes\""), "{out}");
+    // Importing again changes nothing.
+    let again: serde_json::Value =
+        serde_json::from_str(&node.ctl(&["import-hpfeeds", auth.to_str().unwrap()]).unwrap()).unwrap();
+    assert_eq!(again["changes"], 0);
+
+    let addr = node.hpfeeds_addr;
+    let reader = Subscriber::start(addr, "reader", "r", CH).unwrap();
+    sync(addr, &reader, "reader", "r", CH, "reader-ready").unwrap();
+    let outsider = Subscriber::start(addr, "other", "o", CH).unwrap();
+    // As in hpfeeds 3.x, every subscriber of the channel gets every publisher's messages.
+    hpfriends_cluster_tests::wait_for("the outsider's subscription", hpfriends_cluster_tests::DEADLINE, || {
+        publish(addr, "sensor", "s", CH, "imported").ok()?;
+        (reader.saw("by sensor: b'imported'") && outsider.saw("by sensor: b'imported'")).then_some(())
+    })
+    .unwrap();
+}
