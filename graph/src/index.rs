@@ -134,13 +134,17 @@ impl SharingIndex {
     }
 }
 
+/// A sender's accepted shares on one channel: (everyone the first step
+/// reaches, those reached along `shares_all`).
+type Edges = (Vec<UserId>, Vec<UserId>);
+
 /// One channel's accepted shares as ids, loaded per sender on first use: for
 /// each sender, whom the first step reaches (any kind) and whom relaying
 /// reaches (`shares_all` only). An update touches only the senders it walks.
 struct Adjacency<'g> {
     graph: &'g Graph,
     channel: &'g str,
-    out: HashMap<UserId, Option<(Vec<UserId>, Vec<UserId>)>>,
+    out: HashMap<UserId, Option<Edges>>,
     /// Every sender is loaded: a missing entry means no shares.
     complete: bool,
 }
@@ -178,12 +182,8 @@ impl<'g> Adjacency<'g> {
     }
 }
 
-/// A sender's accepted shares as (everyone reached, those reached by relaying).
-fn to_ids(
-    graph: &Graph,
-    shares: &OutShares,
-    groups: &mut HashMap<String, Vec<UserId>>,
-) -> Option<(Vec<UserId>, Vec<UserId>)> {
+/// A sender's accepted shares as ids.
+fn to_ids(graph: &Graph, shares: &OutShares, groups: &mut HashMap<String, Vec<UserId>>) -> Option<Edges> {
     let (mut all, mut relay) = (Vec::new(), Vec::new());
     for (to, share) in shares.iter().filter(|(_, s)| s.accepted) {
         let single;
