@@ -28,6 +28,10 @@ pub struct LinkQueue {
     /// The link has sent its interest replay since it last (re)connected.
     pub replayed: AtomicBool,
     pub dropped: AtomicU64,
+    // Registered once per link, so the publish path does no label lookups.
+    sent_messages: metrics::Counter,
+    sent_bytes: metrics::Counter,
+    dropped_messages: metrics::Counter,
 }
 
 /// The receiving side, owned by the link task.
@@ -48,28 +52,27 @@ pub struct Fanout {
 
 impl Fanout {
     /// Sends `frame` to every peer that has a subscriber allowed to read it.
-    pub fn forward(&self, owner: UserId, channel: &[u8], frame: &Bytes, readers: Option<&Readers>) {
+    pub fn forward(&self, owner: UserId, channel: &Bytes, frame: &Bytes, readers: Option<&Readers>) {
         let peers = self.peer_interest.load();
         if peers.is_empty() {
             return;
         }
         let links = self.links.load();
         for (peer, interest) in peers.iter() {
-            let Some(owners) = interest.get(channel) else { continue };
+            let Some(owners) = interest.get(channel.as_ref()) else { continue };
             if !owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
                 continue;
             }
             let Some(link) = links.get(peer) else { continue };
-            let publish = Publish { owner, frame: frame.clone(), channel: Bytes::copy_from_slice(channel) };
-            let label = peer.to_string();
+            let publish = Publish { owner, frame: frame.clone(), channel: channel.clone() };
             match link.data.try_send(PeerFrame { kind: Some(peer_frame::Kind::Publish(publish)) }) {
                 Ok(()) => {
-                    metrics::counter!("hpfriends_fanout_messages_total", "peer" => label.clone()).increment(1);
-                    metrics::counter!("hpfriends_fanout_bytes_total", "peer" => label).increment(frame.len() as u64);
+                    link.sent_messages.increment(1);
+                    link.sent_bytes.increment(frame.len() as u64);
                 }
                 Err(_) => {
                     link.dropped.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("hpfriends_fanout_dropped_total", "peer" => label).increment(1);
+                    link.dropped_messages.increment(1);
                 }
             }
         }
@@ -92,6 +95,9 @@ impl Fanout {
             control: control_tx,
             replayed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            sent_messages: metrics::counter!("hpfriends_fanout_messages_total", "peer" => peer.to_string()),
+            sent_bytes: metrics::counter!("hpfriends_fanout_bytes_total", "peer" => peer.to_string()),
+            dropped_messages: metrics::counter!("hpfriends_fanout_dropped_total", "peer" => peer.to_string()),
         });
         self.modify_links(|links| {
             links.insert(peer, queue.clone());

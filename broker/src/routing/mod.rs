@@ -66,11 +66,11 @@ impl Router {
     /// Delivers `frame` (the publisher's PUBLISH, unchanged) to every local
     /// subscriber of `channel` whose owner may read `owner`'s data, and once
     /// to every peer node that has such a subscriber.
-    pub fn publish(&self, owner: UserId, channel: &[u8], frame: &Bytes) -> Delivery {
+    pub fn publish(&self, owner: UserId, channel: &Bytes, frame: &Bytes) -> Delivery {
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
         self.fanout.forward(owner, channel, frame, readers);
-        self.deliver_local(owner, channel, frame, readers)
+        self.deliver_local(owner, channel.as_ref(), frame, readers)
     }
 
     /// A publish forwarded by a peer: checked again with this node's index
