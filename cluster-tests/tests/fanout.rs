@@ -1,5 +1,6 @@
 //! Cross-node fan-out with the real hpfeeds client: a publisher on node 1
-//! reaches subscribers on nodes 2 and 3 exactly as the graph says.
+//! reaches subscribers on nodes 2 and 3 exactly as the graph says
+//! (scenarios 1, 2 and 3 of DESIGN.md §2).
 
 use std::time::Instant;
 
@@ -46,17 +47,21 @@ fn given_publisher_on_node1_then_subscribers_on_nodes_2_and_3_get_exactly_what_t
     let mark = Subscriber::start(n2, "mark-key", "m", CH).unwrap();
     let eve = Subscriber::start(n3, "eve-key", "e", CH).unwrap();
     let alice = Subscriber::start(n3, "alice-key", "a", GEO).unwrap();
+    let alice_relayed = Subscriber::start(n3, "alice-key", "a", CH).unwrap();
     let bob = Subscriber::start(n2, "bob-key", "b", GEO).unwrap();
     // Each marker is published on node 1 by the subscriber's own key: once it
     // arrives, the subscription is known on node 1 too.
     sync(n1, &mark, "mark-key", "m", CH, "mark-ready").unwrap();
     sync(n1, &eve, "eve-key", "e", CH, "eve-ready").unwrap();
     sync(n1, &alice, "alice-key", "a", GEO, "alice-ready").unwrap();
+    sync(n1, &alice_relayed, "alice-key", "a", CH, "alice-ch-ready").unwrap();
     sync(n1, &bob, "bob-key", "b", GEO, "bob-ready").unwrap();
 
     publish(n1, "jojo-sensor", "j", CH, "capture-1").unwrap();
     publish(n1, "jojo-sensor", "j", GEO, "geo-1").unwrap();
     mark.wait_for_line(&delivered(CH, "capture-1")).unwrap();
+    // Scenario 2 across nodes: mark (node 2) relays to alice (node 3) with shares_all.
+    alice_relayed.wait_for_line(&delivered(CH, "capture-1")).unwrap();
     alice.wait_for_line(&delivered(GEO, "geo-1")).unwrap();
     // Markers published after jojo's messages come back; jojo's never did.
     sync(n1, &eve, "eve-key", "e", CH, "eve-after").unwrap();
