@@ -63,6 +63,7 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
 /// Binds every listener, starts Raft and begins serving.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
+    crate::telemetry::prometheus();
     let hpfeeds = bind("hpfeeds", &config.hpfeeds_addr).await?;
     let http_listener = bind("http", &config.http_addr).await?;
     let cluster_listener = bind("cluster", &config.cluster_addr).await?;

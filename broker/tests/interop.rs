@@ -75,6 +75,18 @@ fn given_real_hpfeeds_clients_then_scenarios_1_2_and_4_hold() {
     sync(addr, &alice, "alice-key", "a", CH, "alice-after-removal").unwrap();
     assert!(!mark.saw(&delivered("after-removal")));
     assert!(!alice.saw(&delivered("after-removal")));
+
+    // The hpfeeds 3.x metric names move with the traffic.
+    let (status, text) = hpfriends_cluster_tests::http_get(node.http_addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    assert!(value("hpfeeds_broker_receive_publish_count") >= 3.0);
+    assert!(value("hpfeeds_broker_connection_made") >= 3.0);
+    assert!(value("hpfeeds_broker_client_connections") >= 3.0, "three subscribers are connected");
 }
 
 #[test]

@@ -187,16 +187,22 @@ fn field<'a>(line: &'a str, key: &str) -> anyhow::Result<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)).with_context(|| format!("no {key} in {line:?}"))
 }
 
-/// A minimal HTTP/1.1 GET, enough for health checks without a client library.
-pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+/// A minimal HTTP/1.1 GET (status, body), enough for health checks and
+/// `/metrics` without a client library.
+pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head)?;
-    let text = std::str::from_utf8(&head)?;
-    Ok(text.get(9..12).context("short status line")?.parse()?)
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    let status = response.get(9..12).context("short status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
+    Ok(http_get(addr, path)?.0)
 }
 
 /// The real hpfeeds 3.1.0 command line client, from a venv made on first use.

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/api/v1/users", get(list_users).post(add_user))
         .route("/api/v1/users/{name}", delete(remove_user))
         .route("/api/v1/users/{name}/token", post(user_token))
@@ -109,6 +110,20 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "last_applied": m.last_applied.map(|l| l.index),
     });
     (status, Json(body))
+}
+
+/// Prometheus text format. Unauthenticated, like `/healthz`: keep the HTTP
+/// port on a network that only operators and Prometheus reach.
+async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let m = state.node.metrics().borrow().clone();
+    metrics::gauge!("hpfriends_raft_term").set(m.current_term as f64);
+    metrics::gauge!("hpfriends_raft_is_leader").set(if m.current_leader == Some(m.id) { 1.0 } else { 0.0 });
+    metrics::gauge!("hpfriends_raft_leader_id").set(m.current_leader.unwrap_or(0) as f64);
+    metrics::gauge!("hpfriends_raft_last_applied").set(m.last_applied.map_or(0, |l| l.index) as f64);
+    metrics::gauge!("hpfriends_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+    metrics::gauge!("hpfriends_index_generation").set(state.node.view().index.generation() as f64);
+    metrics::gauge!("hpfriends_cluster_auth_refused").set(state.node.peer_auth().refused() as f64);
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::prometheus().render())
 }
 
 // ---- users ----
