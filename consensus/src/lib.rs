@@ -46,6 +46,10 @@ pub struct Request {
     /// Checked at apply time (`hpfriends_graph::authorize`) on every node.
     #[serde(default)]
     pub actor: hpfriends_graph::Actor,
+    /// Unique per write: a retried write with the same id is answered with
+    /// the first result instead of being applied again.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 impl fmt::Display for Request {

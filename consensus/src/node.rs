@@ -130,7 +130,7 @@ impl ConsensusNode {
     /// retried across leader changes until `WRITE_DEADLINE`. Authorization and
     /// validation happen at apply time.
     pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
-        let request = Request { command, actor };
+        let request = Request { command, actor, id: Some(hex::encode(rand::random::<[u8; 16]>())) };
         self.with_leader("commit the write", |leader| {
             let request = request.clone();
             async move {

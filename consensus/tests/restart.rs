@@ -60,3 +60,24 @@ async fn given_writes_when_node_restarts_then_graph_and_index_recovered() {
     assert!(may_read(&node));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn given_a_retried_write_with_the_same_id_then_applied_once_and_answered_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path()).await;
+    let request =
+        hpfriends_consensus::Request { command: user("once"), actor: Actor::Operator, id: Some("request-1".into()) };
+    let first = node.raft().client_write(request.clone()).await.unwrap().data;
+    let second = node.raft().client_write(request).await.unwrap().data;
+    assert_eq!(first.result, Ok(()));
+    assert_eq!(second.result, Ok(()), "a retry must not be applied again (it would say the user exists)");
+    // Without an id, the same command is applied again and rejected.
+    let third = node
+        .raft()
+        .client_write(hpfriends_consensus::Request { command: user("once"), actor: Actor::Operator, id: None })
+        .await
+        .unwrap()
+        .data;
+    assert!(matches!(third.result, Err(GraphError::UserExists(_))));
+    node.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! The replicated state machine: the graph, its sharing index and authkeys,
 //! kept in memory and persisted as snapshots in RocksDB.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -70,6 +70,34 @@ struct MachineState {
     graph: Graph,
     index: SharingIndex,
     keys: Arc<HashMap<String, Arc<KeyEntry>>>,
+    recent: RecentRequests,
+}
+
+/// Results of the last requests by id, so that a write retried after a lost
+/// answer is answered, not applied twice. Part of the snapshot: every node
+/// must make the same decision.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct RecentRequests {
+    order: VecDeque<String>,
+    results: HashMap<String, Result<(), GraphError>>,
+}
+
+impl RecentRequests {
+    const CAPACITY: usize = 10_000;
+
+    fn get(&self, id: &str) -> Option<&Result<(), GraphError>> {
+        self.results.get(id)
+    }
+
+    fn insert(&mut self, id: String, result: Result<(), GraphError>) {
+        if self.order.len() == Self::CAPACITY {
+            if let Some(old) = self.order.pop_front() {
+                self.results.remove(&old);
+            }
+        }
+        self.order.push_back(id.clone());
+        self.results.insert(id, result);
+    }
 }
 
 impl MachineState {
@@ -77,7 +105,14 @@ impl MachineState {
         let graph = data.graph.restore();
         let index = SharingIndex::build(&graph);
         let keys = Arc::new(key_table(&graph));
-        MachineState { last_applied: data.last_applied, membership: data.membership, graph, index, keys }
+        MachineState {
+            last_applied: data.last_applied,
+            membership: data.membership,
+            graph,
+            index,
+            keys,
+            recent: data.recent,
+        }
     }
 }
 
@@ -97,6 +132,8 @@ struct SnapshotData {
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, NodeInfo>,
     graph: Graph,
+    #[serde(default)]
+    recent: RecentRequests,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -157,6 +194,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 last_applied: state.last_applied,
                 membership: state.membership.clone(),
                 graph: state.graph.clone(),
+                recent: state.recent.clone(),
             };
             (data, state.last_applied, state.membership.clone())
         };
@@ -196,7 +234,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     state.membership = StoredMembership::new(Some(entry.log_id), m);
                     Ok(())
                 }
-                EntryPayload::Normal(req) => apply_command(state, &req.actor, &req.command),
+                EntryPayload::Normal(req) => match req.id.as_deref().and_then(|id| state.recent.get(id)) {
+                    Some(earlier) => earlier.clone(),
+                    None => {
+                        let result = apply_command(state, &req.actor, &req.command);
+                        if let Some(id) = req.id {
+                            state.recent.insert(id, result.clone());
+                        }
+                        result
+                    }
+                },
             };
             responses.push(Response { result });
         }
