@@ -58,6 +58,12 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts a node on fresh random loopback ports.
     pub fn start(bin: &Path, data_dir: &Path, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        Self::start_on(bin, data_dir, "127.0.0.1", extra)
+    }
+
+    /// As `start`, with the cluster port on `cluster_ip` (a loopback address
+    /// of its own, so that a partition can cut exactly this node's traffic).
+    pub fn start_on(bin: &Path, data_dir: &Path, cluster_ip: &str, extra: &[&str]) -> anyhow::Result<NodeProcess> {
         let mut node = NodeProcess {
             bin: bin.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
@@ -66,7 +72,7 @@ impl NodeProcess {
             child: None,
             hpfeeds_addr: "127.0.0.1:0".parse()?,
             http_addr: "127.0.0.1:0".parse()?,
-            cluster_addr: "127.0.0.1:0".parse()?,
+            cluster_addr: format!("{cluster_ip}:0").parse()?,
             tls_addr: None,
             log: Arc::default(),
         };
@@ -342,17 +348,25 @@ pub fn sync(
 /// The shared secret every test cluster uses.
 pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
 
-/// N real nodes: node 1 bootstraps, the others join through it.
+/// N real nodes: node 1 bootstraps, the others join through it. Each node's
+/// cluster port is on its own loopback address `127.A.B.(10+id)`, unique to
+/// this cluster, so `partition` cuts only this cluster's traffic.
 pub struct Cluster {
     pub nodes: Vec<NodeProcess>,
     pub dir: tempfile::TempDir,
     bin: PathBuf,
+    net: String,
+    /// nftables tables this cluster created (removed on heal and on drop).
+    cuts: Vec<String>,
 }
 
 impl Cluster {
     pub fn start(bin: &Path, n: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let mut cluster = Cluster { nodes: Vec::new(), dir, bin: bin.to_path_buf() };
+        static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n_cluster = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let net = format!("127.{}.{}", 20 + std::process::id() % 200, 1 + n_cluster % 250);
+        let mut cluster = Cluster { nodes: Vec::new(), dir, bin: bin.to_path_buf(), net, cuts: Vec::new() };
         for _ in 0..n {
             cluster.add_node(extra)?;
         }
@@ -369,7 +383,8 @@ impl Cluster {
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let node = NodeProcess::start(&self.bin, &self.dir.path().join(format!("node{id}")), &args)?;
+        let ip = format!("{}.{}", self.net, 10 + self.nodes.len() + 1);
+        let node = NodeProcess::start_on(&self.bin, &self.dir.path().join(format!("node{id}")), &ip, &args)?;
         self.nodes.push(node);
         Ok(self.nodes.last().expect("just pushed"))
     }
@@ -377,6 +392,32 @@ impl Cluster {
     /// Node `id` (1-based).
     pub fn node(&mut self, id: u64) -> &mut NodeProcess {
         &mut self.nodes[id as usize - 1]
+    }
+
+    /// Cuts every packet between node `id`'s cluster address and the other
+    /// nodes' (both directions), with nftables. Clients and HTTP are untouched.
+    pub fn partition(&mut self, id: u64) -> anyhow::Result<()> {
+        let ip = self.node(id).cluster_addr.ip().to_string();
+        let table = format!("hpfriends_cut_{}_{}", self.net.replace('.', "_"), id);
+        let net = format!("{}.0/24", self.net);
+        let script = format!(
+            "add table inet {table}\n\
+             add chain inet {table} out {{ type filter hook output priority 0 ; }}\n\
+             add rule inet {table} out ip saddr {ip} ip daddr {net} drop\n\
+             add rule inet {table} out ip daddr {ip} ip saddr {net} drop\n"
+        );
+        let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().context("cannot run nft")?;
+        std::io::Write::write_all(nft.stdin.as_mut().expect("piped"), script.as_bytes())?;
+        anyhow::ensure!(nft.wait()?.success(), "nft refused the partition rules (root and nftables are needed)");
+        self.cuts.push(table);
+        Ok(())
+    }
+
+    /// Removes every partition.
+    pub fn heal(&mut self) {
+        for table in self.cuts.drain(..) {
+            let _ = Command::new("nft").args(["delete", "table", "inet", &table]).status();
+        }
     }
 
     /// The leader as the running nodes agree on it (itself a running node).
@@ -391,5 +432,11 @@ impl Cluster {
             let running = self.nodes.get(leader as usize - 1).is_some_and(|n| n.child.is_some());
             (leaders.len() == 1 && running).then_some(leader)
         })
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.heal();
     }
 }

@@ -107,3 +107,30 @@ fn given_wrong_cluster_secret_when_joining_then_refused_with_reason() {
     let status = c.nodes[0].status().unwrap();
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn given_one_node_partitioned_then_majority_writes_minority_refuses_and_catches_up_after_healing() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    let leader = c.wait_leader(DEADLINE).unwrap();
+    let cut = (1..=3).find(|id| *id != leader).unwrap();
+    let other = (1..=3).find(|id| *id != leader && *id != cut).unwrap();
+    c.node(leader).ctl(&["user", "add", "before"]).unwrap();
+    wait_users(c.node(cut), &["before"]);
+
+    c.partition(cut).unwrap();
+    // The majority keeps writing, through the leader and through the other follower.
+    c.node(leader).ctl(&["user", "add", "during-1"]).unwrap();
+    c.node(other).ctl(&["user", "add", "during-2"]).unwrap();
+    // The cut-off node answers writes with a clear error, and still serves reads from its last state.
+    let started = Instant::now();
+    let err = c.node(cut).ctl(&["user", "add", "lost"]).unwrap_err().to_string();
+    println!("minority write refused after {:?}: {err}", started.elapsed());
+    assert!(err.contains("503") && err.contains("no quorum"), "{err}");
+    assert!(users(c.node(cut)).contains(&"before".to_string()));
+
+    c.heal();
+    wait_users(c.node(cut), &["before", "during-1", "during-2"]);
+    assert!(!users(c.node(cut)).contains(&"lost".to_string()), "the refused write must not appear later");
+    c.node(cut).ctl(&["user", "add", "after-heal"]).unwrap();
+    wait_users(c.node(leader), &["after-heal"]);
+}

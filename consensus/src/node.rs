@@ -85,7 +85,8 @@ impl ConsensusNode {
             ..Default::default()
         };
         let config = Arc::new(config.validate().context("invalid Raft config")?);
-        let auth = PeerAuth::new(&opts.cluster_secret, opts.node_id);
+        let source_ip = opts.info.cluster_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+        let auth = PeerAuth::new(&opts.cluster_secret, opts.node_id).with_source_ip(source_ip);
         let network = Network { auth: auth.clone() };
         let raft =
             Raft::new(opts.node_id, config, network, log_store, state_machine).await.context("cannot start Raft")?;

@@ -27,11 +27,26 @@ pub struct PeerAuth {
     secret: Arc<[u8]>,
     node_id: NodeId,
     refused: Arc<AtomicU64>,
+    /// Outbound cluster connections leave from this address (the IP of the
+    /// node's cluster address), so peers and firewalls see the cluster interface.
+    source_ip: Option<std::net::IpAddr>,
 }
 
 impl PeerAuth {
     pub fn new(secret: &[u8], node_id: NodeId) -> Self {
-        PeerAuth { secret: secret.into(), node_id, refused: Arc::default() }
+        PeerAuth { secret: secret.into(), node_id, refused: Arc::default(), source_ip: None }
+    }
+
+    pub fn with_source_ip(mut self, ip: Option<std::net::IpAddr>) -> Self {
+        self.source_ip = ip.filter(|ip| !ip.is_unspecified());
+        self
+    }
+
+    /// A gRPC endpoint for a peer's cluster address.
+    pub fn endpoint(&self, cluster_addr: &str) -> Result<tonic::transport::Endpoint, String> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{cluster_addr}"))
+            .map_err(|e| format!("bad cluster address {cluster_addr:?}: {e}"))?;
+        Ok(endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true).local_address(self.source_ip))
     }
 
     /// Requests refused so far.

@@ -132,8 +132,8 @@ async fn run_link(
     let mut backoff = BACKOFF_MIN;
     while !stop.is_cancelled() {
         queue.replayed.store(false, Ordering::Release);
-        let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{addr}")) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+        let endpoint = match auth.endpoint(&addr) {
+            Ok(e) => e,
             Err(e) => {
                 tracing::error!(peer, %addr, "bad peer address: {e}");
                 return;

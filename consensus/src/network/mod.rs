@@ -12,7 +12,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::codegen::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::peer_auth::PeerAuth;
 use crate::proto::raft_client::RaftClient;
@@ -23,10 +23,7 @@ pub type PeerRpc = RaftClient<InterceptedService<Channel, PeerAuth>>;
 
 /// A client for the Raft service of the node at `cluster_addr`.
 pub fn connect(cluster_addr: &str, auth: PeerAuth) -> Result<PeerRpc, String> {
-    let endpoint = Endpoint::from_shared(format!("http://{cluster_addr}"))
-        .map_err(|e| format!("bad cluster address {cluster_addr:?}: {e}"))?
-        .connect_timeout(Duration::from_secs(2))
-        .tcp_nodelay(true);
+    let endpoint = auth.endpoint(cluster_addr)?;
     Ok(RaftClient::with_interceptor(endpoint.connect_lazy(), auth)
         // Snapshots of a large graph exceed tonic's 4 MiB default.
         .max_decoding_message_size(256 * 1024 * 1024)
