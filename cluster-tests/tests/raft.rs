@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hpfriends_cluster_tests::{hpfriends_bin, wait_for, Cluster, NodeProcess, DEADLINE};
+use hpfriends_cluster_tests::{hpfriends_bin, publish, sync, wait_for, Cluster, NodeProcess, Subscriber, DEADLINE};
 
 fn users(node: &NodeProcess) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&node.ctl(&["user", "list"]).unwrap()).unwrap();
@@ -115,9 +115,24 @@ fn given_one_node_partitioned_then_majority_writes_minority_refuses_and_catches_
     let cut = (1..=3).find(|id| *id != leader).unwrap();
     let other = (1..=3).find(|id| *id != leader && *id != cut).unwrap();
     c.node(leader).ctl(&["user", "add", "before"]).unwrap();
-    wait_users(c.node(cut), &["before"]);
+    let graph = c.dir.path().join("graph.json");
+    std::fs::write(
+        &graph,
+        r#"{"shares": [{"from": "jojo", "to": "mark", "channel": "c", "kind": "shares"}],
+            "keys": [{"ident": "jojo-k", "secret": "j", "owner": "jojo", "publish": ["c"]},
+                     {"ident": "mark-k", "secret": "m", "owner": "mark", "publish": ["c"], "subscribe": ["c"]}]}"#,
+    )
+    .unwrap();
+    c.node(leader).ctl(&["apply", graph.to_str().unwrap()]).unwrap();
+    wait_users(c.node(cut), &["before", "jojo", "mark"]);
+    let cut_hpfeeds = c.node(cut).hpfeeds_addr;
+    let mark = Subscriber::start(cut_hpfeeds, "mark-k", "m", "c").unwrap();
+    sync(cut_hpfeeds, &mark, "mark-k", "m", "c", "mark-ready").unwrap();
 
     c.partition(cut).unwrap();
+    // The cut-off node keeps delivering with the index it has.
+    publish(cut_hpfeeds, "jojo-k", "j", "c", "while-cut-off").unwrap();
+    mark.wait_for_line("by jojo-k: b'while-cut-off'").unwrap();
     // The majority keeps writing, through the leader and through the other follower.
     c.node(leader).ctl(&["user", "add", "during-1"]).unwrap();
     c.node(other).ctl(&["user", "add", "during-2"]).unwrap();
