@@ -88,6 +88,24 @@ fn given_fourth_node_after_compaction_when_it_joins_then_it_gets_the_whole_graph
     assert_eq!(status["nodes"].as_array().unwrap().len(), 4, "{status}");
     let installed = status["snapshot_index"].as_u64().expect("node 4 holds a snapshot");
     assert!(installed >= purged, "snapshot {installed} does not cover the purged log up to {purged}: {status}");
+
+    // And it takes part in fan-out: its subscriber gets a message published on node 1.
+    let graph = c.dir.path().join("graph.json");
+    std::fs::write(
+        &graph,
+        r#"{"shares": [{"from": "u0", "to": "u1", "channel": "c", "kind": "shares"}],
+            "keys": [{"ident": "u0-k", "secret": "a", "owner": "u0", "publish": ["c"]},
+                     {"ident": "u1-k", "secret": "b", "owner": "u1", "publish": ["c"], "subscribe": ["c"]}]}"#,
+    )
+    .unwrap();
+    c.nodes[0].ctl(&["apply", graph.to_str().unwrap()]).unwrap();
+    let (n1, n4) = (c.nodes[0].hpfeeds_addr, c.nodes[3].hpfeeds_addr);
+    wait_for("the keys on node 4", DEADLINE, || c.nodes[3].ctl(&["key", "list"]).ok().filter(|k| k.contains("u1-k")))
+        .unwrap();
+    let sub = Subscriber::start(n4, "u1-k", "b", "c").unwrap();
+    sync(n1, &sub, "u1-k", "b", "c", "u1-ready").unwrap();
+    publish(n1, "u0-k", "a", "c", "to-node-4").unwrap();
+    sub.wait_for_line("by u0-k: b'to-node-4'").unwrap();
 }
 
 #[test]
