@@ -26,17 +26,23 @@ const GRAPH: &str = r#"{
   ]
 }"#;
 
+/// Three nodes with GRAPH applied.
+fn cluster() -> Cluster {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let file = c.dir.path().join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    c
+}
+
 fn delivered(channel: &str, payload: &str) -> String {
     format!("publish to {channel} by jojo-sensor: b'{payload}'")
 }
 
 #[test]
 fn given_publisher_on_node1_then_subscribers_on_nodes_2_and_3_get_exactly_what_the_graph_allows() {
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
-    c.wait_leader(DEADLINE).unwrap();
-    let file = c.dir.path().join("graph.json");
-    std::fs::write(&file, GRAPH).unwrap();
-    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    let c = cluster();
     // Invited but not accepted: bob gets nothing from the group share.
     c.nodes[0].ctl(&["group", "invite", "honeynet", "bob"]).unwrap();
     for n in &c.nodes {
@@ -86,11 +92,7 @@ fn given_publisher_on_node1_then_subscribers_on_nodes_2_and_3_get_exactly_what_t
 
 #[test]
 fn given_restarted_node_when_ready_then_its_new_subscriber_gets_messages_from_other_nodes() {
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
-    c.wait_leader(DEADLINE).unwrap();
-    let file = c.dir.path().join("graph.json");
-    std::fs::write(&file, GRAPH).unwrap();
-    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    let mut c = cluster();
     c.node(3).kill();
     c.node(3).restart().unwrap(); // returns once /readyz says ready
     let n1 = c.nodes[0].hpfeeds_addr;
@@ -103,11 +105,8 @@ fn given_restarted_node_when_ready_then_its_new_subscriber_gets_messages_from_ot
 
 #[test]
 fn given_leader_killed_then_pub_sub_between_survivors_keeps_working() {
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    let mut c = cluster();
     let leader = c.wait_leader(DEADLINE).unwrap();
-    let file = c.dir.path().join("graph.json");
-    std::fs::write(&file, GRAPH).unwrap();
-    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
     let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
     let (a, b) = (c.node(survivors[0]).hpfeeds_addr, c.node(survivors[1]).hpfeeds_addr);
     let mark = Subscriber::start(b, "mark-key", "m", CH).unwrap();

@@ -205,6 +205,14 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
+/// `path`, with `?key=value` when a filter is given.
+fn filtered(path: &str, key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{path}?{key}={}", enc(v)),
+        None => path.to_string(),
+    }
+}
+
 fn share_body(s: &ShareRef) -> Value {
     json!({ "from": s.from, "to": s.to, "channel": s.channel })
 }
@@ -345,11 +353,7 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<(Value, String)>
                 format!("removed {} -> {} on {}", share.from, share.to, share.channel),
             ),
             ShareCmd::List { user } => {
-                let path = match user {
-                    Some(u) => format!("/api/v1/shares?user={}", enc(u)),
-                    None => "/api/v1/shares".to_string(),
-                };
-                let v = api.get(&path).await?;
+                let v = api.get(&filtered("/api/v1/shares", "user", user.as_deref())).await?;
                 let text = lines(&v["shares"], |s| {
                     format!(
                         "{} -> {}  {}  {}  {}",
@@ -374,11 +378,7 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<(Value, String)>
                 done(api.delete(&format!("/api/v1/keys/{}", enc(ident))).await?, format!("removed key {ident}"))
             }
             KeyCmd::List { owner } => {
-                let path = match owner {
-                    Some(o) => format!("/api/v1/keys?owner={}", enc(o)),
-                    None => "/api/v1/keys".to_string(),
-                };
-                let v = api.get(&path).await?;
+                let v = api.get(&filtered("/api/v1/keys", "owner", owner.as_deref())).await?;
                 let text = lines(&v["keys"], |k| {
                     format!(
                         "{}  owner: {}  publish: {}  subscribe: {}",

@@ -78,6 +78,17 @@ fn ok() -> Reply {
     Ok(Json(json!({ "ok": true })))
 }
 
+/// Whose things a listing shows: the operator may ask for anyone's (or
+/// everyone's, `None`); a user sees only their own.
+fn listing_scope(caller: &Actor, asked: Option<String>, what: &str) -> Result<Option<String>, ApiError> {
+    match (caller, asked) {
+        (Actor::Operator, asked) => Ok(asked),
+        (Actor::User(me), None) => Ok(Some(me.clone())),
+        (Actor::User(me), Some(u)) if &u == me => Ok(Some(u)),
+        (Actor::User(_), Some(_)) => Err(ApiError::forbidden(format!("a user can only list their own {what}"))),
+    }
+}
+
 /// The user a command acts for: the caller, or for the operator the named one.
 fn acting_user(caller: &Actor, named: Option<String>, what: &str) -> Result<String, ApiError> {
     match (caller, named) {
@@ -252,12 +263,7 @@ async fn list_shares(
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Reply {
     let Query(q) = query?;
-    let user = match (&actor, q.user) {
-        (Actor::Operator, u) => u,
-        (Actor::User(me), None) => Some(me.clone()),
-        (Actor::User(me), Some(u)) if &u == me => Some(u),
-        (Actor::User(_), Some(_)) => return Err(ApiError::forbidden("a user can only list their own shares")),
-    };
+    let user = listing_scope(&actor, q.user, "shares")?;
     let shares: Vec<Value> = state.node.read_graph(|g| {
         g.all_shares()
             .filter(|s| match &user {
@@ -330,12 +336,7 @@ async fn list_keys(
     query: Result<Query<UserQuery>, QueryRejection>,
 ) -> Reply {
     let Query(q) = query?;
-    let owner = match (&actor, q.owner) {
-        (Actor::Operator, o) => o,
-        (Actor::User(me), None) => Some(me.clone()),
-        (Actor::User(me), Some(o)) if &o == me => Some(o),
-        (Actor::User(_), Some(_)) => return Err(ApiError::forbidden("a user can only list their own keys")),
-    };
+    let owner = listing_scope(&actor, q.owner, "keys")?;
     let keys: Vec<AuthKey> =
         state.node.read_graph(|g| g.keys().filter(|k| owner.as_ref().is_none_or(|o| &k.owner == o)).cloned().collect());
     Ok(Json(json!({ "keys": keys })))
