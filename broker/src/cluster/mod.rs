@@ -10,7 +10,7 @@ use std::time::Duration;
 use hpfriends_consensus::peer_auth::{PeerAuth, RequirePeer, HEADER_NODE};
 use hpfriends_consensus::proto::fanout_client::FanoutClient;
 use hpfriends_consensus::proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
-use hpfriends_consensus::proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame};
+use hpfriends_consensus::proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, Publish, PublishBatch};
 use hpfriends_consensus::{ConsensusNode, NodeId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,6 +33,13 @@ pub fn service(router: Arc<Router>, auth: PeerAuth) -> InterceptedService<Fanout
     InterceptedService::new(FanoutServer::new(FanoutService { router }), RequirePeer(auth))
 }
 
+impl FanoutService {
+    fn deliver(&self, p: Publish) {
+        let d = self.router.publish_from_peer(p.owner, &p.channel, &p.frame);
+        metrics::counter!("hpfriends_messages_delivered_total").increment(d.delivered as u64);
+    }
+}
+
 #[tonic::async_trait]
 impl FanoutRpc for FanoutService {
     async fn link(&self, req: Request<Streaming<PeerFrame>>) -> Result<Response<LinkClosed>, Status> {
@@ -51,10 +58,8 @@ impl FanoutRpc for FanoutService {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
                     peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
-                    peer_frame::Kind::Publish(p) => {
-                        let d = self.router.publish_from_peer(p.owner, &p.channel, &p.frame);
-                        metrics::counter!("hpfriends_messages_delivered_total").increment(d.delivered as u64);
-                    }
+                    peer_frame::Kind::Publish(p) => self.deliver(p),
+                    peer_frame::Kind::Batch(batch) => batch.publishes.into_iter().for_each(|p| self.deliver(p)),
                 },
                 Ok(Some(PeerFrame { kind: None })) => {} // a kind this version does not know
                 Ok(None) => break Ok(Response::new(LinkClosed {})),
@@ -108,6 +113,25 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
             changed = metrics.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// Most publishes sent to a peer in one message.
+const MAX_BATCH: usize = 256;
+
+/// `first` alone when the link keeps up; with whatever else is already queued
+/// (up to `MAX_BATCH`) as one message when it is behind.
+fn batch_publishes(first: Publish, queue: &mut mpsc::Receiver<Publish>) -> PeerFrame {
+    let Ok(second) = queue.try_recv() else {
+        return PeerFrame { kind: Some(peer_frame::Kind::Publish(first)) };
+    };
+    let mut publishes = vec![first, second];
+    while publishes.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(p) => publishes.push(p),
+            Err(_) => break,
+        }
+    }
+    PeerFrame { kind: Some(peer_frame::Kind::Batch(PublishBatch { publishes })) }
 }
 
 /// The streaming call itself; ends when the peer or the network ends it.
@@ -178,7 +202,7 @@ async fn run_link(
                     break;
                 }
                 Some(change) = receivers.control.recv() => PeerFrame { kind: Some(peer_frame::Kind::Interest(change)) },
-                Some(frame) = receivers.data.recv() => frame,
+                Some(first) = receivers.data.recv() => batch_publishes(first, &mut receivers.data),
             };
             if tx.send(frame).await.is_err() {
                 break;

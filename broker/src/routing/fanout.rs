@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use hpfriends_consensus::proto::{peer_frame, Interest, PeerFrame, Publish};
+use hpfriends_consensus::proto::{Interest, Publish};
 use hpfriends_consensus::NodeId;
 use hpfriends_graph::{Readers, UserId};
 use tokio::sync::mpsc;
@@ -23,7 +23,7 @@ pub const PEER_QUEUE_MESSAGES: usize = 16 * 1024;
 /// The sending side of one outbound link.
 pub struct LinkQueue {
     pub peer: NodeId,
-    data: mpsc::Sender<PeerFrame>,
+    data: mpsc::Sender<Publish>,
     control: mpsc::UnboundedSender<Interest>,
     /// The link has sent its interest replay since it last (re)connected.
     pub replayed: AtomicBool,
@@ -36,7 +36,7 @@ pub struct LinkQueue {
 
 /// The receiving side, owned by the link task.
 pub struct LinkReceivers {
-    pub data: mpsc::Receiver<PeerFrame>,
+    pub data: mpsc::Receiver<Publish>,
     pub control: mpsc::UnboundedReceiver<Interest>,
 }
 
@@ -65,7 +65,7 @@ impl Fanout {
             }
             let Some(link) = links.get(peer) else { continue };
             let publish = Publish { owner, frame: frame.clone(), channel: channel.clone() };
-            match link.data.try_send(PeerFrame { kind: Some(peer_frame::Kind::Publish(publish)) }) {
+            match link.data.try_send(publish) {
                 Ok(()) => {
                     link.sent_messages.increment(1);
                     link.sent_bytes.increment(frame.len() as u64);
