@@ -36,6 +36,15 @@ pub struct Sessions {
     pub router: Arc<Router>,
     pub config: SessionConfig,
     next_id: AtomicU64,
+    publish_metrics: PublishMetrics,
+}
+
+/// Counters of the publish path, registered once instead of looked up per message.
+struct PublishMetrics {
+    received: metrics::Counter,
+    received_bytes: metrics::Counter,
+    delivered: metrics::Counter,
+    delivered_bytes: metrics::Counter,
 }
 
 /// Most bytes gathered into one write syscall when a subscriber is busy.
@@ -60,7 +69,13 @@ impl Ending {
 
 impl Sessions {
     pub fn new(router: Arc<Router>, config: SessionConfig) -> Self {
-        Sessions { router, config, next_id: AtomicU64::new(1) }
+        let publish_metrics = PublishMetrics {
+            received: metrics::counter!("hpfeeds_broker_receive_publish_count"),
+            received_bytes: metrics::counter!("hpfeeds_broker_receive_publish_size"),
+            delivered: metrics::counter!("hpfriends_messages_delivered_total"),
+            delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
+        };
+        Sessions { router, config, next_id: AtomicU64::new(1), publish_metrics }
     }
 
     /// Runs a connection to its end. `shutdown` closes it from outside.
@@ -162,11 +177,12 @@ impl Sessions {
                             format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
                         );
                     }
-                    metrics::counter!("hpfeeds_broker_receive_publish_count").increment(1);
-                    metrics::counter!("hpfeeds_broker_receive_publish_size").increment(payload.len() as u64);
+                    let m = &self.publish_metrics;
+                    m.received.increment(1);
+                    m.received_bytes.increment(payload.len() as u64);
                     let d = self.router.publish(current.owner, &channel, &raw);
-                    metrics::counter!("hpfriends_messages_delivered_total").increment(d.delivered as u64);
-                    metrics::counter!("hpfriends_bytes_delivered_total").increment((d.delivered * raw.len()) as u64);
+                    m.delivered.increment(d.delivered as u64);
+                    m.delivered_bytes.increment((d.delivered * raw.len()) as u64);
                 }
                 Frame::Subscribe { ident: fi, channel } => {
                     if fi != ident {
