@@ -41,6 +41,19 @@ pub struct Config {
     pub max_connections: usize,
     /// Raft builds a snapshot (and compacts the log) after this many entries.
     pub snapshot_every_logs: u64,
+    /// Drain on SIGTERM: `/readyz` answers 503 this long before the node
+    /// stops accepting, so the load balancer has seen it.
+    pub drain_grace_ms: u64,
+    /// Drain: client connections are closed spread over this window, so they
+    /// do not all reconnect elsewhere at the same instant.
+    pub drain_close_window_ms: u64,
+    /// Label delivery counters by publisher ident (one series per ident: only
+    /// for a bounded number of sensors).
+    pub metrics_per_ident: bool,
+    /// The command format version this node announces and reads. Only for
+    /// testing an upgrade: one above this build's own version makes the node
+    /// behave like the next release.
+    pub command_version: u32,
 }
 
 impl Default for Config {
@@ -64,6 +77,10 @@ impl Default for Config {
             max_outbound_bytes: 16 * 1024 * 1024,
             max_connections: 10_000,
             snapshot_every_logs: 5_000,
+            drain_grace_ms: 5_000,
+            drain_close_window_ms: 5_000,
+            metrics_per_ident: false,
+            command_version: hpfriends_graph::COMMAND_VERSION,
         }
     }
 }
@@ -88,6 +105,10 @@ pub enum ConfigError {
     BrokerName,
     #[error("operator_token must be at least 16 characters")]
     WeakToken,
+    #[error("command_version = {0}: this build runs {own} (or {next} to test an upgrade)", own = hpfriends_graph::COMMAND_VERSION, next = hpfriends_graph::COMMAND_VERSION + 1)]
+    CommandVersion(u32),
+    #[error("{field} = {value} ms is more than an hour")]
+    DrainTooLong { field: &'static str, value: u64 },
 }
 
 impl Config {
@@ -134,11 +155,30 @@ impl Config {
         if self.operator_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakToken);
         }
+        let own = hpfriends_graph::COMMAND_VERSION;
+        if self.command_version != own && self.command_version != own + 1 {
+            return Err(ConfigError::CommandVersion(self.command_version));
+        }
+        for (field, value) in
+            [("drain_grace_ms", self.drain_grace_ms), ("drain_close_window_ms", self.drain_close_window_ms)]
+        {
+            if value > 3_600_000 {
+                return Err(ConfigError::DrainTooLong { field, value });
+            }
+        }
         Ok(())
     }
 
     pub fn login_timeout(&self) -> Duration {
         Duration::from_secs(self.login_timeout_secs)
+    }
+
+    pub fn drain_grace(&self) -> Duration {
+        Duration::from_millis(self.drain_grace_ms)
+    }
+
+    pub fn drain_close_window(&self) -> Duration {
+        Duration::from_millis(self.drain_close_window_ms)
     }
 }
 
@@ -177,6 +217,12 @@ mod tests {
         assert_eq!(bad(|c| c.tls_cert = Some("c.pem".into())), ConfigError::TlsHalf);
         assert_eq!(bad(|c| c.max_outbound_bytes = 0), ConfigError::Zero { field: "max_outbound_bytes" });
         assert_eq!(bad(|c| c.operator_token = Some("short".into())), ConfigError::WeakToken);
+        assert_eq!(bad(|c| c.command_version = 0), ConfigError::CommandVersion(0));
+        assert_eq!(bad(|c| c.command_version = 9), ConfigError::CommandVersion(9));
+        assert!(matches!(
+            bad(|c| c.drain_grace_ms = 4_000_000),
+            ConfigError::DrainTooLong { field: "drain_grace_ms", .. }
+        ));
     }
 
     #[test]

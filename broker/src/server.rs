@@ -1,5 +1,8 @@
 //! `hpfriends serve`: binds the listeners, starts the Raft node, wires the
-//! published view into routing, serves until SIGTERM/SIGINT, then drains.
+//! published view into routing, serves until SIGTERM/SIGINT, then drains
+//! (DESIGN.md §3): not ready at once, stop accepting after the grace period,
+//! hand Raft leadership to a caught-up peer, close clients spread over the
+//! close window, flush the peer links, stop.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -22,8 +25,12 @@ use crate::routing::Router;
 
 /// How long a new node keeps asking to join.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
-/// How long sessions get to finish once shutdown starts.
-const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long sessions get, past the close window, to flush and finish.
+const SESSION_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a draining leader tries to hand leadership over.
+const HAND_OFF_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the peer links get to send what is queued for them.
+const LINK_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A started node.
 pub struct Running {
@@ -34,7 +41,12 @@ pub struct Running {
     pub operator_token: String,
     pub node: Arc<ConsensusNode>,
     pub router: Arc<Router>,
-    accepting: Arc<AtomicBool>,
+    sessions: Arc<Sessions>,
+    draining: Arc<AtomicBool>,
+    grace: Duration,
+    close_window: Duration,
+    stop_accepting: CancellationToken,
+    drain: CancellationToken,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     listener_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -56,7 +68,7 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
         config.data_dir.display()
     );
     stop.await;
-    running.stop().await;
+    running.drain().await;
     Ok(())
 }
 
@@ -98,6 +110,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             bootstrap: config.join.is_none(),
             cluster_secret: cluster_secret.into_bytes(),
             snapshot_every_logs: config.snapshot_every_logs,
+            command_version: config.command_version,
         })
         .await?,
     );
@@ -119,11 +132,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             login_timeout: config.login_timeout(),
             max_outbound_bytes: config.max_outbound_bytes,
             limits: Limits { max_publish_body: config.max_publish_bytes },
+            close_window: config.drain_close_window(),
+            metrics_per_ident: config.metrics_per_ident,
         },
     ));
+    let stop_accepting = CancellationToken::new();
+    let drain = CancellationToken::new();
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let accepting = Arc::new(AtomicBool::new(true));
+    let draining = Arc::new(AtomicBool::new(false));
 
     let mut listeners = vec![Listener { listener: hpfeeds, tls: None, max_connections: config.max_connections }];
     let mut tls_addr = None;
@@ -133,12 +150,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let mut listener_tasks = Vec::new();
     for l in listeners {
-        listener_tasks.push(tokio::spawn(l.run(sessions.clone(), shutdown.clone(), tracker.clone())));
+        listener_tasks.push(tokio::spawn(l.run(
+            sessions.clone(),
+            stop_accepting.clone(),
+            drain.clone(),
+            tracker.clone(),
+        )));
     }
 
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
-    let fanout_service = crate::cluster::service(router.clone(), node.peer_auth().clone());
+    let fanout_service = crate::cluster::service(router.clone(), node.peer_auth().clone(), shutdown.clone());
     tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), shutdown.clone()));
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -155,7 +177,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         router: router.clone(),
         node: node.clone(),
         operator_token: operator_token.clone().into(),
-        accepting: accepting.clone(),
+        draining: draining.clone(),
     };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -177,7 +199,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         operator_token,
         node,
         router,
-        accepting,
+        sessions,
+        draining,
+        grace: config.drain_grace(),
+        close_window: config.drain_close_window(),
+        stop_accepting,
+        drain,
         shutdown,
         tracker,
         listener_tasks,
@@ -187,21 +214,71 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 }
 
 impl Running {
-    /// Stops accepting, closes every session, stops Raft.
+    /// The drain of DESIGN.md §3, then stop. Every step is bounded in time,
+    /// so a stuck client or peer cannot keep the node from exiting.
+    pub async fn drain(mut self) {
+        tracing::info!(grace = ?self.grace, close_window = ?self.close_window, "draining: /readyz now answers 503");
+        self.draining.store(true, Ordering::Release);
+        tokio::time::sleep(self.grace).await;
+
+        self.stop_accepting.cancel();
+        for t in std::mem::take(&mut self.listener_tasks) {
+            let _ = t.await;
+        }
+        tracing::info!("draining: no longer accepting clients");
+        match self.node.hand_off_leadership(HAND_OFF_TIMEOUT).await {
+            Ok(Some(leader)) => tracing::info!(leader, "draining: handed Raft leadership over"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("draining: could not hand leadership over, stopping as leader: {e}"),
+        }
+
+        self.drain.cancel();
+        self.tracker.close();
+        let sessions_done = self.close_window + SESSION_FLUSH_TIMEOUT;
+        if tokio::time::timeout(sessions_done, self.tracker.wait()).await.is_err() {
+            tracing::warn!("draining: sessions did not finish within {sessions_done:?}");
+        }
+        if tokio::time::timeout(LINK_FLUSH_TIMEOUT, self.router.fanout.flushed()).await.is_err() {
+            tracing::warn!(queued = self.router.fanout.queued(), "draining: peer links did not flush in time");
+        }
+        self.stop().await;
+    }
+
+    /// Stops at once: closes every listener and session, stops Raft.
     pub async fn stop(self) {
         tracing::info!("shutting down");
-        self.accepting.store(false, Ordering::Release);
+        self.draining.store(true, Ordering::Release);
+        // Sessions not yet told to close go at once.
+        self.sessions.set_close_window(Duration::ZERO);
+        self.stop_accepting.cancel();
+        self.drain.cancel();
         self.shutdown.cancel();
         self.tracker.close();
         for t in self.listener_tasks {
             let _ = t.await;
         }
-        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.tracker.wait()).await.is_err() {
-            tracing::warn!("sessions did not finish within {SHUTDOWN_TIMEOUT:?}");
+        let sessions_done = self.close_window + SESSION_FLUSH_TIMEOUT;
+        if tokio::time::timeout(sessions_done, self.tracker.wait()).await.is_err() {
+            tracing::warn!("sessions did not finish within {sessions_done:?}");
         }
-        let _ = self.http_task.await;
-        self.node.shutdown().await;
-        let _ = self.cluster_task.await;
+        // Graceful HTTP and gRPC shutdown waits for open connections; bounded,
+        // so a stuck client or peer cannot hold the exit.
+        stop_within(self.http_task, "the HTTP server").await;
+        // Raft stops after the cluster port, so no peer request finds it stopped.
+        stop_within(self.cluster_task, "the cluster port").await;
+        if tokio::time::timeout(SERVER_STOP_TIMEOUT, self.node.shutdown()).await.is_err() {
+            tracing::warn!("Raft did not stop within {SERVER_STOP_TIMEOUT:?}");
+        }
+    }
+}
+
+/// How long a server gets to close its connections before it is aborted.
+const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn stop_within<T>(mut task: tokio::task::JoinHandle<T>, what: &str) {
+    if tokio::time::timeout(SERVER_STOP_TIMEOUT, &mut task).await.is_err() {
+        tracing::info!("{what} still had open connections after {SERVER_STOP_TIMEOUT:?}; closing them");
+        task.abort();
     }
 }
 

@@ -160,7 +160,17 @@ impl NodeProcess {
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let mut c = self.child.take().context("node is not running")?;
         Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
-        wait_for("the node to exit", DEADLINE, || c.try_wait().ok().flatten())
+        let exited = wait_for("the node to exit", DEADLINE, || c.try_wait().ok().flatten());
+        if exited.is_err() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        exited.with_context(|| format!("node log:\n{}", self.log()))
+    }
+
+    /// Adds flags for the next start (e.g. a newer command version).
+    pub fn add_args(&mut self, more: &[&str]) {
+        self.extra.extend(more.iter().map(|s| s.to_string()));
     }
 
     /// Starts the node again on the same data dir and ports.
@@ -209,6 +219,116 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
 
 pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
     Ok(http_get(addr, path)?.0)
+}
+
+/// A minimal HTTP/1.1 POST of a JSON body with a bearer token (status, body).
+pub fn http_post(addr: SocketAddr, path: &str, token: &str, json: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    )?;
+    let mut response = String::new();
+    s.read_to_string(&mut response)?;
+    let status = response.get(9..12).context("short status line")?.parse()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A port that was free a moment ago, for programs that cannot take port 0.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A helper program (HAProxy, Prometheus, a client script) with its output
+/// collected; killed when dropped.
+pub struct Service {
+    name: String,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Service {
+    pub fn start(name: &str, mut cmd: Command) -> anyhow::Result<Service> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {name} ({cmd:?})"))?;
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        for stream in [
+            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("piped")),
+        ] {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().expect("lines lock").push(line);
+                }
+            });
+        }
+        Ok(Service { name: name.to_string(), child, lines })
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().expect("lines lock").clone()
+    }
+
+    /// Waits for an output line containing `text`; returns it.
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> anyhow::Result<String> {
+        let lines = self.lines.clone();
+        self.wait_for(&format!("{text:?}"), timeout, || {
+            lines.lock().expect("lines lock").iter().find(|l| l.contains(text)).cloned()
+        })
+    }
+
+    /// Polls `cond` like [`wait_for`], but fails at once, with the output so
+    /// far, if the process exits first.
+    pub fn wait_for<T>(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut cond: impl FnMut() -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let mut exited = None;
+        let found = wait_for(&format!("{}: {what}", self.name), timeout, || {
+            if let Some(v) = cond() {
+                return Some(Some(v));
+            }
+            exited = self.child.try_wait().ok().flatten();
+            exited.is_some().then_some(None)
+        })
+        .with_context(|| format!("{} printed:\n{}", self.name, self.lines().join("\n")))?;
+        match (found, exited) {
+            (Some(v), _) => Ok(v),
+            (None, status) => {
+                bail!("{} exited ({status:?}) before {what}:\n{}", self.name, self.lines().join("\n"))
+            }
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status()?;
+        wait_for(&format!("{} to exit", self.name), DEADLINE, || self.child.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Python of the venv holding the real hpfeeds 3.1.0 client.
+pub fn hpfeeds_python() -> anyhow::Result<PathBuf> {
+    Ok(hpfeeds_cli()?.with_file_name("python"))
 }
 
 /// The real hpfeeds 3.1.0 command line client, from a venv made on first use.

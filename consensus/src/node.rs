@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::sync::watch;
 
-use crate::grpc::{JoinOutcome, ReadIndexOutcome, WriteOutcome};
+use crate::grpc::{JoinOutcome, ReadIndexOutcome, Signals, WriteOutcome};
 use crate::network::{connect, decode, encode, Network, PeerRpc};
 use crate::peer_auth::PeerAuth;
 use crate::store::{open_db, LogStore, Published, StateMachineStore};
@@ -29,6 +30,9 @@ pub struct NodeOptions {
     pub cluster_secret: Vec<u8>,
     /// Snapshot (and compact the log) after this many entries.
     pub snapshot_every_logs: u64,
+    /// The command format version this node announces and reads; normally
+    /// `hpfriends_graph::COMMAND_VERSION`.
+    pub command_version: u32,
 }
 
 /// How long a write may take, across leader changes, before the caller is told
@@ -48,6 +52,9 @@ pub enum WriteError {
     Unavailable(String),
     #[error("membership change refused: {0}")]
     Membership(String),
+    /// The entry kind is newer than what some voter runs; nothing was written.
+    #[error("not every voter can read this entry yet: {0}")]
+    NeedsUpgrade(String),
 }
 
 pub struct ConsensusNode {
@@ -55,7 +62,17 @@ pub struct ConsensusNode {
     raft: Raft,
     published: Arc<Published>,
     auth: PeerAuth,
+    command_version: u32,
+    signals: Arc<Signals>,
 }
+
+/// The heartbeat and election timers (ms). Followers refuse to vote until
+/// `ELECTION_TIMEOUT_MAX` has passed since the leader's last message.
+const HEARTBEAT_INTERVAL: u64 = 100;
+const ELECTION_TIMEOUT_MIN: u64 = 400;
+const ELECTION_TIMEOUT_MAX: u64 = 800;
+/// How long to wait for a voter's answer about its version.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One attempt's outcome inside a retry loop.
 enum Attempt<T> {
@@ -70,14 +87,15 @@ impl ConsensusNode {
         let db_dir = opts.data_dir.join("raft");
         let db = open_db(&db_dir).with_context(|| format!("cannot open RocksDB in {}", db_dir.display()))?;
         let log_store = LogStore::new(db.clone());
-        let state_machine = StateMachineStore::load(db).context("cannot load the last snapshot")?;
+        let state_machine =
+            StateMachineStore::load(db, opts.command_version).context("cannot load the last snapshot")?;
         let published = state_machine.shared();
 
         let config = openraft::Config {
             cluster_name: "hpfriends".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            election_timeout_min: ELECTION_TIMEOUT_MIN,
+            election_timeout_max: ELECTION_TIMEOUT_MAX,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(opts.snapshot_every_logs),
             max_in_snapshot_log_to_keep: (opts.snapshot_every_logs / 5).min(1_000),
             // Large graphs: give a snapshot transfer time.
@@ -97,7 +115,14 @@ impl ConsensusNode {
                 .await
                 .context("cannot bootstrap the cluster")?;
         }
-        Ok(Self { id: opts.node_id, raft, published, auth })
+        Ok(Self {
+            id: opts.node_id,
+            raft,
+            published,
+            auth,
+            command_version: opts.command_version,
+            signals: Arc::new(Signals::default()),
+        })
     }
 
     /// False for a fresh node that waits to be added to a cluster.
@@ -119,7 +144,7 @@ impl ConsensusNode {
 
     /// The Raft service for the cluster port (refuses unauthenticated peers).
     pub fn grpc_service(&self) -> crate::grpc::AuthenticatedRaftService {
-        crate::grpc::service(self.raft.clone(), self.auth.clone())
+        crate::grpc::service(self.raft.clone(), self.auth.clone(), self.command_version, self.signals.clone())
     }
 
     pub fn peer_auth(&self) -> &PeerAuth {
@@ -131,11 +156,15 @@ impl ConsensusNode {
     /// retried across leader changes until `WRITE_DEADLINE`. Authorization and
     /// validation happen at apply time.
     pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
+        self.check_voters_read(&command).await?;
         let request = Request { command, actor, id: Some(hex::encode(rand::random::<[u8; 16]>())) };
         self.with_leader("commit the write", |leader| {
             let request = request.clone();
             async move {
                 match leader {
+                    None if self.signals.handing_off.load(Ordering::Acquire) => {
+                        Attempt::Retry("leadership is being handed off".into())
+                    }
                     None => match self.raft.client_write(request).await {
                         Ok(resp) => Attempt::Done(resp.data.result.map_err(WriteError::Rejected)),
                         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
@@ -160,6 +189,118 @@ impl ConsensusNode {
             }
         })
         .await
+    }
+
+    /// Refuses a command whose entry kind some voter cannot read yet: during a
+    /// rolling upgrade a new kind is written only once every voter runs a
+    /// binary that knows it. Entries every version reads skip the check.
+    async fn check_voters_read(&self, command: &Command) -> Result<(), WriteError> {
+        let needed = command.min_version();
+        if needed <= 1 {
+            return Ok(());
+        }
+        if needed > self.command_version {
+            return Err(WriteError::NeedsUpgrade(format!(
+                "the entry needs command version {needed}; this node (node {}) runs version {}",
+                self.id, self.command_version
+            )));
+        }
+        let voters: Vec<(NodeId, NodeInfo)> = {
+            let m = self.raft.metrics().borrow().clone();
+            let membership = m.membership_config.membership();
+            membership
+                .voter_ids()
+                .filter(|id| *id != self.id)
+                .filter_map(|id| membership.get_node(&id).map(|info| (id, info.clone())))
+                .collect()
+        };
+        let mut behind = Vec::new();
+        for (id, info) in voters {
+            match self.peer_command_version(&info).await {
+                Ok(v) if v >= needed => {}
+                Ok(v) => behind.push(format!("node {id} runs version {v}")),
+                Err(e) => behind.push(format!("node {id} did not tell its version ({e})")),
+            }
+        }
+        if behind.is_empty() {
+            Ok(())
+        } else {
+            Err(WriteError::NeedsUpgrade(format!(
+                "the entry needs command version {needed} on every voter; {}",
+                behind.join("; ")
+            )))
+        }
+    }
+
+    async fn peer_command_version(&self, info: &NodeInfo) -> Result<u32, String> {
+        let mut rpc = connect(&info.cluster_addr, self.auth.clone())?;
+        match tokio::time::timeout(VERSION_TIMEOUT, rpc.command_version(encode(&()))).await {
+            Err(_) => Err(format!("no answer within {VERSION_TIMEOUT:?}")),
+            // A binary older than this RPC runs the first version.
+            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(1),
+            Ok(Err(status)) => Err(status.message().to_string()),
+            Ok(Ok(reply)) => decode(reply.get_ref()).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Hands Raft leadership to a caught-up voter before this node stops.
+    /// openraft 0.9 has no transfer call, so: stop writes, heartbeats and
+    /// campaigning here; wait until the followers' leader lease has run out;
+    /// ask the most caught-up voter to start an election, which it wins
+    /// because its log is complete. Returns the new leader, or `None` when
+    /// this node does not lead or has no peer to hand to.
+    pub async fn hand_off_leadership(&self, timeout: Duration) -> Result<Option<NodeId>, String> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) {
+            return Ok(None);
+        }
+        let membership = m.membership_config.membership().clone();
+        if !membership.voter_ids().any(|id| id != self.id) {
+            return Ok(None);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        self.signals.handing_off.store(true, Ordering::Release);
+        let runtime = self.raft.runtime_config();
+        runtime.elect(false);
+        runtime.heartbeat(false);
+        let outcome = async {
+            // Writes already accepted still replicate; wait for a voter that has them all.
+            let target = loop {
+                let m = self.raft.metrics().borrow().clone();
+                let last = m.last_log_index;
+                let caught_up = m.replication.iter().flatten().find(|(id, matched)| {
+                    **id != self.id && membership.voter_ids().any(|v| v == **id) && matched.map(|l| l.index) == last
+                });
+                if let Some((id, _)) = caught_up {
+                    break *id;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err("no voter caught up with the log".to_string());
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            };
+            tokio::time::sleep(Duration::from_millis(ELECTION_TIMEOUT_MAX + HEARTBEAT_INTERVAL)).await;
+            let info = membership.get_node(&target).ok_or("the target left the membership")?;
+            let mut rpc = connect(&info.cluster_addr, self.auth.clone())?;
+            let reply = rpc.campaign(encode(&())).await.map_err(|s| s.message().to_string())?;
+            decode::<Result<(), String>>(reply.get_ref()).map_err(|e| e.to_string())??;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let me = self.id;
+            self.raft
+                .wait(Some(left))
+                .metrics(|m| m.current_leader.is_some_and(|l| l != me), "another node leads")
+                .await
+                .map_err(|e| format!("node {target} did not take over: {e}"))?;
+            Ok(self.raft.metrics().borrow().current_leader)
+        }
+        .await;
+        if outcome.is_err() {
+            // Stay a working leader: the node is still needed.
+            runtime.heartbeat(true);
+            runtime.elect(true);
+        }
+        self.signals.handing_off.store(false, Ordering::Release);
+        outcome
     }
 
     /// Waits until this node has applied everything committed before the
@@ -288,6 +429,23 @@ impl ConsensusNode {
 
     pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
         self.published.subscribe()
+    }
+
+    /// True when this node leads, or has applied everything up to the commit
+    /// index its leader last told it: its reads are current.
+    pub fn caught_up(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader == Some(self.id) {
+            return true;
+        }
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        m.current_leader.is_some() && applied >= self.signals.known_commit.load(Ordering::Acquire)
+    }
+
+    /// The highest commit index a leader has sent this node (0 on the leader
+    /// itself, which knows its commit from its own metrics).
+    pub fn known_commit(&self) -> u64 {
+        self.signals.known_commit.load(Ordering::Acquire)
     }
 
     /// Waits until this node knows a leader.

@@ -7,6 +7,10 @@ use hpfriends_consensus::{ConsensusNode, NodeInfo, NodeOptions, WriteError};
 use hpfriends_graph::{Actor, Command, GraphError, ShareKind, Target};
 
 async fn start(dir: &std::path::Path) -> ConsensusNode {
+    start_at_version(dir, hpfriends_graph::COMMAND_VERSION).await
+}
+
+async fn start_at_version(dir: &std::path::Path, command_version: u32) -> ConsensusNode {
     let node = ConsensusNode::start(NodeOptions {
         node_id: 1,
         data_dir: dir.to_path_buf(),
@@ -14,6 +18,7 @@ async fn start(dir: &std::path::Path) -> ConsensusNode {
         bootstrap: true,
         cluster_secret: b"secret".to_vec(),
         snapshot_every_logs: 5_000,
+        command_version,
     })
     .await
     .unwrap();
@@ -79,5 +84,25 @@ async fn given_a_retried_write_with_the_same_id_then_applied_once_and_answered_a
         .unwrap()
         .data;
     assert!(matches!(third.result, Err(GraphError::UserExists(_))));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn given_entry_of_next_version_when_node_runs_older_version_then_refused_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let note = Command::AddNote { text: "upgrade done".into() };
+    let node = start(dir.path()).await;
+    let before = node.metrics().borrow().last_log_index;
+    let err = node.write(Actor::Operator, note.clone()).await.unwrap_err();
+    assert!(matches!(err, WriteError::NeedsUpgrade(_)), "{err}");
+    assert!(err.to_string().contains("needs command version 2"), "{err}");
+    assert_eq!(node.metrics().borrow().last_log_index, before, "a refused entry reaches no log");
+    node.shutdown().await;
+    drop(node);
+
+    // The same data dir under the next version: the entry is written and applied.
+    let node = start_at_version(dir.path(), hpfriends_graph::COMMAND_VERSION + 1).await;
+    node.write(Actor::Operator, note).await.unwrap();
+    assert_eq!(node.read_graph(|g| g.notes().to_vec()), vec!["upgrade done".to_string()]);
     node.shutdown().await;
 }

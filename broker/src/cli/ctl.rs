@@ -49,6 +49,15 @@ pub enum CtlCommand {
     },
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Operator notes kept in the replicated log (needs command version 2 on every voter).
+    #[command(subcommand)]
+    Note(NoteCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NoteCmd {
+    Add { text: String },
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -282,6 +291,14 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<(Value, String)>
             UserCmd::Token { name } => {
                 let v = api.post(&format!("/api/v1/users/{}/token", enc(name)), json!({})).await?;
                 let text = v["token"].as_str().unwrap_or_default().to_string();
+                (v, text)
+            }
+        },
+        C::Note(n) => match n {
+            NoteCmd::Add { text } => done(api.post("/api/v1/notes", json!({ "text": text })).await?, "noted".into()),
+            NoteCmd::List => {
+                let v = api.get("/api/v1/notes").await?;
+                let text = lines(&v["notes"], |n| n.as_str().unwrap_or_default().to_string());
                 (v, text)
             }
         },

@@ -56,6 +56,19 @@ pub struct ServeArgs {
     /// Address of the TLS hpfeeds listener (with --tls-cert/--tls-key).
     #[arg(long, env = "HPFRIENDS_TLS_ADDR")]
     pub tls_addr: Option<String>,
+    /// Drain: how long /readyz answers 503 before the node stops accepting.
+    #[arg(long, env = "HPFRIENDS_DRAIN_GRACE_MS")]
+    pub drain_grace_ms: Option<u64>,
+    /// Drain: client connections are closed spread over this window.
+    #[arg(long, env = "HPFRIENDS_DRAIN_CLOSE_WINDOW_MS")]
+    pub drain_close_window_ms: Option<u64>,
+    /// In a Kubernetes StatefulSet: the pod's ordinal. Node id becomes
+    /// ordinal + 1; pod 0 bootstraps (ignores --join), the others join.
+    #[arg(long, env = "HPFRIENDS_POD_ORDINAL", conflicts_with = "node_id")]
+    pub pod_ordinal: Option<u64>,
+    /// Testing an upgrade: announce and read the next command version.
+    #[arg(long, env = "HPFRIENDS_COMMAND_VERSION", hide = true)]
+    pub command_version: Option<u32>,
 }
 
 impl ServeArgs {
@@ -71,9 +84,52 @@ impl ServeArgs {
         macro_rules! set_opt {
             ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
         }
-        set!(node_id, data_dir, hpfeeds_addr, http_addr, cluster_addr, tls_addr);
+        set!(
+            node_id,
+            data_dir,
+            hpfeeds_addr,
+            http_addr,
+            cluster_addr,
+            tls_addr,
+            drain_grace_ms,
+            drain_close_window_ms,
+            command_version
+        );
         set_opt!(advertise_addr, join, operator_token, cluster_secret, tls_cert, tls_key);
+        if let Some(ordinal) = self.pod_ordinal {
+            c.node_id = ordinal + 1;
+            if ordinal == 0 {
+                c.join = None;
+            } else {
+                anyhow::ensure!(c.join.is_some(), "--pod-ordinal {ordinal} needs --join (the URL of pod 0)");
+            }
+        }
         c.validate()?;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> anyhow::Result<Config> {
+        let cli = Cli::try_parse_from([&["hpfriends", "serve"], args].concat())?;
+        match cli.command {
+            Top::Serve(a) => a.into_config(),
+            Top::Ctl(_) => unreachable!("parsed serve"),
+        }
+    }
+
+    #[test]
+    fn given_pod_ordinal_then_node_id_follows_and_only_pod_0_bootstraps() {
+        let join = ["--join", "http://hpfriends-0.hpfriends-peers:8080"];
+        let first = serve(&[&["--pod-ordinal", "0"][..], &join].concat()).unwrap();
+        assert_eq!((first.node_id, first.join), (1, None));
+        let third = serve(&[&["--pod-ordinal", "2"][..], &join].concat()).unwrap();
+        assert_eq!((third.node_id, third.join.as_deref()), (3, Some(join[1])));
+        let err = serve(&["--pod-ordinal", "1"]).unwrap_err().to_string();
+        assert!(err.contains("needs --join"), "{err}");
+        assert!(serve(&["--pod-ordinal", "1", "--node-id", "4"]).is_err(), "both may not be given");
     }
 }

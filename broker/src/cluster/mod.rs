@@ -3,7 +3,6 @@
 //! that applies a peer's interest and delivers its publishes locally.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::routing::fanout::{LinkQueue, LinkReceivers};
+use crate::routing::fanout::{LinkQueue, LinkReceivers, LinkState};
 use crate::routing::Router;
 
 /// Reconnect backoff bounds.
@@ -27,10 +26,17 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct FanoutService {
     router: Arc<Router>,
+    /// Ends inbound links, so the graceful gRPC shutdown need not wait for
+    /// peers to hang up.
+    shutdown: CancellationToken,
 }
 
-pub fn service(router: Arc<Router>, auth: PeerAuth) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
-    InterceptedService::new(FanoutServer::new(FanoutService { router }), RequirePeer(auth))
+pub fn service(
+    router: Arc<Router>,
+    auth: PeerAuth,
+    shutdown: CancellationToken,
+) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
+    InterceptedService::new(FanoutServer::new(FanoutService { router, shutdown }), RequirePeer(auth))
 }
 
 impl FanoutService {
@@ -54,7 +60,11 @@ impl FanoutRpc for FanoutService {
         let fanout = &self.router.fanout;
         tracing::info!(peer, "fan-out link from peer opened");
         let result = loop {
-            match stream.message().await {
+            let message = tokio::select! {
+                m = stream.message() => m,
+                _ = self.shutdown.cancelled() => break Ok(Response::new(LinkClosed {})),
+            };
+            match message {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
                     peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
@@ -155,7 +165,6 @@ async fn run_link(
     let peer = queue.peer;
     let mut backoff = BACKOFF_MIN;
     while !stop.is_cancelled() {
-        queue.replayed.store(false, Ordering::Release);
         let endpoint = match auth.endpoint(&addr) {
             Ok(e) => e,
             Err(e) => {
@@ -171,7 +180,7 @@ async fn run_link(
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer, "fan-out connect failed: {e}");
-                metrics::gauge!("hpfriends_peer_link_up", "peer" => peer.to_string()).set(0.0);
+                queue.set_state(LinkState::Unreachable);
                 tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -190,8 +199,7 @@ async fn run_link(
             continue;
         }
         let mut call = tokio::spawn(stream_to_peer(client, rx));
-        queue.replayed.store(true, Ordering::Release);
-        metrics::gauge!("hpfriends_peer_link_up", "peer" => peer.to_string()).set(1.0);
+        queue.set_state(LinkState::Replayed);
         tracing::info!(peer, %addr, "fan-out link to peer ready");
         backoff = BACKOFF_MIN;
         loop {
@@ -209,8 +217,7 @@ async fn run_link(
             }
         }
         call.abort();
-        queue.replayed.store(false, Ordering::Release);
-        metrics::gauge!("hpfriends_peer_link_up", "peer" => peer.to_string()).set(0.0);
+        queue.set_state(LinkState::Unreachable);
         tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }

@@ -19,13 +19,19 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Accepts until `shutdown`, then returns; sessions end through `shutdown` too
-    /// and are awaited through `tracker`.
-    pub async fn run(self, sessions: Arc<Sessions>, shutdown: CancellationToken, tracker: TaskTracker) {
+    /// Accepts until `stop_accepting`, then returns (closing the socket).
+    /// Sessions close once `drain` is cancelled and are awaited through `tracker`.
+    pub async fn run(
+        self,
+        sessions: Arc<Sessions>,
+        stop_accepting: CancellationToken,
+        drain: CancellationToken,
+        tracker: TaskTracker,
+    ) {
         let slots = Arc::new(Semaphore::new(self.max_connections));
         loop {
             let (stream, peer) = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = stop_accepting.cancelled() => return,
                 accepted = self.listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
@@ -45,9 +51,9 @@ impl Listener {
             let _ = stream.set_nodelay(true);
             let sessions = sessions.clone();
             let tls = self.tls.clone();
-            let shutdown = shutdown.clone();
+            let drain = drain.clone();
             tracker.spawn(async move {
-                serve_one(sessions, stream, peer, tls, shutdown).await;
+                serve_one(sessions, stream, peer, tls, drain).await;
                 drop(permit);
             });
         }
@@ -59,14 +65,14 @@ async fn serve_one(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
-    shutdown: CancellationToken,
+    drain: CancellationToken,
 ) {
     match tls {
-        None => sessions.run(stream, peer, shutdown).await,
+        None => sessions.run(stream, peer, drain).await,
         Some(acceptor) => {
             let deadline = sessions.config.login_timeout;
             match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => sessions.run(tls_stream, peer, shutdown).await,
+                Ok(Ok(tls_stream)) => sessions.run(tls_stream, peer, drain).await,
                 Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             }

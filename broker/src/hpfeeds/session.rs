@@ -30,6 +30,10 @@ pub struct SessionConfig {
     pub login_timeout: Duration,
     pub max_outbound_bytes: usize,
     pub limits: Limits,
+    /// On drain, each connection closes at a random point of this window.
+    pub close_window: Duration,
+    /// Also count publishes per publisher ident (one series per ident).
+    pub metrics_per_ident: bool,
 }
 
 pub struct Sessions {
@@ -37,6 +41,8 @@ pub struct Sessions {
     pub config: SessionConfig,
     next_id: AtomicU64,
     publish_metrics: PublishMetrics,
+    /// The close window now (µs); zero once the node stops at once.
+    close_window_us: AtomicU64,
 }
 
 /// Counters of the publish path, registered once instead of looked up per message.
@@ -75,20 +81,33 @@ impl Sessions {
             delivered: metrics::counter!("hpfriends_messages_delivered_total"),
             delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
         };
-        Sessions { router, config, next_id: AtomicU64::new(1), publish_metrics }
+        let close_window_us = AtomicU64::new(config.close_window.as_micros() as u64);
+        Sessions { router, config, next_id: AtomicU64::new(1), publish_metrics, close_window_us }
     }
 
-    /// Runs a connection to its end. `shutdown` closes it from outside.
-    pub async fn run<S>(self: Arc<Self>, stream: S, peer: SocketAddr, shutdown: CancellationToken)
+    pub fn set_close_window(&self, window: Duration) {
+        self.close_window_us.store(window.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// When this connection closes within the close window: uniformly spread.
+    fn close_delay(&self) -> Duration {
+        let window = Duration::from_micros(self.close_window_us.load(Ordering::Relaxed));
+        window.mul_f64(rand::random::<f64>())
+    }
+
+    /// Runs a connection to its end. Once `drain` is cancelled the connection
+    /// closes at a random point of the close window, after flushing what is
+    /// queued for it, so clients reconnect elsewhere a few at a time.
+    pub async fn run<S>(self: Arc<Self>, stream: S, peer: SocketAddr, drain: CancellationToken)
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::error_span!("conn", %peer, conn, ident = tracing::field::Empty);
-        self.run_inner(conn, stream, shutdown).instrument(span).await
+        self.run_inner(conn, stream, drain).instrument(span).await
     }
 
-    async fn run_inner<S>(&self, conn: u64, stream: S, shutdown: CancellationToken)
+    async fn run_inner<S>(&self, conn: u64, stream: S, drain: CancellationToken)
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -96,9 +115,11 @@ impl Sessions {
         metrics::gauge!("hpfeeds_broker_client_connections").increment(1.0);
         let (read_half, write_half) = tokio::io::split(stream);
         let mut reader = FramedRead::new(read_half, Codec { limits: self.config.limits });
-        let close = shutdown.child_token();
+        // Cancelled by an overflow or a failed write: the connection is lost.
+        let close = CancellationToken::new();
         let (out, out_rx) = outbound(self.config.max_outbound_bytes, close.clone());
-        let writer = tokio::spawn(write_loop(FramedWrite::new(write_half, Codec::default()), out_rx, close.clone()));
+        let mut writer =
+            tokio::spawn(write_loop(FramedWrite::new(write_half, Codec::default()), out_rx, close.clone()));
 
         let nonce: [u8; 4] = rand::random();
         out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
@@ -112,30 +133,33 @@ impl Sessions {
                     tracing::Span::current().record("ident", entry.key.ident.as_str());
                     tracing::debug!(owner = %entry.key.owner, "authenticated");
                     let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
+                    let drained = async {
+                        drain.cancelled().await;
+                        tokio::time::sleep(self.close_delay()).await;
+                    };
                     tokio::select! {
                         ending = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => ending,
-                        _ = close.cancelled() => Ending::quiet(CloseReason::Shutdown),
+                        _ = close.cancelled() => Ending::quiet(if out.overflowed() {
+                            CloseReason::SlowConsumer
+                        } else {
+                            CloseReason::IoError
+                        }),
+                        _ = drained => Ending::quiet(CloseReason::Shutdown),
                     }
                 }
             };
         self.router.remove_connection(conn, &channels);
         metrics::gauge!("hpfeeds_broker_subscriptions").decrement(channels.len() as f64);
 
-        // The close token is also cancelled by an overflow and by a failed write.
-        let reason = if ending.reason == CloseReason::Shutdown && !shutdown.is_cancelled() {
-            if out.overflowed() {
-                CloseReason::SlowConsumer
-            } else {
-                CloseReason::IoError
-            }
-        } else {
-            ending.reason
-        };
+        let reason = ending.reason;
         if let Some(message) = &ending.message {
             out.push_final(encode_error(message));
         }
+        // The writer sends what is still queued, then closes the socket.
         drop(out);
-        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT + Duration::from_secs(1), writer).await;
+        if tokio::time::timeout(FINAL_FLUSH_TIMEOUT + Duration::from_secs(1), &mut writer).await.is_err() {
+            writer.abort();
+        }
 
         if reason.is_error() {
             tracing::info!(reason = reason.category(), message = ending.message.as_deref(), "connection closed");
@@ -155,6 +179,14 @@ impl Sessions {
         channels: &mut HashSet<Bytes>,
     ) -> Ending {
         let ident = key.ident.as_bytes();
+        // Registered once per connection: the ident does not change.
+        let by_ident = self.config.metrics_per_ident.then(|| {
+            let label = key.ident.clone();
+            (
+                metrics::counter!("hpfriends_ident_publish_count", "ident" => label.clone()),
+                metrics::counter!("hpfriends_ident_publish_size", "ident" => label),
+            )
+        });
         loop {
             let frame = match next_frame(reader).await {
                 Ok(frame) => frame,
@@ -183,6 +215,10 @@ impl Sessions {
                     let d = self.router.publish(current.owner, &channel, &raw);
                     m.delivered.increment(d.delivered as u64);
                     m.delivered_bytes.increment((d.delivered * raw.len()) as u64);
+                    if let Some((count, size)) = &by_ident {
+                        count.increment(1);
+                        size.increment(payload.len() as u64);
+                    }
                 }
                 Frame::Subscribe { ident: fi, channel } => {
                     if fi != ident {

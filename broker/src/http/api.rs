@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/shares/remove", post(remove_share))
         .route("/api/v1/keys", get(list_keys).post(add_key))
         .route("/api/v1/keys/{ident}", delete(remove_key))
+        .route("/api/v1/notes", get(list_notes).post(add_note))
         .route("/api/v1/explain", get(explain))
         .route("/api/v1/apply", post(apply).layer(DefaultBodyLimit::max(MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster_status))
@@ -108,16 +109,19 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let m = state.node.metrics().borrow().clone();
-    let accepting = state.accepting.load(Ordering::Acquire);
+    let draining = state.draining.load(Ordering::Acquire);
     let leader = m.current_leader.is_some();
+    let caught_up = state.node.caught_up();
     let links = state.router.fanout.links_ready();
-    let ready = accepting && leader && links;
+    let ready = !draining && leader && caught_up && links;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "ready": ready,
-        "accepting": accepting,
+        "draining": draining,
         "leader_known": leader,
+        "caught_up": caught_up,
         "peer_links_replayed": links,
+        "unreachable_peers": state.router.fanout.unreachable_peers(),
         "last_applied": m.last_applied.map(|l| l.index),
     });
     (status, Json(body))
@@ -132,8 +136,22 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
     metrics::gauge!("hpfriends_raft_leader_id").set(m.current_leader.unwrap_or(0) as f64);
     metrics::gauge!("hpfriends_raft_last_applied").set(m.last_applied.map_or(0, |l| l.index) as f64);
     metrics::gauge!("hpfriends_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+    for (role, on) in [
+        ("leader", m.state.is_leader()),
+        ("follower", m.state.is_follower()),
+        ("candidate", m.state.is_candidate()),
+        ("learner", m.state.is_learner()),
+    ] {
+        metrics::gauge!("hpfriends_raft_role", "role" => role).set(if on { 1.0 } else { 0.0 });
+    }
+    metrics::gauge!("hpfriends_raft_known_commit").set(state.node.known_commit() as f64);
     metrics::gauge!("hpfriends_index_generation").set(state.node.view().index.generation() as f64);
     metrics::gauge!("hpfriends_cluster_auth_refused").set(state.node.peer_auth().refused() as f64);
+    let (users, groups, shares, keys) =
+        state.node.read_graph(|g| (g.users().count(), g.groups().count(), g.share_count(), g.keys().count()));
+    for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {
+        metrics::gauge!("hpfriends_graph_size", "kind" => kind).set(n as f64);
+    }
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::prometheus().render())
 }
 
@@ -328,6 +346,24 @@ struct KeyBody {
     publish: Vec<String>,
     #[serde(default)]
     subscribe: Vec<String>,
+}
+
+/// Operator notes in the replicated log (a version-2 entry kind).
+async fn list_notes(State(state): State<AppState>, _caller: Caller) -> Reply {
+    let notes: Vec<String> = state.node.read_graph(|g| g.notes().to_vec());
+    Ok(Json(json!({ "notes": notes })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+}
+
+async fn add_note(State(state): State<AppState>, Caller(actor): Caller, body: Body<NoteBody>) -> Reply {
+    let Json(b) = body?;
+    execute(&state, actor, Command::AddNote { text: b.text }).await?;
+    ok()
 }
 
 async fn list_keys(

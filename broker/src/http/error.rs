@@ -71,6 +71,7 @@ impl From<WriteError> for ApiError {
             WriteError::NotLeader { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_leader", e.to_string()),
             WriteError::Unavailable(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_quorum", e.to_string()),
             WriteError::Membership(_) => ApiError::new(StatusCode::CONFLICT, "membership_refused", e.to_string()),
+            WriteError::NeedsUpgrade(_) => ApiError::new(StatusCode::CONFLICT, "needs_upgrade", e.to_string()),
         }
     }
 }

@@ -7,7 +7,7 @@
 //! never dropped.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -25,13 +25,43 @@ pub struct LinkQueue {
     pub peer: NodeId,
     data: mpsc::Sender<Publish>,
     control: mpsc::UnboundedSender<Interest>,
-    /// The link has sent its interest replay since it last (re)connected.
-    pub replayed: AtomicBool,
+    state: AtomicU8,
     pub dropped: AtomicU64,
     // Registered once per link, so the publish path does no label lookups.
+    link_up: metrics::Gauge,
     sent_messages: metrics::Counter,
     sent_bytes: metrics::Counter,
     dropped_messages: metrics::Counter,
+}
+
+/// Where an outbound link stands, for readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum LinkState {
+    /// Not yet connected since this node started: the peer's reachability is
+    /// unknown, so the node is not ready.
+    Connecting = 0,
+    /// Connected, and this node's interest replay is sent.
+    Replayed = 1,
+    /// The peer refused or dropped the connection (it is stopped or cut off);
+    /// a node must stay ready while a peer is down, so this does not count
+    /// against readiness. Retried with backoff.
+    Unreachable = 2,
+}
+
+impl LinkQueue {
+    pub fn set_state(&self, state: LinkState) {
+        self.state.store(state as u8, Ordering::Release);
+        self.link_up.set(if state == LinkState::Replayed { 1.0 } else { 0.0 });
+    }
+
+    pub fn state(&self) -> LinkState {
+        match self.state.load(Ordering::Acquire) {
+            0 => LinkState::Connecting,
+            1 => LinkState::Replayed,
+            _ => LinkState::Unreachable,
+        }
+    }
 }
 
 /// The receiving side, owned by the link task.
@@ -93,8 +123,9 @@ impl Fanout {
             peer,
             data: data_tx,
             control: control_tx,
-            replayed: AtomicBool::new(false),
+            state: AtomicU8::new(LinkState::Connecting as u8),
             dropped: AtomicU64::new(0),
+            link_up: metrics::gauge!("hpfriends_peer_link_up", "peer" => peer.to_string()),
             sent_messages: metrics::counter!("hpfriends_fanout_messages_total", "peer" => peer.to_string()),
             sent_bytes: metrics::counter!("hpfriends_fanout_bytes_total", "peer" => peer.to_string()),
             dropped_messages: metrics::counter!("hpfriends_fanout_dropped_total", "peer" => peer.to_string()),
@@ -111,9 +142,30 @@ impl Fanout {
         });
     }
 
-    /// True when every outbound link has replayed this node's interest.
+    /// True when every outbound link to a reachable peer has replayed this
+    /// node's interest.
     pub fn links_ready(&self) -> bool {
-        self.links.load().values().all(|l| l.replayed.load(Ordering::Acquire))
+        self.links.load().values().all(|l| l.state() != LinkState::Connecting)
+    }
+
+    /// Peers whose link is down right now.
+    pub fn unreachable_peers(&self) -> Vec<NodeId> {
+        let mut peers: Vec<NodeId> =
+            self.links.load().values().filter(|l| l.state() == LinkState::Unreachable).map(|l| l.peer).collect();
+        peers.sort_unstable();
+        peers
+    }
+
+    /// Publishes queued on every link, not yet taken by a link task.
+    pub fn queued(&self) -> usize {
+        self.links.load().values().map(|l| l.data.max_capacity() - l.data.capacity()).sum()
+    }
+
+    /// Resolves once every link queue is empty.
+    pub async fn flushed(&self) {
+        while self.queued() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     pub fn link_count(&self) -> usize {

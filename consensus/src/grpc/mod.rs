@@ -1,6 +1,10 @@
 //! The inbound Raft service on the cluster port.
 
-use openraft::error::ClientWriteError;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, ForwardToLeader};
+use openraft::raft::AppendEntriesRequest;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -8,17 +12,29 @@ use crate::network::{decode, encode};
 use crate::peer_auth::{PeerAuth, RequirePeer};
 use crate::proto::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::proto::RaftPayload;
-use crate::{membership, NodeId, NodeInfo, Raft, Request as WriteRequest, Response as WriteResponse};
+use crate::{membership, NodeId, NodeInfo, Raft, Request as WriteRequest, Response as WriteResponse, TypeConfig};
 
 pub struct RaftService {
     raft: Raft,
+    command_version: u32,
+    signals: Arc<Signals>,
+}
+
+/// What the RPC handlers and the node tell each other.
+#[derive(Default)]
+pub struct Signals {
+    /// Set while this (draining) leader hands off: forwarded writes are told
+    /// to retry with the next leader.
+    pub handing_off: AtomicBool,
+    /// The highest commit index a leader has told this node about.
+    pub known_commit: AtomicU64,
 }
 
 pub type AuthenticatedRaftService = InterceptedService<RaftServer<RaftService>, RequirePeer>;
 
 /// The service to mount on the cluster port; refuses unauthenticated peers.
-pub fn service(raft: Raft, auth: PeerAuth) -> AuthenticatedRaftService {
-    let server = RaftServer::new(RaftService { raft })
+pub fn service(raft: Raft, auth: PeerAuth, command_version: u32, signals: Arc<Signals>) -> AuthenticatedRaftService {
+    let server = RaftServer::new(RaftService { raft, command_version, signals })
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
     InterceptedService::new(server, RequirePeer(auth))
@@ -40,7 +56,10 @@ pub type ReadIndexOutcome = Result<Option<u64>, String>;
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Reply {
-        let rpc = decode(req.get_ref()).map_err(bad_request)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
+        if let Some(commit) = rpc.leader_commit {
+            self.signals.known_commit.fetch_max(commit.index, Ordering::AcqRel);
+        }
         Ok(Response::new(encode(&self.raft.append_entries(rpc).await)))
     }
 
@@ -56,6 +75,11 @@ impl RaftRpc for RaftService {
 
     async fn client_write(&self, req: Request<RaftPayload>) -> Reply {
         let write: WriteRequest = decode(req.get_ref()).map_err(bad_request)?;
+        if self.signals.handing_off.load(Ordering::Acquire) {
+            let retry: WriteOutcome =
+                Err(ClientWriteError::ForwardToLeader(ForwardToLeader { leader_id: None, leader_node: None }));
+            return Ok(Response::new(encode(&retry)));
+        }
         let outcome: WriteOutcome = match self.raft.client_write(write).await {
             Ok(resp) => Ok(resp.data),
             Err(openraft::error::RaftError::APIError(e)) => Err(e),
@@ -69,6 +93,16 @@ impl RaftRpc for RaftService {
             Ok(id) => Ok(id.map(|l| l.index)),
             Err(e) => Err(format!("not the leader: {e}")),
         };
+        Ok(Response::new(encode(&outcome)))
+    }
+
+    async fn command_version(&self, _req: Request<RaftPayload>) -> Reply {
+        Ok(Response::new(encode(&self.command_version)))
+    }
+
+    async fn campaign(&self, _req: Request<RaftPayload>) -> Reply {
+        tracing::info!("the draining leader asked this node to start an election");
+        let outcome: Result<(), String> = self.raft.trigger().elect().await.map_err(|e| e.to_string());
         Ok(Response::new(encode(&outcome)))
     }
 

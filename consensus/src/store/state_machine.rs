@@ -103,7 +103,9 @@ impl RecentRequests {
 impl MachineState {
     fn from_snapshot(data: SnapshotData) -> Self {
         let graph = data.graph.restore();
+        let started = std::time::Instant::now();
         let index = SharingIndex::build(&graph);
+        metrics::gauge!("hpfriends_index_build_seconds").set(started.elapsed().as_secs_f64());
         let keys = Arc::new(key_table(&graph));
         MachineState {
             last_applied: data.last_applied,
@@ -147,6 +149,9 @@ pub struct StateMachineStore {
     db: Arc<DB>,
     shared: Arc<Published>,
     snapshots_built: Arc<AtomicU64>,
+    /// The command format version this node reads (`COMMAND_VERSION` unless
+    /// a newer one is announced for an upgrade test).
+    command_version: u32,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
@@ -155,7 +160,7 @@ fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError 
 
 impl StateMachineStore {
     /// Loads the last snapshot from `db`, if any.
-    pub fn load(db: Arc<DB>) -> Result<Self, StorageError> {
+    pub fn load(db: Arc<DB>, command_version: u32) -> Result<Self, StorageError> {
         let state = match read_stored(&db)? {
             Some(stored) => {
                 let data: SnapshotData =
@@ -168,7 +173,7 @@ impl StateMachineStore {
         let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), view });
         shared.publish(&state);
         *shared.state.write().expect("fresh lock") = state;
-        Ok(Self { db, shared, snapshots_built: Arc::new(AtomicU64::new(0)) })
+        Ok(Self { db, shared, snapshots_built: Arc::new(AtomicU64::new(0)), command_version })
     }
 
     pub fn shared(&self) -> Arc<Published> {
@@ -237,7 +242,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(req) => match req.id.as_deref().and_then(|id| state.recent.get(id)) {
                     Some(earlier) => earlier.clone(),
                     None => {
-                        let result = apply_command(state, &req.actor, &req.command);
+                        let result = apply_command(state, &req.actor, &req.command, self.command_version);
                         if let Some(id) = req.id {
                             state.recent.insert(id, result.clone());
                         }
@@ -280,8 +285,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-fn apply_command(state: &mut MachineState, actor: &Actor, command: &Command) -> Result<(), GraphError> {
-    if command.min_version() > hpfriends_graph::COMMAND_VERSION {
+fn apply_command(state: &mut MachineState, actor: &Actor, command: &Command, version: u32) -> Result<(), GraphError> {
+    if command.min_version() > version {
         return Err(GraphError::UnknownCommand(format!("needs command version {}", command.min_version())));
     }
     hpfriends_graph::authorize(actor, command, &state.graph)?;

@@ -1,0 +1,168 @@
+//! The drain on SIGTERM (DESIGN.md §3) on one node, per-ident metrics, and
+//! the version gate seen through the HTTP API.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start_node, Client, Node};
+use hpfriends_broker::protocol::Frame;
+
+const GRACE: Duration = Duration::from_millis(400);
+const WINDOW: Duration = Duration::from_millis(600);
+
+async fn readyz(n: &Node) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("http://{}/readyz", n.running.http_addr)).await.unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// Reads PUBLISH payloads until the broker closes the connection; keeps the
+/// test messages (`m…`), not the other clients' sync markers.
+async fn payloads_until_close(c: &mut Client) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        match c.next().await {
+            Some(Frame::Publish { payload, .. }) if payload.starts_with(b"m") => got.push(payload.to_vec()),
+            Some(Frame::Publish { .. }) => {}
+            Some(other) => panic!("expected PUBLISH or close, got {other:?}"),
+            None => return got,
+        }
+    }
+}
+
+#[tokio::test]
+async fn given_drain_then_unready_at_once_accepting_through_grace_and_clients_closed_spread_after_delivery() {
+    let n = start_node(|c| {
+        c.drain_grace_ms = GRACE.as_millis() as u64;
+        c.drain_close_window_ms = WINDOW.as_millis() as u64;
+    })
+    .await;
+    n.declare(
+        r#"{"users": ["jojo"],
+            "keys": [{"ident": "pub", "secret": "s", "owner": "jojo", "publish": ["c"]},
+                     {"ident": "sub", "secret": "s", "owner": "jojo", "publish": ["c"], "subscribe": ["c"]}]}"#,
+    )
+    .await;
+    let addr = n.running.hpfeeds_addr;
+    let mut subscribers = Vec::new();
+    for i in 0..12 {
+        let mut s = Client::login(addr, "sub", "s").await;
+        s.subscribe("c").await;
+        s.sync("c", &format!("ready-{i}")).await;
+        subscribers.push(s);
+    }
+    let mut publisher = Client::login(addr, "pub", "s").await;
+    assert_eq!(readyz(&n).await.0, 200);
+
+    let started = Instant::now();
+    let Node { running, dir } = n;
+    let http_addr = running.http_addr;
+    let drain = tokio::spawn(running.drain());
+
+    // Not ready at once; alive until the end.
+    let n_http = |path: &'static str| reqwest::get(format!("http://{http_addr}{path}"));
+    let resp = n_http("/readyz").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["draining"], true, "{body}");
+    assert_eq!(n_http("/healthz").await.unwrap().status().as_u16(), 200);
+
+    // Within the grace period the node still accepts and routes.
+    let mut late = Client::login(addr, "sub", "s").await;
+    late.subscribe("c").await;
+    late.sync("c", "late").await;
+    for i in 0..100 {
+        publisher.publish("c", format!("m{i}").as_bytes()).await;
+    }
+    let expected: Vec<Vec<u8>> = (0..100).map(|i| format!("m{i}").into_bytes()).collect();
+    assert!(started.elapsed() < GRACE, "the test itself was too slow to publish within the grace period");
+
+    // Every subscriber gets all it was sent, then the close, spread over the
+    // window. Read concurrently, so each close is timed when it happens.
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .chain([late])
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let got = payloads_until_close(&mut s).await;
+                (got, started.elapsed())
+            })
+        })
+        .collect();
+    let mut closed_at = Vec::new();
+    for r in readers {
+        let (got, at) = r.await.unwrap();
+        assert_eq!(got, expected);
+        closed_at.push(at);
+    }
+    let first = *closed_at.iter().min().unwrap();
+    let last = *closed_at.iter().max().unwrap();
+    println!("clients closed between {first:?} and {last:?} after the drain began");
+    assert!(first >= GRACE, "a client was closed before the grace period ended ({first:?})");
+    assert!(last - first >= WINDOW / 6, "closes were not spread: {first:?}..{last:?}");
+
+    // Past the grace period nothing accepts any more.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener still open after the grace period");
+    tokio::time::timeout(Duration::from_secs(20), drain).await.expect("drain finished").unwrap();
+    drop(dir);
+}
+
+#[tokio::test]
+async fn given_per_ident_switch_then_publishes_counted_per_ident_and_not_by_default() {
+    let keys = |ident: &str| {
+        format!(
+            r#"{{"users": ["jojo"], "keys": [{{"ident": "{ident}", "secret": "s", "owner": "jojo", "publish": ["c"], "subscribe": ["c"]}}]}}"#
+        )
+    };
+    let labelled = start_node(|c| c.metrics_per_ident = true).await;
+    labelled.declare(&keys("counted-sensor")).await;
+    let plain = start_node(|_| {}).await;
+    plain.declare(&keys("uncounted-sensor")).await;
+    for (n, ident) in [(&labelled, "counted-sensor"), (&plain, "uncounted-sensor")] {
+        let mut c = Client::login(n.running.hpfeeds_addr, ident, "s").await;
+        c.subscribe("c").await;
+        c.sync("c", "hello").await;
+    }
+    let text =
+        reqwest::get(format!("http://{}/metrics", labelled.running.http_addr)).await.unwrap().text().await.unwrap();
+    assert!(text.contains(r#"hpfriends_ident_publish_count{ident="counted-sensor"} 1"#), "{text}");
+    assert!(text.contains(r#"hpfriends_ident_publish_size{ident="counted-sensor"} 5"#), "{text}");
+    assert!(!text.contains("uncounted-sensor"), "the default must not label by ident:\n{text}");
+}
+
+#[tokio::test]
+async fn given_note_entry_of_next_version_then_409_needs_upgrade_and_nothing_written() {
+    let n = start_node(|_| {}).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", n.running.http_addr);
+    let token = n.running.operator_token.clone();
+    let resp = http
+        .post(format!("{base}/api/v1/notes"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"text": "upgrade finished"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 409);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "needs_upgrade", "{body}");
+    let notes: serde_json::Value =
+        http.get(format!("{base}/api/v1/notes")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(notes["notes"], serde_json::json!([]));
+
+    // A node running the next version writes it.
+    let next = start_node(|c| c.command_version = hpfriends_graph::COMMAND_VERSION + 1).await;
+    let base = format!("http://{}", next.running.http_addr);
+    let token = next.running.operator_token.clone();
+    let resp = http
+        .post(format!("{base}/api/v1/notes"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"text": "upgrade finished"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let notes: serde_json::Value =
+        http.get(format!("{base}/api/v1/notes")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    assert_eq!(notes["notes"], serde_json::json!(["upgrade finished"]));
+}
