@@ -1,6 +1,7 @@
 //! The hpfriends broker: hpfeeds protocol and sessions, routing through the
 //! sharing index, the HTTP API, configuration and the CLI.
 
+pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;

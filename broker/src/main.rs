@@ -18,6 +18,7 @@ fn main() -> std::process::ExitCode {
                 hpfriends_broker::server::serve(config, terminate()).await
             }
             Top::Ctl(args) => hpfriends_broker::cli::ctl::run(args).await,
+            Top::Bench(args) => hpfriends_broker::bench::run(args).await,
         }
     });
     match result {

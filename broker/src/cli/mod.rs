@@ -23,6 +23,9 @@ pub enum Top {
     Serve(ServeArgs),
     /// Administer users, groups, shares and keys over the HTTP API.
     Ctl(CtlArgs),
+    /// Load an hpfeeds (or NATS) server and report rates, loss and latency;
+    /// `bench relay` runs the raw forwarder that shows the machine's ceiling.
+    Bench(crate::bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -117,7 +120,7 @@ mod tests {
         let cli = Cli::try_parse_from([&["hpfriends", "serve"], args].concat())?;
         match cli.command {
             Top::Serve(a) => a.into_config(),
-            Top::Ctl(_) => unreachable!("parsed serve"),
+            _ => unreachable!("parsed serve"),
         }
     }
 

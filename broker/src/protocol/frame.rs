@@ -238,11 +238,16 @@ pub fn encode_auth(ident: &[u8], hash: &[u8]) -> Bytes {
 
 pub fn encode_publish(ident: &[u8], channel: &[u8], payload: &[u8]) -> Bytes {
     let mut buf = BytesMut::new();
-    header(&mut buf, Opcode::Publish, 2 + ident.len() + channel.len() + payload.len());
-    put_str8(&mut buf, ident);
-    put_str8(&mut buf, channel);
-    buf.put_slice(payload);
+    put_publish(&mut buf, ident, channel, payload);
     buf.freeze()
+}
+
+/// Appends a PUBLISH frame to `buf` (a client batching many per write).
+pub fn put_publish(buf: &mut BytesMut, ident: &[u8], channel: &[u8], payload: &[u8]) {
+    header(buf, Opcode::Publish, 2 + ident.len() + channel.len() + payload.len());
+    put_str8(buf, ident);
+    put_str8(buf, channel);
+    buf.put_slice(payload);
 }
 
 fn encode_sub(op: Opcode, ident: &[u8], channel: &[u8]) -> Bytes {
