@@ -36,7 +36,8 @@ pub fn service(
     auth: PeerAuth,
     shutdown: CancellationToken,
 ) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
-    InterceptedService::new(FanoutServer::new(FanoutService { router, shutdown }), RequirePeer(auth))
+    let server = FanoutServer::new(FanoutService { router, shutdown }).max_decoding_message_size(MAX_PEER_MESSAGE);
+    InterceptedService::new(server, RequirePeer(auth))
 }
 
 impl FanoutService {
@@ -127,17 +128,29 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
 
 /// Most publishes sent to a peer in one message.
 const MAX_BATCH: usize = 256;
+/// A batch stops growing at this many frame bytes.
+const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Largest message a peer may send on a link: one publish of any size the
+/// hpfeeds limits allow (a batch stays near `MAX_BATCH_BYTES`).
+const MAX_PEER_MESSAGE: usize = 256 << 20;
 
 /// `first` alone when the link keeps up; with whatever else is already queued
-/// (up to `MAX_BATCH`) as one message when it is behind.
+/// (up to `MAX_BATCH` publishes or `MAX_BATCH_BYTES`) as one message when it is behind.
 fn batch_publishes(first: Publish, queue: &mut mpsc::Receiver<Publish>) -> PeerFrame {
+    if first.frame.len() >= MAX_BATCH_BYTES {
+        return PeerFrame { kind: Some(peer_frame::Kind::Publish(first)) };
+    }
     let Ok(second) = queue.try_recv() else {
         return PeerFrame { kind: Some(peer_frame::Kind::Publish(first)) };
     };
+    let mut bytes = first.frame.len() + second.frame.len();
     let mut publishes = vec![first, second];
-    while publishes.len() < MAX_BATCH {
+    while publishes.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
         match queue.try_recv() {
-            Ok(p) => publishes.push(p),
+            Ok(p) => {
+                bytes += p.frame.len();
+                publishes.push(p);
+            }
             Err(_) => break,
         }
     }

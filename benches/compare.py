@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Side-by-side throughput and latency, one machine, one run.
+
+Starts each target in turn on loopback (the raw relay, hpfriends on one node,
+hpfriends on three nodes with publisher and subscribers on different nodes,
+the hpfeeds 3.x broker, nats-server), runs every workload against it with
+`hpfriends bench --json`, stops it, and goes on to the next; three rounds, so
+the targets alternate. Prints Markdown tables of the medians and the ratios.
+
+Run it through benches/compare.sh, which builds and installs what it needs.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+TOKEN = "compare-operator-token-0123456789"
+SECRET = "compare-cluster-secret-0123456789"
+
+# (name, hpfriends bench arguments)
+WORKLOADS = [
+    ("1→1 256 B W=4096", ["-p", "1", "-s", "1", "--window", "4096"]),
+    ("1→20 256 B W=4096", ["-p", "1", "-s", "20", "--window", "4096"]),
+    ("20→1 256 B W=4096", ["-p", "20", "-s", "1", "--window", "4096"]),
+    ("1→1 256 B open", ["-p", "1", "-s", "1"]),
+    ("1→20 256 B open", ["-p", "1", "-s", "20"]),
+    ("20→1 256 B open", ["-p", "20", "-s", "1"]),
+    ("1→1 256 B 10,000/s", ["-p", "1", "-s", "1", "--rate", "10000"]),
+    # 64 messages of 64 KiB in flight (4 MiB), inside every target's per-client buffer.
+    ("1→1 64 KiB W=64", ["-p", "1", "-s", "1", "--size", "65536", "--window", "64"]),
+]
+
+GRAPH = {
+    "users": ["sensors", "analyst"],
+    "shares": [{"from": "sensors", "to": "analyst", "channel": "bench", "kind": "shares"}],
+    "keys": [
+        {"ident": "bench-pub", "secret": "bench-pub", "owner": "sensors", "publish": ["bench"]},
+        {"ident": "bench-sub", "secret": "bench-sub", "owner": "analyst", "subscribe": ["bench"]},
+    ],
+}
+
+HPFEEDS3_AUTH = {
+    "bench-pub": {"owner": "sensors", "secret": "bench-pub", "pubchans": ["bench"], "subchans": []},
+    "bench-sub": {"owner": "analyst", "secret": "bench-sub", "pubchans": [], "subchans": ["bench"]},
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"error: {what} did not listen on port {port} within {timeout} s")
+
+
+def wait_ready(http_port, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"error: hpfriends on HTTP port {http_port} was not ready within {timeout} s")
+
+
+class Target:
+    """A server (or cluster) started for one round, stopped after it."""
+
+    def __init__(self, name, binary, venv, workdir):
+        self.name, self.binary, self.venv, self.workdir = name, binary, venv, workdir
+        self.procs = []
+
+    def spawn(self, args, log):
+        self.procs.append(subprocess.Popen(args, stdout=open(log, "w"), stderr=subprocess.STDOUT))
+
+    def start(self):
+        d = tempfile.mkdtemp(dir=self.workdir, prefix=self.name + "-")
+        if self.name == "relay":
+            p = free_port()
+            self.spawn([self.binary, "bench", "relay", "--listen", f"127.0.0.1:{p}"], f"{d}/log")
+            wait_port(p, "the relay")
+            self.pub, self.sub = [p], [p]
+        elif self.name.startswith("hpfriends"):
+            nodes = 3 if self.name == "hpfriends-3" else 1
+            ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
+            for i, (hp, http, cl) in enumerate(ports):
+                args = [self.binary, "serve", "--node-id", str(i + 1), "--data-dir", f"{d}/node{i + 1}",
+                        "--hpfeeds-addr", f"127.0.0.1:{hp}", "--http-addr", f"127.0.0.1:{http}",
+                        "--cluster-addr", f"127.0.0.1:{cl}", "--operator-token", TOKEN,
+                        "--cluster-secret", SECRET]
+                if i > 0:
+                    args += ["--join", f"http://127.0.0.1:{ports[0][1]}"]
+                self.spawn(args, f"{d}/node{i + 1}.log")
+                wait_ready(http)
+            for _, http, _ in ports:
+                wait_ready(http)
+            graph = f"{d}/graph.json"
+            with open(graph, "w") as f:
+                json.dump(GRAPH, f)
+            subprocess.run([self.binary, "ctl", "--server", f"http://127.0.0.1:{ports[0][1]}", "--token", TOKEN,
+                            "apply", graph], check=True, stdout=subprocess.DEVNULL)
+            self.pub = [ports[0][0]]
+            self.sub = [p[0] for p in ports[1:]] or [ports[0][0]]
+        elif self.name == "hpfeeds3":
+            p = free_port()
+            auth = f"{d}/auth.json"
+            with open(auth, "w") as f:
+                json.dump(HPFEEDS3_AUTH, f)
+            self.spawn([f"{self.venv}/bin/hpfeeds-broker", "--bind", f"127.0.0.1:{p}", "--auth", auth], f"{d}/log")
+            wait_port(p, "the hpfeeds 3.x broker")
+            self.pub, self.sub = [p], [p]
+        elif self.name == "nats":
+            p = free_port()
+            self.spawn(["nats-server", "-a", "127.0.0.1", "-p", str(p)], f"{d}/log")
+            wait_port(p, "nats-server")
+            self.pub, self.sub = [p], [p]
+
+    def rss_mib(self):
+        """Resident memory of the server processes now, MiB (largest process)."""
+        best = 0
+        for p in self.procs:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            best = max(best, int(line.split()[1]) / 1024)
+            except OSError:
+                pass
+        return best
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs = []
+
+
+def run_bench(binary, target, args, duration):
+    addrs = lambda ports: ",".join(f"127.0.0.1:{p}" for p in ports)
+    cmd = [binary, "bench", "--json", "--duration", str(duration), "--addr", addrs(target.pub),
+           "--sub-addr", addrs(target.sub), "--protocol", "nats" if target.name == "nats" else "hpfeeds"] + args
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample():
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], target.rss_mib())
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    done.set()
+    sampler.join()
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    report = json.loads(out.stdout)
+    report["server_rss_mib"] = peak[0]
+    return report
+
+
+def fmt_rate(v):
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", required=True)
+    ap.add_argument("--venv", required=True)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--targets", default="relay,hpfriends-1,hpfriends-3,hpfeeds3,nats")
+    ap.add_argument("--workloads", default="", help="substring filter on workload names")
+    ap.add_argument("--out", default="compare-results.jsonl")
+    a = ap.parse_args()
+    targets = a.targets.split(",")
+    workloads = [w for w in WORKLOADS if a.workloads in w[0]]
+    workdir = tempfile.mkdtemp(prefix="hpfriends-compare-")
+    results = {}  # (workload, target) -> [report]
+    with open(a.out, "w") as out:
+        for rnd in range(1, a.rounds + 1):
+            for name in targets:
+                t = Target(name, a.binary, a.venv, workdir)
+                t.start()
+                try:
+                    for wname, wargs in workloads:
+                        r = run_bench(a.binary, t, wargs, a.duration)
+                        r.update(round=rnd, target=name, workload=wname)
+                        out.write(json.dumps(r) + "\n")
+                        out.flush()
+                        results.setdefault((wname, name), []).append(r)
+                        brief = r.get("error") or (
+                            f"{fmt_rate(r['delivered_per_s'])} delivered/s, lost {r['lost']}, "
+                            f"p99 {r['latency_us']['p99']:.0f} µs, rss {r['server_rss_mib']:.0f} MiB")
+                        print(f"round {rnd} {name:12} {wname:20} {brief}", file=sys.stderr)
+                finally:
+                    t.stop()
+    print_tables(results, targets, workloads)
+
+
+def median_of(reports, key):
+    vals = [key(r) for r in reports if "error" not in r]
+    return statistics.median(vals) if vals else None
+
+
+def print_tables(results, targets, workloads):
+    print("\n### Throughput: delivered messages/s (all subscribers), median of rounds\n")
+    print("| workload | " + " | ".join(targets) + " | hpfriends-1 / relay | hpfriends-1 / nats | hpfriends-1 / hpfeeds3 |")
+    print("|---" * (len(targets) + 4) + "|")
+    for wname, _ in workloads:
+        if "10,000/s" in wname:
+            continue
+        med = {t: median_of(results.get((wname, t), []), lambda r: r["delivered_per_s"]) for t in targets}
+        cells = [fmt_rate(med[t]) if med[t] else "error" for t in targets]
+        ratio = lambda other: f"{med['hpfriends-1'] / med[other]:.2f}×" if med.get("hpfriends-1") and med.get(other) else "—"
+        print(f"| {wname} | " + " | ".join(cells) + f" | {ratio('relay')} | {ratio('nats')} | {ratio('hpfeeds3')} |")
+    print("\n### Loss and closes (sum over rounds): lost messages / subscribers closed by the server\n")
+    print("| workload | " + " | ".join(targets) + " |")
+    print("|---" * (len(targets) + 1) + "|")
+    for wname, _ in workloads:
+        cells = []
+        for t in targets:
+            rs = [r for r in results.get((wname, t), []) if "error" not in r]
+            closed = sum(sum(1 for s in r["per_subscriber"] if s["closed"]) for r in rs)
+            cells.append(f"{sum(r['lost'] for r in rs)} / {closed}")
+        print(f"| {wname} | " + " | ".join(cells) + " |")
+    print("\n### Latency at 10,000 msg/s, 1→1, 256 B: p50 / p99 / p99.9 µs, median of rounds\n")
+    print("| " + " | ".join(targets) + " |")
+    print("|---" * len(targets) + "|")
+    cells = []
+    for t in targets:
+        rs = results.get(("1→1 256 B 10,000/s", t), [])
+        q = [median_of(rs, lambda r, k=k: r["latency_us"][k]) for k in ("p50", "p99", "p999")]
+        cells.append(" / ".join(f"{v:.0f}" for v in q) if None not in q else "error")
+    print("| " + " | ".join(cells) + " |")
+    print("\n### Server memory: peak RSS during 1→20 open loop, MiB (largest process), max of rounds\n")
+    print("| " + " | ".join(targets) + " |")
+    print("|---" * len(targets) + "|")
+    print("| " + " | ".join(
+        f"{max((r.get('server_rss_mib', 0) for r in results.get(('1→20 256 B open', t), [])), default=0):.0f}"
+        for t in targets) + " |")
+
+
+if __name__ == "__main__":
+    main()
