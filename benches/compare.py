@@ -117,8 +117,12 @@ class Target:
             graph = f"{d}/graph.json"
             with open(graph, "w") as f:
                 json.dump(GRAPH, f)
-            subprocess.run([self.binary, "ctl", "--server", f"http://127.0.0.1:{ports[0][1]}", "--token", TOKEN,
-                            "apply", graph], check=True, stdout=subprocess.DEVNULL)
+            ctl = lambda http, *args: subprocess.run(
+                [self.binary, "ctl", "--server", f"http://127.0.0.1:{http}", "--token", TOKEN, *args],
+                check=True, stdout=subprocess.DEVNULL)
+            ctl(ports[0][1], "apply", graph)
+            for _, http, _ in ports:  # a linearizable read: this node has applied the graph
+                ctl(http, "--consistent", "user", "list")
             self.pub = [ports[0][0]]
             self.sub = [p[0] for p in ports[1:]] or [ports[0][0]]
         elif self.name == "hpfeeds3":

@@ -164,6 +164,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), shutdown.clone()));
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
+            // HTTP/2's default 64 KiB stream window would cost a round trip
+            // per fan-out batch (up to 1 MiB) or large publish.
+            .initial_stream_window_size(PEER_STREAM_WINDOW)
+            .initial_connection_window_size(PEER_STREAM_WINDOW * 2)
             .add_service(raft_service)
             .add_service(fanout_service)
             .serve_with_incoming_shutdown(
@@ -271,6 +275,9 @@ impl Running {
         }
     }
 }
+
+/// HTTP/2 flow-control window for each stream a peer opens on the cluster port.
+const PEER_STREAM_WINDOW: u32 = 4 << 20;
 
 /// How long a server gets to close its connections before it is aborted.
 const SERVER_STOP_TIMEOUT: Duration = Duration::from_secs(2);

@@ -205,7 +205,8 @@ const PUBLISH_BATCH: u64 = 64;
 /// How long subscriptions may take to become live everywhere.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
-async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
+/// One run against a server; what `hpfriends bench` prints.
+pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
     args.check()?;
     let mode = args.mode();
     let shared = Arc::new(Shared {
