@@ -117,10 +117,16 @@ impl LoadArgs {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(self.publishers > 0 && self.subscribers > 0, "--publishers and --subscribers must be at least 1");
+        anyhow::ensure!(
+            self.publishers > 0 && self.subscribers > 0,
+            "--publishers and --subscribers must be at least 1"
+        );
         anyhow::ensure!(self.size >= STAMP_LEN, "--size must be at least {STAMP_LEN} bytes (the stamp)");
         anyhow::ensure!(!self.addr.is_empty(), "--addr needs at least one address");
-        anyhow::ensure!(self.duration > 0.0 && self.settle >= 0.0, "--duration must be positive, --settle not negative");
+        anyhow::ensure!(
+            self.duration > 0.0 && self.settle >= 0.0,
+            "--duration must be positive, --settle not negative"
+        );
         anyhow::ensure!(self.rate != Some(0) && self.window != Some(0), "--rate and --window must be at least 1");
         Ok(())
     }
@@ -222,8 +228,10 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
         progress: Notify::new(),
     });
     let sub_addrs = if args.sub_addr.is_empty() { &args.addr } else { &args.sub_addr };
-    let sub_login = Login { ident: args.sub_ident.clone(), secret: args.sub_secret.clone(), channel: args.channel.clone() };
-    let pub_login = Login { ident: args.pub_ident.clone(), secret: args.pub_secret.clone(), channel: args.channel.clone() };
+    let sub_login =
+        Login { ident: args.sub_ident.clone(), secret: args.sub_secret.clone(), channel: args.channel.clone() };
+    let pub_login =
+        Login { ident: args.pub_ident.clone(), secret: args.pub_secret.clone(), channel: args.channel.clone() };
 
     let stop_subscribers = CancellationToken::new();
     let mut subscribers = Vec::new();

@@ -71,6 +71,16 @@ impl FanoutRpc for FanoutService {
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
                     peer_frame::Kind::Publish(p) => self.deliver(p),
                     peer_frame::Kind::Batch(batch) => batch.publishes.into_iter().for_each(|p| self.deliver(p)),
+                    peer_frame::Kind::Dropped(set) => {
+                        let lost: Vec<_> = set.entries.into_iter().map(|i| (i.channel, i.owner)).collect();
+                        let closed = self.router.close_lossy(&lost);
+                        tracing::warn!(
+                            peer,
+                            pairs = lost.len(),
+                            closed,
+                            "peer dropped publishes for local subscribers; closing them"
+                        );
+                    }
                 },
                 Ok(Some(PeerFrame { kind: None })) => {} // a kind this version does not know
                 Ok(None) => break Ok(Response::new(LinkClosed {})),
@@ -227,6 +237,17 @@ async fn run_link(
             };
             if tx.send(frame).await.is_err() {
                 break;
+            }
+            let dropped = queue.take_dropped();
+            if !dropped.is_empty() {
+                let entries = dropped
+                    .into_iter()
+                    .map(|(channel, owner)| Interest { channel, owner, subscribed: false })
+                    .collect();
+                if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(InterestSet { entries })) }).await.is_err()
+                {
+                    break;
+                }
             }
         }
         call.abort();

@@ -22,6 +22,8 @@ struct Shared {
     queued: AtomicUsize,
     max: usize,
     overflowed: AtomicBool,
+    /// The overflow happened before this queue: a peer node dropped publishes for it.
+    lost_upstream: AtomicBool,
     /// Cancelled when the connection must close (overflow or session end).
     close: CancellationToken,
 }
@@ -33,8 +35,13 @@ pub struct OutboundReceiver {
 
 pub fn outbound(max_bytes: usize, close: CancellationToken) -> (Outbound, OutboundReceiver) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let shared =
-        Arc::new(Shared { queued: AtomicUsize::new(0), max: max_bytes, overflowed: AtomicBool::new(false), close });
+    let shared = Arc::new(Shared {
+        queued: AtomicUsize::new(0),
+        max: max_bytes,
+        overflowed: AtomicBool::new(false),
+        lost_upstream: AtomicBool::new(false),
+        close,
+    });
     (Outbound { tx, shared: shared.clone() }, OutboundReceiver { rx, shared })
 }
 
@@ -45,9 +52,7 @@ impl Outbound {
         let before = self.shared.queued.fetch_add(len, Ordering::AcqRel);
         if before + len > self.shared.max {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
-            if !self.shared.overflowed.swap(true, Ordering::AcqRel) {
-                self.shared.close.cancel();
-            }
+            self.shared.overflow();
             return false;
         }
         if self.tx.send(frame).is_err() {
@@ -68,6 +73,13 @@ impl Outbound {
         self.shared.overflowed.load(Ordering::Acquire)
     }
 
+    /// Messages for this connection were dropped on the way (a full link
+    /// between nodes): it closes as a slow consumer, like an overflow.
+    pub fn lost_upstream(&self) {
+        self.shared.lost_upstream.store(true, Ordering::Release);
+        self.shared.overflow();
+    }
+
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued.load(Ordering::Acquire)
     }
@@ -79,8 +91,23 @@ impl OutboundReceiver {
         self.shared.queued.fetch_sub(n, Ordering::AcqRel);
     }
 
-    pub fn overflowed(&self) -> bool {
-        self.shared.overflowed.load(Ordering::Acquire)
+    /// The ERROR text for a slow-consumer close, if this is one.
+    pub fn slow_consumer_error(&self) -> Option<&'static str> {
+        if !self.shared.overflowed.load(Ordering::Acquire) {
+            None
+        } else if self.shared.lost_upstream.load(Ordering::Acquire) {
+            Some("Slow consumer: messages for this connection were dropped between nodes, closing")
+        } else {
+            Some("Slow consumer: outbound queue exceeded its limit, closing")
+        }
+    }
+}
+
+impl Shared {
+    fn overflow(&self) {
+        if !self.overflowed.swap(true, Ordering::AcqRel) {
+            self.close.cancel();
+        }
     }
 }
 
@@ -95,7 +122,7 @@ mod tests {
         assert!(out.push(Bytes::from_static(b"123456")));
         assert!(!out.push(Bytes::from_static(b"123456")), "12 bytes exceed the 10-byte bound");
         assert!(close.is_cancelled());
-        assert!(rx.overflowed());
+        assert_eq!(rx.slow_consumer_error(), Some("Slow consumer: outbound queue exceeded its limit, closing"));
         assert_eq!(out.queued_bytes(), 6, "the rejected frame is not counted");
     }
 

@@ -353,10 +353,9 @@ async fn write_loop<S: AsyncWrite>(
         }
     }
     // Closed from outside: an overflow or a shutdown. Free the queue at once.
-    let overflowed = queue.overflowed();
+    let error = queue.slow_consumer_error();
     drop(queue);
-    if overflowed {
-        let msg = "Slow consumer: outbound queue exceeded its limit, closing";
+    if let Some(msg) = error {
         let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
             let _ = sink.send(encode_error(msg)).await;
             let _ = sink.close().await;

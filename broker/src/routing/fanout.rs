@@ -6,8 +6,8 @@
 //! stalls the publisher. Interest changes travel on a separate queue and are
 //! never dropped.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -27,6 +27,9 @@ pub struct LinkQueue {
     control: mpsc::UnboundedSender<Interest>,
     state: AtomicU8,
     pub dropped: AtomicU64,
+    /// (channel, owner) pairs with dropped publishes not yet reported to the peer.
+    dropped_pairs: Mutex<HashSet<(Bytes, UserId)>>,
+    has_dropped: AtomicBool,
     // Registered once per link, so the publish path does no label lookups.
     link_up: metrics::Gauge,
     sent_messages: metrics::Counter,
@@ -50,6 +53,14 @@ pub enum LinkState {
 }
 
 impl LinkQueue {
+    /// The pairs with dropped publishes since the last call, for the peer.
+    pub fn take_dropped(&self) -> Vec<(Bytes, UserId)> {
+        if !self.has_dropped.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.dropped_pairs.lock().expect("dropped pairs lock").drain().collect()
+    }
+
     pub fn set_state(&self, state: LinkState) {
         self.state.store(state as u8, Ordering::Release);
         self.link_up.set(if state == LinkState::Replayed { 1.0 } else { 0.0 });
@@ -103,6 +114,8 @@ impl Fanout {
                 Err(_) => {
                     link.dropped.fetch_add(1, Ordering::Relaxed);
                     link.dropped_messages.increment(1);
+                    link.dropped_pairs.lock().expect("dropped pairs lock").insert((channel.clone(), owner));
+                    link.has_dropped.store(true, Ordering::Release);
                 }
             }
         }
@@ -125,6 +138,8 @@ impl Fanout {
             control: control_tx,
             state: AtomicU8::new(LinkState::Connecting as u8),
             dropped: AtomicU64::new(0),
+            dropped_pairs: Mutex::default(),
+            has_dropped: AtomicBool::new(false),
             link_up: metrics::gauge!("hpfriends_peer_link_up", "peer" => peer.to_string()),
             sent_messages: metrics::counter!("hpfriends_fanout_messages_total", "peer" => peer.to_string()),
             sent_bytes: metrics::counter!("hpfriends_fanout_bytes_total", "peer" => peer.to_string()),

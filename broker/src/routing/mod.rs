@@ -86,8 +86,7 @@ impl Router {
         let Some(subscribers) = table.get(channel) else { return Delivery::default() };
         let mut result = Delivery::default();
         for s in subscribers.iter() {
-            let allowed = s.owner == owner || readers.is_some_and(|r| r.contains(s.owner));
-            if allowed {
+            if may_read(s, owner, readers) {
                 if s.out.push(frame.clone()) {
                     result.delivered += 1;
                 } else {
@@ -96,6 +95,24 @@ impl Router {
             }
         }
         result
+    }
+
+    /// A peer dropped publishes of these (channel, owner) pairs: closes, as
+    /// slow consumers, the local subscribers that would have received them.
+    /// Returns how many.
+    pub fn close_lossy(&self, lost: &[(Bytes, UserId)]) -> usize {
+        let view = self.view.load();
+        let table = self.subscriptions.load();
+        let mut closed = 0;
+        for (channel, owner) in lost {
+            let Some(subscribers) = table.get(channel) else { continue };
+            let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(*owner, c));
+            for s in subscribers.iter().filter(|s| may_read(s, *owner, readers)) {
+                s.out.lost_upstream();
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Adds the subscription; subscribing twice is the same as once.
@@ -164,5 +181,88 @@ fn remove_from(table: &mut Table, channel: &[u8], conn: ConnId, fanout: &fanout:
         table.remove(channel);
     } else if list.len() != current.len() {
         table.insert(Bytes::copy_from_slice(channel), list.into());
+    }
+}
+
+/// The rule of the publish path: a subscriber gets its own user's messages
+/// and those of publishers whose readers include it.
+fn may_read(s: &Subscriber, owner: UserId, readers: Option<&Readers>) -> bool {
+    s.owner == owner || readers.is_some_and(|r| r.contains(s.owner))
+}
+
+#[cfg(test)]
+mod tests {
+    use hpfriends_consensus::proto::Interest;
+    use hpfriends_graph::{Command, Graph, ShareKind, SharingIndex, Target};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::hpfeeds::outbound::{outbound, OutboundReceiver};
+
+    /// jojo shares channel c with mark; eve gets nothing.
+    fn router() -> (Router, Graph) {
+        let mut g = Graph::new();
+        let to = Target::User("mark".into());
+        let mut commands: Vec<Command> =
+            ["jojo", "mark", "eve"].iter().map(|n| Command::AddUser { name: n.to_string() }).collect();
+        commands.push(Command::AddShare {
+            from: "jojo".into(),
+            to: to.clone(),
+            channel: "c".into(),
+            kind: ShareKind::Shares,
+        });
+        commands.push(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
+        g.apply(&Command::Batch { commands }).unwrap();
+        let view = View { index: SharingIndex::build(&g), keys: Arc::default(), last_applied: None };
+        (Router::new(Arc::new(view)), g)
+    }
+
+    fn subscribe(router: &Router, g: &Graph, conn: ConnId, user: &str) -> (OutboundReceiver, CancellationToken) {
+        let close = CancellationToken::new();
+        let (out, rx) = outbound(1 << 20, close.clone());
+        router.subscribe(Bytes::from_static(b"c"), Subscriber { conn, owner: g.user_id(user).unwrap(), out });
+        (rx, close)
+    }
+
+    #[test]
+    fn given_peer_dropped_publishes_then_only_subscribers_that_would_read_them_close() {
+        let (router, g) = router();
+        let (mark, mark_closed) = subscribe(&router, &g, 1, "mark");
+        let (jojo, jojo_closed) = subscribe(&router, &g, 2, "jojo");
+        let (eve, eve_closed) = subscribe(&router, &g, 3, "eve");
+        let jojo_id = g.user_id("jojo").unwrap();
+
+        let closed =
+            router.close_lossy(&[(Bytes::from_static(b"c"), jojo_id), (Bytes::from_static(b"other"), jojo_id)]);
+
+        assert_eq!(closed, 2, "mark (shared with) and jojo (own messages)");
+        let upstream = Some("Slow consumer: messages for this connection were dropped between nodes, closing");
+        for (rx, token) in [(&mark, &mark_closed), (&jojo, &jojo_closed)] {
+            assert!(token.is_cancelled());
+            assert_eq!(rx.slow_consumer_error(), upstream);
+        }
+        assert!(!eve_closed.is_cancelled(), "eve could not read jojo's messages");
+        assert_eq!(eve.slow_consumer_error(), None);
+    }
+
+    #[test]
+    fn given_full_link_queue_then_dropped_pairs_are_reported_once() {
+        let (router, g) = router();
+        let jojo = g.user_id("jojo").unwrap();
+        let mark = g.user_id("mark").unwrap();
+        let (queue, _receivers) = router.fanout.add_link(2);
+        router.fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }]);
+        let view = router.view();
+        let readers = view.index.readers(jojo, "c");
+        let (channel, frame) = (Bytes::from_static(b"c"), Bytes::from_static(b"frame"));
+        for _ in 0..fanout::PEER_QUEUE_MESSAGES {
+            router.fanout.forward(jojo, &channel, &frame, readers);
+        }
+        assert!(queue.take_dropped().is_empty(), "a full queue has dropped nothing yet");
+        router.fanout.forward(jojo, &channel, &frame, readers);
+        router.fanout.forward(jojo, &channel, &frame, readers);
+        assert_eq!(queue.take_dropped(), vec![(channel, jojo)]);
+        assert!(queue.take_dropped().is_empty(), "reported once");
+        assert_eq!(queue.dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 }
