@@ -45,7 +45,7 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
         subscribe: vec![],
     };
     let keys: HashMap<String, Arc<KeyEntry>> = HashMap::from([("pub-key".into(), Arc::new(KeyEntry { key, owner }))]);
-    let router = Router::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }));
+    let router = Router::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), 16 * 1024);
     let mut receivers = Vec::new();
     for (i, r) in readers.iter().enumerate() {
         let (out, rx) = outbound(usize::MAX / 2, CancellationToken::new());

@@ -39,6 +39,9 @@ pub struct Config {
     /// Per-connection outbound queue bound; a subscriber past it is closed.
     pub max_outbound_bytes: usize,
     pub max_connections: usize,
+    /// Publishes queued for one peer node, at most; past it they are dropped
+    /// and the peer closes the subscribers that would have got them.
+    pub peer_queue_messages: usize,
     /// Raft builds a snapshot (and compacts the log) after this many entries.
     pub snapshot_every_logs: u64,
     /// Drain on SIGTERM: `/readyz` answers 503 this long before the node
@@ -76,6 +79,7 @@ impl Default for Config {
             max_publish_bytes: 1024 * 1024,
             max_outbound_bytes: 16 * 1024 * 1024,
             max_connections: 10_000,
+            peer_queue_messages: 16 * 1024,
             snapshot_every_logs: 5_000,
             drain_grace_ms: 5_000,
             drain_close_window_ms: 5_000,
@@ -140,6 +144,7 @@ impl Config {
             ("max_publish_bytes", self.max_publish_bytes),
             ("max_outbound_bytes", self.max_outbound_bytes),
             ("max_connections", self.max_connections),
+            ("peer_queue_messages", self.peer_queue_messages),
             ("snapshot_every_logs", self.snapshot_every_logs as usize),
         ] {
             if v == 0 {

@@ -115,7 +115,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         .await?,
     );
 
-    let router = Arc::new(Router::new(node.view()));
+    let router = Arc::new(Router::new(node.view(), config.peer_queue_messages));
     let mut views = node.subscribe();
     let view_router = router.clone();
     tokio::spawn(async move {

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use hpfriends_cluster_tests::{hpfriends_bin, publish, sync, wait_for, Cluster, Subscriber, DEADLINE};
+use hpfriends_cluster_tests::{hpfriends_bin, http_get, publish, sync, wait_for, Cluster, Subscriber, DEADLINE};
 
 const CH: &str = "dionaea.captures";
 const GEO: &str = "geoloc.events";
@@ -28,7 +28,11 @@ const GRAPH: &str = r#"{
 
 /// Three nodes with GRAPH applied.
 fn cluster() -> Cluster {
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    cluster_with(&[])
+}
+
+fn cluster_with(args: &[&str]) -> Cluster {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, args).unwrap();
     c.wait_leader(DEADLINE).unwrap();
     let file = c.dir.path().join("graph.json");
     std::fs::write(&file, GRAPH).unwrap();
@@ -121,6 +125,48 @@ fn given_leader_killed_then_pub_sub_between_survivors_keeps_working() {
     mark.wait_for_line(&delivered(CH, "after-election")).unwrap();
 }
 
+/// Runs `hpfriends bench --json ARGS` from jojo-sensor on node 1 to mark-key
+/// on node 2; returns the report.
+fn bench_across(c: &Cluster, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(hpfriends_bin())
+        .args(["bench", "--json"])
+        .args(["--addr", &c.nodes[0].hpfeeds_addr.to_string(), "--sub-addr", &c.nodes[1].hpfeeds_addr.to_string()])
+        .args(["--pub-ident", "jojo-sensor", "--pub-secret", "j", "--sub-ident", "mark-key", "--sub-secret", "m"])
+        .args(["--channel", CH])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_str(stdout.trim()).unwrap()
+}
+
+/// Publishers at full speed outrun a link between nodes with a tiny queue;
+/// what the link drops is never silent: the subscribers that would have got
+/// it are closed with a slow-consumer ERROR, and the others lose nothing.
+#[test]
+fn given_link_queue_overflows_then_affected_subscribers_are_closed_not_silently_starved() {
+    let c = cluster_with(&["--peer-queue-messages", "8"]);
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let r = bench_across(&c, &["--duration", "1", "-p", "4", "-s", "2"]);
+    println!("open loop across nodes, peer queue of 8: {r}");
+    let mut closed_for_loss = 0;
+    for s in r["per_subscriber"].as_array().unwrap() {
+        match s["closed"].as_str() {
+            Some(why) => {
+                assert!(why.starts_with("Slow consumer:"), "{r}");
+                closed_for_loss += why.contains("dropped between nodes") as usize;
+            }
+            None => assert_eq!(s["lost"], 0, "silent loss: {r}"),
+        }
+    }
+    assert!(closed_for_loss > 0, "a queue of 8 under four full-speed publishers must overflow: {r}");
+    let (_, metrics) = http_get(c.nodes[0].http_addr, "/metrics").unwrap();
+    assert!(metrics.contains("hpfriends_fanout_dropped_total{peer=\"2\"}"), "{metrics}");
+}
+
 /// Many large messages at once cross the hop intact: a busy link batches
 /// publishes, and a batch must stay within what the peer accepts.
 #[test]
@@ -129,16 +175,7 @@ fn given_burst_of_64_kib_messages_then_all_cross_to_the_other_node() {
     for n in &c.nodes {
         n.wait_ready().unwrap();
     }
-    let out = std::process::Command::new(hpfriends_bin())
-        .args(["bench", "--json", "--duration", "1", "--size", "65536", "--window", "256"])
-        .args(["--addr", &c.nodes[0].hpfeeds_addr.to_string(), "--sub-addr", &c.nodes[1].hpfeeds_addr.to_string()])
-        .args(["--pub-ident", "jojo-sensor", "--pub-secret", "j", "--sub-ident", "mark-key", "--sub-secret", "m"])
-        .args(["--channel", CH])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let r = bench_across(&c, &["--duration", "1", "--size", "65536", "--window", "256"]);
     println!("64 KiB across the hop: {r}");
     // More than one batch's worth (1 MiB) went through, and nothing was lost.
     assert!(r["published"].as_u64().unwrap() > 64, "{r}");

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Drain: client connections are closed spread over this window.
     #[arg(long, env = "HPFRIENDS_DRAIN_CLOSE_WINDOW_MS")]
     pub drain_close_window_ms: Option<u64>,
+    /// Publishes queued for one peer node before they are dropped (and the
+    /// subscribers that would have got them are closed).
+    #[arg(long, env = "HPFRIENDS_PEER_QUEUE_MESSAGES")]
+    pub peer_queue_messages: Option<usize>,
     /// In a Kubernetes StatefulSet: the pod's ordinal. Node id becomes
     /// ordinal + 1; pod 0 bootstraps (ignores --join), the others join.
     #[arg(long, env = "HPFRIENDS_POD_ORDINAL", conflicts_with = "node_id")]
@@ -96,6 +100,7 @@ impl ServeArgs {
             tls_addr,
             drain_grace_ms,
             drain_close_window_ms,
+            peer_queue_messages,
             command_version
         );
         set_opt!(advertise_addr, join, operator_token, cluster_secret, tls_cert, tls_key);

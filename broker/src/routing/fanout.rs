@@ -17,9 +17,6 @@ use hpfriends_consensus::NodeId;
 use hpfriends_graph::{Readers, UserId};
 use tokio::sync::mpsc;
 
-/// Publishes waiting for one peer link, at most.
-pub const PEER_QUEUE_MESSAGES: usize = 16 * 1024;
-
 /// The sending side of one outbound link.
 pub struct LinkQueue {
     pub peer: NodeId,
@@ -83,8 +80,9 @@ pub struct LinkReceivers {
 
 type PeerInterest = HashMap<Bytes, Vec<UserId>>;
 
-#[derive(Default)]
 pub struct Fanout {
+    /// Publishes waiting for one peer link, at most.
+    queue_messages: usize,
     links: ArcSwap<HashMap<NodeId, Arc<LinkQueue>>>,
     peer_interest: ArcSwap<HashMap<NodeId, Arc<PeerInterest>>>,
     /// Serializes writers of `links` and `peer_interest`.
@@ -92,6 +90,10 @@ pub struct Fanout {
 }
 
 impl Fanout {
+    pub fn new(queue_messages: usize) -> Fanout {
+        Fanout { queue_messages, links: ArcSwap::default(), peer_interest: ArcSwap::default(), write: Mutex::default() }
+    }
+
     /// Sends `frame` to every peer that has a subscriber allowed to read it.
     pub fn forward(&self, owner: UserId, channel: &Bytes, frame: &Bytes, readers: Option<&Readers>) {
         let peers = self.peer_interest.load();
@@ -130,7 +132,7 @@ impl Fanout {
 
     /// Creates the queues of a new outbound link to `peer`.
     pub fn add_link(&self, peer: NodeId) -> (Arc<LinkQueue>, LinkReceivers) {
-        let (data_tx, data_rx) = mpsc::channel(PEER_QUEUE_MESSAGES);
+        let (data_tx, data_rx) = mpsc::channel(self.queue_messages);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let queue = Arc::new(LinkQueue {
             peer,

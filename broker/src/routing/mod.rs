@@ -45,12 +45,13 @@ pub struct Delivery {
 }
 
 impl Router {
-    pub fn new(view: Arc<View>) -> Self {
+    /// `peer_queue_messages`: publishes queued for one peer node, at most.
+    pub fn new(view: Arc<View>, peer_queue_messages: usize) -> Self {
         Router {
             subscriptions: ArcSwap::from_pointee(Table::new()),
             subscriptions_write: Mutex::new(()),
             view: ArcSwap::new(view),
-            fanout: fanout::Fanout::default(),
+            fanout: fanout::Fanout::new(peer_queue_messages),
         }
     }
 
@@ -199,6 +200,8 @@ mod tests {
     use super::*;
     use crate::hpfeeds::outbound::{outbound, OutboundReceiver};
 
+    const QUEUE: usize = 100;
+
     /// jojo shares channel c with mark; eve gets nothing.
     fn router() -> (Router, Graph) {
         let mut g = Graph::new();
@@ -214,7 +217,7 @@ mod tests {
         commands.push(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
         g.apply(&Command::Batch { commands }).unwrap();
         let view = View { index: SharingIndex::build(&g), keys: Arc::default(), last_applied: None };
-        (Router::new(Arc::new(view)), g)
+        (Router::new(Arc::new(view), QUEUE), g)
     }
 
     fn subscribe(router: &Router, g: &Graph, conn: ConnId, user: &str) -> (OutboundReceiver, CancellationToken) {
@@ -255,7 +258,7 @@ mod tests {
         let view = router.view();
         let readers = view.index.readers(jojo, "c");
         let (channel, frame) = (Bytes::from_static(b"c"), Bytes::from_static(b"frame"));
-        for _ in 0..fanout::PEER_QUEUE_MESSAGES {
+        for _ in 0..QUEUE {
             router.fanout.forward(jojo, &channel, &frame, readers);
         }
         assert!(queue.take_dropped().is_empty(), "a full queue has dropped nothing yet");
