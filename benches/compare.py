@@ -258,14 +258,13 @@ def print_tables(results, targets, workloads):
     for t in targets:
         rs = results.get(("1→1 256 B 10,000/s", t), [])
         q = [median_of(rs, lambda r, k=k: r["latency_us"][k]) for k in ("p50", "p99", "p999")]
-        cells.append(" / ".join(f"{v:.0f}" for v in q) if None not in q else "error")
+        cells.append(" / ".join(f"{v:.0f}" for v in q) if None not in q else ("error" if rs else "not run"))
     print("| " + " | ".join(cells) + " |")
     print("\n### Server memory: peak RSS during 1→20 open loop, MiB (largest process), max of rounds\n")
     print("| " + " | ".join(targets) + " |")
     print("|---" * len(targets) + "|")
-    print("| " + " | ".join(
-        f"{max((r.get('server_rss_mib', 0) for r in results.get(('1→20 256 B open', t), [])), default=0):.0f}"
-        for t in targets) + " |")
+    rss = [[r["server_rss_mib"] for r in results.get(("1→20 256 B open", t), []) if "error" not in r] for t in targets]
+    print("| " + " | ".join(f"{max(v):.0f}" if v else "not run" for v in rss) + " |")
 
 
 if __name__ == "__main__":

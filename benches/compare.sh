@@ -13,7 +13,9 @@ if ! command -v nats-server >/dev/null; then
   $sudo apt-get install -y -qq --no-install-recommends nats-server >/dev/null
 fi
 scripts/hpfeeds-venv >/dev/null
+venv="${HPFRIENDS_VENV:-/var/tmp/hpfriends-venv}"
+[ -x "$venv/bin/hpfeeds-broker" ] ||
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'hpfeeds[broker]==3.1.0'
 cargo build --quiet --release -p hpfriends --bin hpfriends
 target="${CARGO_TARGET_DIR:-/var/tmp/hpfriends-target}"
-exec python3 benches/compare.py --binary "$target/release/hpfriends" \
-  --venv "${HPFRIENDS_VENV:-/var/tmp/hpfriends-venv}" "$@"
+exec python3 benches/compare.py --binary "$target/release/hpfriends" --venv "$venv" "$@"
