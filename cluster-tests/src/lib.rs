@@ -252,6 +252,23 @@ pub struct Service {
     lines: Arc<Mutex<Vec<String>>>,
 }
 
+/// Every line the child prints on stdout and stderr (both piped), as it comes.
+fn collect_output(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+    for stream in [
+        Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("piped")),
+    ] {
+        let lines = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                lines.lock().expect("lines lock").push(line);
+            }
+        });
+    }
+    lines
+}
+
 impl Service {
     pub fn start(name: &str, mut cmd: Command) -> anyhow::Result<Service> {
         let mut child = cmd
@@ -260,18 +277,7 @@ impl Service {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("cannot start {name} ({cmd:?})"))?;
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        for stream in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().expect("lines lock").push(line);
-                }
-            });
-        }
+        let lines = collect_output(&mut child);
         Ok(Service { name: name.to_string(), child, lines })
     }
 
@@ -365,18 +371,7 @@ impl Subscriber {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        for stream in [
-            Box::new(child.stdout.take().expect("piped")) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().expect("piped")),
-        ] {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    lines.lock().expect("lines lock").push(line);
-                }
-            });
-        }
+        let lines = collect_output(&mut child);
         Ok(Subscriber { child, lines })
     }
 
