@@ -10,7 +10,7 @@ use std::path::Path;
 
 use clap::Parser;
 use hpfriends_broker::bench::{load, LoadArgs, Report};
-use hpfriends_cluster_tests::{Cluster, DEADLINE};
+use hpfriends_cluster_tests::{Cluster, BENCH_GRAPH, DEADLINE};
 
 #[derive(Parser)]
 struct Load {
@@ -34,15 +34,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_hpfriends")), 3, &[]).unwrap();
     c.wait_leader(DEADLINE).unwrap();
-    let graph = c.dir.path().join("graph.json");
-    std::fs::write(
-        &graph,
-        r#"{"shares": [{"from": "publisher", "to": "subscriber", "channel": "bench", "kind": "shares"}],
-            "keys": [{"ident": "bench-pub", "secret": "p", "owner": "publisher", "publish": ["bench"]},
-                     {"ident": "bench-sub", "secret": "s", "owner": "subscriber", "subscribe": ["bench"]}]}"#,
-    )
-    .unwrap();
-    c.nodes[0].ctl(&["apply", graph.to_str().unwrap()]).unwrap();
+    c.nodes[0].apply(BENCH_GRAPH).unwrap();
     for n in &c.nodes {
         n.wait_ready().unwrap();
     }

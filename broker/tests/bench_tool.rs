@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
-use hpfriends_cluster_tests::NodeProcess;
+use hpfriends_cluster_tests::{NodeProcess, BENCH_GRAPH};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_hpfriends"))
@@ -72,15 +72,7 @@ fn given_relay_when_closed_loop_with_two_publishers_and_three_subscribers_then_c
 fn given_node_with_share_when_fixed_rate_then_every_message_arrives_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let node = NodeProcess::start(bin(), &dir.path().join("data"), &[]).unwrap();
-    let graph = dir.path().join("graph.json");
-    std::fs::write(
-        &graph,
-        r#"{"shares": [{"from": "sensors", "to": "analyst", "channel": "bench", "kind": "shares"}],
-            "keys": [{"ident": "bench-pub", "secret": "p", "owner": "sensors", "publish": ["bench"]},
-                     {"ident": "bench-sub", "secret": "s", "owner": "analyst", "subscribe": ["bench"]}]}"#,
-    )
-    .unwrap();
-    node.ctl(&["apply", graph.to_str().unwrap()]).unwrap();
+    node.apply(BENCH_GRAPH).unwrap();
     let addr = node.hpfeeds_addr.to_string();
     let creds = ["--pub-secret", "p", "--sub-secret", "s"];
     let r = report(&[&["--addr", addr.as_str(), "-s", "2", "--rate", "2000"], &creds[..]].concat());

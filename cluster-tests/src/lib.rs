@@ -23,6 +23,15 @@ pub fn hpfriends_bin() -> PathBuf {
     bin
 }
 
+/// The graph `hpfriends bench` expects by default: bench-pub (user sensors)
+/// publishes on `bench`, shared with analyst, whose bench-sub subscribes.
+/// Secrets: p and s.
+pub const BENCH_GRAPH: &str = r#"{
+  "shares": [{"from": "sensors", "to": "analyst", "channel": "bench", "kind": "shares"}],
+  "keys": [{"ident": "bench-pub", "secret": "p", "owner": "sensors", "publish": ["bench"]},
+           {"ident": "bench-sub", "secret": "s", "owner": "analyst", "subscribe": ["bench"]}]
+}"#;
+
 /// How long conditions may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -134,6 +143,13 @@ impl NodeProcess {
     pub fn wait_ready(&self) -> anyhow::Result<()> {
         wait_for("the node to be ready", DEADLINE, || http_status(self.http_addr, "/readyz").ok().filter(|s| *s == 200))
             .map(drop)
+    }
+
+    /// `hpfriends ctl apply` of a declarative graph given as JSON text.
+    pub fn apply(&self, graph: &str) -> anyhow::Result<String> {
+        let file = tempfile::NamedTempFile::new()?;
+        std::fs::write(file.path(), graph)?;
+        self.ctl(&["apply", &file.path().to_string_lossy()])
     }
 
     /// Runs `hpfriends ctl --json ARGS` against this node; returns stdout, or the stderr as the error.

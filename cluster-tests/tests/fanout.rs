@@ -34,9 +34,7 @@ fn cluster() -> Cluster {
 fn cluster_with(args: &[&str]) -> Cluster {
     let mut c = Cluster::start(&hpfriends_bin(), 3, args).unwrap();
     c.wait_leader(DEADLINE).unwrap();
-    let file = c.dir.path().join("graph.json");
-    std::fs::write(&file, GRAPH).unwrap();
-    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
     c
 }
 

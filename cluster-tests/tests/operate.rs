@@ -35,9 +35,7 @@ fn deploy_file(name: &str) -> PathBuf {
 fn cluster() -> Cluster {
     let mut c = Cluster::start(&hpfriends_bin(), 3, DRAIN_ARGS).unwrap();
     c.wait_leader(DEADLINE).unwrap();
-    let file = c.dir.path().join("graph.json");
-    std::fs::write(&file, GRAPH).unwrap();
-    c.nodes[0].ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
     c
 }
 
