@@ -68,7 +68,11 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
         config.data_dir.display()
     );
     stop.await;
-    running.drain().await;
+    tokio::select! {
+        _ = running.drain() => {}
+        // A person at the terminal who does not want to wait for the drain.
+        _ = tokio::signal::ctrl_c() => tracing::warn!("second interrupt: exiting without finishing the drain"),
+    }
     Ok(())
 }
 

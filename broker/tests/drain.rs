@@ -157,3 +157,23 @@ async fn given_note_entry_of_next_version_then_409_needs_upgrade_and_nothing_wri
 async fn list_notes(http: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
     http.get(format!("{base}/api/v1/notes")).bearer_auth(token).send().await.unwrap().json().await.unwrap()
 }
+
+/// At a terminal: the first Ctrl-C starts the drain (5 s grace by default),
+/// a second one exits at once.
+#[test]
+fn given_second_interrupt_during_the_drain_then_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_hpfriends"));
+    let mut node = hpfriends_cluster_tests::NodeProcess::start(bin, &dir.path().join("data"), &[]).unwrap();
+    node.signal("INT").unwrap();
+    hpfriends_cluster_tests::wait_for("the drain to start", Duration::from_secs(10), || {
+        (hpfriends_cluster_tests::http_status(node.http_addr, "/readyz").ok() == Some(503)).then_some(())
+    })
+    .unwrap();
+    let started = Instant::now();
+    node.signal("INT").unwrap();
+    let status = node.wait_exit(Duration::from_secs(10)).unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(3), "took {took:?}; the drain alone would take its 5 s grace");
+}

@@ -174,9 +174,22 @@ impl NodeProcess {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        self.signal("TERM")?;
+        self.wait_exit(DEADLINE)
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to the running node.
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let c = self.child.as_ref().context("node is not running")?;
+        let status = Command::new("kill").arg(format!("-{name}")).arg(c.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -{name} failed");
+        Ok(())
+    }
+
+    /// Waits for the node to exit; kills it if it has not within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
         let mut c = self.child.take().context("node is not running")?;
-        Command::new("kill").args(["-TERM", &c.id().to_string()]).status()?;
-        let exited = wait_for("the node to exit", DEADLINE, || c.try_wait().ok().flatten());
+        let exited = wait_for("the node to exit", timeout, || c.try_wait().ok().flatten());
         if exited.is_err() {
             let _ = c.kill();
             let _ = c.wait();
