@@ -157,8 +157,18 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
     let mut c = cluster();
     let hp_port = free_port().unwrap();
     let hp_addr: SocketAddr = format!("127.0.0.1:{hp_port}").parse().unwrap();
+    // A second, test-only config file: HAProxy's stats page, to see which
+    // nodes it routes to.
+    let stats_addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
+    let stats_cfg = c.dir.path().join("haproxy-stats.cfg");
+    std::fs::write(
+        &stats_cfg,
+        format!("frontend test_stats\n    mode http\n    bind {stats_addr}\n    stats enable\n    stats uri /stats\n"),
+    )
+    .unwrap();
     let mut cmd = Command::new("haproxy");
-    cmd.args(["-db", "-f"]).arg(deploy_file("haproxy.cfg")).env("HPFEEDS_BIND", hp_addr.to_string());
+    cmd.args(["-db", "-f"]).arg(deploy_file("haproxy.cfg")).arg("-f").arg(&stats_cfg);
+    cmd.env("HPFEEDS_BIND", hp_addr.to_string());
     for (i, n) in c.nodes.iter().enumerate() {
         let id = i + 1;
         cmd.env(format!("NODE{id}_HPFEEDS"), n.hpfeeds_addr.to_string())
@@ -217,9 +227,10 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
         node.restart().unwrap();
         node.wait_ready().unwrap();
         println!("node {id}: drained in {drained:?}, ready again after {:?}", started.elapsed());
-        // Let HAProxy take it back into rotation before the next one goes.
-        std::thread::sleep(Duration::from_secs(2));
+        // HAProxy takes it back into rotation before the next one goes.
+        haproxy.wait_for("every node back in rotation", DEADLINE, || all_up(stats_addr)).unwrap();
     }
+    // Keep publishing for a while with all nodes back.
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Release);
     writer.join().unwrap();
@@ -258,6 +269,16 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
         assert!(lost <= bound, "subscriber {i} lost {lost} > {bound} ({reconnects} reconnects x {RATE} msg/s x 1 s)");
         assert_eq!(s["duplicates"], 0, "subscriber {i} got duplicates");
     }
+}
+
+/// `Some` when HAProxy's stats page shows every node of the `brokers`
+/// backend UP (CSV: proxy name, server name, ..., status in column 18).
+fn all_up(stats: SocketAddr) -> Option<()> {
+    let (_, csv) = http_get(stats, "/stats;csv").ok()?;
+    let servers: Vec<Vec<&str>> =
+        csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).filter(|f| f.len() > 17 && f[0] == "brokers").collect();
+    let nodes: Vec<&Vec<&str>> = servers.iter().filter(|f| f[1].starts_with("node")).collect();
+    (nodes.len() == 3 && nodes.iter().all(|f| f[17] == "UP")).then_some(())
 }
 
 /// Messages per second the publisher sends during the roll.
