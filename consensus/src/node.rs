@@ -263,22 +263,22 @@ impl ConsensusNode {
         let runtime = self.raft.runtime_config();
         runtime.elect(false);
         runtime.heartbeat(false);
+        // A voter (not this node) whose matched index is this node's last log index.
+        let caught_up_voter = |m: &RaftMetrics| {
+            m.replication.iter().flatten().find_map(|(id, matched)| {
+                let voter = *id != self.id && membership.voter_ids().any(|v| v == *id);
+                (voter && matched.map(|l| l.index) == m.last_log_index).then_some(*id)
+            })
+        };
         let outcome = async {
             // Writes already accepted still replicate; wait for a voter that has them all.
-            let target = loop {
-                let m = self.raft.metrics().borrow().clone();
-                let last = m.last_log_index;
-                let caught_up = m.replication.iter().flatten().find(|(id, matched)| {
-                    **id != self.id && membership.voter_ids().any(|v| v == **id) && matched.map(|l| l.index) == last
-                });
-                if let Some((id, _)) = caught_up {
-                    break *id;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err("no voter caught up with the log".to_string());
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
+            let m = self
+                .raft
+                .wait(Some(timeout))
+                .metrics(|m| caught_up_voter(m).is_some(), "a voter caught up with the log")
+                .await
+                .map_err(|_| "no voter caught up with the log".to_string())?;
+            let target = caught_up_voter(&m).ok_or("no voter caught up with the log")?;
             tokio::time::sleep(Duration::from_millis(ELECTION_TIMEOUT_MAX + HEARTBEAT_INTERVAL)).await;
             let info = membership.get_node(&target).ok_or("the target left the membership")?;
             let mut rpc = connect(&info.cluster_addr, self.auth.clone())?;

@@ -265,7 +265,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
     while !shared.all_probed() {
         for (s, state) in shared.subscribers.iter().enumerate() {
             if state.closed.load(Ordering::Acquire) {
-                let why = subscribers.swap_remove(s).await?.closed.unwrap_or_default();
+                let why = (&mut subscribers[s]).await?.closed.unwrap_or_default();
                 bail!("subscriber {s} was closed before the run: {why}");
             }
         }

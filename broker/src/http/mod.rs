@@ -17,7 +17,6 @@ pub struct AppState {
     pub node: Arc<ConsensusNode>,
     pub router: Arc<crate::routing::Router>,
     pub operator_token: Arc<str>,
-    /// False once the node drains: `/readyz` answers 503.
     /// Set when the drain starts: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
 }
