@@ -26,6 +26,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct FanoutService {
     router: Arc<Router>,
+    // Registered once: the receive path does no registry lookups.
+    delivered: metrics::Counter,
+    delivered_bytes: metrics::Counter,
     /// Ends inbound links, so the graceful gRPC shutdown need not wait for
     /// peers to hang up.
     shutdown: CancellationToken,
@@ -36,14 +39,26 @@ pub fn service(
     auth: PeerAuth,
     shutdown: CancellationToken,
 ) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
-    let server = FanoutServer::new(FanoutService { router, shutdown }).max_decoding_message_size(MAX_PEER_MESSAGE);
+    let server = FanoutServer::new(FanoutService {
+        router,
+        shutdown,
+        delivered: metrics::counter!("hpfriends_messages_delivered_total"),
+        delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
+    }).max_decoding_message_size(MAX_PEER_MESSAGE);
     InterceptedService::new(server, RequirePeer(auth))
 }
 
 impl FanoutService {
-    fn deliver(&self, p: Publish) {
-        let d = self.router.publish_from_peer(p.owner, &p.channel, &p.frame);
-        metrics::counter!("hpfriends_messages_delivered_total").increment(d.delivered as u64);
+    /// Delivers a peer's publishes locally; counters once per batch.
+    fn deliver(&self, publishes: impl IntoIterator<Item = Publish>) {
+        let (mut messages, mut bytes) = (0, 0);
+        for p in publishes {
+            let d = self.router.publish_from_peer(p.owner, &p.channel, &p.frame);
+            messages += d.delivered;
+            bytes += d.delivered * p.frame.len();
+        }
+        self.delivered.increment(messages as u64);
+        self.delivered_bytes.increment(bytes as u64);
     }
 }
 
@@ -69,8 +84,8 @@ impl FanoutRpc for FanoutService {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
                     peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
-                    peer_frame::Kind::Publish(p) => self.deliver(p),
-                    peer_frame::Kind::Batch(batch) => batch.publishes.into_iter().for_each(|p| self.deliver(p)),
+                    peer_frame::Kind::Publish(p) => self.deliver([p]),
+                    peer_frame::Kind::Batch(batch) => self.deliver(batch.publishes),
                     peer_frame::Kind::Dropped(set) => {
                         let lost: Vec<_> = set.entries.into_iter().map(|i| (i.channel, i.owner)).collect();
                         let closed = self.router.close_lossy(&lost);

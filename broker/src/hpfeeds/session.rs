@@ -55,6 +55,9 @@ struct PublishMetrics {
 
 /// Most bytes gathered into one write syscall when a subscriber is busy.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Bytes asked of the socket per read: a busy publisher's frames arrive
+/// hundreds per syscall (tokio-util's default of 8 KiB tripled the reads).
+const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// How long a closing session waits to flush its last frames.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -114,12 +117,14 @@ impl Sessions {
         metrics::counter!("hpfeeds_broker_connection_made").increment(1);
         metrics::gauge!("hpfeeds_broker_client_connections").increment(1.0);
         let (read_half, write_half) = tokio::io::split(stream);
-        let mut reader = FramedRead::new(read_half, Codec { limits: self.config.limits });
+        let mut reader = FramedRead::with_capacity(read_half, Codec { limits: self.config.limits }, READ_BUFFER_BYTES);
         // Cancelled by an overflow or a failed write: the connection is lost.
         let close = CancellationToken::new();
         let (out, out_rx) = outbound(self.config.max_outbound_bytes, close.clone());
-        let mut writer =
-            tokio::spawn(write_loop(FramedWrite::new(write_half, Codec::default()), out_rx, close.clone()));
+        let mut sink = FramedWrite::new(write_half, Codec::default());
+        // FramedWrite flushes at 8 KiB by default; the writer batches up to WRITE_BATCH_BYTES.
+        sink.set_backpressure_boundary(WRITE_BATCH_BYTES);
+        let mut writer = tokio::spawn(write_loop(sink, out_rx, close.clone()));
 
         let nonce: [u8; 4] = rand::random();
         out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
