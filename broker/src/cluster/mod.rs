@@ -9,14 +9,19 @@ use std::time::Duration;
 use hpfriends_consensus::peer_auth::{PeerAuth, RequirePeer, HEADER_NODE};
 use hpfriends_consensus::proto::fanout_client::FanoutClient;
 use hpfriends_consensus::proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
-use hpfriends_consensus::proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, Publish, PublishBatch};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hpfriends_consensus::proto::{
+    peer_frame, Interest, InterestSet, LinkClosed, PackedPublishes, PeerFrame, Publish, PublishBatch,
+};
 use hpfriends_consensus::{ConsensusNode, NodeId};
+use hpfriends_graph::UserId;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::protocol::frame::{self, Frame, Limits};
 use crate::routing::fanout::{LinkQueue, LinkReceivers, LinkState};
 use crate::routing::Router;
 
@@ -60,6 +65,19 @@ impl FanoutService {
         self.delivered.increment(messages as u64);
         self.delivered_bytes.increment(bytes as u64);
     }
+
+    /// Delivers packed publishes (see `pack`).
+    fn deliver_packed(&self, records: Bytes) -> Result<(), String> {
+        let (mut messages, mut bytes) = (0, 0);
+        let result = unpack(records, |owner, channel, frame| {
+            let d = self.router.publish_from_peer(owner, channel, frame);
+            messages += d.delivered;
+            bytes += d.delivered * frame.len();
+        });
+        self.delivered.increment(messages as u64);
+        self.delivered_bytes.increment(bytes as u64);
+        result
+    }
 }
 
 #[tonic::async_trait]
@@ -82,10 +100,18 @@ impl FanoutRpc for FanoutService {
             };
             match message {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
-                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries),
+                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries, set.accepts_packed),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
                     peer_frame::Kind::Publish(p) => self.deliver([p]),
                     peer_frame::Kind::Batch(batch) => self.deliver(batch.publishes),
+                    peer_frame::Kind::Packed(packed) => {
+                        // A broken record ends the link; the peer reconnects and replays.
+                        if let Err(e) = self.deliver_packed(packed.records) {
+                            let e = format!("malformed packed publishes: {e}");
+                            tracing::warn!(peer, "closing fan-out link from peer: {e}");
+                            break Err(Status::invalid_argument(e));
+                        }
+                    }
                     peer_frame::Kind::Dropped(set) => {
                         let lost: Vec<_> = set.entries.into_iter().map(|i| (i.channel, i.owner)).collect();
                         let closed = self.router.close_lossy(&lost);
@@ -159,17 +185,11 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 /// hpfeeds limits allow (a batch stays near `MAX_BATCH_BYTES`).
 const MAX_PEER_MESSAGE: usize = 256 << 20;
 
-/// `first` alone when the link keeps up; with whatever else is already queued
-/// (up to `MAX_BATCH` publishes or `MAX_BATCH_BYTES`) as one message when it is behind.
-fn batch_publishes(first: Publish, queue: &mut mpsc::Receiver<Publish>) -> PeerFrame {
-    if first.frame.len() >= MAX_BATCH_BYTES {
-        return PeerFrame { kind: Some(peer_frame::Kind::Publish(first)) };
-    }
-    let Ok(second) = queue.try_recv() else {
-        return PeerFrame { kind: Some(peer_frame::Kind::Publish(first)) };
-    };
-    let mut bytes = first.frame.len() + second.frame.len();
-    let mut publishes = vec![first, second];
+/// `first` with whatever else is already queued, up to `MAX_BATCH`
+/// publishes or `MAX_BATCH_BYTES`: one message when the link is behind.
+fn take_batch(first: Publish, queue: &mut mpsc::Receiver<Publish>) -> Vec<Publish> {
+    let mut bytes = first.frame.len();
+    let mut publishes = vec![first];
     while publishes.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
         match queue.try_recv() {
             Ok(p) => {
@@ -179,7 +199,48 @@ fn batch_publishes(first: Publish, queue: &mut mpsc::Receiver<Publish>) -> PeerF
             Err(_) => break,
         }
     }
-    PeerFrame { kind: Some(peer_frame::Kind::Batch(PublishBatch { publishes })) }
+    publishes
+}
+
+/// The message for a batch: packed for a peer that takes it, else the
+/// `publish` / `batch` kinds every version understands.
+fn batch_frame(mut publishes: Vec<Publish>, packed: bool) -> PeerFrame {
+    let kind = if packed {
+        peer_frame::Kind::Packed(PackedPublishes { records: pack(&publishes) })
+    } else if publishes.len() == 1 {
+        peer_frame::Kind::Publish(publishes.pop().expect("one publish"))
+    } else {
+        peer_frame::Kind::Batch(PublishBatch { publishes })
+    };
+    PeerFrame { kind: Some(kind) }
+}
+
+/// Owner (u32, big-endian) and frame per publish, back to back.
+fn pack(publishes: &[Publish]) -> Bytes {
+    let mut records = BytesMut::with_capacity(publishes.iter().map(|p| 4 + p.frame.len()).sum());
+    for p in publishes {
+        records.put_u32(p.owner);
+        records.put_slice(&p.frame);
+    }
+    records.freeze()
+}
+
+/// Calls `each(owner, channel, frame)` for every record `pack` wrote, in order;
+/// stops at the first malformed record and says what is wrong with it.
+fn unpack(mut records: Bytes, mut each: impl FnMut(UserId, &[u8], &Bytes)) -> Result<(), String> {
+    let limits = Limits { max_publish_body: MAX_PEER_MESSAGE };
+    while records.has_remaining() {
+        if records.len() < 4 {
+            return Err(format!("a record of {} bytes has no room for its owner", records.len()));
+        }
+        let owner = records.get_u32();
+        match frame::split_frame(&mut records, &limits) {
+            Ok(Frame::Publish { channel, raw, .. }) => each(owner, &channel, &raw),
+            Ok(other) => return Err(format!("{} frame instead of PUBLISH", other.opcode().name())),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
 }
 
 /// The streaming call itself; ends when the peer or the network ends it.
@@ -231,7 +292,7 @@ async fn run_link(
             while receivers.control.try_recv().is_ok() {}
             let entries =
                 pairs.into_iter().map(|(channel, owner)| Interest { channel, owner, subscribed: true }).collect();
-            PeerFrame { kind: Some(peer_frame::Kind::Replay(InterestSet { entries })) }
+            PeerFrame { kind: Some(peer_frame::Kind::Replay(InterestSet { entries, accepts_packed: true })) }
         });
         if tx.send(replay).await.is_err() {
             continue;
@@ -248,7 +309,9 @@ async fn run_link(
                     break;
                 }
                 Some(change) = receivers.control.recv() => PeerFrame { kind: Some(peer_frame::Kind::Interest(change)) },
-                Some(first) = receivers.data.recv() => batch_publishes(first, &mut receivers.data),
+                Some(first) = receivers.data.recv() => {
+                    batch_frame(take_batch(first, &mut receivers.data), router.fanout.accepts_packed(peer))
+                }
             };
             if tx.send(frame).await.is_err() {
                 break;
@@ -259,7 +322,8 @@ async fn run_link(
                     .into_iter()
                     .map(|(channel, owner)| Interest { channel, owner, subscribed: false })
                     .collect();
-                if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(InterestSet { entries })) }).await.is_err()
+                let notice = InterestSet { entries, accepts_packed: false };
+                if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(notice)) }).await.is_err()
                 {
                     break;
                 }
@@ -269,5 +333,73 @@ async fn run_link(
         queue.set_state(LinkState::Unreachable);
         tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{encode_publish, encode_subscribe};
+
+    fn publish(owner: UserId, channel: &str, payload: &str) -> Publish {
+        let frame = encode_publish(b"ident", channel.as_bytes(), payload.as_bytes());
+        Publish { owner, frame, channel: Bytes::copy_from_slice(channel.as_bytes()) }
+    }
+
+    fn unpacked(records: Bytes) -> Result<Vec<(UserId, Bytes, Bytes)>, String> {
+        let mut out = Vec::new();
+        unpack(records, |owner, channel, frame| out.push((owner, Bytes::copy_from_slice(channel), frame.clone())))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn given_packed_publishes_then_unpack_gives_each_owner_channel_and_frame_in_order() {
+        let publishes = vec![publish(7, "a", "one"), publish(u32::MAX, "bb", ""), publish(0, "a", "three")];
+        let got = unpacked(pack(&publishes)).unwrap();
+        let want: Vec<_> = publishes.iter().map(|p| (p.owner, p.channel.clone(), p.frame.clone())).collect();
+        assert_eq!(got, want);
+        assert_eq!(unpacked(Bytes::new()).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn given_malformed_records_then_unpack_says_what_is_wrong() {
+        let good = pack(&[publish(1, "c", "payload")]);
+        let cut = good.slice(..good.len() - 1);
+        assert_eq!(unpacked(cut).unwrap_err(), "malformed PUBLISH frame: frame longer than the data");
+        let mut short_owner = BytesMut::from(&good[..]);
+        short_owner.put_slice(&[0, 0]);
+        assert_eq!(unpacked(short_owner.freeze()).unwrap_err(), "a record of 2 bytes has no room for its owner");
+        let mut subscribe = BytesMut::new();
+        subscribe.put_u32(1);
+        subscribe.put_slice(&encode_subscribe(b"ident", b"c"));
+        assert_eq!(unpacked(subscribe.freeze()).unwrap_err(), "SUBSCRIBE frame instead of PUBLISH");
+        let mut bad_opcode = BytesMut::new();
+        bad_opcode.put_u32(1);
+        bad_opcode.put_slice(&[0, 0, 0, 5, 99]);
+        assert_eq!(unpacked(bad_opcode.freeze()).unwrap_err(), "unknown opcode 99");
+    }
+
+    #[test]
+    fn given_peer_without_packed_support_then_batches_use_the_kinds_every_version_knows() {
+        let one = batch_frame(vec![publish(1, "c", "x")], false);
+        assert!(matches!(one.kind, Some(peer_frame::Kind::Publish(p)) if p.owner == 1));
+        let two = batch_frame(vec![publish(1, "c", "x"), publish(2, "c", "y")], false);
+        assert!(matches!(two.kind, Some(peer_frame::Kind::Batch(b)) if b.publishes.len() == 2));
+        let packed = batch_frame(vec![publish(1, "c", "x"), publish(2, "c", "y")], true);
+        let Some(peer_frame::Kind::Packed(p)) = packed.kind else { panic!("expected a packed message") };
+        assert_eq!(unpacked(p.records).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn given_queued_publishes_then_a_batch_stops_at_its_count_limit_in_order() {
+        let (tx, mut rx) = mpsc::channel(MAX_BATCH + 10);
+        for i in 0..MAX_BATCH as u32 + 5 {
+            tx.try_send(publish(i, "c", "x")).unwrap();
+        }
+        let first = rx.try_recv().unwrap();
+        let batch = take_batch(first, &mut rx);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert!(batch.iter().enumerate().all(|(i, p)| p.owner == i as u32));
+        assert_eq!(take_batch(rx.try_recv().unwrap(), &mut rx).len(), 5);
     }
 }

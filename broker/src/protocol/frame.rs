@@ -82,6 +82,19 @@ pub enum Frame {
     },
 }
 
+impl Frame {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Frame::Error { .. } => Opcode::Error,
+            Frame::Info { .. } => Opcode::Info,
+            Frame::Auth { .. } => Opcode::Auth,
+            Frame::Publish { .. } => Opcode::Publish,
+            Frame::Subscribe { .. } => Opcode::Subscribe,
+            Frame::Unsubscribe { .. } => Opcode::Unsubscribe,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("frame of {len} bytes is too large for {op} (max {max})")]
@@ -121,6 +134,30 @@ impl Limits {
 /// more bytes are needed (nothing is consumed then, so this is cancel-safe).
 /// Limits are checked from the header alone, before the body arrives.
 pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, FrameError> {
+    let Some((op, len)) = header_of(buf, limits)? else { return Ok(None) };
+    if buf.len() < len {
+        buf.reserve(len - buf.len());
+        return Ok(None);
+    }
+    let raw = buf.split_to(len).freeze();
+    parse_body(op, raw).map(Some)
+}
+
+/// Splits one whole frame off the front of `buf`, which holds complete
+/// frames (a peer's packed publishes): running short is an error here.
+pub fn split_frame(buf: &mut Bytes, limits: &Limits) -> Result<Frame, FrameError> {
+    let Some((op, len)) = header_of(buf, limits)? else {
+        return Err(FrameError::Malformed { op: "trailing", what: "fewer than 5 bytes left" });
+    };
+    if buf.len() < len {
+        return Err(FrameError::Malformed { op: op.name(), what: "frame longer than the data" });
+    }
+    parse_body(op, buf.split_to(len))
+}
+
+/// The opcode and length from a frame's header, checked against `limits`;
+/// `None` until the header is complete.
+fn header_of(buf: &[u8], limits: &Limits) -> Result<Option<(Opcode, usize)>, FrameError> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
@@ -133,12 +170,7 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Fram
     if len > max {
         return Err(FrameError::FrameTooLarge { op: op.name(), len, max });
     }
-    if buf.len() < len {
-        buf.reserve(len - buf.len());
-        return Ok(None);
-    }
-    let raw = buf.split_to(len).freeze();
-    parse_body(op, raw).map(Some)
+    Ok(Some((op, len)))
 }
 
 fn parse_body(op: Opcode, raw: Bytes) -> Result<Frame, FrameError> {
@@ -330,6 +362,20 @@ mod tests {
 
     fn decode_all(bytes: &[u8]) -> Result<Option<Frame>, FrameError> {
         decode(&mut BytesMut::from(bytes), &Limits::default())
+    }
+
+    #[test]
+    fn given_back_to_back_frames_then_split_frame_takes_one_at_a_time_and_rejects_a_cut_one() {
+        let (a, b) = (encode_publish(b"i", b"c", b"one"), encode_subscribe(b"i", b"c"));
+        let mut buf = Bytes::from([&a[..], &b[..], &a[..3]].concat());
+        let limits = Limits::default();
+        assert_eq!(split_frame(&mut buf, &limits).unwrap().opcode(), Opcode::Publish);
+        assert_eq!(split_frame(&mut buf, &limits).unwrap(), Frame::Subscribe { ident: "i".into(), channel: "c".into() });
+        let cut = split_frame(&mut buf, &limits).unwrap_err();
+        assert_eq!(cut.to_string(), "malformed trailing frame: fewer than 5 bytes left");
+        let mut short = a.slice(..a.len() - 1);
+        let err = split_frame(&mut short, &limits).unwrap_err();
+        assert_eq!(err.to_string(), "malformed PUBLISH frame: frame longer than the data");
     }
 
     fn samples() -> Vec<(Bytes, Frame)> {

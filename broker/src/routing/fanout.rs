@@ -78,7 +78,13 @@ pub struct LinkReceivers {
     pub control: mpsc::UnboundedReceiver<Interest>,
 }
 
-type PeerInterest = HashMap<Bytes, Vec<UserId>>;
+/// What a peer announced: the pairs its clients subscribe as, and whether it
+/// takes packed publishes.
+#[derive(Clone, Default)]
+struct PeerInterest {
+    channels: HashMap<Bytes, Vec<UserId>>,
+    accepts_packed: bool,
+}
 
 pub struct Fanout {
     /// Publishes waiting for one peer link, at most.
@@ -102,7 +108,7 @@ impl Fanout {
         }
         let links = self.links.load();
         for (peer, interest) in peers.iter() {
-            let Some(owners) = interest.get(channel.as_ref()) else { continue };
+            let Some(owners) = interest.channels.get(channel.as_ref()) else { continue };
             if !owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
                 continue;
             }
@@ -190,10 +196,10 @@ impl Fanout {
     }
 
     /// A peer replayed its whole interest set (a new or re-opened stream).
-    pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>) {
-        let mut interest = PeerInterest::new();
+    pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>, accepts_packed: bool) {
+        let mut interest = PeerInterest { channels: HashMap::new(), accepts_packed };
         for e in entries.into_iter().filter(|e| e.subscribed) {
-            let owners = interest.entry(e.channel).or_default();
+            let owners = interest.channels.entry(e.channel).or_default();
             if !owners.contains(&e.owner) {
                 owners.push(e.owner);
             }
@@ -206,16 +212,21 @@ impl Fanout {
     pub fn apply_peer_interest(&self, peer: NodeId, change: Interest) {
         self.modify_peers(|peers| {
             let mut interest = peers.get(&peer).map(|i| PeerInterest::clone(i)).unwrap_or_default();
-            let owners = interest.entry(change.channel.clone()).or_default();
+            let owners = interest.channels.entry(change.channel.clone()).or_default();
             owners.retain(|o| *o != change.owner);
             if change.subscribed {
                 owners.push(change.owner);
             }
             if owners.is_empty() {
-                interest.remove(&change.channel);
+                interest.channels.remove(&change.channel);
             }
             peers.insert(peer, Arc::new(interest));
         });
+    }
+
+    /// Whether `peer`'s last replay said it takes packed publishes.
+    pub fn accepts_packed(&self, peer: NodeId) -> bool {
+        self.peer_interest.load().get(&peer).is_some_and(|p| p.accepts_packed)
     }
 
     /// The peer's stream ended: it replays everything when it comes back.

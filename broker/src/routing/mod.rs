@@ -254,7 +254,7 @@ mod tests {
         let jojo = g.user_id("jojo").unwrap();
         let mark = g.user_id("mark").unwrap();
         let (queue, _receivers) = router.fanout.add_link(2);
-        router.fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }]);
+        router.fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }], true);
         let view = router.view();
         let readers = view.index.readers(jojo, "c");
         let (channel, frame) = (Bytes::from_static(b"c"), Bytes::from_static(b"frame"));
@@ -267,5 +267,21 @@ mod tests {
         assert_eq!(queue.take_dropped(), vec![(channel, jojo)]);
         assert!(queue.take_dropped().is_empty(), "reported once");
         assert_eq!(queue.dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn given_replays_then_packed_support_follows_the_latest_and_is_forgotten_with_the_peer() {
+        let (router, _) = router();
+        assert!(!router.fanout.accepts_packed(2), "nothing announced yet");
+        router.fanout.set_peer_interest(2, vec![], true);
+        assert!(router.fanout.accepts_packed(2));
+        let change = Interest { channel: "c".into(), owner: 1, subscribed: true };
+        router.fanout.apply_peer_interest(2, change);
+        assert!(router.fanout.accepts_packed(2), "an interest change keeps what the replay said");
+        router.fanout.set_peer_interest(2, vec![], false);
+        assert!(!router.fanout.accepts_packed(2), "a peer restarted on an older version");
+        router.fanout.set_peer_interest(2, vec![], true);
+        router.fanout.forget_peer(2);
+        assert!(!router.fanout.accepts_packed(2));
     }
 }
