@@ -13,6 +13,7 @@ Run it through benches/compare.sh, which builds and installs what it needs.
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -152,6 +153,16 @@ class Target:
                 pass
         return best
 
+    def cpu_seconds(self):
+        """User + system CPU time of the server processes so far, one entry each."""
+        tick = os.sysconf("SC_CLK_TCK")
+        times = []
+        for p in self.procs:
+            with open(f"/proc/{p.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            times.append((int(fields[11]) + int(fields[12])) / tick)
+        return times
+
     def stop(self):
         for p in self.procs:
             p.terminate()
@@ -176,13 +187,25 @@ def run_bench(binary, target, args, duration):
 
     sampler = threading.Thread(target=sample)
     sampler.start()
+    servers_before = target.cpu_seconds()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True)
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    servers_after = target.cpu_seconds()
     done.set()
     sampler.join()
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
     report = json.loads(out.stdout)
     report["server_rss_mib"] = peak[0]
+    # CPU spent per delivered message (whole run, settle included): what each
+    # side costs, independent of how the two shared cores were scheduled.
+    delivered = report["delivered_per_s"] * report["seconds"]
+    if delivered > 0:
+        per_msg = lambda seconds: seconds / delivered * 1e6
+        report["server_cpu_us_per_msg"] = [per_msg(a - b) for a, b in zip(servers_after, servers_before)]
+        bench = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+        report["bench_cpu_us_per_msg"] = per_msg(bench)
     return report
 
 
@@ -260,6 +283,22 @@ def print_tables(results, targets, workloads):
         q = [median_of(rs, lambda r, k=k: r["latency_us"][k]) for k in ("p50", "p99", "p999")]
         cells.append(" / ".join(f"{v:.0f}" for v in q) if None not in q else ("error" if rs else "not run"))
     print("| " + " | ".join(cells) + " |")
+    print("\n### CPU per delivered message, µs: server processes (node 1 + node 2 + node 3) / load generator, median of rounds\n")
+    print("| workload | " + " | ".join(targets) + " |")
+    print("|---" * (len(targets) + 1) + "|")
+    for wname, _ in workloads:
+        if "W=4096" not in wname:
+            continue
+        cells = []
+        for t in targets:
+            rs = [r for r in results.get((wname, t), []) if "server_cpu_us_per_msg" in r]
+            if not rs:
+                cells.append("—")
+                continue
+            nodes = [statistics.median(r["server_cpu_us_per_msg"][i] for r in rs) for i in range(len(rs[0]["server_cpu_us_per_msg"]))]
+            bench = statistics.median(r["bench_cpu_us_per_msg"] for r in rs)
+            cells.append(" + ".join(f"{n:.2f}" for n in nodes) + f" / {bench:.2f}")
+        print(f"| {wname} | " + " | ".join(cells) + " |")
     print("\n### Server memory: peak RSS during 1→20 open loop, MiB (largest process), max of rounds\n")
     print("| " + " | ".join(targets) + " |")
     print("|---" * len(targets) + "|")

@@ -14,7 +14,9 @@ if ! command -v nats-server >/dev/null; then
 fi
 scripts/hpfeeds-venv >/dev/null
 venv="${HPFRIENDS_VENV:-/var/tmp/hpfriends-venv}"
-[ -x "$venv/bin/hpfeeds-broker" ] ||
+# The client's package installs the hpfeeds-broker script too, without the
+# broker's dependencies: check that the broker can actually be imported.
+"$venv/bin/python" -c 'import hpfeeds.scripts.broker' 2>/dev/null ||
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'hpfeeds[broker]==3.1.0'
 cargo build --quiet --release -p hpfriends --bin hpfriends
 target="${CARGO_TARGET_DIR:-/var/tmp/hpfriends-target}"

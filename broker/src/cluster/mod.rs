@@ -177,6 +177,8 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
     }
 }
 
+/// Messages handed to gRPC and not yet encoded, per link.
+const LINK_FRAMES_IN_FLIGHT: usize = 8;
 /// Most publishes sent to a peer in one message.
 const MAX_BATCH: usize = 256;
 /// A batch stops growing at this many frame bytes.
@@ -286,7 +288,10 @@ async fn run_link(
             }
         };
         let client = FanoutClient::with_interceptor(channel, auth.clone());
-        let (tx, rx) = mpsc::channel::<PeerFrame>(1024);
+        // Small: the link queue (`peer_queue_messages`) is the buffer. Frames
+        // waiting here (up to 256 publishes each) would hold a `dropped`
+        // notice back until after later subscribers joined.
+        let (tx, rx) = mpsc::channel::<PeerFrame>(LINK_FRAMES_IN_FLIGHT);
         // The replay goes first; changes queued before it are already in it.
         let replay = router.with_local_interest(|pairs| {
             while receivers.control.try_recv().is_ok() {}
