@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hpfriends_consensus::peer_auth::{PeerAuth, RequirePeer, HEADER_NODE};
 use hpfriends_consensus::proto::fanout_client::FanoutClient;
 use hpfriends_consensus::proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
-use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hpfriends_consensus::proto::{
     peer_frame, Interest, InterestSet, LinkClosed, PackedPublishes, PeerFrame, Publish, PublishBatch,
 };
@@ -49,7 +49,8 @@ pub fn service(
         shutdown,
         delivered: metrics::counter!("hpfriends_messages_delivered_total"),
         delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
-    }).max_decoding_message_size(MAX_PEER_MESSAGE);
+    })
+    .max_decoding_message_size(MAX_PEER_MESSAGE);
     InterceptedService::new(server, RequirePeer(auth))
 }
 
@@ -328,8 +329,7 @@ async fn run_link(
                     .map(|(channel, owner)| Interest { channel, owner, subscribed: false })
                     .collect();
                 let notice = InterestSet { entries, accepts_packed: false };
-                if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(notice)) }).await.is_err()
-                {
+                if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(notice)) }).await.is_err() {
                     break;
                 }
             }

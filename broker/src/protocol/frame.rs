@@ -370,7 +370,10 @@ mod tests {
         let mut buf = Bytes::from([&a[..], &b[..], &a[..3]].concat());
         let limits = Limits::default();
         assert_eq!(split_frame(&mut buf, &limits).unwrap().opcode(), Opcode::Publish);
-        assert_eq!(split_frame(&mut buf, &limits).unwrap(), Frame::Subscribe { ident: "i".into(), channel: "c".into() });
+        assert_eq!(
+            split_frame(&mut buf, &limits).unwrap(),
+            Frame::Subscribe { ident: "i".into(), channel: "c".into() }
+        );
         let cut = split_frame(&mut buf, &limits).unwrap_err();
         assert_eq!(cut.to_string(), "malformed trailing frame: fewer than 5 bytes left");
         let mut short = a.slice(..a.len() - 1);
