@@ -56,7 +56,7 @@ struct PublishMetrics {
 /// Most bytes gathered into one write syscall when a subscriber is busy.
 const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Bytes asked of the socket per read: a busy publisher's frames arrive
-/// hundreds per syscall (tokio-util's default of 8 KiB tripled the reads).
+/// hundreds per syscall (tokio-util's 8 KiB default cost seven times the reads).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 /// How long a closing session waits to flush its last frames.
 const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
