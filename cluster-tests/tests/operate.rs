@@ -275,9 +275,11 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
 /// backend UP (CSV: proxy name, server name, ..., status in column 18).
 fn all_up(stats: SocketAddr) -> Option<()> {
     let (_, csv) = http_get(stats, "/stats;csv").ok()?;
-    let servers: Vec<Vec<&str>> =
-        csv.lines().map(|l| l.split(',').collect::<Vec<_>>()).filter(|f| f.len() > 17 && f[0] == "brokers").collect();
-    let nodes: Vec<&Vec<&str>> = servers.iter().filter(|f| f[1].starts_with("node")).collect();
+    let nodes: Vec<Vec<&str>> = csv
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f.len() > 17 && f[0] == "brokers" && f[1].starts_with("node"))
+        .collect();
     (nodes.len() == 3 && nodes.iter().all(|f| f[17] == "UP")).then_some(())
 }
 

@@ -55,22 +55,11 @@ pub fn service(
 }
 
 impl FanoutService {
-    /// Delivers a peer's publishes locally; counters once per batch.
-    fn deliver(&self, publishes: impl IntoIterator<Item = Publish>) {
+    /// Delivers a peer's publishes locally: `feed` hands each (owner,
+    /// channel, frame) to its argument. Counted once per message from the peer.
+    fn deliver<T>(&self, feed: impl FnOnce(&mut dyn FnMut(UserId, &[u8], &Bytes)) -> T) -> T {
         let (mut messages, mut bytes) = (0, 0);
-        for p in publishes {
-            let d = self.router.publish_from_peer(p.owner, &p.channel, &p.frame);
-            messages += d.delivered;
-            bytes += d.delivered * p.frame.len();
-        }
-        self.delivered.increment(messages as u64);
-        self.delivered_bytes.increment(bytes as u64);
-    }
-
-    /// Delivers packed publishes (see `pack`).
-    fn deliver_packed(&self, records: Bytes) -> Result<(), String> {
-        let (mut messages, mut bytes) = (0, 0);
-        let result = unpack(records, |owner, channel, frame| {
+        let result = feed(&mut |owner, channel, frame| {
             let d = self.router.publish_from_peer(owner, channel, frame);
             messages += d.delivered;
             bytes += d.delivered * frame.len();
@@ -103,11 +92,13 @@ impl FanoutRpc for FanoutService {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
                     peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries, set.accepts_packed),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
-                    peer_frame::Kind::Publish(p) => self.deliver([p]),
-                    peer_frame::Kind::Batch(batch) => self.deliver(batch.publishes),
+                    peer_frame::Kind::Publish(p) => self.deliver(|each| each(p.owner, &p.channel, &p.frame)),
+                    peer_frame::Kind::Batch(batch) => {
+                        self.deliver(|each| batch.publishes.iter().for_each(|p| each(p.owner, &p.channel, &p.frame)))
+                    }
                     peer_frame::Kind::Packed(packed) => {
                         // A broken record ends the link; the peer reconnects and replays.
-                        if let Err(e) = self.deliver_packed(packed.records) {
+                        if let Err(e) = self.deliver(|each| unpack(packed.records, each)) {
                             let e = format!("malformed packed publishes: {e}");
                             tracing::warn!(peer, "closing fan-out link from peer: {e}");
                             break Err(Status::invalid_argument(e));
