@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use relay::RelayArgs;
+use wire::Login;
 pub use wire::Protocol;
-use wire::{Incoming, Login};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -206,8 +206,9 @@ impl Shared {
     }
 }
 
-/// Frames written per syscall by a publisher at full speed.
-const PUBLISH_BATCH: u64 = 64;
+/// Payload bytes a publisher at full speed writes per syscall (one frame at
+/// least), as a buffering client does: 64 KiB is also what the broker reads at once.
+const PUBLISH_BATCH_BYTES: usize = 64 * 1024;
 /// How long subscriptions may take to become live everywhere.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -249,11 +250,19 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
         let (mut reader, writer) = wire::connect(args.protocol, addr, &pub_login).await?;
         // A publisher reads only to see why the server closed it.
         publisher_errors.push(tokio::spawn(async move {
-            let mut pings = 0;
-            match reader.next(&mut pings).await {
-                Ok(Incoming::Closed(text)) => text,
-                Ok(Incoming::Payload(_)) => "unexpected delivery to a publisher".into(),
-                Err(e) => e.to_string(),
+            let (mut pings, mut delivered) = (0, false);
+            loop {
+                let more = match reader.fill().await {
+                    Ok(more) => more,
+                    Err(e) => return format!("{e:#}"),
+                };
+                match reader.drain(&mut pings, |_| delivered = true) {
+                    _ if delivered => return "unexpected delivery to a publisher".to_string(),
+                    Ok(Some(text)) => return text,
+                    Err(e) => return format!("{e:#}"),
+                    Ok(None) if !more => return CLOSED_BY_SERVER.to_string(),
+                    Ok(None) => {}
+                }
             }
         }));
         writers.push(writer);
@@ -331,9 +340,12 @@ async fn publish(
 ) -> anyhow::Result<()> {
     let mut payload = vec![0u8; size];
     let mut seq = 0u64;
+    let batch = (PUBLISH_BATCH_BYTES / size).max(1) as u64;
+    // One send time per batch: its frames leave in one write.
     let mut put = |w: &mut wire::Writer, n: u64| {
+        let sent_ns = shared.now_ns();
         for _ in 0..n {
-            Stamp { probe: false, publisher: j as u32, seq, sent_ns: shared.now_ns() }.write(&mut payload);
+            Stamp { probe: false, publisher: j as u32, seq, sent_ns }.write(&mut payload);
             w.publish(&payload);
             seq += 1;
         }
@@ -341,9 +353,9 @@ async fn publish(
     match mode {
         Mode::Open => {
             while Instant::now() < deadline {
-                put(&mut w, PUBLISH_BATCH);
+                put(&mut w, batch);
                 w.flush().await?;
-                shared.published.fetch_add(PUBLISH_BATCH, Ordering::AcqRel);
+                shared.published.fetch_add(batch, Ordering::AcqRel);
             }
         }
         Mode::Rate(total) => {
@@ -373,7 +385,7 @@ async fn publish(
                     let _ = tokio::time::timeout(Duration::from_millis(1), notified).await;
                     continue;
                 }
-                let n = (window - in_flight).min(PUBLISH_BATCH);
+                let n = (window - in_flight).min(batch);
                 put(&mut w, n);
                 // Counted before the write, so in_flight never undercounts.
                 shared.published.fetch_add(n, Ordering::AcqRel);
@@ -391,8 +403,8 @@ struct SubscriberResult {
     closed: Option<String>,
 }
 
-/// Subscribers wake closed-loop publishers every this many messages.
-const PROGRESS_EVERY: u64 = 64;
+/// Why a connection ended when the server closed it without an ERROR.
+const CLOSED_BY_SERVER: &str = "connection closed by the server";
 
 async fn subscribe(
     i: usize,
@@ -412,10 +424,32 @@ async fn subscribe(
     };
     let mut pings = 0;
     loop {
-        let incoming = tokio::select! {
+        let more = tokio::select! {
             _ = stop.cancelled() => break,
-            r = reader.next(&mut pings) => r,
+            r = reader.fill() => r,
         };
+        // One arrival time per read: its frames reached us together.
+        let now = shared.now_ns();
+        let before = result.received;
+        let ended = reader.drain(&mut pings, |payload| {
+            let Some(stamp) = Stamp::read(payload) else { return };
+            let Some(expected) = next_seq.get_mut(stamp.publisher as usize) else { return };
+            if stamp.probe {
+                state.probed[stamp.publisher as usize].store(true, Ordering::Release);
+                return;
+            }
+            result.latency.saturating_record(now.saturating_sub(stamp.sent_ns).max(1));
+            if stamp.seq < *expected {
+                result.out_of_order += 1;
+            } else {
+                *expected = stamp.seq + 1;
+            }
+            result.received += 1;
+        });
+        if result.received > before {
+            state.received.fetch_add(result.received - before, Ordering::AcqRel);
+            shared.progress.notify_waiters();
+        }
         if pings > 0 {
             wire::pong(&mut writer, std::mem::take(&mut pings));
             if writer.flush().await.is_err() {
@@ -423,34 +457,13 @@ async fn subscribe(
                 break;
             }
         }
-        let payload = match incoming {
-            Ok(Incoming::Payload(p)) => p,
-            Ok(Incoming::Closed(text)) => {
-                result.closed = Some(text);
-                break;
-            }
-            Err(e) => {
-                result.closed = Some(format!("{e:#}"));
-                break;
-            }
+        result.closed = match (ended, more) {
+            (Ok(None), Ok(true)) => continue,
+            (Ok(Some(text)), _) => Some(text),
+            (Err(e), _) | (_, Err(e)) => Some(format!("{e:#}")),
+            (Ok(None), Ok(false)) => Some(CLOSED_BY_SERVER.into()),
         };
-        let Some(stamp) = Stamp::read(&payload) else { continue };
-        let Some(expected) = next_seq.get_mut(stamp.publisher as usize) else { continue };
-        if stamp.probe {
-            state.probed[stamp.publisher as usize].store(true, Ordering::Release);
-            continue;
-        }
-        result.latency.saturating_record(shared.now_ns().saturating_sub(stamp.sent_ns).max(1));
-        if stamp.seq < *expected {
-            result.out_of_order += 1;
-        } else {
-            *expected = stamp.seq + 1;
-        }
-        result.received += 1;
-        state.received.fetch_add(1, Ordering::AcqRel);
-        if result.received % PROGRESS_EVERY == 0 {
-            shared.progress.notify_waiters();
-        }
+        break;
     }
     if result.closed.is_some() {
         state.closed.store(true, Ordering::Release);

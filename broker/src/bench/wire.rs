@@ -112,35 +112,31 @@ impl Writer {
     }
 }
 
-/// What a subscriber reads.
-pub enum Incoming {
-    Payload(Bytes),
-    /// The server closed the connection, with its error text if it sent one.
-    Closed(String),
-}
-
 impl Reader {
-    /// The next delivered payload; other frames are skipped (NATS PINGs are
-    /// counted in `pings`, for the caller to answer with [`pong`]).
-    pub async fn next(&mut self, pings: &mut u32) -> anyhow::Result<Incoming> {
+    /// Waits for more bytes from the server (one read); false once it closed
+    /// the connection. Cancel-safe.
+    pub async fn fill(&mut self) -> anyhow::Result<bool> {
+        Ok(self.half.read_buf(&mut self.buf).await? > 0)
+    }
+
+    /// Hands every delivered payload complete in the buffer to `each`, in
+    /// order; other frames are skipped (NATS PINGs are counted in `pings`,
+    /// for the caller to answer with [`pong`]). `Some(text)` when the server
+    /// sent an error, which ends the connection.
+    pub fn drain(&mut self, pings: &mut u32, mut each: impl FnMut(&[u8])) -> anyhow::Result<Option<String>> {
         loop {
             match self.protocol {
                 Protocol::Hpfeeds => match decode(&mut self.buf, &self.limits)? {
-                    Some(Frame::Publish { payload, .. }) => return Ok(Incoming::Payload(payload)),
-                    Some(Frame::Error { message }) => {
-                        return Ok(Incoming::Closed(String::from_utf8_lossy(&message).into_owned()))
-                    }
-                    Some(_) => continue,
-                    None => {}
+                    Some(Frame::Publish { payload, .. }) => each(&payload),
+                    Some(Frame::Error { message }) => return Ok(Some(String::from_utf8_lossy(&message).into_owned())),
+                    Some(_) => {}
+                    None => return Ok(None),
                 },
-                Protocol::Nats => {
-                    if let Some(incoming) = self.nats_message(pings)? {
-                        return Ok(incoming);
-                    }
-                }
-            }
-            if self.half.read_buf(&mut self.buf).await? == 0 {
-                return Ok(Incoming::Closed("connection closed by the server".into()));
+                Protocol::Nats => match self.nats_message(pings)? {
+                    Some(NatsMessage::Payload(payload)) => each(&payload),
+                    Some(NatsMessage::Error(text)) => return Ok(Some(text)),
+                    None => return Ok(None),
+                },
             }
         }
     }
@@ -171,7 +167,7 @@ impl Reader {
 
     /// One NATS protocol message from the buffer, if complete: `MSG subject
     /// sid len\r\npayload\r\n`, `PING`, `+OK`, `-ERR '...'`.
-    fn nats_message(&mut self, pings: &mut u32) -> anyhow::Result<Option<Incoming>> {
+    fn nats_message(&mut self, pings: &mut u32) -> anyhow::Result<Option<NatsMessage>> {
         loop {
             let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") else { return Ok(None) };
             let line = &self.buf[..end];
@@ -186,11 +182,11 @@ impl Reader {
                 self.buf.advance(end + 2);
                 let payload = self.buf.split_to(len).freeze();
                 self.buf.advance(2);
-                return Ok(Some(Incoming::Payload(payload)));
+                return Ok(Some(NatsMessage::Payload(payload)));
             }
             if line.starts_with(b"-ERR") {
                 let text = String::from_utf8_lossy(line).into_owned();
-                return Ok(Some(Incoming::Closed(text)));
+                return Ok(Some(NatsMessage::Error(text)));
             }
             if line == b"PING" {
                 *pings += 1;
@@ -198,6 +194,11 @@ impl Reader {
             self.buf.advance(end + 2); // +OK, PONG, INFO updates
         }
     }
+}
+
+enum NatsMessage {
+    Payload(Bytes),
+    Error(String),
 }
 
 /// A PONG for each PING the reader saw (NATS closes clients that do not answer).
