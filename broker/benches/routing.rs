@@ -5,7 +5,6 @@
 //!
 //! cargo bench -p hpfriends --bench routing
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -16,7 +15,7 @@ use hpfriends_broker::protocol::{decode, Frame, Limits};
 use hpfriends_broker::routing::{Router, Subscriber};
 use hpfriends_consensus::{KeyEntry, View};
 use hpfriends_graph::synthetic::{self, Shape};
-use hpfriends_graph::{AuthKey, Command, Graph, ShareKind, SharingIndex, Target, UserId};
+use hpfriends_graph::{AuthKey, Command, Graph, LookupMap, ShareKind, SharingIndex, Target, UserId};
 use tokio_util::sync::CancellationToken;
 
 const SUBSCRIBERS: usize = 10;
@@ -44,7 +43,8 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
         publish: vec![channel.into()],
         subscribe: vec![],
     };
-    let keys: HashMap<String, Arc<KeyEntry>> = HashMap::from([("pub-key".into(), Arc::new(KeyEntry { key, owner }))]);
+    let keys: LookupMap<String, Arc<KeyEntry>> =
+        [("pub-key".into(), Arc::new(KeyEntry { key, owner }))].into_iter().collect();
     let router = Router::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), 16 * 1024);
     let mut receivers = Vec::new();
     for (i, r) in readers.iter().enumerate() {

@@ -5,13 +5,12 @@
 //! into each qualifying subscriber's bounded queue. No lock is taken per
 //! message; subscription changes copy the table and swap it in.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hpfriends_consensus::View;
-use hpfriends_graph::{Readers, UserId};
+use hpfriends_graph::{LookupMap, Readers, UserId};
 
 pub mod fanout;
 
@@ -26,7 +25,7 @@ pub struct Subscriber {
     pub out: Outbound,
 }
 
-type Table = HashMap<Bytes, Arc<[Subscriber]>>;
+type Table = LookupMap<Bytes, Arc<[Subscriber]>>;
 
 pub struct Router {
     subscriptions: ArcSwap<Table>,
@@ -48,7 +47,7 @@ impl Router {
     /// `peer_queue_messages`: publishes queued for one peer node, at most.
     pub fn new(view: Arc<View>, peer_queue_messages: usize) -> Self {
         Router {
-            subscriptions: ArcSwap::from_pointee(Table::new()),
+            subscriptions: ArcSwap::from_pointee(Table::default()),
             subscriptions_write: Mutex::new(()),
             view: ArcSwap::new(view),
             fanout: fanout::Fanout::new(peer_queue_messages),

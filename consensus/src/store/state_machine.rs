@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, SharingIndex, UserId};
+use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, LookupMap, SharingIndex, UserId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
@@ -33,7 +33,7 @@ pub struct KeyEntry {
 pub struct View {
     pub index: SharingIndex,
     /// By ident.
-    pub keys: Arc<HashMap<String, Arc<KeyEntry>>>,
+    pub keys: Arc<LookupMap<String, Arc<KeyEntry>>>,
     pub last_applied: Option<LogId>,
 }
 
@@ -69,7 +69,7 @@ struct MachineState {
     membership: StoredMembership<NodeId, NodeInfo>,
     graph: Graph,
     index: SharingIndex,
-    keys: Arc<HashMap<String, Arc<KeyEntry>>>,
+    keys: Arc<LookupMap<String, Arc<KeyEntry>>>,
     recent: RecentRequests,
 }
 
@@ -118,7 +118,7 @@ impl MachineState {
     }
 }
 
-fn key_table(graph: &Graph) -> HashMap<String, Arc<KeyEntry>> {
+fn key_table(graph: &Graph) -> LookupMap<String, Arc<KeyEntry>> {
     graph
         .keys()
         .filter_map(|k| {
