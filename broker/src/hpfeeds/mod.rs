@@ -4,3 +4,4 @@ pub mod close;
 pub mod listener;
 pub mod outbound;
 pub mod session;
+pub mod writer;

@@ -8,16 +8,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hpfriends_consensus::KeyEntry;
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::close::CloseReason;
-use super::outbound::{outbound, OutboundReceiver};
+use super::outbound::outbound;
+use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
 use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info};
 use crate::protocol::{Codec, Frame, FrameError, Limits};
@@ -53,13 +54,9 @@ struct PublishMetrics {
     delivered_bytes: metrics::Counter,
 }
 
-/// Most bytes gathered into one write syscall when a subscriber is busy.
-const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Bytes asked of the socket per read: a busy publisher's frames arrive
 /// hundreds per syscall (tokio-util's 8 KiB default cost seven times the reads).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// How long a closing session waits to flush its last frames.
-const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A session ended with this reason and, for protocol errors, this ERROR text.
 struct Ending {
@@ -121,10 +118,7 @@ impl Sessions {
         // Cancelled by an overflow or a failed write: the connection is lost.
         let close = CancellationToken::new();
         let (out, out_rx) = outbound(self.config.max_outbound_bytes, close.clone());
-        let mut sink = FramedWrite::new(write_half, Codec::default());
-        // FramedWrite flushes at 8 KiB by default; the writer batches up to WRITE_BATCH_BYTES.
-        sink.set_backpressure_boundary(WRITE_BATCH_BYTES);
-        let mut writer = tokio::spawn(write_loop(sink, out_rx, close.clone()));
+        let mut writer = tokio::spawn(write_loop(write_half, out_rx, close.clone()));
 
         let nonce: [u8; 4] = rand::random();
         out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
@@ -314,57 +308,5 @@ async fn login<S: AsyncRead>(
             CloseReason::AuthFailed,
             format!("Authentication failed for {}", String::from_utf8_lossy(&ident)),
         )),
-    }
-}
-
-/// Writes queued frames, many per syscall when the client is behind.
-async fn write_loop<S: AsyncWrite>(
-    mut sink: FramedWrite<WriteHalf<S>, Codec>,
-    mut queue: OutboundReceiver,
-    close: CancellationToken,
-) {
-    loop {
-        let first = tokio::select! {
-            biased;
-            _ = close.cancelled() => break,
-            frame = queue.rx.recv() => match frame {
-                Some(f) => f,
-                None => {
-                    // Every sender is gone: the session ended and queued its last frames.
-                    let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, sink.close()).await;
-                    return;
-                }
-            },
-        };
-        let mut batch = first.len();
-        let mut result = sink.feed(first).await;
-        while result.is_ok() && batch < WRITE_BATCH_BYTES {
-            let Ok(next) = queue.rx.try_recv() else { break };
-            batch += next.len();
-            result = sink.feed(next).await;
-        }
-        let result = match result {
-            Ok(()) => tokio::select! {
-                biased;
-                _ = close.cancelled() => break,
-                r = sink.flush() => r,
-            },
-            Err(e) => Err(e),
-        };
-        queue.written(batch);
-        if result.is_err() {
-            close.cancel();
-            return;
-        }
-    }
-    // Closed from outside: an overflow or a shutdown. Free the queue at once.
-    let error = queue.slow_consumer_error();
-    drop(queue);
-    if let Some(msg) = error {
-        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
-            let _ = sink.send(encode_error(msg)).await;
-            let _ = sink.close().await;
-        })
-        .await;
     }
 }

@@ -1,7 +1,8 @@
-//! `tokio_util` codec over [`frame::decode`]: frames in, pre-encoded bytes out.
+//! `tokio_util` decoder over [`frame::decode`]. Outbound frames are encoded
+//! once, shared between subscribers and written as they are (`hpfeeds::writer`).
 
-use bytes::{Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use bytes::BytesMut;
+use tokio_util::codec::Decoder;
 
 use super::frame::{decode, Frame, FrameError, Limits};
 
@@ -24,16 +25,5 @@ impl Decoder for Codec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         Ok(decode(src, &self.limits)?)
-    }
-}
-
-/// Outbound frames are encoded once (and shared between subscribers) before
-/// they reach a connection, so encoding is a copy into the write buffer.
-impl Encoder<Bytes> for Codec {
-    type Error = CodecError;
-
-    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), CodecError> {
-        dst.extend_from_slice(&item);
-        Ok(())
     }
 }
