@@ -43,8 +43,11 @@ fn describe() {
         "hpfeeds_broker_connection_error",
         "connections closed for a reason other than the client leaving, by category (slow_consumer, auth_failed, ...)"
     );
-    describe_counter!("hpfriends_fanout_messages_total", "publishes queued to a peer node's link");
-    describe_counter!("hpfriends_fanout_bytes_total", "bytes of publishes queued to a peer node's link");
+    describe_counter!("hpfriends_fanout_messages_total", "publishes sent to a peer node (taken from its link queue)");
+    describe_counter!(
+        "hpfriends_fanout_bytes_total",
+        "bytes of publishes sent to a peer node (taken from its link queue)"
+    );
     describe_counter!("hpfriends_fanout_dropped_total", "publishes dropped because a peer link's queue was full");
     describe_gauge!("hpfriends_peer_link_up", "1 while the outbound fan-out link to a peer has replayed interest");
     describe_gauge!("hpfriends_raft_role", "1 for this node's current Raft role");

@@ -307,7 +307,9 @@ async fn run_link(
                 }
                 Some(change) = receivers.control.recv() => PeerFrame { kind: Some(peer_frame::Kind::Interest(change)) },
                 Some(first) = receivers.data.recv() => {
-                    batch_frame(take_batch(first, &mut receivers.data), router.fanout.accepts_packed(peer))
+                    let batch = take_batch(first, &mut receivers.data);
+                    queue.sent(batch.len(), batch.iter().map(|p| p.frame.len()).sum());
+                    batch_frame(batch, router.fanout.accepts_packed(peer))
                 }
             };
             if tx.send(frame).await.is_err() {

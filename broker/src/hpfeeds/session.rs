@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use hpfriends_consensus::KeyEntry;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
@@ -57,6 +57,43 @@ struct PublishMetrics {
 /// Bytes asked of the socket per read: a busy publisher's frames arrive
 /// hundreds per syscall (tokio-util's 8 KiB default cost seven times the reads).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// One session's publish counts not yet added to the shared counters: added
+/// once per read from the client (and at the end) instead of per message.
+#[derive(Default)]
+struct PendingCounts<'a> {
+    metrics: Option<&'a PublishMetrics>,
+    by_ident: Option<(metrics::Counter, metrics::Counter)>,
+    received: u64,
+    received_bytes: u64,
+    delivered: u64,
+    delivered_bytes: u64,
+}
+
+impl PendingCounts<'_> {
+    fn flush(&mut self) {
+        if self.received == 0 {
+            return;
+        }
+        if let Some(m) = self.metrics {
+            m.received.increment(self.received);
+            m.received_bytes.increment(self.received_bytes);
+            m.delivered.increment(self.delivered);
+            m.delivered_bytes.increment(self.delivered_bytes);
+        }
+        if let Some((count, size)) = &self.by_ident {
+            count.increment(self.received);
+            size.increment(self.received_bytes);
+        }
+        (self.received, self.received_bytes, self.delivered, self.delivered_bytes) = (0, 0, 0, 0);
+    }
+}
+
+impl Drop for PendingCounts<'_> {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
 
 /// A session ended with this reason and, for protocol errors, this ERROR text.
 struct Ending {
@@ -186,8 +223,17 @@ impl Sessions {
                 metrics::counter!("hpfriends_ident_publish_size", "ident" => label),
             )
         });
+        let mut counts = PendingCounts { metrics: Some(&self.publish_metrics), by_ident, ..Default::default() };
         loop {
-            let frame = match next_frame(reader).await {
+            // Counts go to the shared counters before the session waits for its client.
+            let next = match reader.next().now_or_never() {
+                Some(next) => next,
+                None => {
+                    counts.flush();
+                    reader.next().await
+                }
+            };
+            let frame = match frame_or_ending(next) {
                 Ok(frame) => frame,
                 Err(ending) => return ending,
             };
@@ -208,16 +254,11 @@ impl Sessions {
                             format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
                         );
                     }
-                    let m = &self.publish_metrics;
-                    m.received.increment(1);
-                    m.received_bytes.increment(payload.len() as u64);
                     let d = self.router.publish(current.owner, &channel, &raw);
-                    m.delivered.increment(d.delivered as u64);
-                    m.delivered_bytes.increment((d.delivered * raw.len()) as u64);
-                    if let Some((count, size)) = &by_ident {
-                        count.increment(1);
-                        size.increment(payload.len() as u64);
-                    }
+                    counts.received += 1;
+                    counts.received_bytes += payload.len() as u64;
+                    counts.delivered += d.delivered as u64;
+                    counts.delivered_bytes += (d.delivered * raw.len()) as u64;
                 }
                 Frame::Subscribe { ident: fi, channel } => {
                     if fi != ident {
@@ -269,7 +310,11 @@ fn unexpected(frame: &Frame) -> Ending {
 
 /// Reads the next frame; decoding problems become an ERROR that names them.
 async fn next_frame<S: AsyncRead>(reader: &mut FramedRead<ReadHalf<S>, Codec>) -> Result<Frame, Ending> {
-    match reader.next().await {
+    frame_or_ending(reader.next().await)
+}
+
+fn frame_or_ending(next: Option<Result<Frame, CodecError>>) -> Result<Frame, Ending> {
+    match next {
         Some(Ok(frame)) => Ok(frame),
         None => Err(Ending::quiet(CloseReason::ClientClosed)),
         Some(Err(CodecError::Io(e))) => {

@@ -6,7 +6,7 @@
 //! stalls the publisher. Interest changes travel on a separate queue and are
 //! never dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hpfriends_consensus::proto::{Interest, Publish};
 use hpfriends_consensus::NodeId;
-use hpfriends_graph::{Readers, UserId};
+use hpfriends_graph::{LookupMap, Readers, UserId};
 use tokio::sync::mpsc;
 
 /// The sending side of one outbound link.
@@ -50,6 +50,13 @@ pub enum LinkState {
 }
 
 impl LinkQueue {
+    /// The link task took these publishes from the queue to send them
+    /// (counted per batch, not per publish on the publish path).
+    pub fn sent(&self, messages: usize, bytes: usize) {
+        self.sent_messages.increment(messages as u64);
+        self.sent_bytes.increment(bytes as u64);
+    }
+
     /// The pairs with dropped publishes since the last call, for the peer.
     pub fn take_dropped(&self) -> Vec<(Bytes, UserId)> {
         if !self.has_dropped.swap(false, Ordering::AcqRel) {
@@ -82,15 +89,15 @@ pub struct LinkReceivers {
 /// takes packed publishes.
 #[derive(Clone, Default)]
 struct PeerInterest {
-    channels: HashMap<Bytes, Vec<UserId>>,
+    channels: LookupMap<Bytes, Vec<UserId>>,
     accepts_packed: bool,
 }
 
 pub struct Fanout {
     /// Publishes waiting for one peer link, at most.
     queue_messages: usize,
-    links: ArcSwap<HashMap<NodeId, Arc<LinkQueue>>>,
-    peer_interest: ArcSwap<HashMap<NodeId, Arc<PeerInterest>>>,
+    links: ArcSwap<LookupMap<NodeId, Arc<LinkQueue>>>,
+    peer_interest: ArcSwap<LookupMap<NodeId, Arc<PeerInterest>>>,
     /// Serializes writers of `links` and `peer_interest`.
     write: Mutex<()>,
 }
@@ -114,17 +121,11 @@ impl Fanout {
             }
             let Some(link) = links.get(peer) else { continue };
             let publish = Publish { owner, frame: frame.clone(), channel: channel.clone() };
-            match link.data.try_send(publish) {
-                Ok(()) => {
-                    link.sent_messages.increment(1);
-                    link.sent_bytes.increment(frame.len() as u64);
-                }
-                Err(_) => {
-                    link.dropped.fetch_add(1, Ordering::Relaxed);
-                    link.dropped_messages.increment(1);
-                    link.dropped_pairs.lock().expect("dropped pairs lock").insert((channel.clone(), owner));
-                    link.has_dropped.store(true, Ordering::Release);
-                }
+            if link.data.try_send(publish).is_err() {
+                link.dropped.fetch_add(1, Ordering::Relaxed);
+                link.dropped_messages.increment(1);
+                link.dropped_pairs.lock().expect("dropped pairs lock").insert((channel.clone(), owner));
+                link.has_dropped.store(true, Ordering::Release);
             }
         }
     }
@@ -197,7 +198,7 @@ impl Fanout {
 
     /// A peer replayed its whole interest set (a new or re-opened stream).
     pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>, accepts_packed: bool) {
-        let mut interest = PeerInterest { channels: HashMap::new(), accepts_packed };
+        let mut interest = PeerInterest { channels: LookupMap::default(), accepts_packed };
         for e in entries.into_iter().filter(|e| e.subscribed) {
             let owners = interest.channels.entry(e.channel).or_default();
             if !owners.contains(&e.owner) {
@@ -236,16 +237,16 @@ impl Fanout {
         });
     }
 
-    fn modify_links(&self, f: impl FnOnce(&mut HashMap<NodeId, Arc<LinkQueue>>)) {
+    fn modify_links(&self, f: impl FnOnce(&mut LookupMap<NodeId, Arc<LinkQueue>>)) {
         let _guard = self.write.lock().expect("fanout lock poisoned");
-        let mut links = HashMap::clone(&self.links.load());
+        let mut links = LookupMap::clone(&self.links.load());
         f(&mut links);
         self.links.store(Arc::new(links));
     }
 
-    fn modify_peers(&self, f: impl FnOnce(&mut HashMap<NodeId, Arc<PeerInterest>>)) {
+    fn modify_peers(&self, f: impl FnOnce(&mut LookupMap<NodeId, Arc<PeerInterest>>)) {
         let _guard = self.write.lock().expect("fanout lock poisoned");
-        let mut peers = HashMap::clone(&self.peer_interest.load());
+        let mut peers = LookupMap::clone(&self.peer_interest.load());
         f(&mut peers);
         self.peer_interest.store(Arc::new(peers));
     }
