@@ -92,13 +92,13 @@ fn large_graph() -> Setup {
 /// taking it off their queues.
 fn route_one(s: &mut Setup, buf: &mut BytesMut) {
     buf.extend_from_slice(&s.wire);
-    let Some(Frame::Publish { ident, channel, raw, .. }) = decode(buf, &Limits::default()).unwrap() else {
+    let Some(Frame::Publish(publish)) = decode(buf, &Limits::default()).unwrap() else {
         unreachable!("a PUBLISH was encoded")
     };
     let view = s.router.view();
-    let entry = view.keys.get(std::str::from_utf8(&ident).unwrap()).unwrap();
-    assert!(entry.key.may_publish(std::str::from_utf8(&channel).unwrap()));
-    let delivery = s.router.publish(entry.owner, &channel, &raw);
+    let entry = view.keys.get(std::str::from_utf8(publish.ident()).unwrap()).unwrap();
+    assert!(entry.key.may_publish(std::str::from_utf8(publish.channel()).unwrap()));
+    let delivery = s.router.publish(entry.owner, &publish);
     debug_assert_eq!(delivery.delivered, SUBSCRIBERS);
     for rx in &mut s.receivers {
         let frame = rx.rx.try_recv().unwrap();

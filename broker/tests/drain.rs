@@ -22,8 +22,8 @@ async fn payloads_until_close(c: &mut Client) -> Vec<Vec<u8>> {
     let mut got = Vec::new();
     loop {
         match c.next().await {
-            Some(Frame::Publish { payload, .. }) if payload.starts_with(b"m") => got.push(payload.to_vec()),
-            Some(Frame::Publish { .. }) => {}
+            Some(Frame::Publish(p)) if p.payload().starts_with(b"m") => got.push(p.payload().to_vec()),
+            Some(Frame::Publish(_)) => {}
             Some(other) => panic!("expected PUBLISH or close, got {other:?}"),
             None => return got,
         }

@@ -127,7 +127,7 @@ impl Reader {
         loop {
             match self.protocol {
                 Protocol::Hpfeeds => match decode(&mut self.buf, &self.limits)? {
-                    Some(Frame::Publish { payload, .. }) => each(&payload),
+                    Some(Frame::Publish(p)) => each(p.payload()),
                     Some(Frame::Error { message }) => return Ok(Some(String::from_utf8_lossy(&message).into_owned())),
                     Some(_) => {}
                     None => return Ok(None),

@@ -229,7 +229,7 @@ fn unpack(mut records: Bytes, mut each: impl FnMut(UserId, &[u8], &Bytes)) -> Re
         }
         let owner = records.get_u32();
         match frame::split_frame(&mut records, &limits) {
-            Ok(Frame::Publish { channel, raw, .. }) => each(owner, &channel, &raw),
+            Ok(Frame::Publish(p)) => each(owner, p.channel(), p.raw()),
             Ok(other) => return Err(format!("{} frame instead of PUBLISH", other.opcode().name())),
             Err(e) => return Err(e.to_string()),
         }

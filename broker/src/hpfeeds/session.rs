@@ -238,27 +238,27 @@ impl Sessions {
                 Err(ending) => return ending,
             };
             match frame {
-                Frame::Publish { ident: fi, channel, payload, raw } => {
-                    if fi != ident {
-                        return wrong_ident(&fi);
+                Frame::Publish(publish) => {
+                    if publish.ident() != ident {
+                        return wrong_ident(publish.ident());
                     }
                     // Re-read the key each time: removing or narrowing it takes effect at once.
                     let view = self.router.view();
                     let Some(current) = view.keys.get(&key.ident) else {
                         return Ending::error(CloseReason::KeyRevoked, format!("Authkey revoked, ident={}", key.ident));
                     };
-                    let chan = String::from_utf8_lossy(&channel);
+                    let chan = String::from_utf8_lossy(publish.channel());
                     if !current.key.may_publish(&chan) {
                         return Ending::error(
                             CloseReason::PublishDenied,
                             format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
                         );
                     }
-                    let d = self.router.publish(current.owner, &channel, &raw);
+                    let d = self.router.publish(current.owner, &publish);
                     counts.received += 1;
-                    counts.received_bytes += payload.len() as u64;
+                    counts.received_bytes += publish.payload().len() as u64;
                     counts.delivered += d.delivered as u64;
-                    counts.delivered_bytes += (d.delivered * raw.len()) as u64;
+                    counts.delivered_bytes += (d.delivered * publish.raw().len()) as u64;
                 }
                 Frame::Subscribe { ident: fi, channel } => {
                     if fi != ident {

@@ -1,7 +1,7 @@
-//! The hpfeeds wire protocol: frames and the tokio codec.
+//! The hpfeeds wire protocol: frames and the tokio decoder.
 
 pub mod codec;
 pub mod frame;
 
 pub use codec::Codec;
-pub use frame::{auth_hash, decode, Frame, FrameError, Limits, Opcode};
+pub use frame::{auth_hash, decode, Frame, FrameError, Limits, Opcode, PublishFrame};

@@ -17,6 +17,8 @@ use hpfriends_consensus::NodeId;
 use hpfriends_graph::{LookupMap, Readers, UserId};
 use tokio::sync::mpsc;
 
+use crate::protocol::PublishFrame;
+
 /// The sending side of one outbound link.
 pub struct LinkQueue {
     pub peer: NodeId,
@@ -107,24 +109,24 @@ impl Fanout {
         Fanout { queue_messages, links: ArcSwap::default(), peer_interest: ArcSwap::default(), write: Mutex::default() }
     }
 
-    /// Sends `frame` to every peer that has a subscriber allowed to read it.
-    pub fn forward(&self, owner: UserId, channel: &Bytes, frame: &Bytes, readers: Option<&Readers>) {
+    /// Sends `publish` to every peer that has a subscriber allowed to read it.
+    pub fn forward(&self, owner: UserId, publish: &PublishFrame, readers: Option<&Readers>) {
         let peers = self.peer_interest.load();
         if peers.is_empty() {
             return;
         }
         let links = self.links.load();
         for (peer, interest) in peers.iter() {
-            let Some(owners) = interest.channels.get(channel.as_ref()) else { continue };
+            let Some(owners) = interest.channels.get(publish.channel()) else { continue };
             if !owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
                 continue;
             }
             let Some(link) = links.get(peer) else { continue };
-            let publish = Publish { owner, frame: frame.clone(), channel: channel.clone() };
-            if link.data.try_send(publish).is_err() {
+            let channel = publish.channel_bytes();
+            if let Err(refused) = link.data.try_send(Publish { owner, frame: publish.raw().clone(), channel }) {
                 link.dropped.fetch_add(1, Ordering::Relaxed);
                 link.dropped_messages.increment(1);
-                link.dropped_pairs.lock().expect("dropped pairs lock").insert((channel.clone(), owner));
+                link.dropped_pairs.lock().expect("dropped pairs lock").insert((refused.into_inner().channel, owner));
                 link.has_dropped.store(true, Ordering::Release);
             }
         }

@@ -15,6 +15,7 @@ use hpfriends_graph::{LookupMap, Readers, UserId};
 pub mod fanout;
 
 use crate::hpfeeds::outbound::Outbound;
+use crate::protocol::PublishFrame;
 
 pub type ConnId = u64;
 
@@ -63,14 +64,15 @@ impl Router {
         self.view.load_full()
     }
 
-    /// Delivers `frame` (the publisher's PUBLISH, unchanged) to every local
-    /// subscriber of `channel` whose owner may read `owner`'s data, and once
-    /// to every peer node that has such a subscriber.
-    pub fn publish(&self, owner: UserId, channel: &Bytes, frame: &Bytes) -> Delivery {
+    /// Delivers the publisher's PUBLISH, unchanged, to every local subscriber
+    /// of its channel whose owner may read `owner`'s data, and once to every
+    /// peer node that has such a subscriber.
+    pub fn publish(&self, owner: UserId, publish: &PublishFrame) -> Delivery {
         let view = self.view.load();
+        let channel = publish.channel();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
-        self.fanout.forward(owner, channel, frame, readers);
-        self.deliver_local(owner, channel.as_ref(), frame, readers)
+        self.fanout.forward(owner, publish, readers);
+        self.deliver_local(owner, channel, publish.raw(), readers)
     }
 
     /// A publish forwarded by a peer: checked again with this node's index
@@ -256,14 +258,14 @@ mod tests {
         router.fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }], true);
         let view = router.view();
         let readers = view.index.readers(jojo, "c");
-        let (channel, frame) = (Bytes::from_static(b"c"), Bytes::from_static(b"frame"));
+        let publish = PublishFrame::new(b"jojo-key", b"c", b"payload");
         for _ in 0..QUEUE {
-            router.fanout.forward(jojo, &channel, &frame, readers);
+            router.fanout.forward(jojo, &publish, readers);
         }
         assert!(queue.take_dropped().is_empty(), "a full queue has dropped nothing yet");
-        router.fanout.forward(jojo, &channel, &frame, readers);
-        router.fanout.forward(jojo, &channel, &frame, readers);
-        assert_eq!(queue.take_dropped(), vec![(channel, jojo)]);
+        router.fanout.forward(jojo, &publish, readers);
+        router.fanout.forward(jojo, &publish, readers);
+        assert_eq!(queue.take_dropped(), vec![(Bytes::from_static(b"c"), jojo)]);
         assert!(queue.take_dropped().is_empty(), "reported once");
         assert_eq!(queue.dropped.load(std::sync::atomic::Ordering::Relaxed), 2);
     }

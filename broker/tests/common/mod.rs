@@ -129,10 +129,10 @@ impl Client {
     /// Next PUBLISH as (ident, channel, payload).
     pub async fn next_publish(&mut self) -> (String, String, Vec<u8>) {
         match self.next().await {
-            Some(Frame::Publish { ident, channel, payload, .. }) => (
-                String::from_utf8_lossy(&ident).into_owned(),
-                String::from_utf8_lossy(&channel).into_owned(),
-                payload.to_vec(),
+            Some(Frame::Publish(p)) => (
+                String::from_utf8_lossy(p.ident()).into_owned(),
+                String::from_utf8_lossy(p.channel()).into_owned(),
+                p.payload().to_vec(),
             ),
             other => panic!("expected PUBLISH, got {other:?}"),
         }
