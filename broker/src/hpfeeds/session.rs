@@ -60,9 +60,8 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// One session's publish counts not yet added to the shared counters: added
 /// once per read from the client (and at the end) instead of per message.
-#[derive(Default)]
 struct PendingCounts<'a> {
-    metrics: Option<&'a PublishMetrics>,
+    metrics: &'a PublishMetrics,
     by_ident: Option<(metrics::Counter, metrics::Counter)>,
     received: u64,
     received_bytes: u64,
@@ -75,12 +74,11 @@ impl PendingCounts<'_> {
         if self.received == 0 {
             return;
         }
-        if let Some(m) = self.metrics {
-            m.received.increment(self.received);
-            m.received_bytes.increment(self.received_bytes);
-            m.delivered.increment(self.delivered);
-            m.delivered_bytes.increment(self.delivered_bytes);
-        }
+        let m = self.metrics;
+        m.received.increment(self.received);
+        m.received_bytes.increment(self.received_bytes);
+        m.delivered.increment(self.delivered);
+        m.delivered_bytes.increment(self.delivered_bytes);
         if let Some((count, size)) = &self.by_ident {
             count.increment(self.received);
             size.increment(self.received_bytes);
@@ -223,7 +221,14 @@ impl Sessions {
                 metrics::counter!("hpfriends_ident_publish_size", "ident" => label),
             )
         });
-        let mut counts = PendingCounts { metrics: Some(&self.publish_metrics), by_ident, ..Default::default() };
+        let mut counts = PendingCounts {
+            metrics: &self.publish_metrics,
+            by_ident,
+            received: 0,
+            received_bytes: 0,
+            delivered: 0,
+            delivered_bytes: 0,
+        };
         loop {
             // Counts go to the shared counters before the session waits for its client.
             let next = match reader.next().now_or_never() {
