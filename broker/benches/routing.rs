@@ -98,7 +98,7 @@ fn route_one(s: &mut Setup, buf: &mut BytesMut) {
     let view = s.router.view();
     let entry = view.keys.get(std::str::from_utf8(publish.ident()).unwrap()).unwrap();
     assert!(entry.key.may_publish(std::str::from_utf8(publish.channel()).unwrap()));
-    let delivery = s.router.publish(entry.owner, &publish);
+    let delivery = s.router.publish(&view, entry.owner, &publish);
     debug_assert_eq!(delivery.delivered, SUBSCRIBERS);
     for rx in &mut s.receivers {
         let frame = rx.rx.try_recv().unwrap();

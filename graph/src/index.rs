@@ -31,7 +31,7 @@ impl Readers {
 }
 
 /// A map the publish path looks up in for every message: foldhash instead of
-/// SipHash (a quarter of the lookups' cost). Its keys are names and ids that
+/// SipHash (SipHash was ~9 % of a node's CPU under load, `perf`). Its keys are names and ids that
 /// operators define, not attacker-chosen strings, so hash flooding is no concern.
 pub type LookupMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 

@@ -259,7 +259,7 @@ impl Sessions {
                             format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
                         );
                     }
-                    let d = self.router.publish(current.owner, &publish);
+                    let d = self.router.publish(&view, current.owner, &publish);
                     counts.received += 1;
                     counts.received_bytes += publish.payload().len() as u64;
                     counts.delivered += d.delivered as u64;

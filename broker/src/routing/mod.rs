@@ -66,9 +66,9 @@ impl Router {
 
     /// Delivers the publisher's PUBLISH, unchanged, to every local subscriber
     /// of its channel whose owner may read `owner`'s data, and once to every
-    /// peer node that has such a subscriber.
-    pub fn publish(&self, owner: UserId, publish: &PublishFrame) -> Delivery {
-        let view = self.view.load();
+    /// peer node that has such a subscriber. `view` is the snapshot the
+    /// caller checked the publisher's key against: one snapshot per publish.
+    pub fn publish(&self, view: &View, owner: UserId, publish: &PublishFrame) -> Delivery {
         let channel = publish.channel();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
         self.fanout.forward(owner, publish, readers);
