@@ -6,13 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use hpfriends_consensus::peer_auth::{PeerAuth, RequirePeer, HEADER_NODE};
 use hpfriends_consensus::proto::fanout_client::FanoutClient;
 use hpfriends_consensus::proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
-use hpfriends_consensus::proto::{
-    peer_frame, Interest, InterestSet, LinkClosed, PackedPublishes, PeerFrame, Publish, PublishBatch,
-};
+use hpfriends_consensus::proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, PublishBatch, PublishRuns};
 use hpfriends_consensus::{ConsensusNode, NodeId};
 use hpfriends_graph::UserId;
 use tokio::sync::mpsc;
@@ -21,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::protocol::frame::{self, Frame, Limits};
-use crate::routing::fanout::{LinkQueue, LinkReceivers, LinkState};
+use crate::protocol::frame::{self, Limits, Opcode};
+use crate::routing::fanout::{Chunk, LinkQueue, LinkState};
 use crate::routing::Router;
 
 /// Reconnect backoff bounds.
@@ -56,13 +54,14 @@ pub fn service(
 
 impl FanoutService {
     /// Delivers a peer's publishes locally: `feed` hands each (owner,
-    /// channel, frame) to its argument. Counted once per message from the peer.
-    fn deliver<T>(&self, feed: impl FnOnce(&mut dyn FnMut(UserId, &[u8], &Bytes)) -> T) -> T {
+    /// channel, frames, how many frames) to its argument. Counted once per
+    /// message from the peer.
+    fn deliver<T>(&self, feed: impl FnOnce(&mut dyn FnMut(UserId, &[u8], &Bytes, usize)) -> T) -> T {
         let (mut messages, mut bytes) = (0, 0);
-        let result = feed(&mut |owner, channel, frame| {
-            let d = self.router.publish_from_peer(owner, channel, frame);
-            messages += d.delivered;
-            bytes += d.delivered * frame.len();
+        let result = feed(&mut |owner, channel, frames, count| {
+            let d = self.router.publish_from_peer(owner, channel, frames);
+            messages += d.delivered * count;
+            bytes += d.delivered * frames.len();
         });
         self.delivered.increment(messages as u64);
         self.delivered_bytes.increment(bytes as u64);
@@ -90,16 +89,16 @@ impl FanoutRpc for FanoutService {
             };
             match message {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
-                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries, set.accepts_packed),
+                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries, set.accepts_runs),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
-                    peer_frame::Kind::Publish(p) => self.deliver(|each| each(p.owner, &p.channel, &p.frame)),
+                    peer_frame::Kind::Publish(p) => self.deliver(|each| each(p.owner, &p.channel, &p.frame, 1)),
                     peer_frame::Kind::Batch(batch) => {
-                        self.deliver(|each| batch.publishes.iter().for_each(|p| each(p.owner, &p.channel, &p.frame)))
+                        self.deliver(|each| batch.publishes.iter().for_each(|p| each(p.owner, &p.channel, &p.frame, 1)))
                     }
-                    peer_frame::Kind::Packed(packed) => {
-                        // A broken record ends the link; the peer reconnects and replays.
-                        if let Err(e) = self.deliver(|each| unpack(packed.records, each)) {
-                            let e = format!("malformed packed publishes: {e}");
+                    peer_frame::Kind::Runs(runs) => {
+                        // A broken run ends the link; the peer reconnects and replays.
+                        if let Err(e) = self.deliver(|each| for_each_run(runs, each)) {
+                            let e = format!("malformed publish runs: {e}");
                             tracing::warn!(peer, "closing fan-out link from peer: {e}");
                             break Err(Status::invalid_argument(e));
                         }
@@ -151,11 +150,11 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
                 continue;
             }
             let stop = shutdown.child_token();
-            let (queue, receivers) = router.fanout.add_link(id);
+            let (queue, control) = router.fanout.add_link(id);
             tokio::spawn(run_link(
                 addr.clone(),
                 queue,
-                receivers,
+                control,
                 router.clone(),
                 node.peer_auth().clone(),
                 stop.clone(),
@@ -171,70 +170,64 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
 
 /// Messages handed to gRPC and not yet encoded, per link.
 const LINK_FRAMES_IN_FLIGHT: usize = 8;
-/// Most publishes sent to a peer in one message.
-const MAX_BATCH: usize = 256;
-/// A batch stops growing at this many frame bytes.
-const MAX_BATCH_BYTES: usize = 1 << 20;
 /// Largest message a peer may send on a link: one publish of any size the
-/// hpfeeds limits allow (a batch stays near `MAX_BATCH_BYTES`).
+/// hpfeeds limits allow (a chunk of publishes stays near 256 KiB).
 const MAX_PEER_MESSAGE: usize = 256 << 20;
 
-/// `first` with whatever else is already queued, up to `MAX_BATCH`
-/// publishes or `MAX_BATCH_BYTES`: one message when the link is behind.
-fn take_batch(first: Publish, queue: &mut mpsc::Receiver<Publish>) -> Vec<Publish> {
-    let mut bytes = first.frame.len();
-    let mut publishes = vec![first];
-    while publishes.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-        match queue.try_recv() {
-            Ok(p) => {
-                bytes += p.frame.len();
-                publishes.push(p);
-            }
-            Err(_) => break,
-        }
-    }
-    publishes
-}
-
-/// The message for a batch: packed for a peer that takes it, else the
-/// `publish` / `batch` kinds every version understands.
-fn batch_frame(mut publishes: Vec<Publish>, packed: bool) -> PeerFrame {
-    let kind = if packed {
-        peer_frame::Kind::Packed(PackedPublishes { records: pack(&publishes) })
-    } else if publishes.len() == 1 {
-        peer_frame::Kind::Publish(publishes.pop().expect("one publish"))
+/// The message for a chunk of publishes: runs for a peer that takes them,
+/// else the `publish` / `batch` kinds every version understands.
+fn chunk_frame(chunk: Chunk, runs: bool) -> PeerFrame {
+    let kind = if runs {
+        peer_frame::Kind::Runs(chunk.into_runs())
     } else {
-        peer_frame::Kind::Batch(PublishBatch { publishes })
+        let mut publishes = chunk.into_publishes();
+        if publishes.len() == 1 {
+            peer_frame::Kind::Publish(publishes.pop().expect("one publish"))
+        } else {
+            peer_frame::Kind::Batch(PublishBatch { publishes })
+        }
     };
     PeerFrame { kind: Some(kind) }
 }
 
-/// Owner (u32, big-endian) and frame per publish, back to back.
-fn pack(publishes: &[Publish]) -> Bytes {
-    let mut records = BytesMut::with_capacity(publishes.iter().map(|p| 4 + p.frame.len()).sum());
-    for p in publishes {
-        records.put_u32(p.owner);
-        records.put_slice(&p.frame);
+/// Calls `each(owner, channel, frames, count)` for every run, in order; stops
+/// at the first malformed one and says what is wrong with it.
+fn for_each_run(runs: PublishRuns, mut each: impl FnMut(UserId, &[u8], &Bytes, usize)) -> Result<(), String> {
+    let mut frames = runs.frames;
+    for run in runs.runs {
+        let len = run.len as usize;
+        if len > frames.len() {
+            return Err(format!("a run of {len} bytes where {} are left", frames.len()));
+        }
+        let run_frames = frames.split_to(len);
+        let (channel, count) = run_channel(&run_frames)?;
+        each(run.owner, channel, &run_frames, count);
     }
-    records.freeze()
-}
-
-/// Calls `each(owner, channel, frame)` for every record `pack` wrote, in order;
-/// stops at the first malformed record and says what is wrong with it.
-fn unpack(mut records: Bytes, mut each: impl FnMut(UserId, &[u8], &Bytes)) -> Result<(), String> {
-    let limits = Limits { max_publish_body: MAX_PEER_MESSAGE };
-    while records.has_remaining() {
-        if records.len() < 4 {
-            return Err(format!("a record of {} bytes has no room for its owner", records.len()));
-        }
-        let owner = records.get_u32();
-        match frame::split_frame(&mut records, &limits) {
-            Ok(Frame::Publish(p)) => each(owner, p.channel(), p.raw()),
-            Ok(other) => return Err(format!("{} frame instead of PUBLISH", other.opcode().name())),
-            Err(e) => return Err(e.to_string()),
-        }
+    if !frames.is_empty() {
+        return Err(format!("{} bytes of frames after the last run", frames.len()));
     }
     Ok(())
+}
+
+/// The channel of a run's frames and how many there are, once each is
+/// checked to be a whole PUBLISH frame on that one channel.
+fn run_channel(frames: &[u8]) -> Result<(&[u8], usize), String> {
+    let limits = Limits { max_publish_body: MAX_PEER_MESSAGE };
+    let mut rest = frames;
+    let mut run: Option<(&[u8], usize)> = None;
+    while !rest.is_empty() {
+        let (op, raw) = frame::split_raw(&mut rest, &limits).map_err(|e| e.to_string())?;
+        if op != Opcode::Publish {
+            return Err(format!("{} frame instead of PUBLISH", op.name()));
+        }
+        let channel = frame::publish_channel(raw).map_err(|e| e.to_string())?;
+        match &mut run {
+            None => run = Some((channel, 1)),
+            Some((first, count)) if *first == channel => *count += 1,
+            Some(_) => return Err("a run with frames on more than one channel".into()),
+        }
+    }
+    run.ok_or_else(|| "an empty run".into())
 }
 
 /// The streaming call itself; ends when the peer or the network ends it.
@@ -250,7 +243,7 @@ async fn stream_to_peer(
 async fn run_link(
     addr: String,
     queue: Arc<LinkQueue>,
-    mut receivers: LinkReceivers,
+    mut control: mpsc::UnboundedReceiver<Interest>,
     router: Arc<Router>,
     auth: PeerAuth,
     stop: CancellationToken,
@@ -286,10 +279,11 @@ async fn run_link(
         let (tx, rx) = mpsc::channel::<PeerFrame>(LINK_FRAMES_IN_FLIGHT);
         // The replay goes first; changes queued before it are already in it.
         let replay = router.with_local_interest(|pairs| {
-            while receivers.control.try_recv().is_ok() {}
+            while control.try_recv().is_ok() {}
             let entries =
                 pairs.into_iter().map(|(channel, owner)| Interest { channel, owner, subscribed: true }).collect();
-            PeerFrame { kind: Some(peer_frame::Kind::Replay(InterestSet { entries, accepts_packed: true })) }
+            let set = InterestSet { entries, accepts_packed: false, accepts_runs: true };
+            PeerFrame { kind: Some(peer_frame::Kind::Replay(set)) }
         });
         if tx.send(replay).await.is_err() {
             continue;
@@ -305,11 +299,10 @@ async fn run_link(
                     tracing::info!(peer, "fan-out link to peer ended: {ended:?}");
                     break;
                 }
-                Some(change) = receivers.control.recv() => PeerFrame { kind: Some(peer_frame::Kind::Interest(change)) },
-                Some(first) = receivers.data.recv() => {
-                    let batch = take_batch(first, &mut receivers.data);
-                    queue.sent(batch.len(), batch.iter().map(|p| p.frame.len()).sum());
-                    batch_frame(batch, router.fanout.accepts_packed(peer))
+                Some(change) = control.recv() => PeerFrame { kind: Some(peer_frame::Kind::Interest(change)) },
+                chunk = queue.next_chunk() => {
+                    queue.sent(chunk.messages(), chunk.bytes());
+                    chunk_frame(chunk, router.fanout.accepts_runs(peer))
                 }
             };
             if tx.send(frame).await.is_err() {
@@ -321,7 +314,7 @@ async fn run_link(
                     .into_iter()
                     .map(|(channel, owner)| Interest { channel, owner, subscribed: false })
                     .collect();
-                let notice = InterestSet { entries, accepts_packed: false };
+                let notice = InterestSet { entries, accepts_packed: false, accepts_runs: false };
                 if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(notice)) }).await.is_err() {
                     break;
                 }
@@ -338,66 +331,86 @@ async fn run_link(
 mod tests {
     use super::*;
     use crate::protocol::frame::{encode_publish, encode_subscribe};
+    use crate::protocol::PublishFrame;
+    use hpfriends_consensus::proto::Run;
 
-    fn publish(owner: UserId, channel: &str, payload: &str) -> Publish {
-        let frame = encode_publish(b"ident", channel.as_bytes(), payload.as_bytes());
-        Publish { owner, frame, channel: Bytes::copy_from_slice(channel.as_bytes()) }
+    fn runs_of(runs: &[(UserId, &[Bytes])]) -> PublishRuns {
+        let mut frames = Vec::new();
+        let mut out = Vec::new();
+        for (owner, run) in runs {
+            let bytes: Vec<u8> = run.concat();
+            out.push(Run { owner: *owner, len: bytes.len() as u32 });
+            frames.extend(bytes);
+        }
+        PublishRuns { frames: frames.into(), runs: out }
     }
 
-    fn unpacked(records: Bytes) -> Result<Vec<(UserId, Bytes, Bytes)>, String> {
+    fn delivered(runs: PublishRuns) -> Result<Vec<(UserId, Bytes, Bytes, usize)>, String> {
         let mut out = Vec::new();
-        unpack(records, |owner, channel, frame| out.push((owner, Bytes::copy_from_slice(channel), frame.clone())))?;
+        for_each_run(runs, |owner, channel, frames, count| {
+            out.push((owner, Bytes::copy_from_slice(channel), frames.clone(), count))
+        })?;
         Ok(out)
     }
 
     #[test]
-    fn given_packed_publishes_then_unpack_gives_each_owner_channel_and_frame_in_order() {
-        let publishes = vec![publish(7, "a", "one"), publish(u32::MAX, "bb", ""), publish(0, "a", "three")];
-        let got = unpacked(pack(&publishes)).unwrap();
-        let want: Vec<_> = publishes.iter().map(|p| (p.owner, p.channel.clone(), p.frame.clone())).collect();
+    fn given_runs_then_each_is_delivered_whole_with_its_owner_channel_and_count() {
+        let (a1, a2, b) =
+            (encode_publish(b"i", b"a", b"1"), encode_publish(b"i", b"a", b"22"), encode_publish(b"i", b"b", b""));
+        let got = delivered(runs_of(&[(7, &[a1.clone(), a2.clone()]), (u32::MAX, &[b.clone()])])).unwrap();
+        let want = vec![
+            (7, Bytes::from_static(b"a"), Bytes::from([&a1[..], &a2[..]].concat()), 2),
+            (u32::MAX, Bytes::from_static(b"b"), b, 1),
+        ];
         assert_eq!(got, want);
-        assert_eq!(unpacked(Bytes::new()).unwrap(), vec![]);
+        assert_eq!(delivered(runs_of(&[])).unwrap(), vec![]);
     }
 
     #[test]
-    fn given_malformed_records_then_unpack_says_what_is_wrong() {
-        let good = pack(&[publish(1, "c", "payload")]);
-        let cut = good.slice(..good.len() - 1);
-        assert_eq!(unpacked(cut).unwrap_err(), "malformed PUBLISH frame: frame longer than the data");
-        let mut short_owner = BytesMut::from(&good[..]);
-        short_owner.put_slice(&[0, 0]);
-        assert_eq!(unpacked(short_owner.freeze()).unwrap_err(), "a record of 2 bytes has no room for its owner");
-        let mut subscribe = BytesMut::new();
-        subscribe.put_u32(1);
-        subscribe.put_slice(&encode_subscribe(b"ident", b"c"));
-        assert_eq!(unpacked(subscribe.freeze()).unwrap_err(), "SUBSCRIBE frame instead of PUBLISH");
-        let mut bad_opcode = BytesMut::new();
-        bad_opcode.put_u32(1);
-        bad_opcode.put_slice(&[0, 0, 0, 5, 99]);
-        assert_eq!(unpacked(bad_opcode.freeze()).unwrap_err(), "unknown opcode 99");
+    fn given_malformed_runs_then_nothing_after_the_fault_is_delivered_and_the_error_says_why() {
+        let a = encode_publish(b"i", b"a", b"payload");
+        let b = encode_publish(b"i", b"b", b"payload");
+        let mut long = runs_of(&[(1, &[a.clone()])]);
+        long.runs[0].len += 1;
+        assert_eq!(delivered(long).unwrap_err(), format!("a run of {} bytes where {} are left", a.len() + 1, a.len()));
+        let mut trailing = runs_of(&[(1, &[a.clone(), a.clone()])]);
+        trailing.runs[0].len = a.len() as u32;
+        assert_eq!(delivered(trailing).unwrap_err(), format!("{} bytes of frames after the last run", a.len()));
+        let mut cut = runs_of(&[(1, &[a.clone()])]);
+        cut.frames = cut.frames.slice(..a.len() - 1);
+        cut.runs[0].len -= 1;
+        assert_eq!(delivered(cut).unwrap_err(), "malformed PUBLISH frame: frame longer than the data");
+        let mixed = runs_of(&[(1, &[a.clone(), b])]);
+        assert_eq!(delivered(mixed).unwrap_err(), "a run with frames on more than one channel");
+        let subscribe = runs_of(&[(1, &[encode_subscribe(b"i", b"a")])]);
+        assert_eq!(delivered(subscribe).unwrap_err(), "SUBSCRIBE frame instead of PUBLISH");
+        let empty = PublishRuns { frames: Bytes::new(), runs: vec![Run { owner: 1, len: 0 }] };
+        assert_eq!(delivered(empty).unwrap_err(), "an empty run");
+        let bad_opcode = runs_of(&[(1, &[Bytes::from_static(&[0, 0, 0, 5, 99])])]);
+        assert_eq!(delivered(bad_opcode).unwrap_err(), "unknown opcode 99");
     }
 
-    #[test]
-    fn given_peer_without_packed_support_then_batches_use_the_kinds_every_version_knows() {
-        let one = batch_frame(vec![publish(1, "c", "x")], false);
-        assert!(matches!(one.kind, Some(peer_frame::Kind::Publish(p)) if p.owner == 1));
-        let two = batch_frame(vec![publish(1, "c", "x"), publish(2, "c", "y")], false);
+    #[tokio::test]
+    async fn given_a_peer_without_runs_support_then_chunks_use_the_kinds_every_version_knows() {
+        let fanout = crate::routing::fanout::Fanout::new(100);
+        let (queue, _control) = fanout.add_link(2);
+        fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: 1, subscribed: true }], true);
+        let publish = |payload: &str| PublishFrame::new(b"ident", b"c", payload.as_bytes());
+
+        fanout.forward(1, &publish("x"), None);
+        let one = chunk_frame(queue.next_chunk().await, false);
+        assert!(matches!(one.kind, Some(peer_frame::Kind::Publish(p)) if p.owner == 1 && p.channel == "c"));
+
+        fanout.forward(1, &publish("x"), None);
+        fanout.forward(1, &publish("y"), None);
+        let two = chunk_frame(queue.next_chunk().await, false);
         assert!(matches!(two.kind, Some(peer_frame::Kind::Batch(b)) if b.publishes.len() == 2));
-        let packed = batch_frame(vec![publish(1, "c", "x"), publish(2, "c", "y")], true);
-        let Some(peer_frame::Kind::Packed(p)) = packed.kind else { panic!("expected a packed message") };
-        assert_eq!(unpacked(p.records).unwrap().len(), 2);
-    }
 
-    #[test]
-    fn given_queued_publishes_then_a_batch_stops_at_its_count_limit_in_order() {
-        let (tx, mut rx) = mpsc::channel(MAX_BATCH + 10);
-        for i in 0..MAX_BATCH as u32 + 5 {
-            tx.try_send(publish(i, "c", "x")).unwrap();
-        }
-        let first = rx.try_recv().unwrap();
-        let batch = take_batch(first, &mut rx);
-        assert_eq!(batch.len(), MAX_BATCH);
-        assert!(batch.iter().enumerate().all(|(i, p)| p.owner == i as u32));
-        assert_eq!(take_batch(rx.try_recv().unwrap(), &mut rx).len(), 5);
+        fanout.forward(1, &publish("x"), None);
+        fanout.forward(1, &publish("y"), None);
+        let Some(peer_frame::Kind::Runs(runs)) = chunk_frame(queue.next_chunk().await, true).kind else {
+            panic!("expected runs")
+        };
+        assert_eq!(delivered(runs).unwrap()[0].3, 2, "one run of two frames");
     }
 }

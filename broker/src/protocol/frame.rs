@@ -5,6 +5,8 @@
 //! everything to the end of the frame. Decoding is a pure function over a
 //! buffer that tells "need more bytes" (`Ok(None)`) from an invalid frame.
 
+use std::ops::Range;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub const HEADER_LEN: usize = 5;
@@ -107,7 +109,12 @@ impl PublishFrame {
 
     /// The channel as a `Bytes` sharing the frame's buffer.
     pub fn channel_bytes(&self) -> Bytes {
-        self.raw.slice(self.channel_start()..self.payload_start())
+        self.raw.slice(self.channel_range())
+    }
+
+    /// Where the channel is in `raw()`.
+    pub fn channel_range(&self) -> Range<usize> {
+        self.channel_start()..self.payload_start()
     }
 
     pub fn payload(&self) -> &[u8] {
@@ -172,15 +179,43 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Fram
 }
 
 /// Splits one whole frame off the front of `buf`, which holds complete
-/// frames (a peer's packed publishes): running short is an error here.
+/// frames (publishes queued for a peer): running short is an error here.
 pub fn split_frame(buf: &mut Bytes, limits: &Limits) -> Result<Frame, FrameError> {
+    let (op, len) = {
+        let mut rest = &buf[..];
+        let (op, raw) = split_raw(&mut rest, limits)?;
+        (op, raw.len())
+    };
+    parse_body(op, buf.split_to(len))
+}
+
+/// Takes the frame at the front of `buf` (frames back to back) without
+/// parsing its body: its opcode and all of its bytes.
+pub fn split_raw<'a>(buf: &mut &'a [u8], limits: &Limits) -> Result<(Opcode, &'a [u8]), FrameError> {
     let Some((op, len)) = header_of(buf, limits)? else {
         return Err(FrameError::Malformed { op: "trailing", what: "fewer than 5 bytes left" });
     };
     if buf.len() < len {
         return Err(FrameError::Malformed { op: op.name(), what: "frame longer than the data" });
     }
-    parse_body(op, buf.split_to(len))
+    let (frame, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok((op, frame))
+}
+
+/// The channel of a whole PUBLISH frame (`raw` from `split_raw`).
+pub fn publish_channel(raw: &[u8]) -> Result<&[u8], FrameError> {
+    let (ident_len, channel_len) = publish_field_lens(raw)?;
+    let start = HEADER_LEN + 2 + ident_len as usize;
+    Ok(&raw[start..start + channel_len as usize])
+}
+
+/// The ident and channel lengths of a PUBLISH frame, checked to fit.
+fn publish_field_lens(raw: &[u8]) -> Result<(u8, u8), FrameError> {
+    let op = Opcode::Publish.name();
+    let ident_len = str8_len(&raw[HEADER_LEN..], op, "ident")?;
+    let channel_len = str8_len(&raw[HEADER_LEN + 1 + ident_len as usize..], op, "channel")?;
+    Ok((ident_len, channel_len))
 }
 
 /// The opcode and length from a frame's header, checked against `limits`;
@@ -217,8 +252,7 @@ fn parse_body(op: Opcode, raw: Bytes) -> Result<Frame, FrameError> {
             Frame::Auth { ident, hash: body }
         }
         Opcode::Publish => {
-            let ident_len = str8_len(&raw[HEADER_LEN..], name, "ident")?;
-            let channel_len = str8_len(&raw[HEADER_LEN + 1 + ident_len as usize..], name, "channel")?;
+            let (ident_len, channel_len) = publish_field_lens(&raw)?;
             Frame::Publish(PublishFrame { raw, ident_len, channel_len })
         }
         Opcode::Subscribe => {
@@ -417,6 +451,30 @@ mod tests {
         let mut short = a.slice(..a.len() - 1);
         let err = split_frame(&mut short, &limits).unwrap_err();
         assert_eq!(err.to_string(), "malformed PUBLISH frame: frame longer than the data");
+    }
+
+    #[test]
+    fn given_back_to_back_frames_then_split_raw_gives_each_whole_and_publish_channel_reads_it() {
+        let (a, b) = (encode_publish(b"ident", b"chan", b"payload"), encode_subscribe(b"i", b"c"));
+        let joined = [&a[..], &b[..]].concat();
+        let mut rest = &joined[..];
+        let limits = Limits::default();
+        let (op, raw) = split_raw(&mut rest, &limits).unwrap();
+        assert_eq!((op, raw), (Opcode::Publish, &a[..]));
+        assert_eq!(publish_channel(raw).unwrap(), b"chan");
+        assert_eq!(split_raw(&mut rest, &limits).unwrap(), (Opcode::Subscribe, &b[..]));
+        assert!(rest.is_empty());
+        let mut cut = &a[..a.len() - 1];
+        assert_eq!(
+            split_raw(&mut cut, &limits).unwrap_err().to_string(),
+            "malformed PUBLISH frame: frame longer than the data"
+        );
+        // Length 8: the ident claims 5 bytes where 2 are left.
+        let bad_ident = [0, 0, 0, 8, 3, 5, b'a', b'b'];
+        assert_eq!(
+            publish_channel(&bad_ident).unwrap_err().to_string(),
+            "malformed PUBLISH frame: ident longer than the frame"
+        );
     }
 
     fn samples() -> Vec<(Bytes, Frame)> {

@@ -2,27 +2,98 @@
 //!
 //! Peers announce the (channel, owner) pairs their local clients subscribe to;
 //! a publish is sent once to each peer with a pair that may read it. Per-peer
-//! data queues are bounded in messages: overflow drops and counts, it never
-//! stalls the publisher. Interest changes travel on a separate queue and are
-//! never dropped.
+//! queues are bounded in messages: overflow drops and counts, it never stalls
+//! the publisher. A queue holds publishes as the messages that will carry
+//! them ([`Chunk`]), so the link task takes many at once. Interest changes
+//! travel on a separate queue and are never dropped.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
-use hpfriends_consensus::proto::{Interest, Publish};
+use bytes::{Bytes, BytesMut};
+use hpfriends_consensus::proto::{Interest, Publish, PublishRuns, Run};
 use hpfriends_consensus::NodeId;
 use hpfriends_graph::{LookupMap, Readers, UserId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
+use crate::protocol::frame::{self, Frame, Limits};
 use crate::protocol::PublishFrame;
+
+/// A chunk stops growing at this many frame bytes: one message to the peer.
+const MAX_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Publishes queued for a peer, as one message carries them: the frames back
+/// to back, exactly as received, and the runs they form (consecutive frames
+/// of one publisher on one channel), which the receiver checks and delivers
+/// at once.
+#[derive(Default)]
+pub struct Chunk {
+    frames: BytesMut,
+    runs: Vec<Run>,
+    messages: usize,
+    /// Where the last run's channel is in `frames`.
+    run_channel: Range<usize>,
+}
+
+impl Chunk {
+    fn push(&mut self, owner: UserId, publish: &PublishFrame) {
+        let start = self.frames.len();
+        let raw = publish.raw();
+        let same_run = self.runs.last().is_some_and(|r| r.owner == owner)
+            && self.frames[self.run_channel.clone()] == *publish.channel();
+        self.frames.extend_from_slice(raw);
+        match self.runs.last_mut() {
+            Some(run) if same_run => run.len += raw.len() as u32,
+            _ => {
+                self.runs.push(Run { owner, len: raw.len() as u32 });
+                let channel = publish.channel_range();
+                self.run_channel = start + channel.start..start + channel.end;
+            }
+        }
+        self.messages += 1;
+    }
+
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn into_runs(self) -> PublishRuns {
+        PublishRuns { frames: self.frames.freeze(), runs: self.runs }
+    }
+
+    /// One `Publish` per frame, for a peer that does not take runs.
+    pub fn into_publishes(self) -> Vec<Publish> {
+        // Any length a frame header can state: these frames were checked on arrival.
+        let limits = Limits { max_publish_body: u32::MAX as usize };
+        let mut frames = self.frames.freeze();
+        let mut publishes = Vec::with_capacity(self.messages);
+        for run in &self.runs {
+            let mut run_frames = frames.split_to(run.len as usize);
+            while !run_frames.is_empty() {
+                let Ok(Frame::Publish(p)) = frame::split_frame(&mut run_frames, &limits) else {
+                    unreachable!("a chunk holds only the PUBLISH frames the session decoded");
+                };
+                publishes.push(Publish { owner: run.owner, channel: p.channel_bytes(), frame: p.raw().clone() });
+            }
+        }
+        publishes
+    }
+}
 
 /// The sending side of one outbound link.
 pub struct LinkQueue {
     pub peer: NodeId,
-    data: mpsc::Sender<Publish>,
+    max_messages: usize,
+    pending: Mutex<Pending>,
+    /// Wakes the link task when the queue turns non-empty.
+    ready: Notify,
     control: mpsc::UnboundedSender<Interest>,
     state: AtomicU8,
     pub dropped: AtomicU64,
@@ -34,6 +105,12 @@ pub struct LinkQueue {
     sent_messages: metrics::Counter,
     sent_bytes: metrics::Counter,
     dropped_messages: metrics::Counter,
+}
+
+#[derive(Default)]
+struct Pending {
+    chunks: VecDeque<Chunk>,
+    messages: usize,
 }
 
 /// Where an outbound link stands, for readiness.
@@ -52,8 +129,59 @@ pub enum LinkState {
 }
 
 impl LinkQueue {
+    /// Queues a publish for the peer, or drops and counts it when the queue is full.
+    fn push(&self, owner: UserId, publish: &PublishFrame) {
+        let mut pending = self.pending.lock().expect("link queue lock");
+        if pending.messages >= self.max_messages {
+            drop(pending);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.dropped_messages.increment(1);
+            self.dropped_pairs.lock().expect("dropped pairs lock").insert((publish.channel_bytes(), owner));
+            self.has_dropped.store(true, Ordering::Release);
+            return;
+        }
+        let was_empty = pending.messages == 0;
+        match pending.chunks.back_mut() {
+            Some(chunk) if chunk.bytes() < MAX_CHUNK_BYTES => chunk.push(owner, publish),
+            _ => {
+                let mut chunk = Chunk::default();
+                chunk.push(owner, publish);
+                pending.chunks.push_back(chunk);
+            }
+        }
+        pending.messages += 1;
+        drop(pending);
+        if was_empty {
+            self.ready.notify_one();
+        }
+    }
+
+    /// The oldest queued chunk, once there is one. Cancel-safe: a chunk is
+    /// only taken when this returns it.
+    pub async fn next_chunk(&self) -> Chunk {
+        loop {
+            if let Some(chunk) = self.take_chunk() {
+                return chunk;
+            }
+            // A push between the check and here leaves a permit: no wake-up is lost.
+            self.ready.notified().await;
+        }
+    }
+
+    fn take_chunk(&self) -> Option<Chunk> {
+        let mut pending = self.pending.lock().expect("link queue lock");
+        let chunk = pending.chunks.pop_front()?;
+        pending.messages -= chunk.messages;
+        Some(chunk)
+    }
+
+    /// Publishes queued and not yet taken by the link task.
+    pub fn queued(&self) -> usize {
+        self.pending.lock().expect("link queue lock").messages
+    }
+
     /// The link task took these publishes from the queue to send them
-    /// (counted per batch, not per publish on the publish path).
+    /// (counted per chunk, not per publish on the publish path).
     pub fn sent(&self, messages: usize, bytes: usize) {
         self.sent_messages.increment(messages as u64);
         self.sent_bytes.increment(bytes as u64);
@@ -81,71 +209,67 @@ impl LinkQueue {
     }
 }
 
-/// The receiving side, owned by the link task.
-pub struct LinkReceivers {
-    pub data: mpsc::Receiver<Publish>,
-    pub control: mpsc::UnboundedReceiver<Interest>,
-}
-
 /// What a peer announced: the pairs its clients subscribe as, and whether it
-/// takes packed publishes.
+/// takes publish runs.
 #[derive(Clone, Default)]
 struct PeerInterest {
     channels: LookupMap<Bytes, Vec<UserId>>,
-    accepts_packed: bool,
+    accepts_runs: bool,
+}
+
+/// A peer `forward` may send to: it has a link and announced its interest.
+struct Route {
+    interest: Arc<PeerInterest>,
+    link: Arc<LinkQueue>,
+}
+
+#[derive(Default)]
+struct Peers {
+    links: LookupMap<NodeId, Arc<LinkQueue>>,
+    interest: LookupMap<NodeId, Arc<PeerInterest>>,
 }
 
 pub struct Fanout {
     /// Publishes waiting for one peer link, at most.
     queue_messages: usize,
-    links: ArcSwap<LookupMap<NodeId, Arc<LinkQueue>>>,
-    peer_interest: ArcSwap<LookupMap<NodeId, Arc<PeerInterest>>>,
-    /// Serializes writers of `links` and `peer_interest`.
-    write: Mutex<()>,
+    /// What the publish path reads (one load per publish), rebuilt from
+    /// `peers` on every change.
+    routes: ArcSwap<Vec<Route>>,
+    peers: Mutex<Peers>,
 }
 
 impl Fanout {
     pub fn new(queue_messages: usize) -> Fanout {
-        Fanout { queue_messages, links: ArcSwap::default(), peer_interest: ArcSwap::default(), write: Mutex::default() }
+        Fanout { queue_messages, routes: ArcSwap::default(), peers: Mutex::default() }
     }
 
-    /// Sends `publish` to every peer that has a subscriber allowed to read it.
+    /// Queues `publish` for every peer that has a subscriber allowed to read it.
     pub fn forward(&self, owner: UserId, publish: &PublishFrame, readers: Option<&Readers>) {
-        let peers = self.peer_interest.load();
-        if peers.is_empty() {
-            return;
-        }
-        let links = self.links.load();
-        for (peer, interest) in peers.iter() {
-            let Some(owners) = interest.channels.get(publish.channel()) else { continue };
-            if !owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
-                continue;
-            }
-            let Some(link) = links.get(peer) else { continue };
-            let channel = publish.channel_bytes();
-            if let Err(refused) = link.data.try_send(Publish { owner, frame: publish.raw().clone(), channel }) {
-                link.dropped.fetch_add(1, Ordering::Relaxed);
-                link.dropped_messages.increment(1);
-                link.dropped_pairs.lock().expect("dropped pairs lock").insert((refused.into_inner().channel, owner));
-                link.has_dropped.store(true, Ordering::Release);
+        let routes = self.routes.load();
+        for route in routes.iter() {
+            let Some(owners) = route.interest.channels.get(publish.channel()) else { continue };
+            if owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
+                route.link.push(owner, publish);
             }
         }
     }
 
     /// A local (channel, owner) pair appeared or disappeared: tell every peer.
     pub fn local_interest_changed(&self, channel: &Bytes, owner: UserId, subscribed: bool) {
-        for link in self.links.load().values() {
+        for link in self.peers().links.values() {
             let _ = link.control.send(Interest { channel: channel.clone(), owner, subscribed });
         }
     }
 
-    /// Creates the queues of a new outbound link to `peer`.
-    pub fn add_link(&self, peer: NodeId) -> (Arc<LinkQueue>, LinkReceivers) {
-        let (data_tx, data_rx) = mpsc::channel(self.queue_messages);
+    /// Creates the queues of a new outbound link to `peer`; the receiver
+    /// carries interest changes.
+    pub fn add_link(&self, peer: NodeId) -> (Arc<LinkQueue>, mpsc::UnboundedReceiver<Interest>) {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let queue = Arc::new(LinkQueue {
             peer,
-            data: data_tx,
+            max_messages: self.queue_messages,
+            pending: Mutex::default(),
+            ready: Notify::new(),
             control: control_tx,
             state: AtomicU8::new(LinkState::Connecting as u8),
             dropped: AtomicU64::new(0),
@@ -156,35 +280,35 @@ impl Fanout {
             sent_bytes: metrics::counter!("hpfriends_fanout_bytes_total", "peer" => peer.to_string()),
             dropped_messages: metrics::counter!("hpfriends_fanout_dropped_total", "peer" => peer.to_string()),
         });
-        self.modify_links(|links| {
-            links.insert(peer, queue.clone());
+        self.modify(|peers| {
+            peers.links.insert(peer, queue.clone());
         });
-        (queue, LinkReceivers { data: data_rx, control: control_rx })
+        (queue, control_rx)
     }
 
     pub fn remove_link(&self, peer: NodeId) {
-        self.modify_links(|links| {
-            links.remove(&peer);
+        self.modify(|peers| {
+            peers.links.remove(&peer);
         });
     }
 
     /// True when every outbound link to a reachable peer has replayed this
     /// node's interest.
     pub fn links_ready(&self) -> bool {
-        self.links.load().values().all(|l| l.state() != LinkState::Connecting)
+        self.peers().links.values().all(|l| l.state() != LinkState::Connecting)
     }
 
     /// Peers whose link is down right now.
     pub fn unreachable_peers(&self) -> Vec<NodeId> {
         let mut peers: Vec<NodeId> =
-            self.links.load().values().filter(|l| l.state() == LinkState::Unreachable).map(|l| l.peer).collect();
+            self.peers().links.values().filter(|l| l.state() == LinkState::Unreachable).map(|l| l.peer).collect();
         peers.sort_unstable();
         peers
     }
 
     /// Publishes queued on every link, not yet taken by a link task.
     pub fn queued(&self) -> usize {
-        self.links.load().values().map(|l| l.data.max_capacity() - l.data.capacity()).sum()
+        self.peers().links.values().map(|l| l.queued()).sum()
     }
 
     /// Resolves once every link queue is empty.
@@ -195,26 +319,26 @@ impl Fanout {
     }
 
     pub fn link_count(&self) -> usize {
-        self.links.load().len()
+        self.peers().links.len()
     }
 
     /// A peer replayed its whole interest set (a new or re-opened stream).
-    pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>, accepts_packed: bool) {
-        let mut interest = PeerInterest { channels: LookupMap::default(), accepts_packed };
+    pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>, accepts_runs: bool) {
+        let mut interest = PeerInterest { channels: LookupMap::default(), accepts_runs };
         for e in entries.into_iter().filter(|e| e.subscribed) {
             let owners = interest.channels.entry(e.channel).or_default();
             if !owners.contains(&e.owner) {
                 owners.push(e.owner);
             }
         }
-        self.modify_peers(|peers| {
-            peers.insert(peer, Arc::new(interest));
+        self.modify(|peers| {
+            peers.interest.insert(peer, Arc::new(interest));
         });
     }
 
     pub fn apply_peer_interest(&self, peer: NodeId, change: Interest) {
-        self.modify_peers(|peers| {
-            let mut interest = peers.get(&peer).map(|i| PeerInterest::clone(i)).unwrap_or_default();
+        self.modify(|peers| {
+            let mut interest = peers.interest.get(&peer).map(|i| PeerInterest::clone(i)).unwrap_or_default();
             let owners = interest.channels.entry(change.channel.clone()).or_default();
             owners.retain(|o| *o != change.owner);
             if change.subscribed {
@@ -223,33 +347,103 @@ impl Fanout {
             if owners.is_empty() {
                 interest.channels.remove(&change.channel);
             }
-            peers.insert(peer, Arc::new(interest));
+            peers.interest.insert(peer, Arc::new(interest));
         });
     }
 
-    /// Whether `peer`'s last replay said it takes packed publishes.
-    pub fn accepts_packed(&self, peer: NodeId) -> bool {
-        self.peer_interest.load().get(&peer).is_some_and(|p| p.accepts_packed)
+    /// Whether `peer`'s last replay said it takes publish runs.
+    pub fn accepts_runs(&self, peer: NodeId) -> bool {
+        self.peers().interest.get(&peer).is_some_and(|p| p.accepts_runs)
     }
 
     /// The peer's stream ended: it replays everything when it comes back.
     pub fn forget_peer(&self, peer: NodeId) {
-        self.modify_peers(|peers| {
-            peers.remove(&peer);
+        self.modify(|peers| {
+            peers.interest.remove(&peer);
         });
     }
 
-    fn modify_links(&self, f: impl FnOnce(&mut LookupMap<NodeId, Arc<LinkQueue>>)) {
-        let _guard = self.write.lock().expect("fanout lock poisoned");
-        let mut links = LookupMap::clone(&self.links.load());
-        f(&mut links);
-        self.links.store(Arc::new(links));
+    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().expect("fanout lock poisoned")
     }
 
-    fn modify_peers(&self, f: impl FnOnce(&mut LookupMap<NodeId, Arc<PeerInterest>>)) {
-        let _guard = self.write.lock().expect("fanout lock poisoned");
-        let mut peers = LookupMap::clone(&self.peer_interest.load());
+    fn modify(&self, f: impl FnOnce(&mut Peers)) {
+        let mut peers = self.peers();
         f(&mut peers);
-        self.peer_interest.store(Arc::new(peers));
+        let routes = peers
+            .interest
+            .iter()
+            .filter_map(|(id, interest)| {
+                let link = peers.links.get(id)?;
+                Some(Route { interest: interest.clone(), link: link.clone() })
+            })
+            .collect();
+        self.routes.store(Arc::new(routes));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk_of(publishes: &[(UserId, &str, &str)]) -> Chunk {
+        let mut chunk = Chunk::default();
+        for (owner, channel, payload) in publishes {
+            chunk.push(*owner, &PublishFrame::new(b"ident", channel.as_bytes(), payload.as_bytes()));
+        }
+        chunk
+    }
+
+    #[test]
+    fn given_publishes_then_a_chunk_runs_consecutive_ones_of_one_owner_and_channel() {
+        let chunk = chunk_of(&[(1, "a", "x"), (1, "a", "yy"), (2, "a", "z"), (2, "b", "z"), (1, "b", "z")]);
+        assert_eq!(chunk.messages(), 5);
+        let frame_len = |payload: &str| PublishFrame::new(b"ident", b"a", payload.as_bytes()).raw().len() as u32;
+        let runs = chunk.into_runs();
+        let owners_lens: Vec<(UserId, u32)> = runs.runs.iter().map(|r| (r.owner, r.len)).collect();
+        let z = frame_len("z");
+        assert_eq!(owners_lens, vec![(1, frame_len("x") + frame_len("yy")), (2, z), (2, z), (1, z)]);
+        assert_eq!(runs.frames.len() as u32, owners_lens.iter().map(|(_, l)| l).sum::<u32>());
+    }
+
+    #[test]
+    fn given_a_chunk_then_its_publishes_keep_owner_channel_and_order() {
+        let sent = [(7, "a", "one"), (7, "a", "two"), (u32::MAX, "bb", "")];
+        let publishes = chunk_of(&sent).into_publishes();
+        let got: Vec<(UserId, Bytes, Bytes)> = publishes.into_iter().map(|p| (p.owner, p.channel, p.frame)).collect();
+        let want: Vec<(UserId, Bytes, Bytes)> = sent
+            .iter()
+            .map(|(o, c, p)| {
+                (
+                    *o,
+                    Bytes::copy_from_slice(c.as_bytes()),
+                    PublishFrame::new(b"ident", c.as_bytes(), p.as_bytes()).raw().clone(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn given_more_than_a_chunk_then_the_link_task_takes_them_in_order_in_bounded_chunks() {
+        let fanout = Fanout::new(100_000);
+        let (queue, _control) = fanout.add_link(2);
+        let payload = vec![b'x'; 1000];
+        let total = 2 * MAX_CHUNK_BYTES / 1000;
+        for i in 0..total {
+            let publish = PublishFrame::new(b"ident", format!("c{}", i % 2).as_bytes(), &payload);
+            queue.push(1, &publish);
+        }
+        assert_eq!(queue.queued(), total);
+        let (mut taken, mut chunks) = (Vec::new(), 0);
+        while taken.len() < total {
+            let chunk = queue.next_chunk().await;
+            assert!(chunk.bytes() < MAX_CHUNK_BYTES + 1100, "a chunk stops growing past its bound");
+            chunks += 1;
+            taken.extend(chunk.into_publishes().into_iter().map(|p| p.channel));
+        }
+        assert!(chunks >= 2);
+        assert!(taken.iter().enumerate().all(|(i, c)| c[..] == *format!("c{}", i % 2).as_bytes()));
+        assert_eq!(queue.queued(), 0);
     }
 }

@@ -60,8 +60,10 @@ impl Router {
         self.view.store(view);
     }
 
-    pub fn view(&self) -> Arc<View> {
-        self.view.load_full()
+    /// The current view, held briefly (no reference count taken: the publish
+    /// path loads it once per publish).
+    pub fn view(&self) -> arc_swap::Guard<Arc<View>> {
+        self.view.load()
     }
 
     /// Delivers the publisher's PUBLISH, unchanged, to every local subscriber
@@ -75,12 +77,13 @@ impl Router {
         self.deliver_local(owner, channel, publish.raw(), readers)
     }
 
-    /// A publish forwarded by a peer: checked again with this node's index
-    /// (a denial on either side wins) and delivered locally only.
-    pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frame: &Bytes) -> Delivery {
+    /// Publishes forwarded by a peer (`frames`: one or more whole PUBLISH
+    /// frames of `owner` on `channel`): checked again with this node's index
+    /// (a denial on either side wins) and delivered locally only, all at once.
+    pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frames: &Bytes) -> Delivery {
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
-        self.deliver_local(owner, channel, frame, readers)
+        self.deliver_local(owner, channel, frames, readers)
     }
 
     fn deliver_local(&self, owner: UserId, channel: &[u8], frame: &Bytes, readers: Option<&Readers>) -> Delivery {
@@ -254,7 +257,7 @@ mod tests {
         let (router, g) = router();
         let jojo = g.user_id("jojo").unwrap();
         let mark = g.user_id("mark").unwrap();
-        let (queue, _receivers) = router.fanout.add_link(2);
+        let (queue, _control) = router.fanout.add_link(2);
         router.fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }], true);
         let view = router.view();
         let readers = view.index.readers(jojo, "c");
@@ -271,18 +274,18 @@ mod tests {
     }
 
     #[test]
-    fn given_replays_then_packed_support_follows_the_latest_and_is_forgotten_with_the_peer() {
+    fn given_replays_then_runs_support_follows_the_latest_and_is_forgotten_with_the_peer() {
         let (router, _) = router();
-        assert!(!router.fanout.accepts_packed(2), "nothing announced yet");
+        assert!(!router.fanout.accepts_runs(2), "nothing announced yet");
         router.fanout.set_peer_interest(2, vec![], true);
-        assert!(router.fanout.accepts_packed(2));
+        assert!(router.fanout.accepts_runs(2));
         let change = Interest { channel: "c".into(), owner: 1, subscribed: true };
         router.fanout.apply_peer_interest(2, change);
-        assert!(router.fanout.accepts_packed(2), "an interest change keeps what the replay said");
+        assert!(router.fanout.accepts_runs(2), "an interest change keeps what the replay said");
         router.fanout.set_peer_interest(2, vec![], false);
-        assert!(!router.fanout.accepts_packed(2), "a peer restarted on an older version");
+        assert!(!router.fanout.accepts_runs(2), "a peer restarted on an older version");
         router.fanout.set_peer_interest(2, vec![], true);
         router.fanout.forget_peer(2);
-        assert!(!router.fanout.accepts_packed(2));
+        assert!(!router.fanout.accepts_runs(2));
     }
 }
