@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, Notify};
 use crate::protocol::frame::{self, Frame, Limits};
 use crate::protocol::PublishFrame;
 
-/// A chunk stops growing at this many frame bytes: one message to the peer.
+/// Most frame bytes in a chunk (one message to the peer), unless one frame is larger.
 const MAX_CHUNK_BYTES: usize = 256 * 1024;
 
 /// Publishes queued for a peer, as one message carries them: the frames back
@@ -141,10 +141,13 @@ impl LinkQueue {
             return;
         }
         let was_empty = pending.messages == 0;
+        let len = publish.raw().len();
         match pending.chunks.back_mut() {
-            Some(chunk) if chunk.bytes() < MAX_CHUNK_BYTES => chunk.push(owner, publish),
+            Some(chunk) if chunk.bytes() + len <= MAX_CHUNK_BYTES => chunk.push(owner, publish),
             _ => {
-                let mut chunk = Chunk::default();
+                // Allocated whole: growing a chunk by reallocation copies it again.
+                let frames = BytesMut::with_capacity(MAX_CHUNK_BYTES.max(len));
+                let mut chunk = Chunk { frames, ..Chunk::default() };
                 chunk.push(owner, publish);
                 pending.chunks.push_back(chunk);
             }
@@ -438,7 +441,7 @@ mod tests {
         let (mut taken, mut chunks) = (Vec::new(), 0);
         while taken.len() < total {
             let chunk = queue.next_chunk().await;
-            assert!(chunk.bytes() < MAX_CHUNK_BYTES + 1100, "a chunk stops growing past its bound");
+            assert!(chunk.bytes() <= MAX_CHUNK_BYTES, "a chunk stops growing at its bound");
             chunks += 1;
             taken.extend(chunk.into_publishes().into_iter().map(|p| p.channel));
         }
