@@ -37,7 +37,8 @@ pub struct Router {
     pub fanout: fanout::Fanout,
 }
 
-/// What one publish did, for metrics.
+/// What one delivery did, for metrics: how many subscriber queues took it
+/// (one publish, or a peer's whole run of publishes) and how many refused it.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
     pub delivered: usize,
