@@ -23,8 +23,8 @@ import threading
 import time
 import urllib.request
 
-TOKEN = "compare-operator-token-0123456789"
-SECRET = "compare-cluster-secret-0123456789"
+TOKEN = "compare-operator-token-0123456789abcdef"
+SECRET = "compare-cluster-secret-0123456789abcdef"
 
 # (name, hpfriends bench arguments)
 WORKLOADS = [
@@ -110,7 +110,7 @@ class Target:
                         "--cluster-addr", f"127.0.0.1:{cl}", "--operator-token", TOKEN,
                         "--cluster-secret", SECRET]
                 if i > 0:
-                    args += ["--join", f"http://127.0.0.1:{ports[0][1]}"]
+                    args += ["--join", f"127.0.0.1:{ports[0][2]}"]
                 self.spawn(args, f"{d}/node{i + 1}.log")
                 wait_ready(http)
             for _, http, _ in ports:

@@ -22,11 +22,18 @@ pub struct Config {
     /// Host name or IP other nodes and clients use to reach this node
     /// (defaults to the bound address).
     pub advertise_addr: Option<String>,
-    /// HTTP URL of any member, to join its cluster.
+    /// Cluster address (host:port) of any member, to join its cluster.
     pub join: Option<String>,
     /// Bearer token with every right. Generated into `<data_dir>/operator-token` when unset.
     pub operator_token: Option<String>,
+    /// Proves nodes to each other on the cluster port (mutual TLS under a CA
+    /// derived from it). Generated into `<data_dir>/cluster-secret` when unset.
     pub cluster_secret: Option<String>,
+    /// An operator's PKI for the cluster port instead of the secret: the CA
+    /// peers' certificates must chain to, and this node's certificate and key.
+    pub cluster_tls_ca: Option<PathBuf>,
+    pub cluster_tls_cert: Option<PathBuf>,
+    pub cluster_tls_key: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     /// The TLS hpfeeds listener, used when `tls_cert` and `tls_key` are set.
@@ -71,6 +78,9 @@ impl Default for Config {
             join: None,
             operator_token: None,
             cluster_secret: None,
+            cluster_tls_ca: None,
+            cluster_tls_cert: None,
+            cluster_tls_key: None,
             tls_cert: None,
             tls_key: None,
             tls_addr: "0.0.0.0:10443".into(),
@@ -107,8 +117,16 @@ pub enum ConfigError {
     PublishTooLarge(usize),
     #[error("broker_name must be 1..=255 bytes")]
     BrokerName,
-    #[error("operator_token must be at least 16 characters")]
-    WeakToken,
+    #[error("{setting} is {len} characters long: use at least {MIN_SECRET_LEN} (for example `openssl rand -hex 24`)")]
+    WeakSecret { setting: &'static str, len: usize },
+    #[error(
+        "{setting} is the placeholder shipped in deploy/: set a random value (for example `openssl rand -hex 24`)"
+    )]
+    PlaceholderSecret { setting: &'static str },
+    #[error("cluster_tls_ca, cluster_tls_cert and cluster_tls_key must be given together")]
+    ClusterTlsHalf,
+    #[error("join = {0:?}: give the cluster address (host:port) of a member, not a URL")]
+    BadJoin(String),
     #[error("command_version = {0}: this build runs {own} (or {next} to test an upgrade)", own = hpfriends_graph::COMMAND_VERSION, next = hpfriends_graph::COMMAND_VERSION + 1)]
     CommandVersion(u32),
     #[error("{field} = {value} ms is more than an hour")]
@@ -157,8 +175,20 @@ impl Config {
         if self.broker_name.is_empty() || self.broker_name.len() > 255 {
             return Err(ConfigError::BrokerName);
         }
-        if self.operator_token.as_ref().is_some_and(|t| t.len() < 16) {
-            return Err(ConfigError::WeakToken);
+        for (setting, value) in [("operator_token", &self.operator_token), ("cluster_secret", &self.cluster_secret)] {
+            if let Some(v) = value {
+                check_secret(setting, v)?;
+            }
+        }
+        let pki = [&self.cluster_tls_ca, &self.cluster_tls_cert, &self.cluster_tls_key];
+        if pki.iter().any(|p| p.is_some()) && !pki.iter().all(|p| p.is_some()) {
+            return Err(ConfigError::ClusterTlsHalf);
+        }
+        if let Some(join) = &self.join {
+            let port = join.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+            if join.contains('/') || !matches!(port, Some(Ok(_))) {
+                return Err(ConfigError::BadJoin(join.clone()));
+            }
         }
         let own = hpfriends_graph::COMMAND_VERSION;
         if self.command_version != own && self.command_version != own + 1 {
@@ -185,6 +215,20 @@ impl Config {
     pub fn drain_close_window(&self) -> Duration {
         Duration::from_millis(self.drain_close_window_ms)
     }
+}
+
+/// Shortest cluster secret or operator token accepted.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Refuses a secret that is short, or a placeholder from deploy/ (`change-me-…`).
+pub fn check_secret(setting: &'static str, value: &str) -> Result<(), ConfigError> {
+    if value.starts_with("change-me") {
+        return Err(ConfigError::PlaceholderSecret { setting });
+    }
+    if value.chars().count() < MIN_SECRET_LEN {
+        return Err(ConfigError::WeakSecret { setting, len: value.chars().count() });
+    }
+    Ok(())
 }
 
 fn check_addr(field: &'static str, value: &str) -> Result<(), ConfigError> {
@@ -221,7 +265,24 @@ mod tests {
         assert!(matches!(bad(|c| c.http_addr = "nope".into()), ConfigError::BadAddress { field: "http_addr", .. }));
         assert_eq!(bad(|c| c.tls_cert = Some("c.pem".into())), ConfigError::TlsHalf);
         assert_eq!(bad(|c| c.max_outbound_bytes = 0), ConfigError::Zero { field: "max_outbound_bytes" });
-        assert_eq!(bad(|c| c.operator_token = Some("short".into())), ConfigError::WeakToken);
+        assert_eq!(
+            bad(|c| c.operator_token = Some("short".into())),
+            ConfigError::WeakSecret { setting: "operator_token", len: 5 }
+        );
+        assert_eq!(
+            bad(|c| c.cluster_secret = Some("x".repeat(31))),
+            ConfigError::WeakSecret { setting: "cluster_secret", len: 31 }
+        );
+        assert_eq!(
+            bad(|c| c.cluster_secret = Some("change-me-to-a-long-random-cluster-secret".into())),
+            ConfigError::PlaceholderSecret { setting: "cluster_secret" }
+        );
+        assert_eq!(bad(|c| c.cluster_tls_ca = Some("ca.pem".into())), ConfigError::ClusterTlsHalf);
+        assert_eq!(
+            bad(|c| c.join = Some("http://node1:8080".into())),
+            ConfigError::BadJoin("http://node1:8080".into())
+        );
+        assert_eq!(bad(|c| c.join = Some("node1".into())), ConfigError::BadJoin("node1".into()));
         assert_eq!(bad(|c| c.command_version = 0), ConfigError::CommandVersion(0));
         assert_eq!(bad(|c| c.command_version = 9), ConfigError::CommandVersion(9));
         assert!(matches!(

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hpfriends_consensus::{ConsensusNode, NodeInfo, NodeOptions};
+use hpfriends_consensus::cluster_tls::Trust;
+use hpfriends_consensus::network::{decode, encode};
+use hpfriends_consensus::{ConsensusNode, JoinError, NodeInfo, NodeOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -25,6 +27,9 @@ use crate::routing::Router;
 
 /// How long a new node keeps asking to join.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
+/// How long one join request may take (the leader adds joins one at a time,
+/// each once the learner has caught up).
+const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long sessions get, past the close window, to flush and finish.
 const SESSION_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a draining leader tries to hand leadership over.
@@ -90,11 +95,22 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let hpfeeds_addr = hpfeeds.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let operator_token = stored_secret(config.operator_token.as_deref(), &config.data_dir, "operator-token")?;
-    let cluster_secret = match (&config.cluster_secret, &config.join) {
-        (Some(s), _) => s.clone(),
-        (None, Some(_)) => anyhow::bail!("--join needs --cluster-secret: the secret of the cluster to join"),
-        (None, None) => stored_secret(None, &config.data_dir, "cluster-secret")?,
+    let operator_token =
+        stored_secret(config.operator_token.as_deref(), &config.data_dir, "operator-token", "operator_token")?;
+    let trust = match (&config.cluster_tls_ca, &config.cluster_tls_cert, &config.cluster_tls_key) {
+        (Some(ca), Some(cert), Some(key)) => Trust::Pki { ca: ca.clone(), cert: cert.clone(), key: key.clone() },
+        _ => Trust::Secret(
+            match (&config.cluster_secret, &config.join) {
+                (Some(s), _) => s.clone(),
+                (None, Some(_)) => {
+                    anyhow::bail!(
+                        "--join needs --cluster-secret (the secret of the cluster to join) or --cluster-tls-*"
+                    )
+                }
+                (None, None) => stored_secret(None, &config.data_dir, "cluster-secret", "cluster_secret")?,
+            }
+            .into_bytes(),
+        ),
     };
 
     let advertise = |addr: SocketAddr| match &config.advertise_addr {
@@ -112,7 +128,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             data_dir: config.data_dir.clone(),
             info: info.clone(),
             bootstrap: config.join.is_none(),
-            cluster_secret: cluster_secret.into_bytes(),
+            trust,
             snapshot_every_logs: config.snapshot_every_logs,
             command_version: config.command_version,
         })
@@ -164,7 +180,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
-    let fanout_service = crate::cluster::service(router.clone(), node.peer_auth().clone(), shutdown.clone());
+    let fanout_service = crate::cluster::service(router.clone(), node.cluster_tls().clone(), shutdown.clone());
+    let peers = node.cluster_tls().incoming(cluster_listener);
     tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), shutdown.clone()));
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
@@ -177,10 +194,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .max_frame_size(PEER_MAX_FRAME)
             .add_service(raft_service)
             .add_service(fanout_service)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(cluster_listener),
-                grpc_shutdown.cancelled_owned(),
-            )
+            .serve_with_incoming_shutdown(peers, grpc_shutdown.cancelled_owned())
             .await
     });
 
@@ -197,9 +211,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
     tracing::info!(%hpfeeds_addr, %http_addr, %cluster_addr, node_id = config.node_id, "serving");
-    if let Some(url) = &config.join {
+    if let Some(member) = &config.join {
         if !node.is_initialized().await {
-            join_cluster(&node, url, config.node_id, &info).await?;
+            join_cluster(&node, member, config.node_id, &info).await?;
         }
     }
     Ok(Running {
@@ -306,14 +320,19 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
 
 /// A configured secret, or one kept in `<data_dir>/<file>` (generated on
 /// first start, readable by the owner only).
-fn stored_secret(configured: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<String> {
+fn stored_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+    file: &str,
+    setting: &'static str,
+) -> anyhow::Result<String> {
     if let Some(t) = configured {
         return Ok(t.to_string());
     }
     let path = data_dir.join(file);
     if let Ok(t) = std::fs::read_to_string(&path) {
         let t = t.trim().to_string();
-        anyhow::ensure!(t.len() >= 16, "{} holds a secret shorter than 16 characters", path.display());
+        crate::config::check_secret(setting, &t).with_context(|| format!("in {}", path.display()))?;
         return Ok(t);
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
@@ -323,34 +342,35 @@ fn stored_secret(configured: Option<&str>, data_dir: &Path, file: &str) -> anyho
     Ok(secret)
 }
 
-/// Asks the cluster at `url` (any member's HTTP address) to add this node,
-/// retrying until it answers; returns once this node is a voter.
-async fn join_cluster(node: &ConsensusNode, url: &str, id: u64, info: &NodeInfo) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let endpoint = format!("{}/api/v1/cluster/join", url.trim_end_matches('/'));
+/// Asks the cluster through `member` (any member's cluster address) to add
+/// this node, over the cluster port; retries until the join is done, and
+/// stops at once when the member refuses this node or does not trust it.
+async fn join_cluster(node: &ConsensusNode, member: &str, id: u64, info: &NodeInfo) -> anyhow::Result<()> {
+    use hpfriends_consensus::cluster_tls::ConnectError;
     let deadline = tokio::time::Instant::now() + JOIN_DEADLINE;
+    let tls = node.cluster_tls();
     loop {
-        let mut req = client.post(&endpoint).json(&serde_json::json!({ "node_id": id, "info": info }));
-        for (name, value) in node.peer_auth().headers() {
-            req = req.header(name, value);
-        }
-        let why = match req.send().await {
-            Ok(resp) if resp.status().is_success() => {
-                tracing::info!(%url, "joined the cluster");
-                return Ok(());
-            }
-            Ok(resp) => {
-                let status = resp.status();
-                let body = resp.text().await.unwrap_or_default();
-                if status.is_client_error() {
-                    anyhow::bail!("{endpoint} refused to add this node: {status} {body}");
-                }
-                format!("{status} {body}")
-            }
+        let why = match tls.probe(member).await {
+            Err(e @ ConnectError::Refused { .. }) => anyhow::bail!("cannot join through {member}: {e}"),
             Err(e) => e.to_string(),
+            Ok(_) => {
+                let mut rpc = hpfriends_consensus::network::connect(member, tls.clone()).map_err(anyhow::Error::msg)?;
+                match tokio::time::timeout(JOIN_ATTEMPT_TIMEOUT, rpc.join(encode(&(id, info.clone())))).await {
+                    Err(_) => format!("no answer within {JOIN_ATTEMPT_TIMEOUT:?}"),
+                    Ok(Err(status)) => hpfriends_consensus::cluster_tls::error_chain(&status),
+                    Ok(Ok(reply)) => match decode::<Result<(), JoinError>>(reply.get_ref())? {
+                        Ok(()) => {
+                            tracing::info!(%member, "joined the cluster");
+                            return Ok(());
+                        }
+                        Err(e) if e.is_final() => anyhow::bail!("{member} refused to add this node: {e}"),
+                        Err(e) => e.to_string(),
+                    },
+                }
+            }
         };
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "could not join through {endpoint}: {why}");
-        tracing::info!(%url, reason = %why, "join not done yet, retrying");
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "could not join through {member}: {why}");
+        tracing::info!(%member, reason = %why, "join not done yet, retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -3,6 +3,8 @@
 //! Every wait polls a condition against a deadline; every port is chosen by
 //! the OS (port 0) and read back from the node's first line of output.
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,15 +75,25 @@ impl NodeProcess {
     /// As `start`, with the cluster port on `cluster_ip` (a loopback address
     /// of its own, so that a partition can cut exactly this node's traffic).
     pub fn start_on(bin: &Path, data_dir: &Path, cluster_ip: &str, extra: &[&str]) -> anyhow::Result<NodeProcess> {
+        Self::start_at(bin, data_dir, format!("{cluster_ip}:0").parse()?, extra)
+    }
+
+    /// As `start`, with the cluster port at `cluster_addr`.
+    pub fn start_at(
+        bin: &Path,
+        data_dir: &Path,
+        cluster_addr: SocketAddr,
+        extra: &[&str],
+    ) -> anyhow::Result<NodeProcess> {
         let mut node = NodeProcess {
             bin: bin.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
-            token: "test-operator-token-0123456789".into(),
+            token: "test-operator-token-0123456789abcdef".into(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             hpfeeds_addr: "127.0.0.1:0".parse()?,
             http_addr: "127.0.0.1:0".parse()?,
-            cluster_addr: format!("{cluster_ip}:0").parse()?,
+            cluster_addr,
             tls_addr: None,
             log: Arc::default(),
         };
@@ -244,6 +256,14 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let status = response.get(9..12).context("short status line")?.parse()?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// One unlabelled sample from a node's `/metrics`.
+pub fn metric(http_addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let (_, body) = http_get(http_addr, "/metrics")?;
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .with_context(|| format!("no {name} in /metrics"))
 }
 
 pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
@@ -490,7 +510,7 @@ pub fn sync(
 }
 
 /// The shared secret every test cluster uses.
-pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789";
+pub const CLUSTER_SECRET: &str = "test-cluster-secret-0123456789abcdef";
 
 /// N real nodes: node 1 bootstraps, the others join through it. Each node's
 /// cluster port is on its own loopback address `127.A.B.(10+id)`, unique to
@@ -523,7 +543,7 @@ impl Cluster {
         let mut args: Vec<String> =
             vec!["--node-id".into(), id.clone(), "--cluster-secret".into(), CLUSTER_SECRET.into()];
         if let Some(first) = self.nodes.first() {
-            args.extend(["--join".into(), first.url()]);
+            args.extend(["--join".into(), first.cluster_addr.to_string()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

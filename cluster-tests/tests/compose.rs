@@ -8,7 +8,7 @@ use std::process::Command;
 
 use hpfriends_cluster_tests::{free_port, hpfriends_bin, http_status, sync, wait_for, Subscriber, DEADLINE};
 
-const TOKEN: &str = "compose-test-operator-token-0123";
+const TOKEN: &str = "compose-test-operator-token-0123456789";
 
 fn deploy() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
@@ -84,7 +84,7 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
             ("API_PORT".into(), api_port.to_string()),
             ("PROMETHEUS_PORT".into(), prom_port.to_string()),
             ("HPFRIENDS_OPERATOR_TOKEN".into(), TOKEN.into()),
-            ("HPFRIENDS_CLUSTER_SECRET".into(), "compose-test-cluster-secret-0123".into()),
+            ("HPFRIENDS_CLUSTER_SECRET".into(), "compose-test-cluster-secret-0123456789".into()),
         ],
     };
     let up = stack.run(&["up", "-d"]);

@@ -113,15 +113,19 @@ fn given_wrong_cluster_secret_when_joining_then_refused_with_reason() {
     let mut c = Cluster::start(&hpfriends_bin(), 1, &[]).unwrap();
     c.wait_leader(DEADLINE).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let url = c.nodes[0].url();
+    let member = c.nodes[0].cluster_addr.to_string();
     let err = NodeProcess::start(
         &hpfriends_bin(),
         &dir.path().join("intruder"),
-        &["--node-id", "9", "--cluster-secret", "not-the-right-secret-at-all", "--join", &url],
+        &["--node-id", "9", "--cluster-secret", "not-the-right-secret-of-this-cluster", "--join", &member],
     )
     .err()
     .expect("a node with the wrong secret must not join");
-    assert!(format!("{err:#}").contains("cluster authentication failed"), "{err:#}");
+    assert!(format!("{err:#}").contains("do not trust each other"), "{err:#}");
+    wait_for("node 1 to log the refusal", DEADLINE, || {
+        c.nodes[0].log().contains("refused a cluster connection").then_some(())
+    })
+    .unwrap();
     let status = c.nodes[0].status().unwrap();
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1);
 }

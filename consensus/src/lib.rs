@@ -7,11 +7,11 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cluster_tls;
 pub mod grpc;
 mod membership;
 pub mod network;
 mod node;
-pub mod peer_auth;
 pub mod store;
 
 /// Generated from `proto/cluster.proto`.
@@ -19,6 +19,7 @@ pub mod proto {
     tonic::include_proto!("hpfriends.cluster.v1");
 }
 
+pub use membership::JoinError;
 pub use node::{ConsensusNode, KeyEntry, NodeOptions, View, WriteError};
 
 /// Raft node identifier (the `--node-id` flag).

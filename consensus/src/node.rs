@@ -13,9 +13,10 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::sync::watch;
 
+use crate::cluster_tls::{ClusterTls, Trust};
 use crate::grpc::{JoinOutcome, ReadIndexOutcome, Signals, WriteOutcome};
+use crate::membership::JoinError;
 use crate::network::{connect, decode, encode, Network, PeerRpc};
-use crate::peer_auth::PeerAuth;
 use crate::store::{open_db, LogStore, Published, StateMachineStore};
 pub use crate::store::{KeyEntry, View};
 use crate::{NodeId, NodeInfo, Raft, RaftMetrics, Request};
@@ -26,8 +27,8 @@ pub struct NodeOptions {
     pub info: NodeInfo,
     /// Start a new one-node cluster if this data dir holds none.
     pub bootstrap: bool,
-    /// Shared by every member; proves peers to each other.
-    pub cluster_secret: Vec<u8>,
+    /// What proves peers to each other on the cluster port.
+    pub trust: Trust,
     /// Snapshot (and compact the log) after this many entries.
     pub snapshot_every_logs: u64,
     /// The command format version this node announces and reads; normally
@@ -61,9 +62,12 @@ pub struct ConsensusNode {
     id: NodeId,
     raft: Raft,
     published: Arc<Published>,
-    auth: PeerAuth,
+    tls: ClusterTls,
     command_version: u32,
-    signals: Arc<Signals>,
+    pub(crate) signals: Arc<Signals>,
+    /// Joins run one at a time on the leader: openraft refuses a membership
+    /// change while another is being committed.
+    join_lock: tokio::sync::Mutex<()>,
 }
 
 /// The heartbeat and election timers (ms). Followers refuse to vote until
@@ -104,8 +108,8 @@ impl ConsensusNode {
         };
         let config = Arc::new(config.validate().context("invalid Raft config")?);
         let source_ip = opts.info.cluster_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-        let auth = PeerAuth::new(&opts.cluster_secret, opts.node_id).with_source_ip(source_ip);
-        let network = Network { auth: auth.clone() };
+        let tls = ClusterTls::new(opts.trust, opts.node_id)?.with_source_ip(source_ip);
+        let network = Network { tls: tls.clone() };
         let raft =
             Raft::new(opts.node_id, config, network, log_store, state_machine).await.context("cannot start Raft")?;
 
@@ -119,9 +123,10 @@ impl ConsensusNode {
             id: opts.node_id,
             raft,
             published,
-            auth,
+            tls,
             command_version: opts.command_version,
             signals: Arc::new(Signals::default()),
+            join_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -143,12 +148,16 @@ impl ConsensusNode {
     }
 
     /// The Raft service for the cluster port (refuses unauthenticated peers).
-    pub fn grpc_service(&self) -> crate::grpc::AuthenticatedRaftService {
-        crate::grpc::service(self.raft.clone(), self.auth.clone(), self.command_version, self.signals.clone())
+    pub fn grpc_service(self: &Arc<Self>) -> crate::grpc::AuthenticatedRaftService {
+        crate::grpc::service(self.clone())
     }
 
-    pub fn peer_auth(&self) -> &PeerAuth {
-        &self.auth
+    pub fn cluster_tls(&self) -> &ClusterTls {
+        &self.tls
+    }
+
+    pub fn command_version(&self) -> u32 {
+        self.command_version
     }
 
     /// Proposes `command` on behalf of `actor`; returns once it is committed
@@ -233,7 +242,7 @@ impl ConsensusNode {
     }
 
     async fn peer_command_version(&self, info: &NodeInfo) -> Result<u32, String> {
-        let mut rpc = connect(&info.cluster_addr, self.auth.clone())?;
+        let mut rpc = connect(&info.cluster_addr, self.tls.clone())?;
         match tokio::time::timeout(VERSION_TIMEOUT, rpc.command_version(encode(&()))).await {
             Err(_) => Err(format!("no answer within {VERSION_TIMEOUT:?}")),
             // A binary older than this RPC runs the first version.
@@ -281,7 +290,7 @@ impl ConsensusNode {
             let target = caught_up_voter(&m).ok_or("no voter caught up with the log")?;
             tokio::time::sleep(Duration::from_millis(ELECTION_TIMEOUT_MAX + HEARTBEAT_INTERVAL)).await;
             let info = membership.get_node(&target).ok_or("the target left the membership")?;
-            let mut rpc = connect(&info.cluster_addr, self.auth.clone())?;
+            let mut rpc = connect(&info.cluster_addr, self.tls.clone())?;
             let reply = rpc.campaign(encode(&())).await.map_err(|s| s.message().to_string())?;
             decode::<Result<(), String>>(reply.get_ref()).map_err(|e| e.to_string())??;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -337,21 +346,26 @@ impl ConsensusNode {
     }
 
     /// Adds a node (learner, then voter once caught up), via the leader.
+    /// Joins that arrive together are done one after the other.
     pub async fn join(&self, id: NodeId, info: NodeInfo) -> Result<(), WriteError> {
         self.with_leader("add the node", |leader| {
             let info = info.clone();
             async move {
                 let outcome = match leader {
-                    None => crate::membership::join_here(&self.raft, id, info).await,
+                    None => {
+                        let _one_at_a_time = self.join_lock.lock().await;
+                        crate::membership::join_here(&self.raft, id, info).await
+                    }
                     Some(mut rpc) => match rpc.join(encode(&(id, info))).await {
-                        Ok(r) => decode::<JoinOutcome>(r.get_ref()).unwrap_or_else(|e| Err(e.to_string())),
+                        Ok(r) => decode::<JoinOutcome>(r.get_ref())
+                            .unwrap_or_else(|e| Err(JoinError::Refused(format!("cannot read the answer: {e}")))),
                         Err(status) => return Attempt::Retry(status.message().to_string()),
                     },
                 };
                 match outcome {
                     Ok(()) => Attempt::Done(Ok(())),
-                    Err(e) if e.starts_with("not the leader") => Attempt::Retry(e),
-                    Err(e) => Attempt::Done(Err(WriteError::Membership(e))),
+                    Err(e) if e.is_final() => Attempt::Done(Err(WriteError::Membership(e.to_string()))),
+                    Err(e) => Attempt::Retry(e.to_string()),
                 }
             }
         })
@@ -374,7 +388,7 @@ impl ConsensusNode {
             };
             let outcome = match leader {
                 Some((id, _)) if id == self.id => attempt(None).await,
-                Some((_, Some(info))) => match connect(&info.cluster_addr, self.auth.clone()) {
+                Some((_, Some(info))) => match connect(&info.cluster_addr, self.tls.clone()) {
                     Ok(rpc) => attempt(Some(rpc)).await,
                     Err(e) => Attempt::Retry(e),
                 },

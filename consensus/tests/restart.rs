@@ -16,7 +16,7 @@ async fn start_at_version(dir: &std::path::Path, command_version: u32) -> Consen
         data_dir: dir.to_path_buf(),
         info: NodeInfo::default(),
         bootstrap: true,
-        cluster_secret: b"secret".to_vec(),
+        trust: hpfriends_consensus::cluster_tls::Trust::Secret(b"a-secret-of-at-least-thirty-two-chars".to_vec()),
         snapshot_every_logs: 5_000,
         command_version,
     })

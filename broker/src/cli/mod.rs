@@ -45,13 +45,22 @@ pub struct ServeArgs {
     pub cluster_addr: Option<String>,
     #[arg(long, env = "HPFRIENDS_ADVERTISE_ADDR")]
     pub advertise_addr: Option<String>,
-    /// HTTP URL of any member of the cluster to join.
+    /// Cluster address (host:port) of any member of the cluster to join.
     #[arg(long, env = "HPFRIENDS_JOIN")]
     pub join: Option<String>,
     #[arg(long, env = "HPFRIENDS_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
     #[arg(long, env = "HPFRIENDS_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
+    /// The cluster port with an operator's PKI instead of the secret: the CA
+    /// peers' certificates must chain to (with --cluster-tls-cert/-key).
+    #[arg(long, env = "HPFRIENDS_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
+    /// This node's certificate for the cluster port (PEM; serverAuth and clientAuth).
+    #[arg(long, env = "HPFRIENDS_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "HPFRIENDS_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
     #[arg(long, env = "HPFRIENDS_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     #[arg(long, env = "HPFRIENDS_TLS_KEY", requires = "tls_cert")]
@@ -103,13 +112,23 @@ impl ServeArgs {
             peer_queue_messages,
             command_version
         );
-        set_opt!(advertise_addr, join, operator_token, cluster_secret, tls_cert, tls_key);
+        set_opt!(
+            advertise_addr,
+            join,
+            operator_token,
+            cluster_secret,
+            cluster_tls_ca,
+            cluster_tls_cert,
+            cluster_tls_key,
+            tls_cert,
+            tls_key
+        );
         if let Some(ordinal) = self.pod_ordinal {
             c.node_id = ordinal + 1;
             if ordinal == 0 {
                 c.join = None;
             } else {
-                anyhow::ensure!(c.join.is_some(), "--pod-ordinal {ordinal} needs --join (the URL of pod 0)");
+                anyhow::ensure!(c.join.is_some(), "--pod-ordinal {ordinal} needs --join (pod 0's cluster address)");
             }
         }
         c.validate()?;
@@ -131,7 +150,7 @@ mod tests {
 
     #[test]
     fn given_pod_ordinal_then_node_id_follows_and_only_pod_0_bootstraps() {
-        let join = ["--join", "http://hpfriends-0.hpfriends-peers:8080"];
+        let join = ["--join", "hpfriends-0.hpfriends-peers:7000"];
         let first = serve(&[&["--pod-ordinal", "0"][..], &join].concat()).unwrap();
         assert_eq!((first.node_id, first.join), (1, None));
         let third = serve(&[&["--pod-ordinal", "2"][..], &join].concat()).unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hpfriends_consensus::peer_auth::{PeerAuth, RequirePeer, HEADER_NODE};
+use hpfriends_consensus::cluster_tls::{peer_id, ClusterTls, RequirePeer};
 use hpfriends_consensus::proto::fanout_client::FanoutClient;
 use hpfriends_consensus::proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
 use hpfriends_consensus::proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, PublishBatch, PublishRuns};
@@ -39,7 +39,7 @@ pub struct FanoutService {
 
 pub fn service(
     router: Arc<Router>,
-    auth: PeerAuth,
+    tls: ClusterTls,
     shutdown: CancellationToken,
 ) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
     let server = FanoutServer::new(FanoutService {
@@ -49,7 +49,7 @@ pub fn service(
         delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
     })
     .max_decoding_message_size(MAX_PEER_MESSAGE);
-    InterceptedService::new(server, RequirePeer(auth))
+    InterceptedService::new(server, RequirePeer(tls))
 }
 
 impl FanoutService {
@@ -72,15 +72,14 @@ impl FanoutService {
 #[tonic::async_trait]
 impl FanoutRpc for FanoutService {
     async fn link(&self, req: Request<Streaming<PeerFrame>>) -> Result<Response<LinkClosed>, Status> {
-        // The interceptor verified the MAC over this header.
-        let peer: NodeId = req
-            .metadata()
-            .get(HEADER_NODE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| Status::unauthenticated("no peer id"))?;
+        // The interceptor checked that the connection is a member's.
+        let peer: NodeId = peer_id(req.metadata()).ok_or_else(|| Status::unauthenticated("no peer id"))?;
         let mut stream = req.into_inner();
         let fanout = &self.router.fanout;
+        // This stream's interest is its own: a second stream for the same peer
+        // (a reconnect, or a duplicate) replaces it, and closing the older one
+        // leaves the newer one's interest in place.
+        let link = fanout.open_inbound(peer);
         tracing::info!(peer, "fan-out link from peer opened");
         let result = loop {
             let message = tokio::select! {
@@ -89,8 +88,8 @@ impl FanoutRpc for FanoutService {
             };
             match message {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
-                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(peer, set.entries, set.accepts_runs),
-                    peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(peer, change),
+                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(link, set.entries, set.accepts_runs),
+                    peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(link, change),
                     peer_frame::Kind::Publish(p) => self.deliver(|each| each(p.owner, &p.channel, &p.frame, 1)),
                     peer_frame::Kind::Batch(batch) => {
                         self.deliver(|each| batch.publishes.iter().for_each(|p| each(p.owner, &p.channel, &p.frame, 1)))
@@ -119,7 +118,7 @@ impl FanoutRpc for FanoutService {
                 Err(status) => break Err(status),
             }
         };
-        fanout.forget_peer(peer);
+        fanout.forget_peer(link);
         tracing::info!(peer, "fan-out link from peer closed");
         result
     }
@@ -156,7 +155,7 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
                 queue,
                 control,
                 router.clone(),
-                node.peer_auth().clone(),
+                node.cluster_tls().clone(),
                 stop.clone(),
             ));
             running.insert(id, (addr, stop));
@@ -232,7 +231,7 @@ fn run_channel(frames: &[u8]) -> Result<(&[u8], usize), String> {
 
 /// The streaming call itself; ends when the peer or the network ends it.
 async fn stream_to_peer(
-    mut client: FanoutClient<InterceptedService<tonic::transport::Channel, PeerAuth>>,
+    mut client: FanoutClient<InterceptedService<tonic::transport::Channel, ClusterTls>>,
     rx: mpsc::Receiver<PeerFrame>,
 ) -> Result<(), Status> {
     client.link(ReceiverStream::new(rx)).await.map(drop)
@@ -245,22 +244,15 @@ async fn run_link(
     queue: Arc<LinkQueue>,
     mut control: mpsc::UnboundedReceiver<Interest>,
     router: Arc<Router>,
-    auth: PeerAuth,
+    tls: ClusterTls,
     stop: CancellationToken,
 ) {
     let peer = queue.peer;
     let mut backoff = BACKOFF_MIN;
     while !stop.is_cancelled() {
-        let endpoint = match auth.endpoint(&addr) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(peer, %addr, "bad peer address: {e}");
-                return;
-            }
-        };
         let connected = tokio::select! {
             _ = stop.cancelled() => return,
-            c = endpoint.connect() => c,
+            c = tls.connect_channel(&addr) => c,
         };
         let channel = match connected {
             Ok(c) => c,
@@ -272,7 +264,7 @@ async fn run_link(
                 continue;
             }
         };
-        let client = FanoutClient::with_interceptor(channel, auth.clone());
+        let client = FanoutClient::with_interceptor(channel, tls.clone());
         // Small: the link queue (`peer_queue_messages`) is the buffer. Frames
         // waiting here (up to 256 publishes each) would hold a `dropped`
         // notice back until after later subscribers joined.
@@ -394,7 +386,11 @@ mod tests {
     async fn given_a_peer_without_runs_support_then_chunks_use_the_kinds_every_version_knows() {
         let fanout = crate::routing::fanout::Fanout::new(100);
         let (queue, _control) = fanout.add_link(2);
-        fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: 1, subscribed: true }], true);
+        fanout.set_peer_interest(
+            fanout.open_inbound(2),
+            vec![Interest { channel: "c".into(), owner: 1, subscribed: true }],
+            true,
+        );
         let publish = |payload: &str| PublishFrame::new(b"ident", b"c", payload.as_bytes());
 
         fanout.forward(1, &publish("x"), None);

@@ -47,7 +47,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/apply", post(apply).layer(DefaultBodyLimit::max(MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster_status))
         .route("/api/v1/cluster/leave", post(cluster_leave))
-        .route("/api/v1/cluster/join", post(cluster_join))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistent_reads))
         .with_state(state)
@@ -146,7 +145,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
     }
     metrics::gauge!("hpfriends_raft_known_commit").set(state.node.known_commit() as f64);
     metrics::gauge!("hpfriends_index_generation").set(state.node.view().index.generation() as f64);
-    metrics::gauge!("hpfriends_cluster_auth_refused").set(state.node.peer_auth().refused() as f64);
+    metrics::gauge!("hpfriends_cluster_auth_refused").set(state.node.cluster_tls().refused() as f64);
     let (users, groups, shares, keys) =
         state.node.read_graph(|g| (g.users().count(), g.groups().count(), g.share_count(), g.keys().count()));
     for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {
@@ -491,25 +490,5 @@ async fn cluster_leave(State(state): State<AppState>, Caller(actor): Caller, bod
     }
     let Json(b) = body?;
     state.node.remove_member(b.node_id).await?;
-    ok()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinBody {
-    node_id: u64,
-    info: hpfriends_consensus::NodeInfo,
-}
-
-/// A new node asks to be added. It proves the cluster secret with the same
-/// headers peers use on the cluster port.
-async fn cluster_join(State(state): State<AppState>, headers: axum::http::HeaderMap, body: Body<JoinBody>) -> Reply {
-    state
-        .node
-        .peer_auth()
-        .verify_with(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-        .map_err(|why| ApiError::unauthorized(format!("cluster authentication failed: {why}")))?;
-    let Json(b) = body?;
-    state.node.join(b.node_id, b.info).await?;
     ok()
 }

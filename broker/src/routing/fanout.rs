@@ -218,6 +218,16 @@ impl LinkQueue {
 struct PeerInterest {
     channels: LookupMap<Bytes, Vec<UserId>>,
     accepts_runs: bool,
+    /// The inbound stream that announced it.
+    stream: u64,
+}
+
+/// One inbound stream from a peer. The newest stream's replay owns the peer's
+/// interest; an older stream's changes and close leave it alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InboundLink {
+    pub peer: NodeId,
+    stream: u64,
 }
 
 /// A peer `forward` may send to: it has a link and announced its interest.
@@ -239,11 +249,13 @@ pub struct Fanout {
     /// `peers` on every change.
     routes: ArcSwap<Vec<Route>>,
     peers: Mutex<Peers>,
+    /// Inbound streams opened so far.
+    streams: AtomicU64,
 }
 
 impl Fanout {
     pub fn new(queue_messages: usize) -> Fanout {
-        Fanout { queue_messages, routes: ArcSwap::default(), peers: Mutex::default() }
+        Fanout { queue_messages, routes: ArcSwap::default(), peers: Mutex::default(), streams: AtomicU64::new(0) }
     }
 
     /// Queues `publish` for every peer that has a subscriber allowed to read it.
@@ -325,9 +337,14 @@ impl Fanout {
         self.peers().links.len()
     }
 
-    /// A peer replayed its whole interest set (a new or re-opened stream).
-    pub fn set_peer_interest(&self, peer: NodeId, entries: Vec<Interest>, accepts_runs: bool) {
-        let mut interest = PeerInterest { channels: LookupMap::default(), accepts_runs };
+    /// A peer opened a stream to this node.
+    pub fn open_inbound(&self, peer: NodeId) -> InboundLink {
+        InboundLink { peer, stream: self.streams.fetch_add(1, Ordering::Relaxed) + 1 }
+    }
+
+    /// A peer replayed its whole interest set on `link`, which now owns it.
+    pub fn set_peer_interest(&self, link: InboundLink, entries: Vec<Interest>, accepts_runs: bool) {
+        let mut interest = PeerInterest { channels: LookupMap::default(), accepts_runs, stream: link.stream };
         for e in entries.into_iter().filter(|e| e.subscribed) {
             let owners = interest.channels.entry(e.channel).or_default();
             if !owners.contains(&e.owner) {
@@ -335,13 +352,17 @@ impl Fanout {
             }
         }
         self.modify(|peers| {
-            peers.interest.insert(peer, Arc::new(interest));
+            if peers.interest.get(&link.peer).is_none_or(|i| i.stream <= link.stream) {
+                peers.interest.insert(link.peer, Arc::new(interest));
+            }
         });
     }
 
-    pub fn apply_peer_interest(&self, peer: NodeId, change: Interest) {
+    /// A change after the replay; ignored unless `link` owns the peer's interest.
+    pub fn apply_peer_interest(&self, link: InboundLink, change: Interest) {
         self.modify(|peers| {
-            let mut interest = peers.interest.get(&peer).map(|i| PeerInterest::clone(i)).unwrap_or_default();
+            let Some(current) = peers.interest.get(&link.peer).filter(|i| i.stream == link.stream) else { return };
+            let mut interest = PeerInterest::clone(current);
             let owners = interest.channels.entry(change.channel.clone()).or_default();
             owners.retain(|o| *o != change.owner);
             if change.subscribed {
@@ -350,7 +371,7 @@ impl Fanout {
             if owners.is_empty() {
                 interest.channels.remove(&change.channel);
             }
-            peers.interest.insert(peer, Arc::new(interest));
+            peers.interest.insert(link.peer, Arc::new(interest));
         });
     }
 
@@ -359,10 +380,13 @@ impl Fanout {
         self.peers().interest.get(&peer).is_some_and(|p| p.accepts_runs)
     }
 
-    /// The peer's stream ended: it replays everything when it comes back.
-    pub fn forget_peer(&self, peer: NodeId) {
+    /// The stream ended: the peer replays everything when it comes back. A
+    /// newer stream's interest stays.
+    pub fn forget_peer(&self, link: InboundLink) {
         self.modify(|peers| {
-            peers.interest.remove(&peer);
+            if peers.interest.get(&link.peer).is_some_and(|i| i.stream == link.stream) {
+                peers.interest.remove(&link.peer);
+            }
         });
     }
 

@@ -259,7 +259,12 @@ mod tests {
         let jojo = g.user_id("jojo").unwrap();
         let mark = g.user_id("mark").unwrap();
         let (queue, _control) = router.fanout.add_link(2);
-        router.fanout.set_peer_interest(2, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }], true);
+        let link = router.fanout.open_inbound(2);
+        router.fanout.set_peer_interest(
+            link,
+            vec![Interest { channel: "c".into(), owner: mark, subscribed: true }],
+            true,
+        );
         let view = router.view();
         let readers = view.index.readers(jojo, "c");
         let publish = PublishFrame::new(b"jojo-key", b"c", b"payload");
@@ -278,15 +283,35 @@ mod tests {
     fn given_replays_then_runs_support_follows_the_latest_and_is_forgotten_with_the_peer() {
         let (router, _) = router();
         assert!(!router.fanout.accepts_runs(2), "nothing announced yet");
-        router.fanout.set_peer_interest(2, vec![], true);
+        let link = router.fanout.open_inbound(2);
+        router.fanout.set_peer_interest(link, vec![], true);
         assert!(router.fanout.accepts_runs(2));
         let change = Interest { channel: "c".into(), owner: 1, subscribed: true };
-        router.fanout.apply_peer_interest(2, change);
+        router.fanout.apply_peer_interest(link, change);
         assert!(router.fanout.accepts_runs(2), "an interest change keeps what the replay said");
-        router.fanout.set_peer_interest(2, vec![], false);
+        let restarted = router.fanout.open_inbound(2);
+        router.fanout.set_peer_interest(restarted, vec![], false);
         assert!(!router.fanout.accepts_runs(2), "a peer restarted on an older version");
-        router.fanout.set_peer_interest(2, vec![], true);
-        router.fanout.forget_peer(2);
+        router.fanout.set_peer_interest(restarted, vec![], true);
+        router.fanout.forget_peer(restarted);
         assert!(!router.fanout.accepts_runs(2));
+    }
+
+    #[test]
+    fn given_a_second_stream_for_a_peer_then_the_older_ones_changes_and_close_leave_its_interest_alone() {
+        let (router, g) = router();
+        let (jojo, mark) = (g.user_id("jojo").unwrap(), g.user_id("mark").unwrap());
+        let (queue, _control) = router.fanout.add_link(2);
+        let marks = || vec![Interest { channel: "c".into(), owner: mark, subscribed: true }];
+        let older = router.fanout.open_inbound(2);
+        router.fanout.set_peer_interest(older, marks(), true);
+        let newer = router.fanout.open_inbound(2);
+        router.fanout.set_peer_interest(newer, marks(), true);
+        router.fanout.set_peer_interest(older, vec![], true);
+        router.fanout.apply_peer_interest(older, Interest { channel: "c".into(), owner: mark, subscribed: false });
+        router.fanout.forget_peer(older);
+        let view = router.view();
+        router.fanout.forward(jojo, &PublishFrame::new(b"jojo-key", b"c", b"x"), view.index.readers(jojo, "c"));
+        assert_eq!(queue.queued(), 1, "the newest replay's interest still routes to the peer");
     }
 }

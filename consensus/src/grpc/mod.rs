@@ -8,16 +8,17 @@ use openraft::raft::AppendEntriesRequest;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use crate::cluster_tls::RequirePeer;
+use crate::membership::JoinError;
 use crate::network::{decode, encode};
-use crate::peer_auth::{PeerAuth, RequirePeer};
 use crate::proto::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::proto::RaftPayload;
-use crate::{membership, NodeId, NodeInfo, Raft, Request as WriteRequest, Response as WriteResponse, TypeConfig};
+use crate::{
+    ConsensusNode, NodeId, NodeInfo, Request as WriteRequest, Response as WriteResponse, TypeConfig, WriteError,
+};
 
 pub struct RaftService {
-    raft: Raft,
-    command_version: u32,
-    signals: Arc<Signals>,
+    node: Arc<ConsensusNode>,
 }
 
 /// What the RPC handlers and the node tell each other.
@@ -33,11 +34,12 @@ pub struct Signals {
 pub type AuthenticatedRaftService = InterceptedService<RaftServer<RaftService>, RequirePeer>;
 
 /// The service to mount on the cluster port; refuses unauthenticated peers.
-pub fn service(raft: Raft, auth: PeerAuth, command_version: u32, signals: Arc<Signals>) -> AuthenticatedRaftService {
-    let server = RaftServer::new(RaftService { raft, command_version, signals })
+pub fn service(node: Arc<ConsensusNode>) -> AuthenticatedRaftService {
+    let tls = node.cluster_tls().clone();
+    let server = RaftServer::new(RaftService { node })
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);
-    InterceptedService::new(server, RequirePeer(auth))
+    InterceptedService::new(server, RequirePeer(tls))
 }
 
 fn bad_request(e: serde_json::Error) -> Status {
@@ -48,8 +50,8 @@ type Reply = Result<Response<RaftPayload>, Status>;
 
 /// A forwarded write's outcome, as the leader reports it.
 pub type WriteOutcome = Result<WriteResponse, ClientWriteError<NodeId, NodeInfo>>;
-/// A forwarded join's outcome.
-pub type JoinOutcome = Result<(), String>;
+/// A join's outcome.
+pub type JoinOutcome = Result<(), JoinError>;
 /// The log index a linearizable read waits for, or why there is none.
 pub type ReadIndexOutcome = Result<Option<u64>, String>;
 
@@ -58,29 +60,29 @@ impl RaftRpc for RaftService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Reply {
         let rpc: AppendEntriesRequest<TypeConfig> = decode(req.get_ref()).map_err(bad_request)?;
         if let Some(commit) = rpc.leader_commit {
-            self.signals.known_commit.fetch_max(commit.index, Ordering::AcqRel);
+            self.node.signals.known_commit.fetch_max(commit.index, Ordering::AcqRel);
         }
-        Ok(Response::new(encode(&self.raft.append_entries(rpc).await)))
+        Ok(Response::new(encode(&self.node.raft().append_entries(rpc).await)))
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Reply {
         let rpc = decode(req.get_ref()).map_err(bad_request)?;
-        Ok(Response::new(encode(&self.raft.vote(rpc).await)))
+        Ok(Response::new(encode(&self.node.raft().vote(rpc).await)))
     }
 
     async fn install_snapshot(&self, req: Request<RaftPayload>) -> Reply {
         let rpc = decode(req.get_ref()).map_err(bad_request)?;
-        Ok(Response::new(encode(&self.raft.install_snapshot(rpc).await)))
+        Ok(Response::new(encode(&self.node.raft().install_snapshot(rpc).await)))
     }
 
     async fn client_write(&self, req: Request<RaftPayload>) -> Reply {
         let write: WriteRequest = decode(req.get_ref()).map_err(bad_request)?;
-        if self.signals.handing_off.load(Ordering::Acquire) {
+        if self.node.signals.handing_off.load(Ordering::Acquire) {
             let retry: WriteOutcome =
                 Err(ClientWriteError::ForwardToLeader(ForwardToLeader { leader_id: None, leader_node: None }));
             return Ok(Response::new(encode(&retry)));
         }
-        let outcome: WriteOutcome = match self.raft.client_write(write).await {
+        let outcome: WriteOutcome = match self.node.raft().client_write(write).await {
             Ok(resp) => Ok(resp.data),
             Err(openraft::error::RaftError::APIError(e)) => Err(e),
             Err(openraft::error::RaftError::Fatal(f)) => return Err(Status::unavailable(f.to_string())),
@@ -89,7 +91,7 @@ impl RaftRpc for RaftService {
     }
 
     async fn read_index(&self, _req: Request<RaftPayload>) -> Reply {
-        let outcome: ReadIndexOutcome = match self.raft.ensure_linearizable().await {
+        let outcome: ReadIndexOutcome = match self.node.raft().ensure_linearizable().await {
             Ok(id) => Ok(id.map(|l| l.index)),
             Err(e) => Err(format!("not the leader: {e}")),
         };
@@ -97,18 +99,23 @@ impl RaftRpc for RaftService {
     }
 
     async fn command_version(&self, _req: Request<RaftPayload>) -> Reply {
-        Ok(Response::new(encode(&self.command_version)))
+        Ok(Response::new(encode(&self.node.command_version())))
     }
 
     async fn campaign(&self, _req: Request<RaftPayload>) -> Reply {
         tracing::info!("the draining leader asked this node to start an election");
-        let outcome: Result<(), String> = self.raft.trigger().elect().await.map_err(|e| e.to_string());
+        let outcome: Result<(), String> = self.node.raft().trigger().elect().await.map_err(|e| e.to_string());
         Ok(Response::new(encode(&outcome)))
     }
 
     async fn join(&self, req: Request<RaftPayload>) -> Reply {
         let (id, info): (NodeId, NodeInfo) = decode(req.get_ref()).map_err(bad_request)?;
-        let outcome: JoinOutcome = membership::join_here(&self.raft, id, info).await;
+        // Through the leader, wherever it is: a joining node may ask any member.
+        let outcome: JoinOutcome = self.node.join(id, info).await.map_err(|e| match e {
+            WriteError::Unavailable(why) => JoinError::Unavailable(why),
+            WriteError::Membership(why) => JoinError::Refused(why),
+            other => JoinError::Refused(other.to_string()),
+        });
         Ok(Response::new(encode(&outcome)))
     }
 }

@@ -1,5 +1,6 @@
-//! Outbound Raft RPCs to other members over tonic gRPC, authenticated with
-//! [`PeerAuth`]. One lazily connected channel per peer, reused for every RPC.
+//! Outbound Raft RPCs to other members over tonic gRPC on mutually
+//! authenticated TLS ([`ClusterTls`]). One lazily connected channel per peer,
+//! reused for every RPC.
 
 use std::time::Duration;
 
@@ -14,17 +15,16 @@ use serde::Serialize;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::peer_auth::PeerAuth;
+use crate::cluster_tls::ClusterTls;
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftPayload;
 use crate::{NodeId, NodeInfo, TypeConfig};
 
-pub type PeerRpc = RaftClient<InterceptedService<Channel, PeerAuth>>;
+pub type PeerRpc = RaftClient<InterceptedService<Channel, ClusterTls>>;
 
 /// A client for the Raft service of the node at `cluster_addr`.
-pub fn connect(cluster_addr: &str, auth: PeerAuth) -> Result<PeerRpc, String> {
-    let endpoint = auth.endpoint(cluster_addr)?;
-    Ok(RaftClient::with_interceptor(endpoint.connect_lazy(), auth)
+pub fn connect(cluster_addr: &str, tls: ClusterTls) -> Result<PeerRpc, String> {
+    Ok(RaftClient::with_interceptor(tls.channel(cluster_addr)?, tls)
         // Snapshots of a large graph exceed tonic's 4 MiB default.
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024))
@@ -32,7 +32,7 @@ pub fn connect(cluster_addr: &str, auth: PeerAuth) -> Result<PeerRpc, String> {
 
 #[derive(Clone)]
 pub struct Network {
-    pub auth: PeerAuth,
+    pub tls: ClusterTls,
 }
 
 pub struct PeerClient {
@@ -44,7 +44,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
-        PeerClient { target, rpc: connect(&node.cluster_addr, self.auth.clone()) }
+        PeerClient { target, rpc: connect(&node.cluster_addr, self.tls.clone()) }
     }
 }
 

@@ -1,0 +1,214 @@
+//! Trust holds under attack: what crosses the cluster port, replays of it,
+//! nodes that do not belong, weak secrets.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use hpfriends_cluster_tests::proxy::{contains, RecordingProxy};
+use hpfriends_cluster_tests::{
+    hpfriends_bin, metric, publish, sync, wait_for, NodeProcess, Subscriber, CLUSTER_SECRET, DEADLINE,
+};
+
+/// Loopback addresses of this test process (`127.A.B.x`), apart from the ones `Cluster` uses.
+fn net(b: u32) -> String {
+    format!("127.{}.{b}", 20 + std::process::id() % 200)
+}
+
+/// A port the OS says is free on `ip`.
+fn free_addr(ip: &str) -> SocketAddr {
+    std::net::TcpListener::bind(format!("{ip}:0")).unwrap().local_addr().unwrap()
+}
+
+const KEY_SECRET: &str = "jojo-sensor-secret-7e1f0c";
+const CHANNEL: &str = "captures-9b2d4a";
+const PAYLOAD: &str = "payload-marker-51c6e8";
+
+#[test]
+fn given_a_relay_between_two_nodes_then_it_reads_nothing_and_what_it_recorded_is_refused_elsewhere() {
+    let bin = hpfriends_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let net = net(252);
+    let secret = ["--cluster-secret", CLUSTER_SECRET];
+    // Each node advertises the relay's address, so every byte between them crosses a relay.
+    let n1 = NodeProcess::start_at(
+        &bin,
+        &dir.path().join("n1"),
+        format!("{net}.11:0").parse().unwrap(),
+        &[&["--node-id", "1", "--advertise-addr", &format!("{net}.111")][..], &secret].concat(),
+    )
+    .unwrap();
+    let relay1 =
+        RecordingProxy::start(format!("{net}.111:{}", n1.cluster_addr.port()).parse().unwrap(), n1.cluster_addr)
+            .unwrap();
+    let n2_addr = free_addr(&format!("{net}.12"));
+    let relay2 = RecordingProxy::start(format!("{net}.112:{}", n2_addr.port()).parse().unwrap(), n2_addr).unwrap();
+    let join = relay1.addr.to_string();
+    let n2 = NodeProcess::start_at(
+        &bin,
+        &dir.path().join("n2"),
+        n2_addr,
+        &[&["--node-id", "2", "--advertise-addr", &format!("{net}.112"), "--join", &join][..], &secret].concat(),
+    )
+    .unwrap();
+
+    let graph = format!(
+        r#"{{"shares": [{{"from": "jojo", "to": "mark", "channel": "{CHANNEL}", "kind": "shares"}}],
+            "keys": [{{"ident": "jojo-k", "secret": "{KEY_SECRET}", "owner": "jojo", "publish": ["{CHANNEL}"]}},
+                     {{"ident": "mark-k", "secret": "mark-secret-0a9d", "owner": "mark",
+                       "publish": ["{CHANNEL}"], "subscribe": ["{CHANNEL}"]}}]}}"#
+    );
+    n1.apply(&graph).unwrap();
+    wait_for("the keys on node 2", DEADLINE, || n2.ctl(&["key", "list"]).ok().filter(|k| k.contains("mark-k")))
+        .unwrap();
+    let sub = Subscriber::start(n2.hpfeeds_addr, "mark-k", "mark-secret-0a9d", CHANNEL).unwrap();
+    sync(n1.hpfeeds_addr, &sub, "mark-k", "mark-secret-0a9d", CHANNEL, "mark-ready").unwrap();
+    publish(n1.hpfeeds_addr, "jojo-k", KEY_SECRET, CHANNEL, PAYLOAD).unwrap();
+    sub.wait_for_line(PAYLOAD).unwrap();
+
+    let wire = [relay1.all_bytes(), relay2.all_bytes()].concat();
+    assert!(wire.len() > 1000, "the relays carried the cluster's traffic ({} bytes)", wire.len());
+    for secret in [KEY_SECRET, CHANNEL, PAYLOAD, "mark-ready", CLUSTER_SECRET] {
+        assert!(!contains(&wire, secret.as_bytes()), "{secret:?} crossed the wire in clear");
+    }
+
+    // Node 2's connections to node 1, sent again as they were on a new connection.
+    let refused_before = metric(n1.http_addr, "hpfriends_cluster_auth_refused").unwrap();
+    let recorded: Vec<Vec<u8>> = relay1.connections().into_iter().map(|c| c.to_target).collect();
+    assert!(!recorded.is_empty());
+    for bytes in &recorded {
+        let answer = send_and_read(n1.cluster_addr, bytes);
+        assert!(!contains(&answer, b"hpfriends"), "a replayed connection got an answer in clear");
+    }
+    // Old-style plaintext HTTP/2 with the node's header.
+    send_and_read(n1.cluster_addr, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00");
+    let want = refused_before + recorded.len() as f64 + 1.0;
+    wait_for("every replay counted as refused", DEADLINE, || {
+        (metric(n1.http_addr, "hpfriends_cluster_auth_refused").ok()? >= want).then_some(())
+    })
+    .unwrap();
+    assert!(n1.log().contains("refused a cluster connection"), "{}", n1.log());
+    // The real link still works.
+    publish(n1.hpfeeds_addr, "jojo-k", KEY_SECRET, CHANNEL, "after-the-replays").unwrap();
+    sub.wait_for_line("after-the-replays").unwrap();
+}
+
+/// Writes `bytes` on a fresh connection and returns what came back before the close.
+fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(12))).unwrap();
+    let _ = s.write_all(bytes);
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    answer
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// A CA (`<name>.pem`, `<name>.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (pem, key, subj) = (format!("{name}.pem"), format!("{name}.key"), format!("/CN={name}"));
+    openssl(
+        dir,
+        &[&["req", "-x509", "-nodes", "-days", "30"][..], &EC, &["-keyout", &key, "-out", &pem, "-subj", &subj]]
+            .concat(),
+    );
+}
+
+/// A node certificate for `ip`, signed by CA `ca`: `<name>.pem`, `<name>.key`.
+fn make_node_cert(dir: &Path, ca: &str, name: &str, ip: &str) {
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\n"
+        ),
+    )
+    .unwrap();
+    let (key, csr, pem, subj) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("/CN={name}"));
+    openssl(dir, &[&["req", "-new", "-nodes"][..], &EC, &["-keyout", &key, "-out", &csr, "-subj", &subj]].concat());
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+#[test]
+fn given_a_pki_then_nodes_with_its_certificates_form_a_cluster_and_a_node_from_another_ca_is_refused() {
+    let bin = hpfriends_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path();
+    let net = net(253);
+    make_ca(certs, "ca");
+    make_ca(certs, "other-ca");
+    for (name, ca, ip) in [("n1", "ca", ".11"), ("n2", "ca", ".12"), ("intruder", "other-ca", ".13")] {
+        make_node_cert(certs, ca, name, &format!("{net}{ip}"));
+    }
+    let pki = |name: &str| -> Vec<String> {
+        let p = |f: String| certs.join(f).to_string_lossy().into_owned();
+        vec![
+            "--cluster-tls-ca".into(),
+            p("ca.pem".into()),
+            "--cluster-tls-cert".into(),
+            p(format!("{name}.pem")),
+            "--cluster-tls-key".into(),
+            p(format!("{name}.key")),
+        ]
+    };
+    let args = |id: &str, name: &str, join: Option<String>| -> Vec<String> {
+        let mut a = vec!["--node-id".to_string(), id.to_string()];
+        a.extend(pki(name));
+        if let Some(j) = join {
+            a.extend(["--join".to_string(), j]);
+        }
+        a
+    };
+    let start = |name: &str, ip: &str, a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        NodeProcess::start_at(&bin, &dir.path().join(name), format!("{net}{ip}:0").parse().unwrap(), &a)
+    };
+    let n1 = start("d1", ".11", args("1", "n1", None)).unwrap();
+    let n2 = start("d2", ".12", args("2", "n2", Some(n1.cluster_addr.to_string()))).unwrap();
+    wait_for("two voters", DEADLINE, || {
+        let s = n1.status().ok()?;
+        (s["nodes"].as_array()?.iter().filter(|n| n["voter"] == true).count() == 2).then_some(())
+    })
+    .unwrap();
+    n1.ctl(&["user", "add", "written-on-1"]).unwrap();
+    wait_for("the write on node 2", DEADLINE, || {
+        n2.ctl(&["user", "list"]).ok()?.contains("written-on-1").then_some(())
+    })
+    .unwrap();
+
+    let err = start("d3", ".13", args("3", "intruder", Some(n1.cluster_addr.to_string()))).err().expect("refused");
+    assert!(format!("{err:#}").contains("do not trust each other"), "{err:#}");
+    wait_for("node 1 to log the refusal", DEADLINE, || n1.log().contains("refused a cluster connection").then_some(()))
+        .unwrap();
+    assert_eq!(n1.status().unwrap()["nodes"].as_array().unwrap().len(), 2);
+}
