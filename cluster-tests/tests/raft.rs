@@ -171,3 +171,36 @@ fn given_one_node_partitioned_then_majority_writes_minority_refuses_and_catches_
     c.node(cut).ctl(&["user", "add", "after-heal"]).unwrap();
     wait_users(c.node(leader), &["after-heal"]);
 }
+
+#[test]
+fn given_four_nodes_started_at_once_with_join_then_all_become_voters_without_a_restart() {
+    let c = Cluster::start(&hpfriends_bin(), 1, &[]).unwrap();
+    let member = c.nodes[0].cluster_addr.to_string();
+    let net = c.nodes[0].cluster_addr.ip().to_string();
+    let net = net.rsplit_once('.').unwrap().0.to_string();
+    let started = Instant::now();
+    let joiners: Vec<_> = (2..=5)
+        .map(|id| {
+            let (dir, member, net) = (c.dir.path().join(format!("node{id}")), member.clone(), net.clone());
+            std::thread::spawn(move || {
+                let id = id.to_string();
+                let args =
+                    ["--node-id", &id, "--cluster-secret", hpfriends_cluster_tests::CLUSTER_SECRET, "--join", &member];
+                NodeProcess::start_on(
+                    &hpfriends_bin(),
+                    &dir,
+                    &format!("{net}.{}", 10 + id.parse::<u32>().unwrap()),
+                    &args,
+                )
+            })
+        })
+        .collect();
+    let nodes: Vec<NodeProcess> = joiners.into_iter().map(|j| j.join().unwrap().expect("every node joins")).collect();
+    println!("four concurrent joins done in {:?}", started.elapsed());
+    let status = c.nodes[0].status().unwrap();
+    let voters = status["nodes"].as_array().unwrap().iter().filter(|n| n["voter"] == true).count();
+    assert_eq!(voters, 5, "{status}");
+    for n in &nodes {
+        assert!(!n.log().contains("membership_refused"), "{}", n.log());
+    }
+}
