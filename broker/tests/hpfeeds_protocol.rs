@@ -218,3 +218,77 @@ async fn given_subscriber_that_never_reads_then_closed_as_slow_consumer_and_publ
     let msg = saw_error.expect("slow consumer closed without an ERROR");
     assert!(msg.starts_with("Slow consumer"), "{msg}");
 }
+
+fn key(ident: &str, secret: &str, owner: &str, channels: &[&str], subscribe: &[&str]) -> hpfriends_graph::AuthKey {
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+    hpfriends_graph::AuthKey {
+        ident: ident.into(),
+        secret: secret.into(),
+        owner: owner.into(),
+        publish: strings(channels),
+        subscribe: strings(subscribe),
+    }
+}
+
+#[tokio::test]
+async fn given_a_connected_subscriber_when_its_key_is_removed_then_error_and_close_at_once() {
+    let n = node().await;
+    let mut mark = subscriber(&n, "mark-key", "m").await;
+    mark.sync(CH, "mark-ready").await;
+    n.write(Command::RemoveKey { ident: "mark-key".into() }).await;
+    mark.expect_error("Authkey revoked, ident=mark-key").await;
+}
+
+#[tokio::test]
+async fn given_a_connected_subscriber_when_its_owner_is_removed_then_error_and_close() {
+    let n = node().await;
+    let mut eve = subscriber(&n, "eve-key", "e").await;
+    eve.sync(CH, "eve-ready").await;
+    n.write(Command::RemoveUser { name: "eve".into() }).await;
+    eve.expect_error("Authkey revoked, ident=eve-key").await;
+}
+
+#[tokio::test]
+async fn given_a_key_recreated_with_another_secret_then_connections_of_the_old_one_close() {
+    let n = node().await;
+    let mut mark = subscriber(&n, "mark-key", "m").await;
+    mark.sync(CH, "mark-ready").await;
+    let replaced = key("mark-key", "another-secret", "mark", &[CH], &[CH]);
+    n.write(Command::Batch {
+        commands: vec![Command::RemoveKey { ident: "mark-key".into() }, Command::AddKey(replaced)],
+    })
+    .await;
+    mark.expect_error("Authkey revoked, ident=mark-key").await;
+}
+
+#[tokio::test]
+async fn given_a_key_narrowed_then_the_channel_it_lost_is_unsubscribed_with_an_error_and_the_rest_stays() {
+    let n = node().await;
+    n.write(Command::AddKey(key("mark-two", "m2", "mark", &[CH, "other"], &[CH, "other"]))).await;
+    let mut mark = Client::login(n.running.hpfeeds_addr, "mark-two", "m2").await;
+    mark.subscribe(CH).await;
+    mark.subscribe("other").await;
+    mark.sync(CH, "on-captures").await;
+    mark.sync("other", "on-other").await;
+
+    let narrowed = key("mark-two", "m2", "mark", &[CH, "other"], &["other"]);
+    n.write(Command::Batch {
+        commands: vec![Command::RemoveKey { ident: "mark-two".into() }, Command::AddKey(narrowed)],
+    })
+    .await;
+    match mark.next().await {
+        Some(hpfriends_broker::protocol::Frame::Error { message }) => assert_eq!(
+            String::from_utf8_lossy(&message),
+            format!("Authkey no longer allowed to sub here, unsubscribed. ident=mark-two, chan={CH}")
+        ),
+        other => panic!("expected the ERROR naming the channel, got {other:?}"),
+    }
+    // jojo's capture no longer reaches mark; "other" still works on the same connection.
+    let mut jojo = Client::login(n.running.hpfeeds_addr, "jojo-sensor", "s3cret").await;
+    jojo.publish(CH, b"after-narrowing").await;
+    mark.publish(CH, b"own-after-narrowing").await;
+    mark.sync("other", "still-here").await;
+    // A new SUBSCRIBE to the lost channel is refused with the current key.
+    mark.subscribe(CH).await;
+    mark.expect_error(&format!("Authkey not allowed to sub here. ident=mark-two, chan={CH}")).await;
+}

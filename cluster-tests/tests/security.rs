@@ -212,3 +212,42 @@ fn given_a_pki_then_nodes_with_its_certificates_form_a_cluster_and_a_node_from_a
         .unwrap();
     assert_eq!(n1.status().unwrap()["nodes"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn given_subscribers_on_three_nodes_when_their_key_is_removed_then_every_node_closes_them_at_once() {
+    let c = hpfriends_cluster_tests::Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.nodes[0]
+        .apply(
+            r#"{"shares": [{"from": "jojo", "to": "mark", "channel": "c", "kind": "shares"}],
+                "keys": [{"ident": "jojo-k", "secret": "jojo-secret", "owner": "jojo", "publish": ["c"]},
+                         {"ident": "mark-k", "secret": "mark-secret", "owner": "mark",
+                          "publish": ["c"], "subscribe": ["c"]}]}"#,
+        )
+        .unwrap();
+    for n in &c.nodes {
+        wait_for("the keys on every node", DEADLINE, || n.ctl(&["key", "list"]).ok().filter(|k| k.contains("mark-k")))
+            .unwrap();
+    }
+    let subs: Vec<Subscriber> =
+        c.nodes.iter().map(|n| Subscriber::start(n.hpfeeds_addr, "mark-k", "mark-secret", "c").unwrap()).collect();
+    for (i, sub) in subs.iter().enumerate() {
+        sync(c.nodes[0].hpfeeds_addr, sub, "mark-k", "mark-secret", "c", &format!("ready-{i}")).unwrap();
+    }
+    let sent = std::time::Instant::now();
+    c.nodes[0].ctl(&["key", "remove", "mark-k"]).unwrap();
+    let api_done = sent.elapsed();
+    for sub in &subs {
+        sub.wait_for_line("Authkey revoked, ident=mark-k").unwrap();
+    }
+    let last = sent.elapsed();
+    // The subscribers' lines are polled, so this bounds the time from above.
+    println!(
+        "ctl key remove returned after {api_done:?}; the last of three nodes had closed the key's subscribers \
+         {:?} after it returned ({last:?} after the request was sent)",
+        last.saturating_sub(api_done)
+    );
+    // Nothing published after the removal reaches them.
+    publish(c.nodes[0].hpfeeds_addr, "jojo-k", "jojo-secret", "c", "after-removal").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(subs.iter().all(|s| !s.saw("after-removal")));
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use hpfriends_consensus::KeyEntry;
+use hpfriends_graph::AuthKey;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf};
 use tokio_util::codec::FramedRead;
@@ -208,7 +209,7 @@ impl Sessions {
     async fn serve<S: AsyncRead>(
         &self,
         reader: &mut FramedRead<ReadHalf<S>, Codec>,
-        key: &hpfriends_graph::AuthKey,
+        key: &AuthKey,
         subscriber: &Subscriber,
         channels: &mut HashSet<Bytes>,
     ) -> Ending {
@@ -229,13 +230,28 @@ impl Sessions {
             delivered: 0,
             delivered_bytes: 0,
         };
+        let mut views = self.router.watch_views();
+        views.mark_unchanged();
         loop {
+            if views.has_changed().unwrap_or(false) {
+                views.mark_unchanged();
+                if let Some(ending) = self.recheck(key, subscriber, channels) {
+                    return ending;
+                }
+            }
             // Counts go to the shared counters before the session waits for its client.
             let next = match reader.next().now_or_never() {
                 Some(next) => next,
                 None => {
                     counts.flush();
-                    reader.next().await
+                    tokio::select! {
+                        next = reader.next() => next,
+                        // The graph changed while the client was quiet: check at once.
+                        Ok(()) = views.changed() => match self.recheck(key, subscriber, channels) {
+                            Some(ending) => return ending,
+                            None => continue,
+                        },
+                    }
                 }
             };
             let frame = match frame_or_ending(next) {
@@ -249,8 +265,8 @@ impl Sessions {
                     }
                     // Re-read the key each time: removing or narrowing it takes effect at once.
                     let view = self.router.view();
-                    let Some(current) = view.keys.get(&key.ident) else {
-                        return Ending::error(CloseReason::KeyRevoked, format!("Authkey revoked, ident={}", key.ident));
+                    let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
+                        return revoked(key);
                     };
                     let chan = String::from_utf8_lossy(publish.channel());
                     if !current.key.may_publish(&chan) {
@@ -270,7 +286,11 @@ impl Sessions {
                         return wrong_ident(&fi);
                     }
                     let chan = String::from_utf8_lossy(&channel);
-                    if !key.may_subscribe(&chan) {
+                    let view = self.router.view();
+                    let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
+                        return revoked(key);
+                    };
+                    if !current.key.may_subscribe(&chan) {
                         return Ending::error(
                             CloseReason::SubscribeDenied,
                             format!("Authkey not allowed to sub here. ident={}, chan={chan}", key.ident),
@@ -294,6 +314,41 @@ impl Sessions {
             }
         }
     }
+}
+
+impl Sessions {
+    /// After a graph change: ends the session if its key is gone (removed,
+    /// re-created with another secret, or its owner removed), and drops each
+    /// subscription the key no longer allows, with an ERROR naming the channel.
+    fn recheck(&self, key: &AuthKey, subscriber: &Subscriber, channels: &mut HashSet<Bytes>) -> Option<Ending> {
+        let view = self.router.view();
+        let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
+            return Some(revoked(key));
+        };
+        let denied: Vec<Bytes> =
+            channels.iter().filter(|c| !current.key.may_subscribe(&String::from_utf8_lossy(c))).cloned().collect();
+        for channel in denied {
+            channels.remove(&channel);
+            self.router.unsubscribe(&channel, subscriber.conn);
+            metrics::gauge!("hpfeeds_broker_subscriptions").decrement(1.0);
+            let chan = String::from_utf8_lossy(&channel);
+            tracing::info!(channel = %chan.escape_debug(), "subscription no longer allowed: dropped");
+            subscriber.out.push(encode_error(&format!(
+                "Authkey no longer allowed to sub here, unsubscribed. ident={}, chan={chan}",
+                key.ident
+            )));
+        }
+        None
+    }
+}
+
+/// The key the session logged in with is still the one in the graph.
+fn same_key(current: &KeyEntry, key: &AuthKey, subscriber: &Subscriber) -> bool {
+    current.owner == subscriber.owner && bool::from(current.key.secret.as_bytes().ct_eq(key.secret.as_bytes()))
+}
+
+fn revoked(key: &AuthKey) -> Ending {
+    Ending::error(CloseReason::KeyRevoked, format!("Authkey revoked, ident={}", key.ident))
 }
 
 fn wrong_ident(ident: &[u8]) -> Ending {

@@ -34,6 +34,8 @@ pub struct Router {
     /// orders interest changes with interest replays.
     subscriptions_write: Mutex<()>,
     view: ArcSwap<View>,
+    /// Bumped with every new view: sessions re-check their key against it.
+    view_changed: tokio::sync::watch::Sender<u64>,
     pub fanout: fanout::Fanout,
 }
 
@@ -52,13 +54,21 @@ impl Router {
             subscriptions: ArcSwap::from_pointee(Table::default()),
             subscriptions_write: Mutex::new(()),
             view: ArcSwap::new(view),
+            view_changed: tokio::sync::watch::Sender::new(0),
             fanout: fanout::Fanout::new(peer_queue_messages),
         }
     }
 
-    /// The graph changed: later publishes route with the new index.
+    /// The graph changed: later publishes route with the new index, and every
+    /// session re-checks its key (a removed key or channel ends at once).
     pub fn set_view(&self, view: Arc<View>) {
         self.view.store(view);
+        self.view_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Changes each time a new view is set.
+    pub fn watch_views(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.view_changed.subscribe()
     }
 
     /// The current view, held briefly (no reference count taken: the publish
