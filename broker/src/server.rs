@@ -358,9 +358,10 @@ async fn join_cluster(node: &ConsensusNode, member: &str, id: u64, info: &NodeIn
                 match tokio::time::timeout(JOIN_ATTEMPT_TIMEOUT, rpc.join(encode(&(id, info.clone())))).await {
                     Err(_) => format!("no answer within {JOIN_ATTEMPT_TIMEOUT:?}"),
                     Ok(Err(status)) => hpfriends_consensus::cluster_tls::error_chain(&status),
-                    Ok(Ok(reply)) => match decode::<Result<(), JoinError>>(reply.get_ref())? {
-                        Ok(()) => {
-                            tracing::info!(%member, "joined the cluster");
+                    Ok(Ok(reply)) => match decode::<Result<String, JoinError>>(reply.get_ref())? {
+                        Ok(cluster_id) => {
+                            node.joined(&cluster_id)?;
+                            tracing::info!(%member, %cluster_id, "joined the cluster");
                             return Ok(());
                         }
                         Err(e) if e.is_final() => anyhow::bail!("{member} refused to add this node: {e}"),

@@ -17,7 +17,7 @@ use crate::cluster_tls::{ClusterTls, Trust};
 use crate::grpc::{JoinOutcome, ReadIndexOutcome, Signals, WriteOutcome};
 use crate::membership::JoinError;
 use crate::network::{connect, decode, encode, Network, PeerRpc};
-use crate::store::{open_db, LogStore, Published, StateMachineStore};
+use crate::store::{open_db, read_identity, write_identity, Identity, LogStore, Published, StateMachineStore};
 pub use crate::store::{KeyEntry, View};
 use crate::{NodeId, NodeInfo, Raft, RaftMetrics, Request};
 
@@ -68,6 +68,8 @@ pub struct ConsensusNode {
     /// Joins run one at a time on the leader: openraft refuses a membership
     /// change while another is being committed.
     join_lock: tokio::sync::Mutex<()>,
+    db: Arc<rocksdb::DB>,
+    identity: std::sync::Mutex<Identity>,
 }
 
 /// The heartbeat and election timers (ms). Followers refuse to vote until
@@ -89,10 +91,21 @@ impl ConsensusNode {
         std::fs::create_dir_all(&opts.data_dir)
             .with_context(|| format!("cannot create data dir {}", opts.data_dir.display()))?;
         let db_dir = opts.data_dir.join("raft");
-        let db = open_db(&db_dir).with_context(|| format!("cannot open RocksDB in {}", db_dir.display()))?;
+        let (db, fresh) = open_db(&db_dir)?;
+        let identity = read_identity(&db).context("cannot read the node's identity")?;
+        if let Some(id) = identity.as_ref().filter(|i| i.node_id != opts.node_id) {
+            anyhow::bail!(
+                "{} belongs to node {}, not node {}: start it with --node-id {}, or give node {} its own data dir",
+                opts.data_dir.display(),
+                id.node_id,
+                opts.node_id,
+                id.node_id,
+                opts.node_id
+            );
+        }
         let log_store = LogStore::new(db.clone());
         let state_machine =
-            StateMachineStore::load(db, opts.command_version).context("cannot load the last snapshot")?;
+            StateMachineStore::load(db.clone(), opts.command_version).context("cannot load the last snapshot")?;
         let published = state_machine.shared();
 
         let config = openraft::Config {
@@ -113,11 +126,25 @@ impl ConsensusNode {
         let raft =
             Raft::new(opts.node_id, config, network, log_store, state_machine).await.context("cannot start Raft")?;
 
-        if opts.bootstrap && !raft.is_initialized().await? {
-            tracing::info!(node_id = opts.node_id, "empty data dir: bootstrapping a new one-node cluster");
-            raft.initialize(BTreeMap::from([(opts.node_id, opts.info.clone())]))
-                .await
-                .context("cannot bootstrap the cluster")?;
+        let mut identity = identity.unwrap_or(Identity { node_id: opts.node_id, cluster_id: None });
+        if !raft.is_initialized().await? {
+            if opts.bootstrap {
+                // Only over nothing: a used data dir is never replaced by a new cluster.
+                anyhow::ensure!(
+                    fresh,
+                    "{} holds a node that never became part of a cluster: start it with --join, or give it an \
+                     empty data dir to bootstrap a new cluster",
+                    opts.data_dir.display()
+                );
+                identity.cluster_id = Some(hex::encode(rand::random::<[u8; 16]>()));
+                write_identity(&db, &identity)?;
+                tracing::info!(node_id = opts.node_id, "empty data dir: bootstrapping a new one-node cluster");
+                raft.initialize(BTreeMap::from([(opts.node_id, opts.info.clone())]))
+                    .await
+                    .context("cannot bootstrap the cluster")?;
+            } else if fresh {
+                write_identity(&db, &identity)?;
+            }
         }
         Ok(Self {
             id: opts.node_id,
@@ -127,6 +154,8 @@ impl ConsensusNode {
             command_version: opts.command_version,
             signals: Arc::new(Signals::default()),
             join_lock: tokio::sync::Mutex::new(()),
+            db,
+            identity: std::sync::Mutex::new(identity),
         })
     }
 
@@ -158,6 +187,28 @@ impl ConsensusNode {
 
     pub fn command_version(&self) -> u32 {
         self.command_version
+    }
+
+    /// The id of the cluster this node belongs to (`None` until it joined).
+    pub fn cluster_id(&self) -> Option<String> {
+        self.identity.lock().expect("identity lock").cluster_id.clone()
+    }
+
+    /// Records the cluster this node joined; refuses another cluster than the
+    /// one its data dir already belongs to.
+    pub fn joined(&self, cluster_id: &str) -> anyhow::Result<()> {
+        let mut identity = self.identity.lock().expect("identity lock");
+        match &identity.cluster_id {
+            Some(own) if own != cluster_id => anyhow::bail!(
+                "this data dir belongs to cluster {own}, and the node asked to join cluster {cluster_id}: give it \
+                 an empty data dir to join another cluster"
+            ),
+            Some(_) => Ok(()),
+            None => {
+                identity.cluster_id = Some(cluster_id.to_string());
+                write_identity(&self.db, &identity)
+            }
+        }
     }
 
     /// Proposes `command` on behalf of `actor`; returns once it is committed
@@ -358,7 +409,8 @@ impl ConsensusNode {
                     }
                     Some(mut rpc) => match rpc.join(encode(&(id, info))).await {
                         Ok(r) => decode::<JoinOutcome>(r.get_ref())
-                            .unwrap_or_else(|e| Err(JoinError::Refused(format!("cannot read the answer: {e}")))),
+                            .unwrap_or_else(|e| Err(JoinError::Refused(format!("cannot read the answer: {e}"))))
+                            .map(drop),
                         Err(status) => return Attempt::Retry(status.message().to_string()),
                     },
                 };

@@ -50,8 +50,8 @@ type Reply = Result<Response<RaftPayload>, Status>;
 
 /// A forwarded write's outcome, as the leader reports it.
 pub type WriteOutcome = Result<WriteResponse, ClientWriteError<NodeId, NodeInfo>>;
-/// A join's outcome.
-pub type JoinOutcome = Result<(), JoinError>;
+/// A join's outcome: the cluster's id once the node is a voter.
+pub type JoinOutcome = Result<String, JoinError>;
 /// The log index a linearizable read waits for, or why there is none.
 pub type ReadIndexOutcome = Result<Option<u64>, String>;
 
@@ -111,10 +111,15 @@ impl RaftRpc for RaftService {
     async fn join(&self, req: Request<RaftPayload>) -> Reply {
         let (id, info): (NodeId, NodeInfo) = decode(req.get_ref()).map_err(bad_request)?;
         // Through the leader, wherever it is: a joining node may ask any member.
-        let outcome: JoinOutcome = self.node.join(id, info).await.map_err(|e| match e {
+        let joined = self.node.join(id, info).await.map_err(|e| match e {
             WriteError::Unavailable(why) => JoinError::Unavailable(why),
             WriteError::Membership(why) => JoinError::Refused(why),
             other => JoinError::Refused(other.to_string()),
+        });
+        let outcome: JoinOutcome = joined.and_then(|()| {
+            self.node
+                .cluster_id()
+                .ok_or_else(|| JoinError::Unavailable("this member does not know its cluster id".into()))
         });
         Ok(Response::new(encode(&outcome)))
     }

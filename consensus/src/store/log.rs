@@ -11,9 +11,9 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use super::{cf, synced, CF_LOG, CF_META};
 use crate::{Entry, LogId, NodeId, StorageError, TypeConfig};
 
-const KEY_VOTE: &[u8] = b"vote";
-const KEY_COMMITTED: &[u8] = b"committed";
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(super) const KEY_VOTE: &[u8] = b"vote";
+pub(super) const KEY_COMMITTED: &[u8] = b"committed";
+pub(super) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
 #[derive(Clone)]
 pub struct LogStore {

@@ -181,6 +181,12 @@ impl StateMachineStore {
     }
 }
 
+/// The last applied index of the stored snapshot, if there is one.
+pub(super) fn stored_last_applied(db: &DB) -> Result<Option<u64>, String> {
+    let stored = read_stored(db).map_err(|e| format!("the snapshot cannot be read: {e}"))?;
+    Ok(stored.and_then(|s| s.meta.last_log_id.map(|l| l.index)))
+}
+
 fn read_stored(db: &DB) -> Result<Option<StoredSnapshot>, StorageError> {
     let raw = db.get_cf(cf(db, CF_SNAPSHOT), KEY_CURRENT).map_err(|e| sm_err(ErrorVerb::Read, e))?;
     raw.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| sm_err(ErrorVerb::Read, e))
