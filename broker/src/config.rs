@@ -46,6 +46,9 @@ pub struct Config {
     /// Per-connection outbound queue bound; a subscriber past it is closed.
     pub max_outbound_bytes: usize,
     pub max_connections: usize,
+    /// Shortest hpfeeds key secret a person may set (generated ones are 32
+    /// hex characters); `ctl import-hpfeeds` keeps shorter old ones, with a warning.
+    pub min_key_secret_len: usize,
     /// Publishes queued for one peer node, at most; past it they are dropped
     /// and the peer closes the subscribers that would have got them.
     pub peer_queue_messages: usize,
@@ -89,6 +92,7 @@ impl Default for Config {
             max_publish_bytes: 1024 * 1024,
             max_outbound_bytes: 16 * 1024 * 1024,
             max_connections: 10_000,
+            min_key_secret_len: 8,
             peer_queue_messages: 16 * 1024,
             snapshot_every_logs: 5_000,
             drain_grace_ms: 5_000,
@@ -162,6 +166,7 @@ impl Config {
             ("max_publish_bytes", self.max_publish_bytes),
             ("max_outbound_bytes", self.max_outbound_bytes),
             ("max_connections", self.max_connections),
+            ("min_key_secret_len", self.min_key_secret_len),
             ("peer_queue_messages", self.peer_queue_messages),
             ("snapshot_every_logs", self.snapshot_every_logs as usize),
         ] {

@@ -84,6 +84,7 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
 /// Binds every listener, starts Raft and begins serving.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
+    private_data_dir(&config.data_dir)?;
     crate::telemetry::prometheus();
     let hpfeeds = bind("hpfeeds", &config.hpfeeds_addr).await?;
     let http_listener = bind("http", &config.http_addr).await?;
@@ -203,6 +204,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         node: node.clone(),
         operator_token: operator_token.clone().into(),
         draining: draining.clone(),
+        min_key_secret_len: config.min_key_secret_len,
     };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -374,6 +376,30 @@ async fn join_cluster(node: &ConsensusNode, member: &str, id: u64, info: &NodeIn
         tracing::info!(%member, reason = %why, "join not done yet, retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The data dir holds key secrets (the Raft log) and tokens: everything this
+/// process creates is for its owner only, and a readable existing dir is named.
+fn private_data_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    }
+    let mode =
+        std::fs::metadata(dir).with_context(|| format!("cannot read data dir {}", dir.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "data dir {} is readable by others (mode {:o}): it holds key secrets; run chmod 700 on it",
+            dir.display(),
+            mode & 0o777
+        );
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -209,3 +209,55 @@ async fn given_single_node_when_it_is_asked_to_leave_then_refused_and_still_serv
     assert_eq!(r["role"], "Leader");
     drop(n);
 }
+
+#[tokio::test]
+async fn given_the_default_minimum_then_short_key_secrets_are_refused_except_for_an_import() {
+    let n = start_node(|c| c.min_key_secret_len = hpfriends_broker::config::Config::default().min_key_secret_len).await;
+    n.declare(r#"{"users": ["jojo"]}"#).await;
+    let api = Api::new(&n);
+    let op = n.running.operator_token.clone();
+    let before = snapshot(&n);
+    let (status, body) =
+        api.post("/api/v1/keys", &op, json!({"ident": "k", "owner": "jojo", "secret": "seven77"})).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains(r#"key "k" is 7 characters long, shorter than 8"#), "{message}");
+    let decl = json!({"keys": [{"ident": "old", "secret": "abc", "owner": "jojo", "publish": ["c"]}]});
+    let (status, body) = api.post("/api/v1/apply", &op, decl.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(snapshot(&n) == before, "refused requests change nothing");
+
+    let (status, body) =
+        api.post("/api/v1/keys", &op, json!({"ident": "k", "owner": "jojo", "secret": "eight888"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api.post("/api/v1/keys", &op, json!({"ident": "gen", "owner": "jojo"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["key"]["secret"].as_str().unwrap().len(), 32, "a generated secret");
+    // What `ctl import-hpfeeds` sends: old keys are kept, each short one named.
+    let (status, body) = api.post("/api/v1/apply?allow_short_secrets=true", &op, decl).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["warnings"][0], r#"the secret of key "old" is 3 characters long, shorter than 8"#);
+}
+
+#[tokio::test]
+async fn given_a_new_data_dir_then_it_and_everything_in_it_are_for_the_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let n = start_node(|_| {}).await;
+    n.declare(r#"{"keys": [{"ident": "k", "secret": "a-key-secret", "owner": "jojo"}]}"#).await;
+    fn walk(path: &std::path::Path, found: &mut Vec<(std::path::PathBuf, u32)>) {
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        found.push((path.to_path_buf(), mode));
+        if path.is_dir() {
+            for e in std::fs::read_dir(path).unwrap() {
+                walk(&e.unwrap().path(), found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&n.running_data_dir(), &mut found);
+    assert!(found.len() > 5, "{found:?}");
+    for (path, mode) in found {
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:o}", path.display());
+    }
+}

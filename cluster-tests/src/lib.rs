@@ -112,6 +112,8 @@ impl NodeProcess {
             .args(["--operator-token", &self.token])
             .args(&self.extra)
             .env("HPFRIENDS_LOG", "info,openraft=warn")
+            // Test graphs use one-letter key secrets; the default of 8 has its own test.
+            .env("HPFRIENDS_MIN_KEY_SECRET_LEN", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

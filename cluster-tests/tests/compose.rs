@@ -109,8 +109,8 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
 
     let graph = r#"{"users": ["sensors", "analyst"],
         "shares": [{"from": "sensors", "to": "analyst", "channel": "c", "kind": "shares"}],
-        "keys": [{"ident": "pub", "secret": "p", "owner": "sensors", "publish": ["c"]},
-                 {"ident": "sub", "secret": "s", "owner": "analyst", "subscribe": ["c"], "publish": ["c"]}]}"#;
+        "keys": [{"ident": "pub", "secret": "pub-secret", "owner": "sensors", "publish": ["c"]},
+                 {"ident": "sub", "secret": "sub-secret", "owner": "analyst", "subscribe": ["c"], "publish": ["c"]}]}"#;
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), graph).unwrap();
     let applied = ctl(&["apply", file.path().to_str().unwrap()]);
@@ -122,10 +122,10 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
         (http_status(api, "/readyz").ok()? == 200).then_some(())
     })
     .unwrap();
-    let sub = Subscriber::start(lb, "sub", "s", "c").unwrap();
-    sync(lb, &sub, "sub", "s", "c", "through-haproxy").unwrap();
+    let sub = Subscriber::start(lb, "sub", "sub-secret", "c").unwrap();
+    sync(lb, &sub, "sub", "sub-secret", "c", "through-haproxy").unwrap();
     // The subscriber's own marker proves the path; a message from another
     // user, through the share, proves the graph is on it.
-    sync(lb, &sub, "pub", "p", "c", "shared-through-haproxy").unwrap();
+    sync(lb, &sub, "pub", "pub-secret", "c", "shared-through-haproxy").unwrap();
     assert!(sub.saw("publish to c by pub: b'shared-through-haproxy'"), "{:?}", sub.lines());
 }

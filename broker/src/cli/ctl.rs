@@ -265,7 +265,11 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<(Value, String)>
         C::ImportHpfeeds { file } => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
             let decl = crate::import::from_hpfeeds_auth(&text)?;
-            let v = api.post("/api/v1/apply", serde_json::to_value(&decl)?).await?;
+            // Old keys are kept as they are, short secrets too: each is named.
+            let v = api.post("/api/v1/apply?allow_short_secrets=true", serde_json::to_value(&decl)?).await?;
+            for warning in v["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+            }
             let summary = format!(
                 "imported {}: {} users, {} keys, {} shares declared; {} change(s)",
                 file.display(),

@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// subscribers that would have got them are closed).
     #[arg(long, env = "HPFRIENDS_PEER_QUEUE_MESSAGES")]
     pub peer_queue_messages: Option<usize>,
+    /// Shortest hpfeeds key secret a person may set (default 8).
+    #[arg(long, env = "HPFRIENDS_MIN_KEY_SECRET_LEN")]
+    pub min_key_secret_len: Option<usize>,
     /// In a Kubernetes StatefulSet: the pod's ordinal. Node id becomes
     /// ordinal + 1; pod 0 bootstraps (ignores --join), the others join.
     #[arg(long, env = "HPFRIENDS_POD_ORDINAL", conflicts_with = "node_id")]
@@ -110,6 +113,7 @@ impl ServeArgs {
             drain_grace_ms,
             drain_close_window_ms,
             peer_queue_messages,
+            min_key_secret_len,
             command_version
         );
         set_opt!(

@@ -382,6 +382,7 @@ async fn add_key(State(state): State<AppState>, Caller(actor): Caller, body: Bod
     let owner = acting_user(&actor, b.owner, "create a key")?;
     let secret = b.secret.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
     let key = AuthKey { ident: b.ident, secret, owner, publish: b.publish, subscribe: b.subscribe };
+    refuse_short_secrets(&[Command::AddKey(key.clone())], state.min_key_secret_len)?;
     execute(&state, actor, Command::AddKey(key.clone())).await?;
     Ok(Json(json!({ "key": key })))
 }
@@ -426,14 +427,60 @@ async fn explain(
     Ok(Json(json!({ "explanation": result, "text": result.to_string() })))
 }
 
-async fn apply(State(state): State<AppState>, Caller(actor): Caller, body: Body<Declaration>) -> Reply {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyQuery {
+    /// Keep keys whose secrets are shorter than `min_key_secret_len` (an
+    /// import of an old broker's keys); each is named in `warnings`.
+    #[serde(default)]
+    allow_short_secrets: bool,
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    query: Result<Query<ApplyQuery>, QueryRejection>,
+    body: Body<Declaration>,
+) -> Reply {
+    let Query(q) = query?;
     let Json(decl) = body?;
     let commands = state.node.read_graph(|g| plan(&decl, g)).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let warnings = if q.allow_short_secrets {
+        short_secrets(&commands, state.min_key_secret_len)
+    } else {
+        refuse_short_secrets(&commands, state.min_key_secret_len)?;
+        Vec::new()
+    };
     let changes = commands.len();
     if changes > 0 {
         execute(&state, actor, Command::Batch { commands }).await?;
     }
-    Ok(Json(json!({ "ok": true, "changes": changes })))
+    Ok(Json(json!({ "ok": true, "changes": changes, "warnings": warnings })))
+}
+
+/// What is wrong with each new key whose secret is shorter than `min`.
+fn short_secrets(commands: &[Command], min: usize) -> Vec<String> {
+    let mut found = Vec::new();
+    for c in commands {
+        match c {
+            Command::AddKey(k) if k.secret.chars().count() < min => found.push(format!(
+                "the secret of key {:?} is {} characters long, shorter than {min}",
+                k.ident,
+                k.secret.chars().count()
+            )),
+            Command::Batch { commands } => found.extend(short_secrets(commands, min)),
+            _ => {}
+        }
+    }
+    found
+}
+
+fn refuse_short_secrets(commands: &[Command], min: usize) -> Result<(), ApiError> {
+    let short = short_secrets(commands, min);
+    if short.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!("{}: give a longer secret, or none to get a generated one", short.join("; "))))
 }
 
 // ---- cluster ----

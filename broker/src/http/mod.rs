@@ -19,4 +19,6 @@ pub struct AppState {
     pub operator_token: Arc<str>,
     /// Set when the drain starts: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
+    /// Shortest explicit hpfeeds key secret accepted (import may keep shorter ones).
+    pub min_key_secret_len: usize,
 }
