@@ -261,3 +261,33 @@ async fn given_a_new_data_dir_then_it_and_everything_in_it_are_for_the_owner_onl
         assert_eq!(mode, want, "{} is {mode:o}", path.display());
     }
 }
+
+#[tokio::test]
+async fn given_a_user_then_they_see_names_but_not_addresses_or_shares_of_a_group_they_only_were_invited_to() {
+    let (n, api, op) = setup().await;
+    n.write(hpfriends_graph::Command::InviteMember { group: "honeynet".into(), user: "eve".into() }).await;
+    n.write(hpfriends_graph::Command::AddShare {
+        from: "jojo".into(),
+        to: hpfriends_graph::Target::Group("honeynet".into()),
+        channel: "g".into(),
+        kind: hpfriends_graph::ShareKind::Shares,
+    })
+    .await;
+    let eve = user_token(&api, &op, "eve").await;
+    let channels = |v: &Value| -> Vec<String> {
+        v["shares"].as_array().unwrap().iter().map(|s| s["channel"].as_str().unwrap().to_string()).collect()
+    };
+    let (_, shares) = api.get("/api/v1/shares", &eve).await;
+    assert!(channels(&shares).is_empty(), "invited, not joined: {shares}");
+    let (s, r) = api.post("/api/v1/groups/honeynet/join", &eve, json!({})).await;
+    assert_eq!(s, 200, "{r}");
+    let (_, shares) = api.get("/api/v1/shares", &eve).await;
+    assert_eq!(channels(&shares), vec!["g"], "a member sees what the group is offered");
+    let (_, users) = api.get("/api/v1/users", &eve).await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 3, "users find each other by name");
+
+    let (_, status) = api.get("/api/v1/cluster/status", &eve).await;
+    assert!(status["nodes"][0]["cluster_addr"].is_null(), "{status}");
+    let (_, status) = api.get("/api/v1/cluster/status", &op).await;
+    assert!(status["nodes"][0]["cluster_addr"].is_string(), "{status}");
+}

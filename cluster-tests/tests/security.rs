@@ -251,3 +251,58 @@ fn given_subscribers_on_three_nodes_when_their_key_is_removed_then_every_node_cl
     std::thread::sleep(Duration::from_millis(300));
     assert!(subs.iter().all(|s| !s.saw("after-removal")));
 }
+
+#[test]
+fn given_an_ident_with_a_newline_then_the_log_shows_it_escaped_and_no_line_is_forged() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&hpfriends_bin(), &dir.path().join("n"), &[]).unwrap();
+    let forged = "FORGED-LINE operator logged in";
+    let ident = format!("x\n{forged}");
+    let mut s = TcpStream::connect(node.hpfeeds_addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut info = [0u8; 5];
+    s.read_exact(&mut info).unwrap();
+    let mut rest = vec![0u8; u32::from_be_bytes(info[..4].try_into().unwrap()) as usize - 5];
+    s.read_exact(&mut rest).unwrap();
+    let body = [&[ident.len() as u8][..], ident.as_bytes(), &[0u8; 20]].concat();
+    let frame = [&((body.len() + 5) as u32).to_be_bytes()[..], &[2u8], &body].concat();
+    s.write_all(&frame).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(contains(&answer, b"Authentication failed"), "{answer:?}");
+    wait_for("the failed login in the log", DEADLINE, || node.log().contains("auth_failed").then_some(())).unwrap();
+    let log = node.log();
+    assert!(log.lines().all(|l| !l.starts_with(forged)), "a forged log line:\n{log}");
+    assert!(log.contains(r"x\nFORGED-LINE"), "the ident is logged escaped:\n{log}");
+}
+
+#[test]
+fn given_a_user_named_like_an_email_address_then_the_token_issued_to_them_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&hpfriends_bin(), &dir.path().join("n"), &[]).unwrap();
+    node.ctl(&["user", "add", "alice@example.org"]).unwrap();
+    let token: serde_json::Value =
+        serde_json::from_str(&node.ctl(&["user", "token", "alice@example.org"]).unwrap()).unwrap();
+    let token = token["token"].as_str().unwrap();
+    let out = Command::new(hpfriends_bin())
+        .args(["ctl", "--json", "--server", &node.url(), "--token", token, "key", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn given_no_quorum_then_consistent_reads_wait_only_for_an_authenticated_api_request() {
+    let mut c = hpfriends_cluster_tests::Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    c.node(2).kill();
+    c.node(3).kill();
+    // Node 1 cannot confirm a read now: a read barrier would wait its full 10 s.
+    let addr = c.nodes[0].http_addr;
+    for (path, want) in [("/api/v1/users?consistent=true", 401), ("/healthz?consistent=true", 200)] {
+        let started = std::time::Instant::now();
+        let (status, _) = hpfriends_cluster_tests::http_get(addr, path).unwrap();
+        assert_eq!(status, want, "{path}");
+        assert!(started.elapsed() < Duration::from_secs(2), "{path} waited {:?}", started.elapsed());
+    }
+}

@@ -197,7 +197,9 @@ impl Sessions {
         }
 
         if reason.is_error() {
-            tracing::info!(reason = reason.category(), message = ending.message.as_deref(), "connection closed");
+            // Not the `message` field: that one is printed raw, and the text may
+            // hold what the client sent (an ident with a newline in it).
+            tracing::info!(reason = reason.category(), error = ending.message.as_deref(), "connection closed");
         } else {
             tracing::debug!(reason = reason.category(), "connection closed");
         }

@@ -52,22 +52,30 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET …?consistent=true`: wait until this node has applied everything the
-/// leader had committed when the request arrived, then read locally.
+/// `GET /api/…?consistent=true`: wait until this node has applied everything
+/// the leader had committed when the request arrived, then read locally.
+/// Only for an authenticated caller: the wait costs the cluster a round trip.
 async fn consistent_reads(
     State(state): State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
     use axum::response::IntoResponse;
     let wanted = req.method() == axum::http::Method::GET
+        && req.uri().path().starts_with("/api/")
         && req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "consistent=true"));
-    if wanted {
-        if let Err(e) = state.node.read_barrier().await {
-            return ApiError::from(e).into_response();
-        }
+    if !wanted {
+        return next.run(req).await;
     }
-    next.run(req).await
+    let (mut parts, body) = req.into_parts();
+    if let Err(e) = Caller::from_request_parts(&mut parts, &state).await {
+        return e.into_response();
+    }
+    if let Err(e) = state.node.read_barrier().await {
+        return ApiError::from(e).into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body)).await
 }
 
 async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), ApiError> {
@@ -289,9 +297,10 @@ async fn list_shares(
                     &s.from == u
                         || match &s.to {
                             Target::User(t) => t == u,
-                            Target::Group(grp) => {
-                                g.group(grp).is_some_and(|x| x.members.contains_key(u) || x.admins.contains(u))
-                            }
+                            // Members who accepted, not those only invited.
+                            Target::Group(grp) => g
+                                .group(grp)
+                                .is_some_and(|x| x.members.get(u).copied().unwrap_or(false) || x.admins.contains(u)),
                         }
                 }
             })
@@ -485,7 +494,9 @@ fn refuse_short_secrets(commands: &[Command], min: usize) -> Result<(), ApiError
 
 // ---- cluster ----
 
-async fn cluster_status(State(state): State<AppState>, _caller: Caller) -> Reply {
+async fn cluster_status(State(state): State<AppState>, Caller(actor): Caller) -> Reply {
+    // The nodes' addresses are the operator's to see.
+    let addresses = actor == Actor::Operator;
     let m = state.node.metrics().borrow().clone();
     let replication: BTreeMap<u64, Option<u64>> = m
         .replication
@@ -505,9 +516,9 @@ async fn cluster_status(State(state): State<AppState>, _caller: Caller) -> Reply
                 "leader": m.current_leader == Some(*id),
                 "matched_index": matched,
                 "lag": matched.map(|i| last_log.saturating_sub(i)),
-                "cluster_addr": info.cluster_addr,
-                "http_addr": info.http_addr,
-                "hpfeeds_addr": info.hpfeeds_addr,
+                "cluster_addr": addresses.then_some(&info.cluster_addr),
+                "http_addr": addresses.then_some(&info.http_addr),
+                "hpfeeds_addr": addresses.then_some(&info.hpfeeds_addr),
             })
         })
         .collect();

@@ -42,7 +42,8 @@ impl FromRequestParts<AppState> for Caller {
         if bool::from(token.as_bytes().ct_eq(state.operator_token.as_bytes())) {
             return Ok(Caller(Actor::Operator));
         }
-        let user = token.split_once('.').map(|(u, _)| u).unwrap_or("");
+        // The secret part is hex: a user name may hold dots (an e-mail address).
+        let user = token.rsplit_once('.').map(|(u, _)| u).unwrap_or("");
         let presented = hash_token(token);
         let valid = state.node.read_graph(|g| {
             g.user(user)
