@@ -291,3 +291,23 @@ async fn given_a_user_then_they_see_names_but_not_addresses_or_shares_of_a_group
     let (_, status) = api.get("/api/v1/cluster/status", &op).await;
     assert!(status["nodes"][0]["cluster_addr"].is_string(), "{status}");
 }
+
+#[tokio::test]
+async fn given_refused_writes_then_the_raft_log_stays_as_it_was() {
+    let (n, api, op) = setup().await;
+    let eve = user_token(&api, &op, "eve").await;
+    let log_index = || n.running.node.metrics().borrow().last_log_index;
+    let before = log_index();
+    for i in 0..100 {
+        let (status, _) = api.post("/api/v1/users", &eve, json!({"name": format!("mallory-{i}")})).await;
+        assert_eq!(status, 403);
+    }
+    let foreign = json!({"keys": [{"ident": "stolen", "secret": "a-long-secret", "owner": "jojo"}]});
+    let (status, body) = api.post("/api/v1/apply", &eve, foreign).await;
+    assert_eq!(status, 403, "{body}");
+    // A user's declaration is small; a 2 MiB one is refused before it is read whole.
+    let names: Vec<String> = (0..100_000).map(|i| format!("user-with-a-long-name-{i:08}")).collect();
+    let (status, body) = api.post("/api/v1/apply", &eve, json!({ "users": names })).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(log_index(), before, "no refused request became a log entry");
+}

@@ -213,9 +213,11 @@ impl ConsensusNode {
 
     /// Proposes `command` on behalf of `actor`; returns once it is committed
     /// and applied by the leader. On a follower it is forwarded to the leader,
-    /// retried across leader changes until `WRITE_DEADLINE`. Authorization and
-    /// validation happen at apply time.
+    /// retried across leader changes until `WRITE_DEADLINE`. A write the
+    /// actor may not make is refused here, against this node's graph, so it
+    /// never becomes a log entry; apply checks again, authoritatively.
     pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
+        self.read_graph(|g| hpfriends_graph::authorize(&actor, &command, g)).map_err(GraphError::from)?;
         self.check_voters_read(&command).await?;
         let request = Request { command, actor, id: Some(hex::encode(rand::random::<[u8; 16]>())) };
         self.with_leader("commit the write", |leader| {

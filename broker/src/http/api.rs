@@ -23,6 +23,8 @@ type Body<T> = Result<Json<T>, JsonRejection>;
 
 /// Declarations (`ctl apply`) can be large; everything else is small.
 const MAX_APPLY_BODY: usize = 64 * 1024 * 1024;
+/// A user's declaration holds their own keys and shares only.
+const MAX_USER_APPLY_BODY: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -449,10 +451,20 @@ async fn apply(
     State(state): State<AppState>,
     Caller(actor): Caller,
     query: Result<Query<ApplyQuery>, QueryRejection>,
-    body: Body<Declaration>,
+    request: axum::extract::Request,
 ) -> Reply {
     let Query(q) = query?;
-    let Json(decl) = body?;
+    let limit = if actor == Actor::Operator { MAX_APPLY_BODY } else { MAX_USER_APPLY_BODY };
+    let bytes = axum::body::to_bytes(request.into_body(), limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a declaration from this caller may be at most {limit} bytes"),
+        )
+    })?;
+    let decl: Declaration = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("invalid declaration: {e}"))
+    })?;
     let commands = state.node.read_graph(|g| plan(&decl, g)).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let warnings = if q.allow_short_secrets {
         short_secrets(&commands, state.min_key_secret_len)
