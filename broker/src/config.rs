@@ -117,6 +117,8 @@ pub enum ConfigError {
     TlsHalf,
     #[error("{field} must be greater than zero")]
     Zero { field: &'static str },
+    #[error("{field} = {value} is more than {max}")]
+    TooLarge { field: &'static str, value: u64, max: u64 },
     #[error("max_publish_bytes = {0} exceeds the 64 MiB ceiling")]
     PublishTooLarge(usize),
     #[error("broker_name must be 1..=255 bytes")]
@@ -174,6 +176,18 @@ impl Config {
                 return Err(ConfigError::Zero { field });
             }
         }
+        for (field, value, max) in [
+            ("max_connections", self.max_connections as u64, MAX_CONNECTIONS),
+            ("login_timeout_secs", self.login_timeout_secs, 3_600),
+            ("max_outbound_bytes", self.max_outbound_bytes as u64, 1 << 30),
+            ("peer_queue_messages", self.peer_queue_messages as u64, 10_000_000),
+            ("snapshot_every_logs", self.snapshot_every_logs, 100_000_000),
+            ("min_key_secret_len", self.min_key_secret_len as u64, hpfriends_graph::names::MAX_SECRET_LEN as u64),
+        ] {
+            if value > max {
+                return Err(ConfigError::TooLarge { field, value, max });
+            }
+        }
         if self.max_publish_bytes > 64 * 1024 * 1024 {
             return Err(ConfigError::PublishTooLarge(self.max_publish_bytes));
         }
@@ -221,6 +235,9 @@ impl Config {
         Duration::from_millis(self.drain_close_window_ms)
     }
 }
+
+/// The most hpfeeds connections one node is configured for.
+pub const MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// Shortest cluster secret or operator token accepted.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -270,6 +287,14 @@ mod tests {
         assert!(matches!(bad(|c| c.http_addr = "nope".into()), ConfigError::BadAddress { field: "http_addr", .. }));
         assert_eq!(bad(|c| c.tls_cert = Some("c.pem".into())), ConfigError::TlsHalf);
         assert_eq!(bad(|c| c.max_outbound_bytes = 0), ConfigError::Zero { field: "max_outbound_bytes" });
+        assert_eq!(
+            bad(|c| c.max_connections = 9223372036854775807),
+            ConfigError::TooLarge { field: "max_connections", value: 9223372036854775807, max: 1_000_000 }
+        );
+        assert!(matches!(
+            bad(|c| c.login_timeout_secs = u64::MAX),
+            ConfigError::TooLarge { field: "login_timeout_secs", .. }
+        ));
         assert_eq!(
             bad(|c| c.operator_token = Some("short".into())),
             ConfigError::WeakSecret { setting: "operator_token", len: 5 }

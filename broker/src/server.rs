@@ -85,6 +85,7 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
     private_data_dir(&config.data_dir)?;
+    let max_connections = fit_fd_limit(config.max_connections)?;
     crate::telemetry::prometheus();
     let hpfeeds = bind("hpfeeds", &config.hpfeeds_addr).await?;
     let http_listener = bind("http", &config.http_addr).await?;
@@ -163,11 +164,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let tracker = TaskTracker::new();
     let draining = Arc::new(AtomicBool::new(false));
 
-    let mut listeners = vec![Listener { listener: hpfeeds, tls: None, max_connections: config.max_connections }];
+    // One budget for both listeners: it is what the file descriptor limit was checked against.
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let mut listeners = vec![Listener { listener: hpfeeds, tls: None, slots: slots.clone() }];
     let mut tls_addr = None;
     if let Some((acceptor, l)) = tls {
         tls_addr = Some(l.local_addr()?);
-        listeners.push(Listener { listener: l, tls: Some(acceptor), max_connections: config.max_connections });
+        listeners.push(Listener { listener: l, tls: Some(acceptor), slots });
     }
     let mut listener_tasks = Vec::new();
     for l in listeners {
@@ -376,6 +379,38 @@ async fn join_cluster(node: &ConsensusNode, member: &str, id: u64, info: &NodeIn
         tracing::info!(%member, reason = %why, "join not done yet, retrying");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// File descriptors kept for everything but hpfeeds clients: listeners,
+/// HTTP requests, peers, RocksDB.
+const RESERVED_FDS: u64 = 1024;
+
+/// Raises the soft file descriptor limit to the hard one, and checks that
+/// `max_connections` clients fit in it beside the reserve (so HTTP and the
+/// cluster port keep working with every client slot taken). The default is
+/// lowered to what fits, with a warning; a configured value is refused.
+fn fit_fd_limit(max_connections: usize) -> anyhow::Result<usize> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: limit.maximum, maximum: limit.maximum }) {
+            tracing::warn!("cannot raise the file descriptor limit to {:?}: {e}", limit.maximum);
+        }
+    }
+    let Some(fds) = getrlimit(Resource::Nofile).current else { return Ok(max_connections) };
+    let fits = fds.saturating_sub(RESERVED_FDS) as usize;
+    if max_connections <= fits {
+        return Ok(max_connections);
+    }
+    anyhow::ensure!(
+        max_connections == Config::default().max_connections && fits > 0,
+        "max_connections = {max_connections} needs {} file descriptors with the {RESERVED_FDS} this node keeps for \
+         HTTP, peers and storage, but this process may open {fds} (ulimit -Hn): raise the limit or lower \
+         max_connections",
+        max_connections as u64 + RESERVED_FDS
+    );
+    tracing::warn!(fds, "the file descriptor limit fits {fits} clients: max_connections lowered to {fits}");
+    Ok(fits)
 }
 
 /// The data dir holds key secrets (the Raft log) and tokens: everything this

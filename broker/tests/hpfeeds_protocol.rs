@@ -292,3 +292,15 @@ async fn given_a_key_narrowed_then_the_channel_it_lost_is_unsubscribed_with_an_e
     mark.subscribe(CH).await;
     mark.expect_error(&format!("Authkey not allowed to sub here. ident=mark-two, chan={CH}")).await;
 }
+
+#[tokio::test]
+async fn given_a_large_frame_before_auth_then_refused_at_its_header_without_buffering_it() {
+    let n = node().await;
+    let mut c = Client::connect(n.running.hpfeeds_addr).await;
+    // Only the header of a 1 MiB PUBLISH: the broker must not wait for the rest.
+    c.send(&[0, 0x10, 0, 0, 3]).await;
+    c.expect_error(&format!("frame of {} bytes is too large for PUBLISH (max {})", 0x10_0000, 5 + 256 + 20)).await;
+    // After AUTH the configured limit applies again.
+    let mut mark = subscriber(&n, "mark-key", "m").await;
+    mark.sync(CH, &"x".repeat(4000)).await;
+}

@@ -306,3 +306,36 @@ fn given_no_quorum_then_consistent_reads_wait_only_for_an_authenticated_api_requ
         assert!(started.elapsed() < Duration::from_secs(2), "{path} waited {:?}", started.elapsed());
     }
 }
+
+/// `hpfriends serve` with a config file, under `ulimit -n fds`; must exit by itself. Returns (success, output).
+fn serve_with_config(config: &str, fds: u32) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(&file, format!("data_dir = {:?}\n{config}", dir.path().join("data"))).unwrap();
+    let script = format!(
+        "ulimit -n {fds}; exec {} serve --config {} --hpfeeds-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --cluster-addr 127.0.0.1:0",
+        hpfriends_bin().display(),
+        file.display()
+    );
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_for("the node to refuse the config", Duration::from_secs(15), || child.try_wait().ok().flatten());
+    if exited.is_err() {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn given_numeric_settings_out_of_range_or_beyond_the_fd_limit_then_a_named_error_and_no_start() {
+    let (ok, out) = serve_with_config("max_connections = 9223372036854775807\n", 4096);
+    assert!(!ok && out.contains("max_connections = 9223372036854775807 is more than 1000000"), "{out}");
+    let (ok, out) = serve_with_config("max_connections = 5000\n", 2048);
+    assert!(!ok && out.contains("max_connections = 5000 needs 6024 file descriptors"), "{out}");
+    assert!(out.contains("may open 2048"), "{out}");
+}

@@ -15,7 +15,8 @@ use super::session::Sessions;
 pub struct Listener {
     pub listener: TcpListener,
     pub tls: Option<TlsAcceptor>,
-    pub max_connections: usize,
+    /// Client slots, shared by every listener of the node.
+    pub slots: Arc<Semaphore>,
 }
 
 impl Listener {
@@ -28,7 +29,7 @@ impl Listener {
         drain: CancellationToken,
         tracker: TaskTracker,
     ) {
-        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let slots = self.slots.clone();
         loop {
             let (stream, peer) = tokio::select! {
                 _ = stop_accepting.cancelled() => return,
@@ -44,7 +45,7 @@ impl Listener {
             };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 metrics::counter!("hpfeeds_broker_connection_error", "category" => "connection_limit").increment(1);
-                tracing::warn!(%peer, limit = self.max_connections, "connection limit reached, refusing");
+                tracing::warn!(%peer, "connection limit reached, refusing");
                 tracker.spawn(refuse(stream));
                 continue;
             };

@@ -21,7 +21,7 @@ use super::close::CloseReason;
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
 use crate::protocol::codec::CodecError;
-use crate::protocol::frame::{auth_hash, encode_error, encode_info};
+use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
 use crate::protocol::{Codec, Frame, FrameError, Limits};
 use crate::routing::{Router, Subscriber};
 
@@ -150,7 +150,10 @@ impl Sessions {
         metrics::counter!("hpfeeds_broker_connection_made").increment(1);
         metrics::gauge!("hpfeeds_broker_client_connections").increment(1.0);
         let (read_half, write_half) = tokio::io::split(stream);
-        let mut reader = FramedRead::with_capacity(read_half, Codec { limits: self.config.limits }, READ_BUFFER_BYTES);
+        // Before AUTH no frame may be larger than an AUTH: an unauthenticated
+        // client cannot make the broker buffer a megabyte PUBLISH.
+        let before_auth = Limits { max_publish_body: MAX_AUTH_BODY };
+        let mut reader = FramedRead::with_capacity(read_half, Codec { limits: before_auth }, READ_BUFFER_BYTES);
         // Cancelled by an overflow or a failed write: the connection is lost.
         let close = CancellationToken::new();
         let (out, out_rx) = outbound(self.config.max_outbound_bytes, close.clone());
@@ -165,6 +168,7 @@ impl Sessions {
                 Err(_) => Ending::quiet(CloseReason::LoginTimeout),
                 Ok(Err(ending)) => ending,
                 Ok(Ok(entry)) => {
+                    reader.decoder_mut().limits = self.config.limits;
                     tracing::Span::current().record("ident", entry.key.ident.as_str());
                     tracing::debug!(owner = %entry.key.owner, "authenticated");
                     let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
