@@ -304,3 +304,30 @@ async fn given_a_large_frame_before_auth_then_refused_at_its_header_without_buff
     let mut mark = subscriber(&n, "mark-key", "m").await;
     mark.sync(CH, &"x".repeat(4000)).await;
 }
+
+#[tokio::test]
+async fn given_many_failed_logins_from_one_address_then_it_is_refused_unchecked_and_counted() {
+    let n = node().await;
+    let addr = n.running.hpfeeds_addr;
+    let mut refused_at = None;
+    for attempt in 0..40 {
+        let mut c = Client::login(addr, "mark-key", "a-wrong-guess").await;
+        match c.next().await {
+            Some(hpfriends_broker::protocol::Frame::Error { message }) => {
+                let text = String::from_utf8_lossy(&message).into_owned();
+                if text == "Too many failed logins from this address, try again later" {
+                    refused_at = Some(attempt);
+                    break;
+                }
+                assert_eq!(text, "Authentication failed for mark-key");
+            }
+            other => panic!("expected an ERROR, got {other:?}"),
+        }
+    }
+    assert_eq!(refused_at, Some(20), "twenty failures, then the address waits");
+    // Even the right secret waits now: nothing is checked for this address.
+    let mut c = Client::login(addr, "mark-key", "m").await;
+    c.expect_error("Too many failed logins from this address, try again later").await;
+    let metrics = hpfriends_broker::telemetry::prometheus().render();
+    assert!(metrics.contains("hpfeeds_broker_connection_error{category=\"auth_rate_limited\"}"), "{metrics}");
+}

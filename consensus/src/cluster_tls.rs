@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use hyper_util::rt::TokioIo;
@@ -43,6 +43,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Refused connections logged per second, at most (an attacker can make many).
 const REFUSALS_LOGGED_PER_SEC: u32 = 10;
+
+use crate::log_budget::LogBudget;
 
 /// Where the cluster's trust comes from.
 pub enum Trust {
@@ -136,7 +138,7 @@ impl ClusterTls {
                 acceptor: TlsAcceptor::from(Arc::new(server)),
                 server_name,
                 refused: AtomicU64::new(0),
-                refusal_log: Mutex::new(LogBudget::default()),
+                refusal_log: Mutex::new(LogBudget::per_second(REFUSALS_LOGGED_PER_SEC)),
                 source_ip: None,
             }),
         })
@@ -353,31 +355,6 @@ impl tonic::service::Interceptor for RequirePeer {
     }
 }
 
-/// At most `REFUSALS_LOGGED_PER_SEC` lines a second.
-#[derive(Default)]
-struct LogBudget {
-    second: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
-}
-
-impl LogBudget {
-    /// `Some(lines suppressed since the last logged one)` when a line may be logged.
-    fn take(&mut self) -> Option<u64> {
-        let now = Instant::now();
-        if self.second.is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1)) {
-            self.second = Some(now);
-            self.logged = 0;
-        }
-        if self.logged >= REFUSALS_LOGGED_PER_SEC {
-            self.suppressed += 1;
-            return None;
-        }
-        self.logged += 1;
-        Some(std::mem::take(&mut self.suppressed))
-    }
-}
-
 /// The TLS failure inside a handshake's I/O error, said plainly.
 fn tls_error(e: &io::Error) -> Option<String> {
     let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
@@ -585,12 +562,5 @@ mod tests {
         assert_eq!(host_name("node1.example.net:7000").unwrap(), ServerName::try_from("node1.example.net").unwrap());
         assert_eq!(host_name("[::1]:7000").unwrap(), ServerName::try_from("::1").unwrap());
         assert_eq!(host_name("10.0.0.5:7000").unwrap(), ServerName::try_from("10.0.0.5").unwrap());
-    }
-
-    #[test]
-    fn given_many_refusals_then_only_a_few_are_logged_per_second() {
-        let mut budget = LogBudget::default();
-        let logged = (0..1000).filter(|_| budget.take().is_some()).count();
-        assert_eq!(logged, REFUSALS_LOGGED_PER_SEC as usize);
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cluster_tls;
 pub mod grpc;
+pub mod log_budget;
 mod membership;
 pub mod network;
 mod node;

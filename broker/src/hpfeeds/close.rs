@@ -6,6 +6,8 @@ pub enum CloseReason {
     /// The client hung up.
     ClientClosed,
     AuthFailed,
+    /// Too many failed AUTHs from the client's address; refused unchecked.
+    AuthRateLimited,
     FirstNotAuth,
     LoginTimeout,
     /// PUBLISH, SUBSCRIBE or UNSUBSCRIBE naming another ident than the logged-in one.
@@ -30,6 +32,7 @@ impl CloseReason {
         match self {
             CloseReason::ClientClosed => "client_closed",
             CloseReason::AuthFailed => "auth_failed",
+            CloseReason::AuthRateLimited => "auth_rate_limited",
             CloseReason::FirstNotAuth => "first_not_auth",
             CloseReason::LoginTimeout => "login_timeout",
             CloseReason::WrongIdent => "wrong_ident",

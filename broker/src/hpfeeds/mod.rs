@@ -1,5 +1,6 @@
 //! hpfeeds connections: listener, sessions, outbound queues, close reasons.
 
+pub mod auth_limit;
 pub mod close;
 pub mod listener;
 pub mod outbound;

@@ -17,6 +17,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::auth_limit::AuthLimiter;
 use super::close::CloseReason;
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
@@ -24,6 +25,7 @@ use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
 use crate::protocol::{Codec, Frame, FrameError, Limits};
 use crate::routing::{Router, Subscriber};
+use hpfriends_consensus::log_budget::LogBudget;
 
 /// Settings every session shares.
 #[derive(Debug, Clone)]
@@ -45,7 +47,13 @@ pub struct Sessions {
     publish_metrics: PublishMetrics,
     /// The close window now (µs); zero once the node stops at once.
     close_window_us: AtomicU64,
+    auth_limit: AuthLimiter,
+    /// Failed logins are logged at a bounded rate.
+    failure_log: std::sync::Mutex<LogBudget>,
 }
+
+/// Failed or refused logins logged per second, at most.
+const FAILED_LOGINS_LOGGED_PER_SEC: u32 = 10;
 
 /// Counters of the publish path, registered once instead of looked up per message.
 struct PublishMetrics {
@@ -118,7 +126,15 @@ impl Sessions {
             delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
         };
         let close_window_us = AtomicU64::new(config.close_window.as_micros() as u64);
-        Sessions { router, config, next_id: AtomicU64::new(1), publish_metrics, close_window_us }
+        Sessions {
+            router,
+            config,
+            next_id: AtomicU64::new(1),
+            publish_metrics,
+            close_window_us,
+            auth_limit: AuthLimiter::default(),
+            failure_log: std::sync::Mutex::new(LogBudget::per_second(FAILED_LOGINS_LOGGED_PER_SEC)),
+        }
     }
 
     pub fn set_close_window(&self, window: Duration) {
@@ -140,10 +156,10 @@ impl Sessions {
     {
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::error_span!("conn", %peer, conn, ident = tracing::field::Empty);
-        self.run_inner(conn, stream, drain).instrument(span).await
+        self.run_inner(conn, stream, peer, drain).instrument(span).await
     }
 
-    async fn run_inner<S>(&self, conn: u64, stream: S, drain: CancellationToken)
+    async fn run_inner<S>(&self, conn: u64, stream: S, peer: SocketAddr, drain: CancellationToken)
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
@@ -163,30 +179,30 @@ impl Sessions {
         out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
 
         let mut channels: HashSet<Bytes> = HashSet::new();
-        let ending =
-            match tokio::time::timeout(self.config.login_timeout, login(&mut reader, &nonce, &self.router)).await {
-                Err(_) => Ending::quiet(CloseReason::LoginTimeout),
-                Ok(Err(ending)) => ending,
-                Ok(Ok(entry)) => {
-                    reader.decoder_mut().limits = self.config.limits;
-                    tracing::Span::current().record("ident", entry.key.ident.as_str());
-                    tracing::debug!(owner = %entry.key.owner, "authenticated");
-                    let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
-                    let drained = async {
-                        drain.cancelled().await;
-                        tokio::time::sleep(self.close_delay()).await;
-                    };
-                    tokio::select! {
-                        ending = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => ending,
-                        _ = close.cancelled() => Ending::quiet(if out.overflowed() {
-                            CloseReason::SlowConsumer
-                        } else {
-                            CloseReason::IoError
-                        }),
-                        _ = drained => Ending::quiet(CloseReason::Shutdown),
-                    }
+        let ending = match tokio::time::timeout(self.config.login_timeout, self.login(&mut reader, &nonce, peer)).await
+        {
+            Err(_) => Ending::quiet(CloseReason::LoginTimeout),
+            Ok(Err(ending)) => ending,
+            Ok(Ok(entry)) => {
+                reader.decoder_mut().limits = self.config.limits;
+                tracing::Span::current().record("ident", entry.key.ident.as_str());
+                tracing::debug!(owner = %entry.key.owner, "authenticated");
+                let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
+                let drained = async {
+                    drain.cancelled().await;
+                    tokio::time::sleep(self.close_delay()).await;
+                };
+                tokio::select! {
+                    ending = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => ending,
+                    _ = close.cancelled() => Ending::quiet(if out.overflowed() {
+                        CloseReason::SlowConsumer
+                    } else {
+                        CloseReason::IoError
+                    }),
+                    _ = drained => Ending::quiet(CloseReason::Shutdown),
                 }
-            };
+            }
+        };
         self.router.remove_connection(conn, &channels);
         metrics::gauge!("hpfeeds_broker_subscriptions").decrement(channels.len() as f64);
 
@@ -200,12 +216,20 @@ impl Sessions {
             writer.abort();
         }
 
-        if reason.is_error() {
-            // Not the `message` field: that one is printed raw, and the text may
-            // hold what the client sent (an ident with a newline in it).
-            tracing::info!(reason = reason.category(), error = ending.message.as_deref(), "connection closed");
-        } else {
-            tracing::debug!(reason = reason.category(), "connection closed");
+        // Failed logins are what a guesser makes by the thousand: logged at a bounded rate.
+        let login_failure = matches!(reason, CloseReason::AuthFailed | CloseReason::AuthRateLimited);
+        let log = if login_failure { self.failure_log.lock().expect("log budget lock").take() } else { Some(0) };
+        match log {
+            None => {}
+            Some(suppressed) if reason.is_error() => {
+                if suppressed > 0 {
+                    tracing::info!(suppressed, "failed logins not logged in the last second");
+                }
+                // Not the `message` field: that one is printed raw, and the text may
+                // hold what the client sent (an ident with a newline in it).
+                tracing::info!(reason = reason.category(), error = ending.message.as_deref(), "connection closed");
+            }
+            Some(_) => tracing::debug!(reason = reason.category(), "connection closed"),
         }
         metrics::counter!("hpfeeds_broker_connection_error", "category" => reason.category()).increment(1);
         metrics::gauge!("hpfeeds_broker_client_connections").decrement(1.0);
@@ -398,17 +422,35 @@ fn frame_or_ending(next: Option<Result<Frame, CodecError>>) -> Result<Frame, End
     }
 }
 
-/// The first frame must be AUTH with SHA-1(nonce ‖ secret) of a known key.
-async fn login<S: AsyncRead>(
-    reader: &mut FramedRead<ReadHalf<S>, Codec>,
-    nonce: &[u8],
-    router: &Router,
-) -> Result<Arc<KeyEntry>, Ending> {
-    let Frame::Auth { ident, hash } = next_frame(reader).await? else {
-        return Err(Ending::error(CloseReason::FirstNotAuth, "First message was not AUTH".into()));
-    };
+impl Sessions {
+    /// The first frame must be AUTH with SHA-1(nonce ‖ secret) of a known key.
+    /// An address with too many recent failures is refused unchecked.
+    async fn login<S: AsyncRead>(
+        &self,
+        reader: &mut FramedRead<ReadHalf<S>, Codec>,
+        nonce: &[u8],
+        peer: SocketAddr,
+    ) -> Result<Arc<KeyEntry>, Ending> {
+        let Frame::Auth { ident, hash } = next_frame(reader).await? else {
+            return Err(Ending::error(CloseReason::FirstNotAuth, "First message was not AUTH".into()));
+        };
+        if !self.auth_limit.may_try(peer.ip(), &ident) {
+            return Err(Ending::error(
+                CloseReason::AuthRateLimited,
+                "Too many failed logins from this address, try again later".into(),
+            ));
+        }
+        let result = check_auth(&self.router, &ident, &hash, nonce);
+        if result.is_err() {
+            self.auth_limit.failed(peer.ip(), &ident);
+        }
+        result
+    }
+}
+
+fn check_auth(router: &Router, ident: &[u8], hash: &[u8], nonce: &[u8]) -> Result<Arc<KeyEntry>, Ending> {
     let view = router.view();
-    let key = std::str::from_utf8(&ident).ok().and_then(|i| view.keys.get(i)).cloned();
+    let key = std::str::from_utf8(ident).ok().and_then(|i| view.keys.get(i)).cloned();
     // Hash and compare even for unknown idents, so both failures look and take the same.
     let secret = key.as_ref().map(|k| k.key.secret.as_bytes()).unwrap_or(b"");
     let expected = auth_hash(nonce, secret);
@@ -417,7 +459,7 @@ async fn login<S: AsyncRead>(
         Some(key) if matches => Ok(key),
         _ => Err(Ending::error(
             CloseReason::AuthFailed,
-            format!("Authentication failed for {}", String::from_utf8_lossy(&ident)),
+            format!("Authentication failed for {}", String::from_utf8_lossy(ident)),
         )),
     }
 }
