@@ -46,6 +46,8 @@ pub struct Config {
     /// Per-connection outbound queue bound; a subscriber past it is closed.
     pub max_outbound_bytes: usize,
     pub max_connections: usize,
+    /// Channels one connection may subscribe to; one more is an ERROR and a close.
+    pub max_subscriptions_per_connection: usize,
     /// Shortest hpfeeds key secret a person may set (generated ones are 32
     /// hex characters); `ctl import-hpfeeds` keeps shorter old ones, with a warning.
     pub min_key_secret_len: usize,
@@ -92,6 +94,7 @@ impl Default for Config {
             max_publish_bytes: 1024 * 1024,
             max_outbound_bytes: 16 * 1024 * 1024,
             max_connections: 10_000,
+            max_subscriptions_per_connection: 1_000,
             min_key_secret_len: 8,
             peer_queue_messages: 16 * 1024,
             snapshot_every_logs: 5_000,
@@ -168,6 +171,7 @@ impl Config {
             ("max_publish_bytes", self.max_publish_bytes),
             ("max_outbound_bytes", self.max_outbound_bytes),
             ("max_connections", self.max_connections),
+            ("max_subscriptions_per_connection", self.max_subscriptions_per_connection),
             ("min_key_secret_len", self.min_key_secret_len),
             ("peer_queue_messages", self.peer_queue_messages),
             ("snapshot_every_logs", self.snapshot_every_logs as usize),
@@ -178,6 +182,7 @@ impl Config {
         }
         for (field, value, max) in [
             ("max_connections", self.max_connections as u64, MAX_CONNECTIONS),
+            ("max_subscriptions_per_connection", self.max_subscriptions_per_connection as u64, 1_000_000),
             ("login_timeout_secs", self.login_timeout_secs, 3_600),
             ("max_outbound_bytes", self.max_outbound_bytes as u64, 1 << 30),
             ("peer_queue_messages", self.peer_queue_messages as u64, 10_000_000),

@@ -156,6 +156,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             limits: Limits { max_publish_body: config.max_publish_bytes },
             close_window: config.drain_close_window(),
             metrics_per_ident: config.metrics_per_ident,
+            max_subscriptions: config.max_subscriptions_per_connection,
         },
     ));
     let stop_accepting = CancellationToken::new();

@@ -331,3 +331,34 @@ async fn given_many_failed_logins_from_one_address_then_it_is_refused_unchecked_
     let metrics = hpfriends_broker::telemetry::prometheus().render();
     assert!(metrics.contains("hpfeeds_broker_connection_error{category=\"auth_rate_limited\"}"), "{metrics}");
 }
+
+#[tokio::test]
+async fn given_subscriptions_past_the_cap_then_an_error_names_the_limit() {
+    let n = start_node(|c| c.max_subscriptions_per_connection = 3).await;
+    n.declare(r#"{"keys": [{"ident": "k", "secret": "s", "owner": "u", "subscribe": ["a", "b", "c", "d"]}]}"#).await;
+    let mut c = Client::login(n.running.hpfeeds_addr, "k", "s").await;
+    for ch in ["a", "b", "c", "a"] {
+        c.subscribe(ch).await;
+    }
+    c.subscribe("d").await;
+    c.expect_error("Too many subscriptions on this connection (the limit is 3). ident=k, chan=d").await;
+}
+
+#[tokio::test]
+async fn given_thirty_thousand_subscribes_on_one_connection_then_each_costs_a_path_not_a_table_copy() {
+    let n = start_node(|c| c.max_subscriptions_per_connection = 40_000).await;
+    let channels: Vec<String> = (0..30_000).map(|i| format!("ch-{i}")).collect();
+    let key = serde_json::json!({"keys": [{"ident": "k", "secret": "s", "owner": "u",
+        "publish": ["ch-29999"], "subscribe": channels}]});
+    n.declare(&key.to_string()).await;
+    let mut c = Client::login(n.running.hpfeeds_addr, "k", "s").await;
+    let mut frames = Vec::new();
+    for ch in &channels {
+        frames.extend_from_slice(&frame::encode_subscribe(b"k", ch.as_bytes()));
+    }
+    c.send(&frames).await;
+    // The whole table was copied per SUBSCRIBE before (24 s of CPU in a release
+    // build); within the client's 10 s wait the last one must be live.
+    c.sync("ch-29999", "all-subscribed").await;
+    assert_eq!(n.running.router.subscription_count(), 30_000);
+}

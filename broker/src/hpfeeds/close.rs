@@ -14,6 +14,8 @@ pub enum CloseReason {
     WrongIdent,
     PublishDenied,
     SubscribeDenied,
+    /// One SUBSCRIBE past `max_subscriptions_per_connection`.
+    TooManySubscriptions,
     FrameTooLarge,
     UnknownOpcode,
     MalformedFrame,
@@ -38,6 +40,7 @@ impl CloseReason {
             CloseReason::WrongIdent => "wrong_ident",
             CloseReason::PublishDenied => "publish_denied",
             CloseReason::SubscribeDenied => "subscribe_denied",
+            CloseReason::TooManySubscriptions => "too_many_subscriptions",
             CloseReason::FrameTooLarge => "frame_too_large",
             CloseReason::UnknownOpcode => "unknown_opcode",
             CloseReason::MalformedFrame => "malformed_frame",

@@ -38,6 +38,7 @@ pub struct SessionConfig {
     pub close_window: Duration,
     /// Also count publishes per publisher ident (one series per ident).
     pub metrics_per_ident: bool,
+    pub max_subscriptions: usize,
 }
 
 pub struct Sessions {
@@ -324,6 +325,15 @@ impl Sessions {
                         return Ending::error(
                             CloseReason::SubscribeDenied,
                             format!("Authkey not allowed to sub here. ident={}, chan={chan}", key.ident),
+                        );
+                    }
+                    if channels.len() >= self.config.max_subscriptions && !channels.contains(&channel) {
+                        return Ending::error(
+                            CloseReason::TooManySubscriptions,
+                            format!(
+                                "Too many subscriptions on this connection (the limit is {}). ident={}, chan={chan}",
+                                self.config.max_subscriptions, key.ident
+                            ),
                         );
                     }
                     if channels.insert(channel.clone()) {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use hpfriends_consensus::View;
-use hpfriends_graph::{LookupMap, Readers, UserId};
+use hpfriends_graph::{Readers, UserId};
 
 pub mod fanout;
 
@@ -26,7 +26,11 @@ pub struct Subscriber {
     pub out: Outbound,
 }
 
-type Table = LookupMap<Bytes, Arc<[Subscriber]>>;
+/// A persistent map: a subscription change copies the path to one channel
+/// (O(log n)), not the whole table, and the publish path still reads a
+/// snapshot without a lock.
+type Table =
+    imbl::GenericHashMap<Bytes, Arc<[Subscriber]>, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
 pub struct Router {
     subscriptions: ArcSwap<Table>,
