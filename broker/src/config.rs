@@ -41,6 +41,8 @@ pub struct Config {
     /// Sent in INFO.
     pub broker_name: String,
     pub login_timeout_secs: u64,
+    /// An HTTP client must have sent its request head within this time.
+    pub http_header_timeout_ms: u64,
     /// Largest PUBLISH payload accepted.
     pub max_publish_bytes: usize,
     /// Per-connection outbound queue bound; a subscriber past it is closed.
@@ -91,6 +93,7 @@ impl Default for Config {
             tls_addr: "0.0.0.0:10443".into(),
             broker_name: "hpfriends".into(),
             login_timeout_secs: 10,
+            http_header_timeout_ms: 10_000,
             max_publish_bytes: 1024 * 1024,
             max_outbound_bytes: 16 * 1024 * 1024,
             max_connections: 10_000,
@@ -168,6 +171,7 @@ impl Config {
         }
         for (field, v) in [
             ("login_timeout_secs", self.login_timeout_secs as usize),
+            ("http_header_timeout_ms", self.http_header_timeout_ms as usize),
             ("max_publish_bytes", self.max_publish_bytes),
             ("max_outbound_bytes", self.max_outbound_bytes),
             ("max_connections", self.max_connections),
@@ -184,6 +188,7 @@ impl Config {
             ("max_connections", self.max_connections as u64, MAX_CONNECTIONS),
             ("max_subscriptions_per_connection", self.max_subscriptions_per_connection as u64, 1_000_000),
             ("login_timeout_secs", self.login_timeout_secs, 3_600),
+            ("http_header_timeout_ms", self.http_header_timeout_ms, 600_000),
             ("max_outbound_bytes", self.max_outbound_bytes as u64, 1 << 30),
             ("peer_queue_messages", self.peer_queue_messages as u64, 10_000_000),
             ("snapshot_every_logs", self.snapshot_every_logs, 100_000_000),
@@ -230,6 +235,10 @@ impl Config {
 
     pub fn login_timeout(&self) -> Duration {
         Duration::from_secs(self.login_timeout_secs)
+    }
+
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
     }
 
     pub fn drain_grace(&self) -> Duration {

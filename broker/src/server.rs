@@ -55,7 +55,7 @@ pub struct Running {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     listener_tasks: Vec<tokio::task::JoinHandle<()>>,
-    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    http_task: tokio::task::JoinHandle<()>,
     cluster_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
@@ -210,12 +210,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         draining: draining.clone(),
         min_key_secret_len: config.min_key_secret_len,
     };
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, http::router(state))
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-    });
+    let http_task = tokio::spawn(http::serve::serve(
+        http_listener,
+        http::router(state),
+        config.http_header_timeout(),
+        shutdown.clone(),
+    ));
     tracing::info!(%hpfeeds_addr, %http_addr, %cluster_addr, node_id = config.node_id, "serving");
     if let Some(member) = &config.join {
         if !node.is_initialized().await {

@@ -339,3 +339,28 @@ fn given_numeric_settings_out_of_range_or_beyond_the_fd_limit_then_a_named_error
     assert!(!ok && out.contains("max_connections = 5000 needs 6024 file descriptors"), "{out}");
     assert!(out.contains("may open 2048"), "{out}");
 }
+
+#[test]
+fn given_many_half_sent_http_requests_then_they_are_closed_and_health_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir_path = dir.path().join("c.toml");
+    std::fs::write(&dir_path, "http_header_timeout_ms = 500\n").unwrap();
+    let node =
+        NodeProcess::start(&hpfriends_bin(), &dir.path().join("n"), &["--config", dir_path.to_str().unwrap()]).unwrap();
+    let mut stuck: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(node.http_addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finished
+            s
+        })
+        .collect();
+    let (status, _) = hpfriends_cluster_tests::http_get(node.http_addr, "/healthz").unwrap();
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    for s in &mut stuck {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        let closed = s.read_to_end(&mut rest).is_ok();
+        assert!(closed, "a half-sent request is still open after the header timeout");
+    }
+}

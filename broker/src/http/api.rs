@@ -23,6 +23,9 @@ type Body<T> = Result<Json<T>, JsonRejection>;
 
 /// Declarations (`ctl apply`) can be large; everything else is small.
 const MAX_APPLY_BODY: usize = 64 * 1024 * 1024;
+/// The longest any request may take, its body included (writes and
+/// consistent reads wait at most 10 s for the cluster).
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// A user's declaration holds their own keys and shares only.
 const MAX_USER_APPLY_BODY: usize = 1024 * 1024;
 
@@ -51,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/cluster/leave", post(cluster_leave))
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistent_reads))
+        .layer(axum::middleware::from_fn_with_state(REQUEST_TIMEOUT, super::serve::request_deadline))
         .with_state(state)
 }
 

@@ -3,6 +3,7 @@
 mod api;
 pub mod auth;
 mod error;
+pub mod serve;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
