@@ -364,3 +364,61 @@ fn given_many_half_sent_http_requests_then_they_are_closed_and_health_keeps_answ
         assert!(closed, "a half-sent request is still open after the header timeout");
     }
 }
+
+/// Publishes `count` messages `prefix-N` at 10 a second on one connection with the real hpfeeds client.
+fn publish_at_ten_per_second(addr: SocketAddr, ident: &str, secret: &str, channel: &str, prefix: &str, count: u32) {
+    let script = format!(
+        "import time, hpfeeds\n\
+         c = hpfeeds.new('{}', {}, '{ident}', '{secret}')\n\
+         for i in range({count}):\n    c.publish('{channel}', '{prefix}-%d' % i)\n    time.sleep(0.1)\n\
+         time.sleep(0.5)\nc.close()\n",
+        addr.ip(),
+        addr.port()
+    );
+    let out = Command::new(hpfriends_cluster_tests::hpfeeds_python().unwrap()).args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn subscriptions(node: &NodeProcess) -> f64 {
+    metric(node.http_addr, "hpfeeds_broker_subscriptions").unwrap_or(0.0)
+}
+
+#[test]
+fn given_a_node_restarted_after_six_seconds_then_nothing_is_lost_after_it_is_ready_in_either_direction() {
+    let mut c = hpfriends_cluster_tests::Cluster::start(&hpfriends_bin(), 2, &[]).unwrap();
+    c.nodes[0]
+        .apply(
+            r#"{"shares": [{"from": "jojo", "to": "mark", "channel": "c", "kind": "shares"}],
+                "keys": [{"ident": "jojo-k", "secret": "jojo-secret", "owner": "jojo", "publish": ["c"]},
+                         {"ident": "mark-k", "secret": "mark-secret", "owner": "mark", "subscribe": ["c"]}]}"#,
+        )
+        .unwrap();
+    wait_for("the keys on node 2", DEADLINE, || c.nodes[1].ctl(&["key", "list"]).ok().filter(|k| k.contains("mark-k")))
+        .unwrap();
+    // (publisher's node, subscriber's node): from the restarted node, then to it.
+    for (round, (publisher, subscriber)) in [(1u64, 2u64), (2, 1)].into_iter().enumerate() {
+        c.node(1).kill();
+        std::thread::sleep(Duration::from_secs(6)); // node 2's link to node 1 is deep in its backoff
+        c.node(1).restart().unwrap(); // returns once /readyz is 200
+        let sub_node = &c.nodes[subscriber as usize - 1];
+        let before = subscriptions(sub_node);
+        let sub = Subscriber::start(sub_node.hpfeeds_addr, "mark-k", "mark-secret", "c").unwrap();
+        wait_for("the subscription", DEADLINE, || (subscriptions(sub_node) > before).then_some(())).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let prefix = format!("round{round}");
+        publish_at_ten_per_second(
+            c.nodes[publisher as usize - 1].hpfeeds_addr,
+            "jojo-k",
+            "jojo-secret",
+            "c",
+            &prefix,
+            30,
+        );
+        let got = wait_for("every message", Duration::from_secs(5), || {
+            let n = (0..30).filter(|i| sub.saw(&format!("b'{prefix}-{i}'"))).count();
+            (n == 30).then_some(n)
+        });
+        let n = (0..30).filter(|i| sub.saw(&format!("b'{prefix}-{i}'"))).count();
+        assert!(got.is_ok(), "node {publisher} -> node {subscriber} after node 1 restarted: {n} of 30 arrived");
+    }
+}

@@ -80,6 +80,7 @@ impl FanoutRpc for FanoutService {
         // (a reconnect, or a duplicate) replaces it, and closing the older one
         // leaves the newer one's interest in place.
         let link = fanout.open_inbound(peer);
+        fanout.peer_connected(peer);
         tracing::info!(peer, "fan-out link from peer opened");
         let result = loop {
             let message = tokio::select! {
@@ -237,6 +238,17 @@ async fn stream_to_peer(
     client.link(ReceiverStream::new(rx)).await.map(drop)
 }
 
+/// The backoff before the next connect, cut short when the peer connects to
+/// this node (it is back: a restarted node must learn this node's interest at
+/// once, not after up to `BACKOFF_MAX`).
+async fn wait_to_reconnect(queue: &LinkQueue, stop: &CancellationToken, backoff: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::time::sleep(backoff) => {}
+        _ = queue.peer_is_back.notified() => {}
+    }
+}
+
 /// One outbound link: connect, replay interest, then stream changes and
 /// publishes; reconnect with backoff whenever the stream breaks.
 async fn run_link(
@@ -259,7 +271,7 @@ async fn run_link(
             Err(e) => {
                 tracing::debug!(peer, "fan-out connect failed: {e}");
                 queue.set_state(LinkState::Unreachable);
-                tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                wait_to_reconnect(&queue, &stop, backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
@@ -314,7 +326,7 @@ async fn run_link(
         }
         call.abort();
         queue.set_state(LinkState::Unreachable);
-        tokio::select! { _ = stop.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+        wait_to_reconnect(&queue, &stop, backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }

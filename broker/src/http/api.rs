@@ -135,6 +135,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "caught_up": caught_up,
         "peer_links_replayed": links,
         "unreachable_peers": state.router.fanout.unreachable_peers(),
+        "awaiting_replay_from": state.router.fanout.awaiting_replay_from(),
         "last_applied": m.last_applied.map(|l| l.index),
     });
     (status, Json(body))

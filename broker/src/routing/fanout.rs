@@ -94,6 +94,9 @@ pub struct LinkQueue {
     pending: Mutex<Pending>,
     /// Wakes the link task when the queue turns non-empty.
     ready: Notify,
+    /// The peer just connected to this node: it is back, so a link waiting
+    /// out its reconnect backoff tries again at once.
+    pub peer_is_back: Notify,
     control: mpsc::UnboundedSender<Interest>,
     state: AtomicU8,
     pub dropped: AtomicU64,
@@ -285,6 +288,7 @@ impl Fanout {
             max_messages: self.queue_messages,
             pending: Mutex::default(),
             ready: Notify::new(),
+            peer_is_back: Notify::new(),
             control: control_tx,
             state: AtomicU8::new(LinkState::Connecting as u8),
             dropped: AtomicU64::new(0),
@@ -307,10 +311,37 @@ impl Fanout {
         });
     }
 
-    /// True when every outbound link to a reachable peer has replayed this
-    /// node's interest.
+    /// True when, for every peer that is reachable, both directions carry
+    /// interest: this node's replay went out on its link, and the peer's
+    /// replay came in on the peer's stream. Until then a publish here could
+    /// miss a subscriber there (the peer's link may still be in its backoff).
     pub fn links_ready(&self) -> bool {
-        self.peers().links.values().all(|l| l.state() != LinkState::Connecting)
+        let peers = self.peers();
+        peers.links.iter().all(|(id, l)| match l.state() {
+            LinkState::Connecting => false,
+            LinkState::Unreachable => true,
+            LinkState::Replayed => peers.interest.contains_key(id),
+        })
+    }
+
+    /// A peer opened a stream to this node: wake this node's link to it.
+    pub fn peer_connected(&self, peer: NodeId) {
+        if let Some(link) = self.peers().links.get(&peer) {
+            link.peer_is_back.notify_one();
+        }
+    }
+
+    /// Reachable peers whose interest replay has not arrived yet.
+    pub fn awaiting_replay_from(&self) -> Vec<NodeId> {
+        let peers = self.peers();
+        let mut waiting: Vec<NodeId> = peers
+            .links
+            .iter()
+            .filter(|(id, l)| l.state() == LinkState::Replayed && !peers.interest.contains_key(*id))
+            .map(|(id, _)| *id)
+            .collect();
+        waiting.sort_unstable();
+        waiting
     }
 
     /// Peers whose link is down right now.
