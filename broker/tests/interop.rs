@@ -195,3 +195,89 @@ fn given_hpfeeds_auth_file_when_imported_then_old_channel_delivery_holds() {
     })
     .unwrap();
 }
+
+/// The classic recipe: `openssl x509 -req -signkey` makes an X.509 v1 certificate.
+fn v1_certificate(dir: &std::path::Path, cn: &str) -> (String, String) {
+    let (key, csr, cert) = (dir.join("key.pem"), dir.join("csr.pem"), dir.join("cert.pem"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").current_dir(dir).args(args).output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let subj = format!("/CN={cn}");
+    run(&["genrsa", "-out", "key.pem.new", "2048"]);
+    run(&["req", "-new", "-key", "key.pem.new", "-subj", &subj, "-out", "csr.pem"]);
+    run(&["x509", "-req", "-days", "2", "-in", "csr.pem", "-signkey", "key.pem.new", "-out", "cert.pem.new"]);
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(dir.join("cert.pem.new"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Version: 1"), "a v1 certificate");
+    // Replace both at once, as an operator's renewal does.
+    std::fs::rename(dir.join("key.pem.new"), &key).unwrap();
+    std::fs::rename(dir.join("cert.pem.new"), &cert).unwrap();
+    let _ = std::fs::remove_file(csr);
+    (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned())
+}
+
+/// The subject the TLS listener presents to a new handshake.
+fn presented_subject(addr: std::net::SocketAddr) -> String {
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("openssl s_client -connect {addr} </dev/null 2>/dev/null | openssl x509 -noout -subject"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn given_a_v1_certificate_then_tls_clients_connect_and_a_renewed_one_is_served_without_dropping_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = v1_certificate(dir.path(), "localhost");
+    let node = NodeProcess::start(
+        bin(),
+        &dir.path().join("data"),
+        &["--tls-cert", &c, "--tls-key", &k, "--tls-addr", "127.0.0.1:0"],
+    )
+    .unwrap();
+    let file = dir.path().join("graph.json");
+    std::fs::write(&file, GRAPH).unwrap();
+    node.ctl(&["apply", file.to_str().unwrap()]).unwrap();
+    let tls = node.tls_addr.expect("the node reports its TLS address");
+    assert!(presented_subject(tls).contains("CN = localhost"), "{}", presented_subject(tls));
+
+    // The real client verifies the certificate against itself (it is its own CA) and the host name.
+    let ca = dir.path().join("ca.pem");
+    std::fs::copy(&c, &ca).unwrap();
+    let hpfeeds = |action: &str, ident: &str, secret: &str| {
+        let mut cmd = std::process::Command::new(hpfriends_cluster_tests::hpfeeds_cli().unwrap());
+        cmd.args([action, "--host", "localhost", "-p", &tls.port().to_string(), "-i", ident, "-s", secret, "-c", CH])
+            .args(["--tls", "--tlscert", ca.to_str().unwrap()])
+            .env("PYTHONUNBUFFERED", "1");
+        cmd
+    };
+    let mark = Subscriber::start_command(hpfeeds("subscribe", "mark-key", "m")).unwrap();
+    let publish_once = |ident: &str, secret: &str, payload: &str| {
+        let out = hpfeeds("publish", ident, secret).arg(payload).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    hpfriends_cluster_tests::wait_for("a v1-certificate TLS session", hpfriends_cluster_tests::DEADLINE, || {
+        publish_once("mark-key", "m", "v1-ready");
+        mark.saw("v1-ready").then_some(())
+    })
+    .unwrap();
+
+    // Renewed files: new handshakes get the new certificate, the connected subscriber stays.
+    v1_certificate(dir.path(), "renewed.example");
+    hpfriends_cluster_tests::wait_for("the renewed certificate", hpfriends_cluster_tests::DEADLINE, || {
+        presented_subject(tls).contains("CN = renewed.example").then_some(())
+    })
+    .unwrap();
+    assert!(node.log().contains("TLS certificate reloaded"), "{}", node.log());
+    // The subscriber trusts only the old certificate: had it been dropped, its
+    // reconnect would fail verification and this would never arrive.
+    publish(node.hpfeeds_addr, "jojo-sensor", "s3cret", CH, "after-renewal").unwrap();
+    mark.wait_for_line(&delivered("after-renewal")).unwrap();
+}

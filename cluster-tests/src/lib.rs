@@ -405,6 +405,13 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// A subscriber from a prepared `hpfeeds subscribe` command.
+    pub fn start_command(mut cmd: Command) -> anyhow::Result<Subscriber> {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let lines = collect_output(&mut child);
+        Ok(Subscriber { child, lines })
+    }
+
     pub fn start(addr: SocketAddr, ident: &str, secret: &str, channel: &str) -> anyhow::Result<Subscriber> {
         Self::start_with(addr, ident, secret, channel, &[])
     }

@@ -87,25 +87,82 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&frame)).await;
 }
 
-/// Loads a PEM certificate chain and private key for the TLS listener.
+/// How often the TLS certificate and key files are checked for changes.
+const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The TLS listener's certificate and key, reloaded when their files change
+/// (new handshakes get the new ones; connected clients keep their session).
+/// Any X.509 version is served, v1 included (the classic `openssl x509 -req
+/// -signkey` recipe and hpfeeds' own test certificate): the server presents
+/// its chain, it does not validate it.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::server::ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// Loads the certificate chain and key for the TLS listener and starts
+/// watching their files.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
-    use anyhow::Context;
-    let certs = rustls_pemfile::certs(&mut std::io::BufReader::new(
-        std::fs::File::open(cert).with_context(|| format!("cannot open TLS certificate {}", cert.display()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()
-    .with_context(|| format!("cannot parse TLS certificate {}", cert.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "no certificate found in {}", cert.display());
-    let key = rustls_pemfile::private_key(&mut std::io::BufReader::new(
-        std::fs::File::open(key).with_context(|| format!("cannot open TLS key {}", key.display()))?,
-    ))
-    .with_context(|| format!("cannot parse TLS key {}", key.display()))?
-    .with_context(|| format!("no private key found in {}", key.display()))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certified = load_certified(&provider, cert, key)?;
+    let resolver = Arc::new(ReloadingCert { current: arc_swap::ArcSwap::new(Arc::new(certified)) });
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .context("TLS protocol versions")?
+        .map_err(|e| anyhow::anyhow!("TLS protocol versions: {e}"))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .context("TLS certificate and key do not match")?;
+        .with_cert_resolver(resolver.clone());
+    let (cert, key) = (cert.to_path_buf(), key.to_path_buf());
+    tokio::spawn(async move {
+        let mut seen = file_stamps(&cert, &key);
+        loop {
+            tokio::time::sleep(TLS_RELOAD_EVERY).await;
+            let now = file_stamps(&cert, &key);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match load_certified(&provider, &cert, &key) {
+                Ok(certified) => {
+                    resolver.current.store(Arc::new(certified));
+                    tracing::info!(cert = %cert.display(), "TLS certificate reloaded");
+                }
+                Err(e) => tracing::warn!("TLS certificate not reloaded, the previous one stays: {e:#}"),
+            }
+        }
+    });
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn file_stamps(cert: &std::path::Path, key: &std::path::Path) -> [Option<(std::time::SystemTime, u64)>; 2] {
+    [cert, key].map(|p| std::fs::metadata(p).ok().and_then(|m| Some((m.modified().ok()?, m.len()))))
+}
+
+fn load_certified(
+    provider: &rustls::crypto::CryptoProvider,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::sign::CertifiedKey> {
+    use anyhow::Context;
+    let certs = hpfriends_consensus::cluster_tls::read_certs(cert, "tls_cert")?;
+    let key_der = hpfriends_consensus::cluster_tls::read_key(key, "tls_key")?;
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .with_context(|| format!("tls_key {}: not a usable private key", key.display()))?;
+    let certified = rustls::sign::CertifiedKey::new(certs, signing);
+    match certified.keys_match() {
+        Ok(()) => {}
+        // A v1 certificate cannot be parsed for the check; it is served as it is.
+        Err(rustls::Error::InvalidCertificate(_)) => {
+            tracing::debug!(cert = %cert.display(), "the key/certificate match is not checked (not an X.509 v3 certificate)")
+        }
+        Err(e) => anyhow::bail!("tls_cert {} and tls_key {} do not match: {e}", cert.display(), key.display()),
+    }
+    Ok(certified)
 }
