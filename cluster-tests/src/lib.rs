@@ -260,6 +260,19 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     Ok((status, body))
 }
 
+/// Runs `cmd`, which must exit by itself within `timeout` (it is killed
+/// otherwise); returns whether it exited in time, its status and all it printed.
+pub fn run_to_exit(mut cmd: Command, timeout: Duration) -> (bool, std::process::ExitStatus, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the command starts");
+    let exited = wait_for("the command to exit", timeout, || child.try_wait().ok().flatten()).is_ok();
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("the command's output");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (exited, out.status, text)
+}
+
 /// One unlabelled sample from a node's `/metrics`.
 pub fn metric(http_addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
     let (_, body) = http_get(http_addr, "/metrics")?;

@@ -317,18 +317,11 @@ fn serve_with_config(config: &str, fds: u32) -> (bool, String) {
         hpfriends_bin().display(),
         file.display()
     );
-    let mut child = Command::new("sh")
-        .args(["-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let exited = wait_for("the node to refuse the config", Duration::from_secs(15), || child.try_wait().ok().flatten());
-    if exited.is_err() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", &script]);
+    let (exited, status, text) = hpfriends_cluster_tests::run_to_exit(cmd, Duration::from_secs(15));
+    assert!(exited, "the node started:\n{text}");
+    (status.success(), text)
 }
 
 #[test]

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use hpfriends_cluster_tests::{hpfriends_bin, wait_for, Cluster, NodeProcess, DEADLINE};
+use hpfriends_cluster_tests::{hpfriends_bin, run_to_exit, wait_for, Cluster, NodeProcess, DEADLINE};
 
 /// A node's data dir with users both in SST files (flushed by a restart) and
 /// only in the write-ahead log (the node was killed after writing them).
@@ -21,19 +21,6 @@ fn used_data_dir(parent: &Path) -> PathBuf {
     }
     node.kill();
     data
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// Every file of the Raft store with its bytes.
@@ -66,23 +53,12 @@ fn file_starting(raft: &Path, prefix: &str) -> PathBuf {
 
 /// `hpfriends serve` on `data`: it must exit non-zero by itself; returns what it printed.
 fn refused_start(data: &Path) -> String {
-    let mut child = Command::new(hpfriends_bin())
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--hpfeeds-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_for("the node to refuse and exit", Duration::from_secs(20), || child.try_wait().ok().flatten());
-    if status.is_err() {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(status.is_ok(), "the node started on a damaged data dir:\n{text}");
-    assert!(!out.status.success(), "exit status {:?}:\n{text}", out.status);
+    let mut cmd = Command::new(hpfriends_bin());
+    cmd.arg("serve").arg("--data-dir").arg(data);
+    cmd.args(["--hpfeeds-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"]);
+    let (exited, status, text) = run_to_exit(cmd, Duration::from_secs(20));
+    assert!(exited, "the node started on a damaged data dir:\n{text}");
+    assert!(!status.success(), "exit status {status:?}:\n{text}");
     assert!(!text.contains("bootstrapping"), "{text}");
     text
 }
