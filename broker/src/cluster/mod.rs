@@ -192,7 +192,7 @@ fn chunk_frame(chunk: Chunk, runs: bool) -> PeerFrame {
 
 /// Calls `each(owner, channel, frames, count)` for every run, in order; stops
 /// at the first malformed one and says what is wrong with it.
-fn for_each_run(runs: PublishRuns, mut each: impl FnMut(UserId, &[u8], &Bytes, usize)) -> Result<(), String> {
+pub fn for_each_run(runs: PublishRuns, mut each: impl FnMut(UserId, &[u8], &Bytes, usize)) -> Result<(), String> {
     let mut frames = runs.frames;
     for run in runs.runs {
         let len = run.len as usize;
