@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
-use crate::hpfeeds::listener::{tls_acceptor, Listener};
+use crate::hpfeeds::listener::{tls_acceptor, Accepting, Listener};
 use crate::hpfeeds::session::{SessionConfig, Sessions};
 use crate::http::{self, AppState};
 use crate::protocol::Limits;
@@ -174,13 +174,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         listeners.push(Listener { listener: l, tls: Some(acceptor), slots });
     }
     let mut listener_tasks = Vec::new();
+    let listening = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener_count = listeners.len();
     for l in listeners {
-        listener_tasks.push(tokio::spawn(l.run(
-            sessions.clone(),
-            stop_accepting.clone(),
-            drain.clone(),
-            tracker.clone(),
-        )));
+        let up = Accepting::new(listening.clone());
+        let run = l.run(sessions.clone(), stop_accepting.clone(), drain.clone(), tracker.clone());
+        listener_tasks.push(tokio::spawn(async move {
+            let _up = up;
+            run.await
+        }));
     }
 
     let grpc_shutdown = shutdown.clone();
@@ -209,6 +211,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         operator_token: operator_token.clone().into(),
         draining: draining.clone(),
         min_key_secret_len: config.min_key_secret_len,
+        listening,
+        listeners: listener_count,
     };
     let http_task = tokio::spawn(http::serve::serve(
         http_listener,

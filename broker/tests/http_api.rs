@@ -185,6 +185,7 @@ async fn given_explain_and_health_endpoints_then_answers() {
     assert_eq!(s, 200);
     let (s, r) = api.send(reqwest::Method::GET, "/readyz", None, None).await;
     assert_eq!((s, r["ready"].as_bool()), (200, Some(true)));
+    assert_eq!(r["accepting_clients"], true, "{r}");
     let text = reqwest::get(format!("{}/metrics", api.base)).await.unwrap().text().await.unwrap();
     assert!(text.contains("hpfriends_raft_is_leader 1"), "{text}");
     assert!(text.contains("hpfriends_index_generation"), "{text}");

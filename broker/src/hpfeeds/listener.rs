@@ -19,6 +19,23 @@ pub struct Listener {
     pub slots: Arc<Semaphore>,
 }
 
+/// Counts one running accept loop, and uncounts it however the loop ends (a
+/// panic included): `/readyz` is 200 only while every listener is counted.
+pub struct Accepting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Accepting {
+    pub fn new(count: Arc<std::sync::atomic::AtomicUsize>) -> Accepting {
+        count.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Accepting(count)
+    }
+}
+
+impl Drop for Accepting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl Listener {
     /// Accepts until `stop_accepting`, then returns (closing the socket).
     /// Sessions close once `drain` is cancelled and are awaited through `tracker`.
@@ -165,4 +182,29 @@ fn load_certified(
         Err(e) => anyhow::bail!("tls_cert {} and tls_key {} do not match: {e}", cert.display(), key.display()),
     }
     Ok(certified)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn given_an_accept_loop_that_ends_or_panics_then_it_is_no_longer_counted() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let up = Accepting::new(count.clone());
+        let ended = tokio::spawn(async move {
+            let _up = up;
+        });
+        let up = Accepting::new(count.clone());
+        let panicked = tokio::spawn(async move {
+            let _up = up;
+            panic!("the accept loop broke");
+        });
+        let _ = ended.await;
+        assert!(panicked.await.is_err());
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        let _still_up = Accepting::new(count.clone());
+        assert_eq!(count.load(Ordering::Acquire), 1);
+    }
 }

@@ -126,11 +126,13 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let leader = m.current_leader.is_some();
     let caught_up = state.node.caught_up();
     let links = state.router.fanout.links_ready();
-    let ready = !draining && leader && caught_up && links;
+    let accepting = state.listening.load(Ordering::Acquire) == state.listeners;
+    let ready = !draining && leader && caught_up && links && accepting;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "ready": ready,
         "draining": draining,
+        "accepting_clients": accepting,
         "leader_known": leader,
         "caught_up": caught_up,
         "peer_links_replayed": links,

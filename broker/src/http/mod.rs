@@ -22,4 +22,7 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Shortest explicit hpfeeds key secret accepted (import may keep shorter ones).
     pub min_key_secret_len: usize,
+    /// hpfeeds accept loops running now, and how many there should be.
+    pub listening: Arc<std::sync::atomic::AtomicUsize>,
+    pub listeners: usize,
 }
