@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
+use hpfriends_consensus::log_budget::LogBudget;
 use hpfriends_consensus::KeyEntry;
 use hpfriends_graph::AuthKey;
 use subtle::ConstantTimeEq;
@@ -25,7 +26,6 @@ use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
 use crate::protocol::{Codec, Frame, FrameError, Limits};
 use crate::routing::{Router, Subscriber};
-use hpfriends_consensus::log_budget::LogBudget;
 
 /// Settings every session shares.
 #[derive(Debug, Clone)]
