@@ -41,6 +41,8 @@ const SECRET_CA_SERVER_NAME: &str = "hpfriends-cluster";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an outbound TCP connect may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections to the cluster port waiting for their TLS handshake, at most.
+const HANDSHAKES_IN_FLIGHT: usize = 256;
 /// Refused connections logged per second, at most (an attacker can make many).
 const REFUSALS_LOGGED_PER_SEC: u32 = 10;
 
@@ -204,14 +206,7 @@ impl ClusterTls {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.inner.connector.connect(name, tcp)).await {
             Err(_) => Err(unreachable(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))),
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(e)) => match tls_error(&e) {
-                Some(why) => {
-                    let e = ConnectError::Refused { addr: addr.to_string(), why };
-                    self.log_refusal(|| tracing::warn!("cluster connection refused: {e}"));
-                    Err(e)
-                }
-                None => Err(unreachable(e)),
-            },
+            Ok(Err(e)) => Err(self.failed(addr, e)),
         }
     }
 
@@ -229,18 +224,23 @@ impl ClusterTls {
                 addr: addr.to_string(),
                 source: io::Error::new(io::ErrorKind::UnexpectedEof, "closed without an answer"),
             }),
-            Ok(Err(e)) => match tls_error(&e) {
-                Some(why) => {
-                    let e = ConnectError::Refused { addr: addr.to_string(), why };
-                    self.log_refusal(|| tracing::warn!("cluster connection refused: {e}"));
-                    Err(e)
-                }
-                None => Err(ConnectError::Unreachable { addr: addr.to_string(), source: e }),
-            },
+            Ok(Err(e)) => Err(self.failed(addr, e)),
             Err(_) => Err(ConnectError::Unreachable {
                 addr: addr.to_string(),
                 source: io::Error::new(io::ErrorKind::TimedOut, "no answer after the handshake"),
             }),
+        }
+    }
+
+    /// An I/O error on a connection to a peer: a TLS refusal (logged) or the peer unreachable.
+    fn failed(&self, addr: &str, e: io::Error) -> ConnectError {
+        match tls_error(&e) {
+            Some(why) => {
+                let e = ConnectError::Refused { addr: addr.to_string(), why };
+                self.log_refusal(|| tracing::warn!("cluster connection refused: {e}"));
+                e
+            }
+            None => ConnectError::Unreachable { addr: addr.to_string(), source: e },
         }
     }
 
@@ -260,10 +260,14 @@ impl ClusterTls {
 
     /// Accepts peers on the cluster port: each connection is served once its
     /// handshake proves it a member; refused ones are logged and counted.
-    /// Accept errors (out of file descriptors) back off instead of spinning.
+    /// At most `HANDSHAKES_IN_FLIGHT` connections wait for their handshake
+    /// (each holds a descriptor for up to 10 s); past that a connection is
+    /// closed at once. Accept errors (out of file descriptors) back off
+    /// instead of spinning.
     pub fn incoming(&self, listener: TcpListener) -> ReceiverStream<io::Result<PeerStream>> {
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let tls = self.clone();
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_IN_FLIGHT));
         tokio::spawn(async move {
             loop {
                 let (tcp, remote) = tokio::select! {
@@ -277,10 +281,17 @@ impl ClusterTls {
                         }
                     },
                 };
+                let Ok(slot) = handshakes.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    tls.refuse(|| tracing::warn!(%remote, "refused a cluster connection: {HANDSHAKES_IN_FLIGHT} handshakes already in progress"));
+                    continue;
+                };
                 let (tls, tx) = (tls.clone(), tx.clone());
                 tokio::spawn(async move {
                     let _ = tcp.set_nodelay(true);
-                    let why = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.inner.acceptor.accept(tcp)).await {
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.inner.acceptor.accept(tcp)).await;
+                    drop(slot);
+                    let why = match handshake {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(PeerStream { tls: stream, info: PeerConnection { remote } })).await;
                             return;
@@ -555,6 +566,35 @@ mod tests {
         })
         .await
         .expect("counted");
+    }
+
+    #[tokio::test]
+    async fn given_more_idle_connections_than_handshakes_in_flight_then_the_extra_ones_close_at_once() {
+        let server_tls = ClusterTls::new(Trust::Secret(b"the-secret-of-cluster-one-0123456789".to_vec()), 1).unwrap();
+        let (addr, _incoming) = server(&server_tls).await;
+        let mut idle = Vec::new();
+        for _ in 0..HANDSHAKES_IN_FLIGHT {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
+        // The extra connection is closed without waiting out the 10 s handshake deadline.
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the extra connection stays open: {read:?}");
+        assert_eq!(server_tls.refused(), 1);
+        // A member still gets in once the idle ones are gone.
+        drop(idle);
+        let client = ClusterTls::new(Trust::Secret(b"the-secret-of-cluster-one-0123456789".to_vec()), 2).unwrap();
+        let joined = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if client.connect(&addr.to_string()).await.is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(joined.is_ok(), "a member could not connect after the flood ended");
     }
 
     #[test]
