@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hpfriends_broker::cluster::links::Fanout;
 use hpfriends_broker::hpfeeds::outbound::{outbound, OutboundReceiver};
 use hpfriends_broker::protocol::frame::encode_publish;
 use hpfriends_broker::protocol::{decode, Frame, Limits};
-use hpfriends_broker::routing::{Router, Subscriber};
-use hpfriends_consensus::{KeyEntry, View};
+use hpfriends_broker::routing::{Router, Subscriber, View};
+use hpfriends_consensus::KeyEntry;
 use hpfriends_graph::synthetic::{self, Shape};
 use hpfriends_graph::{AuthKey, Command, Graph, LookupMap, ShareKind, SharingIndex, Target, UserId};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +46,8 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
     };
     let keys: LookupMap<String, Arc<KeyEntry>> =
         [("pub-key".into(), Arc::new(KeyEntry { key, owner }))].into_iter().collect();
-    let router = Router::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), 16 * 1024);
+    let peers = Arc::new(Fanout::new(16 * 1024));
+    let router = Router::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), peers);
     let mut receivers = Vec::new();
     for (i, r) in readers.iter().enumerate() {
         let (out, rx) = outbound(usize::MAX / 2, CancellationToken::new());

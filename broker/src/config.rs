@@ -64,8 +64,8 @@ pub struct Config {
     /// Drain: client connections are closed spread over this window, so they
     /// do not all reconnect elsewhere at the same instant.
     pub drain_close_window_ms: u64,
-    /// Label delivery counters by publisher ident (one series per ident: only
-    /// for a bounded number of sensors).
+    /// Label the hpfeeds series with the client's ident (and channel), as
+    /// hpfeeds 3.x does (one series per sensor: only for a bounded number).
     pub metrics_per_ident: bool,
     /// The command format version this node announces and reads. Only for
     /// testing an upgrade: one above this build's own version makes the node

@@ -1,6 +1,6 @@
 //! `hpfriends serve`: binds the listeners, starts the Raft node, wires the
 //! published view into routing, serves until SIGTERM/SIGINT, then drains
-//! (DESIGN.md §3): not ready at once, stop accepting after the grace period,
+//! (ARCHITECTURE.md, "Drain"): not ready at once, stop accepting after the grace period,
 //! hand Raft leadership to a caught-up peer, close clients spread over the
 //! close window, flush the peer links, stop.
 
@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::links::Fanout;
 use crate::config::Config;
 use crate::hpfeeds::listener::{tls_acceptor, Accepting, Listener};
 use crate::hpfeeds::session::{SessionConfig, Sessions};
@@ -46,6 +47,7 @@ pub struct Running {
     pub operator_token: String,
     pub node: Arc<ConsensusNode>,
     pub router: Arc<Router>,
+    pub fanout: Arc<Fanout>,
     sessions: Arc<Sessions>,
     draining: Arc<AtomicBool>,
     grace: Duration,
@@ -57,6 +59,8 @@ pub struct Running {
     listener_tasks: Vec<tokio::task::JoinHandle<()>>,
     http_task: tokio::task::JoinHandle<()>,
     cluster_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Keeps a fan-out link to every peer; ends with `shutdown`.
+    links_task: tokio::task::JoinHandle<()>,
 }
 
 /// Runs a node until `stop` resolves.
@@ -124,6 +128,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         http_addr: advertise(http_addr),
         hpfeeds_addr: advertise(hpfeeds_addr),
     };
+    // Before the node starts: loading the snapshot and replaying the log
+    // already apply, and the router takes each result as its view.
+    let fanout = Arc::new(Fanout::new(config.peer_queue_messages));
+    let router = Arc::new(Router::new(Arc::default(), fanout.clone()));
     let node = Arc::new(
         ConsensusNode::start(NodeOptions {
             node_id: config.node_id,
@@ -133,19 +141,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             trust,
             snapshot_every_logs: config.snapshot_every_logs,
             command_version: config.command_version,
+            on_apply: router.clone(),
         })
         .await?,
     );
-
-    let router = Arc::new(Router::new(node.view(), config.peer_queue_messages));
-    let mut views = node.subscribe();
-    let view_router = router.clone();
-    tokio::spawn(async move {
-        while views.changed().await.is_ok() {
-            let view = views.borrow_and_update().clone();
-            view_router.set_view(view);
-        }
-    });
 
     let sessions = Arc::new(Sessions::new(
         router.clone(),
@@ -187,9 +186,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
-    let fanout_service = crate::cluster::service(router.clone(), node.cluster_tls().clone(), shutdown.clone());
+    let fanout_service =
+        crate::cluster::service(router.clone(), fanout.clone(), node.cluster_tls().clone(), shutdown.clone());
     let peers = node.cluster_tls().incoming(cluster_listener);
-    tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), shutdown.clone()));
+    let links_task =
+        tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), fanout.clone(), shutdown.clone()));
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             // HTTP/2's default 64 KiB stream window would cost a round trip
@@ -207,6 +208,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 
     let state = AppState {
         router: router.clone(),
+        fanout: fanout.clone(),
         node: node.clone(),
         operator_token: operator_token.clone().into(),
         draining: draining.clone(),
@@ -234,6 +236,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         operator_token,
         node,
         router,
+        fanout,
         sessions,
         draining,
         grace: config.drain_grace(),
@@ -245,11 +248,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         listener_tasks,
         http_task,
         cluster_task,
+        links_task,
     })
 }
 
 impl Running {
-    /// The drain of DESIGN.md §3, then stop. Every step is bounded in time,
+    /// The drain of ARCHITECTURE.md, then stop. Every step is bounded in time,
     /// so a stuck client or peer cannot keep the node from exiting.
     pub async fn drain(mut self) {
         tracing::info!(grace = ?self.grace, close_window = ?self.close_window, "draining: /readyz now answers 503");
@@ -273,8 +277,8 @@ impl Running {
         if tokio::time::timeout(sessions_done, self.tracker.wait()).await.is_err() {
             tracing::warn!("draining: sessions did not finish within {sessions_done:?}");
         }
-        if tokio::time::timeout(LINK_FLUSH_TIMEOUT, self.router.fanout.flushed()).await.is_err() {
-            tracing::warn!(queued = self.router.fanout.queued(), "draining: peer links did not flush in time");
+        if tokio::time::timeout(LINK_FLUSH_TIMEOUT, self.fanout.flushed()).await.is_err() {
+            tracing::warn!(queued = self.fanout.queued(), "draining: peer links did not flush in time");
         }
         self.stop().await;
     }
@@ -301,6 +305,7 @@ impl Running {
         stop_within(self.http_task, "the HTTP server").await;
         // Raft stops after the cluster port, so no peer request finds it stopped.
         stop_within(self.cluster_task, "the cluster port").await;
+        stop_within(self.links_task, "the links to peers").await;
         if tokio::time::timeout(SERVER_STOP_TIMEOUT, self.node.shutdown()).await.is_err() {
             tracing::warn!("Raft did not stop within {SERVER_STOP_TIMEOUT:?}");
         }
@@ -364,7 +369,7 @@ async fn join_cluster(node: &ConsensusNode, member: &str, id: u64, info: &NodeIn
             Err(e @ ConnectError::Refused { .. }) => anyhow::bail!("cannot join through {member}: {e}"),
             Err(e) => e.to_string(),
             Ok(_) => {
-                let mut rpc = hpfriends_consensus::network::connect(member, tls.clone()).map_err(anyhow::Error::msg)?;
+                let mut rpc = hpfriends_consensus::network::connect(member, tls.clone())?;
                 match tokio::time::timeout(JOIN_ATTEMPT_TIMEOUT, rpc.join(encode(&(id, info.clone())))).await {
                     Err(_) => format!("no answer within {JOIN_ATTEMPT_TIMEOUT:?}"),
                     Ok(Err(status)) => hpfriends_consensus::cluster_tls::error_chain(&status),

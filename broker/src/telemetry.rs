@@ -1,61 +1,230 @@
-//! The process-wide Prometheus recorder behind `/metrics`.
+//! Every metric the node exports: its name, type and HELP text, in one
+//! table; and the process-wide Prometheus recorder behind `/metrics`.
+//!
+//! The `hpfeeds_broker_*` and `hpfeeds_client_*` series are the ones the
+//! hpfeeds 3.x broker exports, with the same names (counters end in `_total`,
+//! as its Python client library writes them), types and labels, so its
+//! dashboards keep working. Their `ident`/`chan` labels are there only with
+//! `metrics_per_ident` (one series per sensor); without it the same names
+//! carry the node's totals.
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+pub struct Metric {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+    /// Exported at zero from the start, so dashboards and `rate()` see the
+    /// series before the first event (unlabelled series only).
+    pub zero_at_start: bool,
+}
+
+const fn metric(name: &'static str, kind: Kind, help: &'static str, zero_at_start: bool) -> Metric {
+    Metric { name, kind, help, zero_at_start }
+}
+
+use Kind::{Counter, Gauge, Histogram};
+
+// hpfeeds 3.x series.
+pub const CLIENT_CONNECTIONS: Metric =
+    metric("hpfeeds_broker_client_connections", Gauge, "open hpfeeds connections", true);
+pub const AUTHENTICATED_CONNECTIONS: Metric =
+    metric("hpfeeds_client_authenticated_connections", Gauge, "hpfeeds connections that have logged in", true);
+pub const SUBSCRIPTIONS: Metric =
+    metric("hpfeeds_broker_subscriptions", Gauge, "channel subscriptions of open connections", true);
+pub const SEND_BUFFER_SIZE: Metric = metric(
+    "hpfeeds_broker_connection_send_buffer_size",
+    Gauge,
+    "bytes queued for subscribers, not yet written to their sockets",
+    true,
+);
+pub const RECEIVE_BUFFER_SIZE: Metric = metric(
+    "hpfeeds_broker_connection_receive_buffer_size",
+    Gauge,
+    "bytes read from clients and not yet decoded (a frame still arriving)",
+    true,
+);
+pub const CONNECTION_MADE: Metric =
+    metric("hpfeeds_broker_connection_made_total", Counter, "hpfeeds connections accepted", true);
+pub const CONNECTION_READY: Metric =
+    metric("hpfeeds_broker_connection_ready_total", Counter, "hpfeeds connections that logged in", true);
+pub const CONNECTION_ERROR: Metric = metric(
+    "hpfeeds_broker_connection_error_total",
+    Counter,
+    "hpfeeds connections closed, by category (auth_failed, slow_consumer, client_closed, ...)",
+    false,
+);
+pub const CONNECTION_LOST: Metric =
+    metric("hpfeeds_broker_connection_lost_total", Counter, "hpfeeds connections closed, for any reason", true);
+pub const RECEIVE_BUFFER_FILL: Metric = metric(
+    "hpfeeds_broker_connection_receive_buffer_fill_total",
+    Counter,
+    "times a connection's read buffer had to grow past its 64 KiB for one large frame",
+    true,
+);
+pub const SEND_BUFFER_FILL: Metric = metric(
+    "hpfeeds_broker_connection_send_buffer_fill_total",
+    Counter,
+    "times a connection's queue passed half of max_outbound_bytes (its subscriber reads too slowly)",
+    true,
+);
+pub const SEND_BUFFER_DRAIN: Metric = metric(
+    "hpfeeds_broker_connection_send_buffer_drain_total",
+    Counter,
+    "times a filled queue fell back below a quarter of max_outbound_bytes",
+    true,
+);
+pub const SEND_BUFFER_DEADLINE_START: Metric = metric(
+    "hpfeeds_broker_connection_send_buffer_deadline_start_total",
+    Counter,
+    "queues that overflowed max_outbound_bytes: hpfriends closes such a slow consumer at once, with no deadline",
+    true,
+);
+pub const SEND_BUFFER_DEADLINE_RECOVER: Metric = metric(
+    "hpfeeds_broker_connection_send_buffer_deadline_recover_total",
+    Counter,
+    "slow consumers that recovered before their deadline: always 0, hpfriends gives no deadline",
+    true,
+);
+pub const RECEIVE_PUBLISH_COUNT: Metric =
+    metric("hpfeeds_broker_receive_publish_count_total", Counter, "PUBLISH frames received from clients", true);
+pub const RECEIVE_PUBLISH_SIZE: Metric = metric(
+    "hpfeeds_broker_receive_publish_size",
+    Histogram,
+    "payload sizes of PUBLISH frames received from clients",
+    false,
+);
+
+// hpfriends' own.
+pub const MESSAGES_DELIVERED: Metric = metric(
+    "hpfriends_messages_delivered_total",
+    Counter,
+    "PUBLISH frames queued to local subscribers (from local clients and from peers)",
+    true,
+);
+pub const BYTES_DELIVERED: Metric =
+    metric("hpfriends_bytes_delivered_total", Counter, "bytes of PUBLISH frames queued to local subscribers", true);
+pub const FANOUT_MESSAGES: Metric =
+    metric("hpfriends_fanout_messages_total", Counter, "publishes sent to a peer node, by peer", false);
+pub const FANOUT_BYTES: Metric =
+    metric("hpfriends_fanout_bytes_total", Counter, "bytes of publishes sent to a peer node, by peer", false);
+pub const FANOUT_DROPPED: Metric = metric(
+    "hpfriends_fanout_dropped_total",
+    Counter,
+    "publishes dropped because a peer link's queue was full, by peer",
+    false,
+);
+pub const PEER_LINK_UP: Metric =
+    metric("hpfriends_peer_link_up", Gauge, "1 while the fan-out link to a peer has replayed interest, by peer", false);
+pub const CLUSTER_AUTH_REFUSED: Metric = metric(
+    "hpfriends_cluster_auth_refused",
+    Gauge,
+    "connections to the cluster port refused (failed TLS handshake, no peer certificate, too many handshakes)",
+    true,
+);
+pub const RAFT_ROLE: Metric =
+    metric("hpfriends_raft_role", Gauge, "1 for this node's current Raft role, by role", false);
+pub const RAFT_TERM: Metric = metric("hpfriends_raft_term", Gauge, "current Raft term", true);
+pub const RAFT_IS_LEADER: Metric = metric("hpfriends_raft_is_leader", Gauge, "1 while this node leads", true);
+pub const RAFT_LEADER_ID: Metric =
+    metric("hpfriends_raft_leader_id", Gauge, "node id of the known leader, 0 when none", true);
+pub const RAFT_KNOWN_COMMIT: Metric =
+    metric("hpfriends_raft_known_commit", Gauge, "highest commit index a leader has told this node", true);
+pub const RAFT_LAST_APPLIED: Metric =
+    metric("hpfriends_raft_last_applied", Gauge, "last log index applied to the graph", true);
+pub const RAFT_LAST_LOG_INDEX: Metric =
+    metric("hpfriends_raft_last_log_index", Gauge, "last index in this node's Raft log", true);
+pub const INDEX_GENERATION: Metric =
+    metric("hpfriends_index_generation", Gauge, "generation of the sharing index the publish path uses", true);
+pub const INDEX_BUILD_SECONDS: Metric =
+    metric("hpfriends_index_build_seconds", Gauge, "time of the last full sharing-index build (snapshot load)", true);
+pub const GRAPH_SIZE: Metric =
+    metric("hpfriends_graph_size", Gauge, "users, groups, shares and keys in the graph, by kind", false);
+
+/// Every metric, each once.
+pub const ALL: &[Metric] = &[
+    CLIENT_CONNECTIONS,
+    AUTHENTICATED_CONNECTIONS,
+    SUBSCRIPTIONS,
+    SEND_BUFFER_SIZE,
+    RECEIVE_BUFFER_SIZE,
+    CONNECTION_MADE,
+    CONNECTION_READY,
+    CONNECTION_ERROR,
+    CONNECTION_LOST,
+    RECEIVE_BUFFER_FILL,
+    SEND_BUFFER_FILL,
+    SEND_BUFFER_DRAIN,
+    SEND_BUFFER_DEADLINE_START,
+    SEND_BUFFER_DEADLINE_RECOVER,
+    RECEIVE_PUBLISH_COUNT,
+    RECEIVE_PUBLISH_SIZE,
+    MESSAGES_DELIVERED,
+    BYTES_DELIVERED,
+    FANOUT_MESSAGES,
+    FANOUT_BYTES,
+    FANOUT_DROPPED,
+    PEER_LINK_UP,
+    CLUSTER_AUTH_REFUSED,
+    RAFT_ROLE,
+    RAFT_TERM,
+    RAFT_IS_LEADER,
+    RAFT_LEADER_ID,
+    RAFT_KNOWN_COMMIT,
+    RAFT_LAST_APPLIED,
+    RAFT_LAST_LOG_INDEX,
+    INDEX_GENERATION,
+    INDEX_BUILD_SECONDS,
+    GRAPH_SIZE,
+];
+
+/// Bucket bounds of the publish-size histogram, in bytes.
+const PUBLISH_SIZE_BUCKETS: &[f64] = &[64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0];
 
 /// Installs the recorder on first use (several in-process nodes in one test
 /// binary share it) and returns the handle that renders the text format.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
-        let handle = PrometheusBuilder::new().install_recorder().unwrap_or_else(|_| {
+        let builder = || {
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(RECEIVE_PUBLISH_SIZE.name.into()), PUBLISH_SIZE_BUCKETS)
+                .expect("bucket bounds are not empty")
+        };
+        let handle = builder().install_recorder().unwrap_or_else(|_| {
             // Another recorder is installed already (only in tests): render an empty set.
-            PrometheusBuilder::new().build_recorder().handle()
+            builder().build_recorder().handle()
         });
         describe();
         handle
     })
 }
 
-/// HELP texts, and every unlabelled series at zero from the start, so
-/// dashboards and `rate()` see them before the first client connects.
 fn describe() {
-    use metrics::{counter, describe_counter, describe_gauge, gauge};
-    for (name, help) in [
-        ("hpfeeds_broker_connection_made", "hpfeeds connections accepted"),
-        ("hpfeeds_broker_receive_publish_count", "PUBLISH frames received from clients"),
-        ("hpfeeds_broker_receive_publish_size", "bytes of PUBLISH payloads received from clients"),
-        ("hpfriends_messages_delivered_total", "PUBLISH frames queued to local subscribers"),
-        ("hpfriends_bytes_delivered_total", "bytes of PUBLISH frames queued to local subscribers"),
-    ] {
-        describe_counter!(name, help);
-        counter!(name).increment(0);
+    for m in ALL {
+        match m.kind {
+            Kind::Counter => {
+                metrics::describe_counter!(m.name, m.help);
+                if m.zero_at_start {
+                    metrics::counter!(m.name).increment(0);
+                }
+            }
+            Kind::Gauge => {
+                metrics::describe_gauge!(m.name, m.help);
+                if m.zero_at_start {
+                    metrics::gauge!(m.name).increment(0.0);
+                }
+            }
+            Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
     }
-    for (name, help) in [
-        ("hpfeeds_broker_client_connections", "open hpfeeds connections"),
-        ("hpfeeds_broker_subscriptions", "channel subscriptions of open connections"),
-    ] {
-        describe_gauge!(name, help);
-        gauge!(name).increment(0.0);
-    }
-    describe_counter!(
-        "hpfeeds_broker_connection_error",
-        "connections closed for a reason other than the client leaving, by category (slow_consumer, auth_failed, ...)"
-    );
-    describe_counter!("hpfriends_fanout_messages_total", "publishes sent to a peer node (taken from its link queue)");
-    describe_counter!(
-        "hpfriends_fanout_bytes_total",
-        "bytes of publishes sent to a peer node (taken from its link queue)"
-    );
-    describe_counter!("hpfriends_fanout_dropped_total", "publishes dropped because a peer link's queue was full");
-    describe_gauge!("hpfriends_peer_link_up", "1 while the outbound fan-out link to a peer has replayed interest");
-    describe_gauge!("hpfriends_raft_role", "1 for this node's current Raft role");
-    describe_gauge!("hpfriends_raft_term", "current Raft term");
-    describe_gauge!("hpfriends_raft_leader_id", "node id of the known leader, 0 when none");
-    describe_gauge!("hpfriends_raft_known_commit", "highest commit index a leader has told this node");
-    describe_gauge!("hpfriends_raft_last_applied", "last log index applied to the graph");
-    describe_gauge!("hpfriends_index_generation", "generation of the sharing index the publish path uses");
-    describe_gauge!("hpfriends_index_build_seconds", "time of the last full sharing-index build (snapshot load)");
-    describe_gauge!("hpfriends_graph_size", "users, groups, shares and keys in the graph");
 }

@@ -1,4 +1,4 @@
-//! The drain on SIGTERM (DESIGN.md §3) on one node, per-ident metrics, and
+//! The drain on SIGTERM (ARCHITECTURE.md, "Drain") on one node, and
 //! the version gate seen through the HTTP API.
 
 mod common;
@@ -105,29 +105,6 @@ async fn given_drain_then_unready_at_once_accepting_through_grace_and_clients_cl
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener still open after the grace period");
     tokio::time::timeout(Duration::from_secs(20), drain).await.expect("drain finished").unwrap();
     drop(dir);
-}
-
-#[tokio::test]
-async fn given_per_ident_switch_then_publishes_counted_per_ident_and_not_by_default() {
-    let keys = |ident: &str| {
-        format!(
-            r#"{{"users": ["jojo"], "keys": [{{"ident": "{ident}", "secret": "s", "owner": "jojo", "publish": ["c"], "subscribe": ["c"]}}]}}"#
-        )
-    };
-    let labelled = start_node(|c| c.metrics_per_ident = true).await;
-    labelled.declare(&keys("counted-sensor")).await;
-    let plain = start_node(|_| {}).await;
-    plain.declare(&keys("uncounted-sensor")).await;
-    for (n, ident) in [(&labelled, "counted-sensor"), (&plain, "uncounted-sensor")] {
-        let mut c = Client::login(n.running.hpfeeds_addr, ident, "s").await;
-        c.subscribe("c").await;
-        c.sync("c", "hello").await;
-    }
-    let text =
-        reqwest::get(format!("http://{}/metrics", labelled.running.http_addr)).await.unwrap().text().await.unwrap();
-    assert!(text.contains(r#"hpfriends_ident_publish_count{ident="counted-sensor"} 1"#), "{text}");
-    assert!(text.contains(r#"hpfriends_ident_publish_size{ident="counted-sensor"} 5"#), "{text}");
-    assert!(!text.contains("uncounted-sensor"), "the default must not label by ident:\n{text}");
 }
 
 #[tokio::test]

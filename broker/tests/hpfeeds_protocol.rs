@@ -1,4 +1,4 @@
-//! The hpfeeds protocol of DESIGN.md §1 against an in-process node.
+//! The hpfeeds protocol of docs/protocol.md against an in-process node.
 
 mod common;
 
@@ -329,7 +329,7 @@ async fn given_many_failed_logins_from_one_address_then_it_is_refused_unchecked_
     let mut c = Client::login(addr, "mark-key", "m").await;
     c.expect_error("Too many failed logins from this address, try again later").await;
     let metrics = hpfriends_broker::telemetry::prometheus().render();
-    assert!(metrics.contains("hpfeeds_broker_connection_error{category=\"auth_rate_limited\"}"), "{metrics}");
+    assert!(metrics.contains("hpfeeds_broker_connection_error_total{category=\"auth_rate_limited\"}"), "{metrics}");
 }
 
 #[tokio::test]

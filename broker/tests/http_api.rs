@@ -190,7 +190,7 @@ async fn given_explain_and_health_endpoints_then_answers() {
     assert!(text.contains("hpfriends_raft_is_leader 1"), "{text}");
     assert!(text.contains("hpfriends_index_generation"), "{text}");
     // Present, at zero and described, before any hpfeeds client connected.
-    assert!(text.contains("\nhpfeeds_broker_connection_made 0\n"), "{text}");
+    assert!(text.contains("\nhpfeeds_broker_connection_made_total 0\n"), "{text}");
     assert!(text.contains("\nhpfeeds_broker_client_connections 0\n"), "{text}");
     assert!(text.contains("# HELP hpfeeds_broker_subscriptions "), "{text}");
     drop(n);

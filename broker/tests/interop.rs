@@ -84,8 +84,8 @@ fn given_real_hpfeeds_clients_then_scenarios_1_2_and_4_hold() {
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
             .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
     };
-    assert!(value("hpfeeds_broker_receive_publish_count") >= 3.0);
-    assert!(value("hpfeeds_broker_connection_made") >= 3.0);
+    assert!(value("hpfeeds_broker_receive_publish_count_total") >= 3.0);
+    assert!(value("hpfeeds_broker_connection_made_total") >= 3.0);
     assert!(value("hpfeeds_broker_client_connections") >= 3.0, "three subscribers are connected");
 }
 

@@ -192,10 +192,14 @@ impl NodeProcess {
         self.wait_exit(DEADLINE)
     }
 
+    /// The running node's process id.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        Ok(self.child.as_ref().context("node is not running")?.id())
+    }
+
     /// Sends a signal (`TERM`, `INT`, ...) to the running node.
     pub fn signal(&self, name: &str) -> anyhow::Result<()> {
-        let c = self.child.as_ref().context("node is not running")?;
-        let status = Command::new("kill").arg(format!("-{name}")).arg(c.id().to_string()).status()?;
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid()?.to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -{name} failed");
         Ok(())
     }

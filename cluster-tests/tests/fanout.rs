@@ -1,6 +1,6 @@
 //! Cross-node fan-out with the real hpfeeds client: a publisher on node 1
 //! reaches subscribers on nodes 2 and 3 exactly as the graph says
-//! (scenarios 1, 2 and 3 of DESIGN.md §2).
+//! (scenarios 1, 2 and 3 of docs/sharing.md).
 
 use std::time::Instant;
 

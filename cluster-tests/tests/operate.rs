@@ -76,12 +76,13 @@ fn given_shipped_prometheus_config_then_every_node_is_scraped_and_the_publish_co
         publish(c.nodes[1].hpfeeds_addr, "roll-pub", "r", "roll", &format!("counted-{i}")).unwrap();
     }
     let total = wait_for("Prometheus to record the publishes", DEADLINE, || {
-        let (_, body) = http_get(prom_addr, "/api/v1/query?query=sum(hpfeeds_broker_receive_publish_count)").ok()?;
+        let (_, body) =
+            http_get(prom_addr, "/api/v1/query?query=sum(hpfeeds_broker_receive_publish_count_total)").ok()?;
         let value: f64 = json(&body)["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
         (value >= 5.0).then_some(value)
     })
     .unwrap();
-    println!("hpfeeds_broker_receive_publish_count summed over the cluster: {total}");
+    println!("hpfeeds_broker_receive_publish_count_total summed over the cluster: {total}");
 
     // Every metric the shipped Grafana dashboard plots exists.
     let dashboard = std::fs::read_to_string(deploy_file("grafana/hpfriends-dashboard.json")).unwrap();

@@ -358,6 +358,53 @@ fn given_many_half_sent_http_requests_then_they_are_closed_and_health_keeps_answ
     }
 }
 
+/// CPU time (user + system, in clock ticks) a process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn given_no_file_descriptors_left_then_no_accept_loop_spins_and_every_port_serves_again_once_some_are_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&hpfriends_bin(), &dir.path().join("n"), &[]).unwrap();
+    let pid = node.pid().unwrap();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let limit = format!("--nofile={0}:{0}", open + 30);
+    let status = Command::new("prlimit").args(["--pid", &pid.to_string(), &limit]).status().unwrap();
+    assert!(status.success(), "prlimit failed");
+
+    // Idle HTTP connections take the last descriptors; the rest wait in every port's backlog.
+    let mut flood: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(node.http_addr).unwrap()).collect();
+    flood.extend((0..20).map(|_| TcpStream::connect(node.hpfeeds_addr).unwrap()));
+    flood.extend((0..20).map(|_| TcpStream::connect(node.cluster_addr).unwrap()));
+    wait_for("the node to run out of descriptors", DEADLINE, || {
+        let log = node.log();
+        (log.contains("HTTP accept failed") && log.contains("cluster port: accept failed")).then_some(())
+    })
+    .unwrap();
+
+    let before = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(pid) - before;
+    // A spinning accept loop uses a whole core: 300 ticks in 3 s.
+    assert!(used < 60, "the node used {used} ticks of CPU in 3 s while out of descriptors");
+
+    drop(flood);
+    wait_for("health to answer again", DEADLINE, || {
+        hpfriends_cluster_tests::http_status(node.http_addr, "/healthz").ok().filter(|s| *s == 200)
+    })
+    .unwrap();
+    let mut client = TcpStream::connect(node.hpfeeds_addr).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut header = [0u8; 5];
+    client.read_exact(&mut header).unwrap();
+    assert_eq!(header[4], 1, "the first frame on a new hpfeeds connection is INFO");
+}
+
 /// Publishes `count` messages `prefix-N` at 10 a second on one connection with the real hpfeeds client.
 fn publish_at_ten_per_second(addr: SocketAddr, ident: &str, secret: &str, channel: &str, prefix: &str, count: u32) {
     let script = format!(

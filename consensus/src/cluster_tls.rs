@@ -83,6 +83,20 @@ pub enum ConnectError {
     /// The TLS handshake failed: the two nodes do not trust each other.
     #[error("the peer at {addr} and this node do not trust each other ({why}); check that both have the same cluster secret, or certificates from the same CA")]
     Refused { addr: String, why: String },
+    #[error("bad cluster address {addr:?}: {why}")]
+    BadAddress { addr: String, why: String },
+    /// The gRPC channel over the connection could not be set up.
+    #[error("cannot open a channel to the peer at {addr}: {why}")]
+    Channel { addr: String, why: String },
+}
+
+/// Why a request on the cluster port was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestRefused {
+    #[error("not over an authenticated cluster connection")]
+    NotAuthenticated,
+    #[error("missing or bad {HEADER_NODE}")]
+    BadNodeHeader,
 }
 
 /// A peer's connection to the cluster port, authenticated by its handshake.
@@ -158,14 +172,14 @@ impl ClusterTls {
     }
 
     /// A gRPC channel to a peer's cluster address, connected on first use.
-    pub fn channel(&self, cluster_addr: &str) -> Result<Channel, String> {
+    pub fn channel(&self, cluster_addr: &str) -> Result<Channel, ConnectError> {
         Ok(self.endpoint(cluster_addr)?.connect_with_connector_lazy(self.connector(cluster_addr)))
     }
 
     /// As `channel`, connected now.
-    pub async fn connect_channel(&self, cluster_addr: &str) -> Result<Channel, String> {
+    pub async fn connect_channel(&self, cluster_addr: &str) -> Result<Channel, ConnectError> {
         let connected = self.endpoint(cluster_addr)?.connect_with_connector(self.connector(cluster_addr)).await;
-        connected.map_err(|e| error_chain(&e))
+        connected.map_err(|e| ConnectError::Channel { addr: cluster_addr.to_string(), why: error_chain(&e) })
     }
 
     fn connector(
@@ -187,9 +201,9 @@ impl ClusterTls {
         })
     }
 
-    fn endpoint(&self, cluster_addr: &str) -> Result<Endpoint, String> {
+    fn endpoint(&self, cluster_addr: &str) -> Result<Endpoint, ConnectError> {
         Endpoint::from_shared(format!("http://{cluster_addr}"))
-            .map_err(|e| format!("bad cluster address {cluster_addr:?}: {e}"))
+            .map_err(|e| ConnectError::BadAddress { addr: cluster_addr.to_string(), why: e.to_string() })
     }
 
     /// TCP, then the TLS handshake, to a peer's cluster address.
@@ -197,7 +211,7 @@ impl ClusterTls {
         let unreachable = |source| ConnectError::Unreachable { addr: addr.to_string(), source };
         let name = match &self.inner.server_name {
             Some(name) => name.clone(),
-            None => host_name(addr).map_err(|why| unreachable(io::Error::new(io::ErrorKind::InvalidInput, why)))?,
+            None => host_name(addr)?,
         };
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, self.tcp_connect(addr))
             .await
@@ -327,11 +341,11 @@ impl ClusterTls {
     }
 
     /// The node id a request names, if it came over an authenticated connection.
-    pub fn verify(&self, req: &tonic::Request<()>) -> Result<NodeId, String> {
+    pub fn verify(&self, req: &tonic::Request<()>) -> Result<NodeId, RequestRefused> {
         let result = if req.extensions().get::<PeerConnection>().is_none() {
-            Err("not over an authenticated cluster connection".to_string())
+            Err(RequestRefused::NotAuthenticated)
         } else {
-            peer_id(req.metadata()).ok_or_else(|| format!("missing or bad {HEADER_NODE}"))
+            peer_id(req.metadata()).ok_or(RequestRefused::BadNodeHeader)
         };
         if let Err(why) = &result {
             self.refuse(|| tracing::warn!("refused a cluster request: {why}"));
@@ -392,10 +406,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// The host part of `host:port` as a TLS server name.
-fn host_name(addr: &str) -> Result<ServerName<'static>, String> {
+fn host_name(addr: &str) -> Result<ServerName<'static>, ConnectError> {
     let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?} is not a host name: {e}"))
+    ServerName::try_from(host.to_string()).map_err(|e| ConnectError::BadAddress {
+        addr: addr.to_string(),
+        why: format!("{host:?} is not a host name: {e}"),
+    })
 }
 
 /// A PKCS#8 v1 document around a raw Ed25519 seed (RFC 8410).

@@ -1,6 +1,6 @@
 //! Raft for the hpfriends graph: openraft (`storage-v2`) with its log, vote and
-//! snapshots in RocksDB. After each apply the node publishes a new [`View`]
-//! (sharing index + authkeys) for the publish path.
+//! snapshots in RocksDB. After each apply the node tells its [`OnApply`]
+//! (the broker's publish path) the new sharing index and authkeys.
 
 use std::fmt;
 use std::io::Cursor;
@@ -21,7 +21,7 @@ pub mod proto {
 }
 
 pub use membership::JoinError;
-pub use node::{ConsensusNode, KeyEntry, NodeOptions, View, WriteError};
+pub use node::{ConsensusNode, HandOffError, KeyEntry, KeyTable, NodeOptions, OnApply, WriteError};
 
 /// Raft node identifier (the `--node-id` flag).
 pub type NodeId = u64;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hpfriends_graph::{Actor, Command, Graph, GraphError};
+use hpfriends_graph::{Actor, Command, Graph, GraphError, SharingIndex};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::ChangeMembers;
 use tokio::sync::watch;
@@ -18,7 +18,7 @@ use crate::grpc::{JoinOutcome, ReadIndexOutcome, Signals, WriteOutcome};
 use crate::membership::JoinError;
 use crate::network::{connect, decode, encode, Network, PeerRpc};
 use crate::store::{open_db, read_identity, write_identity, Identity, LogStore, Published, StateMachineStore};
-pub use crate::store::{KeyEntry, View};
+pub use crate::store::{KeyEntry, KeyTable, OnApply};
 use crate::{NodeId, NodeInfo, Raft, RaftMetrics, Request};
 
 pub struct NodeOptions {
@@ -34,6 +34,8 @@ pub struct NodeOptions {
     /// The command format version this node announces and reads; normally
     /// `hpfriends_graph::COMMAND_VERSION`.
     pub command_version: u32,
+    /// Told of every applied change (the publish path).
+    pub on_apply: Arc<dyn OnApply>,
 }
 
 /// How long a write may take, across leader changes, before the caller is told
@@ -56,6 +58,21 @@ pub enum WriteError {
     /// The entry kind is newer than what some voter runs; nothing was written.
     #[error("not every voter can read this entry yet: {0}")]
     NeedsUpgrade(String),
+}
+
+/// Why leadership was not handed over; the node stays a working leader.
+#[derive(Debug, thiserror::Error)]
+pub enum HandOffError {
+    #[error("no voter caught up with the log")]
+    NoVoterCaughtUp,
+    #[error("node {0} left the membership")]
+    TargetLeft(NodeId),
+    #[error(transparent)]
+    Connect(#[from] crate::cluster_tls::ConnectError),
+    #[error("node {target} refused to campaign: {why}")]
+    CampaignRefused { target: NodeId, why: String },
+    #[error("node {target} did not take over: {why}")]
+    NotTakenOver { target: NodeId, why: String },
 }
 
 pub struct ConsensusNode {
@@ -86,6 +103,22 @@ enum Attempt<T> {
     Retry(String),
 }
 
+/// A write sent to the leader: retried when the leader is unreachable, slow
+/// or has moved; done with the leader's answer otherwise.
+async fn forward_write(mut rpc: PeerRpc, request: &Request) -> Attempt<Result<(), WriteError>> {
+    let reply = match tokio::time::timeout(FORWARD_TIMEOUT, rpc.client_write(encode(request))).await {
+        Err(_) => return Attempt::Retry("the leader did not answer in time".into()),
+        Ok(Err(status)) => return Attempt::Retry(format!("leader unreachable: {}", status.message())),
+        Ok(Ok(reply)) => reply,
+    };
+    match decode::<WriteOutcome>(reply.get_ref()) {
+        Ok(Ok(outcome)) => Attempt::Done(outcome.result.map_err(WriteError::Rejected)),
+        Ok(Err(ClientWriteError::ForwardToLeader(_))) => Attempt::Retry("the leader moved".into()),
+        Ok(Err(e)) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
+        Err(e) => Attempt::Done(Err(WriteError::Unavailable(format!("cannot read the leader's answer: {e}")))),
+    }
+}
+
 impl ConsensusNode {
     pub async fn start(opts: NodeOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&opts.data_dir)
@@ -104,8 +137,8 @@ impl ConsensusNode {
             );
         }
         let log_store = LogStore::new(db.clone());
-        let state_machine =
-            StateMachineStore::load(db.clone(), opts.command_version).context("cannot load the last snapshot")?;
+        let state_machine = StateMachineStore::load(db.clone(), opts.command_version, opts.on_apply.clone())
+            .context("cannot load the last snapshot")?;
         let published = state_machine.shared();
 
         let config = openraft::Config {
@@ -234,19 +267,7 @@ impl ConsensusNode {
                         }
                         Err(e) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
                     },
-                    Some(mut rpc) => {
-                        let sent = tokio::time::timeout(FORWARD_TIMEOUT, rpc.client_write(encode(&request))).await;
-                        match sent.map(|r| r.map(|r| decode::<WriteOutcome>(r.get_ref()))) {
-                            Ok(Ok(Ok(Ok(resp)))) => Attempt::Done(resp.result.map_err(WriteError::Rejected)),
-                            Ok(Ok(Ok(Err(ClientWriteError::ForwardToLeader(_))))) => {
-                                Attempt::Retry("the leader moved".into())
-                            }
-                            Ok(Ok(Ok(Err(e)))) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
-                            Ok(Ok(Err(e))) => Attempt::Done(Err(WriteError::Unavailable(e.to_string()))),
-                            Ok(Err(status)) => Attempt::Retry(format!("leader unreachable: {}", status.message())),
-                            Err(_) => Attempt::Retry("the leader did not answer in time".into()),
-                        }
-                    }
+                    Some(rpc) => forward_write(rpc, &request).await,
                 }
             }
         })
@@ -295,11 +316,9 @@ impl ConsensusNode {
     }
 
     async fn peer_command_version(&self, info: &NodeInfo) -> Result<u32, String> {
-        let mut rpc = connect(&info.cluster_addr, self.tls.clone())?;
+        let mut rpc = connect(&info.cluster_addr, self.tls.clone()).map_err(|e| e.to_string())?;
         match tokio::time::timeout(VERSION_TIMEOUT, rpc.command_version(encode(&()))).await {
             Err(_) => Err(format!("no answer within {VERSION_TIMEOUT:?}")),
-            // A binary older than this RPC runs the first version.
-            Ok(Err(status)) if status.code() == tonic::Code::Unimplemented => Ok(1),
             Ok(Err(status)) => Err(status.message().to_string()),
             Ok(Ok(reply)) => decode(reply.get_ref()).map_err(|e| e.to_string()),
         }
@@ -311,7 +330,7 @@ impl ConsensusNode {
     /// ask the most caught-up voter to start an election, which it wins
     /// because its log is complete. Returns the new leader, or `None` when
     /// this node does not lead or has no peer to hand to.
-    pub async fn hand_off_leadership(&self, timeout: Duration) -> Result<Option<NodeId>, String> {
+    pub async fn hand_off_leadership(&self, timeout: Duration) -> Result<Option<NodeId>, HandOffError> {
         let m = self.raft.metrics().borrow().clone();
         if m.current_leader != Some(self.id) {
             return Ok(None);
@@ -339,20 +358,21 @@ impl ConsensusNode {
                 .wait(Some(timeout))
                 .metrics(|m| caught_up_voter(m).is_some(), "a voter caught up with the log")
                 .await
-                .map_err(|_| "no voter caught up with the log".to_string())?;
-            let target = caught_up_voter(&m).ok_or("no voter caught up with the log")?;
+                .map_err(|_| HandOffError::NoVoterCaughtUp)?;
+            let target = caught_up_voter(&m).ok_or(HandOffError::NoVoterCaughtUp)?;
             tokio::time::sleep(Duration::from_millis(ELECTION_TIMEOUT_MAX + HEARTBEAT_INTERVAL)).await;
-            let info = membership.get_node(&target).ok_or("the target left the membership")?;
+            let info = membership.get_node(&target).ok_or(HandOffError::TargetLeft(target))?;
             let mut rpc = connect(&info.cluster_addr, self.tls.clone())?;
-            let reply = rpc.campaign(encode(&())).await.map_err(|s| s.message().to_string())?;
-            decode::<Result<(), String>>(reply.get_ref()).map_err(|e| e.to_string())??;
+            let refused = |why: String| HandOffError::CampaignRefused { target, why };
+            let reply = rpc.campaign(encode(&())).await.map_err(|s| refused(s.message().to_string()))?;
+            decode::<Result<(), String>>(reply.get_ref()).map_err(|e| refused(e.to_string()))?.map_err(refused)?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let me = self.id;
             self.raft
                 .wait(Some(left))
                 .metrics(|m| m.current_leader.is_some_and(|l| l != me), "another node leads")
                 .await
-                .map_err(|e| format!("node {target} did not take over: {e}"))?;
+                .map_err(|e| HandOffError::NotTakenOver { target, why: e.to_string() })?;
             Ok(self.raft.metrics().borrow().current_leader)
         }
         .await;
@@ -444,7 +464,7 @@ impl ConsensusNode {
                 Some((id, _)) if id == self.id => attempt(None).await,
                 Some((_, Some(info))) => match connect(&info.cluster_addr, self.tls.clone()) {
                     Ok(rpc) => attempt(Some(rpc)).await,
-                    Err(e) => Attempt::Retry(e),
+                    Err(e) => Attempt::Retry(e.to_string()),
                 },
                 _ => Attempt::Retry("no leader is known".into()),
             };
@@ -490,13 +510,14 @@ impl ConsensusNode {
         self.published.read_graph(f)
     }
 
-    /// The newest view; `subscribe` to be told of each new one.
-    pub fn view(&self) -> Arc<View> {
-        self.published.view()
+    /// How long the last full sharing-index build (a snapshot load) took.
+    pub fn index_build_time(&self) -> Duration {
+        self.published.index_build_time()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
-        self.published.subscribe()
+    /// Runs `f` on the current graph and its sharing index.
+    pub fn read_index<T>(&self, f: impl FnOnce(&Graph, &SharingIndex) -> T) -> T {
+        self.published.read_index(f)
     }
 
     /// True when this node leads, or has applied everything up to the commit

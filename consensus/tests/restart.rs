@@ -19,6 +19,7 @@ async fn start_at_version(dir: &std::path::Path, command_version: u32) -> Consen
         trust: hpfriends_consensus::cluster_tls::Trust::Secret(b"a-secret-of-at-least-thirty-two-chars".to_vec()),
         snapshot_every_logs: 5_000,
         command_version,
+        on_apply: std::sync::Arc::new(()),
     })
     .await
     .unwrap();
@@ -51,8 +52,7 @@ async fn given_writes_when_node_restarts_then_graph_and_index_recovered() {
     node.raft().trigger().snapshot().await.unwrap();
     node.raft().wait(Some(Duration::from_secs(10))).metrics(|m| m.snapshot.is_some(), "snapshot built").await.unwrap();
     node.write(Actor::Operator, Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() }).await.unwrap();
-    let may_read =
-        |node: &ConsensusNode| node.read_graph(|g| node.view().index.may_read_by_name(g, "jojo", "mark", "c"));
+    let may_read = |node: &ConsensusNode| node.read_index(|g, index| index.may_read_by_name(g, "jojo", "mark", "c"));
     assert!(may_read(&node));
     let before = node.read_graph(|g| g.clone());
     node.shutdown().await;

@@ -1,4 +1,4 @@
-//! Who may issue which command (DESIGN.md §3 "Security").
+//! Who may issue which command (docs/sharing.md, "Who may change what").
 //!
 //! The operator may do anything. A user may change only their own keys and
 //! shares, accept what is offered to them, and manage groups they administer.

@@ -72,11 +72,6 @@ impl GraphError {
             Self::InvalidNote(_) => "invalid_note",
         }
     }
-
-    /// True when the thing asked for is missing (HTTP 404), false for conflicts and bad input.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::UnknownUser(_) | Self::UnknownGroup(_) | Self::UnknownShare { .. } | Self::UnknownKey(_))
-    }
 }
 
 #[cfg(test)]

@@ -71,9 +71,9 @@ impl SharingIndex {
         self.channels.get(channel)?.get(&publisher)
     }
 
-    /// The delivery rule of DESIGN.md §2.
+    /// The delivery rule (docs/sharing.md) for one publisher, reader and channel.
     pub fn may_read(&self, publisher: UserId, reader: UserId, channel: &str) -> bool {
-        publisher == reader || self.readers(publisher, channel).is_some_and(|r| r.contains(reader))
+        may_read(publisher, reader, self.readers(publisher, channel))
     }
 
     /// `may_read` by user name, for tests and people.
@@ -262,4 +262,12 @@ impl Walker {
         readers.sort_unstable();
         (!readers.is_empty()).then(|| Readers(readers.into()))
     }
+}
+
+/// The delivery rule (docs/sharing.md): `reader` may read what `publisher`
+/// sends on a channel whose reader set is `readers` (looked up once per
+/// message). The publish path, the links between nodes and the index all ask
+/// this one function.
+pub fn may_read(publisher: UserId, reader: UserId, readers: Option<&Readers>) -> bool {
+    publisher == reader || readers.is_some_and(|r| r.contains(reader))
 }

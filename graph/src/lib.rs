@@ -17,5 +17,5 @@ pub use authz::{authorize, Actor, Forbidden};
 pub use command::{Command, COMMAND_VERSION};
 pub use error::GraphError;
 pub use explain::{explain, Explanation, Hop};
-pub use index::{LookupMap, Readers, SharingIndex};
+pub use index::{may_read, LookupMap, Readers, SharingIndex};
 pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User, UserId};

@@ -1,4 +1,4 @@
-//! The sharing scenarios of DESIGN.md §2, as data files in `testdata/`.
+//! The sharing scenarios of docs/sharing.md, as data files in `testdata/`.
 //!
 //! Each line is a graph command or an expectation:
 //! `users A B`, `group G by A`, `invite G U`, `join G U`, `leave G U`,

@@ -4,14 +4,14 @@
 //! panic, and every run handed on must be whole PUBLISH frames of one channel.
 #![no_main]
 
+use hpfriends_broker::cluster::proto::{peer_frame, PeerFrame};
 use hpfriends_broker::protocol::{decode, Frame, Limits};
-use hpfriends_consensus::proto::{peer_frame, PeerFrame};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(PeerFrame { kind: Some(peer_frame::Kind::Runs(runs)) }) = PeerFrame::decode(data) else { return };
-    let _ = hpfriends_broker::cluster::for_each_run(runs, |_owner, channel, frames, count| {
+    let _ = hpfriends_broker::cluster::runs::for_each_run(runs, |_owner, channel, frames, count| {
         let mut rest = bytes::BytesMut::from(&frames[..]);
         let limits = Limits { max_publish_body: usize::MAX >> 8 };
         for _ in 0..count {

@@ -1,4 +1,4 @@
-//! The command line (DESIGN.md §4): `hpfriends serve` and `hpfriends ctl …`.
+//! The command line (docs/cli.md): `hpfriends serve` and `hpfriends ctl …`.
 //! Every flag also reads `HPFRIENDS_<FLAG>` from the environment.
 
 pub mod ctl;

@@ -1,27 +1,35 @@
-//! Node-to-node fan-out over gRPC: one outbound `Link` stream per peer
-//! (interest replay, interest changes, publishes), and the inbound service
-//! that applies a peer's interest and delivers its publishes locally.
+//! Everything between nodes on the fan-out side: one outbound `Link` stream
+//! per peer (interest replay, interest changes, publishes as runs), the
+//! inbound service that applies a peer's interest and delivers its publishes
+//! locally, the per-peer queues (`links`) and the runs format (`runs`).
+//! Raft's RPCs are in the consensus crate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hpfriends_consensus::cluster_tls::{peer_id, ClusterTls, RequirePeer};
-use hpfriends_consensus::proto::fanout_client::FanoutClient;
-use hpfriends_consensus::proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
-use hpfriends_consensus::proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, PublishBatch, PublishRuns};
 use hpfriends_consensus::{ConsensusNode, NodeId};
-use hpfriends_graph::UserId;
+use proto::fanout_client::FanoutClient;
+use proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
+use proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, PublishRuns};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::protocol::frame::{self, Limits, Opcode};
-use crate::routing::fanout::{Chunk, LinkQueue, LinkState};
 use crate::routing::Router;
+use links::{Fanout, LinkQueue, LinkState};
+use runs::{for_each_run, RunsError, MAX_PEER_MESSAGE};
+
+pub mod links;
+pub mod runs;
+
+/// Generated from `broker/proto/fanout.proto`.
+pub mod proto {
+    tonic::include_proto!("hpfriends.fanout.v1");
+}
 
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
@@ -29,6 +37,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct FanoutService {
     router: Arc<Router>,
+    fanout: Arc<Fanout>,
     // Registered once: the receive path does no registry lookups.
     delivered: metrics::Counter,
     delivered_bytes: metrics::Counter,
@@ -39,26 +48,27 @@ pub struct FanoutService {
 
 pub fn service(
     router: Arc<Router>,
+    fanout: Arc<Fanout>,
     tls: ClusterTls,
     shutdown: CancellationToken,
 ) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
     let server = FanoutServer::new(FanoutService {
         router,
+        fanout,
         shutdown,
-        delivered: metrics::counter!("hpfriends_messages_delivered_total"),
-        delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
+        delivered: metrics::counter!(crate::telemetry::MESSAGES_DELIVERED.name),
+        delivered_bytes: metrics::counter!(crate::telemetry::BYTES_DELIVERED.name),
     })
     .max_decoding_message_size(MAX_PEER_MESSAGE);
     InterceptedService::new(server, RequirePeer(tls))
 }
 
 impl FanoutService {
-    /// Delivers a peer's publishes locally: `feed` hands each (owner,
-    /// channel, frames, how many frames) to its argument. Counted once per
-    /// message from the peer.
-    fn deliver<T>(&self, feed: impl FnOnce(&mut dyn FnMut(UserId, &[u8], &Bytes, usize)) -> T) -> T {
+    /// Delivers a peer's publishes locally, run by run; counted once per
+    /// message from the peer. Stops at a malformed run.
+    fn deliver(&self, runs: PublishRuns) -> Result<(), RunsError> {
         let (mut messages, mut bytes) = (0, 0);
-        let result = feed(&mut |owner, channel, frames, count| {
+        let result = for_each_run(runs, |owner, channel, frames, count| {
             let d = self.router.publish_from_peer(owner, channel, frames);
             messages += d.delivered * count;
             bytes += d.delivered * frames.len();
@@ -75,7 +85,7 @@ impl FanoutRpc for FanoutService {
         // The interceptor checked that the connection is a member's.
         let peer: NodeId = peer_id(req.metadata()).ok_or_else(|| Status::unauthenticated("no peer id"))?;
         let mut stream = req.into_inner();
-        let fanout = &self.router.fanout;
+        let fanout = &self.fanout;
         // This stream's interest is its own: a second stream for the same peer
         // (a reconnect, or a duplicate) replaces it, and closing the older one
         // leaves the newer one's interest in place.
@@ -89,15 +99,11 @@ impl FanoutRpc for FanoutService {
             };
             match message {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
-                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(link, set.entries, set.accepts_runs),
+                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(link, set.entries),
                     peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(link, change),
-                    peer_frame::Kind::Publish(p) => self.deliver(|each| each(p.owner, &p.channel, &p.frame, 1)),
-                    peer_frame::Kind::Batch(batch) => {
-                        self.deliver(|each| batch.publishes.iter().for_each(|p| each(p.owner, &p.channel, &p.frame, 1)))
-                    }
                     peer_frame::Kind::Runs(runs) => {
                         // A broken run ends the link; the peer reconnects and replays.
-                        if let Err(e) = self.deliver(|each| for_each_run(runs, each)) {
+                        if let Err(e) = self.deliver(runs) {
                             let e = format!("malformed publish runs: {e}");
                             tracing::warn!(peer, "closing fan-out link from peer: {e}");
                             break Err(Status::invalid_argument(e));
@@ -126,7 +132,12 @@ impl FanoutRpc for FanoutService {
 }
 
 /// Keeps one outbound link per other member of the Raft membership.
-pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutdown: CancellationToken) {
+pub async fn maintain_links(
+    node: Arc<ConsensusNode>,
+    router: Arc<Router>,
+    fanout: Arc<Fanout>,
+    shutdown: CancellationToken,
+) {
     let mut metrics = node.metrics();
     let mut running: HashMap<NodeId, (String, CancellationToken)> = HashMap::new();
     loop {
@@ -141,7 +152,7 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
             let keep = members.get(id) == Some(addr);
             if !keep {
                 stop.cancel();
-                router.fanout.remove_link(*id);
+                fanout.remove_link(*id);
             }
             keep
         });
@@ -150,7 +161,7 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
                 continue;
             }
             let stop = shutdown.child_token();
-            let (queue, control) = router.fanout.add_link(id);
+            let (queue, control) = fanout.add_link(id);
             tokio::spawn(run_link(
                 addr.clone(),
                 queue,
@@ -170,66 +181,6 @@ pub async fn maintain_links(node: Arc<ConsensusNode>, router: Arc<Router>, shutd
 
 /// Messages handed to gRPC and not yet encoded, per link.
 const LINK_FRAMES_IN_FLIGHT: usize = 8;
-/// Largest message a peer may send on a link: one publish of any size the
-/// hpfeeds limits allow (a chunk of publishes stays near 256 KiB).
-const MAX_PEER_MESSAGE: usize = 256 << 20;
-
-/// The message for a chunk of publishes: runs for a peer that takes them,
-/// else the `publish` / `batch` kinds every version understands.
-fn chunk_frame(chunk: Chunk, runs: bool) -> PeerFrame {
-    let kind = if runs {
-        peer_frame::Kind::Runs(chunk.into_runs())
-    } else {
-        let mut publishes = chunk.into_publishes();
-        if publishes.len() == 1 {
-            peer_frame::Kind::Publish(publishes.pop().expect("one publish"))
-        } else {
-            peer_frame::Kind::Batch(PublishBatch { publishes })
-        }
-    };
-    PeerFrame { kind: Some(kind) }
-}
-
-/// Calls `each(owner, channel, frames, count)` for every run, in order; stops
-/// at the first malformed one and says what is wrong with it.
-pub fn for_each_run(runs: PublishRuns, mut each: impl FnMut(UserId, &[u8], &Bytes, usize)) -> Result<(), String> {
-    let mut frames = runs.frames;
-    for run in runs.runs {
-        let len = run.len as usize;
-        if len > frames.len() {
-            return Err(format!("a run of {len} bytes where {} are left", frames.len()));
-        }
-        let run_frames = frames.split_to(len);
-        let (channel, count) = run_channel(&run_frames)?;
-        each(run.owner, channel, &run_frames, count);
-    }
-    if !frames.is_empty() {
-        return Err(format!("{} bytes of frames after the last run", frames.len()));
-    }
-    Ok(())
-}
-
-/// The channel of a run's frames and how many there are, once each is
-/// checked to be a whole PUBLISH frame on that one channel.
-fn run_channel(frames: &[u8]) -> Result<(&[u8], usize), String> {
-    let limits = Limits { max_publish_body: MAX_PEER_MESSAGE };
-    let mut rest = frames;
-    let mut run: Option<(&[u8], usize)> = None;
-    while !rest.is_empty() {
-        let (op, raw) = frame::split_raw(&mut rest, &limits).map_err(|e| e.to_string())?;
-        if op != Opcode::Publish {
-            return Err(format!("{} frame instead of PUBLISH", op.name()));
-        }
-        let channel = frame::publish_channel(raw).map_err(|e| e.to_string())?;
-        match &mut run {
-            None => run = Some((channel, 1)),
-            Some((first, count)) if *first == channel => *count += 1,
-            Some(_) => return Err("a run with frames on more than one channel".into()),
-        }
-    }
-    run.ok_or_else(|| "an empty run".into())
-}
-
 /// The streaming call itself; ends when the peer or the network ends it.
 async fn stream_to_peer(
     mut client: FanoutClient<InterceptedService<tonic::transport::Channel, ClusterTls>>,
@@ -286,7 +237,7 @@ async fn run_link(
             while control.try_recv().is_ok() {}
             let entries =
                 pairs.into_iter().map(|(channel, owner)| Interest { channel, owner, subscribed: true }).collect();
-            let set = InterestSet { entries, accepts_packed: false, accepts_runs: true };
+            let set = InterestSet { entries };
             PeerFrame { kind: Some(peer_frame::Kind::Replay(set)) }
         });
         if tx.send(replay).await.is_err() {
@@ -306,7 +257,7 @@ async fn run_link(
                 Some(change) = control.recv() => PeerFrame { kind: Some(peer_frame::Kind::Interest(change)) },
                 chunk = queue.next_chunk() => {
                     queue.sent(chunk.messages(), chunk.bytes());
-                    chunk_frame(chunk, router.fanout.accepts_runs(peer))
+                    PeerFrame { kind: Some(peer_frame::Kind::Runs(chunk.into_runs())) }
                 }
             };
             if tx.send(frame).await.is_err() {
@@ -318,7 +269,7 @@ async fn run_link(
                     .into_iter()
                     .map(|(channel, owner)| Interest { channel, owner, subscribed: false })
                     .collect();
-                let notice = InterestSet { entries, accepts_packed: false, accepts_runs: false };
+                let notice = InterestSet { entries };
                 if tx.send(PeerFrame { kind: Some(peer_frame::Kind::Dropped(notice)) }).await.is_err() {
                     break;
                 }
@@ -328,97 +279,5 @@ async fn run_link(
         queue.set_state(LinkState::Unreachable);
         wait_to_reconnect(&queue, &stop, backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::frame::{encode_publish, encode_subscribe};
-    use crate::protocol::PublishFrame;
-    use hpfriends_consensus::proto::Run;
-
-    fn runs_of(runs: &[(UserId, &[Bytes])]) -> PublishRuns {
-        let mut frames = Vec::new();
-        let mut out = Vec::new();
-        for (owner, run) in runs {
-            let bytes: Vec<u8> = run.concat();
-            out.push(Run { owner: *owner, len: bytes.len() as u32 });
-            frames.extend(bytes);
-        }
-        PublishRuns { frames: frames.into(), runs: out }
-    }
-
-    fn delivered(runs: PublishRuns) -> Result<Vec<(UserId, Bytes, Bytes, usize)>, String> {
-        let mut out = Vec::new();
-        for_each_run(runs, |owner, channel, frames, count| {
-            out.push((owner, Bytes::copy_from_slice(channel), frames.clone(), count))
-        })?;
-        Ok(out)
-    }
-
-    #[test]
-    fn given_runs_then_each_is_delivered_whole_with_its_owner_channel_and_count() {
-        let (a1, a2, b) =
-            (encode_publish(b"i", b"a", b"1"), encode_publish(b"i", b"a", b"22"), encode_publish(b"i", b"b", b""));
-        let got = delivered(runs_of(&[(7, &[a1.clone(), a2.clone()]), (u32::MAX, &[b.clone()])])).unwrap();
-        let want = vec![
-            (7, Bytes::from_static(b"a"), Bytes::from([&a1[..], &a2[..]].concat()), 2),
-            (u32::MAX, Bytes::from_static(b"b"), b, 1),
-        ];
-        assert_eq!(got, want);
-        assert_eq!(delivered(runs_of(&[])).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn given_malformed_runs_then_nothing_after_the_fault_is_delivered_and_the_error_says_why() {
-        let a = encode_publish(b"i", b"a", b"payload");
-        let b = encode_publish(b"i", b"b", b"payload");
-        let mut long = runs_of(&[(1, &[a.clone()])]);
-        long.runs[0].len += 1;
-        assert_eq!(delivered(long).unwrap_err(), format!("a run of {} bytes where {} are left", a.len() + 1, a.len()));
-        let mut trailing = runs_of(&[(1, &[a.clone(), a.clone()])]);
-        trailing.runs[0].len = a.len() as u32;
-        assert_eq!(delivered(trailing).unwrap_err(), format!("{} bytes of frames after the last run", a.len()));
-        let mut cut = runs_of(&[(1, &[a.clone()])]);
-        cut.frames = cut.frames.slice(..a.len() - 1);
-        cut.runs[0].len -= 1;
-        assert_eq!(delivered(cut).unwrap_err(), "malformed PUBLISH frame: frame longer than the data");
-        let mixed = runs_of(&[(1, &[a.clone(), b])]);
-        assert_eq!(delivered(mixed).unwrap_err(), "a run with frames on more than one channel");
-        let subscribe = runs_of(&[(1, &[encode_subscribe(b"i", b"a")])]);
-        assert_eq!(delivered(subscribe).unwrap_err(), "SUBSCRIBE frame instead of PUBLISH");
-        let empty = PublishRuns { frames: Bytes::new(), runs: vec![Run { owner: 1, len: 0 }] };
-        assert_eq!(delivered(empty).unwrap_err(), "an empty run");
-        let bad_opcode = runs_of(&[(1, &[Bytes::from_static(&[0, 0, 0, 5, 99])])]);
-        assert_eq!(delivered(bad_opcode).unwrap_err(), "unknown opcode 99");
-    }
-
-    #[tokio::test]
-    async fn given_a_peer_without_runs_support_then_chunks_use_the_kinds_every_version_knows() {
-        let fanout = crate::routing::fanout::Fanout::new(100);
-        let (queue, _control) = fanout.add_link(2);
-        fanout.set_peer_interest(
-            fanout.open_inbound(2),
-            vec![Interest { channel: "c".into(), owner: 1, subscribed: true }],
-            true,
-        );
-        let publish = |payload: &str| PublishFrame::new(b"ident", b"c", payload.as_bytes());
-
-        fanout.forward(1, &publish("x"), None);
-        let one = chunk_frame(queue.next_chunk().await, false);
-        assert!(matches!(one.kind, Some(peer_frame::Kind::Publish(p)) if p.owner == 1 && p.channel == "c"));
-
-        fanout.forward(1, &publish("x"), None);
-        fanout.forward(1, &publish("y"), None);
-        let two = chunk_frame(queue.next_chunk().await, false);
-        assert!(matches!(two.kind, Some(peer_frame::Kind::Batch(b)) if b.publishes.len() == 2));
-
-        fanout.forward(1, &publish("x"), None);
-        fanout.forward(1, &publish("y"), None);
-        let Some(peer_frame::Kind::Runs(runs)) = chunk_frame(queue.next_chunk().await, true).kind else {
-            panic!("expected runs")
-        };
-        assert_eq!(delivered(runs).unwrap()[0].3, 2, "one run of two frames");
     }
 }

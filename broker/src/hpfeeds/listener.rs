@@ -10,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::close::CloseReason;
 use super::session::Sessions;
 
 pub struct Listener {
@@ -61,7 +62,7 @@ impl Listener {
                 },
             };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                metrics::counter!("hpfeeds_broker_connection_error", "category" => "connection_limit").increment(1);
+                CloseReason::ConnectionLimit.count(None);
                 tracing::warn!(%peer, "connection limit reached, refusing");
                 tracker.spawn(refuse(stream));
                 continue;
@@ -91,8 +92,14 @@ async fn serve_one(
             let deadline = sessions.config.login_timeout;
             match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => sessions.run(tls_stream, peer, drain).await,
-                Ok(Err(e)) => tracing::info!(%peer, "TLS handshake failed: {e}"),
-                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+                Ok(Err(e)) => {
+                    CloseReason::TlsHandshake.count(None);
+                    tracing::info!(%peer, "TLS handshake failed: {e}");
+                }
+                Err(_) => {
+                    CloseReason::TlsHandshake.count(None);
+                    tracing::info!(%peer, "TLS handshake timed out");
+                }
             }
         }
     }
@@ -100,7 +107,8 @@ async fn serve_one(
 
 async fn refuse(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
-    let frame = crate::protocol::frame::encode_error("Server full: connection limit reached");
+    let text = CloseReason::ConnectionLimit.error_text().unwrap_or_default();
+    let frame = crate::protocol::frame::encode_error(&text);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), stream.write_all(&frame)).await;
 }
 

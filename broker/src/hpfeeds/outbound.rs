@@ -12,6 +12,9 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::close::CloseReason;
+use crate::telemetry;
+
 #[derive(Clone)]
 pub struct Outbound {
     tx: mpsc::UnboundedSender<Bytes>,
@@ -22,6 +25,8 @@ struct Shared {
     queued: AtomicUsize,
     max: usize,
     overflowed: AtomicBool,
+    /// Past the high-water mark (half the bound) and not yet back under a quarter.
+    filled: AtomicBool,
     /// The overflow happened before this queue: a peer node dropped publishes for it.
     lost_upstream: AtomicBool,
     /// Cancelled when the connection must close (overflow or session end).
@@ -39,6 +44,7 @@ pub fn outbound(max_bytes: usize, close: CancellationToken) -> (Outbound, Outbou
         queued: AtomicUsize::new(0),
         max: max_bytes,
         overflowed: AtomicBool::new(false),
+        filled: AtomicBool::new(false),
         lost_upstream: AtomicBool::new(false),
         close,
     });
@@ -59,6 +65,9 @@ impl Outbound {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
+        if before + len > self.shared.max / 2 && !self.shared.filled.swap(true, Ordering::AcqRel) {
+            metrics::counter!(telemetry::SEND_BUFFER_FILL.name).increment(1);
+        }
         true
     }
 
@@ -69,8 +78,9 @@ impl Outbound {
         let _ = self.tx.send(frame);
     }
 
-    pub fn overflowed(&self) -> bool {
-        self.shared.overflowed.load(Ordering::Acquire)
+    /// The close, if the queue overflowed (here or between nodes).
+    pub fn slow_consumer(&self) -> Option<CloseReason> {
+        self.shared.slow_consumer()
     }
 
     /// Messages for this connection were dropped on the way (a full link
@@ -88,24 +98,32 @@ impl Outbound {
 impl OutboundReceiver {
     /// Call after writing `n` bytes taken from the queue.
     pub fn written(&self, n: usize) {
-        self.shared.queued.fetch_sub(n, Ordering::AcqRel);
+        let left = self.shared.queued.fetch_sub(n, Ordering::AcqRel) - n;
+        // The swap only when the flag is set: the write path stays read-only.
+        if left < self.shared.max / 4
+            && self.shared.filled.load(Ordering::Relaxed)
+            && self.shared.filled.swap(false, Ordering::AcqRel)
+        {
+            metrics::counter!(telemetry::SEND_BUFFER_DRAIN.name).increment(1);
+        }
     }
 
-    /// The ERROR text for a slow-consumer close, if this is one.
-    pub fn slow_consumer_error(&self) -> Option<&'static str> {
-        if !self.shared.overflowed.load(Ordering::Acquire) {
-            None
-        } else if self.shared.lost_upstream.load(Ordering::Acquire) {
-            Some("Slow consumer: messages for this connection were dropped between nodes, closing")
-        } else {
-            Some("Slow consumer: outbound queue exceeded its limit, closing")
-        }
+    /// The close, if the queue overflowed (here or between nodes).
+    pub fn slow_consumer(&self) -> Option<CloseReason> {
+        self.shared.slow_consumer()
     }
 }
 
 impl Shared {
+    fn slow_consumer(&self) -> Option<CloseReason> {
+        let overflowed = self.overflowed.load(Ordering::Acquire);
+        overflowed.then(|| CloseReason::SlowConsumer { between_nodes: self.lost_upstream.load(Ordering::Acquire) })
+    }
+
     fn overflow(&self) {
         if !self.overflowed.swap(true, Ordering::AcqRel) {
+            // hpfeeds 3.x starts a deadline here; hpfriends closes at once.
+            metrics::counter!(telemetry::SEND_BUFFER_DEADLINE_START.name).increment(1);
             self.close.cancel();
         }
     }
@@ -122,7 +140,10 @@ mod tests {
         assert!(out.push(Bytes::from_static(b"123456")));
         assert!(!out.push(Bytes::from_static(b"123456")), "12 bytes exceed the 10-byte bound");
         assert!(close.is_cancelled());
-        assert_eq!(rx.slow_consumer_error(), Some("Slow consumer: outbound queue exceeded its limit, closing"));
+        assert_eq!(
+            rx.slow_consumer().and_then(|r| r.error_text()).as_deref(),
+            Some("Slow consumer: outbound queue exceeded its limit, closing")
+        );
         assert_eq!(out.queued_bytes(), 6, "the rejected frame is not counted");
     }
 

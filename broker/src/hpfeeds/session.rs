@@ -19,13 +19,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::auth_limit::AuthLimiter;
-use super::close::CloseReason;
+use super::close::{subscription_dropped_text, CloseReason};
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
 use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
-use crate::protocol::{Codec, Frame, FrameError, Limits};
+use crate::protocol::{Codec, Frame, Limits};
 use crate::routing::{Router, Subscriber};
+use crate::telemetry;
 
 /// Settings every session shares.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ pub struct SessionConfig {
     pub limits: Limits,
     /// On drain, each connection closes at a random point of this window.
     pub close_window: Duration,
-    /// Also count publishes per publisher ident (one series per ident).
+    /// Label the hpfeeds series with the ident (and channel) as hpfeeds 3.x does.
     pub metrics_per_ident: bool,
     pub max_subscriptions: usize,
 }
@@ -56,75 +57,96 @@ pub struct Sessions {
 /// Failed or refused logins logged per second, at most.
 const FAILED_LOGINS_LOGGED_PER_SEC: u32 = 10;
 
-/// Counters of the publish path, registered once instead of looked up per message.
+/// Series of the publish path, registered once instead of looked up per message.
 struct PublishMetrics {
     received: metrics::Counter,
-    received_bytes: metrics::Counter,
+    size: metrics::Histogram,
     delivered: metrics::Counter,
     delivered_bytes: metrics::Counter,
+    receive_buffer: metrics::Gauge,
+    receive_buffer_fill: metrics::Counter,
 }
 
 /// Bytes asked of the socket per read: a busy publisher's frames arrive
 /// hundreds per syscall (tokio-util's 8 KiB default cost seven times the reads).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
+/// With `metrics_per_ident`: the connection's publish series by channel,
+/// labelled `ident` and `chan` as hpfeeds 3.x labels them.
+struct PerIdent {
+    ident: String,
+    channels: std::collections::HashMap<Bytes, (metrics::Counter, metrics::Histogram)>,
+}
+
+impl PerIdent {
+    fn record(&mut self, channel: &[u8], size: usize) {
+        if !self.channels.contains_key(channel) {
+            let labels = [("ident", self.ident.clone()), ("chan", String::from_utf8_lossy(channel).into_owned())];
+            let series = (
+                metrics::counter!(telemetry::RECEIVE_PUBLISH_COUNT.name, &labels),
+                metrics::histogram!(telemetry::RECEIVE_PUBLISH_SIZE.name, &labels),
+            );
+            self.channels.insert(Bytes::copy_from_slice(channel), series);
+        }
+        let (count, sizes) = &self.channels[channel];
+        count.increment(1);
+        sizes.record(size as f64);
+    }
+}
+
 /// One session's publish counts not yet added to the shared counters: added
 /// once per read from the client (and at the end) instead of per message.
 struct PendingCounts<'a> {
     metrics: &'a PublishMetrics,
-    by_ident: Option<(metrics::Counter, metrics::Counter)>,
     received: u64,
-    received_bytes: u64,
     delivered: u64,
     delivered_bytes: u64,
+    /// Bytes of the read buffer last added to the receive-buffer gauge.
+    buffered: usize,
+    buffer_grew: bool,
 }
 
 impl PendingCounts<'_> {
     fn flush(&mut self) {
-        if self.received == 0 {
+        if self.received == 0 && self.delivered == 0 {
             return;
         }
         let m = self.metrics;
         m.received.increment(self.received);
-        m.received_bytes.increment(self.received_bytes);
         m.delivered.increment(self.delivered);
         m.delivered_bytes.increment(self.delivered_bytes);
-        if let Some((count, size)) = &self.by_ident {
-            count.increment(self.received);
-            size.increment(self.received_bytes);
+        (self.received, self.delivered, self.delivered_bytes) = (0, 0, 0);
+    }
+
+    /// Before waiting for the client: what its read buffer holds now.
+    fn read_buffer(&mut self, len: usize, capacity: usize) {
+        if len != self.buffered {
+            self.metrics.receive_buffer.increment(len as f64 - self.buffered as f64);
+            self.buffered = len;
         }
-        (self.received, self.received_bytes, self.delivered, self.delivered_bytes) = (0, 0, 0, 0);
+        if capacity > READ_BUFFER_BYTES && !self.buffer_grew {
+            self.buffer_grew = true;
+            self.metrics.receive_buffer_fill.increment(1);
+        }
     }
 }
 
 impl Drop for PendingCounts<'_> {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-/// A session ended with this reason and, for protocol errors, this ERROR text.
-struct Ending {
-    reason: CloseReason,
-    message: Option<String>,
-}
-
-impl Ending {
-    fn quiet(reason: CloseReason) -> Self {
-        Ending { reason, message: None }
-    }
-    fn error(reason: CloseReason, message: String) -> Self {
-        Ending { reason, message: Some(message) }
+        self.read_buffer(0, 0);
     }
 }
 
 impl Sessions {
     pub fn new(router: Arc<Router>, config: SessionConfig) -> Self {
         let publish_metrics = PublishMetrics {
-            received: metrics::counter!("hpfeeds_broker_receive_publish_count"),
-            received_bytes: metrics::counter!("hpfeeds_broker_receive_publish_size"),
-            delivered: metrics::counter!("hpfriends_messages_delivered_total"),
-            delivered_bytes: metrics::counter!("hpfriends_bytes_delivered_total"),
+            received: metrics::counter!(telemetry::RECEIVE_PUBLISH_COUNT.name),
+            size: metrics::histogram!(telemetry::RECEIVE_PUBLISH_SIZE.name),
+            delivered: metrics::counter!(telemetry::MESSAGES_DELIVERED.name),
+            delivered_bytes: metrics::counter!(telemetry::BYTES_DELIVERED.name),
+            receive_buffer: metrics::gauge!(telemetry::RECEIVE_BUFFER_SIZE.name),
+            receive_buffer_fill: metrics::counter!(telemetry::RECEIVE_BUFFER_FILL.name),
         };
         let close_window_us = AtomicU64::new(config.close_window.as_micros() as u64);
         Sessions {
@@ -164,8 +186,8 @@ impl Sessions {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        metrics::counter!("hpfeeds_broker_connection_made").increment(1);
-        metrics::gauge!("hpfeeds_broker_client_connections").increment(1.0);
+        metrics::counter!(telemetry::CONNECTION_MADE.name).increment(1);
+        metrics::gauge!(telemetry::CLIENT_CONNECTIONS.name).increment(1.0);
         let (read_half, write_half) = tokio::io::split(stream);
         // Before AUTH no frame may be larger than an AUTH: an unauthenticated
         // client cannot make the broker buffer a megabyte PUBLISH.
@@ -180,36 +202,42 @@ impl Sessions {
         out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
 
         let mut channels: HashSet<Bytes> = HashSet::new();
-        let ending = match tokio::time::timeout(self.config.login_timeout, self.login(&mut reader, &nonce, peer)).await
+        // The ident that logged in, as a label when series are kept per ident.
+        let mut label_ident: Option<String> = None;
+        let reason = match tokio::time::timeout(self.config.login_timeout, self.login(&mut reader, &nonce, peer)).await
         {
-            Err(_) => Ending::quiet(CloseReason::LoginTimeout),
-            Ok(Err(ending)) => ending,
+            Err(_) => CloseReason::LoginTimeout,
+            Ok(Err(reason)) => reason,
             Ok(Ok(entry)) => {
                 reader.decoder_mut().limits = self.config.limits;
                 tracing::Span::current().record("ident", entry.key.ident.as_str());
                 tracing::debug!(owner = %entry.key.owner, "authenticated");
+                if self.config.metrics_per_ident {
+                    label_ident = Some(entry.key.ident.clone());
+                }
+                metrics::counter!(telemetry::CONNECTION_READY.name, &ident_label(&label_ident)).increment(1);
+                let authenticated = metrics::gauge!(telemetry::AUTHENTICATED_CONNECTIONS.name);
+                authenticated.increment(1.0);
                 let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
                 let drained = async {
                     drain.cancelled().await;
                     tokio::time::sleep(self.close_delay()).await;
                 };
-                tokio::select! {
-                    ending = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => ending,
-                    _ = close.cancelled() => Ending::quiet(if out.overflowed() {
-                        CloseReason::SlowConsumer
-                    } else {
-                        CloseReason::IoError
-                    }),
-                    _ = drained => Ending::quiet(CloseReason::Shutdown),
-                }
+                let reason = tokio::select! {
+                    reason = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => reason,
+                    _ = close.cancelled() => out.slow_consumer().unwrap_or(CloseReason::IoError),
+                    _ = drained => CloseReason::Shutdown,
+                };
+                authenticated.decrement(1.0);
+                reason
             }
         };
         self.router.remove_connection(conn, &channels);
-        metrics::gauge!("hpfeeds_broker_subscriptions").decrement(channels.len() as f64);
 
-        let reason = ending.reason;
-        if let Some(message) = &ending.message {
-            out.push_final(encode_error(message));
+        let error_text = reason.error_text();
+        // A slow consumer's writer has sent its ERROR already.
+        if let Some(text) = error_text.as_ref().filter(|_| !matches!(reason, CloseReason::SlowConsumer { .. })) {
+            out.push_final(encode_error(text));
         }
         // The writer sends what is still queued, then closes the socket.
         drop(out);
@@ -218,8 +246,8 @@ impl Sessions {
         }
 
         // Failed logins are what a guesser makes by the thousand: logged at a bounded rate.
-        let login_failure = matches!(reason, CloseReason::AuthFailed | CloseReason::AuthRateLimited);
-        let log = if login_failure { self.failure_log.lock().expect("log budget lock").take() } else { Some(0) };
+        let log =
+            if reason.is_login_failure() { self.failure_log.lock().expect("log budget lock").take() } else { Some(0) };
         match log {
             None => {}
             Some(suppressed) if reason.is_error() => {
@@ -228,12 +256,13 @@ impl Sessions {
                 }
                 // Not the `message` field: that one is printed raw, and the text may
                 // hold what the client sent (an ident with a newline in it).
-                tracing::info!(reason = reason.category(), error = ending.message.as_deref(), "connection closed");
+                tracing::info!(reason = reason.category(), error = error_text.as_deref(), "connection closed");
             }
             Some(_) => tracing::debug!(reason = reason.category(), "connection closed"),
         }
-        metrics::counter!("hpfeeds_broker_connection_error", "category" => reason.category()).increment(1);
-        metrics::gauge!("hpfeeds_broker_client_connections").decrement(1.0);
+        reason.count(label_ident.as_deref());
+        metrics::counter!(telemetry::CONNECTION_LOST.name, &ident_label(&label_ident)).increment(1);
+        metrics::gauge!(telemetry::CLIENT_CONNECTIONS.name).decrement(1.0);
     }
 
     /// After AUTH: frames until the client leaves or breaks a rule.
@@ -243,31 +272,25 @@ impl Sessions {
         key: &AuthKey,
         subscriber: &Subscriber,
         channels: &mut HashSet<Bytes>,
-    ) -> Ending {
+    ) -> CloseReason {
         let ident = key.ident.as_bytes();
-        // Registered once per connection: the ident does not change.
-        let by_ident = self.config.metrics_per_ident.then(|| {
-            let label = key.ident.clone();
-            (
-                metrics::counter!("hpfriends_ident_publish_count", "ident" => label.clone()),
-                metrics::counter!("hpfriends_ident_publish_size", "ident" => label),
-            )
-        });
+        let mut per_ident =
+            self.config.metrics_per_ident.then(|| PerIdent { ident: key.ident.clone(), channels: Default::default() });
         let mut counts = PendingCounts {
             metrics: &self.publish_metrics,
-            by_ident,
             received: 0,
-            received_bytes: 0,
             delivered: 0,
             delivered_bytes: 0,
+            buffered: 0,
+            buffer_grew: false,
         };
         let mut views = self.router.watch_views();
         views.mark_unchanged();
         loop {
             if views.has_changed().unwrap_or(false) {
                 views.mark_unchanged();
-                if let Some(ending) = self.recheck(key, subscriber, channels) {
-                    return ending;
+                if let Some(reason) = self.recheck(key, subscriber, channels) {
+                    return reason;
                 }
             }
             // Counts go to the shared counters before the session waits for its client.
@@ -275,19 +298,20 @@ impl Sessions {
                 Some(next) => next,
                 None => {
                     counts.flush();
+                    counts.read_buffer(reader.read_buffer().len(), reader.read_buffer().capacity());
                     tokio::select! {
                         next = reader.next() => next,
                         // The graph changed while the client was quiet: check at once.
                         Ok(()) = views.changed() => match self.recheck(key, subscriber, channels) {
-                            Some(ending) => return ending,
+                            Some(reason) => return reason,
                             None => continue,
                         },
                     }
                 }
             };
-            let frame = match frame_or_ending(next) {
+            let frame = match frame_or_close(next) {
                 Ok(frame) => frame,
-                Err(ending) => return ending,
+                Err(reason) => return reason,
             };
             match frame {
                 Frame::Publish(publish) => {
@@ -301,14 +325,16 @@ impl Sessions {
                     };
                     let chan = String::from_utf8_lossy(publish.channel());
                     if !current.key.may_publish(&chan) {
-                        return Ending::error(
-                            CloseReason::PublishDenied,
-                            format!("Authkey not allowed to pub here. ident={}, chan={chan}", key.ident),
-                        );
+                        return CloseReason::PublishDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
                     let d = self.router.publish(&view, current.owner, &publish);
-                    counts.received += 1;
-                    counts.received_bytes += publish.payload().len() as u64;
+                    match &mut per_ident {
+                        None => {
+                            counts.received += 1;
+                            self.publish_metrics.size.record(publish.payload().len() as f64);
+                        }
+                        Some(per_ident) => per_ident.record(publish.channel(), publish.payload().len()),
+                    }
                     counts.delivered += d.delivered as u64;
                     counts.delivered_bytes += (d.delivered * publish.raw().len()) as u64;
                 }
@@ -322,23 +348,17 @@ impl Sessions {
                         return revoked(key);
                     };
                     if !current.key.may_subscribe(&chan) {
-                        return Ending::error(
-                            CloseReason::SubscribeDenied,
-                            format!("Authkey not allowed to sub here. ident={}, chan={chan}", key.ident),
-                        );
+                        return CloseReason::SubscribeDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
                     if channels.len() >= self.config.max_subscriptions && !channels.contains(&channel) {
-                        return Ending::error(
-                            CloseReason::TooManySubscriptions,
-                            format!(
-                                "Too many subscriptions on this connection (the limit is {}). ident={}, chan={chan}",
-                                self.config.max_subscriptions, key.ident
-                            ),
-                        );
+                        return CloseReason::TooManySubscriptions {
+                            ident: key.ident.clone(),
+                            chan: chan.into(),
+                            limit: self.config.max_subscriptions,
+                        };
                     }
                     if channels.insert(channel.clone()) {
                         self.router.subscribe(channel, subscriber.clone());
-                        metrics::gauge!("hpfeeds_broker_subscriptions").increment(1.0);
                     }
                 }
                 Frame::Unsubscribe { ident: fi, channel } => {
@@ -347,7 +367,6 @@ impl Sessions {
                     }
                     if channels.remove(&channel) {
                         self.router.unsubscribe(&channel, subscriber.conn);
-                        metrics::gauge!("hpfeeds_broker_subscriptions").decrement(1.0);
                     }
                 }
                 other => return unexpected(&other),
@@ -360,7 +379,7 @@ impl Sessions {
     /// After a graph change: ends the session if its key is gone (removed,
     /// re-created with another secret, or its owner removed), and drops each
     /// subscription the key no longer allows, with an ERROR naming the channel.
-    fn recheck(&self, key: &AuthKey, subscriber: &Subscriber, channels: &mut HashSet<Bytes>) -> Option<Ending> {
+    fn recheck(&self, key: &AuthKey, subscriber: &Subscriber, channels: &mut HashSet<Bytes>) -> Option<CloseReason> {
         let view = self.router.view();
         let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
             return Some(revoked(key));
@@ -370,16 +389,17 @@ impl Sessions {
         for channel in denied {
             channels.remove(&channel);
             self.router.unsubscribe(&channel, subscriber.conn);
-            metrics::gauge!("hpfeeds_broker_subscriptions").decrement(1.0);
             let chan = String::from_utf8_lossy(&channel);
             tracing::info!(channel = %chan.escape_debug(), "subscription no longer allowed: dropped");
-            subscriber.out.push(encode_error(&format!(
-                "Authkey no longer allowed to sub here, unsubscribed. ident={}, chan={chan}",
-                key.ident
-            )));
+            subscriber.out.push(encode_error(&subscription_dropped_text(&key.ident, &chan)));
         }
         None
     }
+}
+
+/// The `ident` label of a connection's series, when they are kept per ident.
+fn ident_label(ident: &Option<String>) -> Vec<(&'static str, String)> {
+    ident.iter().map(|i| ("ident", i.clone())).collect()
 }
 
 /// The key the session logged in with is still the one in the graph.
@@ -387,48 +407,38 @@ fn same_key(current: &KeyEntry, key: &AuthKey, subscriber: &Subscriber) -> bool 
     current.owner == subscriber.owner && bool::from(current.key.secret.as_bytes().ct_eq(key.secret.as_bytes()))
 }
 
-fn revoked(key: &AuthKey) -> Ending {
-    Ending::error(CloseReason::KeyRevoked, format!("Authkey revoked, ident={}", key.ident))
+fn revoked(key: &AuthKey) -> CloseReason {
+    CloseReason::KeyRevoked { ident: key.ident.clone() }
 }
 
-fn wrong_ident(ident: &[u8]) -> Ending {
-    Ending::error(
-        CloseReason::WrongIdent,
-        format!("Invalid authkey in message, ident={}", String::from_utf8_lossy(ident)),
-    )
+fn wrong_ident(ident: &[u8]) -> CloseReason {
+    CloseReason::WrongIdent { ident: String::from_utf8_lossy(ident).into() }
 }
 
-fn unexpected(frame: &Frame) -> Ending {
+fn unexpected(frame: &Frame) -> CloseReason {
     let name = match frame {
         Frame::Error { .. } => "ERROR",
         Frame::Info { .. } => "INFO",
         Frame::Auth { .. } => "AUTH",
         _ => "frame",
     };
-    Ending::error(CloseReason::UnexpectedFrame, format!("Unexpected {name} message from client"))
+    CloseReason::UnexpectedFrame { name }
 }
 
 /// Reads the next frame; decoding problems become an ERROR that names them.
-async fn next_frame<S: AsyncRead>(reader: &mut FramedRead<ReadHalf<S>, Codec>) -> Result<Frame, Ending> {
-    frame_or_ending(reader.next().await)
+async fn next_frame<S: AsyncRead>(reader: &mut FramedRead<ReadHalf<S>, Codec>) -> Result<Frame, CloseReason> {
+    frame_or_close(reader.next().await)
 }
 
-fn frame_or_ending(next: Option<Result<Frame, CodecError>>) -> Result<Frame, Ending> {
+fn frame_or_close(next: Option<Result<Frame, CodecError>>) -> Result<Frame, CloseReason> {
     match next {
         Some(Ok(frame)) => Ok(frame),
-        None => Err(Ending::quiet(CloseReason::ClientClosed)),
+        None => Err(CloseReason::ClientClosed),
         Some(Err(CodecError::Io(e))) => {
             tracing::debug!("read error: {e}");
-            Err(Ending::quiet(CloseReason::IoError))
+            Err(CloseReason::IoError)
         }
-        Some(Err(CodecError::Frame(e))) => {
-            let reason = match e {
-                FrameError::FrameTooLarge { .. } => CloseReason::FrameTooLarge,
-                FrameError::UnknownOpcode(_) => CloseReason::UnknownOpcode,
-                FrameError::LengthTooSmall { .. } | FrameError::Malformed { .. } => CloseReason::MalformedFrame,
-            };
-            Err(Ending::error(reason, e.to_string()))
-        }
+        Some(Err(CodecError::Frame(e))) => Err(CloseReason::BadFrame(e)),
     }
 }
 
@@ -440,15 +450,12 @@ impl Sessions {
         reader: &mut FramedRead<ReadHalf<S>, Codec>,
         nonce: &[u8],
         peer: SocketAddr,
-    ) -> Result<Arc<KeyEntry>, Ending> {
+    ) -> Result<Arc<KeyEntry>, CloseReason> {
         let Frame::Auth { ident, hash } = next_frame(reader).await? else {
-            return Err(Ending::error(CloseReason::FirstNotAuth, "First message was not AUTH".into()));
+            return Err(CloseReason::FirstNotAuth);
         };
         if !self.auth_limit.may_try(peer.ip(), &ident) {
-            return Err(Ending::error(
-                CloseReason::AuthRateLimited,
-                "Too many failed logins from this address, try again later".into(),
-            ));
+            return Err(CloseReason::AuthRateLimited);
         }
         let result = check_auth(&self.router, &ident, &hash, nonce);
         if result.is_err() {
@@ -458,18 +465,15 @@ impl Sessions {
     }
 }
 
-fn check_auth(router: &Router, ident: &[u8], hash: &[u8], nonce: &[u8]) -> Result<Arc<KeyEntry>, Ending> {
+fn check_auth(router: &Router, ident: &[u8], hash: &[u8], nonce: &[u8]) -> Result<Arc<KeyEntry>, CloseReason> {
     let view = router.view();
     let key = std::str::from_utf8(ident).ok().and_then(|i| view.keys.get(i)).cloned();
     // Hash and compare even for unknown idents, so both failures look and take the same.
     let secret = key.as_ref().map(|k| k.key.secret.as_bytes()).unwrap_or(b"");
     let expected = auth_hash(nonce, secret);
-    let matches = hash.len() == expected.len() && bool::from(expected.ct_eq(&hash[..]));
+    let matches = hash.len() == expected.len() && bool::from(expected.ct_eq(hash));
     match key {
         Some(key) if matches => Ok(key),
-        _ => Err(Ending::error(
-            CloseReason::AuthFailed,
-            format!("Authentication failed for {}", String::from_utf8_lossy(ident)),
-        )),
+        _ => Err(CloseReason::AuthFailed { ident: String::from_utf8_lossy(ident).into() }),
     }
 }

@@ -113,11 +113,11 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut queue: OutboundRece
         }
     }
     // Closed from outside: an overflow or a shutdown. Free the queue at once.
-    let error = queue.slow_consumer_error();
+    let error = queue.slow_consumer().and_then(|reason| reason.error_text());
     drop(queue);
     batch.keep_started_frame();
-    if let Some(msg) = error {
-        batch.frames.push_back(encode_error(msg));
+    if let Some(text) = error {
+        batch.frames.push_back(encode_error(&text));
         let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, async {
             while !batch.frames.is_empty() {
                 match batch.write_some(&mut w).await {

@@ -125,7 +125,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let draining = state.draining.load(Ordering::Acquire);
     let leader = m.current_leader.is_some();
     let caught_up = state.node.caught_up();
-    let links = state.router.fanout.links_ready();
+    let links = state.fanout.links_ready();
     let accepting = state.listening.load(Ordering::Acquire) == state.listeners;
     let ready = !draining && leader && caught_up && links && accepting;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -136,8 +136,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         "leader_known": leader,
         "caught_up": caught_up,
         "peer_links_replayed": links,
-        "unreachable_peers": state.router.fanout.unreachable_peers(),
-        "awaiting_replay_from": state.router.fanout.awaiting_replay_from(),
+        "unreachable_peers": state.fanout.unreachable_peers(),
+        "awaiting_replay_from": state.fanout.awaiting_replay_from(),
         "last_applied": m.last_applied.map(|l| l.index),
     });
     (status, Json(body))
@@ -146,29 +146,34 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 /// Prometheus text format. Unauthenticated, like `/healthz`: keep the HTTP
 /// port on a network that only operators and Prometheus reach.
 async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    use crate::telemetry::*;
+    let set = |m: Metric, value: f64| metrics::gauge!(m.name).set(value);
     let m = state.node.metrics().borrow().clone();
-    metrics::gauge!("hpfriends_raft_term").set(m.current_term as f64);
-    metrics::gauge!("hpfriends_raft_is_leader").set(if m.current_leader == Some(m.id) { 1.0 } else { 0.0 });
-    metrics::gauge!("hpfriends_raft_leader_id").set(m.current_leader.unwrap_or(0) as f64);
-    metrics::gauge!("hpfriends_raft_last_applied").set(m.last_applied.map_or(0, |l| l.index) as f64);
-    metrics::gauge!("hpfriends_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+    set(RAFT_TERM, m.current_term as f64);
+    set(RAFT_IS_LEADER, if m.current_leader == Some(m.id) { 1.0 } else { 0.0 });
+    set(RAFT_LEADER_ID, m.current_leader.unwrap_or(0) as f64);
+    set(RAFT_LAST_APPLIED, m.last_applied.map_or(0, |l| l.index) as f64);
+    set(RAFT_LAST_LOG_INDEX, m.last_log_index.unwrap_or(0) as f64);
     for (role, on) in [
         ("leader", m.state.is_leader()),
         ("follower", m.state.is_follower()),
         ("candidate", m.state.is_candidate()),
         ("learner", m.state.is_learner()),
     ] {
-        metrics::gauge!("hpfriends_raft_role", "role" => role).set(if on { 1.0 } else { 0.0 });
+        metrics::gauge!(RAFT_ROLE.name, "role" => role).set(if on { 1.0 } else { 0.0 });
     }
-    metrics::gauge!("hpfriends_raft_known_commit").set(state.node.known_commit() as f64);
-    metrics::gauge!("hpfriends_index_generation").set(state.node.view().index.generation() as f64);
-    metrics::gauge!("hpfriends_cluster_auth_refused").set(state.node.cluster_tls().refused() as f64);
+    set(RAFT_KNOWN_COMMIT, state.node.known_commit() as f64);
+    set(INDEX_GENERATION, state.router.view().index.generation() as f64);
+    set(INDEX_BUILD_SECONDS, state.node.index_build_time().as_secs_f64());
+    set(CLUSTER_AUTH_REFUSED, state.node.cluster_tls().refused() as f64);
+    set(SUBSCRIPTIONS, state.router.subscription_count() as f64);
+    set(SEND_BUFFER_SIZE, state.router.queued_bytes() as f64);
     let (users, groups, shares, keys) =
-        state.node.read_graph(|g| (g.users().count(), g.groups().count(), g.share_count(), g.keys().count()));
+        state.node.read_graph(|g| (g.user_count(), g.groups().count(), g.share_count(), g.keys().count()));
     for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {
-        metrics::gauge!("hpfriends_graph_size", "kind" => kind).set(n as f64);
+        metrics::gauge!(GRAPH_SIZE.name, "kind" => kind).set(n as f64);
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::telemetry::prometheus().render())
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
 }
 
 // ---- users ----
@@ -550,7 +555,7 @@ async fn cluster_status(State(state): State<AppState>, Caller(actor): Caller) ->
         "last_log_index": m.last_log_index,
         "snapshot_index": m.snapshot.map(|l| l.index),
         "purged_index": m.purged.map(|l| l.index),
-        "index_generation": state.node.view().index.generation(),
+        "index_generation": state.router.view().index.generation(),
         "nodes": nodes,
     })))
 }

@@ -42,23 +42,24 @@ impl IntoResponse for ApiError {
 }
 
 impl From<GraphError> for ApiError {
+    /// Every variant named: a new one must be given its status here.
     fn from(e: GraphError) -> Self {
-        let status = if e.is_not_found() {
-            StatusCode::NOT_FOUND
-        } else {
-            match e {
-                GraphError::UserExists(_)
-                | GraphError::GroupExists(_)
-                | GraphError::NameTaken(_)
-                | GraphError::ShareExists { .. }
-                | GraphError::IdentExists(_)
-                | GraphError::AlreadyMember { .. }
-                | GraphError::AlreadyAdmin { .. }
-                | GraphError::LastAdmin { .. } => StatusCode::CONFLICT,
-                GraphError::UnknownCommand(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                GraphError::Forbidden(_) => StatusCode::FORBIDDEN,
-                _ => StatusCode::BAD_REQUEST,
+        use GraphError::*;
+        let status = match e {
+            UnknownUser(_) | UnknownGroup(_) | UnknownShare { .. } | UnknownKey(_) => StatusCode::NOT_FOUND,
+            UserExists(_)
+            | GroupExists(_)
+            | NameTaken(_)
+            | ShareExists { .. }
+            | IdentExists(_)
+            | AlreadyMember { .. }
+            | AlreadyAdmin { .. }
+            | LastAdmin { .. } => StatusCode::CONFLICT,
+            InvalidName { .. } | NotInvited { .. } | SelfShare | NestedBatch | InvalidNote(_) => {
+                StatusCode::BAD_REQUEST
             }
+            Forbidden(_) => StatusCode::FORBIDDEN,
+            UnknownCommand(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())
     }

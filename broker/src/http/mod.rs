@@ -17,6 +17,7 @@ pub use error::ApiError;
 pub struct AppState {
     pub node: Arc<ConsensusNode>,
     pub router: Arc<crate::routing::Router>,
+    pub fanout: Arc<crate::cluster::links::Fanout>,
     pub operator_token: Arc<str>,
     /// Set when the drain starts: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,

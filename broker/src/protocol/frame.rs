@@ -1,4 +1,4 @@
-//! hpfeeds frames, byte-exact (DESIGN.md §1).
+//! hpfeeds frames, byte-exact (docs/protocol.md).
 //!
 //! Every frame: `u32` big-endian total length (including the 5-byte header),
 //! `u8` opcode, body. `str8` = one length byte and that many bytes; "rest" =
@@ -138,8 +138,40 @@ pub enum FrameError {
     LengthTooSmall { len: usize },
     #[error("unknown opcode {0}")]
     UnknownOpcode(u8),
-    #[error("malformed {op} frame: {what}")]
-    Malformed { op: &'static str, what: &'static str },
+    #[error("malformed {op} frame: {fault}")]
+    Malformed { op: &'static str, fault: Fault },
+}
+
+/// What is wrong in a malformed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("{0} length byte missing")]
+    LengthByteMissing(Field),
+    #[error("{0} longer than the frame")]
+    FieldTooLong(Field),
+    /// Bytes after the last whole frame of a batch.
+    #[error("fewer than 5 bytes left")]
+    TrailingBytes,
+    #[error("frame longer than the data")]
+    FrameTooLong,
+}
+
+/// A length-prefixed (str8) field of a frame body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Ident,
+    Channel,
+    BrokerName,
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Field::Ident => "ident",
+            Field::Channel => "channel",
+            Field::BrokerName => "name",
+        })
+    }
 }
 
 /// Size limits for decoding.
@@ -178,25 +210,14 @@ pub fn decode(buf: &mut BytesMut, limits: &Limits) -> Result<Option<Frame>, Fram
     parse_body(op, raw).map(Some)
 }
 
-/// Splits one whole frame off the front of `buf`, which holds complete
-/// frames (publishes queued for a peer): running short is an error here.
-pub fn split_frame(buf: &mut Bytes, limits: &Limits) -> Result<Frame, FrameError> {
-    let (op, len) = {
-        let mut rest = &buf[..];
-        let (op, raw) = split_raw(&mut rest, limits)?;
-        (op, raw.len())
-    };
-    parse_body(op, buf.split_to(len))
-}
-
 /// Takes the frame at the front of `buf` (frames back to back) without
 /// parsing its body: its opcode and all of its bytes.
 pub fn split_raw<'a>(buf: &mut &'a [u8], limits: &Limits) -> Result<(Opcode, &'a [u8]), FrameError> {
     let Some((op, len)) = header_of(buf, limits)? else {
-        return Err(FrameError::Malformed { op: "trailing", what: "fewer than 5 bytes left" });
+        return Err(FrameError::Malformed { op: "trailing", fault: Fault::TrailingBytes });
     };
     if buf.len() < len {
-        return Err(FrameError::Malformed { op: op.name(), what: "frame longer than the data" });
+        return Err(FrameError::Malformed { op: op.name(), fault: Fault::FrameTooLong });
     }
     let (frame, rest) = buf.split_at(len);
     *buf = rest;
@@ -213,8 +234,8 @@ pub fn publish_channel(raw: &[u8]) -> Result<&[u8], FrameError> {
 /// The ident and channel lengths of a PUBLISH frame, checked to fit.
 fn publish_field_lens(raw: &[u8]) -> Result<(u8, u8), FrameError> {
     let op = Opcode::Publish.name();
-    let ident_len = str8_len(&raw[HEADER_LEN..], op, "ident")?;
-    let channel_len = str8_len(&raw[HEADER_LEN + 1 + ident_len as usize..], op, "channel")?;
+    let ident_len = str8_len(&raw[HEADER_LEN..], op, Field::Ident)?;
+    let channel_len = str8_len(&raw[HEADER_LEN + 1 + ident_len as usize..], op, Field::Channel)?;
     Ok((ident_len, channel_len))
 }
 
@@ -243,12 +264,12 @@ fn parse_body(op: Opcode, raw: Bytes) -> Result<Frame, FrameError> {
         Opcode::Error => Frame::Error { message: body() },
         Opcode::Info => {
             let mut body = body();
-            let name_field = str8(&mut body, name, "broker name")?;
+            let name_field = str8(&mut body, name, Field::BrokerName)?;
             Frame::Info { name: name_field, nonce: body }
         }
         Opcode::Auth => {
             let mut body = body();
-            let ident = str8(&mut body, name, "ident")?;
+            let ident = str8(&mut body, name, Field::Ident)?;
             Frame::Auth { ident, hash: body }
         }
         Opcode::Publish => {
@@ -257,49 +278,33 @@ fn parse_body(op: Opcode, raw: Bytes) -> Result<Frame, FrameError> {
         }
         Opcode::Subscribe => {
             let mut body = body();
-            let ident = str8(&mut body, name, "ident")?;
+            let ident = str8(&mut body, name, Field::Ident)?;
             Frame::Subscribe { ident, channel: body }
         }
         Opcode::Unsubscribe => {
             let mut body = body();
-            let ident = str8(&mut body, name, "ident")?;
+            let ident = str8(&mut body, name, Field::Ident)?;
             Frame::Unsubscribe { ident, channel: body }
         }
     };
     Ok(frame)
 }
 
-fn str8(body: &mut Bytes, op: &'static str, what: &'static str) -> Result<Bytes, FrameError> {
-    let n = str8_len(body, op, what)? as usize;
+fn str8(body: &mut Bytes, op: &'static str, field: Field) -> Result<Bytes, FrameError> {
+    let n = str8_len(body, op, field)? as usize;
     body.advance(1);
     Ok(body.split_to(n))
 }
 
 /// The length of the str8 field at the start of `body`, checked to fit.
-fn str8_len(body: &[u8], op: &'static str, what: &'static str) -> Result<u8, FrameError> {
+fn str8_len(body: &[u8], op: &'static str, field: Field) -> Result<u8, FrameError> {
     let Some(&n) = body.first() else {
-        return Err(FrameError::Malformed { op, what: field_missing(what) });
+        return Err(FrameError::Malformed { op, fault: Fault::LengthByteMissing(field) });
     };
     if body.len() < 1 + n as usize {
-        return Err(FrameError::Malformed { op, what: field_truncated(what) });
+        return Err(FrameError::Malformed { op, fault: Fault::FieldTooLong(field) });
     }
     Ok(n)
-}
-
-fn field_missing(what: &'static str) -> &'static str {
-    match what {
-        "ident" => "ident length byte missing",
-        "channel" => "channel length byte missing",
-        _ => "name length byte missing",
-    }
-}
-
-fn field_truncated(what: &'static str) -> &'static str {
-    match what {
-        "ident" => "ident longer than the frame",
-        "channel" => "channel longer than the frame",
-        _ => "name longer than the frame",
-    }
 }
 
 // ---- encoding ----
@@ -437,19 +442,17 @@ mod tests {
     }
 
     #[test]
-    fn given_back_to_back_frames_then_split_frame_takes_one_at_a_time_and_rejects_a_cut_one() {
+    fn given_back_to_back_frames_then_split_raw_takes_one_at_a_time_and_rejects_a_cut_one() {
         let (a, b) = (encode_publish(b"i", b"c", b"one"), encode_subscribe(b"i", b"c"));
-        let mut buf = Bytes::from([&a[..], &b[..], &a[..3]].concat());
+        let all = [&a[..], &b[..], &a[..3]].concat();
+        let mut buf = &all[..];
         let limits = Limits::default();
-        assert_eq!(split_frame(&mut buf, &limits).unwrap().opcode(), Opcode::Publish);
-        assert_eq!(
-            split_frame(&mut buf, &limits).unwrap(),
-            Frame::Subscribe { ident: "i".into(), channel: "c".into() }
-        );
-        let cut = split_frame(&mut buf, &limits).unwrap_err();
+        assert_eq!(split_raw(&mut buf, &limits).unwrap(), (Opcode::Publish, &a[..]));
+        assert_eq!(split_raw(&mut buf, &limits).unwrap(), (Opcode::Subscribe, &b[..]));
+        let cut = split_raw(&mut buf, &limits).unwrap_err();
         assert_eq!(cut.to_string(), "malformed trailing frame: fewer than 5 bytes left");
-        let mut short = a.slice(..a.len() - 1);
-        let err = split_frame(&mut short, &limits).unwrap_err();
+        let mut short = &a[..a.len() - 1];
+        let err = split_raw(&mut short, &limits).unwrap_err();
         assert_eq!(err.to_string(), "malformed PUBLISH frame: frame longer than the data");
     }
 
@@ -567,7 +570,7 @@ mod tests {
         // PUBLISH whose channel length runs past the end.
         assert!(matches!(
             decode_all(&[0, 0, 0, 9, 3, 1, b'i', 5, b'c']),
-            Err(FrameError::Malformed { what: "channel longer than the frame", .. })
+            Err(FrameError::Malformed { fault: Fault::FieldTooLong(Field::Channel), .. })
         ));
     }
 

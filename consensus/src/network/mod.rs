@@ -15,7 +15,7 @@ use serde::Serialize;
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
-use crate::cluster_tls::ClusterTls;
+use crate::cluster_tls::{ClusterTls, ConnectError};
 use crate::proto::raft_client::RaftClient;
 use crate::proto::RaftPayload;
 use crate::{NodeId, NodeInfo, TypeConfig};
@@ -23,7 +23,7 @@ use crate::{NodeId, NodeInfo, TypeConfig};
 pub type PeerRpc = RaftClient<InterceptedService<Channel, ClusterTls>>;
 
 /// A client for the Raft service of the node at `cluster_addr`.
-pub fn connect(cluster_addr: &str, tls: ClusterTls) -> Result<PeerRpc, String> {
+pub fn connect(cluster_addr: &str, tls: ClusterTls) -> Result<PeerRpc, ConnectError> {
     Ok(RaftClient::with_interceptor(tls.channel(cluster_addr)?, tls)
         // Snapshots of a large graph exceed tonic's 4 MiB default.
         .max_decoding_message_size(256 * 1024 * 1024)
@@ -37,7 +37,7 @@ pub struct Network {
 
 pub struct PeerClient {
     target: NodeId,
-    rpc: Result<PeerRpc, String>,
+    rpc: Result<PeerRpc, ConnectError>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -77,7 +77,7 @@ impl PeerClient {
     {
         let rpc = match &mut self.rpc {
             Ok(rpc) => rpc,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.clone())))),
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(e.to_string())))),
         };
         let payload = encode(req);
         let sent = async {

@@ -19,7 +19,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use crate::{Entry, LogId, NodeId};
 
 pub use log::LogStore;
-pub use state_machine::{KeyEntry, Published, StateMachineStore, View};
+pub use state_machine::{KeyEntry, KeyTable, OnApply, Published, StateMachineStore};
 
 pub(crate) const CF_LOG: &str = "log";
 pub(crate) const CF_META: &str = "meta";

@@ -14,7 +14,6 @@ use openraft::{
 };
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use super::{cf, synced, CF_SNAPSHOT};
 use crate::{Entry, LogId, NodeId, NodeInfo, Response, StorageError, TypeConfig};
@@ -28,19 +27,24 @@ pub struct KeyEntry {
     pub owner: UserId,
 }
 
-/// What the publish path needs, as one immutable snapshot per applied change.
-#[derive(Debug, Clone, Default)]
-pub struct View {
-    pub index: SharingIndex,
-    /// By ident.
-    pub keys: Arc<LookupMap<String, Arc<KeyEntry>>>,
-    pub last_applied: Option<LogId>,
+/// Authkeys by ident.
+pub type KeyTable = LookupMap<String, Arc<KeyEntry>>;
+
+/// Told of the state after every applied change, snapshot load included:
+/// the one way from an applied entry to the publish path.
+pub trait OnApply: Send + Sync + 'static {
+    fn applied(&self, index: &SharingIndex, keys: &Arc<KeyTable>, last_applied: Option<LogId>);
+}
+
+/// For nodes whose applies nobody reads (tests of the store).
+impl OnApply for () {
+    fn applied(&self, _: &SharingIndex, _: &Arc<KeyTable>, _: Option<LogId>) {}
 }
 
 /// State shared between the Raft state machine and the node's readers.
 pub struct Published {
     state: RwLock<MachineState>,
-    view: watch::Sender<Arc<View>>,
+    on_apply: Arc<dyn OnApply>,
 }
 
 impl Published {
@@ -49,17 +53,19 @@ impl Published {
         f(&self.state.read().expect("state lock poisoned").graph)
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<View>> {
-        self.view.subscribe()
+    /// Runs `f` on the current graph and its sharing index.
+    pub fn read_index<T>(&self, f: impl FnOnce(&Graph, &SharingIndex) -> T) -> T {
+        let state = self.state.read().expect("state lock poisoned");
+        f(&state.graph, &state.index)
     }
 
-    pub fn view(&self) -> Arc<View> {
-        self.view.borrow().clone()
+    /// How long the last full sharing-index build (a snapshot load) took.
+    pub fn index_build_time(&self) -> std::time::Duration {
+        self.state.read().expect("state lock poisoned").index_build
     }
 
     fn publish(&self, state: &MachineState) {
-        let view = View { index: state.index.clone(), keys: state.keys.clone(), last_applied: state.last_applied };
-        self.view.send_replace(Arc::new(view));
+        self.on_apply.applied(&state.index, &state.keys, state.last_applied);
     }
 }
 
@@ -69,8 +75,9 @@ struct MachineState {
     membership: StoredMembership<NodeId, NodeInfo>,
     graph: Graph,
     index: SharingIndex,
-    keys: Arc<LookupMap<String, Arc<KeyEntry>>>,
+    keys: Arc<KeyTable>,
     recent: RecentRequests,
+    index_build: std::time::Duration,
 }
 
 /// Results of the last requests by id, so that a write retried after a lost
@@ -105,7 +112,7 @@ impl MachineState {
         let graph = data.graph.restore();
         let started = std::time::Instant::now();
         let index = SharingIndex::build(&graph);
-        metrics::gauge!("hpfriends_index_build_seconds").set(started.elapsed().as_secs_f64());
+        let index_build = started.elapsed();
         let keys = Arc::new(key_table(&graph));
         MachineState {
             last_applied: data.last_applied,
@@ -114,11 +121,12 @@ impl MachineState {
             index,
             keys,
             recent: data.recent,
+            index_build,
         }
     }
 }
 
-fn key_table(graph: &Graph) -> LookupMap<String, Arc<KeyEntry>> {
+fn key_table(graph: &Graph) -> KeyTable {
     graph
         .keys()
         .filter_map(|k| {
@@ -160,7 +168,7 @@ fn sm_err(verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError 
 
 impl StateMachineStore {
     /// Loads the last snapshot from `db`, if any.
-    pub fn load(db: Arc<DB>, command_version: u32) -> Result<Self, StorageError> {
+    pub fn load(db: Arc<DB>, command_version: u32, on_apply: Arc<dyn OnApply>) -> Result<Self, StorageError> {
         let state = match read_stored(&db)? {
             Some(stored) => {
                 let data: SnapshotData =
@@ -169,8 +177,7 @@ impl StateMachineStore {
             }
             None => MachineState::default(),
         };
-        let (view, _) = watch::channel(Arc::new(View::default()));
-        let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), view });
+        let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), on_apply });
         shared.publish(&state);
         *shared.state.write().expect("fresh lock") = state;
         Ok(Self { db, shared, snapshots_built: Arc::new(AtomicU64::new(0)), command_version })

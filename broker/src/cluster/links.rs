@@ -8,84 +8,19 @@
 //! travel on a separate queue and are never dropped.
 
 use std::collections::{HashSet, VecDeque};
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
-use hpfriends_consensus::proto::{Interest, Publish, PublishRuns, Run};
+use bytes::Bytes;
 use hpfriends_consensus::NodeId;
-use hpfriends_graph::{LookupMap, Readers, UserId};
+use hpfriends_graph::{may_read, LookupMap, Readers, UserId};
 use tokio::sync::{mpsc, Notify};
 
-use crate::protocol::frame::{self, Frame, Limits};
+use super::proto::Interest;
+use super::runs::{Chunk, MAX_CHUNK_BYTES};
 use crate::protocol::PublishFrame;
-
-/// Most frame bytes in a chunk (one message to the peer), unless one frame is larger.
-const MAX_CHUNK_BYTES: usize = 256 * 1024;
-
-/// Publishes queued for a peer, as one message carries them: the frames back
-/// to back, exactly as received, and the runs they form (consecutive frames
-/// of one publisher on one channel), which the receiver checks and delivers
-/// at once.
-#[derive(Default)]
-pub struct Chunk {
-    frames: BytesMut,
-    runs: Vec<Run>,
-    messages: usize,
-    /// Where the last run's channel is in `frames`.
-    run_channel: Range<usize>,
-}
-
-impl Chunk {
-    fn push(&mut self, owner: UserId, publish: &PublishFrame) {
-        let start = self.frames.len();
-        let raw = publish.raw();
-        let same_run = self.runs.last().is_some_and(|r| r.owner == owner)
-            && self.frames[self.run_channel.clone()] == *publish.channel();
-        self.frames.extend_from_slice(raw);
-        match self.runs.last_mut() {
-            Some(run) if same_run => run.len += raw.len() as u32,
-            _ => {
-                self.runs.push(Run { owner, len: raw.len() as u32 });
-                let channel = publish.channel_range();
-                self.run_channel = start + channel.start..start + channel.end;
-            }
-        }
-        self.messages += 1;
-    }
-
-    pub fn messages(&self) -> usize {
-        self.messages
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.frames.len()
-    }
-
-    pub fn into_runs(self) -> PublishRuns {
-        PublishRuns { frames: self.frames.freeze(), runs: self.runs }
-    }
-
-    /// One `Publish` per frame, for a peer that does not take runs.
-    pub fn into_publishes(self) -> Vec<Publish> {
-        // Any length a frame header can state: these frames were checked on arrival.
-        let limits = Limits { max_publish_body: u32::MAX as usize };
-        let mut frames = self.frames.freeze();
-        let mut publishes = Vec::with_capacity(self.messages);
-        for run in &self.runs {
-            let mut run_frames = frames.split_to(run.len as usize);
-            while !run_frames.is_empty() {
-                let Ok(Frame::Publish(p)) = frame::split_frame(&mut run_frames, &limits) else {
-                    unreachable!("a chunk holds only the PUBLISH frames the session decoded");
-                };
-                publishes.push(Publish { owner: run.owner, channel: p.channel_bytes(), frame: p.raw().clone() });
-            }
-        }
-        publishes
-    }
-}
+use crate::telemetry;
 
 /// The sending side of one outbound link.
 pub struct LinkQueue {
@@ -148,9 +83,7 @@ impl LinkQueue {
         match pending.chunks.back_mut() {
             Some(chunk) if chunk.bytes() + len <= MAX_CHUNK_BYTES => chunk.push(owner, publish),
             _ => {
-                // Allocated whole: growing a chunk by reallocation copies it again.
-                let frames = BytesMut::with_capacity(MAX_CHUNK_BYTES.max(len));
-                let mut chunk = Chunk { frames, ..Chunk::default() };
+                let mut chunk = Chunk::with_capacity(MAX_CHUNK_BYTES.max(len));
                 chunk.push(owner, publish);
                 pending.chunks.push_back(chunk);
             }
@@ -177,7 +110,7 @@ impl LinkQueue {
     fn take_chunk(&self) -> Option<Chunk> {
         let mut pending = self.pending.lock().expect("link queue lock");
         let chunk = pending.chunks.pop_front()?;
-        pending.messages -= chunk.messages;
+        pending.messages -= chunk.messages();
         Some(chunk)
     }
 
@@ -215,12 +148,10 @@ impl LinkQueue {
     }
 }
 
-/// What a peer announced: the pairs its clients subscribe as, and whether it
-/// takes publish runs.
+/// What a peer announced: the pairs its clients subscribe as.
 #[derive(Clone, Default)]
 struct PeerInterest {
     channels: LookupMap<Bytes, Vec<UserId>>,
-    accepts_runs: bool,
     /// The inbound stream that announced it.
     stream: u64,
 }
@@ -266,7 +197,7 @@ impl Fanout {
         let routes = self.routes.load();
         for route in routes.iter() {
             let Some(owners) = route.interest.channels.get(publish.channel()) else { continue };
-            if owners.iter().any(|o| *o == owner || readers.is_some_and(|r| r.contains(*o))) {
+            if owners.iter().any(|o| may_read(owner, *o, readers)) {
                 route.link.push(owner, publish);
             }
         }
@@ -294,10 +225,10 @@ impl Fanout {
             dropped: AtomicU64::new(0),
             dropped_pairs: Mutex::default(),
             has_dropped: AtomicBool::new(false),
-            link_up: metrics::gauge!("hpfriends_peer_link_up", "peer" => peer.to_string()),
-            sent_messages: metrics::counter!("hpfriends_fanout_messages_total", "peer" => peer.to_string()),
-            sent_bytes: metrics::counter!("hpfriends_fanout_bytes_total", "peer" => peer.to_string()),
-            dropped_messages: metrics::counter!("hpfriends_fanout_dropped_total", "peer" => peer.to_string()),
+            link_up: metrics::gauge!(telemetry::PEER_LINK_UP.name, "peer" => peer.to_string()),
+            sent_messages: metrics::counter!(telemetry::FANOUT_MESSAGES.name, "peer" => peer.to_string()),
+            sent_bytes: metrics::counter!(telemetry::FANOUT_BYTES.name, "peer" => peer.to_string()),
+            dropped_messages: metrics::counter!(telemetry::FANOUT_DROPPED.name, "peer" => peer.to_string()),
         });
         self.modify(|peers| {
             peers.links.insert(peer, queue.clone());
@@ -364,18 +295,14 @@ impl Fanout {
         }
     }
 
-    pub fn link_count(&self) -> usize {
-        self.peers().links.len()
-    }
-
     /// A peer opened a stream to this node.
     pub fn open_inbound(&self, peer: NodeId) -> InboundLink {
         InboundLink { peer, stream: self.streams.fetch_add(1, Ordering::Relaxed) + 1 }
     }
 
     /// A peer replayed its whole interest set on `link`, which now owns it.
-    pub fn set_peer_interest(&self, link: InboundLink, entries: Vec<Interest>, accepts_runs: bool) {
-        let mut interest = PeerInterest { channels: LookupMap::default(), accepts_runs, stream: link.stream };
+    pub fn set_peer_interest(&self, link: InboundLink, entries: Vec<Interest>) {
+        let mut interest = PeerInterest { channels: LookupMap::default(), stream: link.stream };
         for e in entries.into_iter().filter(|e| e.subscribed) {
             let owners = interest.channels.entry(e.channel).or_default();
             if !owners.contains(&e.owner) {
@@ -404,11 +331,6 @@ impl Fanout {
             }
             peers.interest.insert(link.peer, Arc::new(interest));
         });
-    }
-
-    /// Whether `peer`'s last replay said it takes publish runs.
-    pub fn accepts_runs(&self, peer: NodeId) -> bool {
-        self.peers().interest.get(&peer).is_some_and(|p| p.accepts_runs)
     }
 
     /// The stream ended: the peer replays everything when it comes back. A
@@ -442,44 +364,64 @@ impl Fanout {
 
 #[cfg(test)]
 mod tests {
+    use hpfriends_graph::{Command, Graph, ShareKind, SharingIndex, Target};
+
     use super::*;
 
-    fn chunk_of(publishes: &[(UserId, &str, &str)]) -> Chunk {
-        let mut chunk = Chunk::default();
-        for (owner, channel, payload) in publishes {
-            chunk.push(*owner, &PublishFrame::new(b"ident", channel.as_bytes(), payload.as_bytes()));
+    const QUEUE: usize = 100;
+
+    /// jojo shares channel c with mark: (index, jojo, mark).
+    fn jojo_shares_with_mark() -> (SharingIndex, UserId, UserId) {
+        let mut g = Graph::new();
+        let to = Target::User("mark".into());
+        let mut commands: Vec<Command> =
+            ["jojo", "mark"].iter().map(|n| Command::AddUser { name: n.to_string() }).collect();
+        commands.push(Command::AddShare {
+            from: "jojo".into(),
+            to: to.clone(),
+            channel: "c".into(),
+            kind: ShareKind::Shares,
+        });
+        commands.push(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
+        g.apply(&Command::Batch { commands }).unwrap();
+        (SharingIndex::build(&g), g.user_id("jojo").unwrap(), g.user_id("mark").unwrap())
+    }
+
+    #[test]
+    fn given_full_link_queue_then_dropped_pairs_are_reported_once() {
+        let (index, jojo, mark) = jojo_shares_with_mark();
+        let fanout = Fanout::new(QUEUE);
+        let (queue, _control) = fanout.add_link(2);
+        let link = fanout.open_inbound(2);
+        fanout.set_peer_interest(link, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }]);
+        let readers = index.readers(jojo, "c");
+        let publish = PublishFrame::new(b"jojo-key", b"c", b"payload");
+        for _ in 0..QUEUE {
+            fanout.forward(jojo, &publish, readers);
         }
-        chunk
+        assert!(queue.take_dropped().is_empty(), "a full queue has dropped nothing yet");
+        fanout.forward(jojo, &publish, readers);
+        fanout.forward(jojo, &publish, readers);
+        assert_eq!(queue.take_dropped(), vec![(Bytes::from_static(b"c"), jojo)]);
+        assert!(queue.take_dropped().is_empty(), "reported once");
+        assert_eq!(queue.dropped.load(Ordering::Relaxed), 2);
     }
 
     #[test]
-    fn given_publishes_then_a_chunk_runs_consecutive_ones_of_one_owner_and_channel() {
-        let chunk = chunk_of(&[(1, "a", "x"), (1, "a", "yy"), (2, "a", "z"), (2, "b", "z"), (1, "b", "z")]);
-        assert_eq!(chunk.messages(), 5);
-        let frame_len = |payload: &str| PublishFrame::new(b"ident", b"a", payload.as_bytes()).raw().len() as u32;
-        let runs = chunk.into_runs();
-        let owners_lens: Vec<(UserId, u32)> = runs.runs.iter().map(|r| (r.owner, r.len)).collect();
-        let z = frame_len("z");
-        assert_eq!(owners_lens, vec![(1, frame_len("x") + frame_len("yy")), (2, z), (2, z), (1, z)]);
-        assert_eq!(runs.frames.len() as u32, owners_lens.iter().map(|(_, l)| l).sum::<u32>());
-    }
-
-    #[test]
-    fn given_a_chunk_then_its_publishes_keep_owner_channel_and_order() {
-        let sent = [(7, "a", "one"), (7, "a", "two"), (u32::MAX, "bb", "")];
-        let publishes = chunk_of(&sent).into_publishes();
-        let got: Vec<(UserId, Bytes, Bytes)> = publishes.into_iter().map(|p| (p.owner, p.channel, p.frame)).collect();
-        let want: Vec<(UserId, Bytes, Bytes)> = sent
-            .iter()
-            .map(|(o, c, p)| {
-                (
-                    *o,
-                    Bytes::copy_from_slice(c.as_bytes()),
-                    PublishFrame::new(b"ident", c.as_bytes(), p.as_bytes()).raw().clone(),
-                )
-            })
-            .collect();
-        assert_eq!(got, want);
+    fn given_a_second_stream_for_a_peer_then_the_older_ones_changes_and_close_leave_its_interest_alone() {
+        let (index, jojo, mark) = jojo_shares_with_mark();
+        let fanout = Fanout::new(QUEUE);
+        let (queue, _control) = fanout.add_link(2);
+        let marks = || vec![Interest { channel: "c".into(), owner: mark, subscribed: true }];
+        let older = fanout.open_inbound(2);
+        fanout.set_peer_interest(older, marks());
+        let newer = fanout.open_inbound(2);
+        fanout.set_peer_interest(newer, marks());
+        fanout.set_peer_interest(older, vec![]);
+        fanout.apply_peer_interest(older, Interest { channel: "c".into(), owner: mark, subscribed: false });
+        fanout.forget_peer(older);
+        fanout.forward(jojo, &PublishFrame::new(b"jojo-key", b"c", b"x"), index.readers(jojo, "c"));
+        assert_eq!(queue.queued(), 1, "the newest replay's interest still routes to the peer");
     }
 
     #[tokio::test]
@@ -498,7 +440,10 @@ mod tests {
             let chunk = queue.next_chunk().await;
             assert!(chunk.bytes() <= MAX_CHUNK_BYTES, "a chunk stops growing at its bound");
             chunks += 1;
-            taken.extend(chunk.into_publishes().into_iter().map(|p| p.channel));
+            super::super::runs::for_each_run(chunk.into_runs(), |_, channel, _, count| {
+                taken.extend(std::iter::repeat_n(channel.to_vec(), count))
+            })
+            .unwrap();
         }
         assert!(chunks >= 2);
         assert!(taken.iter().enumerate().all(|(i, c)| c[..] == *format!("c{}", i % 2).as_bytes()));
