@@ -163,4 +163,35 @@ mod tests {
         assert!(err.contains("needs --join"), "{err}");
         assert!(serve(&["--pod-ordinal", "1", "--node-id", "4"]).is_err(), "both may not be given");
     }
+
+    /// docs/cli.md names every `serve` flag, every setting of the file, and
+    /// every `ctl` command, so the reference cannot fall behind the code.
+    #[test]
+    fn given_docs_cli_md_then_it_names_every_flag_setting_and_command() {
+        use clap::CommandFactory;
+        let doc = include_str!("../../../docs/cli.md");
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve");
+        for flag in serve.get_arguments().filter_map(|a| a.get_long()).filter(|l| *l != "help") {
+            assert!(doc.contains(&format!("`--{flag}")), "docs/cli.md does not name serve --{flag}");
+        }
+        let settings = toml::Value::try_from(Config::default()).expect("the config serializes");
+        for key in settings.as_table().expect("a table").keys() {
+            assert!(doc.contains(&format!("`{key}`")), "docs/cli.md does not name the setting {key}");
+        }
+        let ctl = cli.find_subcommand("ctl").expect("ctl");
+        for command in ctl.get_subcommands().filter(|c| c.get_name() != "help") {
+            let leaves: Vec<String> = match command.get_subcommands().filter(|c| c.get_name() != "help").count() {
+                0 => vec![command.get_name().to_string()],
+                _ => command
+                    .get_subcommands()
+                    .filter(|c| c.get_name() != "help")
+                    .map(|c| format!("{} {}", command.get_name(), c.get_name()))
+                    .collect(),
+            };
+            for leaf in leaves {
+                assert!(doc.contains(&format!("`{leaf}")), "docs/cli.md does not name ctl {leaf}");
+            }
+        }
+    }
 }
