@@ -194,7 +194,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             // HTTP/2's default 64 KiB stream window would cost a round trip
-            // per fan-out batch (up to 1 MiB) or large publish.
+            // per fan-out chunk (256 KiB) or large publish.
             .initial_stream_window_size(PEER_STREAM_WINDOW)
             .initial_connection_window_size(PEER_STREAM_WINDOW * 2)
             // Peers may send a fan-out batch in one DATA frame: with HTTP/2's

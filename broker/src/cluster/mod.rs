@@ -229,7 +229,7 @@ async fn run_link(
         };
         let client = FanoutClient::with_interceptor(channel, tls.clone());
         // Small: the link queue (`peer_queue_messages`) is the buffer. Frames
-        // waiting here (up to 256 publishes each) would hold a `dropped`
+        // waiting here (a chunk of up to 256 KiB each) would hold a `dropped`
         // notice back until after later subscribers joined.
         let (tx, rx) = mpsc::channel::<PeerFrame>(LINK_FRAMES_IN_FLIGHT);
         // The replay goes first; changes queued before it are already in it.
