@@ -1,5 +1,4 @@
-//! The drain on SIGTERM (ARCHITECTURE.md, "Drain") on one node, and
-//! the version gate seen through the HTTP API.
+//! The drain on SIGTERM (ARCHITECTURE.md, "Drain") on one node.
 
 mod common;
 
@@ -8,11 +7,15 @@ use std::time::{Duration, Instant};
 use common::{start_node, Client, Node};
 use hpfriends_broker::protocol::Frame;
 
-const GRACE: Duration = Duration::from_millis(400);
+const GRACE: Duration = Duration::from_millis(1500);
 const WINDOW: Duration = Duration::from_millis(600);
 
 async fn readyz(n: &Node) -> (u16, serde_json::Value) {
-    let resp = reqwest::get(format!("http://{}/readyz", n.running.http_addr)).await.unwrap();
+    readyz_at(n.running.http_addr).await
+}
+
+async fn readyz_at(http_addr: std::net::SocketAddr) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("http://{http_addr}/readyz")).await.unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
@@ -75,64 +78,40 @@ async fn given_drain_then_unready_at_once_accepting_through_grace_and_clients_cl
         publisher.publish("c", format!("m{i}").as_bytes()).await;
     }
     let expected: Vec<Vec<u8>> = (0..100).map(|i| format!("m{i}").into_bytes()).collect();
-    assert!(started.elapsed() < GRACE, "the test itself was too slow to publish within the grace period");
+    let (_, body) = readyz_at(http_addr).await;
+    assert_eq!(body["accepting_clients"], true, "the publishes were not all sent within the grace period: {body}");
 
     // Every subscriber gets all it was sent, then the close, spread over the
-    // window. Read concurrently, so each close is timed when it happens.
+    // window. Read concurrently, so each close is seen when it happens; at
+    // each close the listener must already be shut (closes come after the
+    // grace period, never during it).
     let readers: Vec<_> = subscribers
         .into_iter()
         .chain([late])
         .map(|mut s| {
             tokio::spawn(async move {
                 let got = payloads_until_close(&mut s).await;
-                (got, started.elapsed())
+                let listener_shut = tokio::net::TcpStream::connect(addr).await.is_err();
+                (got, started.elapsed(), listener_shut)
             })
         })
         .collect();
     let mut closed_at = Vec::new();
     for r in readers {
-        let (got, at) = r.await.unwrap();
+        let (got, at, listener_shut) = r.await.unwrap();
         assert_eq!(got, expected);
+        assert!(listener_shut, "a client was closed while the node still accepted (grace period)");
         closed_at.push(at);
     }
     let first = *closed_at.iter().min().unwrap();
     let last = *closed_at.iter().max().unwrap();
     println!("clients closed between {first:?} and {last:?} after the drain began");
-    assert!(first >= GRACE, "a client was closed before the grace period ended ({first:?})");
-    assert!(last - first >= WINDOW / 6, "closes were not spread: {first:?}..{last:?}");
+    assert!(last - first >= WINDOW / 6, "closes were not spread over the window: {first:?}..{last:?}");
 
     // Past the grace period nothing accepts any more.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener still open after the grace period");
     tokio::time::timeout(Duration::from_secs(20), drain).await.expect("drain finished").unwrap();
     drop(dir);
-}
-
-#[tokio::test]
-async fn given_note_entry_of_next_version_then_409_needs_upgrade_and_nothing_written() {
-    let n = start_node(|_| {}).await;
-    let http = reqwest::Client::new();
-    let note = serde_json::json!({"text": "upgrade finished"});
-    let base = format!("http://{}", n.running.http_addr);
-    let token = n.running.operator_token.clone();
-    let resp = http.post(format!("{base}/api/v1/notes")).bearer_auth(&token).json(&note).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 409);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "needs_upgrade", "{body}");
-    let notes = list_notes(&http, &base, &token).await;
-    assert_eq!(notes["notes"], serde_json::json!([]));
-
-    // A node running the next version writes it.
-    let next = start_node(|c| c.command_version = hpfriends_graph::COMMAND_VERSION + 1).await;
-    let base = format!("http://{}", next.running.http_addr);
-    let token = next.running.operator_token.clone();
-    let resp = http.post(format!("{base}/api/v1/notes")).bearer_auth(&token).json(&note).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let notes = list_notes(&http, &base, &token).await;
-    assert_eq!(notes["notes"], serde_json::json!(["upgrade finished"]));
-}
-
-async fn list_notes(http: &reqwest::Client, base: &str, token: &str) -> serde_json::Value {
-    http.get(format!("{base}/api/v1/notes")).bearer_auth(token).send().await.unwrap().json().await.unwrap()
 }
 
 /// At a terminal: the first Ctrl-C starts the drain (5 s grace by default),
