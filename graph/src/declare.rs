@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AuthKey, Graph, ShareKind, Target};
 use crate::Command;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Declaration {
@@ -20,6 +21,7 @@ pub struct Declaration {
     pub keys: Vec<AuthKey>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupDecl {
@@ -32,10 +34,13 @@ pub struct GroupDecl {
     pub accepted: bool,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShareDecl {
     pub from: String,
+    /// A user, or `group:NAME`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub to: Target,
     pub channel: String,
     pub kind: ShareKind,

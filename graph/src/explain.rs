@@ -7,15 +7,19 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Graph, ShareKind, Target};
 
 /// One share along the path.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hop {
     pub from: String,
+    /// A user, or `group:NAME`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub to: Target,
     /// The user reached (for a group, the accepted member).
     pub reader: String,
     pub kind: ShareKind,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Explanation {

@@ -45,6 +45,7 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShareKind {
@@ -70,6 +71,7 @@ pub struct Share {
 }
 
 /// An hpfeeds credential. Keys are the only thing the wire protocol sees.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthKey {
     pub ident: String,
@@ -115,9 +117,12 @@ impl Group {
 }
 
 /// A share as listed to people.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareRecord {
     pub from: String,
+    /// A user, or `group:NAME`.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub to: Target,
     pub channel: String,
     pub kind: ShareKind,

@@ -4,13 +4,14 @@ mod api;
 pub mod auth;
 mod error;
 pub mod serve;
+pub mod types;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use hpfriends_consensus::ConsensusNode;
 
-pub use api::router;
+pub use api::{openapi::ApiDoc, router};
 pub use error::ApiError;
 
 #[derive(Clone)]

@@ -1,0 +1,85 @@
+//! Liveness, readiness and the Prometheus text format.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+
+use crate::http::types::{Health, Readiness};
+use crate::http::AppState;
+
+/// 200 while the process runs, draining included.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into() })
+}
+
+/// 200 only when a load balancer should send clients here.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses((status = 200, body = Readiness), (status = 503, description = "not ready; the body says why", body = Readiness))
+)]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let m = state.node.metrics().borrow().clone();
+    let draining = state.draining.load(Ordering::Acquire);
+    let leader_known = m.current_leader.is_some();
+    let caught_up = state.node.caught_up();
+    let peer_links_replayed = state.fanout.links_ready();
+    let accepting_clients = state.listening.load(Ordering::Acquire) == state.listeners;
+    let ready = !draining && leader_known && caught_up && peer_links_replayed && accepting_clients;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Readiness {
+        ready,
+        draining,
+        accepting_clients,
+        leader_known,
+        caught_up,
+        peer_links_replayed,
+        unreachable_peers: state.fanout.unreachable_peers(),
+        awaiting_replay_from: state.fanout.awaiting_replay_from(),
+        last_applied: m.last_applied.map(|l| l.index),
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text format. Unauthenticated, like `/healthz`: keep the HTTP
+/// port on a network that only operators and Prometheus reach.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String))
+)]
+pub async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    use crate::telemetry::*;
+    let set = |m: Metric, value: f64| metrics::gauge!(m.name).set(value);
+    let m = state.node.metrics().borrow().clone();
+    set(RAFT_TERM, m.current_term as f64);
+    set(RAFT_IS_LEADER, if m.current_leader == Some(m.id) { 1.0 } else { 0.0 });
+    set(RAFT_LEADER_ID, m.current_leader.unwrap_or(0) as f64);
+    set(RAFT_LAST_APPLIED, m.last_applied.map_or(0, |l| l.index) as f64);
+    set(RAFT_LAST_LOG_INDEX, m.last_log_index.unwrap_or(0) as f64);
+    for (role, on) in [
+        ("leader", m.state.is_leader()),
+        ("follower", m.state.is_follower()),
+        ("candidate", m.state.is_candidate()),
+        ("learner", m.state.is_learner()),
+    ] {
+        metrics::gauge!(RAFT_ROLE.name, "role" => role).set(if on { 1.0 } else { 0.0 });
+    }
+    set(RAFT_KNOWN_COMMIT, state.node.known_commit() as f64);
+    set(INDEX_GENERATION, state.router.view().index.generation() as f64);
+    set(INDEX_BUILD_SECONDS, state.node.index_build_time().as_secs_f64());
+    set(CLUSTER_AUTH_REFUSED, state.node.cluster_tls().refused() as f64);
+    set(SUBSCRIPTIONS, state.router.subscription_count() as f64);
+    set(SEND_BUFFER_SIZE, state.router.queued_bytes() as f64);
+    let (users, groups, shares, keys) =
+        state.node.read_graph(|g| (g.user_count(), g.groups().count(), g.share_count(), g.keys().count()));
+    for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {
+        metrics::gauge!(GRAPH_SIZE.name, "kind" => kind).set(n as f64);
+    }
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+}
