@@ -407,10 +407,20 @@ pub fn hpfeeds_python() -> anyhow::Result<PathBuf> {
 
 /// The real hpfeeds 3.1.0 command line client, from a venv made on first use.
 pub fn hpfeeds_cli() -> anyhow::Result<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/hpfeeds-venv");
-    let out = Command::new("bash").arg(&script).output().context("cannot run scripts/hpfeeds-venv")?;
+    venv_command("hpfeeds-venv")
+}
+
+/// schemathesis (PyPI), from a venv made on first use.
+pub fn schemathesis_cli() -> anyhow::Result<PathBuf> {
+    venv_command("schemathesis-venv")
+}
+
+/// Runs `scripts/SCRIPT`, which makes a venv once and prints its command's path.
+fn venv_command(script: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(script);
+    let out = Command::new("bash").arg(&path).output().with_context(|| format!("cannot run scripts/{script}"))?;
     if !out.status.success() {
-        bail!("creating the hpfeeds venv failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!("scripts/{script} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }

@@ -75,7 +75,7 @@ pub enum ApiErrors {
         super::cluster::status,
         super::cluster::leave,
     ),
-    components(schemas(ErrorCode)),
+    components(schemas(ErrorCode, ErrorBody, ErrorDetail)),
     modifiers(&BearerToken),
     security(("bearer" = [])),
 )]
