@@ -1,0 +1,91 @@
+//! The HTTP API as `ctl` calls it: typed bodies in, typed bodies out, and an
+//! API error turned into its status and message.
+
+use anyhow::{bail, Context};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::http::types::ErrorBody;
+
+pub struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    consistent: bool,
+}
+
+/// What a command prints: the API's JSON (`--json`) or text for people.
+pub struct Output {
+    pub json: serde_json::Value,
+    pub text: String,
+}
+
+impl Output {
+    pub fn new(answer: &impl Serialize, text: impl Into<String>) -> anyhow::Result<Output> {
+        Ok(Output { json: serde_json::to_value(answer)?, text: text.into() })
+    }
+}
+
+impl Api {
+    pub fn new(base: String, token: Option<String>, consistent: bool) -> Api {
+        Api { http: reqwest::Client::new(), base, token, consistent }
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error.message).unwrap_or(text);
+            bail!("{status}: {message}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}: {text}"))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        if self.consistent {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            return self.call(reqwest::Method::GET, &format!("{path}{sep}consistent=true"), None).await;
+        }
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
+        self.call(reqwest::Method::POST, path, Some(serde_json::to_value(body)?)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}
+
+/// Path segments and query values: keep unreserved characters, escape the rest.
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `path`, with `?key=value` when a filter is given.
+pub fn filtered(path: &str, key: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{path}?{key}={}", enc(v)),
+        None => path.to_string(),
+    }
+}

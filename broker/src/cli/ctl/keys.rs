@@ -1,0 +1,44 @@
+//! `ctl key …`
+
+use super::client::{enc, filtered, Api, Output};
+use super::KeyCmd;
+use crate::http::types::{CreatedKey, Done, KeyList, NewKey};
+
+pub async fn run(api: &Api, cmd: &KeyCmd) -> anyhow::Result<Output> {
+    match cmd {
+        KeyCmd::Add { owner, ident, secret, publish, subscribe } => {
+            let new = NewKey {
+                ident: ident.clone(),
+                owner: Some(owner.clone()),
+                secret: secret.clone(),
+                publish: publish.clone(),
+                subscribe: subscribe.clone(),
+            };
+            let created: CreatedKey = api.post("/api/v1/keys", &new).await?;
+            let text = format!("added key {ident}\nsecret: {}", created.key.secret);
+            Output::new(&created, text)
+        }
+        KeyCmd::Remove { ident } => {
+            let done: Done = api.delete(&format!("/api/v1/keys/{}", enc(ident))).await?;
+            Output::new(&done, format!("removed key {ident}"))
+        }
+        KeyCmd::List { owner } => {
+            let list: KeyList = api.get(&filtered("/api/v1/keys", "owner", owner.as_deref())).await?;
+            let text = list
+                .keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{}  owner: {}  publish: {}  subscribe: {}",
+                        k.ident,
+                        k.owner,
+                        k.publish.join(","),
+                        k.subscribe.join(",")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Output::new(&list, text)
+        }
+    }
+}

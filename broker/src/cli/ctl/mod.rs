@@ -1,0 +1,200 @@
+//! `hpfriends ctl`: the HTTP API for people (and scripts, with `--json`).
+//! The flags are here; each resource's commands are in a file of their own,
+//! speaking the API's own types (`http::types`) through `client.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+mod client;
+mod cluster;
+mod graph;
+mod groups;
+mod keys;
+mod shares;
+mod users;
+
+use client::{Api, Output};
+
+#[derive(Args, Debug)]
+pub struct CtlArgs {
+    /// HTTP address of any node.
+    #[arg(long, env = "HPFRIENDS_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Operator or user token.
+    #[arg(long, env = "HPFRIENDS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of text for people.
+    #[arg(long, env = "HPFRIENDS_JSON")]
+    pub json: bool,
+    /// Reads see every write committed before them (asks the leader).
+    #[arg(long, env = "HPFRIENDS_CONSISTENT")]
+    pub consistent: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CtlCommand {
+    /// Make the graph contain a declaration (JSON or TOML); idempotent.
+    Apply { file: PathBuf },
+    /// Import an hpfeeds 3.x JSON auth file as users, keys and shares.
+    ImportHpfeeds { file: PathBuf },
+    #[command(subcommand)]
+    User(UserCmd),
+    #[command(subcommand)]
+    Group(GroupCmd),
+    #[command(subcommand)]
+    Share(ShareCmd),
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Show the path that lets --to read --from's data on --channel.
+    Explain {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        channel: String,
+    },
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Operator notes kept in the replicated log (needs command version 2 on every voter).
+    #[command(subcommand)]
+    Note(NoteCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NoteCmd {
+    Add { text: String },
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    Add {
+        name: String,
+    },
+    List,
+    Remove {
+        name: String,
+    },
+    /// Issue a new API token for the user (replaces the old one).
+    Token {
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    Add {
+        name: String,
+        /// First admin (needed with the operator token; a user creates groups as themselves).
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    List,
+    Invite {
+        group: String,
+        user: String,
+    },
+    /// Accept an invitation (the operator names the user with --user).
+    Join {
+        group: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    Leave {
+        group: String,
+        #[arg(long)]
+        user: Option<String>,
+    },
+    RemoveMember {
+        group: String,
+        user: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ShareRef {
+    #[arg(long)]
+    pub from: String,
+    /// A user, or group:NAME.
+    #[arg(long)]
+    pub to: String,
+    #[arg(long)]
+    pub channel: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ShareCmd {
+    Add {
+        #[command(flatten)]
+        share: ShareRef,
+        #[arg(long, value_parser = ["shares", "shares_all"])]
+        kind: String,
+    },
+    Accept(ShareRef),
+    Remove(ShareRef),
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    Add {
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        ident: String,
+        /// Generated when omitted.
+        #[arg(long)]
+        secret: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        publish: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        subscribe: Vec<String>,
+    },
+    Remove {
+        ident: String,
+    },
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    Status,
+    Leave { node_id: u64 },
+}
+
+pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
+    let api = Api::new(args.server.clone(), args.token.clone(), args.consistent);
+    let Output { json, text } = execute(&api, &args.command).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&json)?);
+    } else if !text.is_empty() {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+/// Runs one command; returns the API's JSON and the text for people.
+async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<Output> {
+    use CtlCommand as C;
+    match cmd {
+        C::Apply { file } => graph::apply(api, file).await,
+        C::ImportHpfeeds { file } => graph::import_hpfeeds(api, file).await,
+        C::Explain { from, to, channel } => graph::explain(api, from, to, channel).await,
+        C::Note(n) => graph::note(api, n).await,
+        C::User(u) => users::run(api, u).await,
+        C::Group(g) => groups::run(api, g).await,
+        C::Share(s) => shares::run(api, s).await,
+        C::Key(k) => keys::run(api, k).await,
+        C::Cluster(c) => cluster::run(api, c).await,
+    }
+}

@@ -1,0 +1,53 @@
+//! `ctl share …`
+
+use hpfriends_graph::{ShareKind, Target};
+
+use super::client::{filtered, Api, Output};
+use super::{ShareCmd, ShareRef};
+use crate::http::types::{Done, ShareList, ShareRequest};
+
+fn request(s: &ShareRef, kind: Option<ShareKind>) -> ShareRequest {
+    ShareRequest { from: Some(s.from.clone()), to: Target::parse(&s.to), channel: s.channel.clone(), kind }
+}
+
+pub async fn run(api: &Api, cmd: &ShareCmd) -> anyhow::Result<Output> {
+    let (path, body, text) = match cmd {
+        ShareCmd::Add { share, kind } => {
+            let parsed = if kind == "shares_all" { ShareKind::SharesAll } else { ShareKind::Shares };
+            let text = format!(
+                "{} offers {} to {} ({kind}); it carries data once accepted",
+                share.from, share.channel, share.to
+            );
+            ("/api/v1/shares", request(share, Some(parsed)), text)
+        }
+        ShareCmd::Accept(share) => (
+            "/api/v1/shares/accept",
+            request(share, None),
+            format!("accepted {} -> {} on {}", share.from, share.to, share.channel),
+        ),
+        ShareCmd::Remove(share) => (
+            "/api/v1/shares/remove",
+            request(share, None),
+            format!("removed {} -> {} on {}", share.from, share.to, share.channel),
+        ),
+        ShareCmd::List { user } => {
+            let list: ShareList = api.get(&filtered("/api/v1/shares", "user", user.as_deref())).await?;
+            let text = list
+                .shares
+                .iter()
+                .map(|s| {
+                    let kind = match s.kind {
+                        ShareKind::Shares => "shares",
+                        ShareKind::SharesAll => "shares_all",
+                    };
+                    let state = if s.accepted { "accepted" } else { "pending" };
+                    format!("{} -> {}  {}  {kind}  {state}", s.from, s.to, s.channel)
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Output::new(&list, text);
+        }
+    };
+    let done: Done = api.post(path, &body).await?;
+    Output::new(&done, text)
+}
