@@ -92,6 +92,8 @@ pub struct Readiness {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    /// 1 to 64 of ASCII letters, digits, `.`, `_`, `@` and `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
     pub name: String,
 }
 
@@ -118,6 +120,8 @@ pub struct IssuedToken {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewGroup {
+    /// 1 to 64 of ASCII letters, digits, `.`, `_`, `@` and `-`.
+    #[schema(pattern = r"^[A-Za-z0-9._@-]{1,64}$")]
     pub name: String,
     /// The first admin; the calling user when a user creates it.
     #[serde(default)]
@@ -164,6 +168,8 @@ pub struct ShareRequest {
     /// A user, or `group:NAME`.
     #[schema(value_type = String)]
     pub to: Target,
+    /// 1 to 255 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 255)]
     pub channel: String,
     #[serde(default)]
     pub kind: Option<ShareKind>,
@@ -179,6 +185,8 @@ pub struct ShareList {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
+    /// 1 to 255 bytes, no control characters (it travels as a str8).
+    #[schema(min_length = 1, max_length = 255)]
     pub ident: String,
     /// The caller when a user creates it; the operator names the owner.
     #[serde(default)]
