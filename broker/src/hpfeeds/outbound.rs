@@ -65,7 +65,11 @@ impl Outbound {
             self.shared.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
-        if before + len > self.shared.max / 2 && !self.shared.filled.swap(true, Ordering::AcqRel) {
+        // Past the mark a plain load, not a swap per push, while it stays filled.
+        if before + len > self.shared.max / 2
+            && !self.shared.filled.load(Ordering::Relaxed)
+            && !self.shared.filled.swap(true, Ordering::AcqRel)
+        {
             metrics::counter!(telemetry::SEND_BUFFER_FILL.name).increment(1);
         }
         true

@@ -80,15 +80,17 @@ struct PerIdent {
 
 impl PerIdent {
     fn record(&mut self, channel: &[u8], size: usize) {
-        if !self.channels.contains_key(channel) {
-            let labels = [("ident", self.ident.clone()), ("chan", String::from_utf8_lossy(channel).into_owned())];
-            let series = (
-                metrics::counter!(telemetry::RECEIVE_PUBLISH_COUNT.name, &labels),
-                metrics::histogram!(telemetry::RECEIVE_PUBLISH_SIZE.name, &labels),
-            );
-            self.channels.insert(Bytes::copy_from_slice(channel), series);
-        }
-        let (count, sizes) = &self.channels[channel];
+        let (count, sizes) = match self.channels.get(channel) {
+            Some(series) => series,
+            None => {
+                let labels = [("ident", self.ident.clone()), ("chan", String::from_utf8_lossy(channel).into_owned())];
+                let series = (
+                    metrics::counter!(telemetry::RECEIVE_PUBLISH_COUNT.name, &labels),
+                    metrics::histogram!(telemetry::RECEIVE_PUBLISH_SIZE.name, &labels),
+                );
+                self.channels.entry(Bytes::copy_from_slice(channel)).or_insert(series)
+            }
+        };
         count.increment(1);
         sizes.record(size as f64);
     }

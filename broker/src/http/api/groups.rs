@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use hpfriends_graph::Command;
+use hpfriends_graph::{Actor, Command};
 
 use super::openapi::ApiErrors;
 use super::{acting_user, write, Body, Reply};
@@ -34,8 +34,20 @@ pub async fn add(State(state): State<AppState>, Caller(actor): Caller, body: Bod
     write(&state, actor, Command::AddGroup { name: body.name, creator }).await
 }
 
-fn named(change: &MemberChange, what: &str) -> Result<String, ApiError> {
-    change.user.clone().ok_or_else(|| ApiError::bad_request(format!("missing field `user`: {what}")))
+fn named(change: MemberChange, what: &str) -> Result<String, ApiError> {
+    change.user.ok_or_else(|| ApiError::bad_request(format!("missing field `user`: {what}")))
+}
+
+/// The membership routes differ only in whom they act for and the command.
+async fn membership(
+    state: AppState,
+    actor: Actor,
+    body: Body<MemberChange>,
+    command: impl FnOnce(&Actor, MemberChange) -> Result<Command, ApiError>,
+) -> Reply<Done> {
+    let Json(change) = body?;
+    let command = command(&actor, change)?;
+    write(&state, actor, command).await
 }
 
 /// An admin invites a user; the user is a member once they join.
@@ -46,9 +58,7 @@ pub async fn invite(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    let Json(b) = body?;
-    let user = named(&b, "whom to invite")?;
-    write(&state, actor, Command::InviteMember { group, user }).await
+    membership(state, actor, body, |_, b| Ok(Command::InviteMember { group, user: named(b, "whom to invite")? })).await
 }
 
 /// An invited user accepts (the operator names the user).
@@ -59,9 +69,10 @@ pub async fn join(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    let Json(b) = body?;
-    let user = acting_user(&actor, b.user, "join a group")?;
-    write(&state, actor, Command::AcceptMembership { group, user }).await
+    membership(state, actor, body, |a, b| {
+        Ok(Command::AcceptMembership { group, user: acting_user(a, b.user, "join a group")? })
+    })
+    .await
 }
 
 /// A member leaves, or an invited user declines.
@@ -72,9 +83,10 @@ pub async fn leave(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    let Json(b) = body?;
-    let user = acting_user(&actor, b.user, "leave a group")?;
-    write(&state, actor, Command::RemoveMember { group, user }).await
+    membership(state, actor, body, |a, b| {
+        Ok(Command::RemoveMember { group, user: acting_user(a, b.user, "leave a group")? })
+    })
+    .await
 }
 
 /// An admin removes a member.
@@ -85,7 +97,5 @@ pub async fn remove_member(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    let Json(b) = body?;
-    let user = named(&b, "whom to remove")?;
-    write(&state, actor, Command::RemoveMember { group, user }).await
+    membership(state, actor, body, |_, b| Ok(Command::RemoveMember { group, user: named(b, "whom to remove")? })).await
 }
