@@ -119,41 +119,6 @@ fn given_leader_gets_sigterm_then_it_hands_leadership_over_before_exiting_0() {
 }
 
 #[test]
-fn given_one_node_announces_the_next_version_then_new_entries_wait_until_every_voter_runs_it() {
-    let mut c = cluster();
-    let next = (hpfriends_graph::COMMAND_VERSION + 1).to_string();
-    let note = r#"{"text": "rolling upgrade finished"}"#;
-    let add_note = |c: &Cluster, id: usize| {
-        let n = &c.nodes[id - 1];
-        http_post(n.http_addr, "/api/v1/notes", &n.token, note).unwrap()
-    };
-
-    for upgraded in 1..=3usize {
-        let node = c.node(upgraded as u64);
-        assert!(node.terminate().unwrap().success());
-        node.add_args(&["--command-version", &next]);
-        node.restart().unwrap();
-        node.wait_ready().unwrap();
-        let (status, body) = add_note(&c, upgraded);
-        if upgraded < 3 {
-            assert_eq!(status, 409, "{body}");
-            assert_eq!(json(&body)["error"]["code"], "needs_upgrade", "{body}");
-            for old in upgraded + 1..=3 {
-                let behind = format!("node {old} runs version {}", hpfriends_graph::COMMAND_VERSION);
-                assert!(body.contains(&behind), "{body}");
-            }
-        } else {
-            assert_eq!(status, 200, "{body}");
-        }
-    }
-    // Every node applied it, and only once.
-    for n in &c.nodes {
-        let notes = json(&n.ctl(&["--consistent", "note", "list"]).unwrap());
-        assert_eq!(notes["notes"], serde_json::json!(["rolling upgrade finished"]), "node {}", n.http_addr);
-    }
-}
-
-#[test]
 fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clients_barely_notice() {
     let mut c = cluster();
     let hp_port = free_port().unwrap();

@@ -86,23 +86,3 @@ async fn given_a_retried_write_with_the_same_id_then_applied_once_and_answered_a
     assert!(matches!(third.result, Err(GraphError::UserExists(_))));
     node.shutdown().await;
 }
-
-#[tokio::test]
-async fn given_entry_of_next_version_when_node_runs_older_version_then_refused_and_nothing_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let note = Command::AddNote { text: "upgrade done".into() };
-    let node = start(dir.path()).await;
-    let before = node.metrics().borrow().last_log_index;
-    let err = node.write(Actor::Operator, note.clone()).await.unwrap_err();
-    assert!(matches!(err, WriteError::NeedsUpgrade(_)), "{err}");
-    assert!(err.to_string().contains("needs command version 2"), "{err}");
-    assert_eq!(node.metrics().borrow().last_log_index, before, "a refused entry reaches no log");
-    node.shutdown().await;
-    drop(node);
-
-    // The same data dir under the next version: the entry is written and applied.
-    let node = start_at_version(dir.path(), hpfriends_graph::COMMAND_VERSION + 1).await;
-    node.write(Actor::Operator, note).await.unwrap();
-    assert_eq!(node.read_graph(|g| g.notes().to_vec()), vec!["upgrade done".to_string()]);
-    node.shutdown().await;
-}

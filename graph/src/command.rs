@@ -72,12 +72,6 @@ pub enum Command {
     RemoveKey {
         ident: String,
     },
-    /// An operator's note kept in the replicated log, e.g. "rolling upgrade
-    /// to 0.2 finished". The first version-2 entry kind: written only once
-    /// every voter reads version 2.
-    AddNote {
-        text: String,
-    },
     /// All or nothing.
     Batch {
         commands: Vec<Command>,
@@ -89,7 +83,6 @@ impl Command {
     pub fn min_version(&self) -> u32 {
         match self {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
-            Command::AddNote { .. } => 2,
             _ => 1,
         }
     }

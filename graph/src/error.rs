@@ -41,8 +41,6 @@ pub enum GraphError {
     NestedBatch,
     #[error("forbidden: {0}")]
     Forbidden(String),
-    #[error("invalid note: {0}")]
-    InvalidNote(String),
     #[error("this node cannot read a log entry written by a newer version: {0}")]
     UnknownCommand(String),
 }
@@ -69,7 +67,6 @@ impl GraphError {
             Self::NestedBatch => "nested_batch",
             Self::UnknownCommand(_) => "unknown_command",
             Self::Forbidden(_) => "forbidden",
-            Self::InvalidNote(_) => "invalid_note",
         }
     }
 }

@@ -132,10 +132,6 @@ pub struct ShareRecord {
 /// Out-edges of one user on one channel.
 pub type OutShares = BTreeMap<Target, Share>;
 
-/// Longest operator note (bytes) and how many the graph keeps.
-pub const MAX_NOTE_LEN: usize = 1024;
-pub const MAX_NOTES: usize = 100;
-
 /// The whole graph. Shares are stored by channel, then sender, so the index
 /// can walk one channel's subgraph without scanning the others.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,9 +141,6 @@ pub struct Graph {
     groups: BTreeMap<String, Group>,
     shares: BTreeMap<String, BTreeMap<String, OutShares>>,
     keys: BTreeMap<String, AuthKey>,
-    /// Operator notes, oldest first, at most `MAX_NOTES`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    notes: Vec<String>,
     /// Reverse edges: recipient → (channel, sender). Derived; kept for removals.
     #[serde(skip)]
     inbound: BTreeMap<Target, BTreeSet<(String, String)>>,
@@ -236,9 +229,6 @@ impl Graph {
     }
     pub fn keys(&self) -> impl Iterator<Item = &AuthKey> {
         self.keys.values()
-    }
-    pub fn notes(&self) -> &[String] {
-        &self.notes
     }
     pub fn share(&self, from: &str, to: &Target, channel: &str) -> Option<&Share> {
         self.shares.get(channel)?.get(from)?.get(to)
@@ -442,18 +432,6 @@ impl Graph {
                     return Err(GraphError::UnknownKey(ident.clone()));
                 }
                 out.keys_changed = true;
-            }
-            Command::AddNote { text } => {
-                if text.is_empty() || text.len() > MAX_NOTE_LEN {
-                    return Err(GraphError::InvalidNote(format!(
-                        "a note is 1..={MAX_NOTE_LEN} bytes, this one {}",
-                        text.len()
-                    )));
-                }
-                if self.notes.len() == MAX_NOTES {
-                    self.notes.remove(0);
-                }
-                self.notes.push(text.clone());
             }
             Command::Batch { .. } => return Err(GraphError::NestedBatch),
         }

@@ -55,9 +55,7 @@ impl From<GraphError> for ApiError {
             | AlreadyMember { .. }
             | AlreadyAdmin { .. }
             | LastAdmin { .. } => StatusCode::CONFLICT,
-            InvalidName { .. } | NotInvited { .. } | SelfShare | NestedBatch | InvalidNote(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidName { .. } | NotInvited { .. } | SelfShare | NestedBatch => StatusCode::BAD_REQUEST,
             Forbidden(_) => StatusCode::FORBIDDEN,
             UnknownCommand(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

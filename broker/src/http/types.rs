@@ -63,7 +63,6 @@ pub enum ErrorCode {
     UnknownKey,
     NestedBatch,
     UnknownCommand,
-    InvalidNote,
 }
 
 // ---- health ----
@@ -260,19 +259,6 @@ pub struct Applied {
     /// Commands the declaration needed (0: the graph held it already).
     pub changes: usize,
     pub warnings: Vec<String>,
-}
-
-// ---- notes ----
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewNote {
-    pub text: String,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NoteList {
-    pub notes: Vec<String>,
 }
 
 // ---- cluster ----

@@ -1,12 +1,11 @@
-//! `ctl apply`, `ctl import-hpfeeds`, `ctl explain`, `ctl note …`
+//! `ctl apply`, `ctl import-hpfeeds`, `ctl explain`
 
 use std::path::Path;
 
 use anyhow::Context;
 
 use super::client::{enc, Api, Output};
-use super::NoteCmd;
-use crate::http::types::{Applied, Done, ExplainAnswer, NewNote, NoteList};
+use crate::http::types::{Applied, ExplainAnswer};
 
 /// Reads a declaration file: JSON, or TOML when the name ends in `.toml`.
 fn read_declaration(file: &Path) -> anyhow::Result<serde_json::Value> {
@@ -49,18 +48,4 @@ pub async fn explain(api: &Api, from: &str, to: &str, channel: &str) -> anyhow::
     let answer: ExplainAnswer = api.get(&path).await?;
     let text = answer.text.clone();
     Output::new(&answer, text)
-}
-
-pub async fn note(api: &Api, cmd: &NoteCmd) -> anyhow::Result<Output> {
-    match cmd {
-        NoteCmd::Add { text } => {
-            let done: Done = api.post("/api/v1/notes", &NewNote { text: text.clone() }).await?;
-            Output::new(&done, "noted")
-        }
-        NoteCmd::List => {
-            let list: NoteList = api.get("/api/v1/notes").await?;
-            let text = list.notes.join("\n");
-            Output::new(&list, text)
-        }
-    }
 }

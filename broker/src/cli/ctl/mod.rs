@@ -59,15 +59,6 @@ pub enum CtlCommand {
     },
     #[command(subcommand)]
     Cluster(ClusterCmd),
-    /// Operator notes kept in the replicated log (needs command version 2 on every voter).
-    #[command(subcommand)]
-    Note(NoteCmd),
-}
-
-#[derive(Subcommand, Debug)]
-pub enum NoteCmd {
-    Add { text: String },
-    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,7 +181,6 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<Output> {
         C::Apply { file } => graph::apply(api, file).await,
         C::ImportHpfeeds { file } => graph::import_hpfeeds(api, file).await,
         C::Explain { from, to, channel } => graph::explain(api, from, to, channel).await,
-        C::Note(n) => graph::note(api, n).await,
         C::User(u) => users::run(api, u).await,
         C::Group(g) => groups::run(api, g).await,
         C::Share(s) => shares::run(api, s).await,

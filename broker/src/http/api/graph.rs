@@ -1,4 +1,4 @@
-//! The graph as a whole: `explain`, `apply` (a declaration), operator notes.
+//! The graph as a whole: `explain`, `apply` (a declaration).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +10,7 @@ use super::openapi::ApiErrors;
 use super::{write, Body, QueryOf, Reply};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::types::{Applied, ApplyQuery, Done, ExplainAnswer, ExplainQuery, NewNote, NoteList};
+use crate::http::types::{Applied, ApplyQuery, ExplainAnswer, ExplainQuery};
 use crate::http::AppState;
 
 /// Declarations (`ctl apply`) can be large; everything else is small.
@@ -101,17 +101,4 @@ pub fn refuse_short_secrets(commands: &[Command], min: usize) -> Result<(), ApiE
         return Ok(());
     }
     Err(ApiError::bad_request(format!("{}: give a longer secret, or none to get a generated one", short.join("; "))))
-}
-
-/// Operator notes in the replicated log (a version-2 entry kind).
-#[utoipa::path(get, path = "/api/v1/notes", tag = "graph", responses((status = 200, body = NoteList), ApiErrors))]
-pub async fn list_notes(State(state): State<AppState>, _caller: Caller) -> Reply<NoteList> {
-    let notes = state.node.read_graph(|g| g.notes().to_vec());
-    Ok(Json(NoteList { notes }))
-}
-
-#[utoipa::path(post, path = "/api/v1/notes", tag = "graph", request_body = NewNote, responses((status = 200, body = Done), ApiErrors))]
-pub async fn add_note(State(state): State<AppState>, Caller(actor): Caller, body: Body<NewNote>) -> Reply<Done> {
-    let Json(b) = body?;
-    write(&state, actor, Command::AddNote { text: b.text }).await
 }

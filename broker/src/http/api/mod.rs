@@ -49,7 +49,6 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/shares/remove", post(shares::remove))
         .route("/api/v1/keys", get(keys::list).post(keys::add))
         .route("/api/v1/keys/{ident}", delete(keys::remove))
-        .route("/api/v1/notes", get(graph::list_notes).post(graph::add_note))
         .route("/api/v1/explain", get(graph::explain))
         .route("/api/v1/apply", post(graph::apply).layer(DefaultBodyLimit::max(graph::MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster::status))

@@ -70,8 +70,6 @@ pub enum ApiErrors {
         super::keys::remove,
         super::graph::explain,
         super::graph::apply,
-        super::graph::list_notes,
-        super::graph::add_note,
         super::cluster::status,
         super::cluster::leave,
     ),
