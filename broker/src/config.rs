@@ -67,10 +67,30 @@ pub struct Config {
     /// Label the hpfeeds series with the client's ident (and channel), as
     /// hpfeeds 3.x does (one series per sensor: only for a bounded number).
     pub metrics_per_ident: bool,
+    /// Who may make an account in the web app: `invite` (the operator
+    /// invites), `open` (anyone signs up), `closed` (nobody new).
+    pub signup: Signup,
+    /// An invitation or password-reset link works this long.
+    pub invite_ttl_hours: u64,
+    /// A web app sign-in lasts this long.
+    pub session_ttl_hours: u64,
+    /// Where people open the web app (invitation links point there); defaults
+    /// to `http://` + the HTTP listener's advertised address. `https://` marks
+    /// the session cookie Secure.
+    pub web_url: Option<String>,
     /// The command format version this node announces and reads. Only for
-    /// testing an upgrade: one above this build's own version makes the node
-    /// behave like the next release.
+    /// rehearsing a rolling upgrade: one below this build's own version makes
+    /// the node behave like the previous release.
     pub command_version: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Signup {
+    #[default]
+    Invite,
+    Open,
+    Closed,
 }
 
 impl Default for Config {
@@ -104,6 +124,10 @@ impl Default for Config {
             drain_grace_ms: 5_000,
             drain_close_window_ms: 5_000,
             metrics_per_ident: false,
+            signup: Signup::Invite,
+            invite_ttl_hours: 7 * 24,
+            session_ttl_hours: 7 * 24,
+            web_url: None,
             command_version: hpfriends_graph::COMMAND_VERSION,
         }
     }
@@ -139,8 +163,10 @@ pub enum ConfigError {
     ClusterTlsHalf,
     #[error("join = {0:?}: give the cluster address (host:port) of a member, not a URL")]
     BadJoin(String),
-    #[error("command_version = {0}: this build runs {own} (or {next} to test an upgrade)", own = hpfriends_graph::COMMAND_VERSION, next = hpfriends_graph::COMMAND_VERSION + 1)]
+    #[error("command_version = {0}: this build runs {own} (or {previous} to rehearse an upgrade from the previous release)", own = hpfriends_graph::COMMAND_VERSION, previous = hpfriends_graph::COMMAND_VERSION - 1)]
     CommandVersion(u32),
+    #[error("web_url = {0:?}: give an http:// or https:// URL, without a path")]
+    WebUrl(String),
     #[error("{field} = {value} ms is more than an hour")]
     DrainTooLong { field: &'static str, value: u64 },
 }
@@ -179,6 +205,8 @@ impl Config {
             ("min_key_secret_len", self.min_key_secret_len),
             ("peer_queue_messages", self.peer_queue_messages),
             ("snapshot_every_logs", self.snapshot_every_logs as usize),
+            ("invite_ttl_hours", self.invite_ttl_hours as usize),
+            ("session_ttl_hours", self.session_ttl_hours as usize),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero { field });
@@ -193,6 +221,8 @@ impl Config {
             ("peer_queue_messages", self.peer_queue_messages as u64, 10_000_000),
             ("snapshot_every_logs", self.snapshot_every_logs, 100_000_000),
             ("min_key_secret_len", self.min_key_secret_len as u64, hpfriends_graph::names::MAX_SECRET_LEN as u64),
+            ("invite_ttl_hours", self.invite_ttl_hours, 90 * 24),
+            ("session_ttl_hours", self.session_ttl_hours, 90 * 24),
         ] {
             if value > max {
                 return Err(ConfigError::TooLarge { field, value, max });
@@ -220,8 +250,14 @@ impl Config {
             }
         }
         let own = hpfriends_graph::COMMAND_VERSION;
-        if self.command_version != own && self.command_version != own + 1 {
+        if self.command_version != own && self.command_version + 1 != own {
             return Err(ConfigError::CommandVersion(self.command_version));
+        }
+        if let Some(url) = &self.web_url {
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.trim_end_matches('/').contains('/')) {
+                return Err(ConfigError::WebUrl(url.clone()));
+            }
         }
         for (field, value) in
             [("drain_grace_ms", self.drain_grace_ms), ("drain_close_window_ms", self.drain_close_window_ms)]
@@ -243,6 +279,14 @@ impl Config {
 
     pub fn drain_grace(&self) -> Duration {
         Duration::from_millis(self.drain_grace_ms)
+    }
+
+    pub fn invite_ttl(&self) -> Duration {
+        Duration::from_secs(self.invite_ttl_hours * 3600)
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_hours * 3600)
     }
 
     pub fn drain_close_window(&self) -> Duration {
@@ -329,6 +373,12 @@ mod tests {
         assert_eq!(bad(|c| c.join = Some("node1".into())), ConfigError::BadJoin("node1".into()));
         assert_eq!(bad(|c| c.command_version = 0), ConfigError::CommandVersion(0));
         assert_eq!(bad(|c| c.command_version = 9), ConfigError::CommandVersion(9));
+        for url in ["ftp://x", "example.org", "https://", "https://x/app"] {
+            let mut c = Config { web_url: Some(url.into()), ..Config::default() };
+            assert_eq!(c.validate().unwrap_err(), ConfigError::WebUrl(url.into()));
+            c.web_url = Some("https://hpfriends.example.org/".into());
+            c.validate().unwrap();
+        }
         assert!(matches!(
             bad(|c| c.drain_grace_ms = 4_000_000),
             ConfigError::DrainTooLong { field: "drain_grace_ms", .. }

@@ -44,6 +44,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     pub cluster_addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
+    /// Where people open the web app.
+    pub web_url: String,
     pub operator_token: String,
     pub node: Arc<ConsensusNode>,
     pub router: Arc<Router>,
@@ -76,6 +78,7 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
         running.tls_addr.map(|a| format!(" tls={a}")).unwrap_or_default(),
         config.data_dir.display()
     );
+    println!("web app: open {}/ (the operator signs in with the token in {})", running.web_url, config.data_dir.join("operator-token").display());
     stop.await;
     tokio::select! {
         _ = running.drain() => {}
@@ -206,6 +209,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .await
     });
 
+    let accounts = http::accounts::AccountSettings::new(config, &advertise(http_addr));
     let state = AppState {
         router: router.clone(),
         fanout: fanout.clone(),
@@ -215,6 +219,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         min_key_secret_len: config.min_key_secret_len,
         listening,
         listeners: listener_count,
+        accounts: accounts.clone(),
+        sessions: sessions.clone(),
     };
     let http_task = tokio::spawn(http::serve::serve(
         http_listener,
@@ -233,6 +239,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         http_addr,
         cluster_addr,
         tls_addr,
+        web_url: accounts.web_url.clone(),
         operator_token,
         node,
         router,

@@ -18,6 +18,7 @@ fn codes_in_source() -> Vec<String> {
         include_str!("../src/http/error.rs"),
         include_str!("../src/http/serve.rs"),
         include_str!("../src/http/api/graph.rs"),
+        include_str!("../src/http/accounts.rs"),
     ];
     for file in http {
         for call in file.split("ApiError::new(").skip(1) {

@@ -215,9 +215,17 @@ impl NodeProcess {
         exited.with_context(|| format!("node log:\n{}", self.log()))
     }
 
-    /// Adds flags for the next start (e.g. a newer command version).
+    /// Adds flags for the next start.
     pub fn add_args(&mut self, more: &[&str]) {
         self.extra.extend(more.iter().map(|s| s.to_string()));
+    }
+
+    /// Drops `flag` and its value from the next start (e.g. the previous
+    /// release's command version, once the node is "upgraded").
+    pub fn remove_flag(&mut self, flag: &str) {
+        if let Some(i) = self.extra.iter().position(|a| a == flag) {
+            self.extra.drain(i..(i + 2).min(self.extra.len()));
+        }
     }
 
     /// Starts the node again on the same data dir and ports.
@@ -413,6 +421,11 @@ pub fn hpfeeds_cli() -> anyhow::Result<PathBuf> {
 /// schemathesis (PyPI), from a venv made on first use.
 pub fn schemathesis_cli() -> anyhow::Result<PathBuf> {
     venv_command("schemathesis-venv")
+}
+
+/// Python of the venv with Playwright and axe-core (the web app's browser tests).
+pub fn playwright_python() -> anyhow::Result<PathBuf> {
+    venv_command("playwright-venv")
 }
 
 /// Runs `scripts/SCRIPT`, which makes a venv once and prints its command's path.

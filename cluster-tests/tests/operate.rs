@@ -119,6 +119,44 @@ fn given_leader_gets_sigterm_then_it_hands_leadership_over_before_exiting_0() {
 }
 
 #[test]
+fn given_a_cluster_of_the_previous_release_then_account_entries_wait_until_every_voter_runs_this_one() {
+    let previous = (hpfriends_graph::COMMAND_VERSION - 1).to_string();
+    let args: Vec<&str> = DRAIN_ARGS.iter().copied().chain(["--command-version", previous.as_str()]).collect();
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &args).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let invite = |c: &Cluster, id: usize| {
+        let n = &c.nodes[id - 1];
+        http_post(n.http_addr, "/api/v1/users/newcomer/invite", &n.token, "{}").unwrap()
+    };
+    for upgraded in 1..=3usize {
+        let node = c.node(upgraded as u64);
+        assert!(node.terminate().unwrap().success());
+        node.remove_flag("--command-version");
+        node.restart().unwrap();
+        node.wait_ready().unwrap();
+        let (status, body) = invite(&c, upgraded);
+        if upgraded < 3 {
+            assert_eq!(status, 409, "{body}");
+            assert_eq!(json(&body)["error"]["code"], "needs_upgrade", "{body}");
+            for old in upgraded + 1..=3 {
+                assert!(body.contains(&format!("node {old} runs version {previous}")), "{body}");
+            }
+        } else {
+            assert_eq!(status, 200, "{body}");
+            assert!(json(&body)["link"].as_str().unwrap().contains("/invite/"), "{body}");
+        }
+    }
+    // Every node applied it, and only once: one user, invited.
+    for n in &c.nodes {
+        let users = json(&n.ctl(&["--consistent", "user", "list"]).unwrap());
+        let newcomers: Vec<&serde_json::Value> =
+            users["users"].as_array().unwrap().iter().filter(|u| u["name"] == "newcomer").collect();
+        assert_eq!(newcomers.len(), 1, "node {}: {users}", n.http_addr);
+        assert_eq!(newcomers[0]["invited"], true, "node {}: {users}", n.http_addr);
+    }
+}
+
+#[test]
 fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clients_barely_notice() {
     let mut c = cluster();
     let hp_port = free_port().unwrap();

@@ -86,3 +86,24 @@ async fn given_a_retried_write_with_the_same_id_then_applied_once_and_answered_a
     assert!(matches!(third.result, Err(GraphError::UserExists(_))));
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn given_an_account_entry_when_the_node_runs_the_previous_version_then_refused_and_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let invite = Command::InviteUser { name: "newcomer".into(), token_hash: "ab".repeat(32), expires_at: u64::MAX };
+    let previous = hpfriends_graph::COMMAND_VERSION - 1;
+    let node = start_at_version(dir.path(), previous).await;
+    let before = node.metrics().borrow().last_log_index;
+    let err = node.write(Actor::Operator, invite.clone()).await.unwrap_err();
+    assert!(matches!(err, WriteError::NeedsUpgrade(_)), "{err}");
+    assert!(err.to_string().contains(&format!("needs command version {}", previous + 1)), "{err}");
+    assert_eq!(node.metrics().borrow().last_log_index, before, "a refused entry reaches no log");
+    node.shutdown().await;
+    drop(node);
+
+    // The same data dir under this version: the entry is written and applied.
+    let node = start(dir.path()).await;
+    node.write(Actor::Operator, invite).await.unwrap();
+    assert!(node.read_graph(|g| g.user("newcomer").is_some_and(|u| u.account.invitation.is_some())));
+    node.shutdown().await;
+}

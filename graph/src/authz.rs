@@ -38,7 +38,26 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
         Target::Group(g) => admin_of(g),
     };
     match cmd {
-        Command::AddUser { .. } | Command::RemoveUser { .. } => deny("only the operator manages users".into()),
+        Command::AddUser { .. }
+        | Command::RemoveUser { .. }
+        | Command::InviteUser { .. }
+        | Command::SetUserDisabled { .. } => deny("only the operator manages users".into()),
+        Command::StartSession { actor: Actor::User(name), .. }
+        | Command::SetPassword { name, .. }
+        | Command::AddApiToken { name, .. }
+        | Command::RemoveApiToken { name, .. } => {
+            if name == me {
+                Ok(())
+            } else {
+                deny(format!("{me} cannot change {name}'s account"))
+            }
+        }
+        Command::StartSession { actor: Actor::Operator, .. } => deny("only the operator signs in as operator".into()),
+        Command::EndSession { session_hash } => match graph.session_owner(session_hash) {
+            Some(Actor::User(owner)) if owner == me => Ok(()),
+            None => Ok(()),
+            Some(_) => deny("a user may only end their own sessions".into()),
+        },
         Command::SetUserToken { name, .. } if name == me => Ok(()),
         Command::SetUserToken { .. } => deny("a user may only renew their own token".into()),
         Command::AddGroup { creator, .. } if creator == me => Ok(()),

@@ -7,10 +7,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::UnixTime;
 use crate::model::{AuthKey, ShareKind, Target};
 
 /// The command format version this build writes and understands.
-pub const COMMAND_VERSION: u32 = 1;
+/// 1: v0.1.0. 2: accounts (the web app's sign-in).
+pub const COMMAND_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -72,6 +74,46 @@ pub enum Command {
     RemoveKey {
         ident: String,
     },
+    /// Creates the user if needed and opens a one-time link to set their
+    /// password (for an existing user: a password reset). Replaces an earlier link.
+    InviteUser {
+        name: String,
+        token_hash: String,
+        expires_at: UnixTime,
+    },
+    /// `invitation` is the hash of the link's token when set through one.
+    /// Ends every session of the user.
+    SetPassword {
+        name: String,
+        password_hash: String,
+        #[serde(default)]
+        invitation: Option<String>,
+        at: UnixTime,
+    },
+    /// A disabled user's sessions end and their keys and tokens stop working.
+    SetUserDisabled {
+        name: String,
+        disabled: bool,
+    },
+    StartSession {
+        actor: crate::Actor,
+        session_hash: String,
+        expires_at: UnixTime,
+        at: UnixTime,
+    },
+    EndSession {
+        session_hash: String,
+    },
+    AddApiToken {
+        name: String,
+        label: String,
+        token_hash: String,
+        at: UnixTime,
+    },
+    RemoveApiToken {
+        name: String,
+        label: String,
+    },
     /// All or nothing.
     Batch {
         commands: Vec<Command>,
@@ -83,6 +125,13 @@ impl Command {
     pub fn min_version(&self) -> u32 {
         match self {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
+            Command::InviteUser { .. }
+            | Command::SetPassword { .. }
+            | Command::SetUserDisabled { .. }
+            | Command::StartSession { .. }
+            | Command::EndSession { .. }
+            | Command::AddApiToken { .. }
+            | Command::RemoveApiToken { .. } => 2,
             _ => 1,
         }
     }

@@ -41,6 +41,16 @@ pub enum GraphError {
     NestedBatch,
     #[error("forbidden: {0}")]
     Forbidden(String),
+    #[error("{0}")]
+    InvalidAccount(String),
+    #[error("{0}")]
+    InvalidInvitation(String),
+    #[error("the account of {0:?} is disabled")]
+    AccountDisabled(String),
+    #[error("{user:?} already has an API token labelled {label:?}")]
+    TokenExists { user: String, label: String },
+    #[error("{user:?} has no API token labelled {label:?}")]
+    UnknownToken { user: String, label: String },
     #[error("this node cannot read a log entry written by a newer version: {0}")]
     UnknownCommand(String),
 }
@@ -67,6 +77,11 @@ impl GraphError {
             Self::NestedBatch => "nested_batch",
             Self::UnknownCommand(_) => "unknown_command",
             Self::Forbidden(_) => "forbidden",
+            Self::InvalidAccount(_) => "invalid_account",
+            Self::InvalidInvitation(_) => "invalid_invitation",
+            Self::AccountDisabled(_) => "account_disabled",
+            Self::TokenExists { .. } => "token_exists",
+            Self::UnknownToken { .. } => "unknown_token",
         }
     }
 }
@@ -97,6 +112,11 @@ mod tests {
             GraphError::NestedBatch,
             GraphError::UnknownCommand(s()),
             GraphError::Forbidden(s()),
+            GraphError::InvalidAccount(s()),
+            GraphError::InvalidInvitation(s()),
+            GraphError::AccountDisabled(s()),
+            GraphError::TokenExists { user: s(), label: s() },
+            GraphError::UnknownToken { user: s(), label: s() },
         ];
         for e in all {
             let json = serde_json::to_string(&e).unwrap();

@@ -1,6 +1,6 @@
 //! `explain(P, V, C)`: the path that lets V read P's data on C.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,32 @@ pub fn explain(graph: &Graph, publisher: &str, reader: &str, channel: &str) -> E
         }
     }
     Explanation::None
+}
+
+/// Who would read `publisher`'s data on `channel` through one more accepted
+/// share to `to`, by the same rule: its recipients, and whoever they relay to
+/// along accepted `shares_all`. (The Audience page's preview.)
+pub fn readers_through(graph: &Graph, publisher: &str, to: &Target, channel: &str) -> BTreeSet<String> {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut queue: VecDeque<&str> = VecDeque::new();
+    for v in graph.recipients(to) {
+        if v != publisher && seen.insert(v.to_string()) {
+            queue.push_back(v);
+        }
+    }
+    while let Some(user) = queue.pop_front() {
+        for (next, share) in graph.out_shares(user, channel).into_iter().flatten() {
+            if !share.accepted || share.kind != ShareKind::SharesAll {
+                continue;
+            }
+            for v in graph.recipients(next) {
+                if v != publisher && seen.insert(v.to_string()) {
+                    queue.push_back(v);
+                }
+            }
+        }
+    }
+    seen
 }
 
 fn path_to(parent: &HashMap<String, Hop>, reader: &str) -> Vec<Hop> {

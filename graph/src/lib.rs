@@ -2,6 +2,7 @@
 //! versioned `Command`s that change it (the Raft log entries); the flattened
 //! `SharingIndex`; and `explain`. Pure: no I/O, no clocks, no randomness.
 
+pub mod accounts;
 mod authz;
 mod command;
 pub mod declare;
@@ -16,6 +17,6 @@ pub mod synthetic;
 pub use authz::{authorize, Actor, Forbidden};
 pub use command::{Command, COMMAND_VERSION};
 pub use error::GraphError;
-pub use explain::{explain, Explanation, Hop};
+pub use explain::{explain, readers_through, Explanation, Hop};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
 pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User, UserId};

@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::{Account, Session};
 use crate::names::{check_name, check_secret, check_wire_name};
 use crate::{Command, GraphError};
 
@@ -101,6 +102,12 @@ pub struct User {
     pub id: UserId,
     /// Hex SHA-256 of the user's API token, if one was issued.
     pub token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub account: Account,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +148,9 @@ pub struct Graph {
     groups: BTreeMap<String, Group>,
     shares: BTreeMap<String, BTreeMap<String, OutShares>>,
     keys: BTreeMap<String, AuthKey>,
+    /// Signed-in browsers by the SHA-256 of their cookie.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) sessions: BTreeMap<String, Session>,
     /// Reverse edges: recipient → (channel, sender). Derived; kept for removals.
     #[serde(skip)]
     inbound: BTreeMap<Target, BTreeSet<(String, String)>>,
@@ -296,19 +306,7 @@ impl Graph {
 
     fn apply_one(&mut self, cmd: &Command, out: &mut Applied) -> Result<(), GraphError> {
         match cmd {
-            Command::AddUser { name } => {
-                check_name("user name", name)?;
-                if self.users.contains_key(name) {
-                    return Err(GraphError::UserExists(name.clone()));
-                }
-                if self.groups.contains_key(name) {
-                    return Err(GraphError::NameTaken(name.clone()));
-                }
-                let id = self.next_user_id;
-                self.next_user_id += 1;
-                self.users.insert(name.clone(), User { id, token_hash: None });
-                self.names.push(Some(name.clone()));
-            }
+            Command::AddUser { name } => self.add_user(name)?,
             Command::RemoveUser { name } => {
                 self.need_user(name)?;
                 self.remove_user(name, out);
@@ -433,9 +431,35 @@ impl Graph {
                 }
                 out.keys_changed = true;
             }
+            Command::InviteUser { .. }
+            | Command::SetPassword { .. }
+            | Command::SetUserDisabled { .. }
+            | Command::StartSession { .. }
+            | Command::EndSession { .. }
+            | Command::AddApiToken { .. }
+            | Command::RemoveApiToken { .. } => self.apply_account(cmd, &mut out.keys_changed)?,
             Command::Batch { .. } => return Err(GraphError::NestedBatch),
         }
         Ok(())
+    }
+
+    pub(crate) fn add_user(&mut self, name: &str) -> Result<(), GraphError> {
+        check_name("user name", name)?;
+        if self.users.contains_key(name) {
+            return Err(GraphError::UserExists(name.to_string()));
+        }
+        if self.groups.contains_key(name) {
+            return Err(GraphError::NameTaken(name.to_string()));
+        }
+        let id = self.next_user_id;
+        self.next_user_id += 1;
+        self.users.insert(name.to_string(), User { id, ..User::default() });
+        self.names.push(Some(name.to_string()));
+        Ok(())
+    }
+
+    pub(crate) fn account_mut(&mut self, name: &str) -> Result<&mut Account, GraphError> {
+        self.users.get_mut(name).map(|u| &mut u.account).ok_or_else(|| GraphError::UnknownUser(name.to_string()))
     }
 
     fn need_user(&self, name: &str) -> Result<&User, GraphError> {
@@ -548,6 +572,7 @@ impl Graph {
         let before = self.keys.len();
         self.keys.retain(|_, k| k.owner != name);
         out.keys_changed |= self.keys.len() != before;
+        self.end_sessions_of(name);
         if let Some(user) = self.users.remove(name) {
             self.names[user.id as usize] = None;
         }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use hpfriends_graph::{explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target};
+use hpfriends_graph::{
+    explain, readers_through, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target,
+};
 use proptest::prelude::*;
 
 const USERS: &[&str] = &["u0", "u1", "u2", "u3", "u4", "u5"];
@@ -117,6 +119,24 @@ proptest! {
         // A fresh build agrees with the incrementally kept index.
         let fresh = SharingIndex::build(&graph);
         prop_assert_eq!(fresh.entries(), index.entries());
+    }
+
+    #[test]
+    fn given_a_share_previewed_then_accepting_it_adds_exactly_the_preview(
+        cmds in commands(), from in user(), to in target(), c in channel(), kind in kind(),
+    ) {
+        let mut graph = Graph::new();
+        for cmd in &cmds { let _ = graph.apply(cmd); }
+        prop_assume!(graph.has_user(&from) && graph.share(&from, &to, &c).is_none());
+        let preview = readers_through(&graph, &from, &to, &c);
+        let before = reference_readers(&graph, &from, &c);
+        let offer = Command::AddShare { from: from.clone(), to: to.clone(), channel: c.clone(), kind };
+        let accept = Command::AcceptShare { from: from.clone(), to: to.clone(), channel: c.clone() };
+        prop_assume!(graph.apply(&Command::Batch { commands: vec![offer, accept] }).is_ok());
+        let after = reference_readers(&graph, &from, &c);
+        let added: BTreeSet<String> = after.difference(&before).filter(|u| **u != from).cloned().collect();
+        let new_in_preview: BTreeSet<String> = preview.difference(&before).filter(|u| **u != from).cloned().collect();
+        prop_assert_eq!(added, new_in_preview);
     }
 
     #[test]

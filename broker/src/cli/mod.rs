@@ -85,7 +85,19 @@ pub struct ServeArgs {
     /// ordinal + 1; pod 0 bootstraps (ignores --join), the others join.
     #[arg(long, env = "HPFRIENDS_POD_ORDINAL", conflicts_with = "node_id")]
     pub pod_ordinal: Option<u64>,
-    /// Testing an upgrade: announce and read the next command version.
+    /// Who may make a web app account: invite (default), open, closed.
+    #[arg(long, env = "HPFRIENDS_SIGNUP")]
+    pub signup: Option<crate::config::Signup>,
+    /// Where people open the web app (invitation links point there).
+    #[arg(long, env = "HPFRIENDS_WEB_URL")]
+    pub web_url: Option<String>,
+    /// How long an invitation or password-reset link works (default 168).
+    #[arg(long, env = "HPFRIENDS_INVITE_TTL_HOURS")]
+    pub invite_ttl_hours: Option<u64>,
+    /// How long a web app sign-in lasts (default 168).
+    #[arg(long, env = "HPFRIENDS_SESSION_TTL_HOURS")]
+    pub session_ttl_hours: Option<u64>,
+    /// Rehearsing an upgrade: announce and read the previous command version.
     #[arg(long, env = "HPFRIENDS_COMMAND_VERSION", hide = true)]
     pub command_version: Option<u32>,
 }
@@ -114,6 +126,9 @@ impl ServeArgs {
             drain_close_window_ms,
             peer_queue_messages,
             min_key_secret_len,
+            signup,
+            invite_ttl_hours,
+            session_ttl_hours,
             command_version
         );
         set_opt!(
@@ -125,7 +140,8 @@ impl ServeArgs {
             cluster_tls_cert,
             cluster_tls_key,
             tls_cert,
-            tls_key
+            tls_key,
+            web_url
         );
         if let Some(ordinal) = self.pod_ordinal {
             c.node_id = ordinal + 1;

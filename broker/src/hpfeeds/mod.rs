@@ -1,6 +1,5 @@
 //! hpfeeds connections: listener, sessions, outbound queues, close reasons.
 
-pub mod auth_limit;
 pub mod close;
 pub mod listener;
 pub mod outbound;

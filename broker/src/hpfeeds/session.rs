@@ -18,7 +18,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::auth_limit::AuthLimiter;
+use crate::auth_limit::{hpfeeds_key, AuthLimiter};
 use super::close::{subscription_dropped_text, CloseReason};
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
@@ -52,6 +52,9 @@ pub struct Sessions {
     auth_limit: AuthLimiter,
     /// Failed logins are logged at a bounded rate.
     failure_log: std::sync::Mutex<LogBudget>,
+    /// Open connections, and the idents logged in now with their connection count.
+    open: std::sync::atomic::AtomicUsize,
+    live: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 /// Failed or refused logins logged per second, at most.
@@ -157,8 +160,32 @@ impl Sessions {
             next_id: AtomicU64::new(1),
             publish_metrics,
             close_window_us,
-            auth_limit: AuthLimiter::default(),
+            auth_limit: AuthLimiter::for_hpfeeds(),
             failure_log: std::sync::Mutex::new(LogBudget::per_second(FAILED_LOGINS_LOGGED_PER_SEC)),
+            open: std::sync::atomic::AtomicUsize::new(0),
+            live: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// hpfeeds connections open on this node.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Connections logged in with `ident` on this node now.
+    pub fn live_connections(&self, ident: &str) -> u32 {
+        self.live.lock().expect("live logins lock").get(ident).copied().unwrap_or(0)
+    }
+
+    fn mark_live(&self, ident: &str, up: bool) {
+        let mut live = self.live.lock().expect("live logins lock");
+        if up {
+            *live.entry(ident.to_string()).or_default() += 1;
+        } else if let Some(n) = live.get_mut(ident) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(ident);
+            }
         }
     }
 
@@ -190,6 +217,7 @@ impl Sessions {
     {
         metrics::counter!(telemetry::CONNECTION_MADE.name).increment(1);
         metrics::gauge!(telemetry::CLIENT_CONNECTIONS.name).increment(1.0);
+        self.open.fetch_add(1, Ordering::Relaxed);
         let (read_half, write_half) = tokio::io::split(stream);
         // Before AUTH no frame may be larger than an AUTH: an unauthenticated
         // client cannot make the broker buffer a megabyte PUBLISH.
@@ -220,6 +248,7 @@ impl Sessions {
                 metrics::counter!(telemetry::CONNECTION_READY.name, &ident_label(&label_ident)).increment(1);
                 let authenticated = metrics::gauge!(telemetry::AUTHENTICATED_CONNECTIONS.name);
                 authenticated.increment(1.0);
+                self.mark_live(&entry.key.ident, true);
                 let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
                 let drained = async {
                     drain.cancelled().await;
@@ -231,6 +260,7 @@ impl Sessions {
                     _ = drained => CloseReason::Shutdown,
                 };
                 authenticated.decrement(1.0);
+                self.mark_live(&entry.key.ident, false);
                 reason
             }
         };
@@ -265,6 +295,7 @@ impl Sessions {
         reason.count(label_ident.as_deref());
         metrics::counter!(telemetry::CONNECTION_LOST.name, &ident_label(&label_ident)).increment(1);
         metrics::gauge!(telemetry::CLIENT_CONNECTIONS.name).decrement(1.0);
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// After AUTH: frames until the client leaves or breaks a rule.
@@ -456,12 +487,13 @@ impl Sessions {
         let Frame::Auth { ident, hash } = next_frame(reader).await? else {
             return Err(CloseReason::FirstNotAuth);
         };
-        if !self.auth_limit.may_try(peer.ip(), &ident) {
+        let limit_key = hpfeeds_key(peer.ip(), &ident);
+        if !self.auth_limit.may_try(peer.ip(), &limit_key) {
             return Err(CloseReason::AuthRateLimited);
         }
         let result = check_auth(&self.router, &ident, &hash, nonce);
         if result.is_err() {
-            self.auth_limit.failed(peer.ip(), &ident);
+            self.auth_limit.failed(peer.ip(), &limit_key);
         }
         result
     }

@@ -1,5 +1,7 @@
 //! Bearer tokens: the operator token from config, or a user's token, which is
-//! `USER.SECRET` and stored only as its SHA-256.
+//! `USER.SECRET` and stored only as its SHA-256 (the one `ctl user token`
+//! issues, or one the user made in the web app). A disabled user's tokens
+//! are refused.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -22,6 +24,10 @@ pub fn new_user_token(user: &str) -> (String, String) {
     (token, hash)
 }
 
+pub fn is_operator_token(state: &AppState, token: &str) -> bool {
+    bool::from(token.as_bytes().ct_eq(state.operator_token.as_bytes()))
+}
+
 /// The authenticated caller of a request.
 pub struct Caller(pub Actor);
 
@@ -39,16 +45,18 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|h| h.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <token>'"))?;
-        if bool::from(token.as_bytes().ct_eq(state.operator_token.as_bytes())) {
+        if is_operator_token(state, token) {
             return Ok(Caller(Actor::Operator));
         }
         // The secret part is hex: a user name may hold dots (an e-mail address).
         let user = token.rsplit_once('.').map(|(u, _)| u).unwrap_or("");
         let presented = hash_token(token);
+        let matches = |stored: &str| bool::from(stored.as_bytes().ct_eq(presented.as_bytes()));
         let valid = state.node.read_graph(|g| {
-            g.user(user)
-                .and_then(|u| u.token_hash.as_deref())
-                .is_some_and(|stored| bool::from(stored.as_bytes().ct_eq(presented.as_bytes())))
+            g.user(user).filter(|u| !u.account.disabled).is_some_and(|u| {
+                u.token_hash.as_deref().is_some_and(matches)
+                    || u.account.api_tokens.values().any(|t| matches(&t.token_hash))
+            })
         });
         if valid {
             Ok(Caller(Actor::User(user.to_string())))

@@ -55,7 +55,12 @@ impl From<GraphError> for ApiError {
             | AlreadyMember { .. }
             | AlreadyAdmin { .. }
             | LastAdmin { .. } => StatusCode::CONFLICT,
-            InvalidName { .. } | NotInvited { .. } | SelfShare | NestedBatch => StatusCode::BAD_REQUEST,
+            UnknownToken { .. } => StatusCode::NOT_FOUND,
+            TokenExists { .. } => StatusCode::CONFLICT,
+            InvalidName { .. } | NotInvited { .. } | SelfShare | NestedBatch | InvalidAccount(_) | InvalidInvitation(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            AccountDisabled(_) => StatusCode::FORBIDDEN,
             Forbidden(_) => StatusCode::FORBIDDEN,
             UnknownCommand(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): graph administration for `ctl`, `/healthz`, `/readyz`.
 
-mod api;
+pub mod accounts;
+pub mod api;
 pub mod auth;
 mod error;
 pub mod serve;
@@ -11,7 +12,8 @@ use std::sync::Arc;
 
 use hpfriends_consensus::ConsensusNode;
 
-pub use api::{openapi::ApiDoc, router};
+pub use api::openapi::ApiDoc;
+pub use api::router;
 pub use error::ApiError;
 
 #[derive(Clone)]
@@ -27,4 +29,7 @@ pub struct AppState {
     /// hpfeeds accept loops running now, and how many there should be.
     pub listening: Arc<std::sync::atomic::AtomicUsize>,
     pub listeners: usize,
+    pub accounts: Arc<accounts::AccountSettings>,
+    /// hpfeeds connections of this node (who is logged in now).
+    pub sessions: Arc<crate::hpfeeds::session::Sessions>,
 }

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
+use tower::Layer;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -15,10 +17,10 @@ use tokio_util::task::TaskTracker;
 pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration, shutdown: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, do not spin.
                     tracing::warn!("HTTP accept failed: {e}");
@@ -27,7 +29,8 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        // Handlers that limit per address (web sign-in) read it from here.
+        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

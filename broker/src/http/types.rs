@@ -63,6 +63,15 @@ pub enum ErrorCode {
     UnknownKey,
     NestedBatch,
     UnknownCommand,
+    InvalidAccount,
+    InvalidInvitation,
+    AccountDisabled,
+    TokenExists,
+    UnknownToken,
+    WeakPassword,
+    WrongPassword,
+    SignInLimited,
+    Internal,
 }
 
 // ---- health ----
@@ -105,6 +114,20 @@ pub struct UserList {
 pub struct UserInfo {
     pub name: String,
     pub has_token: bool,
+    /// Can sign in to the web app.
+    pub has_password: bool,
+    /// An invitation or password-reset link is open.
+    pub invited: bool,
+    pub disabled: bool,
+}
+
+/// A one-time link to set a password: give it to the person, it is not shown again.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InvitationLink {
+    pub user: String,
+    pub link: String,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
 }
 
 /// A new API token: shown once, stored only as a hash.
@@ -180,6 +203,16 @@ pub struct ShareList {
 }
 
 // ---- keys ----
+
+/// What a key may publish and subscribe to.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyChannels {
+    #[serde(default)]
+    pub publish: Vec<String>,
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+}
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

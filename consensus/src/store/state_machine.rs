@@ -129,6 +129,7 @@ impl MachineState {
 fn key_table(graph: &Graph) -> KeyTable {
     graph
         .keys()
+        .filter(|k| graph.is_enabled(&k.owner)) // a disabled user's keys log nobody in
         .filter_map(|k| {
             let owner = graph.user_id(&k.owner)?; // every key has an existing owner
             Some((k.ident.clone(), Arc::new(KeyEntry { key: k.clone(), owner })))

@@ -74,6 +74,21 @@ pub enum UserCmd {
     Token {
         name: String,
     },
+    /// A one-time link for a person to set their web app password (the user is made if new).
+    Invite {
+        name: String,
+    },
+    /// A new one-time link to set the password again (the old password works until it is used).
+    Reset {
+        name: String,
+    },
+    /// End the user's sessions and stop their keys and tokens, on every node.
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

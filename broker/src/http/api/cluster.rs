@@ -16,7 +16,10 @@ use crate::http::AppState;
 /// This node's view of the cluster; the nodes' addresses for the operator only.
 #[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster", responses((status = 200, body = ClusterStatus), ApiErrors))]
 pub async fn status(State(state): State<AppState>, Caller(actor): Caller) -> Reply<ClusterStatus> {
-    let addresses = actor == Actor::Operator;
+    Ok(Json(cluster_status(&state, actor == Actor::Operator)))
+}
+
+pub fn cluster_status(state: &AppState, addresses: bool) -> ClusterStatus {
     let m = state.node.metrics().borrow().clone();
     let replication: BTreeMap<u64, Option<u64>> = m
         .replication
@@ -43,7 +46,7 @@ pub async fn status(State(state): State<AppState>, Caller(actor): Caller) -> Rep
             }
         })
         .collect();
-    Ok(Json(ClusterStatus {
+    ClusterStatus {
         node_id: m.id,
         role: format!("{:?}", m.state),
         term: m.current_term,
@@ -54,7 +57,7 @@ pub async fn status(State(state): State<AppState>, Caller(actor): Caller) -> Rep
         purged_index: m.purged.map(|l| l.index),
         index_generation: state.router.view().index.generation(),
         nodes,
-    }))
+    }
 }
 
 /// Removes a member (voter or learner); refused when it would leave no voter.

@@ -7,7 +7,7 @@ use hpfriends_graph::declare::{plan, Declaration};
 use hpfriends_graph::{explain as explain_path, Actor, Command};
 
 use super::openapi::ApiErrors;
-use super::{write, Body, QueryOf, Reply};
+use super::{QueryOf, Reply};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::http::types::{Applied, ApplyQuery, ExplainAnswer, ExplainQuery};

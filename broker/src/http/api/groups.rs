@@ -14,6 +14,10 @@ use crate::http::AppState;
 /// Every group with its admins and members.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", responses((status = 200, body = GroupList), ApiErrors))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Reply<GroupList> {
+    Ok(Json(list_groups(&state)))
+}
+
+pub fn list_groups(state: &AppState) -> GroupList {
     let groups = state.node.read_graph(|g| {
         g.groups()
             .map(|(name, grp)| GroupInfo {
@@ -23,7 +27,7 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> Reply<Group
             })
             .collect()
     });
-    Ok(Json(GroupList { groups }))
+    GroupList { groups }
 }
 
 /// A new group; its creator is its first admin and a member.
@@ -38,15 +42,10 @@ fn named(change: MemberChange, what: &str) -> Result<String, ApiError> {
     change.user.ok_or_else(|| ApiError::bad_request(format!("missing field `user`: {what}")))
 }
 
-/// The membership routes differ only in whom they act for and the command.
-async fn membership(
-    state: AppState,
-    actor: Actor,
-    body: Body<MemberChange>,
-    command: impl FnOnce(&Actor, MemberChange) -> Result<Command, ApiError>,
-) -> Reply<Done> {
+/// The membership routes differ only in the action.
+async fn membership(state: AppState, actor: Actor, group: String, action: &str, body: Body<MemberChange>) -> Reply<Done> {
     let Json(change) = body?;
-    let command = command(&actor, change)?;
+    let command = membership_command(&actor, group, action, change.user)?;
     write(&state, actor, command).await
 }
 
@@ -58,7 +57,7 @@ pub async fn invite(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    membership(state, actor, body, |_, b| Ok(Command::InviteMember { group, user: named(b, "whom to invite")? })).await
+    membership(state, actor, group, "invite", body).await
 }
 
 /// An invited user accepts (the operator names the user).
@@ -69,10 +68,7 @@ pub async fn join(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    membership(state, actor, body, |a, b| {
-        Ok(Command::AcceptMembership { group, user: acting_user(a, b.user, "join a group")? })
-    })
-    .await
+    membership(state, actor, group, "join", body).await
 }
 
 /// A member leaves, or an invited user declines.
@@ -83,10 +79,7 @@ pub async fn leave(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    membership(state, actor, body, |a, b| {
-        Ok(Command::RemoveMember { group, user: acting_user(a, b.user, "leave a group")? })
-    })
-    .await
+    membership(state, actor, group, "leave", body).await
 }
 
 /// An admin removes a member.
@@ -97,5 +90,30 @@ pub async fn remove_member(
     Path(group): Path<String>,
     body: Body<MemberChange>,
 ) -> Reply<Done> {
-    membership(state, actor, body, |_, b| Ok(Command::RemoveMember { group, user: named(b, "whom to remove")? })).await
+    membership(state, actor, group, "remove", body).await
+}
+
+/// An admin makes a member an admin too.
+#[utoipa::path(post, path = "/api/v1/groups/{group}/admins", tag = "groups", params(("group" = String, Path)), request_body = MemberChange, responses((status = 200, body = Done), ApiErrors))]
+pub async fn add_admin(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(group): Path<String>,
+    body: Body<MemberChange>,
+) -> Reply<Done> {
+    membership(state, actor, group, "admin", body).await
+}
+
+/// The command a membership change stands for: `invite`, `join`, `leave`,
+/// `remove` or `admin` (the API's routes and the web app's buttons).
+pub fn membership_command(actor: &Actor, group: String, action: &str, user: Option<String>) -> Result<Command, ApiError> {
+    let change = MemberChange { user };
+    match action {
+        "invite" => Ok(Command::InviteMember { group, user: named(change, "whom to invite")? }),
+        "join" => Ok(Command::AcceptMembership { group, user: acting_user(actor, change.user, "join a group")? }),
+        "leave" => Ok(Command::RemoveMember { group, user: acting_user(actor, change.user, "leave a group")? }),
+        "remove" => Ok(Command::RemoveMember { group, user: named(change, "whom to remove")? }),
+        "admin" => Ok(Command::AddGroupAdmin { group, user: named(change, "whom to make an admin")? }),
+        other => Err(ApiError::not_found(format!("no group action {other:?}"))),
+    }
 }

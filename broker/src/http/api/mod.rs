@@ -13,14 +13,14 @@ use super::error::ApiError;
 use super::types::Done;
 use super::AppState;
 
-mod cluster;
-mod graph;
-mod groups;
+pub mod cluster;
+pub mod graph;
+pub mod groups;
 mod health;
-mod keys;
+pub mod keys;
 pub mod openapi;
-mod shares;
-mod users;
+pub mod shares;
+pub mod users;
 
 type Reply<T> = Result<Json<T>, ApiError>;
 type Body<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
@@ -30,7 +30,7 @@ type QueryOf<T> = Result<axum::extract::Query<T>, axum::extract::rejection::Quer
 /// consistent reads wait at most 10 s for the cluster).
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-pub fn router(state: AppState) -> Router {
+pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -39,21 +39,39 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/users", get(users::list).post(users::add))
         .route("/api/v1/users/{name}", delete(users::remove))
         .route("/api/v1/users/{name}/token", post(users::token))
+        .route("/api/v1/users/{name}/invite", post(users::invite))
+        .route("/api/v1/users/{name}/disable", post(users::disable))
+        .route("/api/v1/users/{name}/enable", post(users::enable))
         .route("/api/v1/groups", get(groups::list).post(groups::add))
         .route("/api/v1/groups/{group}/invite", post(groups::invite))
         .route("/api/v1/groups/{group}/join", post(groups::join))
         .route("/api/v1/groups/{group}/leave", post(groups::leave))
         .route("/api/v1/groups/{group}/remove-member", post(groups::remove_member))
+        .route("/api/v1/groups/{group}/admins", post(groups::add_admin))
         .route("/api/v1/shares", get(shares::list).post(shares::add))
         .route("/api/v1/shares/accept", post(shares::accept))
         .route("/api/v1/shares/remove", post(shares::remove))
         .route("/api/v1/keys", get(keys::list).post(keys::add))
-        .route("/api/v1/keys/{ident}", delete(keys::remove))
+        .route("/api/v1/keys/{ident}", delete(keys::remove).put(keys::change))
         .route("/api/v1/explain", get(graph::explain))
         .route("/api/v1/apply", post(graph::apply).layer(DefaultBodyLimit::max(graph::MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster::status))
         .route("/api/v1/cluster/leave", post(cluster::leave))
-        .fallback(|| async { ApiError::not_found("no such endpoint") })
+}
+
+/// Every route of the node: the API, then the web app, with the deadline and
+/// consistent reads around them.
+pub fn router(state: AppState) -> Router {
+    routes()
+        .merge(crate::web::routes())
+        .fallback(|uri: axum::http::Uri| async move {
+            use axum::response::IntoResponse;
+            if uri.path().starts_with("/api/") {
+                ApiError::not_found("no such endpoint").into_response()
+            } else {
+                crate::web::not_found().into_response()
+            }
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistent_reads))
         .layer(axum::middleware::from_fn_with_state(REQUEST_TIMEOUT, super::serve::request_deadline))
         .with_state(state)
@@ -85,7 +103,7 @@ async fn consistent_reads(
     next.run(axum::extract::Request::from_parts(parts, body)).await
 }
 
-async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), ApiError> {
+pub async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), ApiError> {
     state.node.write(actor, command).await.map_err(ApiError::from)
 }
 

@@ -16,7 +16,11 @@ use crate::http::AppState;
 #[utoipa::path(get, path = "/api/v1/shares", tag = "shares", params(ListQuery), responses((status = 200, body = ShareList), ApiErrors))]
 pub async fn list(State(state): State<AppState>, Caller(actor): Caller, query: QueryOf<ListQuery>) -> Reply<ShareList> {
     let axum::extract::Query(q) = query?;
-    let user = listing_scope(&actor, q.user, "shares")?;
+    Ok(Json(list_shares(&state, &actor, q.user)?))
+}
+
+pub fn list_shares(state: &AppState, actor: &Actor, user: Option<String>) -> Result<ShareList, ApiError> {
+    let user = listing_scope(actor, user, "shares")?;
     let shares = state.node.read_graph(|g| {
         g.all_shares()
             .filter(|s| match &user {
@@ -34,16 +38,20 @@ pub async fn list(State(state): State<AppState>, Caller(actor): Caller, query: Q
             })
             .collect()
     });
-    Ok(Json(ShareList { shares }))
+    Ok(ShareList { shares })
 }
 
 /// Offers a share; it carries data once the recipient (or a group admin) accepts.
 #[utoipa::path(post, path = "/api/v1/shares", tag = "shares", request_body = ShareRequest, responses((status = 200, body = Done), ApiErrors))]
 pub async fn add(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareRequest>) -> Reply<Done> {
     let Json(b) = body?;
-    let from = acting_user(&actor, b.from, "offer a share")?;
+    write(&state, actor.clone(), offer_command(&actor, b)?).await
+}
+
+pub fn offer_command(actor: &Actor, b: ShareRequest) -> Result<Command, ApiError> {
+    let from = acting_user(actor, b.from, "offer a share")?;
     let kind = b.kind.ok_or_else(|| ApiError::bad_request("missing field `kind`: shares or shares_all"))?;
-    write(&state, actor, Command::AddShare { from, to: b.to, channel: b.channel, kind }).await
+    Ok(Command::AddShare { from, to: b.to, channel: b.channel, kind })
 }
 
 /// The share a request names: `from` is the caller's when a user leaves it out.
@@ -56,17 +64,25 @@ fn share_key(actor: &Actor, b: ShareRequest) -> Result<(String, Target, String),
     Ok((from, b.to, b.channel))
 }
 
+pub fn accept_command(actor: &Actor, b: ShareRequest) -> Result<Command, ApiError> {
+    let (from, to, channel) = share_key(actor, b)?;
+    Ok(Command::AcceptShare { from, to, channel })
+}
+
+pub fn remove_command(actor: &Actor, b: ShareRequest) -> Result<Command, ApiError> {
+    let (from, to, channel) = share_key(actor, b)?;
+    Ok(Command::RemoveShare { from, to, channel })
+}
+
 #[utoipa::path(post, path = "/api/v1/shares/accept", tag = "shares", request_body = ShareRequest, responses((status = 200, body = Done), ApiErrors))]
 pub async fn accept(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareRequest>) -> Reply<Done> {
     let Json(b) = body?;
-    let (from, to, channel) = share_key(&actor, b)?;
-    write(&state, actor, Command::AcceptShare { from, to, channel }).await
+    write(&state, actor.clone(), accept_command(&actor, b)?).await
 }
 
 /// Either side removes a share; delivery stops on each node as it applies this.
 #[utoipa::path(post, path = "/api/v1/shares/remove", tag = "shares", request_body = ShareRequest, responses((status = 200, body = Done), ApiErrors))]
 pub async fn remove(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareRequest>) -> Reply<Done> {
     let Json(b) = body?;
-    let (from, to, channel) = share_key(&actor, b)?;
-    write(&state, actor, Command::RemoveShare { from, to, channel }).await
+    write(&state, actor.clone(), remove_command(&actor, b)?).await
 }

@@ -1,7 +1,8 @@
-//! Failed AUTHs are limited per source address and ident, and (more loosely)
-//! per source address alone. Each has a bucket of failures that refills over
-//! time; when either is empty the AUTH is refused before it is checked, so
-//! guessing a key's secret runs at a few tries a second at most. The loose
+//! Failed logins are limited per key (hpfeeds: source address and ident; the
+//! web app: the user name, from anywhere) and, more loosely, per source
+//! address alone. Each has a bucket of failures that refills over time; when
+//! either is empty the attempt is refused before it is checked, so guessing a
+//! secret or password runs at a few tries a second at most. The loose
 //! per-address bucket leaves room for the many sensors a TCP load balancer
 //! puts behind one address. The tables are bounded: when full, entries whose
 //! buckets have refilled are dropped, then the oldest.
@@ -16,9 +17,7 @@ use std::time::{Duration, Instant};
 const MAX_TRACKED: usize = 65_536;
 
 pub struct AuthLimiter {
-    /// 20 failures in a row for one ident from one address, then one per 3 s.
-    by_ident: Mutex<Table<(IpAddr, Vec<u8>)>>,
-    /// 300 failures in a row from one address, then five a second.
+    by_key: Mutex<Table<Vec<u8>>>,
     by_address: Mutex<Table<IpAddr>>,
 }
 
@@ -63,29 +62,50 @@ impl<K: Hash + Eq + Clone> Table<K> {
     }
 }
 
-impl Default for AuthLimiter {
-    fn default() -> Self {
+impl AuthLimiter {
+    /// hpfeeds AUTH, keyed by `hpfeeds_key`: 20 failures in a row for one
+    /// ident from one address, then one per 3 s; 300 from one address, then
+    /// five a second.
+    pub fn for_hpfeeds() -> Self {
         AuthLimiter {
-            by_ident: Mutex::new(Table::new(20, Duration::from_secs(3))),
+            by_key: Mutex::new(Table::new(20, Duration::from_secs(3))),
             by_address: Mutex::new(Table::new(300, Duration::from_millis(200))),
         }
     }
-}
 
-impl AuthLimiter {
-    /// False when `ip` (for `ident`, or at all) has used up its failures for now.
-    pub fn may_try(&self, ip: IpAddr, ident: &[u8]) -> bool {
+    /// Web sign-in, keyed by the user name: 10 failures for one name from
+    /// anywhere (a guess spread over many addresses), then one per 6 s; 50
+    /// from one address, then one a second.
+    pub fn for_sign_in() -> Self {
+        AuthLimiter {
+            by_key: Mutex::new(Table::new(10, Duration::from_secs(6))),
+            by_address: Mutex::new(Table::new(50, Duration::from_secs(1))),
+        }
+    }
+
+    /// False when `ip`, or `key`, has used up its failures for now.
+    pub fn may_try(&self, ip: IpAddr, key: &[u8]) -> bool {
         let now = Instant::now();
         self.by_address.lock().expect("auth limiter lock").may_try(&ip, now)
-            && self.by_ident.lock().expect("auth limiter lock").may_try(&(ip, ident.to_vec()), now)
+            && self.by_key.lock().expect("auth limiter lock").may_try(&key.to_vec(), now)
     }
 
-    /// Records a failed AUTH from `ip` for `ident`.
-    pub fn failed(&self, ip: IpAddr, ident: &[u8]) {
+    /// Records a failed attempt from `ip` for `key`.
+    pub fn failed(&self, ip: IpAddr, key: &[u8]) {
         let now = Instant::now();
         self.by_address.lock().expect("auth limiter lock").failed(ip, now);
-        self.by_ident.lock().expect("auth limiter lock").failed((ip, ident.to_vec()), now);
+        self.by_key.lock().expect("auth limiter lock").failed(key.to_vec(), now);
     }
+}
+
+/// An hpfeeds ident as tried from one address.
+pub fn hpfeeds_key(ip: IpAddr, ident: &[u8]) -> Vec<u8> {
+    let mut key = match ip {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    key.extend_from_slice(ident);
+    key
 }
 
 #[cfg(test)]
@@ -94,20 +114,31 @@ mod tests {
 
     #[test]
     fn given_a_burst_of_failures_for_one_ident_then_that_ident_waits_and_others_do_not() {
-        let limiter = AuthLimiter::default();
+        let limiter = AuthLimiter::for_hpfeeds();
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..20 {
-            assert!(limiter.may_try(a, b"k"));
-            limiter.failed(a, b"k");
+            assert!(limiter.may_try(a, &hpfeeds_key(a, b"k")));
+            limiter.failed(a, &hpfeeds_key(a, b"k"));
         }
-        assert!(!limiter.may_try(a, b"k"), "k from a is used up");
-        assert!(limiter.may_try(a, b"other"), "another ident from a (a load balancer's sensors)");
-        assert!(limiter.may_try(b, b"k"));
+        assert!(!limiter.may_try(a, &hpfeeds_key(a, b"k")), "k from a is used up");
+        assert!(limiter.may_try(a, &hpfeeds_key(a, b"other")), "another ident from a (a load balancer's sensors)");
+        assert!(limiter.may_try(b, &hpfeeds_key(b, b"k")));
+    }
+
+    #[test]
+    fn given_failed_sign_ins_for_one_name_from_many_addresses_then_that_name_waits() {
+        let limiter = AuthLimiter::for_sign_in();
+        for i in 0..10u8 {
+            limiter.failed(IpAddr::from([10, 0, 0, i]), b"jojo");
+        }
+        let fresh = IpAddr::from([10, 0, 1, 1]);
+        assert!(!limiter.may_try(fresh, b"jojo"), "the name is used up, whatever the address");
+        assert!(limiter.may_try(fresh, b"mark"));
     }
 
     #[test]
     fn given_failures_for_many_idents_from_one_address_then_the_address_waits() {
-        let limiter = AuthLimiter::default();
+        let limiter = AuthLimiter::for_hpfeeds();
         for i in 0..300u32 {
             limiter.failed("10.0.0.1".parse().unwrap(), &i.to_be_bytes());
         }

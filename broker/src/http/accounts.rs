@@ -1,0 +1,253 @@
+//! Accounts, one place for their rules (the API and the web app both call
+//! these): password policy and hashing (argon2id), invitation links, sign-in
+//! with its failure limit, and the session secrets kept as hashes in the graph.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::http::StatusCode;
+use hpfriends_graph::accounts::UnixTime;
+use hpfriends_graph::{Actor, Command};
+
+use super::auth::hash_token;
+use super::error::ApiError;
+use super::AppState;
+use crate::auth_limit::AuthLimiter;
+use crate::config::Signup;
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 10;
+/// Longest password accepted (hashing cost grows with it).
+pub const MAX_PASSWORD_LEN: usize = 256;
+
+/// The account settings of a node, and its sign-in failure limit.
+pub struct AccountSettings {
+    pub signup: Signup,
+    pub invite_ttl: Duration,
+    pub session_ttl: Duration,
+    /// Where the web app is opened, without a trailing slash.
+    pub web_url: String,
+    /// Session cookies carry `Secure` (the web app is reached over https).
+    pub secure_cookies: bool,
+    pub sign_in_limit: AuthLimiter,
+}
+
+impl AccountSettings {
+    pub fn new(config: &crate::config::Config, http_addr: &str) -> Arc<Self> {
+        let web_url = config.web_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let web_url = web_url.trim_end_matches('/').to_string();
+        Arc::new(AccountSettings {
+            signup: config.signup,
+            invite_ttl: config.invite_ttl(),
+            session_ttl: config.session_ttl(),
+            secure_cookies: web_url.starts_with("https://"),
+            web_url,
+            sign_in_limit: AuthLimiter::for_sign_in(),
+        })
+    }
+}
+
+pub fn now() -> UnixTime {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A fresh random secret (a session cookie, an invitation token): 256 bits, hex.
+pub fn new_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Why a password is refused, or `None`.
+pub fn password_problem(password: &str) -> Option<String> {
+    let len = password.chars().count();
+    if len < MIN_PASSWORD_LEN {
+        Some(format!("a password needs at least {MIN_PASSWORD_LEN} characters (this one has {len})"))
+    } else if password.len() > MAX_PASSWORD_LEN {
+        Some(format!("a password may have at most {MAX_PASSWORD_LEN} bytes"))
+    } else {
+        None
+    }
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
+pub async fn hash_password(password: &str) -> Result<String, ApiError> {
+    if let Some(problem) = password_problem(password) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "weak_password", problem));
+    }
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// Checks `password` against a stored hash; with no hash, spends the same
+/// time and fails, so an unknown name answers as slowly as a wrong password.
+async fn verify_password(password: &str, stored: Option<String>) -> bool {
+    if password.len() > MAX_PASSWORD_LEN {
+        return false;
+    }
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || {
+        let decoy;
+        let phc = match &stored {
+            Some(h) => h.as_str(),
+            None => {
+                decoy = Argon2::default()
+                    .hash_password(b"no such user", &SaltString::generate(&mut OsRng))
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                decoy.as_str()
+            }
+        };
+        let ok = PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        ok && stored.is_some()
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A new invitation (or password-reset) link for `name`; creates the user if needed.
+pub async fn invite(state: &AppState, actor: Actor, name: &str) -> Result<(String, UnixTime), ApiError> {
+    let token = new_secret();
+    let expires_at = now() + state.accounts.invite_ttl.as_secs();
+    let cmd = Command::InviteUser { name: name.to_string(), token_hash: hash_token(&token), expires_at };
+    super::api::execute(state, actor, cmd).await?;
+    Ok((format!("{}/invite/{token}", state.accounts.web_url), expires_at))
+}
+
+/// Whose invitation `token` is, if it is open and unexpired here.
+pub fn invitation_of(state: &AppState, token: &str) -> Option<String> {
+    let hash = hash_token(token);
+    let now = now();
+    state.node.read_graph(|g| {
+        g.users()
+            .find(|(_, u)| u.account.invitation.as_ref().is_some_and(|i| i.token_hash == hash && now < i.expires_at))
+            .map(|(n, _)| n.to_string())
+    })
+}
+
+/// Sets the password through an invitation link; the graph checks the link again.
+pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<String, ApiError> {
+    let name = invitation_of(state, token)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "invalid_invitation", "this link is not valid or has expired"))?;
+    let password_hash = hash_password(password).await?;
+    let cmd = Command::SetPassword {
+        name: name.clone(),
+        password_hash,
+        invitation: Some(hash_token(token)),
+        at: now(),
+    };
+    super::api::execute(state, Actor::User(name.clone()), cmd).await?;
+    Ok(name)
+}
+
+/// `signup = "open"`: a new user with a password, in one entry.
+pub async fn sign_up(state: &AppState, name: &str, password: &str) -> Result<(), ApiError> {
+    if state.accounts.signup != Signup::Open {
+        return Err(ApiError::forbidden("accounts are made by invitation here: ask the operator"));
+    }
+    let password_hash = hash_password(password).await?;
+    let commands = vec![
+        Command::AddUser { name: name.to_string() },
+        Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() },
+    ];
+    // The node grants this on its own setting: it proposes as the operator.
+    super::api::execute(state, Actor::Operator, Command::Batch { commands }).await
+}
+
+/// Checks a name and password (limited per name and per address) and starts a
+/// session: the cookie value to set.
+pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<String, ApiError> {
+    let limit = &state.accounts.sign_in_limit;
+    if !limit.may_try(ip, name.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "sign_in_limited",
+            "too many failed sign-ins for this name or from this address: wait a minute and try again",
+        ));
+    }
+    let stored = state.node.read_graph(|g| {
+        g.user(name).filter(|u| !u.account.disabled).and_then(|u| u.account.password_hash.clone())
+    });
+    if !verify_password(password, stored).await {
+        limit.failed(ip, name.as_bytes());
+        return Err(ApiError::unauthorized("wrong name or password"));
+    }
+    start_session(state, Actor::User(name.to_string())).await
+}
+
+/// The operator signs in to the web app with the operator token.
+pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Result<String, ApiError> {
+    let limit = &state.accounts.sign_in_limit;
+    if !limit.may_try(ip, b"\0operator") {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "sign_in_limited", "too many failed sign-ins: wait a minute"));
+    }
+    if !super::auth::is_operator_token(state, token) {
+        limit.failed(ip, b"\0operator");
+        return Err(ApiError::unauthorized("that is not the operator token"));
+    }
+    start_session(state, Actor::Operator).await
+}
+
+async fn start_session(state: &AppState, actor: Actor) -> Result<String, ApiError> {
+    let secret = new_secret();
+    let at = now();
+    let cmd = Command::StartSession {
+        actor: actor.clone(),
+        session_hash: hash_token(&secret),
+        expires_at: at + state.accounts.session_ttl.as_secs(),
+        at,
+    };
+    super::api::execute(state, actor, cmd).await?;
+    Ok(secret)
+}
+
+/// The actor a session cookie stands for, if it is live and its user enabled.
+pub fn session_actor(state: &AppState, cookie: &str) -> Option<Actor> {
+    let hash = hash_token(cookie);
+    let now = now();
+    state.node.read_graph(|g| {
+        let actor = g.session(&hash, now)?.actor.clone();
+        match &actor {
+            Actor::User(u) if !g.is_enabled(u) => None,
+            _ => Some(actor),
+        }
+    })
+}
+
+pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<(), ApiError> {
+    super::api::execute(state, actor, Command::EndSession { session_hash: hash_token(cookie) }).await
+}
+
+/// Changes the signed-in user's password (the old one must be right); every
+/// session of theirs ends, and the new cookie to set is returned.
+pub async fn change_password(state: &AppState, ip: IpAddr, name: &str, old: &str, new: &str) -> Result<String, ApiError> {
+    let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
+    if !verify_password(old, stored).await {
+        state.accounts.sign_in_limit.failed(ip, name.as_bytes());
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "wrong_password", "the current password is not right"));
+    }
+    let password_hash = hash_password(new).await?;
+    let cmd = Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() };
+    super::api::execute(state, Actor::User(name.to_string()), cmd).await?;
+    start_session(state, Actor::User(name.to_string())).await
+}
+
+/// A new API token `USER.SECRET` labelled `label`; shown once.
+pub async fn add_api_token(state: &AppState, actor: Actor, name: &str, label: &str) -> Result<String, ApiError> {
+    let token = format!("{name}.{}", new_secret());
+    let cmd = Command::AddApiToken {
+        name: name.to_string(),
+        label: label.to_string(),
+        token_hash: hash_token(&token),
+        at: now(),
+    };
+    super::api::execute(state, actor, cmd).await?;
+    Ok(token)
+}

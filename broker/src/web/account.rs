@@ -1,0 +1,142 @@
+//! Account: change my password, my API tokens for `ctl` and scripts.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use hpfriends_graph::{Actor, Command};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::forms::read;
+use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
+use super::session::{set_cookie, ClientIp, SignedInUser, SESSION_COOKIE};
+use super::sign_in::confirmed;
+use crate::http::accounts;
+use crate::http::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AccountForm {
+    csrf: String,
+    current: String,
+    password: String,
+    confirm: String,
+    label: String,
+}
+
+fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, problem: Option<&Problem>) -> Markup {
+    let SignedInUser(signed, me) = u;
+    let tokens: Vec<(String, u64)> = state.node.read_graph(|g| {
+        g.user(me)
+            .map(|u| u.account.api_tokens.iter().map(|(l, t)| (l.clone(), t.created_at)).collect())
+            .unwrap_or_default()
+    });
+    let body = html! {
+        p { "Signed in as " strong { (me) } "." }
+        h2 { "Password" }
+        form.card method="post" action="/account/password" {
+            (csrf_field(signed))
+            input type="hidden" name="name" value=(me) autocomplete="username";
+            (error_for(problem, "form"))
+            (text_input(problem, "current", "Current password", "", InputAttrs { kind: "password", autocomplete: Some("current-password"), ..InputAttrs::text() }))
+            (text_input(problem, "password", "New password", "", InputAttrs { kind: "password", autocomplete: Some("new-password"), hint: Some("At least 10 characters. Every other sign-in of yours ends."), ..InputAttrs::text() }))
+            (text_input(problem, "confirm", "The same password again", "", InputAttrs { kind: "password", autocomplete: Some("new-password"), ..InputAttrs::text() }))
+            button.primary type="submit" { "Change password" }
+        }
+        h2 { "API tokens" }
+        p.lead { "A token lets " code { "hpfriends ctl" } " or a script act as you: " code { "hpfriends ctl --token TOKEN key list" } }
+        @if let Some(t) = new_token {
+            section.notice role="status" {
+                p { "Your new token, shown only now:" }
+                p { code #new-token.secret { (t) } " " button.copy type="button" data-copy="#new-token" { "Copy" } }
+            }
+        }
+        @if tokens.is_empty() {
+            p.empty { "You have no API tokens." }
+        } @else {
+            table {
+                caption.visually-hidden { "My API tokens" }
+                thead { tr { th scope="col" { "Label" } th scope="col" { "Made" } th scope="col" { span.visually-hidden { "Revoke" } } } }
+                tbody {
+                    @for (label, at) in &tokens {
+                        tr {
+                            td { (label) }
+                            td { time data-unix=(at) { (at) } }
+                            td.actions { (action_button(signed, "/account/tokens/revoke", &[("label", label)], "Revoke", Some("Revoke this token?"))) }
+                        }
+                    }
+                }
+            }
+        }
+        form.row method="post" action="/account/tokens" {
+            (csrf_field(signed))
+            (text_input(problem, "label", "Label of a new token", "", InputAttrs { hint: Some("For example laptop or ci."), ..InputAttrs::text() }))
+            button type="submit" { "Make token" }
+        }
+    };
+    page("Account", Some(signed), "/account", body)
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
+    render(StatusCode::OK, render_account(&state, &u, None, None))
+}
+
+fn checked(u: &SignedInUser, form: Result<Form<AccountForm>, FormRejection>) -> Result<AccountForm, Response> {
+    let f = read(form)?;
+    u.0.check_csrf(&f.csrf)?;
+    Ok(f)
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    u: SignedInUser,
+    form: Result<Form<AccountForm>, FormRejection>,
+) -> Response {
+    let f = match checked(&u, form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let result = match confirmed(&f.password, &f.confirm) {
+        Ok(()) => accounts::change_password(&state, ip, &u.1, &f.current, &f.password)
+            .await
+            .map_err(|e| Problem::from_api(e, &[("current", "current"), ("password", "password")])),
+        Err(p) => Err(p),
+    };
+    match result {
+        Ok(cookie) => ([set_cookie(&state, SESSION_COOKIE, Some(&cookie))], Redirect::to("/account")).into_response(),
+        Err(p) => render(p.status, render_account(&state, &u, None, Some(&p))),
+    }
+}
+
+pub async fn add_token(State(state): State<AppState>, u: SignedInUser, form: Result<Form<AccountForm>, FormRejection>) -> Response {
+    let f = match checked(&u, form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let actor = Actor::User(u.1.clone());
+    match accounts::add_api_token(&state, actor, &u.1, f.label.trim()).await {
+        Ok(token) => render(StatusCode::OK, render_account(&state, &u, Some(&token), None)),
+        Err(e) => {
+            let p = Problem::from_api(e, &[("label", "label"), ("label", "token")]);
+            render(p.status, render_account(&state, &u, None, Some(&p)))
+        }
+    }
+}
+
+pub async fn revoke_token(State(state): State<AppState>, u: SignedInUser, form: Result<Form<AccountForm>, FormRejection>) -> Response {
+    let f = match checked(&u, form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let command = Command::RemoveApiToken { name: u.1.clone(), label: f.label };
+    match crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await {
+        Ok(()) => Redirect::to("/account").into_response(),
+        Err(e) => {
+            let p = Problem::from_api(e, &[]);
+            render(p.status, render_account(&state, &u, None, Some(&p)))
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Groups: mine and the ones I was invited to; create one; as admin, invite,
+//! remove members and make admins.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use hpfriends_graph::{Actor, Command};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::forms::read;
+use super::keys::urlencode;
+use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
+use super::session::SignedInUser;
+use crate::http::api::groups::{list_groups, membership_command};
+use crate::http::types::GroupInfo;
+use crate::http::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct GroupForm {
+    csrf: String,
+    name: String,
+    user: String,
+}
+
+const GROUP_FIELDS: [(&str, &str); 2] = [("name", "group"), ("user", "user")];
+
+fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, problem: Option<&Problem>) -> Markup {
+    let SignedInUser(signed, me) = u;
+    let groups: Vec<GroupInfo> = list_groups(state)
+        .groups
+        .into_iter()
+        .filter(|g| g.admins.contains(me) || g.members.iter().any(|m| &m.user == me))
+        .collect();
+    let body = html! {
+        p.lead { "Share with a group and every member who accepted reads it. Admins invite and remove members." }
+        (error_for(problem, "form"))
+        @if groups.is_empty() { p.empty { "You are in no group yet." } }
+        @for g in &groups {
+            @let admin = g.admins.contains(me);
+            @let invited = g.members.iter().any(|m| &m.user == me && !m.accepted);
+            @let base = format!("/groups/{}", urlencode(&g.name));
+            section.group aria-labelledby=(format!("g-{}", g.name)) {
+                h2 id=(format!("g-{}", g.name)) { (g.name) @if admin { " " span.badge { "admin" } } @if invited { " " span.pending { "invited" } } }
+                @if invited {
+                    p { "You are invited to this group." }
+                    (action_button(signed, &format!("{base}/join"), &[], "Accept", None))
+                    (action_button(signed, &format!("{base}/leave"), &[], "Decline", None))
+                }
+                ul.members {
+                    @for m in &g.members {
+                        li {
+                            (m.user)
+                            @if g.admins.contains(&m.user) { " " span.badge { "admin" } }
+                            @if !m.accepted { " " span.pending { "invited" } }
+                            @if admin && &m.user != me {
+                                @if m.accepted && !g.admins.contains(&m.user) {
+                                    (action_button(signed, &format!("{base}/admin"), &[("user", &m.user)], "Make admin", None))
+                                }
+                                (action_button(signed, &format!("{base}/remove"), &[("user", &m.user)], "Remove", Some("Remove this member?")))
+                            }
+                        }
+                    }
+                }
+                @if admin {
+                    form.row method="post" action=(format!("{base}/invite")) {
+                        (csrf_field(signed))
+                        (text_input(problem.filter(|_| form.is_some_and(|f| f.name == g.name)), "user", &format!("Invite to {}", g.name), "", InputAttrs {
+                            complete: Some("users"), autocomplete: Some("off"), ..InputAttrs::text()
+                        }))
+                        input type="hidden" name="name" value=(g.name);
+                        button type="submit" { "Invite" }
+                    }
+                }
+                @if !invited && !(admin && g.admins.len() == 1) {
+                    (action_button(signed, &format!("{base}/leave"), &[], "Leave group", Some("Leave this group?")))
+                }
+            }
+        }
+        h2 { "Create a group" }
+        form.card method="post" action="/groups" {
+            (csrf_field(signed))
+            (text_input(problem.filter(|p| p.field == "name"), "name", "Group name", form.map_or("", |f| &f.name), InputAttrs::text()))
+            button.primary type="submit" { "Create group" }
+        }
+    };
+    page("Groups", Some(signed), "/groups", body)
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
+    render(StatusCode::OK, render_groups(&state, &u, None, None))
+}
+
+async fn run(state: &AppState, u: &SignedInUser, f: &GroupForm, command: Result<Command, crate::http::ApiError>) -> Response {
+    let actor = Actor::User(u.1.clone());
+    let result = match command {
+        Ok(c) => crate::http::api::execute(state, actor, c).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => Redirect::to("/groups").into_response(),
+        Err(e) => {
+            let p = Problem::from_api(e, &GROUP_FIELDS);
+            render(p.status, render_groups(state, u, Some(f), Some(&p)))
+        }
+    }
+}
+
+pub async fn create(State(state): State<AppState>, u: SignedInUser, form: Result<Form<GroupForm>, FormRejection>) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    let command = Command::AddGroup { name: f.name.trim().to_string(), creator: u.1.clone() };
+    run(&state, &u, &f, Ok(command)).await
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    u: SignedInUser,
+    Path((group, action)): Path<(String, String)>,
+    form: Result<Form<GroupForm>, FormRejection>,
+) -> Response {
+    let mut f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    f.name = group.clone();
+    let user = Some(f.user.trim().to_string()).filter(|u| !u.is_empty());
+    let command = membership_command(&Actor::User(u.1.clone()), group, &action, user);
+    run(&state, &u, &f, command).await
+}

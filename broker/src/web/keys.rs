@@ -1,0 +1,217 @@
+//! Authkeys: the hpfeeds credentials of my sensors and readers.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use hpfriends_graph::{Actor, AuthKey};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::forms::{channel_list, read};
+use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
+use super::session::SignedInUser;
+use crate::http::api::keys::{add_key, change_channels, list_keys};
+use crate::http::types::{KeyChannels, NewKey};
+use crate::http::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct KeyForm {
+    csrf: String,
+    ident: String,
+    publish: String,
+    subscribe: String,
+}
+
+const KEY_FIELDS: [(&str, &str); 3] = [("ident", "ident"), ("publish", "channel"), ("form", "")];
+
+fn render_page(
+    state: &AppState,
+    u: &SignedInUser,
+    created: Option<&AuthKey>,
+    form: Option<&KeyForm>,
+    problem: Option<&Problem>,
+) -> Markup {
+    let SignedInUser(signed, me) = u;
+    let keys = list_keys(state, &Actor::User(me.clone()), None).map(|l| l.keys).unwrap_or_default();
+    let hpfeeds = state.accounts.web_url.clone();
+    let body = html! {
+        @if let Some(key) = created { (created_notice(key, &hpfeeds)) }
+        p.lead { "A key is what a sensor or reader logs in to hpfeeds with: an ident and a secret, and the channels it may publish and subscribe to." }
+        @if keys.is_empty() {
+            p.empty { "You have no keys yet. Create one below." }
+        } @else {
+            table {
+                caption.visually-hidden { "My keys" }
+                thead { tr { th scope="col" { "Ident" } th scope="col" { "Publishes" } th scope="col" { "Subscribes" } th scope="col" { "Change" } } }
+                tbody {
+                    @for k in &keys {
+                        tr {
+                            th scope="row" { code { (k.ident) } }
+                            td { (channels(&k.publish)) }
+                            td { (channels(&k.subscribe)) }
+                            td.actions {
+                                details {
+                                    summary { "Channels" }
+                                    form method="post" action=(format!("/keys/{}/channels", urlencode(&k.ident))) {
+                                        (csrf_field(signed))
+                                        (text_input(None, "publish", &format!("{} publishes to", k.ident), &k.publish.join(", "), InputAttrs { required: false, ..InputAttrs::text() }))
+                                        (text_input(None, "subscribe", &format!("{} subscribes to", k.ident), &k.subscribe.join(", "), InputAttrs { required: false, ..InputAttrs::text() }))
+                                        button type="submit" { "Save channels" }
+                                    }
+                                }
+                                (action_button(signed, &format!("/keys/{}/delete", urlencode(&k.ident)), &[], "Delete",
+                                    Some("Delete this key? Sensors logged in with it are disconnected at once.")))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Create a key" }
+        form.card method="post" action="/keys" {
+            (csrf_field(signed))
+            (error_for(problem, "form"))
+            (text_input(problem, "ident", "Ident", form.map_or("", |f| &f.ident), InputAttrs {
+                hint: Some("The name the sensor logs in with, for example mysensor-cowrie."), ..InputAttrs::text()
+            }))
+            (text_input(problem, "publish", "Publishes to", form.map_or("", |f| &f.publish), InputAttrs {
+                required: false, hint: Some("Channels, separated by commas, for example cowrie.sessions"), ..InputAttrs::text()
+            }))
+            (text_input(problem, "subscribe", "Subscribes to", form.map_or("", |f| &f.subscribe), InputAttrs {
+                required: false, hint: Some("Channels this key may read."), ..InputAttrs::text()
+            }))
+            p.hint { "The secret is generated and shown once." }
+            button.primary type="submit" { "Create key" }
+        }
+    };
+    page("Authkeys", Some(signed), "/keys", body)
+}
+
+fn channels(list: &[String]) -> Markup {
+    html! {
+        @if list.is_empty() { span.muted { "none" } }
+        @for c in list { code.chip { (c) } " " }
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The secret, once, with settings to paste into the sensors people run.
+fn created_notice(key: &AuthKey, web_url: &str) -> Markup {
+    let host = web_url.split("://").nth(1).unwrap_or(web_url).split(':').next().unwrap_or("localhost");
+    let publish = key.publish.first().map(String::as_str).unwrap_or("CHANNEL");
+    let subscribe = key.subscribe.first().map(String::as_str).unwrap_or(publish);
+    let cowrie = format!(
+        "[output_hpfeeds3]\nenabled = true\nserver = {host}\nport = 10000\nidentifier = {}\nsecret = {}\n",
+        key.ident, key.secret
+    );
+    let dionaea = format!(
+        "- name: hpfeeds\n  config:\n    server: \"{host}\"\n    port: 10000\n    ident: \"{}\"\n    secret: \"{}\"\n",
+        key.ident, key.secret
+    );
+    let cli = format!(
+        "hpfeeds publish --host {host} -p 10000 -i {} -s {} -c {publish} 'hello'\nhpfeeds subscribe --host {host} -p 10000 -i {} -s {} -c {subscribe}\n",
+        key.ident, key.secret, key.ident, key.secret
+    );
+    html! {
+        section.notice role="status" aria-labelledby="created-title" {
+            h2 #created-title { "Key " code { (key.ident) } " created" }
+            p { "Its secret is shown only now. Copy it into your sensor's settings:" }
+            p { "Secret: " code #secret.secret { (key.secret) } " " button.copy type="button" data-copy="#secret" { "Copy" } }
+            @for (title, id, text) in [("cowrie (cowrie.cfg)", "snip-cowrie", &cowrie), ("dionaea (ihandlers/hpfeeds.yaml)", "snip-dionaea", &dionaea), ("the hpfeeds command line", "snip-cli", &cli)] {
+                details {
+                    summary { (title) }
+                    pre { code id=(id) { (text) } }
+                    button.copy type="button" data-copy=(format!("#{id}")) { "Copy" }
+                }
+            }
+        }
+    }
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
+    render(StatusCode::OK, render_page(&state, &u, None, None, None))
+}
+
+pub async fn create(State(state): State<AppState>, u: SignedInUser, form: Result<Form<KeyForm>, FormRejection>) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    let new = NewKey {
+        ident: f.ident.trim().to_string(),
+        owner: None,
+        secret: None,
+        publish: channel_list(&f.publish),
+        subscribe: channel_list(&f.subscribe),
+    };
+    match add_key(&state, Actor::User(u.1.clone()), new).await {
+        Ok(created) => render(StatusCode::OK, render_page(&state, &u, Some(&created.key), None, None)),
+        Err(e) => {
+            let problem = Problem::from_api(e, &KEY_FIELDS);
+            render(problem.status, render_page(&state, &u, None, Some(&f), Some(&problem)))
+        }
+    }
+}
+
+pub async fn change(
+    State(state): State<AppState>,
+    u: SignedInUser,
+    Path(ident): Path<String>,
+    form: Result<Form<KeyForm>, FormRejection>,
+) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    let wanted = KeyChannels { publish: channel_list(&f.publish), subscribe: channel_list(&f.subscribe) };
+    match change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await {
+        Ok(_) => Redirect::to("/keys").into_response(),
+        Err(e) => {
+            let problem = Problem::from_api(e, &[("form", "")]);
+            render(problem.status, render_page(&state, &u, None, None, Some(&problem)))
+        }
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    u: SignedInUser,
+    Path(ident): Path<String>,
+    form: Result<Form<KeyForm>, FormRejection>,
+) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    let cmd = hpfriends_graph::Command::RemoveKey { ident };
+    match crate::http::api::execute(&state, Actor::User(u.1.clone()), cmd).await {
+        Ok(()) => Redirect::to("/keys").into_response(),
+        Err(e) => {
+            let problem = Problem::from_api(e, &[("form", "")]);
+            render(problem.status, render_page(&state, &u, None, None, Some(&problem)))
+        }
+    }
+}

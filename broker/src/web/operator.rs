@@ -1,0 +1,176 @@
+//! The operator's page: users (invite, reset, disable, remove) and the
+//! cluster, refreshing by itself. Only the operator reaches it.
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use hpfriends_graph::{Actor, Command};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::forms::read;
+use super::keys::urlencode;
+use super::layout::{action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem};
+use super::session::SignedIn;
+use crate::http::accounts;
+use crate::http::api::cluster::cluster_status;
+use crate::http::api::users::list_users;
+use crate::http::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UserForm {
+    csrf: String,
+    name: String,
+}
+
+fn only_operator(signed: &SignedIn) -> Result<(), Response> {
+    if signed.is_operator() {
+        Ok(())
+    } else {
+        Err(message_page(StatusCode::FORBIDDEN, "Forbidden", "Only the operator may open this page."))
+    }
+}
+
+fn cluster_markup(state: &AppState) -> Markup {
+    let status = cluster_status(state, true);
+    let clients = state.sessions.open_connections();
+    html! {
+        div #cluster data-refresh="/operator/cluster" aria-live="polite" {
+            p { "This node: " strong { "node " (status.node_id) } ", " (status.role) ", term " (status.term)
+                ", last applied " (status.last_applied.unwrap_or(0)) ", " (clients) " hpfeeds connections here." }
+            table {
+                caption.visually-hidden { "Nodes" }
+                thead { tr { th scope="col" { "Node" } th scope="col" { "Role" } th scope="col" { "Matched index" } th scope="col" { "Lag" } th scope="col" { "hpfeeds" } th scope="col" { "HTTP" } th scope="col" { "Cluster" } } }
+                tbody {
+                    @for n in &status.nodes {
+                        tr {
+                            th scope="row" { (n.id) }
+                            td { @if n.leader { "leader" } @else if n.voter { "voter" } @else { "learner" } }
+                            td { (n.matched_index.map_or("?".to_string(), |i| i.to_string())) }
+                            td { (n.lag.map_or("?".to_string(), |l| l.to_string())) }
+                            td { code { (n.hpfeeds_addr.clone().unwrap_or_default()) } }
+                            td { code { (n.http_addr.clone().unwrap_or_default()) } }
+                            td { code { (n.cluster_addr.clone().unwrap_or_default()) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str, &str)>, problem: Option<&Problem>) -> Markup {
+    let users = list_users(state).users;
+    let body = html! {
+        h2 { "Users" }
+        @if let Some((user, link)) = link {
+            section.notice role="status" {
+                p { "Give " strong { (user) } " this link; it works once and expires in " (state.accounts.invite_ttl.as_secs() / 3600) " hours:" }
+                p { code #invite-link.secret { (link) } " " button.copy type="button" data-copy="#invite-link" { "Copy" } }
+            }
+        }
+        (error_for(problem, "form"))
+        form.row method="post" action="/operator/users" {
+            (csrf_field(signed))
+            (text_input(problem, "name", "Invite a new user", "", InputAttrs { hint: Some("Their user name; you get a one-time link to give them."), ..InputAttrs::text() }))
+            button.primary type="submit" { "Invite" }
+        }
+        table {
+            caption.visually-hidden { "Users" }
+            thead { tr { th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { span.visually-hidden { "Actions" } } } }
+            tbody {
+                @for u in &users {
+                    @let base = format!("/operator/users/{}", urlencode(&u.name));
+                    tr {
+                        th scope="row" { (u.name) }
+                        td {
+                            @if u.disabled { span.bad { "disabled" } }
+                            @else if u.has_password { span.ok { "active" } }
+                            @else if u.invited { span.pending { "invited" } }
+                            @else { span.muted { "no password" } }
+                        }
+                        td.actions {
+                            (action_button(signed, &format!("{base}/reset"), &[], if u.has_password { "Reset password" } else { "New invitation" }, None))
+                            @if u.disabled {
+                                (action_button(signed, &format!("{base}/enable"), &[], "Enable", None))
+                            } @else {
+                                (action_button(signed, &format!("{base}/disable"), &[], "Disable", Some("Disable this user? Their sessions, tokens and keys stop working at once.")))
+                            }
+                            (action_button(signed, &format!("{base}/remove"), &[], "Remove", Some("Remove this user with every key, share and membership?")))
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Cluster" }
+        (cluster_markup(state))
+    };
+    page("Operator", Some(signed), "/operator", body)
+}
+
+pub async fn show(State(state): State<AppState>, signed: SignedIn) -> Response {
+    if let Err(r) = only_operator(&signed) {
+        return r;
+    }
+    render(StatusCode::OK, render_operator(&state, &signed, None, None))
+}
+
+/// The cluster table alone, for the page's refresh.
+pub async fn cluster_fragment(State(state): State<AppState>, signed: SignedIn) -> Response {
+    if let Err(r) = only_operator(&signed) {
+        return r;
+    }
+    render(StatusCode::OK, cluster_markup(&state))
+}
+
+fn checked(signed: &SignedIn, form: Result<Form<UserForm>, FormRejection>) -> Result<UserForm, Response> {
+    only_operator(signed)?;
+    let f = read(form)?;
+    signed.check_csrf(&f.csrf)?;
+    Ok(f)
+}
+
+async fn invite_and_show(state: &AppState, signed: &SignedIn, name: &str) -> Response {
+    match accounts::invite(state, Actor::Operator, name).await {
+        Ok((link, _)) => render(StatusCode::OK, render_operator(state, signed, Some((name, &link)), None)),
+        Err(e) => {
+            let p = Problem::from_api(e, &[("name", "name")]);
+            render(p.status, render_operator(state, signed, None, Some(&p)))
+        }
+    }
+}
+
+pub async fn invite(State(state): State<AppState>, signed: SignedIn, form: Result<Form<UserForm>, FormRejection>) -> Response {
+    match checked(&signed, form) {
+        Ok(f) => invite_and_show(&state, &signed, f.name.trim()).await,
+        Err(r) => r,
+    }
+}
+
+pub async fn act(
+    State(state): State<AppState>,
+    signed: SignedIn,
+    Path((name, action)): Path<(String, String)>,
+    form: Result<Form<UserForm>, FormRejection>,
+) -> Response {
+    if let Err(r) = checked(&signed, form) {
+        return r;
+    }
+    let command = match action.as_str() {
+        "reset" => return invite_and_show(&state, &signed, &name).await,
+        "disable" => Command::SetUserDisabled { name, disabled: true },
+        "enable" => Command::SetUserDisabled { name, disabled: false },
+        "remove" => Command::RemoveUser { name },
+        _ => return super::not_found(),
+    };
+    match crate::http::api::execute(&state, Actor::Operator, command).await {
+        Ok(()) => Redirect::to("/operator").into_response(),
+        Err(e) => {
+            let p = Problem::from_api(e, &[]);
+            render(p.status, render_operator(&state, &signed, None, Some(&p)))
+        }
+    }
+}

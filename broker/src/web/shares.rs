@@ -1,0 +1,271 @@
+//! Shares (what I share) and Shared with you (offers to accept, and what I
+//! receive now with the path it comes by).
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use hpfriends_graph::{explain, Actor, ShareKind, ShareRecord, Target};
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::forms::read;
+use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
+use super::session::SignedInUser;
+use crate::http::api::shares::{accept_command, list_shares, offer_command, remove_command};
+use crate::http::types::ShareRequest;
+use crate::http::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ShareForm {
+    csrf: String,
+    from: String,
+    to: String,
+    channel: String,
+    kind: String,
+}
+
+impl ShareForm {
+    fn request(&self, from: Option<String>) -> ShareRequest {
+        let kind = match self.kind.as_str() {
+            "shares" => Some(ShareKind::Shares),
+            "shares_all" => Some(ShareKind::SharesAll),
+            _ => None,
+        };
+        ShareRequest { from, to: Target::parse(self.to.trim()), channel: self.channel.trim().to_string(), kind }
+    }
+}
+
+const SHARE_FIELDS: [(&str, &str); 6] = [
+    ("channel", "channel"),
+    ("kind", "kind"),
+    ("to", "user"),
+    ("to", "group"),
+    ("to", "themselves"),
+    ("to", "share from"),
+];
+
+fn kind_label(kind: ShareKind) -> &'static str {
+    match kind {
+        ShareKind::Shares => "shares (my own messages)",
+        ShareKind::SharesAll => "shares_all (mine and what I receive)",
+    }
+}
+
+fn status(s: &ShareRecord) -> Markup {
+    html! { @if s.accepted { span.ok { "accepted" } } @else { span.pending { "pending" } } }
+}
+
+fn share_fields<'a>(s: &'a ShareRecord, to: &'a str) -> [(&'static str, &'a str); 3] {
+    [("from", &s.from), ("to", to), ("channel", &s.channel)]
+}
+
+fn mine(state: &AppState, me: &str) -> Vec<ShareRecord> {
+    list_shares(state, &Actor::User(me.to_string()), None).map(|l| l.shares).unwrap_or_default()
+}
+
+fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, problem: Option<&Problem>) -> Markup {
+    let SignedInUser(signed, me) = u;
+    let out: Vec<ShareRecord> = mine(state, me).into_iter().filter(|s| &s.from == me).collect();
+    let kind = form.map_or("shares", |f| f.kind.as_str());
+    let body = html! {
+        p.lead { "A share lets a user, or every member of a group, read what your keys publish on one channel, once they accept it." }
+        @if out.is_empty() {
+            p.empty { "You share nothing yet." }
+        } @else {
+            table {
+                caption.visually-hidden { "What I share" }
+                thead { tr { th scope="col" { "With" } th scope="col" { "Channel" } th scope="col" { "Kind" } th scope="col" { "Status" } th scope="col" { span.visually-hidden { "Revoke" } } } }
+                tbody {
+                    @for s in &out {
+                        @let to = s.to.to_string();
+                        tr {
+                            td { (to) } td { code { (s.channel) } } td { (s.kind.as_str()) } td { (status(s)) }
+                            td.actions { (action_button(signed, "/shares/revoke", &share_fields(s, &to), "Revoke", Some("Revoke this share? Delivery stops at once."))) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Offer a share" }
+        form.card method="post" action="/shares" {
+            (csrf_field(signed))
+            (error_for(problem, "form"))
+            (text_input(problem, "to", "With (a user, or group:NAME)", form.map_or("", |f| &f.to), InputAttrs {
+                complete: Some("targets"), autocomplete: Some("off"), ..InputAttrs::text()
+            }))
+            (text_input(problem, "channel", "Channel", form.map_or("", |f| &f.channel), InputAttrs::text()))
+            fieldset aria-describedby=[super::layout::described_by(problem, "kind")] {
+                legend { "Kind" }
+                @for k in [ShareKind::Shares, ShareKind::SharesAll] {
+                    label.choice {
+                        input type="radio" name="kind" value=(k.as_str()) checked[kind == k.as_str()];
+                        " " (kind_label(k))
+                    }
+                }
+                (error_for(problem, "kind"))
+            }
+            p.hint { "Before offering, see on " a href="/audience" { "Audience" } " who would be added." }
+            button.primary type="submit" { "Offer share" }
+        }
+    };
+    page("Shares", Some(signed), "/shares", body)
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
+    render(StatusCode::OK, render_shares(&state, &u, None, None))
+}
+
+/// Runs a share command built from the form, then goes to `back`; a refusal
+/// renders `again` with the API's message.
+async fn run(
+    state: &AppState,
+    u: &SignedInUser,
+    f: &ShareForm,
+    build: impl FnOnce(&Actor, ShareRequest) -> Result<hpfriends_graph::Command, crate::http::ApiError>,
+    from: Option<String>,
+    back: &str,
+) -> Result<Response, Problem> {
+    let actor = Actor::User(u.1.clone());
+    let command = build(&actor, f.request(from)).map_err(|e| Problem::from_api(e, &SHARE_FIELDS))?;
+    crate::http::api::execute(state, actor, command).await.map_err(|e| Problem::from_api(e, &SHARE_FIELDS))?;
+    Ok(Redirect::to(back).into_response())
+}
+
+pub async fn offer(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    match run(&state, &u, &f, offer_command, None, "/shares").await {
+        Ok(r) => r,
+        Err(p) => render(p.status, render_shares(&state, &u, Some(&f), Some(&p))),
+    }
+}
+
+pub async fn revoke(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    match run(&state, &u, &f, remove_command, Some(f.from.clone()), "/shares").await {
+        Ok(r) => r,
+        Err(p) => render(p.status, render_shares(&state, &u, None, Some(&p))),
+    }
+}
+
+// ---- Shared with you ----
+
+fn render_received(state: &AppState, u: &SignedInUser, problem: Option<&Problem>) -> Markup {
+    let SignedInUser(signed, me) = u;
+    let shares = mine(state, me);
+    // Offers I may answer: to me, or to a group I administer.
+    let offers: Vec<&ShareRecord> = state.node.read_graph(|g| {
+        shares
+            .iter()
+            .filter(|s| !s.accepted && &s.from != me)
+            .filter(|s| match &s.to {
+                Target::User(u) => u == me,
+                Target::Group(grp) => g.is_group_admin(grp, me),
+            })
+            .collect()
+    });
+    let receiving = receiving(state, me);
+    let body = html! {
+        (error_for(problem, "form"))
+        h2 { "Waiting for you" }
+        @if offers.is_empty() {
+            p.empty { "No offers are waiting." }
+        } @else {
+            table {
+                caption.visually-hidden { "Offers waiting for me" }
+                thead { tr { th scope="col" { "From" } th scope="col" { "To" } th scope="col" { "Channel" } th scope="col" { "Kind" } th scope="col" { span.visually-hidden { "Answer" } } } }
+                tbody {
+                    @for s in &offers {
+                        @let to = s.to.to_string();
+                        tr {
+                            td { (s.from) } td { (to) } td { code { (s.channel) } } td { (s.kind.as_str()) }
+                            td.actions {
+                                (action_button(signed, "/shared-with-you/accept", &share_fields(s, &to), "Accept", None))
+                                (action_button(signed, "/shared-with-you/decline", &share_fields(s, &to), "Decline", None))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "What you receive now" }
+        @if receiving.is_empty() {
+            p.empty { "Nobody's data reaches you yet." }
+        } @else {
+            table {
+                caption.visually-hidden { "What I receive" }
+                thead { tr { th scope="col" { "Publisher" } th scope="col" { "Channel" } th scope="col" { "Path" } } }
+                tbody {
+                    @for (publisher, channel, path) in &receiving {
+                        tr { td { (publisher) } td { code { (channel) } } td.path { (path) } }
+                    }
+                }
+            }
+        }
+    };
+    page("Shared with you", Some(signed), "/shared-with-you", body)
+}
+
+/// (publisher, channel, path) for every publisher whose data reaches `me`,
+/// from the sharing index, each with the path `explain` finds.
+fn receiving(state: &AppState, me: &str) -> Vec<(String, String, String)> {
+    state.node.read_index(|g, index| {
+        let Some(my_id) = g.user_id(me) else { return Vec::new() };
+        let mut out = Vec::new();
+        for channel in g.channels() {
+            for (publisher, _) in g.senders_on(channel) {
+                let reaches = g.user_id(publisher).is_some_and(|p| p != my_id && index.may_read(p, my_id, channel));
+                if reaches {
+                    let path = explain(g, publisher, me, channel).to_string();
+                    out.push((publisher.to_string(), channel.to_string(), path));
+                }
+            }
+        }
+        out
+    })
+}
+
+pub async fn received(State(state): State<AppState>, u: SignedInUser) -> Response {
+    render(StatusCode::OK, render_received(&state, &u, None))
+}
+
+async fn answer(
+    state: AppState,
+    u: SignedInUser,
+    form: Result<Form<ShareForm>, FormRejection>,
+    build: fn(&Actor, ShareRequest) -> Result<hpfriends_graph::Command, crate::http::ApiError>,
+) -> Response {
+    let f = match read(form) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    if let Err(r) = u.0.check_csrf(&f.csrf) {
+        return r;
+    }
+    match run(&state, &u, &f, build, Some(f.from.clone()), "/shared-with-you").await {
+        Ok(r) => r,
+        Err(p) => render(p.status, render_received(&state, &u, Some(&Problem { field: "form", ..p }))),
+    }
+}
+
+pub async fn accept(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
+    answer(state, u, form, accept_command).await
+}
+
+pub async fn decline(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
+    answer(state, u, form, remove_command).await
+}

@@ -1,0 +1,368 @@
+"""The web app in a real browser (Debian's chromium, driven by Playwright).
+
+Run by cluster-tests/tests/web.rs against real `hpfriends serve` processes:
+
+  browser.py scenarios   the operator invites; each user sets a password, makes
+                         keys, offers and accepts shares, joins a group, all in
+                         the browser; the real hpfeeds client with those keys
+                         shows exactly the delivery the graph says; a share
+                         revoked and a key deleted in the browser take effect on
+                         live subscribers; bad input, CSRF, forbidden pages;
+                         axe-core on every page; a screenshot of every page.
+  browser.py cluster     sign in on node 1, act on node 2, sign out on node 3:
+                         the session is gone on node 1.
+
+Settings come from the environment (see web.rs). Exits non-zero on the first
+failed check, naming it.
+"""
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import expect, sync_playwright
+
+URLS = os.environ["WEB_URLS"].split(",")
+WEB = URLS[0]
+TOKEN = os.environ["OPERATOR_TOKEN"]
+HPFEEDS = os.environ.get("HPFEEDS", "")
+HPFEEDS_HOST, HPFEEDS_PORT = (os.environ.get("HPFEEDS_ADDR", "127.0.0.1:0").rsplit(":", 1))
+SHOTS = os.environ["SCREENSHOTS"]
+PASSWORD = "correct horse battery"
+AXE = Axe()
+
+
+def check(condition, what):
+    if not condition:
+        raise AssertionError(what)
+    print(f"ok: {what}", flush=True)
+
+
+def launch(p):
+    return p.chromium.launch(
+        executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        args=["--no-sandbox", "--disable-gpu"],
+    )
+
+
+def accessible(page, name):
+    """No serious or critical axe-core violation, and a screenshot."""
+    result = AXE.run(page)
+    bad = [v for v in result.response["violations"] if v["impact"] in ("serious", "critical")]
+    check(not bad, f"{name}: no serious accessibility violations {[(v['id'], v['help']) for v in bad]}")
+    page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
+
+
+def sign_in_operator(page, base=WEB):
+    page.goto(base + "/sign-in")
+    page.get_by_text("Operator", exact=True).click()
+    page.get_by_label("Operator token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in as operator").click()
+    expect(page.get_by_role("heading", name="Operator")).to_be_visible()
+
+
+def invite(page, name):
+    page.goto(WEB + "/operator")
+    page.get_by_label("Invite a new user").fill(name)
+    page.get_by_role("button", name="Invite", exact=True).click()
+    return page.locator("#invite-link").inner_text().strip()
+
+
+def set_password(page, link):
+    page.goto(link)
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("The same password again").fill(PASSWORD)
+    page.get_by_role("button", name="Set password").click()
+    expect(page.get_by_text("Your account is ready")).to_be_visible()
+
+
+def sign_in(page, name, base=WEB):
+    page.goto(base + "/sign-in")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    expect(page.get_by_role("heading", name="Authkeys")).to_be_visible()
+
+
+def create_key(page, ident, publish="", subscribe=""):
+    page.goto(WEB + "/keys")
+    form = page.locator("form[action='/keys']")
+    form.get_by_label("Ident").fill(ident)
+    form.get_by_label("Publishes to").fill(publish)
+    form.get_by_label("Subscribes to").fill(subscribe)
+    form.get_by_role("button", name="Create key").click()
+    expect(page.get_by_role("heading", name=re.compile(f"Key {re.escape(ident)} created"))).to_be_visible()
+    return page.locator("#secret").inner_text().strip()
+
+
+def offer(page, to, channel, kind="shares"):
+    page.goto(WEB + "/shares")
+    page.get_by_label("With (a user, or group:NAME)").fill(to)
+    page.get_by_label("Channel").fill(channel)
+    page.locator(f"input[name=kind][value={kind}]").check()
+    page.get_by_role("button", name="Offer share").click()
+
+
+def answer_offer(page, sender, channel, button="Accept"):
+    page.goto(WEB + "/shared-with-you")
+    row = page.locator("tr", has_text=sender).filter(has_text=channel)
+    row.get_by_role("button", name=button).click()
+    expect(page.get_by_role("heading", name="Shared with you")).to_be_visible()
+
+
+class Subscriber:
+    """The real hpfeeds client subscribed with a key made in the browser."""
+
+    def __init__(self, ident, secret, channel):
+        self.lines = queue.Queue()
+        self.seen = []
+        self.proc = subprocess.Popen(
+            [HPFEEDS, "subscribe", "--host", HPFEEDS_HOST, "-p", HPFEEDS_PORT, "-i", ident, "-s", secret, "-c", channel],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        time.sleep(1.0)  # the client logs in and subscribes
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+
+    def drain(self):
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return "".join(self.seen)
+
+    def wait_for(self, text, timeout=10):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if text in self.drain():
+                return True
+            time.sleep(0.05)
+        return False
+
+    def exited(self, timeout=10):
+        try:
+            self.proc.wait(timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self):
+        self.proc.kill()
+
+
+def publish(ident, secret, channel, message):
+    subprocess.run(
+        [HPFEEDS, "publish", "--host", HPFEEDS_HOST, "-p", HPFEEDS_PORT, "-i", ident, "-s", secret, "-c", channel, message],
+        check=True, timeout=20, capture_output=True,
+    )
+
+
+def delivered(publisher, message, to, not_to):
+    """`message` reaches every subscriber of `to`, then none of `not_to`."""
+    publish(*publisher, message)
+    for s in to:
+        if not s.wait_for(message):
+            return False
+    time.sleep(0.5)
+    return all(message not in s.drain() for s in not_to)
+
+
+def scenarios(p):
+    browser = launch(p)
+    operator = browser.new_context().new_page()
+    sign_in_operator(operator)
+    accessible(operator, "operator")
+    people = {}
+    for name in ["jojo", "mark", "alice", "eve"]:
+        link = invite(operator, name)
+        check("/invite/" in link, f"the operator got an invitation link for {name}")
+        page = browser.new_context().new_page()
+        if name == "jojo":
+            page.goto(link)
+            accessible(page, "invitation")
+        set_password(page, link)
+        sign_in(page, name)
+        people[name] = page
+    jojo, mark, alice, eve = (people[n] for n in ["jojo", "mark", "alice", "eve"])
+    check(re.search(r"invited|active", operator.content()) is not None, "the operator sees the users' status")
+
+    # Keys, made in the browser.
+    ch, geo = "dionaea.captures", "geoloc.events"
+    jojo_key = ("jojo-sensor", create_key(jojo, "jojo-sensor", publish=f"{ch}, {geo}"), ch)
+    accessible(jojo, "authkeys")
+    keys = {n: create_key(people[n], f"{n}-reader", subscribe=f"{ch}, {geo}") for n in ["mark", "alice", "eve"]}
+
+    # Bad input: the message shows next to the field and nothing changes.
+    create_form = jojo.locator("form[action='/keys']")
+    create_form.get_by_label("Ident").fill("jojo-sensor")
+    create_form.get_by_role("button", name="Create key").click()
+    check(jojo.locator("#ident-error").is_visible() and "already taken" in jojo.locator("#ident-error").inner_text(),
+          "a duplicate ident is refused next to the Ident field")
+    jojo.locator("form[action='/keys']").get_by_label("Ident").fill("x" * 300)
+    jojo.locator("form[action='/keys']").get_by_role("button", name="Create key").click()
+    check("limit is 255" in jojo.locator("#ident-error").inner_text(), "a 300-byte ident is refused with its limit")
+    jojo.goto(WEB + "/keys")
+    check(jojo.locator("tbody tr").count() == 1, "refused keys changed nothing")
+    offer(jojo, "nobody", ch)
+    check("unknown user" in jojo.locator("#to-error").inner_text(), "a share to an unknown user is refused at the field")
+    offer(jojo, "group:nogroup", ch)
+    check("unknown group" in jojo.locator("#to-error").inner_text(), "a share to a missing group is refused at the field")
+    offer(jojo, "mark", " ")  # a blank the browser lets through; the server trims it
+    check("must not be empty" in jojo.locator("#channel-error").inner_text(), "an empty channel is refused at the field")
+    jojo.goto(WEB + "/shares")
+    check("You share nothing yet." in jojo.content(), "refused shares changed nothing")
+
+    # Scenario 1: a direct share, accepted by mark in the browser.
+    offer(jojo, "mark", ch)
+    accessible(jojo, "shares")
+    subs = {n: Subscriber(f"{n}-reader", keys[n], ch) for n in ["mark", "alice", "eve"]}
+    check(delivered(jojo_key, "before-accept", [], list(subs.values())), "an offer not yet accepted carries nothing")
+    answer_offer(mark, "jojo", ch)
+    accessible(mark, "shared-with-you")
+    check(delivered(jojo_key, "scenario-1", [subs["mark"]], [subs["alice"], subs["eve"]]),
+          "scenario 1: mark gets jojo's message, alice and eve do not")
+
+    # Scenario 2: mark relays to alice with shares_all.
+    offer(mark, "alice", ch, "shares_all")
+    answer_offer(alice, "mark", ch)
+    check(delivered(jojo_key, "scenario-2", [subs["mark"], subs["alice"]], [subs["eve"]]),
+          "scenario 2: alice gets jojo's message through mark")
+    alice.goto(WEB + "/shared-with-you")
+    check("jojo -[shares]-> mark -[shares_all]-> alice" in alice.content(), "alice sees the path jojo's data takes")
+    jojo.goto(WEB + "/audience")
+    accessible(jojo, "audience")
+    check(jojo.locator("td", has_text="alice").count() >= 1, "jojo's Audience lists alice (relayed)")
+    jojo.goto(WEB + f"/audience?to=eve&channel={ch}")
+    check(jojo.locator("ul.names li", has_text="eve").count() == 1, "the preview says eve would be added")
+
+    # Scenario 3: a group; its admin accepts; an invited member who has not joined gets nothing.
+    mark.goto(WEB + "/groups")
+    mark.get_by_label("Group name").fill("honeynet")
+    mark.get_by_role("button", name="Create group").click()
+    for member in ["alice", "eve"]:
+        mark.get_by_label("Invite to honeynet").fill(member)
+        mark.get_by_role("button", name="Invite", exact=True).click()
+    accessible(mark, "groups")
+    alice.goto(WEB + "/groups")
+    alice.locator("section.group").get_by_role("button", name="Accept").click()
+    offer(jojo, "group:honeynet", geo)
+    answer_offer(mark, "jojo", geo)
+    geo_subs = {n: Subscriber(f"{n}-reader", keys[n], geo) for n in ["mark", "alice", "eve"]}
+    check(delivered((jojo_key[0], jojo_key[1], geo), "scenario-3", [geo_subs["mark"], geo_subs["alice"]], [geo_subs["eve"]]),
+          "scenario 3: accepted members get the group's share, the invited eve does not")
+
+    # A share revoked in the browser stops delivery.
+    jojo.goto(WEB + "/shares")
+    jojo.once("dialog", lambda d: d.accept())
+    jojo.locator("tr", has_text="mark").filter(has_text=ch).get_by_role("button", name="Revoke").click()
+    check(delivered(jojo_key, "after-revoke", [], [subs["mark"], subs["alice"]]), "a revoked share stops delivery")
+
+    # A key deleted in the browser closes its live subscriber.
+    eve.goto(WEB + "/keys")
+    eve.once("dialog", lambda d: d.accept())
+    eve.get_by_role("button", name="Delete").click()
+    check(subs["eve"].exited() and geo_subs["eve"].exited(), "deleting a key closes its live connections")
+
+    # Account page and an API token that works with the API.
+    mark.goto(WEB + "/account")
+    accessible(mark, "account")
+    mark.get_by_label("Label of a new token").fill("laptop")
+    mark.get_by_role("button", name="Make token").click()
+    token = mark.locator("#new-token").inner_text().strip()
+    resp = mark.request.get(WEB + "/api/v1/keys", headers={"Authorization": f"Bearer {token}"})
+    check(resp.ok and "mark-reader" in resp.text(), "a token made in the web app works with the API")
+
+    # CSRF: a form posted without the token is refused and changes nothing.
+    resp = jojo.request.post(WEB + "/keys", form={"ident": "csrf-key", "publish": ch})
+    check(resp.status == 403, f"a form without its CSRF token is refused (got {resp.status})")
+    resp = jojo.request.post(WEB + "/keys/mark-reader/delete", form={"csrf": "0" * 32})
+    check(resp.status == 403, "a wrong CSRF token is refused too")
+    # Pages of others: the operator's page, another user's key.
+    resp = jojo.request.get(WEB + "/operator")
+    check(resp.status == 403, f"a user cannot open the operator page (got {resp.status})")
+    jojo.goto(WEB + "/keys")
+    csrf = jojo.locator("input[name=csrf]").first.get_attribute("value")
+    resp = jojo.request.post(WEB + "/keys/mark-reader/delete", form={"csrf": csrf})
+    check(resp.status == 403 and "another user" in resp.text(), "a user cannot delete another user's key")
+    mark.goto(WEB + "/keys")
+    check("mark-reader" in mark.content(), "mark's key is still there")
+    resp = jojo.request.get(WEB + "/api/v1/cluster/status")
+    check(resp.status == 401, "a browser session does not open the API")
+
+    # Changing the password ends the other sessions of that user.
+    other = browser.new_context().new_page()
+    sign_in(other, "alice")
+    alice.goto(WEB + "/account")
+    alice.get_by_label("Current password").fill(PASSWORD)
+    alice.get_by_label("New password").fill(PASSWORD + "!")
+    alice.get_by_label("The same password again").fill(PASSWORD + "!")
+    alice.get_by_role("button", name="Change password").click()
+    expect(alice.get_by_role("heading", name="Account")).to_be_visible()
+    other.goto(WEB + "/keys")
+    check(other.url.endswith("/sign-in"), "a password change signed the other browser out")
+
+    # Disabling a user ends their session and stops their key.
+    operator.goto(WEB + "/operator")
+    operator.once("dialog", lambda d: d.accept())
+    operator.locator("tr", has_text="mark").get_by_role("button", name="Disable").click()
+    mark.goto(WEB + "/keys")
+    check(mark.url.endswith("/sign-in"), "a disabled user's session ends")
+    check(subs["mark"].exited(), "a disabled user's live hpfeeds connection is closed")
+
+    page = browser.new_context().new_page()
+    page.goto(WEB + "/sign-in")
+    accessible(page, "sign-in")
+    browser.close()
+
+
+def cluster(p):
+    browser = launch(p)
+    operator = browser.new_context().new_page()
+    sign_in_operator(operator, URLS[0])
+    operator.goto(URLS[0] + "/operator")
+    operator.get_by_label("Invite a new user").fill("roamer")
+    operator.get_by_role("button", name="Invite", exact=True).click()
+    link = operator.locator("#invite-link").inner_text().strip()
+    page = browser.new_context().new_page()
+    set_password(page, link)
+    sign_in(page, "roamer", URLS[0])
+    # Behind a load balancer the next request may reach any node.
+    page.goto(URLS[1] + "/keys")
+    form = page.locator("form[action='/keys']")
+    form.get_by_label("Ident").fill("roamer-sensor")
+    form.get_by_label("Publishes to").fill("c")
+    form.get_by_role("button", name="Create key").click()
+    check(page.locator("#secret").is_visible(), "signed in through node 1, a key made through node 2")
+    old = [c for c in page.context.cookies() if c["name"] == "hpfriends_session"]
+    check(len(old) == 1 and old[0]["httpOnly"] and old[0]["sameSite"] == "Strict",
+          "the session is one HttpOnly, SameSite=Strict cookie")
+    page.goto(URLS[2] + "/account")
+    page.get_by_role("button", name="Sign out").click()
+    check(page.url.endswith("/sign-in"), "signed out through node 3")
+    # The old cookie, presented to node 1 again, is no longer a session there
+    # (node 1 applies the sign-out as it learns the entry is committed).
+    page.context.add_cookies(old)
+    started = time.time()
+    while True:
+        page.goto(URLS[0] + "/keys")
+        if page.url.endswith("/sign-in") or time.time() - started > 2:
+            break
+    check(page.url.endswith("/sign-in"), f"the session is gone on node 1 ({time.time() - started:.3f} s after)")
+    browser.close()
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    with sync_playwright() as p:
+        {"scenarios": scenarios, "cluster": cluster}[sys.argv[1]](p)
+    print("all checks passed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
