@@ -173,6 +173,8 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
     let mut cmd = Command::new("haproxy");
     cmd.args(["-db", "-f"]).arg(deploy_file("haproxy.cfg")).arg("-f").arg(&stats_cfg);
     cmd.env("HPFEEDS_BIND", hp_addr.to_string());
+    let web_addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
+    cmd.env("WEB_BIND", web_addr.to_string());
     for (i, n) in c.nodes.iter().enumerate() {
         let id = i + 1;
         cmd.env(format!("NODE{id}_HPFEEDS"), n.hpfeeds_addr.to_string())
@@ -181,6 +183,11 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
     }
     let mut haproxy = Service::start("haproxy", cmd).unwrap();
     haproxy.wait_for("accepting", DEADLINE, || std::net::TcpStream::connect(hp_addr).ok()).unwrap();
+    // The web app is served through the same HAProxy (deploy/README.md).
+    let (status, page) = haproxy
+        .wait_for("the web app", DEADLINE, || http_get(web_addr, "/sign-in").ok().filter(|(s, _)| *s == 200))
+        .unwrap();
+    assert!(status == 200 && page.contains("Sign in"), "{page}");
 
     let mut client_cmd = Command::new(hpfeeds_python().unwrap());
     client_cmd

@@ -1,6 +1,6 @@
 //! `explain(P, V, C)`: the path that lets V read P's data on C.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,25 @@ pub fn explain(graph: &Graph, publisher: &str, reader: &str, channel: &str) -> E
     if publisher == reader {
         return Explanation::Own;
     }
+    let parent = search(graph, publisher, channel, Some(reader));
+    if parent.contains_key(reader) {
+        Explanation::Path { hops: path_to(&parent, reader) }
+    } else {
+        Explanation::None
+    }
+}
+
+/// Every reader of `publisher`'s data on `channel` with the path `explain`
+/// would give, from one search (the Audience page).
+pub fn explain_all(graph: &Graph, publisher: &str, channel: &str) -> BTreeMap<String, Vec<Hop>> {
+    let parent = search(graph, publisher, channel, None);
+    parent.keys().map(|reader| (reader.clone(), path_to(&parent, reader))).collect()
+}
+
+/// The hop that first reached each reader, breadth-first from `publisher`:
+/// the first share may be of either kind, later ones relay only with
+/// `shares_all`. Stops once `target` is reached.
+fn search(graph: &Graph, publisher: &str, channel: &str, target: Option<&str>) -> HashMap<String, Hop> {
     let mut parent: HashMap<String, Hop> = HashMap::new();
     let mut queue: VecDeque<(String, bool)> = VecDeque::from([(publisher.to_string(), true)]);
     while let Some((user, first)) = queue.pop_front() {
@@ -74,14 +93,44 @@ pub fn explain(graph: &Graph, publisher: &str, reader: &str, channel: &str) -> E
                 }
                 let hop = Hop { from: user.clone(), to: to.clone(), reader: v.to_string(), kind: share.kind };
                 parent.insert(v.to_string(), hop);
-                if v == reader {
-                    return Explanation::Path { hops: path_to(&parent, reader) };
+                if target == Some(v) {
+                    return parent;
                 }
                 queue.push_back((v.to_string(), false));
             }
         }
     }
-    Explanation::None
+    parent
+}
+
+/// Every (channel, publisher) whose data reaches `reader`, by the same rule
+/// walked backwards from the reader: a share into the reader (or a group it
+/// joined) brings its sender's data; a `shares_all` one also brings whatever
+/// reaches that sender. (The Shared with you page.)
+pub fn publishers_reaching(graph: &Graph, reader: &str) -> BTreeSet<(String, String)> {
+    let mut found: BTreeSet<(String, String)> = BTreeSet::new();
+    // (channel, user): whoever reaches this user on this channel reaches the reader.
+    let mut relays: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut queue: VecDeque<(Option<String>, String)> = VecDeque::from([(None, reader.to_string())]);
+    while let Some((only, x)) = queue.pop_front() {
+        let targets = std::iter::once(Target::User(x.clone())).chain(graph.groups_of(&x).map(|g| Target::Group(g.to_string())));
+        for to in targets.collect::<Vec<_>>() {
+            for (channel, from) in graph.shares_into(&to) {
+                if only.as_deref().is_some_and(|c| c != channel) {
+                    continue;
+                }
+                let Some(share) = graph.share(from, &to, channel).filter(|s| s.accepted) else { continue };
+                if from != reader {
+                    found.insert((channel.to_string(), from.to_string()));
+                }
+                let relay = (channel.to_string(), from.to_string());
+                if share.kind == ShareKind::SharesAll && from != reader && relays.insert(relay) {
+                    queue.push_back((Some(channel.to_string()), from.to_string()));
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Who would read `publisher`'s data on `channel` through one more accepted

@@ -17,6 +17,6 @@ pub mod synthetic;
 pub use authz::{authorize, Actor, Forbidden};
 pub use command::{Command, COMMAND_VERSION};
 pub use error::GraphError;
-pub use explain::{explain, readers_through, Explanation, Hop};
+pub use explain::{explain, explain_all, publishers_reaching, readers_through, Explanation, Hop};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
 pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User, UserId};

@@ -270,6 +270,16 @@ impl Graph {
         })
     }
 
+    /// (channel, sender) of every share to `to`, accepted or not.
+    pub fn shares_into(&self, to: &Target) -> impl Iterator<Item = (&str, &str)> {
+        self.inbound.get(to).into_iter().flatten().map(|(c, f)| (c.as_str(), f.as_str()))
+    }
+
+    /// Groups `user` is an accepted member of.
+    pub fn groups_of<'a>(&'a self, user: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.groups.iter().filter(move |(_, g)| g.members.get(user) == Some(&true)).map(|(n, _)| n.as_str())
+    }
+
     /// Users who receive what is shared to `to` (a user, or a group's accepted members).
     pub fn recipients<'a>(&'a self, to: &'a Target) -> Box<dyn Iterator<Item = &'a str> + 'a> {
         match to {

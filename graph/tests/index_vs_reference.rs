@@ -5,7 +5,8 @@
 use std::collections::BTreeSet;
 
 use hpfriends_graph::{
-    explain, readers_through, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target,
+    explain, explain_all, publishers_reaching, readers_through, AuthKey, Command, Explanation, Graph, ShareKind,
+    SharingIndex, Target,
 };
 use proptest::prelude::*;
 
@@ -115,6 +116,27 @@ proptest! {
                         "explain({}, {}, {})", p, v, c);
                 }
             }
+        }
+        // The page queries: every reader's path from one search, and walked
+        // backwards from each reader, the same pairs as the reference.
+        for c in CHANNELS {
+            for p in USERS {
+                let all: BTreeSet<String> = explain_all(&graph, p, c).into_keys().collect();
+                let want: BTreeSet<String> = reference_readers(&graph, p, c).into_iter().filter(|r| r != p).collect();
+                prop_assert_eq!(all, want, "explain_all({}, {})", p, c);
+            }
+        }
+        for v in USERS {
+            let got = publishers_reaching(&graph, v);
+            let mut want = BTreeSet::new();
+            for c in CHANNELS {
+                for p in USERS.iter().filter(|p| *p != v) {
+                    if reference_readers(&graph, p, c).contains(*v) {
+                        want.insert((c.to_string(), p.to_string()));
+                    }
+                }
+            }
+            prop_assert_eq!(got, want, "publishers_reaching({})", v);
         }
         // A fresh build agrees with the incrementally kept index.
         let fresh = SharingIndex::build(&graph);

@@ -147,11 +147,19 @@ pub async fn accept_invitation(state: &AppState, token: &str, password: &str) ->
     Ok(name)
 }
 
-/// `signup = "open"`: a new user with a password, in one entry.
-pub async fn sign_up(state: &AppState, name: &str, password: &str) -> Result<(), ApiError> {
+/// `signup = "open"`: a new user with a password, in one entry. Each
+/// sign-up counts against the address like a failed sign-in, so one address
+/// cannot fill the graph with accounts.
+pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<(), ApiError> {
     if state.accounts.signup != Signup::Open {
         return Err(ApiError::forbidden("accounts are made by invitation here: ask the operator"));
     }
+    let limit = &state.accounts.sign_in_limit;
+    let key = format!("\0sign-up {ip}");
+    if !limit.may_try(ip, key.as_bytes()) {
+        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "sign_in_limited", "too many new accounts from this address: wait a minute"));
+    }
+    limit.failed(ip, key.as_bytes());
     let password_hash = hash_password(password).await?;
     let commands = vec![
         Command::AddUser { name: name.to_string() },

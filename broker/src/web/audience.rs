@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use hpfriends_graph::{explain, readers_through, Target};
+use hpfriends_graph::{explain_all, readers_through, Explanation, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -38,12 +38,15 @@ fn audience(state: &AppState, me: &str) -> Vec<ChannelAudience> {
         channels
             .into_iter()
             .map(|channel| {
+                // The readers the index holds, each with its path from one search.
+                let mut paths = explain_all(g, me, channel);
                 let readers = index
                     .reader_names(g, me, channel)
                     .into_iter()
                     .filter(|r| r != me)
                     .map(|r| {
-                        let path = explain(g, me, &r, channel).to_string();
+                        let hops = paths.remove(&r).unwrap_or_default();
+                        let path = Explanation::Path { hops }.to_string();
                         (r, path)
                     })
                     .collect();

@@ -8,12 +8,13 @@ use super::session::SignedIn;
 use crate::http::ApiError;
 
 /// The menu, named as the original hpfriends named it.
-const USER_MENU: [(&str, &str); 6] = [
+const USER_MENU: [(&str, &str); 7] = [
     ("/keys", "Authkeys"),
     ("/shares", "Shares"),
     ("/shared-with-you", "Shared with you"),
     ("/groups", "Groups"),
     ("/audience", "Audience"),
+    ("/graph", "Graph"),
     ("/account", "Account"),
 ];
 

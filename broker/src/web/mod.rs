@@ -8,6 +8,7 @@
 mod account;
 mod audience;
 mod forms;
+mod graph;
 mod groups;
 mod keys;
 mod layout;
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/groups", get(groups::show).post(groups::create))
         .route("/groups/{group}/{action}", post(groups::act))
         .route("/audience", get(audience::show))
+        .route("/graph", get(graph::show))
         .route("/account", get(account::show))
         .route("/account/password", post(account::change_password))
         .route("/account/tokens", post(account::add_token))

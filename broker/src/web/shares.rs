@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use hpfriends_graph::{explain, Actor, ShareKind, ShareRecord, Target};
+use hpfriends_graph::{explain, publishers_reaching, Actor, ShareKind, ShareRecord, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -220,22 +220,17 @@ fn render_received(state: &AppState, u: &SignedInUser, problem: Option<&Problem>
     page("Shared with you", Some(signed), "/shared-with-you", body)
 }
 
-/// (publisher, channel, path) for every publisher whose data reaches `me`,
-/// from the sharing index, each with the path `explain` finds.
+/// (publisher, channel, path) for every publisher whose data reaches `me`
+/// (the sharing rule walked back from me), each with the path `explain` finds.
 fn receiving(state: &AppState, me: &str) -> Vec<(String, String, String)> {
-    state.node.read_index(|g, index| {
-        let Some(my_id) = g.user_id(me) else { return Vec::new() };
-        let mut out = Vec::new();
-        for channel in g.channels() {
-            for (publisher, _) in g.senders_on(channel) {
-                let reaches = g.user_id(publisher).is_some_and(|p| p != my_id && index.may_read(p, my_id, channel));
-                if reaches {
-                    let path = explain(g, publisher, me, channel).to_string();
-                    out.push((publisher.to_string(), channel.to_string(), path));
-                }
-            }
-        }
-        out
+    state.node.read_graph(|g| {
+        publishers_reaching(g, me)
+            .into_iter()
+            .map(|(channel, publisher)| {
+                let path = explain(g, &publisher, me, &channel).to_string();
+                (publisher, channel, path)
+            })
+            .collect()
     })
 }
 

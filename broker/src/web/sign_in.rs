@@ -277,7 +277,7 @@ pub async fn sign_up(
     }
     let name = f.name.trim();
     let result = match confirmed(&f.password, &f.confirm) {
-        Ok(()) => accounts::sign_up(&state, name, &f.password)
+        Ok(()) => accounts::sign_up(&state, ip, name, &f.password)
             .await
             .map_err(|e| Problem::from_api(e, &[("name", "user"), ("password", "password")])),
         Err(p) => Err(p),
