@@ -256,10 +256,12 @@ def scenarios(p):
     geo_subs = {n: Subscriber(f"{n}-reader", keys[n], geo) for n in ["mark", "alice", "eve"]}
     check(delivered((jojo_key[0], jojo_key[1], geo), "scenario-3", [geo_subs["mark"], geo_subs["alice"]], [geo_subs["eve"]]),
           "scenario 3: accepted members get the group's share, the invited eve does not")
-    mark.goto(WEB + "/graph")
-    accessible(mark, "graph")
-    drawn = mark.locator("svg.graph").inner_text()
-    check(all(n in drawn for n in ["jojo", "mark", "group:honeynet", "alice"]), "mark's graph draws jojo, his group and alice")
+    jojo.goto(WEB + "/graph")
+    accessible(jojo, "graph")
+    relayed = jojo.locator("svg.graph g.node", has=jojo.locator("rect[x='800']")).all_text_contents()
+    drawn = jojo.locator("svg.graph").text_content()
+    check(all(n in drawn for n in ["mark", "group:honeynet"]) and relayed == ["alice"],
+          f"jojo's graph draws mark and the group, and alice as reached through a relay ({relayed})")
 
     # A share revoked in the browser stops delivery.
     jojo.goto(WEB + "/shares")

@@ -125,14 +125,22 @@ impl Command {
     pub fn min_version(&self) -> u32 {
         match self {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
-            Command::InviteUser { .. }
-            | Command::SetPassword { .. }
-            | Command::SetUserDisabled { .. }
-            | Command::StartSession { .. }
-            | Command::EndSession { .. }
-            | Command::AddApiToken { .. }
-            | Command::RemoveApiToken { .. } => 2,
+            c if c.is_account() => 2,
             _ => 1,
         }
+    }
+
+    /// The entries of people's accounts (`accounts.rs` applies them).
+    pub fn is_account(&self) -> bool {
+        matches!(
+            self,
+            Command::InviteUser { .. }
+                | Command::SetPassword { .. }
+                | Command::SetUserDisabled { .. }
+                | Command::StartSession { .. }
+                | Command::EndSession { .. }
+                | Command::AddApiToken { .. }
+                | Command::RemoveApiToken { .. }
+        )
     }
 }

@@ -441,6 +441,7 @@ impl Graph {
                 }
                 out.keys_changed = true;
             }
+            // Named one by one so that a new command kind must be placed here.
             Command::InviteUser { .. }
             | Command::SetPassword { .. }
             | Command::SetUserDisabled { .. }

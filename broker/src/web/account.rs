@@ -1,15 +1,13 @@
 //! Account: change my password, my API tokens for `ctl` and scripts.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use hpfriends_graph::{Actor, Command};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::forms::read;
+use super::forms::{csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::{set_cookie, ClientIp, SignedInUser, SESSION_COOKIE};
 use super::sign_in::confirmed;
@@ -25,6 +23,8 @@ pub struct AccountForm {
     confirm: String,
     label: String,
 }
+
+csrf_forms!(AccountForm);
 
 fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
@@ -83,22 +83,11 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
     render(StatusCode::OK, render_account(&state, &u, None, None))
 }
 
-fn checked(u: &SignedInUser, form: Result<Form<AccountForm>, FormRejection>) -> Result<AccountForm, Response> {
-    let f = read(form)?;
-    u.0.check_csrf(&f.csrf)?;
-    Ok(f)
-}
-
 pub async fn change_password(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    u: SignedInUser,
-    form: Result<Form<AccountForm>, FormRejection>,
+    UserForm(u, f): UserForm<AccountForm>,
 ) -> Response {
-    let f = match checked(&u, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
     let result = match confirmed(&f.password, &f.confirm) {
         Ok(()) => accounts::change_password(&state, ip, &u.1, &f.current, &f.password)
             .await
@@ -111,11 +100,7 @@ pub async fn change_password(
     }
 }
 
-pub async fn add_token(State(state): State<AppState>, u: SignedInUser, form: Result<Form<AccountForm>, FormRejection>) -> Response {
-    let f = match checked(&u, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn add_token(State(state): State<AppState>, UserForm(u, f): UserForm<AccountForm>) -> Response {
     let actor = Actor::User(u.1.clone());
     match accounts::add_api_token(&state, actor, &u.1, f.label.trim()).await {
         Ok(token) => render(StatusCode::OK, render_account(&state, &u, Some(&token), None)),
@@ -126,11 +111,7 @@ pub async fn add_token(State(state): State<AppState>, u: SignedInUser, form: Res
     }
 }
 
-pub async fn revoke_token(State(state): State<AppState>, u: SignedInUser, form: Result<Form<AccountForm>, FormRejection>) -> Response {
-    let f = match checked(&u, form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+pub async fn revoke_token(State(state): State<AppState>, UserForm(u, f): UserForm<AccountForm>) -> Response {
     let command = Command::RemoveApiToken { name: u.1.clone(), label: f.label };
     match crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await {
         Ok(()) => Redirect::to("/account").into_response(),

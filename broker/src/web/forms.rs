@@ -1,22 +1,79 @@
-//! Reading forms, and completing names as people type.
+//! Reading forms (each checked against its CSRF token before a handler
+//! sees it), and completing names as people type.
 
-use axum::extract::rejection::FormRejection;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Form, Json};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::layout::message_page;
-use super::session::SignedIn;
+use super::session::{check_anonymous_csrf, SignedIn, SignedInUser};
 use crate::http::AppState;
 
-/// A form body, or the page that says it could not be read.
-pub fn read<T: DeserializeOwned>(form: Result<Form<T>, FormRejection>) -> Result<T, Response> {
-    form.map(|Form(f)| f).map_err(|e| {
+/// A form that carries a CSRF token.
+pub trait CsrfForm: DeserializeOwned + Send {
+    fn csrf(&self) -> &str;
+}
+
+/// Implements `CsrfForm` for form structs with a `csrf` field.
+macro_rules! csrf_forms {
+    ($($form:ty),* $(,)?) => { $( impl $crate::web::forms::CsrfForm for $form { fn csrf(&self) -> &str { &self.csrf } } )* };
+}
+pub(crate) use csrf_forms;
+
+/// The body as `T`, or the page that says it could not be read.
+async fn body<T: CsrfForm>(parts: axum::http::request::Parts, body: axum::body::Body, state: &AppState) -> Result<T, Response> {
+    Form::<T>::from_request(Request::from_parts(parts, body), state).await.map(|Form(f)| f).map_err(|e| {
         message_page(StatusCode::BAD_REQUEST, "Form not understood", &format!("The form could not be read: {}", e.body_text()))
     })
+}
+
+/// A signed-in user's form, with this session's CSRF token.
+pub struct UserForm<T>(pub SignedInUser, pub T);
+
+impl<T: CsrfForm> FromRequest<AppState> for UserForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, b) = req.into_parts();
+        let user = SignedInUser::from_request_parts(&mut parts, state).await?;
+        let form: T = body(parts, b, state).await?;
+        user.0.check_csrf(form.csrf())?;
+        Ok(UserForm(user, form))
+    }
+}
+
+/// A form of any signed-in browser (the operator's included).
+pub struct SessionForm<T>(pub SignedIn, pub T);
+
+impl<T: CsrfForm> FromRequest<AppState> for SessionForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, b) = req.into_parts();
+        let signed = SignedIn::from_request_parts(&mut parts, state).await?;
+        let form: T = body(parts, b, state).await?;
+        signed.check_csrf(form.csrf())?;
+        Ok(SessionForm(signed, form))
+    }
+}
+
+/// A form sent before signing in, with its double-submit cookie; the headers
+/// come along for rendering the page again.
+pub struct AnonymousForm<T>(pub HeaderMap, pub T);
+
+impl<T: CsrfForm> FromRequest<AppState> for AnonymousForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (parts, b) = req.into_parts();
+        let headers = parts.headers.clone();
+        let form: T = body(parts, b, state).await?;
+        check_anonymous_csrf(&headers, form.csrf())?;
+        Ok(AnonymousForm(headers, form))
+    }
 }
 
 /// Splits a list of channels typed with commas, spaces or new lines.

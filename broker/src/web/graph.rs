@@ -18,7 +18,7 @@ const COLUMN_X: [u32; 4] = [20, 280, 540, 800];
 const NODE_W: u32 = 200;
 const ROW_H: u32 = 34;
 const TOP: u32 = 40;
-const COLUMN_TITLES: [&str; 4] = ["Shares into me", "Me and my groups", "I share with", "Reads my data through a relay"];
+const COLUMN_TITLES: [&str; 4] = ["Shares into me", "Me and my groups", "I share with", "Reached through relays"];
 
 struct Edge {
     from: (usize, usize),

@@ -1,16 +1,14 @@
 //! Groups: mine and the ones I was invited to; create one; as admin, invite,
 //! remove members and make admins.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use hpfriends_graph::{Actor, Command};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::forms::read;
+use super::forms::{csrf_forms, UserForm};
 use super::keys::urlencode;
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
@@ -25,6 +23,8 @@ pub struct GroupForm {
     name: String,
     user: String,
 }
+
+csrf_forms!(GroupForm);
 
 const GROUP_FIELDS: [(&str, &str); 2] = [("name", "group"), ("user", "user")];
 
@@ -109,31 +109,16 @@ async fn run(state: &AppState, u: &SignedInUser, f: &GroupForm, command: Result<
     }
 }
 
-pub async fn create(State(state): State<AppState>, u: SignedInUser, form: Result<Form<GroupForm>, FormRejection>) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
+pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<GroupForm>) -> Response {
     let command = Command::AddGroup { name: f.name.trim().to_string(), creator: u.1.clone() };
     run(&state, &u, &f, Ok(command)).await
 }
 
 pub async fn act(
     State(state): State<AppState>,
-    u: SignedInUser,
     Path((group, action)): Path<(String, String)>,
-    form: Result<Form<GroupForm>, FormRejection>,
+    UserForm(u, mut f): UserForm<GroupForm>,
 ) -> Response {
-    let mut f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
     f.name = group.clone();
     let user = Some(f.user.trim().to_string()).filter(|u| !u.is_empty());
     let command = membership_command(&Actor::User(u.1.clone()), group, &action, user);

@@ -1,15 +1,13 @@
 //! Authkeys: the hpfeeds credentials of my sensors and readers.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use hpfriends_graph::{Actor, AuthKey};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::forms::{channel_list, read};
+use super::forms::{channel_list, csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
 use crate::http::api::keys::{add_key, change_channels, list_keys};
@@ -24,6 +22,8 @@ pub struct KeyForm {
     publish: String,
     subscribe: String,
 }
+
+csrf_forms!(KeyForm);
 
 const KEY_FIELDS: [(&str, &str); 3] = [("ident", "ident"), ("publish", "channel"), ("form", "")];
 
@@ -146,14 +146,7 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
     render(StatusCode::OK, render_page(&state, &u, None, None, None))
 }
 
-pub async fn create(State(state): State<AppState>, u: SignedInUser, form: Result<Form<KeyForm>, FormRejection>) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
+pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<KeyForm>) -> Response {
     let new = NewKey {
         ident: f.ident.trim().to_string(),
         owner: None,
@@ -172,46 +165,26 @@ pub async fn create(State(state): State<AppState>, u: SignedInUser, form: Result
 
 pub async fn change(
     State(state): State<AppState>,
-    u: SignedInUser,
     Path(ident): Path<String>,
-    form: Result<Form<KeyForm>, FormRejection>,
+    UserForm(u, f): UserForm<KeyForm>,
 ) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
     let wanted = KeyChannels { publish: channel_list(&f.publish), subscribe: channel_list(&f.subscribe) };
-    match change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await {
-        Ok(_) => Redirect::to("/keys").into_response(),
-        Err(e) => {
-            let problem = Problem::from_api(e, &[("form", "")]);
-            render(problem.status, render_page(&state, &u, None, None, Some(&problem)))
-        }
-    }
+    let result = change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await.map(drop);
+    done(&state, &u, result)
 }
 
-pub async fn delete(
-    State(state): State<AppState>,
-    u: SignedInUser,
-    Path(ident): Path<String>,
-    form: Result<Form<KeyForm>, FormRejection>,
-) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
-    let cmd = hpfriends_graph::Command::RemoveKey { ident };
-    match crate::http::api::execute(&state, Actor::User(u.1.clone()), cmd).await {
+pub async fn delete(State(state): State<AppState>, Path(ident): Path<String>, UserForm(u, _): UserForm<KeyForm>) -> Response {
+    let command = hpfriends_graph::Command::RemoveKey { ident };
+    done(&state, &u, crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await)
+}
+
+/// Back to the list, or the list with the reason at its top.
+fn done(state: &AppState, u: &SignedInUser, result: Result<(), crate::http::ApiError>) -> Response {
+    match result {
         Ok(()) => Redirect::to("/keys").into_response(),
         Err(e) => {
-            let problem = Problem::from_api(e, &[("form", "")]);
-            render(problem.status, render_page(&state, &u, None, None, Some(&problem)))
+            let problem = Problem::from_api(e, &[]);
+            render(problem.status, render_page(state, u, None, None, Some(&problem)))
         }
     }
 }

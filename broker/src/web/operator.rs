@@ -1,16 +1,14 @@
 //! The operator's page: users (invite, reset, disable, remove) and the
 //! cluster, refreshing by itself. Only the operator reaches it.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use hpfriends_graph::{Actor, Command};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::forms::read;
+use super::forms::{csrf_forms, SessionForm};
 use super::keys::urlencode;
 use super::layout::{action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedIn;
@@ -21,10 +19,12 @@ use crate::http::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct UserForm {
+pub struct UserNameForm {
     csrf: String,
     name: String,
 }
+
+csrf_forms!(UserNameForm);
 
 fn only_operator(signed: &SignedIn) -> Result<(), Response> {
     if signed.is_operator() {
@@ -126,13 +126,6 @@ pub async fn cluster_fragment(State(state): State<AppState>, signed: SignedIn) -
     render(StatusCode::OK, cluster_markup(&state))
 }
 
-fn checked(signed: &SignedIn, form: Result<Form<UserForm>, FormRejection>) -> Result<UserForm, Response> {
-    only_operator(signed)?;
-    let f = read(form)?;
-    signed.check_csrf(&f.csrf)?;
-    Ok(f)
-}
-
 async fn invite_and_show(state: &AppState, signed: &SignedIn, name: &str) -> Response {
     match accounts::invite(state, Actor::Operator, name).await {
         Ok((link, _)) => render(StatusCode::OK, render_operator(state, signed, Some((name, &link)), None)),
@@ -143,20 +136,19 @@ async fn invite_and_show(state: &AppState, signed: &SignedIn, name: &str) -> Res
     }
 }
 
-pub async fn invite(State(state): State<AppState>, signed: SignedIn, form: Result<Form<UserForm>, FormRejection>) -> Response {
-    match checked(&signed, form) {
-        Ok(f) => invite_and_show(&state, &signed, f.name.trim()).await,
-        Err(r) => r,
+pub async fn invite(State(state): State<AppState>, SessionForm(signed, f): SessionForm<UserNameForm>) -> Response {
+    if let Err(r) = only_operator(&signed) {
+        return r;
     }
+    invite_and_show(&state, &signed, f.name.trim()).await
 }
 
 pub async fn act(
     State(state): State<AppState>,
-    signed: SignedIn,
     Path((name, action)): Path<(String, String)>,
-    form: Result<Form<UserForm>, FormRejection>,
+    SessionForm(signed, _): SessionForm<UserNameForm>,
 ) -> Response {
-    if let Err(r) = checked(&signed, form) {
+    if let Err(r) = only_operator(&signed) {
         return r;
     }
     let command = match action.as_str() {

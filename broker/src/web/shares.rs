@@ -1,16 +1,14 @@
 //! Shares (what I share) and Shared with you (offers to accept, and what I
 //! receive now with the path it comes by).
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use hpfriends_graph::{explain, publishers_reaching, Actor, ShareKind, ShareRecord, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::forms::read;
+use super::forms::{csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
 use crate::http::api::shares::{accept_command, list_shares, offer_command, remove_command};
@@ -37,6 +35,8 @@ impl ShareForm {
         ShareRequest { from, to: Target::parse(self.to.trim()), channel: self.channel.trim().to_string(), kind }
     }
 }
+
+csrf_forms!(ShareForm);
 
 const SHARE_FIELDS: [(&str, &str); 6] = [
     ("channel", "channel"),
@@ -134,28 +134,14 @@ async fn run(
     Ok(Redirect::to(back).into_response())
 }
 
-pub async fn offer(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
+pub async fn offer(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
     match run(&state, &u, &f, offer_command, None, "/shares").await {
         Ok(r) => r,
         Err(p) => render(p.status, render_shares(&state, &u, Some(&f), Some(&p))),
     }
 }
 
-pub async fn revoke(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
+pub async fn revoke(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
     match run(&state, &u, &f, remove_command, Some(f.from.clone()), "/shares").await {
         Ok(r) => r,
         Err(p) => render(p.status, render_shares(&state, &u, None, Some(&p))),
@@ -240,27 +226,19 @@ pub async fn received(State(state): State<AppState>, u: SignedInUser) -> Respons
 
 async fn answer(
     state: AppState,
-    u: SignedInUser,
-    form: Result<Form<ShareForm>, FormRejection>,
+    UserForm(u, f): UserForm<ShareForm>,
     build: fn(&Actor, ShareRequest) -> Result<hpfriends_graph::Command, crate::http::ApiError>,
 ) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = u.0.check_csrf(&f.csrf) {
-        return r;
-    }
     match run(&state, &u, &f, build, Some(f.from.clone()), "/shared-with-you").await {
         Ok(r) => r,
         Err(p) => render(p.status, render_received(&state, &u, Some(&Problem { field: "form", ..p }))),
     }
 }
 
-pub async fn accept(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
-    answer(state, u, form, accept_command).await
+pub async fn accept(State(state): State<AppState>, form: UserForm<ShareForm>) -> Response {
+    answer(state, form, accept_command).await
 }
 
-pub async fn decline(State(state): State<AppState>, u: SignedInUser, form: Result<Form<ShareForm>, FormRejection>) -> Response {
-    answer(state, u, form, remove_command).await
+pub async fn decline(State(state): State<AppState>, form: UserForm<ShareForm>) -> Response {
+    answer(state, form, remove_command).await
 }

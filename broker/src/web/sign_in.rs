@@ -1,18 +1,14 @@
 //! Signing in and out, invitations, and open sign-up.
 
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::forms::read;
+use super::forms::{csrf_forms, AnonymousForm, SessionForm};
 use super::layout::{message_page, page, render, text_input, InputAttrs, Problem};
-use super::session::{
-    anonymous_form_token, check_anonymous_csrf, set_cookie, ClientIp, SignedIn, FORM_COOKIE, SESSION_COOKIE,
-};
+use super::session::{anonymous_form_token, set_cookie, ClientIp, FORM_COOKIE, SESSION_COOKIE};
 use crate::config::Signup;
 use crate::http::accounts;
 use crate::http::AppState;
@@ -25,6 +21,8 @@ pub struct SignInForm {
     password: String,
     token: String,
 }
+
+csrf_forms!(SignInForm, CsrfOnly, PasswordForm);
 
 /// Renders an anonymous form page, setting its CSRF cookie when new.
 fn anonymous(
@@ -79,16 +77,8 @@ fn signed_in_response(state: &AppState, cookie: &str, to: &str) -> Response {
 pub async fn submit(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    form: Result<Form<SignInForm>, FormRejection>,
+    AnonymousForm(headers, f): AnonymousForm<SignInForm>,
 ) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_anonymous_csrf(&headers, &f.csrf) {
-        return r;
-    }
     match accounts::sign_in(&state, ip, f.name.trim(), &f.password).await {
         Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
         Err(e) => {
@@ -102,16 +92,8 @@ pub async fn submit(
 pub async fn submit_operator(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    form: Result<Form<SignInForm>, FormRejection>,
+    AnonymousForm(headers, f): AnonymousForm<SignInForm>,
 ) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_anonymous_csrf(&headers, &f.csrf) {
-        return r;
-    }
     match accounts::sign_in_operator(&state, ip, f.token.trim()).await {
         Ok(cookie) => signed_in_response(&state, &cookie, "/operator"),
         Err(e) => {
@@ -127,14 +109,7 @@ pub struct CsrfOnly {
     csrf: String,
 }
 
-pub async fn sign_out(State(state): State<AppState>, signed: SignedIn, form: Result<Form<CsrfOnly>, FormRejection>) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = signed.check_csrf(&f.csrf) {
-        return r;
-    }
+pub async fn sign_out(State(state): State<AppState>, SessionForm(signed, _): SessionForm<CsrfOnly>) -> Response {
     if let Err(e) = accounts::sign_out(&state, signed.actor.clone(), &signed.cookie).await {
         return message_page(e.status, "Not signed out", &e.message);
     }
@@ -207,17 +182,9 @@ pub async fn invitation_page(State(state): State<AppState>, headers: HeaderMap, 
 
 pub async fn accept_invitation(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(token): Path<String>,
-    form: Result<Form<PasswordForm>, FormRejection>,
+    AnonymousForm(headers, f): AnonymousForm<PasswordForm>,
 ) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_anonymous_csrf(&headers, &f.csrf) {
-        return r;
-    }
     let Some(user) = accounts::invitation_of(&state, &token) else {
         return invalid_link();
     };
@@ -265,16 +232,8 @@ pub async fn sign_up_page(State(state): State<AppState>, headers: HeaderMap) -> 
 pub async fn sign_up(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
-    headers: HeaderMap,
-    form: Result<Form<PasswordForm>, FormRejection>,
+    AnonymousForm(headers, f): AnonymousForm<PasswordForm>,
 ) -> Response {
-    let f = match read(form) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    if let Err(r) = check_anonymous_csrf(&headers, &f.csrf) {
-        return r;
-    }
     let name = f.name.trim();
     let result = match confirmed(&f.password, &f.confirm) {
         Ok(()) => accounts::sign_up(&state, ip, name, &f.password)
