@@ -78,6 +78,10 @@ pub struct Config {
     /// to `http://` + the HTTP listener's advertised address. `https://` marks
     /// the session cookie Secure.
     pub web_url: Option<String>,
+    /// Serve the HTTP listener (web app and API) over TLS with this
+    /// certificate and key (re-read when the files change).
+    pub web_tls_cert: Option<PathBuf>,
+    pub web_tls_key: Option<PathBuf>,
     /// The command format version this node announces and reads. Only for
     /// rehearsing a rolling upgrade: one below this build's own version makes
     /// the node behave like the previous release.
@@ -128,6 +132,8 @@ impl Default for Config {
             invite_ttl_hours: 7 * 24,
             session_ttl_hours: 7 * 24,
             web_url: None,
+            web_tls_cert: None,
+            web_tls_key: None,
             command_version: hpfriends_graph::COMMAND_VERSION,
         }
     }
@@ -145,6 +151,8 @@ pub enum ConfigError {
     BadAddress { field: &'static str, value: String, reason: String },
     #[error("tls_cert and tls_key must be given together")]
     TlsHalf,
+    #[error("web_tls_cert and web_tls_key must be given together")]
+    WebTlsHalf,
     #[error("{field} must be greater than zero")]
     Zero { field: &'static str },
     #[error("{field} = {value} is more than {max}")]
@@ -194,6 +202,9 @@ impl Config {
         }
         if self.tls_cert.is_some() {
             check_addr("tls_addr", &self.tls_addr)?;
+        }
+        if self.web_tls_cert.is_some() != self.web_tls_key.is_some() {
+            return Err(ConfigError::WebTlsHalf);
         }
         for (field, v) in [
             ("login_timeout_secs", self.login_timeout_secs as usize),

@@ -102,6 +102,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         (Some(cert), Some(key)) => Some((tls_acceptor(cert, key)?, bind("tls", &config.tls_addr).await?)),
         _ => None,
     };
+    let web_tls = match (&config.web_tls_cert, &config.web_tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+        _ => None,
+    };
     let hpfeeds_addr = hpfeeds.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let operator_token =
@@ -225,6 +229,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let http_task = tokio::spawn(http::serve::serve(
         http_listener,
         http::router(state),
+        web_tls,
         config.http_header_timeout(),
         shutdown.clone(),
     ));

@@ -270,6 +270,40 @@ impl Graph {
         })
     }
 
+    /// The shares `user` sends, and those to them or to a group they joined
+    /// or administer (not to one they were only invited to): found through
+    /// the reverse edges, without a walk over every share.
+    pub fn shares_of(&self, user: &str) -> Vec<ShareRecord> {
+        let record = |from: &str, to: &Target, channel: &str, s: &Share| ShareRecord {
+            from: from.to_string(),
+            to: to.clone(),
+            channel: channel.to_string(),
+            kind: s.kind,
+            accepted: s.accepted,
+        };
+        let mut out: Vec<ShareRecord> = Vec::new();
+        for channel in self.shares.keys() {
+            for (to, s) in self.out_shares(user, channel).into_iter().flatten() {
+                out.push(record(user, to, channel, s));
+            }
+        }
+        let groups = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.members.get(user) == Some(&true) || g.admins.contains(user))
+            .map(|(n, _)| Target::Group(n.clone()));
+        for to in std::iter::once(Target::User(user.to_string())).chain(groups) {
+            for (channel, from) in self.shares_into(&to) {
+                if let Some(s) = self.share(from, &to, channel).filter(|_| from != user) {
+                    out.push(record(from, &to, channel, s));
+                }
+            }
+        }
+        // In the order of `all_shares`.
+        out.sort_by(|a, b| (&a.channel, &a.from, &a.to).cmp(&(&b.channel, &b.from, &b.to)));
+        out
+    }
+
     /// (channel, sender) of every share to `to`, accepted or not.
     pub fn shares_into(&self, to: &Target) -> impl Iterator<Item = (&str, &str)> {
         self.inbound.get(to).into_iter().flatten().map(|(c, f)| (c.as_str(), f.as_str()))

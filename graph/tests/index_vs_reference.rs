@@ -127,6 +127,13 @@ proptest! {
             }
         }
         for v in USERS {
+            // A user's shares: those they send, and those to them or to a
+            // group they joined or administer.
+            let mine: Vec<_> = graph.all_shares().filter(|s| s.from == *v || match &s.to {
+                Target::User(t) => t == v,
+                Target::Group(g) => graph.group(g).is_some_and(|g| g.members.get(*v) == Some(&true) || g.admins.contains(*v)),
+            }).collect();
+            prop_assert_eq!(graph.shares_of(v), mine, "shares_of({})", v);
             let got = publishers_reaching(&graph, v);
             let mut want = BTreeSet::new();
             for c in CHANNELS {

@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// Where people open the web app (invitation links point there).
     #[arg(long, env = "HPFRIENDS_WEB_URL")]
     pub web_url: Option<String>,
+    /// Serve the web app and API over TLS with this certificate (PEM; with --web-tls-key).
+    #[arg(long, env = "HPFRIENDS_WEB_TLS_CERT", requires = "web_tls_key")]
+    pub web_tls_cert: Option<PathBuf>,
+    #[arg(long, env = "HPFRIENDS_WEB_TLS_KEY", requires = "web_tls_cert")]
+    pub web_tls_key: Option<PathBuf>,
     /// How long an invitation or password-reset link works (default 168).
     #[arg(long, env = "HPFRIENDS_INVITE_TTL_HOURS")]
     pub invite_ttl_hours: Option<u64>,
@@ -141,7 +146,9 @@ impl ServeArgs {
             cluster_tls_key,
             tls_cert,
             tls_key,
-            web_url
+            web_url,
+            web_tls_cert,
+            web_tls_key
         );
         if let Some(ordinal) = self.pod_ordinal {
             c.node_id = ordinal + 1;

@@ -37,13 +37,14 @@ pub struct AccountSettings {
 
 impl AccountSettings {
     pub fn new(config: &crate::config::Config, http_addr: &str) -> Arc<Self> {
-        let web_url = config.web_url.clone().unwrap_or_else(|| format!("http://{http_addr}"));
+        let scheme = if config.web_tls_cert.is_some() { "https" } else { "http" };
+        let web_url = config.web_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}"));
         let web_url = web_url.trim_end_matches('/').to_string();
         Arc::new(AccountSettings {
             signup: config.signup,
             invite_ttl: config.invite_ttl(),
             session_ttl: config.session_ttl(),
-            secure_cookies: web_url.starts_with("https://"),
+            secure_cookies: web_url.starts_with("https://") || config.web_tls_cert.is_some(),
             web_url,
             sign_in_limit: AuthLimiter::for_sign_in(),
         })

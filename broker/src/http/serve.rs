@@ -1,4 +1,5 @@
-//! The HTTP server: hyper's HTTP/1.1 with a deadline for the request head
+//! The HTTP server: hyper's HTTP/1.1, over TLS when the node has a web
+//! certificate, with a deadline for the TLS handshake and the request head
 //! and one for the whole request, so half-sent requests cannot hold file
 //! descriptors (and with them the hpfeeds listener) for ever.
 
@@ -10,11 +11,18 @@ use tower::Layer;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Serves `app` on `listener` until `shutdown`; then lets open requests finish.
-pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -32,23 +40,44 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
         // Handlers that limit per address (web sign-in) read it from here.
         let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+            match tls {
+                None => serve_connection(stream, service, header_timeout, shutdown).await,
+                // The handshake gets the same deadline as a request head.
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(stream, service, header_timeout, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(%peer, "web TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%peer, "web TLS handshake timed out"),
+                },
             }
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+async fn serve_connection<IO, S>(io: IO, service: S, header_timeout: Duration, shutdown: CancellationToken)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = axum::response::Response>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Answers 408 to a request its handler has not finished within `limit`

@@ -30,11 +30,7 @@ const GROUP_FIELDS: [(&str, &str); 2] = [("name", "group"), ("user", "user")];
 
 fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
-    let groups: Vec<GroupInfo> = list_groups(state)
-        .groups
-        .into_iter()
-        .filter(|g| g.admins.contains(me) || g.members.iter().any(|m| &m.user == me))
-        .collect();
+    let groups: Vec<GroupInfo> = list_groups(state, Some(me)).groups;
     let body = html! {
         p.lead { "Share with a group and every member who accepted reads it. Admins invite and remove members." }
         (error_for(problem, "form"))

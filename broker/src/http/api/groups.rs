@@ -14,12 +14,14 @@ use crate::http::AppState;
 /// Every group with its admins and members.
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", responses((status = 200, body = GroupList), ApiErrors))]
 pub async fn list(State(state): State<AppState>, _caller: Caller) -> Reply<GroupList> {
-    Ok(Json(list_groups(&state)))
+    Ok(Json(list_groups(&state, None)))
 }
 
-pub fn list_groups(state: &AppState) -> GroupList {
+/// Every group, or those `member` belongs to, is invited to or administers.
+pub fn list_groups(state: &AppState, member: Option<&str>) -> GroupList {
     let groups = state.node.read_graph(|g| {
         g.groups()
+            .filter(|(_, grp)| member.is_none_or(|m| grp.members.contains_key(m) || grp.admins.contains(m)))
             .map(|(name, grp)| GroupInfo {
                 name: name.to_string(),
                 admins: grp.admins.iter().cloned().collect(),

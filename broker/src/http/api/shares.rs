@@ -21,22 +21,9 @@ pub async fn list(State(state): State<AppState>, Caller(actor): Caller, query: Q
 
 pub fn list_shares(state: &AppState, actor: &Actor, user: Option<String>) -> Result<ShareList, ApiError> {
     let user = listing_scope(actor, user, "shares")?;
-    let shares = state.node.read_graph(|g| {
-        g.all_shares()
-            .filter(|s| match &user {
-                None => true,
-                Some(u) => {
-                    &s.from == u
-                        || match &s.to {
-                            Target::User(t) => t == u,
-                            // Members who accepted, not those only invited.
-                            Target::Group(grp) => g
-                                .group(grp)
-                                .is_some_and(|x| x.members.get(u).copied().unwrap_or(false) || x.admins.contains(u)),
-                        }
-                }
-            })
-            .collect()
+    let shares = state.node.read_graph(|g| match &user {
+        None => g.all_shares().collect(),
+        Some(u) => g.shares_of(u),
     });
     Ok(ShareList { shares })
 }
