@@ -186,6 +186,11 @@ def scenarios(p):
         if name == "jojo":
             page.goto(link)
             accessible(page, "invitation")
+            page.get_by_label("New password").fill("short")
+            page.get_by_label("The same password again").fill("short")
+            page.get_by_role("button", name="Set password").click()
+            check("at least 10 characters" in page.locator("#password-error").inner_text(),
+                  "a short password is refused next to its field")
         set_password(page, link)
         sign_in(page, name)
         people[name] = page
@@ -238,13 +243,20 @@ def scenarios(p):
     jojo.goto(WEB + "/audience")
     accessible(jojo, "audience")
     check(jojo.locator("td", has_text="alice").count() >= 1, "jojo's Audience lists alice (relayed)")
-    jojo.goto(WEB + f"/audience?to=eve&channel={ch}")
+    jojo.goto(WEB + f"/audience?to=eve&on={ch}")
     check(jojo.locator("ul.names li", has_text="eve").count() == 1, "the preview says eve would be added")
 
     # Scenario 3: a group; its admin accepts; an invited member who has not joined gets nothing.
     mark.goto(WEB + "/groups")
     mark.get_by_label("Group name").fill("honeynet")
     mark.get_by_role("button", name="Create group").click()
+    mark.get_by_label("Invite to honeynet").fill("nobody")
+    mark.get_by_role("button", name="Invite", exact=True).click()
+    check("unknown user" in mark.locator("#user-error").inner_text(), "inviting an unknown user is refused at the field")
+    mark.goto(WEB + "/groups")
+    mark.get_by_label("Group name").fill("honeynet")
+    mark.get_by_role("button", name="Create group").click()
+    check("already exists" in mark.locator("#name-error").inner_text(), "a second group of the same name is refused at the field")
     for member in ["alice", "eve"]:
         mark.get_by_label("Invite to honeynet").fill(member)
         mark.get_by_role("button", name="Invite", exact=True).click()
@@ -321,9 +333,21 @@ def scenarios(p):
     check(mark.url.endswith("/sign-in"), "a disabled user's session ends")
     check(subs["mark"].exited(), "a disabled user's live hpfeeds connection is closed")
 
+    # The operator resets a password: the new link works, the old password still does until it is used.
+    operator.goto(WEB + "/operator")
+    operator.locator("tr", has_text="jojo").get_by_role("button", name="Reset password").click()
+    link = operator.locator("#invite-link").inner_text().strip()
+    page = browser.new_context().new_page()
+    page.goto(link)
+    check(page.get_by_text("Welcome, jojo").is_visible(), "a reset link opens jojo's password form")
+
     page = browser.new_context().new_page()
     page.goto(WEB + "/sign-in")
     accessible(page, "sign-in")
+    page.get_by_label("Name").fill("jojo")
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Sign in", exact=True).click()
+    check("wrong name or password" in page.locator("#password-error").inner_text(), "a wrong password says so")
     browser.close()
 
 

@@ -1,6 +1,6 @@
-//! Audience: for each channel I publish on, everyone who can read my data
-//! there and the path that lets them, from the sharing index; and before I
-//! offer a share, who it would add.
+//! Audience: for each channel I publish on, how many can read my data there;
+//! for the chosen channel, everyone who can and the path that lets them, from
+//! the sharing index; and before I offer a share, who it would add.
 
 use std::collections::BTreeSet;
 
@@ -11,48 +11,56 @@ use hpfriends_graph::{explain_all, readers_through, Explanation, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
+use super::keys::urlencode;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedInUser;
 use crate::http::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-pub struct PreviewQuery {
+pub struct AudienceQuery {
+    /// The channel whose readers are listed (the first one when empty).
+    channel: String,
+    /// The share to preview.
     to: String,
-    channel: String,
+    on: String,
 }
 
-struct ChannelAudience {
-    channel: String,
-    /// (reader, path)
-    readers: Vec<(String, String)>,
+struct Audience {
+    /// Every channel I publish on, with its number of readers.
+    channels: Vec<(String, usize)>,
+    /// The chosen channel's readers, each with their path.
+    chosen: Option<(String, Vec<(String, String)>)>,
 }
 
-fn audience(state: &AppState, me: &str) -> Vec<ChannelAudience> {
+fn audience(state: &AppState, me: &str, wanted: &str) -> Audience {
     state.node.read_index(|g, index| {
-        let mut channels: BTreeSet<&str> = BTreeSet::new();
+        let mut names: BTreeSet<&str> = BTreeSet::new();
         for k in g.keys().filter(|k| k.owner == me) {
-            channels.extend(k.publish.iter().map(String::as_str));
+            names.extend(k.publish.iter().map(String::as_str));
         }
-        channels.extend(g.channels().filter(|c| g.out_shares(me, c).is_some()));
-        channels
-            .into_iter()
-            .map(|channel| {
-                // The readers the index holds, each with its path from one search.
-                let mut paths = explain_all(g, me, channel);
-                let readers = index
-                    .reader_names(g, me, channel)
-                    .into_iter()
-                    .filter(|r| r != me)
-                    .map(|r| {
-                        let hops = paths.remove(&r).unwrap_or_default();
-                        let path = Explanation::Path { hops }.to_string();
-                        (r, path)
-                    })
-                    .collect();
-                ChannelAudience { channel: channel.to_string(), readers }
-            })
-            .collect()
+        names.extend(g.channels().filter(|c| g.out_shares(me, c).is_some()));
+        let my_id = g.user_id(me);
+        let count = |c: &str| match my_id.and_then(|id| index.readers(id, c).map(|r| (id, r))) {
+            Some((id, readers)) => readers.len() - usize::from(readers.contains(id)),
+            None => 0,
+        };
+        let channels: Vec<(String, usize)> = names.iter().map(|c| (c.to_string(), count(c))).collect();
+        let chosen = names.iter().find(|c| **c == wanted).or(names.iter().next()).map(|channel| {
+            // The readers the index holds, each with its path from one search.
+            let mut paths = explain_all(g, me, channel);
+            let readers = index
+                .reader_names(g, me, channel)
+                .into_iter()
+                .filter(|r| r != me)
+                .map(|r| {
+                    let hops = paths.remove(&r).unwrap_or_default();
+                    (r, Explanation::Path { hops }.to_string())
+                })
+                .collect();
+            (channel.to_string(), readers)
+        });
+        Audience { channels, chosen }
     })
 }
 
@@ -70,38 +78,57 @@ fn preview(state: &AppState, me: &str, to: &str, channel: &str) -> Result<Vec<St
     })
 }
 
-pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<PreviewQuery>) -> Response {
+fn readers_table(channel: &str, readers: &[(String, String)]) -> Markup {
+    html! {
+        section #readers aria-labelledby="readers-title" {
+            h2 #readers-title { "Readers of " code { (channel) } " " span.count { (readers.len()) } }
+            @if readers.is_empty() {
+                p.empty { "Only you read this channel's data." }
+            } @else {
+                table {
+                    caption.visually-hidden { "Readers of " (channel) }
+                    thead { tr { th scope="col" { "Reader" } th scope="col" { "Path" } } }
+                    tbody { @for (reader, path) in readers { tr { td { (reader) } td.path { (path) } } } }
+                }
+            }
+        }
+    }
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<AudienceQuery>) -> Response {
     let SignedInUser(signed, me) = &u;
-    let channels = audience(&state, me);
-    let asked = !q.to.trim().is_empty() && !q.channel.trim().is_empty();
-    let previewed = asked.then(|| preview(&state, me, q.to.trim(), q.channel.trim()));
+    let a = audience(&state, me, q.channel.trim());
+    let asked = !q.to.trim().is_empty() && !q.on.trim().is_empty();
+    let previewed = asked.then(|| preview(&state, me, q.to.trim(), q.on.trim()));
     let body: Markup = html! {
         p.lead { "Everyone who can read what your keys publish, channel by channel, and the shares that let them. Relays through shares_all are included." }
-        @if channels.is_empty() { p.empty { "You publish on no channel yet." } }
-        @for c in &channels {
-            section aria-labelledby=(format!("ch-{}", c.channel)) {
-                h2 id=(format!("ch-{}", c.channel)) { code { (c.channel) } " " span.count { (c.readers.len()) " reader" @if c.readers.len() != 1 { "s" } } }
-                @if c.readers.is_empty() {
-                    p.empty { "Only you read this channel's data." }
-                } @else {
-                    table {
-                        caption.visually-hidden { "Readers of " (c.channel) }
-                        thead { tr { th scope="col" { "Reader" } th scope="col" { "Path" } } }
-                        tbody { @for (reader, path) in &c.readers { tr { td { (reader) } td.path { (path) } } } }
+        @if a.channels.is_empty() { p.empty { "You publish on no channel yet." } }
+        @else {
+            table {
+                caption.visually-hidden { "My channels" }
+                thead { tr { th scope="col" { "Channel" } th scope="col" { "Readers" } } }
+                tbody {
+                    @for (channel, n) in &a.channels {
+                        tr {
+                            td { a href=(format!("/audience?channel={}#readers", urlencode(channel)))
+                                aria-current=[a.chosen.as_ref().filter(|(c, _)| c == channel).map(|_| "true")] { code { (channel) } } }
+                            td { (n) }
+                        }
                     }
                 }
             }
         }
+        @if let Some((channel, readers)) = &a.chosen { (readers_table(channel, readers)) }
         h2 #preview { "Before you offer a share" }
         form.card method="get" action="/audience#preview" {
             (text_input(None, "to", "With (a user, or group:NAME)", &q.to, InputAttrs { complete: Some("targets"), autocomplete: Some("off"), ..InputAttrs::text() }))
-            (text_input(None, "channel", "Channel", &q.channel, InputAttrs::text()))
+            (text_input(None, "on", "On channel", &q.on, InputAttrs::text()))
             button type="submit" { "Show who would be added" }
         }
         @match &previewed {
             Some(Ok(added)) if added.is_empty() => p role="status" { "Nobody new: everyone it reaches reads your data there already." },
             Some(Ok(added)) => div role="status" {
-                p { "Once accepted, " (added.len()) " more would read your data on " code { (q.channel.trim()) } ":" }
+                p { "Once accepted, " (added.len()) " more would read your data on " code { (q.on.trim()) } ":" }
                 ul.names { @for a in added { li { (a) } } }
             },
             Some(Err(e)) => p.error role="alert" { (e) },

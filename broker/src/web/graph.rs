@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use hpfriends_graph::{explain_all, Graph, ShareKind, Target};
@@ -53,7 +53,20 @@ fn label(channel: &str, kind: ShareKind) -> String {
     format!("{channel} ({})", kind.as_str())
 }
 
-fn picture(g: &Graph, me: &str) -> Picture {
+/// Past this many shares the whole picture is unreadable: one channel at a time.
+const MAX_EDGES: usize = 300;
+
+/// Channels my shares in and out are on, with how many there are.
+fn my_channels(g: &Graph, me: &str) -> Vec<(String, usize)> {
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for s in g.shares_of(me) {
+        *count.entry(s.channel).or_default() += 1;
+    }
+    count.into_iter().collect()
+}
+
+fn picture(g: &Graph, me: &str, only: Option<&str>) -> Picture {
+    let wanted = |channel: &str| only.is_none_or(|o| o == channel);
     let mut p = Picture::default();
     let me_at = p.place(1, me);
     // Shares into me and into the groups I joined.
@@ -64,7 +77,7 @@ fn picture(g: &Graph, me: &str) -> Picture {
         targets.push((Target::Group(group.to_string()), at));
     }
     for (to, at) in &targets {
-        for (channel, from) in g.shares_into(to) {
+        for (channel, from) in g.shares_into(to).filter(|(c, _)| wanted(c)) {
             if let Some(share) = g.share(from, to, channel) {
                 let sender = p.place(0, from);
                 p.edge(sender, *at, label(channel, share.kind), share.accepted);
@@ -73,7 +86,7 @@ fn picture(g: &Graph, me: &str) -> Picture {
     }
     // My shares, and the readers my data reaches beyond them.
     let mut channels: BTreeMap<&str, ()> = BTreeMap::new();
-    for channel in g.channels() {
+    for channel in g.channels().filter(|c| wanted(c)) {
         for (to, share) in g.out_shares(me, channel).into_iter().flatten() {
             let target = p.place(2, &to.to_string());
             p.edge(me_at, target, label(channel, share.kind), share.accepted);
@@ -128,12 +141,45 @@ fn svg(p: &Picture) -> Markup {
     }
 }
 
-pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct GraphQuery {
+    channel: String,
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<GraphQuery>) -> Response {
     let SignedInUser(signed, me) = &u;
-    let p = state.node.read_graph(|g| picture(g, me));
+    let (channels, total, only, p) = state.node.read_graph(|g| {
+        let channels = my_channels(g, me);
+        let total: usize = channels.iter().map(|(_, n)| n).sum();
+        let only = match q.channel.trim() {
+            "" if total <= MAX_EDGES => None,
+            "" => channels.first().map(|(c, _)| c.clone()),
+            c => Some(c.to_string()),
+        };
+        let p = picture(g, me, only.as_deref());
+        (channels, total, only, p)
+    });
     let body = html! {
         p.lead { "Lines are shares (hover for channel and kind; dashed ones are not accepted yet). The same as a list: "
             a href="/shares" { "Shares" } ", " a href="/shared-with-you" { "Shared with you" } ", " a href="/audience" { "Audience" } "." }
+        @if channels.len() > 1 {
+            form.row method="get" action="/graph" {
+                div.field {
+                    label for="f-channel" { "Channel" }
+                    select #f-channel name="channel" {
+                        @if total <= MAX_EDGES { option value="" selected[only.is_none()] { "all channels" } }
+                        @for (c, n) in &channels {
+                            option value=(c) selected[only.as_deref() == Some(c.as_str())] { (c) " (" (n) ")" }
+                        }
+                    }
+                }
+                button type="submit" { "Draw" }
+            }
+            @if only.is_some() && q.channel.trim().is_empty() {
+                p.hint { "You have more than " (MAX_EDGES) " shares: one channel at a time." }
+            }
+        }
         div.graph-frame { (svg(&p)) }
     };
     render(StatusCode::OK, page("Graph", Some(signed), "/graph", body))
