@@ -78,3 +78,39 @@ async fn given_a_disabled_user_then_their_tokens_are_refused_until_enabled_and_a
     let refused = post(format!("{base}/api/v1/users/mark/invite"), token).await;
     assert_eq!(refused.status(), 403, "only the operator invites");
 }
+
+#[tokio::test]
+async fn given_failed_sign_ins_for_one_name_then_it_is_refused_unchecked_and_other_names_are_not() {
+    let n = start_node(|_| {}).await;
+    let hash = hpfriends_broker::http::accounts::hash_password("correct horse battery").await.unwrap();
+    for name in ["jojo", "mark"] {
+        n.write(hpfriends_graph::Command::AddUser { name: name.into() }).await;
+        let set = hpfriends_graph::Command::SetPassword { name: name.into(), password_hash: hash.clone(), invitation: None, at: 1 };
+        n.write(set).await;
+    }
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let base = format!("http://{}", n.running.http_addr);
+    let page = http.get(format!("{base}/sign-in")).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = cookie.split_once('=').unwrap().1.to_string();
+    let sign_in = |name: &'static str, password: &'static str| {
+        let (http, url, cookie, csrf) = (http.clone(), format!("{base}/sign-in"), cookie.clone(), csrf.clone());
+        async move {
+            let form = [("csrf", csrf.as_str()), ("name", name), ("password", password)];
+            let resp = http.post(url).header("cookie", cookie).form(&form).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    for _ in 0..10 {
+        let (status, body) = sign_in("jojo", "a wrong password").await;
+        assert_eq!(status, 401);
+        assert!(body.contains("wrong name or password"), "{body}");
+    }
+    let (status, body) = sign_in("jojo", "correct horse battery").await;
+    assert_eq!(status, 429, "past the limit even the right password is refused unchecked");
+    assert!(body.contains("too many failed sign-ins"), "{body}");
+    let (status, _) = sign_in("mark", "correct horse battery").await;
+    assert_eq!(status, 303, "another name signs in");
+    let (status, _) = sign_in("mark", "a wrong password").await;
+    assert_eq!(status, 401);
+}
