@@ -191,10 +191,24 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }));
     }
 
+    let accounts = http::accounts::AccountSettings::new(config, &advertise(http_addr));
+    let state = AppState {
+        router: router.clone(),
+        fanout: fanout.clone(),
+        node: node.clone(),
+        operator_token: operator_token.clone().into(),
+        draining: draining.clone(),
+        min_key_secret_len: config.min_key_secret_len,
+        listening,
+        listeners: listener_count,
+        accounts: accounts.clone(),
+        sessions: sessions.clone(),
+    };
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
     let fanout_service =
         crate::cluster::service(router.clone(), fanout.clone(), node.cluster_tls().clone(), shutdown.clone());
+    let report_service = crate::cluster::report::service(state.clone(), node.cluster_tls().clone());
     let peers = node.cluster_tls().incoming(cluster_listener);
     let links_task =
         tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), fanout.clone(), shutdown.clone()));
@@ -209,23 +223,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .max_frame_size(PEER_MAX_FRAME)
             .add_service(raft_service)
             .add_service(fanout_service)
+            .add_service(report_service)
             .serve_with_incoming_shutdown(peers, grpc_shutdown.cancelled_owned())
             .await
     });
 
-    let accounts = http::accounts::AccountSettings::new(config, &advertise(http_addr));
-    let state = AppState {
-        router: router.clone(),
-        fanout: fanout.clone(),
-        node: node.clone(),
-        operator_token: operator_token.clone().into(),
-        draining: draining.clone(),
-        min_key_secret_len: config.min_key_secret_len,
-        listening,
-        listeners: listener_count,
-        accounts: accounts.clone(),
-        sessions: sessions.clone(),
-    };
     let http_task = tokio::spawn(http::serve::serve(
         http_listener,
         http::router(state),

@@ -18,7 +18,8 @@ fn browser(mode: &str, nodes: &[&NodeProcess], shots: &Path) {
         .env("WEB_URLS", urls.join(","))
         .env("OPERATOR_TOKEN", &nodes[0].token)
         .env("HPFEEDS", hpfeeds_cli().unwrap())
-        .env("HPFEEDS_ADDR", nodes[0].hpfeeds_addr.to_string())
+        // Sensors log in to the last node (with three nodes: node 3).
+        .env("HPFEEDS_ADDR", nodes[nodes.len() - 1].hpfeeds_addr.to_string())
         .env("SCREENSHOTS", shots);
     let (exited, status, out) = run_to_exit(cmd, Duration::from_secs(600));
     println!("{out}");

@@ -230,6 +230,9 @@ def scenarios(p):
     check(delivered(jojo_key, "before-accept", [], list(subs.values())), "an offer not yet accepted carries nothing")
     answer_offer(mark, "jojo", ch)
     accessible(mark, "shared-with-you")
+    mark.goto(WEB + "/keys")
+    check("node 1 (1)" in mark.locator("tr", has_text="mark-reader").inner_text(),
+          "Authkeys shows mark's key connected on node 1")
     check(delivered(jojo_key, "scenario-1", [subs["mark"]], [subs["alice"], subs["eve"]]),
           "scenario 1: mark gets jojo's message, alice and eve do not")
 
@@ -367,8 +370,17 @@ def cluster(p):
     form = page.locator("form[action='/keys']")
     form.get_by_label("Ident").fill("roamer-sensor")
     form.get_by_label("Publishes to").fill("c")
+    form.get_by_label("Subscribes to").fill("c")
     form.get_by_role("button", name="Create key").click()
     check(page.locator("#secret").is_visible(), "signed in through node 1, a key made through node 2")
+    # A sensor logged in on node 3 shows on node 1's Authkeys page.
+    sensor = Subscriber("roamer-sensor", page.locator("#secret").inner_text().strip(), "c")
+    page.goto(URLS[0] + "/keys")
+    connected = page.locator("tr", has_text="roamer-sensor").inner_text()
+    check("node 3 (1)" in connected and "node 1" not in connected, f"node 1 says the key is connected on node 3 ({connected!r})")
+    sensor.stop()
+    operator.goto(URLS[0] + "/operator")
+    check(operator.locator("#cluster span.ok", has_text="ready").count() == 3, "the operator sees all three nodes ready")
     old = [c for c in page.context.cookies() if c["name"] == "hpfriends_session"]
     check(len(old) == 1 and old[0]["httpOnly"] and old[0]["sameSite"] == "Strict",
           "the session is one HttpOnly, SameSite=Strict cookie")

@@ -24,6 +24,7 @@ use links::{Fanout, LinkQueue, LinkState};
 use runs::{for_each_run, RunsError, MAX_PEER_MESSAGE};
 
 pub mod links;
+pub mod report;
 pub mod runs;
 
 /// Generated from `broker/proto/fanout.proto`.

@@ -1,5 +1,7 @@
 //! Authkeys: the hpfeeds credentials of my sensors and readers.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -10,6 +12,7 @@ use serde::Deserialize;
 use super::forms::{channel_list, csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
+use crate::cluster::report::gather;
 use crate::http::api::keys::{add_key, change_channels, list_keys};
 use crate::http::types::{KeyChannels, NewKey};
 use crate::http::AppState;
@@ -27,7 +30,23 @@ csrf_forms!(KeyForm);
 
 const KEY_FIELDS: [(&str, &str); 3] = [("ident", "ident"), ("publish", "channel"), ("form", "")];
 
-fn render_page(
+/// Where each key is logged in now, asked of every node: ident → (node,
+/// connections); and the nodes that did not answer, with why.
+type Presence = (BTreeMap<String, Vec<(u64, u32)>>, Vec<(u64, String)>);
+
+async fn presence(state: &AppState, keys: &[AuthKey]) -> Presence {
+    let idents: Vec<String> = keys.iter().map(|k| k.ident.clone()).collect();
+    let (mut live, mut silent): Presence = Default::default();
+    for (node, report) in gather(state, &idents).await {
+        match report {
+            Ok(r) => r.live.into_iter().for_each(|l| live.entry(l.ident).or_default().push((node, l.connections))),
+            Err(why) => silent.push((node, why)),
+        }
+    }
+    (live, silent)
+}
+
+async fn render_page(
     state: &AppState,
     u: &SignedInUser,
     created: Option<&AuthKey>,
@@ -36,6 +55,7 @@ fn render_page(
 ) -> Markup {
     let SignedInUser(signed, me) = u;
     let keys = list_keys(state, &Actor::User(me.clone()), None).map(|l| l.keys).unwrap_or_default();
+    let (live, silent) = presence(state, &keys).await;
     let hpfeeds = state.accounts.web_url.clone();
     let body = html! {
         @if let Some(key) = created { (created_notice(key, &hpfeeds)) }
@@ -45,13 +65,19 @@ fn render_page(
         } @else {
             table {
                 caption.visually-hidden { "My keys" }
-                thead { tr { th scope="col" { "Ident" } th scope="col" { "Publishes" } th scope="col" { "Subscribes" } th scope="col" { "Change" } } }
+                thead { tr { th scope="col" { "Ident" } th scope="col" { "Publishes" } th scope="col" { "Subscribes" } th scope="col" { "Connected now" } th scope="col" { "Change" } } }
                 tbody {
                     @for k in &keys {
                         tr {
                             th scope="row" { code { (k.ident) } }
                             td { (channels(&k.publish)) }
                             td { (channels(&k.subscribe)) }
+                            td.connected {
+                                @match live.get(&k.ident) {
+                                    Some(nodes) => @for (node, n) in nodes { span.ok { "node " (node) } " (" (n) ") " },
+                                    None => span.muted { "no" },
+                                }
+                            }
                             td.actions {
                                 details {
                                     summary { "Channels" }
@@ -70,6 +96,7 @@ fn render_page(
                 }
             }
         }
+        @for (node, why) in &silent { p.hint { "Node " (node) " did not say which keys are connected there: " (why) } }
         h2 { "Create a key" }
         form.card method="post" action="/keys" {
             (csrf_field(signed))
@@ -143,7 +170,7 @@ fn created_notice(key: &AuthKey, web_url: &str) -> Markup {
 }
 
 pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
-    render(StatusCode::OK, render_page(&state, &u, None, None, None))
+    render(StatusCode::OK, render_page(&state, &u, None, None, None).await)
 }
 
 pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<KeyForm>) -> Response {
@@ -155,10 +182,10 @@ pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<KeyF
         subscribe: channel_list(&f.subscribe),
     };
     match add_key(&state, Actor::User(u.1.clone()), new).await {
-        Ok(created) => render(StatusCode::OK, render_page(&state, &u, Some(&created.key), None, None)),
+        Ok(created) => render(StatusCode::OK, render_page(&state, &u, Some(&created.key), None, None).await),
         Err(e) => {
             let problem = Problem::from_api(e, &KEY_FIELDS);
-            render(problem.status, render_page(&state, &u, None, Some(&f), Some(&problem)))
+            render(problem.status, render_page(&state, &u, None, Some(&f), Some(&problem)).await)
         }
     }
 }
@@ -170,21 +197,21 @@ pub async fn change(
 ) -> Response {
     let wanted = KeyChannels { publish: channel_list(&f.publish), subscribe: channel_list(&f.subscribe) };
     let result = change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await.map(drop);
-    done(&state, &u, result)
+    done(&state, &u, result).await
 }
 
 pub async fn delete(State(state): State<AppState>, Path(ident): Path<String>, UserForm(u, _): UserForm<KeyForm>) -> Response {
     let command = hpfriends_graph::Command::RemoveKey { ident };
-    done(&state, &u, crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await)
+    done(&state, &u, crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await).await
 }
 
 /// Back to the list, or the list with the reason at its top.
-fn done(state: &AppState, u: &SignedInUser, result: Result<(), crate::http::ApiError>) -> Response {
+async fn done(state: &AppState, u: &SignedInUser, result: Result<(), crate::http::ApiError>) -> Response {
     match result {
         Ok(()) => Redirect::to("/keys").into_response(),
         Err(e) => {
             let problem = Problem::from_api(e, &[]);
-            render(problem.status, render_page(state, u, None, None, Some(&problem)))
+            render(problem.status, render_page(state, u, None, None, Some(&problem)).await)
         }
     }
 }

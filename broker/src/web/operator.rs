@@ -12,6 +12,7 @@ use super::forms::{csrf_forms, SessionForm};
 use super::keys::urlencode;
 use super::layout::{action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedIn;
+use crate::cluster::report::{gather, proto::NodeReport};
 use crate::http::accounts;
 use crate::http::api::cluster::cluster_status;
 use crate::http::api::users::list_users;
@@ -34,23 +35,33 @@ fn only_operator(signed: &SignedIn) -> Result<(), Response> {
     }
 }
 
-fn cluster_markup(state: &AppState) -> Markup {
+/// The cluster as this node sees it (roles, lag) and as every node reports
+/// itself (readiness, peer links, connections).
+async fn cluster_markup(state: &AppState) -> Markup {
     let status = cluster_status(state, true);
-    let clients = state.sessions.open_connections();
+    let reports: std::collections::BTreeMap<u64, Result<NodeReport, String>> = gather(state, &[]).await.into_iter().collect();
     html! {
         div #cluster data-refresh="/operator/cluster" aria-live="polite" {
-            p { "This node: " strong { "node " (status.node_id) } ", " (status.role) ", term " (status.term)
-                ", last applied " (status.last_applied.unwrap_or(0)) ", " (clients) " hpfeeds connections here." }
+            p { "Seen from node " (status.node_id) " (" (status.role) ", term " (status.term)
+                ", last applied " (status.last_applied.unwrap_or(0)) "); lag is known on the leader." }
             table {
                 caption.visually-hidden { "Nodes" }
-                thead { tr { th scope="col" { "Node" } th scope="col" { "Role" } th scope="col" { "Matched index" } th scope="col" { "Lag" } th scope="col" { "hpfeeds" } th scope="col" { "HTTP" } th scope="col" { "Cluster" } } }
+                thead { tr { th scope="col" { "Node" } th scope="col" { "Role" } th scope="col" { "Lag" } th scope="col" { "Ready" } th scope="col" { "Peer links" } th scope="col" { "hpfeeds connections" } th scope="col" { "hpfeeds" } th scope="col" { "HTTP" } th scope="col" { "Cluster" } } }
                 tbody {
                     @for n in &status.nodes {
                         tr {
                             th scope="row" { (n.id) }
                             td { @if n.leader { "leader" } @else if n.voter { "voter" } @else { "learner" } }
-                            td { (n.matched_index.map_or("?".to_string(), |i| i.to_string())) }
                             td { (n.lag.map_or("?".to_string(), |l| l.to_string())) }
+                            @match reports.get(&n.id) {
+                                Some(Ok(r)) => {
+                                    td { @if r.ready { span.ok { "ready" } } @else { span.bad { "not ready" } } }
+                                    td { @if r.unreachable_peers.is_empty() { "all up" } @else { "unreachable: " (format!("{:?}", r.unreachable_peers)) } }
+                                    td { (r.hpfeeds_connections) }
+                                },
+                                Some(Err(e)) => td.bad colspan="3" { "does not answer: " (e) },
+                                None => td colspan="3" { "?" },
+                            }
                             td { code { (n.hpfeeds_addr.clone().unwrap_or_default()) } }
                             td { code { (n.http_addr.clone().unwrap_or_default()) } }
                             td { code { (n.cluster_addr.clone().unwrap_or_default()) } }
@@ -62,8 +73,9 @@ fn cluster_markup(state: &AppState) -> Markup {
     }
 }
 
-fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str, &str)>, problem: Option<&Problem>) -> Markup {
+async fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str, &str)>, problem: Option<&Problem>) -> Markup {
     let users = list_users(state).users;
+    let cluster = cluster_markup(state).await;
     let body = html! {
         h2 { "Users" }
         @if let Some((user, link)) = link {
@@ -106,7 +118,7 @@ fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str, &str
             }
         }
         h2 { "Cluster" }
-        (cluster_markup(state))
+        (cluster)
     };
     page("Operator", Some(signed), "/operator", body)
 }
@@ -115,7 +127,7 @@ pub async fn show(State(state): State<AppState>, signed: SignedIn) -> Response {
     if let Err(r) = only_operator(&signed) {
         return r;
     }
-    render(StatusCode::OK, render_operator(&state, &signed, None, None))
+    render(StatusCode::OK, render_operator(&state, &signed, None, None).await)
 }
 
 /// The cluster table alone, for the page's refresh.
@@ -123,15 +135,15 @@ pub async fn cluster_fragment(State(state): State<AppState>, signed: SignedIn) -
     if let Err(r) = only_operator(&signed) {
         return r;
     }
-    render(StatusCode::OK, cluster_markup(&state))
+    render(StatusCode::OK, cluster_markup(&state).await)
 }
 
 async fn invite_and_show(state: &AppState, signed: &SignedIn, name: &str) -> Response {
     match accounts::invite(state, Actor::Operator, name).await {
-        Ok((link, _)) => render(StatusCode::OK, render_operator(state, signed, Some((name, &link)), None)),
+        Ok((link, _)) => render(StatusCode::OK, render_operator(state, signed, Some((name, &link)), None).await),
         Err(e) => {
             let p = Problem::from_api(e, &[("name", "name")]);
-            render(p.status, render_operator(state, signed, None, Some(&p)))
+            render(p.status, render_operator(state, signed, None, Some(&p)).await)
         }
     }
 }
@@ -162,7 +174,7 @@ pub async fn act(
         Ok(()) => Redirect::to("/operator").into_response(),
         Err(e) => {
             let p = Problem::from_api(e, &[]);
-            render(p.status, render_operator(&state, &signed, None, Some(&p)))
+            render(p.status, render_operator(&state, &signed, None, Some(&p)).await)
         }
     }
 }

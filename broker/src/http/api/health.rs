@@ -23,6 +23,14 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, body = Readiness), (status = 503, description = "not ready; the body says why", body = Readiness))
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let body = readiness(&state);
+    let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body))
+}
+
+/// Whether a load balancer should send clients here (`/readyz`, and each
+/// node's report to the others).
+pub fn readiness(state: &AppState) -> Readiness {
     let m = state.node.metrics().borrow().clone();
     let draining = state.draining.load(Ordering::Acquire);
     let leader_known = m.current_leader.is_some();
@@ -30,8 +38,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     let peer_links_replayed = state.fanout.links_ready();
     let accepting_clients = state.listening.load(Ordering::Acquire) == state.listeners;
     let ready = !draining && leader_known && caught_up && peer_links_replayed && accepting_clients;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = Readiness {
+    Readiness {
         ready,
         draining,
         accepting_clients,
@@ -41,8 +48,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         unreachable_peers: state.fanout.unreachable_peers(),
         awaiting_replay_from: state.fanout.awaiting_replay_from(),
         last_applied: m.last_applied.map(|l| l.index),
-    };
-    (status, Json(body))
+    }
 }
 
 /// Prometheus text format. Unauthenticated, like `/healthz`: keep the HTTP

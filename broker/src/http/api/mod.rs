@@ -16,7 +16,7 @@ use super::AppState;
 pub mod cluster;
 pub mod graph;
 pub mod groups;
-mod health;
+pub mod health;
 pub mod keys;
 pub mod openapi;
 pub mod shares;
