@@ -423,9 +423,9 @@ pub fn schemathesis_cli() -> anyhow::Result<PathBuf> {
     venv_command("schemathesis-venv")
 }
 
-/// Python of the venv with Playwright and axe-core (the web app's browser tests).
-pub fn playwright_python() -> anyhow::Result<PathBuf> {
-    venv_command("playwright-venv")
+/// Python of the venv with Playwright, axe-core and Selenium (the web app's browser tests).
+pub fn browser_python() -> anyhow::Result<PathBuf> {
+    venv_command("browser-venv")
 }
 
 /// Runs `scripts/SCRIPT`, which makes a venv once and prints its command's path.

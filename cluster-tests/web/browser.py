@@ -55,6 +55,8 @@ def accessible(page, name):
     result = AXE.run(page)
     bad = [v for v in result.response["violations"] if v["impact"] in ("serious", "critical")]
     check(not bad, f"{name}: no serious accessibility violations {[(v['id'], v['help']) for v in bad]}")
+    ids = page.evaluate("[...document.querySelectorAll('[id]')].map(e => e.id)")
+    check(len(ids) == len(set(ids)), f"{name}: every id once (a label must name one input)")
     page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 

@@ -35,7 +35,7 @@ fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, p
         p.lead { "Share with a group and every member who accepted reads it. Admins invite and remove members." }
         (error_for(problem, "form"))
         @if groups.is_empty() { p.empty { "You are in no group yet." } }
-        @for g in &groups {
+        @for (gi, g) in groups.iter().enumerate() {
             @let admin = g.admins.contains(me);
             @let invited = g.members.iter().any(|m| &m.user == me && !m.accepted);
             @let base = format!("/groups/{}", urlencode(&g.name));
@@ -65,7 +65,7 @@ fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, p
                     form.row method="post" action=(format!("{base}/invite")) {
                         (csrf_field(signed))
                         (text_input(problem.filter(|_| form.is_some_and(|f| f.name == g.name)), "user", &format!("Invite to {}", g.name), "", InputAttrs {
-                            complete: Some("users"), autocomplete: Some("off"), ..InputAttrs::text()
+                            complete: Some("users"), autocomplete: Some("off"), id: Some(format!("invite-{gi}")), ..InputAttrs::text()
                         }))
                         input type="hidden" name="name" value=(g.name);
                         button type="submit" { "Invite" }

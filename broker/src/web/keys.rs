@@ -67,7 +67,7 @@ async fn render_page(
                 caption.visually-hidden { "My keys" }
                 thead { tr { th scope="col" { "Ident" } th scope="col" { "Publishes" } th scope="col" { "Subscribes" } th scope="col" { "Connected now" } th scope="col" { "Change" } } }
                 tbody {
-                    @for k in &keys {
+                    @for (i, k) in keys.iter().enumerate() {
                         tr {
                             th scope="row" { code { (k.ident) } }
                             td { (channels(&k.publish)) }
@@ -83,8 +83,10 @@ async fn render_page(
                                     summary { "Channels" }
                                     form method="post" action=(format!("/keys/{}/channels", urlencode(&k.ident))) {
                                         (csrf_field(signed))
-                                        (text_input(None, "publish", &format!("{} publishes to", k.ident), &k.publish.join(", "), InputAttrs { required: false, ..InputAttrs::text() }))
-                                        (text_input(None, "subscribe", &format!("{} subscribes to", k.ident), &k.subscribe.join(", "), InputAttrs { required: false, ..InputAttrs::text() }))
+                                        (text_input(None, "publish", &format!("{} publishes to", k.ident), &k.publish.join(", "),
+                                            InputAttrs { required: false, id: Some(format!("pub-{i}")), ..InputAttrs::text() }))
+                                        (text_input(None, "subscribe", &format!("{} subscribes to", k.ident), &k.subscribe.join(", "),
+                                            InputAttrs { required: false, id: Some(format!("sub-{i}")), ..InputAttrs::text() }))
                                         button type="submit" { "Save channels" }
                                     }
                                 }

@@ -111,7 +111,7 @@ pub fn text_input(
     value: &str,
     attrs: InputAttrs,
 ) -> Markup {
-    let id = format!("f-{name}");
+    let id = attrs.id.clone().unwrap_or_else(|| format!("f-{name}"));
     html! {
         div.field {
             label for=(id) { (label) }
@@ -133,6 +133,8 @@ pub struct InputAttrs {
     pub list: Option<&'static str>,
     /// `users` or `targets`: app.js completes names as you type.
     pub complete: Option<&'static str>,
+    /// The element id, where a page has the field more than once.
+    pub id: Option<String>,
     pub hint: Option<&'static str>,
 }
 
