@@ -225,6 +225,13 @@ def scenarios(p):
     jojo.goto(WEB + "/shares")
     check("You share nothing yet." in jojo.content(), "refused shares changed nothing")
 
+    # Names complete as you type (app.js asks /names).
+    jojo.goto(WEB + "/shares")
+    jojo.get_by_label("With (a user, or group:NAME)").press_sequentially("ma")
+    option = jojo.locator("datalist option[value=mark]")
+    option.wait_for(state="attached", timeout=5000)
+    check(option.count() == 1, "typing 'ma' offers mark")
+
     # Scenario 1: a direct share, accepted by mark in the browser.
     offer(jojo, "mark", ch)
     accessible(jojo, "shares")
@@ -349,6 +356,19 @@ def scenarios(p):
     page = browser.new_context().new_page()
     page.goto(WEB + "/sign-in")
     accessible(page, "sign-in")
+    # The keyboard alone: Tab to the skip link and follow it, Tab to the fields, Enter to send.
+    page.keyboard.press("Tab")
+    check(page.evaluate("document.activeElement.textContent") == "Skip to content", "Tab reaches the skip link first")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    check(page.evaluate("document.activeElement.id") == "f-name", "after the skip link, Tab reaches the first field")
+    page.keyboard.type("alice")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD + "!")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Authkeys")).to_be_visible()
+    check(page.url.endswith("/keys"), "alice signs in with the keyboard alone")
+    page.goto(WEB + "/sign-in")
     page.get_by_label("Name").fill("jojo")
     page.get_by_label("Password").fill("wrong password")
     page.get_by_role("button", name="Sign in", exact=True).click()
