@@ -237,6 +237,14 @@ pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<()
 /// Changes the signed-in user's password (the old one must be right); every
 /// session of theirs ends, and the new cookie to set is returned.
 pub async fn change_password(state: &AppState, ip: IpAddr, name: &str, old: &str, new: &str) -> Result<String, ApiError> {
+    // A stolen session must not be a way to guess the password.
+    if !state.accounts.sign_in_limit.may_try(ip, name.as_bytes()) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "sign_in_limited",
+            "too many wrong passwords for this name: wait a minute and try again",
+        ));
+    }
     let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
     if !verify_password(old, stored).await {
         state.accounts.sign_in_limit.failed(ip, name.as_bytes());

@@ -60,7 +60,6 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
-        .layer(axum::middleware::map_response(security_headers))
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -68,8 +67,9 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// No script but our own file, no inline script or style, no framing, no
-/// referrer (an invitation link carries its token in the path).
-async fn security_headers(mut response: Response) -> Response {
+/// referrer (an invitation link carries its token in the path); nothing
+/// cached unless the response says so (pages and API answers carry secrets).
+pub async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: &'static str, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));

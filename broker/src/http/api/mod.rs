@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
                 crate::web::not_found().into_response()
             }
         })
+        .layer(axum::middleware::map_response(crate::web::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistent_reads))
         .layer(axum::middleware::from_fn_with_state(REQUEST_TIMEOUT, super::serve::request_deadline))
         .with_state(state)
