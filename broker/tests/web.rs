@@ -36,6 +36,9 @@ async fn given_a_web_certificate_then_pages_and_api_are_served_over_tls_with_sec
     let https = reqwest::Client::builder().add_root_certificate(ca).build().unwrap();
     let page = https.get(format!("https://127.0.0.1:{port}/sign-in")).send().await.unwrap();
     assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.starts_with("default-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
     let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
     let users = https
@@ -113,4 +116,29 @@ async fn given_failed_sign_ins_for_one_name_then_it_is_refused_unchecked_and_oth
     assert_eq!(status, 303, "another name signs in");
     let (status, _) = sign_in("mark", "a wrong password").await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn given_signup_open_then_anyone_makes_an_account_and_given_invite_then_nobody_does() {
+    for (signup, made) in [(hpfriends_broker::config::Signup::Open, true), (hpfriends_broker::config::Signup::Invite, false)] {
+        let n = start_node(|c| c.signup = signup).await;
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let base = format!("http://{}", n.running.http_addr);
+        let page = http.get(format!("{base}/sign-in")).send().await.unwrap();
+        let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+        let csrf = cookie.split_once('=').unwrap().1.to_string();
+        let form = [("csrf", csrf.as_str()), ("name", "newbie"), ("password", "long enough pw"), ("confirm", "long enough pw")];
+        let resp = http.post(format!("{base}/sign-up")).header("cookie", &cookie).form(&form).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let exists = n.running.node.read_graph(|g| g.user("newbie").is_some_and(|u| u.account.password_hash.is_some()));
+        if made {
+            assert_eq!(status, 303, "signed up and signed in");
+            assert!(resp.headers()["set-cookie"].to_str().unwrap().starts_with("hpfriends_session="));
+            assert!(exists);
+        } else {
+            assert_eq!(status, 403);
+            assert!(resp.text().await.unwrap().contains("invitation"));
+            assert!(!exists, "nothing was made");
+        }
+    }
 }

@@ -325,6 +325,24 @@ def scenarios(p):
     resp = jojo.request.get(WEB + "/api/v1/cluster/status")
     check(resp.status == 401, "a browser session does not open the API")
 
+    # Bad input on the Account and Operator pages.
+    mark.goto(WEB + "/account")
+    mark.get_by_label("Current password").fill("not my password")
+    mark.get_by_label("New password").fill(PASSWORD + "?")
+    mark.get_by_label("The same password again").fill(PASSWORD + "?")
+    mark.get_by_role("button", name="Change password").click()
+    check("not right" in mark.locator("#current-error").inner_text(), "a wrong current password is refused at its field")
+    operator.goto(WEB + "/operator")
+    operator.get_by_label("Invite a new user").fill("bad name")
+    operator.get_by_role("button", name="Invite", exact=True).click()
+    check("may only contain" in operator.locator("#name-error").inner_text(), "an invalid user name is refused at the field")
+
+    # The core forms without JavaScript: sign in, make a key.
+    plain = browser.new_context(java_script_enabled=False).new_page()
+    sign_in(plain, "jojo")
+    create_key(plain, "jojo-nojs", publish="plain.events")
+    check(plain.locator("#secret").inner_text().strip() != "", "without JavaScript a key is made and its secret shown")
+
     # Changing the password ends the other sessions of that user.
     other = browser.new_context().new_page()
     sign_in(other, "alice")
