@@ -418,7 +418,6 @@ def cluster(p):
     page.goto(URLS[0] + "/keys")
     connected = page.locator("tr", has_text="roamer-sensor").inner_text()
     check("node 3 (1)" in connected and "node 1" not in connected, f"node 1 says the key is connected on node 3 ({connected!r})")
-    sensor.stop()
     operator.goto(URLS[0] + "/operator")
     check(operator.locator("#cluster span.ok", has_text="ready").count() == 3, "the operator sees all three nodes ready")
     old = [c for c in page.context.cookies() if c["name"] == "hpfriends_session"]
@@ -436,6 +435,10 @@ def cluster(p):
         if page.url.endswith("/sign-in") or time.time() - started > 2:
             break
     check(page.url.endswith("/sign-in"), f"the session is gone on node 1 ({time.time() - started:.3f} s after)")
+    # Disabled through node 1: the sensor logged in on node 3 is closed.
+    operator.once("dialog", lambda d: d.accept())
+    operator.locator("tr", has_text="roamer").get_by_role("button", name="Disable").click()
+    check(sensor.exited(), "disabling a user on node 1 closes their sensor on node 3")
     browser.close()
 
 
