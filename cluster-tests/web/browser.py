@@ -343,6 +343,17 @@ def scenarios(p):
     create_key(plain, "jojo-nojs", publish="plain.events")
     check(plain.locator("#secret").inner_text().strip() != "", "without JavaScript a key is made and its secret shown")
 
+    # Signing out everywhere ends every browser's session of that user.
+    second = browser.new_context().new_page()
+    sign_in(second, "jojo")
+    jojo.goto(WEB + "/account")
+    check(jojo.locator("main li").count() >= 2, "jojo's Account lists the browsers jojo is signed in on")
+    jojo.once("dialog", lambda d: d.accept())
+    jojo.get_by_role("button", name="Sign out everywhere").click()
+    second.goto(WEB + "/keys")
+    check(jojo.url.endswith("/sign-in") and second.url.endswith("/sign-in"), "signing out everywhere signs out every browser")
+    sign_in(jojo, "jojo")
+
     # Changing the password ends the other sessions of that user.
     other = browser.new_context().new_page()
     sign_in(other, "alice")

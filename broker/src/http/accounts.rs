@@ -234,6 +234,14 @@ pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<()
     super::api::execute(state, actor, Command::EndSession { session_hash: hash_token(cookie) }).await
 }
 
+/// Ends every session of the actor, on every node, in one entry.
+pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), ApiError> {
+    let commands: Vec<Command> = state.node.read_graph(|g| {
+        g.sessions_of(&actor).map(|(hash, _)| Command::EndSession { session_hash: hash.to_string() }).collect()
+    });
+    super::api::execute(state, actor, Command::Batch { commands }).await
+}
+
 /// Changes the signed-in user's password (the old one must be right); every
 /// session of theirs ends, and the new cookie to set is returned.
 pub async fn change_password(state: &AppState, ip: IpAddr, name: &str, old: &str, new: &str) -> Result<String, ApiError> {

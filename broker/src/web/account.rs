@@ -28,6 +28,13 @@ csrf_forms!(AccountForm);
 
 fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
+    let sessions: Vec<(u64, u64)> = state.node.read_graph(|g| {
+        let now = accounts::now();
+        g.sessions_of(&hpfriends_graph::Actor::User(me.clone()))
+            .filter(|(_, s)| s.live_at(now))
+            .map(|(_, s)| (s.started_at, s.expires_at))
+            .collect()
+    });
     let tokens: Vec<(String, u64)> = state.node.read_graph(|g| {
         g.user(me)
             .map(|u| u.account.api_tokens.iter().map(|(l, t)| (l.clone(), t.created_at)).collect())
@@ -45,6 +52,14 @@ fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, p
             (text_input(problem, "confirm", "The same password again", "", InputAttrs { kind: "password", autocomplete: Some("new-password"), ..InputAttrs::text() }))
             button.primary type="submit" { "Change password" }
         }
+        h2 { "Where you are signed in" }
+        @if sessions.is_empty() { p.empty { "Nowhere else." } }
+        ul {
+            @for (started, expires) in &sessions {
+                li { "Since " time data-unix=(started) { (started) } ", until " time data-unix=(expires) { (expires) } }
+            }
+        }
+        (action_button(signed, "/sign-out/everywhere", &[], "Sign out everywhere", Some("Sign out of every browser, this one included?")))
         h2 { "API tokens" }
         p.lead { "A token lets " code { "hpfriends ctl" } " or a script act as you: " code { "hpfriends ctl --token TOKEN key list" } }
         @if let Some(t) = new_token {

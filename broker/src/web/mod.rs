@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
         .route("/sign-in/operator", post(sign_in::submit_operator))
         .route("/sign-up", get(sign_in::sign_up_page).post(sign_in::sign_up))
         .route("/sign-out", post(sign_in::sign_out))
+        .route("/sign-out/everywhere", post(sign_in::sign_out_everywhere))
         .route("/invite/{token}", get(sign_in::invitation_page).post(sign_in::accept_invitation))
         .route("/keys", get(keys::show).post(keys::create))
         .route("/keys/{ident}/channels", post(keys::change))

@@ -110,10 +110,19 @@ pub struct CsrfOnly {
 }
 
 pub async fn sign_out(State(state): State<AppState>, SessionForm(signed, _): SessionForm<CsrfOnly>) -> Response {
-    if let Err(e) = accounts::sign_out(&state, signed.actor.clone(), &signed.cookie).await {
+    end_sessions(&state, accounts::sign_out(&state, signed.actor.clone(), &signed.cookie).await)
+}
+
+/// Every browser of this user or operator is signed out.
+pub async fn sign_out_everywhere(State(state): State<AppState>, SessionForm(signed, _): SessionForm<CsrfOnly>) -> Response {
+    end_sessions(&state, accounts::sign_out_everywhere(&state, signed.actor.clone()).await)
+}
+
+fn end_sessions(state: &AppState, ended: Result<(), crate::http::ApiError>) -> Response {
+    if let Err(e) = ended {
         return message_page(e.status, "Not signed out", &e.message);
     }
-    ([set_cookie(&state, SESSION_COOKIE, None)], Redirect::to("/sign-in")).into_response()
+    ([set_cookie(state, SESSION_COOKIE, None)], Redirect::to("/sign-in")).into_response()
 }
 
 fn password_fields(problem: Option<&Problem>) -> Markup {
