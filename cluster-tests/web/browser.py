@@ -280,6 +280,15 @@ def scenarios(p):
     geo_subs = {n: Subscriber(f"{n}-reader", keys[n], geo) for n in ["mark", "alice", "eve"]}
     check(delivered((jojo_key[0], jojo_key[1], geo), "scenario-3", [geo_subs["mark"], geo_subs["alice"]], [geo_subs["eve"]]),
           "scenario 3: accepted members get the group's share, the invited eve does not")
+    # The admin makes alice an admin too and removes the invited eve.
+    mark.goto(WEB + "/groups")
+    mark.locator("ul.members li", has_text="alice").get_by_role("button", name="Make admin").click()
+    mark.once("dialog", lambda d: d.accept())
+    mark.locator("ul.members li", has_text="eve").get_by_role("button", name="Remove").click()
+    members = mark.locator("section.group ul.members").inner_text()
+    check("alice" in members and "admin" in mark.locator("ul.members li", has_text="alice").inner_text()
+          and "eve" not in members, f"alice is an admin and eve is gone ({members!r})")
+
     jojo.goto(WEB + "/graph")
     accessible(jojo, "graph")
     relayed = jojo.locator("svg.graph g.node", has=jojo.locator("rect[x='800']")).all_text_contents()
@@ -374,6 +383,12 @@ def scenarios(p):
     check(mark.url.endswith("/sign-in"), "a disabled user's session ends")
     check(subs["mark"].exited(), "a disabled user's live hpfeeds connection is closed")
 
+    # The operator removes a user.
+    operator.goto(WEB + "/operator")
+    operator.once("dialog", lambda d: d.accept())
+    operator.locator("tr", has_text="eve").get_by_role("button", name="Remove").click()
+    check(operator.locator("tbody tr", has_text="eve").count() == 0, "the operator removes eve")
+
     # The operator resets a password: the new link works, the old password still does until it is used.
     operator.goto(WEB + "/operator")
     operator.locator("tr", has_text="jojo").get_by_role("button", name="Reset password").click()
@@ -435,7 +450,7 @@ def cluster(p):
     check(len(old) == 1 and old[0]["httpOnly"] and old[0]["sameSite"] == "Strict",
           "the session is one HttpOnly, SameSite=Strict cookie")
     page.goto(URLS[2] + "/account")
-    page.get_by_role("button", name="Sign out").click()
+    page.get_by_role("button", name="Sign out", exact=True).click()
     check(page.url.endswith("/sign-in"), "signed out through node 3")
     # The old cookie, presented to node 1 again, is no longer a session there
     # (node 1 applies the sign-out as it learns the entry is committed).
