@@ -90,7 +90,8 @@ async fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str
             (text_input(problem, "name", "Invite a new user", "", InputAttrs { hint: Some("Their user name; you get a one-time link to give them."), ..InputAttrs::text() }))
             button.primary type="submit" { "Invite" }
         }
-        table {
+        @if users.is_empty() { p.empty { "No users yet: invite the first." } }
+        @else { table {
             caption.visually-hidden { "Users" }
             thead { tr { th scope="col" { "User" } th scope="col" { "Status" } th scope="col" { span.visually-hidden { "Actions" } } } }
             tbody {
@@ -116,7 +117,7 @@ async fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str
                     }
                 }
             }
-        }
+        } }
         h2 { "Cluster" }
         (cluster)
     };
