@@ -4,6 +4,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/fanout.proto");
     println!("cargo:rerun-if-changed=proto/nodes.proto");
     // `bytes` fields as `Bytes`: a forwarded frame is shared, never copied.
-    tonic_prost_build::configure().bytes(".").compile_protos(&["proto/fanout.proto", "proto/nodes.proto"], &["proto"])?;
+    tonic_prost_build::configure()
+        .bytes(".")
+        .compile_protos(&["proto/fanout.proto", "proto/nodes.proto"], &["proto"])?;
     Ok(())
 }

@@ -109,7 +109,12 @@ fn main() {
         for i in 0..10_000 {
             let to = Target::User(synthetic::user_name(i));
             let channel = "wide".to_string();
-            cmds.push(Command::AddShare { from: wide.into(), to: to.clone(), channel: channel.clone(), kind: ShareKind::Shares });
+            cmds.push(Command::AddShare {
+                from: wide.into(),
+                to: to.clone(),
+                channel: channel.clone(),
+                kind: ShareKind::Shares,
+            });
             cmds.push(Command::AcceptShare { from: wide.into(), to, channel });
         }
         running.node.write(Actor::Operator, Command::Batch { commands: cmds }).await.unwrap();
@@ -128,7 +133,13 @@ fn main() {
         let base = format!("http://{}", running.http_addr);
         for page in ["/keys", "/shares", "/shared-with-you", "/groups", "/audience", "/graph", "/account"] {
             let (p50, p99, max, size) = measure(&http, &format!("{base}{page}"), &busy_cookie).await;
-            println!("{page:18} p50 {:6.2} ms  p99 {:6.2} ms  max {:6.2} ms  ({} KiB)", ms(p50), ms(p99), ms(max), size / 1024);
+            println!(
+                "{page:18} p50 {:6.2} ms  p99 {:6.2} ms  max {:6.2} ms  ({} KiB)",
+                ms(p50),
+                ms(p99),
+                ms(max),
+                size / 1024
+            );
         }
         let (p50, p99, max, size) = measure(&http, &format!("{base}/audience"), &wide_cookie).await;
         println!(

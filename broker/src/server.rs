@@ -78,7 +78,11 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
         running.tls_addr.map(|a| format!(" tls={a}")).unwrap_or_default(),
         config.data_dir.display()
     );
-    println!("web app: open {}/ (the operator signs in with the token in {})", running.web_url, config.data_dir.join("operator-token").display());
+    println!(
+        "web app: open {}/ (the operator signs in with the token in {})",
+        running.web_url,
+        config.data_dir.join("operator-token").display()
+    );
     stop.await;
     tokio::select! {
         _ = running.drain() => {}

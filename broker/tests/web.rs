@@ -40,7 +40,10 @@ async fn given_a_web_certificate_then_pages_and_api_are_served_over_tls_with_sec
     assert!(csp.starts_with("default-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     assert_eq!(page.headers()["x-frame-options"], "DENY");
     let cookie = page.headers()["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     let users = https
         .get(format!("https://127.0.0.1:{port}/api/v1/users"))
         .bearer_auth(&n.running.operator_token)
@@ -53,7 +56,8 @@ async fn given_a_web_certificate_then_pages_and_api_are_served_over_tls_with_sec
 }
 
 #[tokio::test]
-async fn given_a_disabled_user_then_their_tokens_are_refused_until_enabled_and_an_invitation_link_points_at_the_web_app() {
+async fn given_a_disabled_user_then_their_tokens_are_refused_until_enabled_and_an_invitation_link_points_at_the_web_app(
+) {
     let n = start_node(|_| {}).await;
     let http = reqwest::Client::new();
     let base = format!("http://{}", n.running.http_addr);
@@ -62,9 +66,11 @@ async fn given_a_disabled_user_then_their_tokens_are_refused_until_enabled_and_a
         let http = http.clone();
         async move { http.post(path).bearer_auth(token).json(&serde_json::json!({})).send().await.unwrap() }
     };
-    let link: serde_json::Value = post(format!("{base}/api/v1/users/jojo/invite"), op.clone()).await.json().await.unwrap();
+    let link: serde_json::Value =
+        post(format!("{base}/api/v1/users/jojo/invite"), op.clone()).await.json().await.unwrap();
     assert!(link["link"].as_str().unwrap().starts_with(&format!("{base}/invite/")), "{link}");
-    let issued: serde_json::Value = post(format!("{base}/api/v1/users/jojo/token"), op.clone()).await.json().await.unwrap();
+    let issued: serde_json::Value =
+        post(format!("{base}/api/v1/users/jojo/token"), op.clone()).await.json().await.unwrap();
     let token = issued["token"].as_str().unwrap().to_string();
     let keys = |token: String| {
         let http = http.clone();
@@ -88,7 +94,12 @@ async fn given_failed_sign_ins_for_one_name_then_it_is_refused_unchecked_and_oth
     let hash = hpfriends_broker::http::accounts::hash_password("correct horse battery").await.unwrap();
     for name in ["jojo", "mark"] {
         n.write(hpfriends_graph::Command::AddUser { name: name.into() }).await;
-        let set = hpfriends_graph::Command::SetPassword { name: name.into(), password_hash: hash.clone(), invitation: None, at: 1 };
+        let set = hpfriends_graph::Command::SetPassword {
+            name: name.into(),
+            password_hash: hash.clone(),
+            invitation: None,
+            at: 1,
+        };
         n.write(set).await;
     }
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -120,14 +131,21 @@ async fn given_failed_sign_ins_for_one_name_then_it_is_refused_unchecked_and_oth
 
 #[tokio::test]
 async fn given_signup_open_then_anyone_makes_an_account_and_given_invite_then_nobody_does() {
-    for (signup, made) in [(hpfriends_broker::config::Signup::Open, true), (hpfriends_broker::config::Signup::Invite, false)] {
+    for (signup, made) in
+        [(hpfriends_broker::config::Signup::Open, true), (hpfriends_broker::config::Signup::Invite, false)]
+    {
         let n = start_node(|c| c.signup = signup).await;
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
         let base = format!("http://{}", n.running.http_addr);
         let page = http.get(format!("{base}/sign-in")).send().await.unwrap();
         let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
         let csrf = cookie.split_once('=').unwrap().1.to_string();
-        let form = [("csrf", csrf.as_str()), ("name", "newbie"), ("password", "long enough pw"), ("confirm", "long enough pw")];
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("name", "newbie"),
+            ("password", "long enough pw"),
+            ("confirm", "long enough pw"),
+        ];
         let resp = http.post(format!("{base}/sign-up")).header("cookie", &cookie).form(&form).send().await.unwrap();
         let status = resp.status().as_u16();
         let exists = n.running.node.read_graph(|g| g.user("newbie").is_some_and(|u| u.account.password_hash.is_some()));

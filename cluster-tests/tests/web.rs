@@ -38,7 +38,18 @@ fn given_invited_users_in_a_browser_then_scenarios_one_to_three_deliver_as_the_g
     let node = NodeProcess::start(&hpfriends_bin(), &dir.path().join("n"), &[]).unwrap();
     let shots = screenshots(&dir);
     browser("browser.py", &["scenarios"], &[&node], &shots);
-    for page in ["sign-in", "invitation", "authkeys", "shares", "shared-with-you", "groups", "audience", "graph", "account", "operator"] {
+    for page in [
+        "sign-in",
+        "invitation",
+        "authkeys",
+        "shares",
+        "shared-with-you",
+        "groups",
+        "audience",
+        "graph",
+        "account",
+        "operator",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "no screenshot of {page}");
     }
 }

@@ -113,7 +113,8 @@ pub fn publishers_reaching(graph: &Graph, reader: &str) -> BTreeSet<(String, Str
     let mut relays: BTreeSet<(String, String)> = BTreeSet::new();
     let mut queue: VecDeque<(Option<String>, String)> = VecDeque::from([(None, reader.to_string())]);
     while let Some((only, x)) = queue.pop_front() {
-        let targets = std::iter::once(Target::User(x.clone())).chain(graph.groups_of(&x).map(|g| Target::Group(g.to_string())));
+        let targets =
+            std::iter::once(Target::User(x.clone())).chain(graph.groups_of(&x).map(|g| Target::Group(g.to_string())));
         for to in targets.collect::<Vec<_>>() {
             for (channel, from) in graph.shares_into(&to) {
                 if only.as_deref().is_some_and(|c| c != channel) {

@@ -18,10 +18,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth_limit::{hpfeeds_key, AuthLimiter};
 use super::close::{subscription_dropped_text, CloseReason};
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
+use crate::auth_limit::{hpfeeds_key, AuthLimiter};
 use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
 use crate::protocol::{Codec, Frame, Limits};

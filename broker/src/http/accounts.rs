@@ -106,7 +106,8 @@ async fn verify_password(password: &str, stored: Option<String>) -> bool {
                 decoy.as_str()
             }
         };
-        let ok = PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        let ok =
+            PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
         ok && stored.is_some()
     })
     .await
@@ -135,15 +136,12 @@ pub fn invitation_of(state: &AppState, token: &str) -> Option<String> {
 
 /// Sets the password through an invitation link; the graph checks the link again.
 pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<String, ApiError> {
-    let name = invitation_of(state, token)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "invalid_invitation", "this link is not valid or has expired"))?;
+    let name = invitation_of(state, token).ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "invalid_invitation", "this link is not valid or has expired")
+    })?;
     let password_hash = hash_password(password).await?;
-    let cmd = Command::SetPassword {
-        name: name.clone(),
-        password_hash,
-        invitation: Some(hash_token(token)),
-        at: now(),
-    };
+    let cmd =
+        Command::SetPassword { name: name.clone(), password_hash, invitation: Some(hash_token(token)), at: now() };
     super::api::execute(state, Actor::User(name.clone()), cmd).await?;
     Ok(name)
 }
@@ -158,7 +156,11 @@ pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -
     let limit = &state.accounts.sign_in_limit;
     let key = format!("\0sign-up {ip}");
     if !limit.may_try(ip, key.as_bytes()) {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "sign_in_limited", "too many new accounts from this address: wait a minute"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "sign_in_limited",
+            "too many new accounts from this address: wait a minute",
+        ));
     }
     limit.failed(ip, key.as_bytes());
     let password_hash = hash_password(password).await?;
@@ -181,9 +183,9 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -
             "too many failed sign-ins for this name or from this address: wait a minute and try again",
         ));
     }
-    let stored = state.node.read_graph(|g| {
-        g.user(name).filter(|u| !u.account.disabled).and_then(|u| u.account.password_hash.clone())
-    });
+    let stored = state
+        .node
+        .read_graph(|g| g.user(name).filter(|u| !u.account.disabled).and_then(|u| u.account.password_hash.clone()));
     if !verify_password(password, stored).await {
         limit.failed(ip, name.as_bytes());
         return Err(ApiError::unauthorized("wrong name or password"));
@@ -195,7 +197,11 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -
 pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Result<String, ApiError> {
     let limit = &state.accounts.sign_in_limit;
     if !limit.may_try(ip, b"\0operator") {
-        return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "sign_in_limited", "too many failed sign-ins: wait a minute"));
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "sign_in_limited",
+            "too many failed sign-ins: wait a minute",
+        ));
     }
     if !super::auth::is_operator_token(state, token) {
         limit.failed(ip, b"\0operator");
@@ -244,7 +250,13 @@ pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), A
 
 /// Changes the signed-in user's password (the old one must be right); every
 /// session of theirs ends, and the new cookie to set is returned.
-pub async fn change_password(state: &AppState, ip: IpAddr, name: &str, old: &str, new: &str) -> Result<String, ApiError> {
+pub async fn change_password(
+    state: &AppState,
+    ip: IpAddr,
+    name: &str,
+    old: &str,
+    new: &str,
+) -> Result<String, ApiError> {
     // A stolen session must not be a way to guess the password.
     if !state.accounts.sign_in_limit.may_try(ip, name.as_bytes()) {
         return Err(ApiError::new(

@@ -57,9 +57,12 @@ impl From<GraphError> for ApiError {
             | LastAdmin { .. } => StatusCode::CONFLICT,
             UnknownToken { .. } => StatusCode::NOT_FOUND,
             TokenExists { .. } => StatusCode::CONFLICT,
-            InvalidName { .. } | NotInvited { .. } | SelfShare | NestedBatch | InvalidAccount(_) | InvalidInvitation(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidName { .. }
+            | NotInvited { .. }
+            | SelfShare
+            | NestedBatch
+            | InvalidAccount(_)
+            | InvalidInvitation(_) => StatusCode::BAD_REQUEST,
             AccountDisabled(_) => StatusCode::FORBIDDEN,
             Forbidden(_) => StatusCode::FORBIDDEN,
             UnknownCommand(_) => StatusCode::INTERNAL_SERVER_ERROR,

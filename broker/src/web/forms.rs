@@ -24,9 +24,17 @@ macro_rules! csrf_forms {
 pub(crate) use csrf_forms;
 
 /// The body as `T`, or the page that says it could not be read.
-async fn body<T: CsrfForm>(parts: axum::http::request::Parts, body: axum::body::Body, state: &AppState) -> Result<T, Response> {
+async fn body<T: CsrfForm>(
+    parts: axum::http::request::Parts,
+    body: axum::body::Body,
+    state: &AppState,
+) -> Result<T, Response> {
     Form::<T>::from_request(Request::from_parts(parts, body), state).await.map(|Form(f)| f).map_err(|e| {
-        message_page(StatusCode::BAD_REQUEST, "Form not understood", &format!("The form could not be read: {}", e.body_text()))
+        message_page(
+            StatusCode::BAD_REQUEST,
+            "Form not understood",
+            &format!("The form could not be read: {}", e.body_text()),
+        )
     })
 }
 

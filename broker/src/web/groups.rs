@@ -90,7 +90,12 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
     render(StatusCode::OK, render_groups(&state, &u, None, None))
 }
 
-async fn run(state: &AppState, u: &SignedInUser, f: &GroupForm, command: Result<Command, crate::http::ApiError>) -> Response {
+async fn run(
+    state: &AppState,
+    u: &SignedInUser,
+    f: &GroupForm,
+    command: Result<Command, crate::http::ApiError>,
+) -> Response {
     let actor = Actor::User(u.1.clone());
     let result = match command {
         Ok(c) => crate::http::api::execute(state, actor, c).await,

@@ -202,7 +202,11 @@ pub async fn change(
     done(&state, &u, result).await
 }
 
-pub async fn delete(State(state): State<AppState>, Path(ident): Path<String>, UserForm(u, _): UserForm<KeyForm>) -> Response {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(ident): Path<String>,
+    UserForm(u, _): UserForm<KeyForm>,
+) -> Response {
     let command = hpfriends_graph::Command::RemoveKey { ident };
     done(&state, &u, crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await).await
 }

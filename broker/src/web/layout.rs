@@ -145,7 +145,13 @@ impl InputAttrs {
 }
 
 /// A one-button form (revoke, accept, delete …).
-pub fn action_button(s: &SignedIn, action: &str, fields: &[(&str, &str)], label: &str, confirm: Option<&str>) -> Markup {
+pub fn action_button(
+    s: &SignedIn,
+    action: &str,
+    fields: &[(&str, &str)],
+    label: &str,
+    confirm: Option<&str>,
+) -> Markup {
     html! {
         form.inline method="post" action=(action) data-confirm=[confirm] {
             (csrf_field(s))

@@ -10,7 +10,9 @@ use serde::Deserialize;
 
 use super::forms::{csrf_forms, SessionForm};
 use super::keys::urlencode;
-use super::layout::{action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem};
+use super::layout::{
+    action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem,
+};
 use super::session::SignedIn;
 use crate::cluster::report::{gather, proto::NodeReport};
 use crate::http::accounts;
@@ -39,7 +41,8 @@ fn only_operator(signed: &SignedIn) -> Result<(), Response> {
 /// itself (readiness, peer links, connections).
 async fn cluster_markup(state: &AppState) -> Markup {
     let status = cluster_status(state, true);
-    let reports: std::collections::BTreeMap<u64, Result<NodeReport, String>> = gather(state, &[]).await.into_iter().collect();
+    let reports: std::collections::BTreeMap<u64, Result<NodeReport, String>> =
+        gather(state, &[]).await.into_iter().collect();
     html! {
         div #cluster data-refresh="/operator/cluster" aria-live="polite" {
             p { "Seen from node " (status.node_id) " (" (status.role) ", term " (status.term)
@@ -73,7 +76,12 @@ async fn cluster_markup(state: &AppState) -> Markup {
     }
 }
 
-async fn render_operator(state: &AppState, signed: &SignedIn, link: Option<(&str, &str)>, problem: Option<&Problem>) -> Markup {
+async fn render_operator(
+    state: &AppState,
+    signed: &SignedIn,
+    link: Option<(&str, &str)>,
+    problem: Option<&Problem>,
+) -> Markup {
     let users = list_users(state).users;
     let cluster = cluster_markup(state).await;
     let body = html! {

@@ -114,7 +114,10 @@ pub async fn sign_out(State(state): State<AppState>, SessionForm(signed, _): Ses
 }
 
 /// Every browser of this user or operator is signed out.
-pub async fn sign_out_everywhere(State(state): State<AppState>, SessionForm(signed, _): SessionForm<CsrfOnly>) -> Response {
+pub async fn sign_out_everywhere(
+    State(state): State<AppState>,
+    SessionForm(signed, _): SessionForm<CsrfOnly>,
+) -> Response {
     end_sessions(&state, accounts::sign_out_everywhere(&state, signed.actor.clone()).await)
 }
 
@@ -233,7 +236,11 @@ fn sign_up_markup(csrf: &str, name: &str, problem: Option<&Problem>) -> Markup {
 
 pub async fn sign_up_page(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if state.accounts.signup != Signup::Open {
-        return message_page(StatusCode::FORBIDDEN, "Sign-up closed", "Accounts are made by invitation here: ask the operator.");
+        return message_page(
+            StatusCode::FORBIDDEN,
+            "Sign-up closed",
+            "Accounts are made by invitation here: ask the operator.",
+        );
     }
     anonymous(&state, &headers, StatusCode::OK, |csrf| sign_up_markup(csrf, "", None))
 }
@@ -253,9 +260,15 @@ pub async fn sign_up(
     match result {
         Ok(()) => match accounts::sign_in(&state, ip, name, &f.password).await {
             Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
-            Err(e) => message_page(e.status, "Account made", &format!("Your account is ready, but signing in failed: {}", e.message)),
+            Err(e) => message_page(
+                e.status,
+                "Account made",
+                &format!("Your account is ready, but signing in failed: {}", e.message),
+            ),
         },
-        Err(problem) => anonymous(&state, &headers, problem.status, |csrf| sign_up_markup(csrf, &f.name, Some(&problem))),
+        Err(problem) => {
+            anonymous(&state, &headers, problem.status, |csrf| sign_up_markup(csrf, &f.name, Some(&problem)))
+        }
     }
 }
 

@@ -45,7 +45,13 @@ fn named(change: MemberChange, what: &str) -> Result<String, ApiError> {
 }
 
 /// The membership routes differ only in the action.
-async fn membership(state: AppState, actor: Actor, group: String, action: &str, body: Body<MemberChange>) -> Reply<Done> {
+async fn membership(
+    state: AppState,
+    actor: Actor,
+    group: String,
+    action: &str,
+    body: Body<MemberChange>,
+) -> Reply<Done> {
     let Json(change) = body?;
     let command = membership_command(&actor, group, action, change.user)?;
     write(&state, actor, command).await
@@ -108,7 +114,12 @@ pub async fn add_admin(
 
 /// The command a membership change stands for: `invite`, `join`, `leave`,
 /// `remove` or `admin` (the API's routes and the web app's buttons).
-pub fn membership_command(actor: &Actor, group: String, action: &str, user: Option<String>) -> Result<Command, ApiError> {
+pub fn membership_command(
+    actor: &Actor,
+    group: String,
+    action: &str,
+    user: Option<String>,
+) -> Result<Command, ApiError> {
     let change = MemberChange { user };
     match action {
         "invite" => Ok(Command::InviteMember { group, user: named(change, "whom to invite")? }),

@@ -61,10 +61,16 @@ pub async fn change(
     Ok(Json(change_channels(&state, actor, &ident, b).await?))
 }
 
-pub async fn change_channels(state: &AppState, actor: Actor, ident: &str, b: KeyChannels) -> Result<CreatedKey, ApiError> {
-    let old = state.node.read_graph(|g| g.key(ident).cloned()).ok_or_else(|| {
-        ApiError::from(hpfriends_graph::GraphError::UnknownKey(ident.to_string()))
-    })?;
+pub async fn change_channels(
+    state: &AppState,
+    actor: Actor,
+    ident: &str,
+    b: KeyChannels,
+) -> Result<CreatedKey, ApiError> {
+    let old = state
+        .node
+        .read_graph(|g| g.key(ident).cloned())
+        .ok_or_else(|| ApiError::from(hpfriends_graph::GraphError::UnknownKey(ident.to_string())))?;
     let key = AuthKey { publish: b.publish, subscribe: b.subscribe, ..old };
     // One entry: the key is never missing in between, so its sessions stay.
     let commands = vec![Command::RemoveKey { ident: ident.to_string() }, Command::AddKey(key.clone())];
