@@ -130,6 +130,23 @@ async fn given_failed_sign_ins_for_one_name_then_it_is_refused_unchecked_and_oth
 }
 
 #[tokio::test]
+async fn given_signup_closed_then_the_operator_invites_nobody_new_but_resets_existing_users() {
+    let n = start_node(|c| c.signup = hpfriends_broker::config::Signup::Closed).await;
+    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", n.running.http_addr);
+    let invite = |name: &str| {
+        let url = format!("{base}/api/v1/users/{name}/invite");
+        http.post(url).bearer_auth(&n.running.operator_token).send()
+    };
+    let refused = invite("newbie").await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(refused.text().await.unwrap().contains("closed"));
+    assert!(n.running.node.read_graph(|g| !g.has_user("newbie")), "nothing was made");
+    assert_eq!(invite("jojo").await.unwrap().status(), 200, "an existing user gets a reset link");
+}
+
+#[tokio::test]
 async fn given_signup_open_then_anyone_makes_an_account_and_given_invite_then_nobody_does() {
     for (signup, made) in
         [(hpfriends_broker::config::Signup::Open, true), (hpfriends_broker::config::Signup::Invite, false)]

@@ -115,7 +115,12 @@ async fn verify_password(password: &str, stored: Option<String>) -> bool {
 }
 
 /// A new invitation (or password-reset) link for `name`; creates the user if needed.
+/// With `signup = "closed"` nobody new comes in: only existing users get a
+/// (password reset) link.
 pub async fn invite(state: &AppState, actor: Actor, name: &str) -> Result<(String, UnixTime), ApiError> {
+    if state.accounts.signup == Signup::Closed && !state.node.read_graph(|g| g.has_user(name)) {
+        return Err(ApiError::forbidden("signup = \"closed\": no new accounts; existing users can get a reset link"));
+    }
     let token = new_secret();
     let expires_at = now() + state.accounts.invite_ttl.as_secs();
     let cmd = Command::InviteUser { name: name.to_string(), token_hash: hash_token(&token), expires_at };
