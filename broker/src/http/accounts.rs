@@ -11,6 +11,7 @@ use argon2::Argon2;
 use axum::http::StatusCode;
 use hpfriends_graph::accounts::UnixTime;
 use hpfriends_graph::{Actor, Command};
+use subtle::ConstantTimeEq;
 
 use super::auth::hash_token;
 use super::error::ApiError;
@@ -72,19 +73,34 @@ pub fn password_problem(password: &str) -> Option<String> {
     }
 }
 
-/// argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
+/// At most one argon2 computation per core at a time (each costs about 19 MiB
+/// and tens of milliseconds): sign-in attempts from many names and addresses
+/// wait their turn instead of taking every core and all the memory.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
+
+/// Runs one argon2 computation off the async threads, in turn.
+async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let _turn = HASHING.acquire().await.ok()?;
+    tokio::task::spawn_blocking(work).await.ok()
+}
+
+/// argon2id with the crate's defaults (19 MiB, 2 passes).
 pub async fn hash_password(password: &str) -> Result<String, ApiError> {
     if let Some(problem) = password_problem(password) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "weak_password", problem));
     }
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
+    let hashed = argon2(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    });
+    match hashed.await {
+        Some(Ok(hash)) => Ok(hash),
+        Some(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+        None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing stopped")),
+    }
 }
 
 /// Checks `password` against a stored hash; with no hash, spends the same
@@ -94,7 +110,7 @@ async fn verify_password(password: &str, stored: Option<String>) -> bool {
         return false;
     }
     let password = password.to_string();
-    tokio::task::spawn_blocking(move || {
+    argon2(move || {
         let decoy;
         let phc = match &stored {
             Some(h) => h.as_str(),
@@ -121,21 +137,23 @@ pub async fn invite(state: &AppState, actor: Actor, name: &str) -> Result<(Strin
     if state.accounts.signup == Signup::Closed && !state.node.read_graph(|g| g.has_user(name)) {
         return Err(ApiError::forbidden("signup = \"closed\": no new accounts; existing users can get a reset link"));
     }
-    let token = new_secret();
+    // The link names its user, so an unknown one costs one lookup.
+    let token = format!("{name}.{}", new_secret());
     let expires_at = now() + state.accounts.invite_ttl.as_secs();
     let cmd = Command::InviteUser { name: name.to_string(), token_hash: hash_token(&token), expires_at };
     super::api::execute(state, actor, cmd).await?;
     Ok((format!("{}/invite/{token}", state.accounts.web_url), expires_at))
 }
 
-/// Whose invitation `token` is, if it is open and unexpired here.
+/// Whose invitation `token` (`NAME.SECRET`) is, if it is open and unexpired here.
 pub fn invitation_of(state: &AppState, token: &str) -> Option<String> {
+    let (name, _) = token.rsplit_once('.')?;
     let hash = hash_token(token);
     let now = now();
     state.node.read_graph(|g| {
-        g.users()
-            .find(|(_, u)| u.account.invitation.as_ref().is_some_and(|i| i.token_hash == hash && now < i.expires_at))
-            .map(|(n, _)| n.to_string())
+        let invitation = g.user(name)?.account.invitation.as_ref()?;
+        let matches = bool::from(invitation.token_hash.as_bytes().ct_eq(hash.as_bytes()));
+        (matches && now < invitation.expires_at).then(|| name.to_string())
     })
 }
 

@@ -99,8 +99,17 @@ impl FromRequestParts<AppState> for SignedIn {
         if actor.is_none() {
             // Signed in through another node a moment ago: wait until this
             // node has applied what the leader committed, then look again.
-            if state.node.read_barrier().await.is_ok() {
+            // That costs the leader a round trip, so unknown cookies are
+            // limited per address like failed sign-ins.
+            let ip =
+                ClientIp::from_request_parts(parts, state).await.map(|c| c.0).unwrap_or(std::net::IpAddr::from([0; 4]));
+            let limit = &state.accounts.sign_in_limit;
+            let key = format!("\0unknown cookie {ip}");
+            if limit.may_try(ip, key.as_bytes()) && state.node.read_barrier().await.is_ok() {
                 actor = session_actor(state, &cookie);
+            }
+            if actor.is_none() {
+                limit.failed(ip, key.as_bytes());
             }
         }
         match actor {
