@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import expect, sync_playwright
@@ -117,10 +118,24 @@ def answer_offer(page, sender, channel, button="Accept"):
     expect(page.get_by_role("heading", name="Shared with you")).to_be_visible()
 
 
+def subscriptions():
+    """hpfeeds subscriptions on the node the sensors log in to (its /metrics)."""
+    text = urllib.request.urlopen(URLS[-1] + "/metrics", timeout=5).read().decode()
+    found = re.search(r"^hpfeeds_broker_subscriptions (\d+)", text, re.M)
+    return int(found.group(1)) if found else 0
+
+
+def subscribe(ident, secret, channel):
+    """The real hpfeeds client, once the node has its subscription."""
+    before = subscriptions()
+    return Subscriber(ident, secret, channel).subscribed(before)
+
+
 class Subscriber:
     """The real hpfeeds client subscribed with a key made in the browser."""
 
     def __init__(self, ident, secret, channel):
+        self.ident = ident
         self.lines = queue.Queue()
         self.seen = []
         self.proc = subprocess.Popen(
@@ -128,7 +143,15 @@ class Subscriber:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         threading.Thread(target=self._read, daemon=True).start()
-        time.sleep(1.0)  # the client logs in and subscribes
+
+    def subscribed(self, before, timeout=10):
+        """Waits until the node counts this client's subscription."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if subscriptions() > before:
+                return self
+            time.sleep(0.05)
+        raise AssertionError(f"{self.ident} did not subscribe within {timeout} s")
 
     def _read(self):
         for line in self.proc.stdout:
@@ -236,7 +259,7 @@ def scenarios(p):
     # Scenario 1: a direct share, accepted by mark in the browser.
     offer(jojo, "mark", ch)
     accessible(jojo, "shares")
-    subs = {n: Subscriber(f"{n}-reader", keys[n], ch) for n in ["mark", "alice", "eve"]}
+    subs = {n: subscribe(f"{n}-reader", keys[n], ch) for n in ["mark", "alice", "eve"]}
     check(delivered(jojo_key, "before-accept", [], list(subs.values())), "an offer not yet accepted carries nothing")
     answer_offer(mark, "jojo", ch)
     accessible(mark, "shared-with-you")
@@ -278,7 +301,7 @@ def scenarios(p):
     alice.locator("section.group").get_by_role("button", name="Accept").click()
     offer(jojo, "group:honeynet", geo)
     answer_offer(mark, "jojo", geo)
-    geo_subs = {n: Subscriber(f"{n}-reader", keys[n], geo) for n in ["mark", "alice", "eve"]}
+    geo_subs = {n: subscribe(f"{n}-reader", keys[n], geo) for n in ["mark", "alice", "eve"]}
     check(delivered((jojo_key[0], jojo_key[1], geo), "scenario-3", [geo_subs["mark"], geo_subs["alice"]], [geo_subs["eve"]]),
           "scenario 3: accepted members get the group's share, the invited eve does not")
     # The admin makes alice an admin too and removes the invited eve.
@@ -441,7 +464,7 @@ def cluster(p):
     form.get_by_role("button", name="Create key").click()
     check(page.locator("#secret").is_visible(), "signed in through node 1, a key made through node 2")
     # A sensor logged in on node 3 shows on node 1's Authkeys page.
-    sensor = Subscriber("roamer-sensor", page.locator("#secret").inner_text().strip(), "c")
+    sensor = subscribe("roamer-sensor", page.locator("#secret").inner_text().strip(), "c")
     page.goto(URLS[0] + "/keys")
     connected = page.locator("tr", has_text="roamer-sensor").inner_text()
     check("node 3 (1)" in connected and "node 1" not in connected, f"node 1 says the key is connected on node 3 ({connected!r})")
