@@ -166,10 +166,15 @@ impl NodeProcess {
         self.ctl(&["apply", &file.path().to_string_lossy()])
     }
 
-    /// Runs `hpfriends ctl --json ARGS` against this node; returns stdout, or the stderr as the error.
+    /// Runs `hpfriends ctl --json ARGS` against this node as the operator; returns stdout, or the stderr as the error.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.ctl_as(&self.token, args)
+    }
+
+    /// `ctl` with another token (a user's).
+    pub fn ctl_as(&self, token: &str, args: &[&str]) -> anyhow::Result<String> {
         let out = Command::new(&self.bin)
-            .args(["ctl", "--json", "--server", &self.url(), "--token", &self.token])
+            .args(["ctl", "--json", "--server", &self.url(), "--token", token])
             .args(args)
             .output()?;
         if !out.status.success() {

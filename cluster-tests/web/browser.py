@@ -8,7 +8,8 @@ Run by cluster-tests/tests/web.rs against real `hpfriends serve` processes:
                          shows exactly the delivery the graph says; a share
                          revoked and a key deleted in the browser take effect on
                          live subscribers; bad input, CSRF, forbidden pages;
-                         axe-core on every page; a screenshot of every page.
+                         the History of each; axe-core on every page; a
+                         screenshot of every page.
   browser.py cluster     sign in on node 1, act on node 2, sign out on node 3:
                          the session is gone on node 1.
 
@@ -331,6 +332,23 @@ def scenarios(p):
     eve.once("dialog", lambda d: d.accept())
     eve.get_by_role("button", name="Delete").click()
     check(subs["eve"].exited() and geo_subs["eve"].exited(), "deleting a key closes its live connections")
+
+    # History: who changed what, through which node; each sees what touches them.
+    jojo.goto(WEB + "/history")
+    accessible(jojo, "history")
+    revoked = jojo.locator("tbody tr", has_text="remove_share").filter(has_text="to=mark").filter(has_text=ch)
+    check(revoked.count() == 1 and "jojo" in revoked.inner_text(), "jojo's History shows the share jojo revoked, by jojo")
+    jojo.get_by_label("Channel").fill(geo)
+    jojo.get_by_role("button", name="Show").click()
+    texts = jojo.locator("tbody tr").all_inner_texts()
+    check(texts and all(geo in t for t in texts), f"History filtered by channel ({texts!r})")
+    eve.goto(WEB + "/history")
+    check(eve.locator("tbody tr", has_text="to=mark").count() == 0, "eve does not see jojo's share with mark")
+    check(eve.locator("tbody tr", has_text="remove_key").count() == 1, "eve sees her deleted key")
+    operator.goto(WEB + "/history")
+    check(operator.locator("tbody tr", has_text="invite_user").count() == 4, "the operator sees every invitation")
+    jojo.goto(WEB + "/history?since=yesterday")
+    check("since must be a time" in jojo.get_by_role("alert").inner_text(), "a bad time says what is wrong")
 
     # Account page and an API token that works with the API.
     mark.goto(WEB + "/account")

@@ -52,6 +52,16 @@ pub struct Request {
     /// the first result instead of being applied again.
     #[serde(default)]
     pub id: Option<String>,
+    /// The node the request came in through and its clock then: what the
+    /// history records, the same on every node. `None` from v0.1.0 nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub node: NodeId,
+    pub at: hpfriends_graph::accounts::UnixTime,
 }
 
 impl fmt::Display for Request {

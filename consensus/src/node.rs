@@ -252,7 +252,13 @@ impl ConsensusNode {
     pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
         self.read_graph(|g| hpfriends_graph::authorize(&actor, &command, g)).map_err(GraphError::from)?;
         self.check_voters_read(&command).await?;
-        let request = Request { command, actor, id: Some(hex::encode(rand::random::<[u8; 16]>())) };
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let request = Request {
+            command,
+            actor,
+            id: Some(hex::encode(rand::random::<[u8; 16]>())),
+            origin: Some(crate::Origin { node: self.id, at }),
+        };
         self.with_leader("commit the write", |leader| {
             let request = request.clone();
             async move {
@@ -511,6 +517,11 @@ impl ConsensusNode {
     }
 
     /// How long the last full sharing-index build (a snapshot load) took.
+    /// The audit trail of the graph, as this node applied it.
+    pub fn history(&self) -> &crate::store::HistoryLog {
+        self.published.history()
+    }
+
     pub fn index_build_time(&self) -> Duration {
         self.published.index_build_time()
     }

@@ -70,8 +70,12 @@ async fn given_writes_when_node_restarts_then_graph_and_index_recovered() {
 async fn given_a_retried_write_with_the_same_id_then_applied_once_and_answered_alike() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(dir.path()).await;
-    let request =
-        hpfriends_consensus::Request { command: user("once"), actor: Actor::Operator, id: Some("request-1".into()) };
+    let request = hpfriends_consensus::Request {
+        command: user("once"),
+        actor: Actor::Operator,
+        id: Some("request-1".into()),
+        origin: None,
+    };
     let first = node.raft().client_write(request.clone()).await.unwrap().data;
     let second = node.raft().client_write(request).await.unwrap().data;
     assert_eq!(first.result, Ok(()));
@@ -79,11 +83,18 @@ async fn given_a_retried_write_with_the_same_id_then_applied_once_and_answered_a
     // Without an id, the same command is applied again and rejected.
     let third = node
         .raft()
-        .client_write(hpfriends_consensus::Request { command: user("once"), actor: Actor::Operator, id: None })
+        .client_write(hpfriends_consensus::Request {
+            command: user("once"),
+            actor: Actor::Operator,
+            id: None,
+            origin: None,
+        })
         .await
         .unwrap()
         .data;
     assert!(matches!(third.result, Err(GraphError::UserExists(_))));
+    let history = node.history().page(None, 10, |_| true).unwrap();
+    assert_eq!(history.events.len(), 1, "one change, recorded once: {:?}", history.events);
     node.shutdown().await;
 }
 

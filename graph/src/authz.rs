@@ -38,6 +38,7 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
         Target::Group(g) => admin_of(g),
     };
     match cmd {
+        Command::SetHistoryRetention(_) => deny("only the operator sets how much history is kept".into()),
         Command::AddUser { .. }
         | Command::RemoveUser { .. }
         | Command::InviteUser { .. }

@@ -11,7 +11,7 @@ use crate::accounts::UnixTime;
 use crate::model::{AuthKey, ShareKind, Target};
 
 /// The command format version this build writes and understands.
-/// 1: v0.1.0. 2: accounts (the web app's sign-in).
+/// 1: v0.1.0. 2: accounts (the web app's sign-in), the history's retention.
 pub const COMMAND_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +114,8 @@ pub enum Command {
         name: String,
         label: String,
     },
+    /// How much of the audit trail every node keeps.
+    SetHistoryRetention(crate::history::Retention),
     /// All or nothing.
     Batch {
         commands: Vec<Command>,
@@ -126,6 +128,7 @@ impl Command {
         match self {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
             c if c.is_account() => 2,
+            Command::SetHistoryRetention(_) => 2,
             _ => 1,
         }
     }

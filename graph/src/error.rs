@@ -51,6 +51,8 @@ pub enum GraphError {
     TokenExists { user: String, label: String },
     #[error("{user:?} has no API token labelled {label:?}")]
     UnknownToken { user: String, label: String },
+    #[error("{0}")]
+    InvalidSetting(String),
     #[error("this node cannot read a log entry written by a newer version: {0}")]
     UnknownCommand(String),
 }
@@ -82,6 +84,7 @@ impl GraphError {
             Self::AccountDisabled(_) => "account_disabled",
             Self::TokenExists { .. } => "token_exists",
             Self::UnknownToken { .. } => "unknown_token",
+            Self::InvalidSetting(_) => "invalid_setting",
         }
     }
 }
@@ -117,6 +120,7 @@ mod tests {
             GraphError::AccountDisabled(s()),
             GraphError::TokenExists { user: s(), label: s() },
             GraphError::UnknownToken { user: s(), label: s() },
+            GraphError::InvalidSetting(s()),
         ];
         for e in all {
             let json = serde_json::to_string(&e).unwrap();

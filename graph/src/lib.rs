@@ -8,6 +8,7 @@ mod command;
 pub mod declare;
 mod error;
 mod explain;
+pub mod history;
 mod index;
 mod model;
 pub mod names;

@@ -151,6 +151,8 @@ pub struct Graph {
     /// Signed-in browsers by the SHA-256 of their cookie.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) sessions: BTreeMap<String, Session>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    history_retention: crate::history::Retention,
     /// Reverse edges: recipient → (channel, sender). Derived; kept for removals.
     #[serde(skip)]
     inbound: BTreeMap<Target, BTreeSet<(String, String)>>,
@@ -234,6 +236,10 @@ impl Graph {
     pub fn is_group_admin(&self, group: &str, user: &str) -> bool {
         self.groups.get(group).is_some_and(|g| g.admins.contains(user))
     }
+    pub fn history_retention(&self) -> crate::history::Retention {
+        self.history_retention
+    }
+
     pub fn key(&self, ident: &str) -> Option<&AuthKey> {
         self.keys.get(ident)
     }
@@ -483,6 +489,10 @@ impl Graph {
             | Command::EndSession { .. }
             | Command::AddApiToken { .. }
             | Command::RemoveApiToken { .. } => self.apply_account(cmd, &mut out.keys_changed)?,
+            Command::SetHistoryRetention(retention) => {
+                retention.check()?;
+                self.history_retention = *retention;
+            }
             Command::Batch { .. } => return Err(GraphError::NestedBatch),
         }
         Ok(())

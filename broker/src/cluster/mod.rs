@@ -70,7 +70,7 @@ impl FanoutService {
     fn deliver(&self, runs: PublishRuns) -> Result<(), RunsError> {
         let (mut messages, mut bytes) = (0, 0);
         let result = for_each_run(runs, |owner, channel, frames, count| {
-            let d = self.router.publish_from_peer(owner, channel, frames);
+            let d = self.router.publish_from_peer(owner, channel, frames, count as u64);
             messages += d.delivered * count;
             bytes += d.delivered * frames.len();
         });

@@ -1,6 +1,6 @@
 //! What a node tells the others about itself (`proto/nodes.proto`): ready or
-//! not, its hpfeeds connections, and which of the asked idents are logged in
-//! there. The web app gathers every member's report for the Operator page and
+//! not, its hpfeeds connections, which of the asked idents are logged in
+//! there, and the activity of the keys asked for (`hpfeeds/activity.rs`). The web app gathers every member's report for the Operator page and
 //! for each key's "connected on"; a node that does not answer is named, not
 //! left out.
 
@@ -10,7 +10,7 @@ use hpfriends_consensus::cluster_tls::{ClusterTls, RequirePeer};
 use hpfriends_consensus::NodeId;
 use proto::nodes_client::NodesClient;
 use proto::nodes_server::{Nodes, NodesServer};
-use proto::{IdentConnections, NodeReport, ReportRequest};
+use proto::{FailedLogin, IdentConnections, KeyActivity, LiveConnection, NodeReport, ReportRequest};
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status};
 
@@ -37,16 +37,16 @@ pub fn service(state: AppState, tls: ClusterTls) -> InterceptedService<NodesServ
 #[tonic::async_trait]
 impl Nodes for ReportService {
     async fn report(&self, req: Request<ReportRequest>) -> Result<Response<NodeReport>, Status> {
-        let idents = req.into_inner().idents;
-        if idents.len() > MAX_IDENTS {
-            return Err(Status::invalid_argument(format!("at most {MAX_IDENTS} idents, not {}", idents.len())));
+        let ReportRequest { idents, activity_of } = req.into_inner();
+        if idents.len() > MAX_IDENTS || activity_of.len() > MAX_IDENTS {
+            return Err(Status::invalid_argument(format!("at most {MAX_IDENTS} idents")));
         }
-        Ok(Response::new(local_report(&self.state, &idents)))
+        Ok(Response::new(local_report(&self.state, &idents, &activity_of)))
     }
 }
 
 /// This node's report.
-pub fn local_report(state: &AppState, idents: &[String]) -> NodeReport {
+pub fn local_report(state: &AppState, idents: &[String], activity_of: &[String]) -> NodeReport {
     let readiness = crate::http::api::health::readiness(state);
     let live = idents
         .iter()
@@ -61,12 +61,40 @@ pub fn local_report(state: &AppState, idents: &[String]) -> NodeReport {
         hpfeeds_connections: state.sessions.open_connections() as u64,
         unreachable_peers: readiness.unreachable_peers,
         live,
+        activity: activity_of.iter().map(|ident| key_activity(state, ident)).collect(),
+    }
+}
+
+fn key_activity(state: &AppState, ident: &str) -> KeyActivity {
+    let a = state.sessions.activity.of(ident);
+    KeyActivity {
+        ident: ident.to_string(),
+        published: a.counts.published,
+        published_bytes: a.counts.published_bytes,
+        delivered: a.counts.delivered,
+        delivered_bytes: a.counts.delivered_bytes,
+        last_publish: a.counts.last_publish.unwrap_or(0),
+        last_subscribe: a.counts.last_subscribe.unwrap_or(0),
+        live: a
+            .live
+            .into_iter()
+            .map(|c| LiveConnection { remote: c.remote.to_string(), since: c.since, channels: c.channels })
+            .collect(),
+        failed_logins: a
+            .failed_logins
+            .into_iter()
+            .map(|f| FailedLogin { at: f.at, remote: f.remote.to_string(), reason: f.reason.to_string() })
+            .collect(),
     }
 }
 
 /// Every member's report, this node's own included, by node id; a member
 /// that does not answer within a second has the reason instead.
-pub async fn gather(state: &AppState, idents: &[String]) -> Vec<(NodeId, Result<NodeReport, String>)> {
+pub async fn gather(
+    state: &AppState,
+    idents: &[String],
+    activity_of: &[String],
+) -> Vec<(NodeId, Result<NodeReport, String>)> {
     let members: Vec<(NodeId, String)> = {
         let m = state.node.metrics().borrow().clone();
         m.membership_config.nodes().map(|(id, info)| (*id, info.cluster_addr.clone())).collect()
@@ -75,10 +103,10 @@ pub async fn gather(state: &AppState, idents: &[String]) -> Vec<(NodeId, Result<
     let tls = state.node.cluster_tls().clone();
     let asks = members.into_iter().map(|(id, addr)| {
         let tls = tls.clone();
-        let request = ReportRequest { idents: idents.to_vec() };
+        let request = ReportRequest { idents: idents.to_vec(), activity_of: activity_of.to_vec() };
         async move {
             if id == own {
-                return (id, Ok(local_report(state, idents)));
+                return (id, Ok(local_report(state, idents, activity_of)));
             }
             let ask = async {
                 let channel = tls.connect_channel(&addr).await.map_err(|e| e.to_string())?;

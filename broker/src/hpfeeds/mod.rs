@@ -1,5 +1,6 @@
 //! hpfeeds connections: listener, sessions, outbound queues, close reasons.
 
+pub mod activity;
 pub mod close;
 pub mod listener;
 pub mod outbound;

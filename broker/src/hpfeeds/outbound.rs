@@ -5,7 +5,7 @@
 //! slow-consumer close: its writer drops the queue at once (freeing the
 //! memory), sends an ERROR and closes.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -31,6 +31,9 @@ struct Shared {
     lost_upstream: AtomicBool,
     /// Cancelled when the connection must close (overflow or session end).
     close: CancellationToken,
+    /// Publishes queued for the client, and their bytes.
+    delivered: AtomicU64,
+    delivered_bytes: AtomicU64,
 }
 
 pub struct OutboundReceiver {
@@ -47,6 +50,8 @@ pub fn outbound(max_bytes: usize, close: CancellationToken) -> (Outbound, Outbou
         filled: AtomicBool::new(false),
         lost_upstream: AtomicBool::new(false),
         close,
+        delivered: AtomicU64::new(0),
+        delivered_bytes: AtomicU64::new(0),
     });
     (Outbound { tx, shared: shared.clone() }, OutboundReceiver { rx, shared })
 }
@@ -73,6 +78,23 @@ impl Outbound {
             metrics::counter!(telemetry::SEND_BUFFER_FILL.name).increment(1);
         }
         true
+    }
+
+    /// Queues `messages` publishes (one frame, or a run of them in one
+    /// `Bytes`) for the client and counts them as delivered to it.
+    pub fn deliver(&self, frames: Bytes, messages: u64) -> bool {
+        let len = frames.len() as u64;
+        let queued = self.push(frames);
+        if queued {
+            self.shared.delivered.fetch_add(messages, Ordering::Relaxed);
+            self.shared.delivered_bytes.fetch_add(len, Ordering::Relaxed);
+        }
+        queued
+    }
+
+    /// Publishes and bytes delivered to this connection so far.
+    pub fn delivered(&self) -> (u64, u64) {
+        (self.shared.delivered.load(Ordering::Relaxed), self.shared.delivered_bytes.load(Ordering::Relaxed))
     }
 
     /// Queues the last frame of a closing session (its ERROR), past the bound:

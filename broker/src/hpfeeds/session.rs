@@ -18,6 +18,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::activity::{Activity, Connection};
 use super::close::{subscription_dropped_text, CloseReason};
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
@@ -52,9 +53,10 @@ pub struct Sessions {
     auth_limit: AuthLimiter,
     /// Failed logins are logged at a bounded rate.
     failure_log: std::sync::Mutex<LogBudget>,
-    /// Open connections, and the idents logged in now with their connection count.
+    /// Open connections.
     open: std::sync::atomic::AtomicUsize,
-    live: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Each key's connections, counts and failed logins on this node.
+    pub activity: Activity,
 }
 
 /// Failed or refused logins logged per second, at most.
@@ -103,6 +105,10 @@ impl PerIdent {
 /// once per read from the client (and at the end) instead of per message.
 struct PendingCounts<'a> {
     metrics: &'a PublishMetrics,
+    connection: &'a Connection,
+    /// Of the key, whether or not series are kept per ident.
+    published: u64,
+    published_bytes: u64,
     received: u64,
     delivered: u64,
     delivered_bytes: u64,
@@ -113,6 +119,10 @@ struct PendingCounts<'a> {
 
 impl PendingCounts<'_> {
     fn flush(&mut self) {
+        if self.published > 0 {
+            self.connection.published(self.published, self.published_bytes);
+            (self.published, self.published_bytes) = (0, 0);
+        }
         if self.received == 0 && self.delivered == 0 {
             return;
         }
@@ -163,7 +173,7 @@ impl Sessions {
             auth_limit: AuthLimiter::for_hpfeeds(),
             failure_log: std::sync::Mutex::new(LogBudget::per_second(FAILED_LOGINS_LOGGED_PER_SEC)),
             open: std::sync::atomic::AtomicUsize::new(0),
-            live: std::sync::Mutex::new(std::collections::HashMap::new()),
+            activity: Activity::default(),
         }
     }
 
@@ -174,19 +184,7 @@ impl Sessions {
 
     /// Connections logged in with `ident` on this node now.
     pub fn live_connections(&self, ident: &str) -> u32 {
-        self.live.lock().expect("live logins lock").get(ident).copied().unwrap_or(0)
-    }
-
-    fn mark_live(&self, ident: &str, up: bool) {
-        let mut live = self.live.lock().expect("live logins lock");
-        if up {
-            *live.entry(ident.to_string()).or_default() += 1;
-        } else if let Some(n) = live.get_mut(ident) {
-            *n -= 1;
-            if *n == 0 {
-                live.remove(ident);
-            }
-        }
+        self.activity.live_connections(ident)
     }
 
     pub fn set_close_window(&self, window: Duration) {
@@ -248,19 +246,19 @@ impl Sessions {
                 metrics::counter!(telemetry::CONNECTION_READY.name, &ident_label(&label_ident)).increment(1);
                 let authenticated = metrics::gauge!(telemetry::AUTHENTICATED_CONNECTIONS.name);
                 authenticated.increment(1.0);
-                self.mark_live(&entry.key.ident, true);
+                let connection = self.activity.connected(conn, &entry.key.ident, peer, out.clone());
                 let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
                 let drained = async {
                     drain.cancelled().await;
                     tokio::time::sleep(self.close_delay()).await;
                 };
                 let reason = tokio::select! {
-                    reason = self.serve(&mut reader, &entry.key, &subscriber, &mut channels) => reason,
+                    reason = self.serve(&mut reader, &entry.key, &subscriber, &connection, &mut channels) => reason,
                     _ = close.cancelled() => out.slow_consumer().unwrap_or(CloseReason::IoError),
                     _ = drained => CloseReason::Shutdown,
                 };
                 authenticated.decrement(1.0);
-                self.mark_live(&entry.key.ident, false);
+                self.activity.disconnected(conn, &connection);
                 reason
             }
         };
@@ -304,6 +302,7 @@ impl Sessions {
         reader: &mut FramedRead<ReadHalf<S>, Codec>,
         key: &AuthKey,
         subscriber: &Subscriber,
+        connection: &Connection,
         channels: &mut HashSet<Bytes>,
     ) -> CloseReason {
         let ident = key.ident.as_bytes();
@@ -311,6 +310,9 @@ impl Sessions {
             self.config.metrics_per_ident.then(|| PerIdent { ident: key.ident.clone(), channels: Default::default() });
         let mut counts = PendingCounts {
             metrics: &self.publish_metrics,
+            connection,
+            published: 0,
+            published_bytes: 0,
             received: 0,
             delivered: 0,
             delivered_bytes: 0,
@@ -322,7 +324,7 @@ impl Sessions {
         loop {
             if views.has_changed().unwrap_or(false) {
                 views.mark_unchanged();
-                if let Some(reason) = self.recheck(key, subscriber, channels) {
+                if let Some(reason) = self.recheck(key, subscriber, connection, channels) {
                     return reason;
                 }
             }
@@ -335,7 +337,7 @@ impl Sessions {
                     tokio::select! {
                         next = reader.next() => next,
                         // The graph changed while the client was quiet: check at once.
-                        Ok(()) = views.changed() => match self.recheck(key, subscriber, channels) {
+                        Ok(()) = views.changed() => match self.recheck(key, subscriber, connection, channels) {
                             Some(reason) => return reason,
                             None => continue,
                         },
@@ -361,6 +363,8 @@ impl Sessions {
                         return CloseReason::PublishDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
                     let d = self.router.publish(&view, current.owner, &publish);
+                    counts.published += 1;
+                    counts.published_bytes += publish.raw().len() as u64;
                     match &mut per_ident {
                         None => {
                             counts.received += 1;
@@ -390,6 +394,7 @@ impl Sessions {
                             limit: self.config.max_subscriptions,
                         };
                     }
+                    connection.subscribed(&chan);
                     if channels.insert(channel.clone()) {
                         self.router.subscribe(channel, subscriber.clone());
                     }
@@ -400,6 +405,7 @@ impl Sessions {
                     }
                     if channels.remove(&channel) {
                         self.router.unsubscribe(&channel, subscriber.conn);
+                        connection.unsubscribed(&String::from_utf8_lossy(&channel));
                     }
                 }
                 other => return unexpected(&other),
@@ -412,7 +418,13 @@ impl Sessions {
     /// After a graph change: ends the session if its key is gone (removed,
     /// re-created with another secret, or its owner removed), and drops each
     /// subscription the key no longer allows, with an ERROR naming the channel.
-    fn recheck(&self, key: &AuthKey, subscriber: &Subscriber, channels: &mut HashSet<Bytes>) -> Option<CloseReason> {
+    fn recheck(
+        &self,
+        key: &AuthKey,
+        subscriber: &Subscriber,
+        connection: &Connection,
+        channels: &mut HashSet<Bytes>,
+    ) -> Option<CloseReason> {
         let view = self.router.view();
         let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
             return Some(revoked(key));
@@ -423,6 +435,7 @@ impl Sessions {
             channels.remove(&channel);
             self.router.unsubscribe(&channel, subscriber.conn);
             let chan = String::from_utf8_lossy(&channel);
+            connection.unsubscribed(&chan);
             tracing::info!(channel = %chan.escape_debug(), "subscription no longer allowed: dropped");
             subscriber.out.push(encode_error(&subscription_dropped_text(&key.ident, &chan)));
         }
@@ -488,12 +501,20 @@ impl Sessions {
             return Err(CloseReason::FirstNotAuth);
         };
         let limit_key = hpfeeds_key(peer.ip(), &ident);
+        // Failures with a key's ident are shown on that key (not those with unknown idents:
+        // nobody to show them to, and a guesser's idents must not push real ones out).
+        let failed_with_key = |reason| match std::str::from_utf8(&ident) {
+            Ok(i) if self.router.view().keys.contains_key(i) => self.activity.login_failed(i, peer, reason),
+            _ => {}
+        };
         if !self.auth_limit.may_try(peer.ip(), &limit_key) {
+            failed_with_key("too many failed logins: refused unchecked");
             return Err(CloseReason::AuthRateLimited);
         }
         let result = check_auth(&self.router, &ident, &hash, nonce);
         if result.is_err() {
             self.auth_limit.failed(peer.ip(), &limit_key);
+            failed_with_key("wrong secret");
         }
         result
     }

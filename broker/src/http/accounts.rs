@@ -98,8 +98,8 @@ pub async fn hash_password(password: &str) -> Result<String, ApiError> {
     });
     match hashed.await {
         Some(Ok(hash)) => Ok(hash),
-        Some(Err(e)) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
-        None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "password hashing stopped")),
+        Some(Err(e)) => Err(ApiError::internal(e.to_string())),
+        None => Err(ApiError::internal("password hashing stopped")),
     }
 }
 

@@ -32,6 +32,9 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -62,6 +65,7 @@ impl From<GraphError> for ApiError {
             | SelfShare
             | NestedBatch
             | InvalidAccount(_)
+            | InvalidSetting(_)
             | InvalidInvitation(_) => StatusCode::BAD_REQUEST,
             AccountDisabled(_) => StatusCode::FORBIDDEN,
             Forbidden(_) => StatusCode::FORBIDDEN,

@@ -68,6 +68,7 @@ pub enum ErrorCode {
     AccountDisabled,
     TokenExists,
     UnknownToken,
+    InvalidSetting,
     WeakPassword,
     WrongPassword,
     SignInLimited,
@@ -327,4 +328,222 @@ pub struct NodeStatus {
 #[serde(deny_unknown_fields)]
 pub struct LeaveRequest {
     pub node_id: u64,
+}
+
+// ---- history ----
+
+/// Which changes of the graph to list, newest first. Every filter narrows.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Changes that touch this user: made by them, naming them (their shares
+    /// in and out, their keys) or one of their groups.
+    pub user: Option<String>,
+    /// Changes about this channel.
+    pub channel: Option<String>,
+    /// From this time on: RFC 3339 (`2026-12-01T00:00:00Z`) or Unix seconds.
+    pub since: Option<String>,
+    /// Before this time.
+    pub until: Option<String>,
+    /// Changes per page, 1 to 1000 (100 when not given).
+    pub limit: Option<usize>,
+    /// Continue with changes older than this: the `next` of the page before.
+    pub before: Option<u64>,
+    /// Wait until this node has applied everything committed before the request.
+    pub consistent: Option<bool>,
+}
+
+/// One page of the history.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    /// Pass as `before` for the next page; absent after the oldest change.
+    /// A page may hold fewer than `limit` changes and still have a `next`
+    /// (a node looks at a bounded number of changes per request).
+    pub next: Option<u64>,
+}
+
+/// A change of the graph as every node recorded it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HistoryEvent {
+    /// Its place in the history (the same on every node).
+    pub seq: u64,
+    /// The Raft log index of the entry that made it.
+    pub index: u64,
+    /// Unix seconds when the node that took the request proposed it; absent
+    /// for changes proposed by a v0.1.0 node.
+    pub at: Option<u64>,
+    /// The node the request came in through.
+    pub node: Option<u64>,
+    /// The user who made it; absent when the operator did.
+    pub actor: Option<String>,
+    /// The command with every secret and hash taken out, e.g.
+    /// `{"op": "add_share", "from": "alice", "to": "bob", "channel": "…", "kind": "shares"}`.
+    #[schema(value_type = Object)]
+    pub change: serde_json::Value,
+    /// Users it touches.
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    pub channels: Vec<String>,
+}
+
+impl From<hpfriends_graph::history::Event> for HistoryEvent {
+    fn from(e: hpfriends_graph::history::Event) -> Self {
+        HistoryEvent {
+            seq: e.seq,
+            index: e.index,
+            at: e.at,
+            node: e.node,
+            actor: match e.actor {
+                hpfriends_graph::Actor::Operator => None,
+                hpfriends_graph::Actor::User(u) => Some(u),
+            },
+            change: e.change.change,
+            users: e.change.users,
+            groups: e.change.groups,
+            channels: e.change.channels,
+        }
+    }
+}
+
+/// How much history every node keeps: changes older than `max_age_days`
+/// or beyond the newest `max_events` are dropped.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRetention {
+    /// 1 to 36500.
+    pub max_age_days: u32,
+    /// 1 to 100000000.
+    pub max_events: u64,
+}
+
+/// Unix seconds as `2026-12-06T10:00:00Z`.
+pub fn time_text(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+impl HistoryEvent {
+    /// `2026-12-06T10:00:00Z`, or `unknown time`.
+    pub fn when(&self) -> String {
+        self.at.map_or_else(|| "unknown time".to_string(), time_text)
+    }
+
+    pub fn who(&self) -> &str {
+        self.actor.as_deref().unwrap_or("operator")
+    }
+
+    /// The change for people: `add_share from=alice to=bob channel=… kind=shares`.
+    pub fn what(&self) -> String {
+        let Some(fields) = self.change.as_object() else { return self.change.to_string() };
+        let op = fields.get("op").and_then(|v| v.as_str()).unwrap_or("change");
+        let mut text = op.to_string();
+        for (name, value) in fields.iter().filter(|(n, _)| *n != "op") {
+            let value = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            text.push_str(&format!(" {name}={value}"));
+        }
+        text
+    }
+
+    /// One line of `ctl history`.
+    pub fn line(&self) -> String {
+        let node = self.node.map(|n| format!("node {n}")).unwrap_or_else(|| "node ?".to_string());
+        format!("{}  #{}  {node}  {}  {}", self.when(), self.index, self.who(), self.what())
+    }
+}
+
+// ---- activity ----
+
+/// A key's activity summed over every node of the cluster since each started.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyActivity {
+    pub ident: String,
+    pub owner: String,
+    /// Publishes the key sent, and their bytes (whole frames).
+    pub published: u64,
+    pub published_bytes: u64,
+    /// Publishes delivered to the key's connections, and their bytes.
+    pub delivered: u64,
+    pub delivered_bytes: u64,
+    /// Unix seconds; absent: never (since the nodes started).
+    pub last_publish: Option<u64>,
+    pub last_subscribe: Option<u64>,
+    /// Its connections now, on every node.
+    pub connections: Vec<KeyConnection>,
+    /// Its last failed logins (a few per node), newest first.
+    pub failed_logins: Vec<KeyFailedLogin>,
+    /// Nodes that did not answer within a second: what they hold is not in the sums.
+    pub unanswered: Vec<UnansweredNode>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyConnection {
+    pub node: u64,
+    pub remote: String,
+    /// Unix seconds.
+    pub since: u64,
+    pub channels: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeyFailedLogin {
+    pub node: u64,
+    /// Unix seconds.
+    pub at: u64,
+    pub remote: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UnansweredNode {
+    pub node: u64,
+    pub reason: String,
+}
+
+impl KeyActivity {
+    /// The activity for people, as `ctl key stats` prints it.
+    pub fn text(&self) -> String {
+        let last = |t: Option<u64>| t.map_or_else(|| "never".to_string(), time_text);
+        let mut out = format!(
+            "{} (owner {})\n  published {} messages ({} bytes), last {}\n  delivered {} messages ({} bytes)\n  last subscribed {}",
+            self.ident,
+            self.owner,
+            self.published,
+            self.published_bytes,
+            last(self.last_publish),
+            self.delivered,
+            self.delivered_bytes,
+            last(self.last_subscribe),
+        );
+        for c in &self.connections {
+            out.push_str(&format!(
+                "\n  connected on node {} from {} since {}, subscribed to: {}",
+                c.node,
+                c.remote,
+                time_text(c.since),
+                c.channels.join(", ")
+            ));
+        }
+        for f in &self.failed_logins {
+            out.push_str(&format!(
+                "\n  failed login {} on node {} from {}: {}",
+                time_text(f.at),
+                f.node,
+                f.remote,
+                f.reason
+            ));
+        }
+        for n in &self.unanswered {
+            out.push_str(&format!("\n  node {} did not answer ({}): its counts are missing", n.node, n.reason));
+        }
+        out
+    }
 }

@@ -97,25 +97,32 @@ impl Router {
         let channel = publish.channel();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
         self.peers.forward(owner, publish, readers);
-        self.deliver_local(owner, channel, publish.raw(), readers)
+        self.deliver_local(owner, channel, publish.raw(), 1, readers)
     }
 
     /// Publishes forwarded by a peer (`frames`: one or more whole PUBLISH
     /// frames of `owner` on `channel`): checked again with this node's index
     /// (a denial on either side wins) and delivered locally only, all at once.
-    pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frames: &Bytes) -> Delivery {
+    pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frames: &Bytes, messages: u64) -> Delivery {
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
-        self.deliver_local(owner, channel, frames, readers)
+        self.deliver_local(owner, channel, frames, messages, readers)
     }
 
-    fn deliver_local(&self, owner: UserId, channel: &[u8], frame: &Bytes, readers: Option<&Readers>) -> Delivery {
+    fn deliver_local(
+        &self,
+        owner: UserId,
+        channel: &[u8],
+        frame: &Bytes,
+        messages: u64,
+        readers: Option<&Readers>,
+    ) -> Delivery {
         let table = self.subscriptions.load();
         let Some(subscribers) = table.get(channel) else { return Delivery::default() };
         let mut result = Delivery::default();
         for s in subscribers.iter() {
             if may_read(owner, s.owner, readers) {
-                if s.out.push(frame.clone()) {
+                if s.out.deliver(frame.clone(), messages) {
                     result.delivered += 1;
                 } else {
                     result.dropped += 1;

@@ -37,7 +37,7 @@ type Presence = (BTreeMap<String, Vec<(u64, u32)>>, Vec<(u64, String)>);
 async fn presence(state: &AppState, keys: &[AuthKey]) -> Presence {
     let idents: Vec<String> = keys.iter().map(|k| k.ident.clone()).collect();
     let (mut live, mut silent): Presence = Default::default();
-    for (node, report) in gather(state, &idents).await {
+    for (node, report) in gather(state, &idents, &[]).await {
         match report {
             Ok(r) => r.live.into_iter().for_each(|l| live.entry(l.ident).or_default().push((node, l.connections))),
             Err(why) => silent.push((node, why)),
@@ -69,7 +69,7 @@ async fn render_page(
                 tbody {
                     @for (i, k) in keys.iter().enumerate() {
                         tr {
-                            th scope="row" { code { (k.ident) } }
+                            th scope="row" { a href=(format!("/keys/{}/activity", urlencode(&k.ident))) { code { (k.ident) } } }
                             td { (channels(&k.publish)) }
                             td { (channels(&k.subscribe)) }
                             td.connected {

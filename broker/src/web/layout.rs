@@ -8,13 +8,14 @@ use super::session::SignedIn;
 use crate::http::ApiError;
 
 /// The menu, named as the original hpfriends named it.
-const USER_MENU: [(&str, &str); 7] = [
+const USER_MENU: [(&str, &str); 8] = [
     ("/keys", "Authkeys"),
     ("/shares", "Shares"),
     ("/shared-with-you", "Shared with you"),
     ("/groups", "Groups"),
     ("/audience", "Audience"),
     ("/graph", "Graph"),
+    ("/history", "History"),
     ("/account", "Account"),
 ];
 
@@ -38,6 +39,7 @@ pub fn page(title: &str, signed: Option<&SignedIn>, current: &str, body: Markup)
                             ul {
                                 @if s.is_operator() {
                                     li { a href="/operator" aria-current=[(current == "/operator").then_some("page")] { "Operator" } }
+                                    li { a href="/history" aria-current=[(current == "/history").then_some("page")] { "History" } }
                                 } @else {
                                     @for (href, name) in USER_MENU {
                                         li { a href=(href) aria-current=[(current == href).then_some("page")] { (name) } }

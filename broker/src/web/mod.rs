@@ -6,10 +6,12 @@
 //! are the one place for each rule.
 
 mod account;
+mod activity;
 mod audience;
 mod forms;
 mod graph;
 mod groups;
+mod history;
 mod keys;
 mod layout;
 mod operator;
@@ -39,6 +41,7 @@ pub fn routes() -> Router<AppState> {
         .route("/invite/{token}", get(sign_in::invitation_page).post(sign_in::accept_invitation))
         .route("/keys", get(keys::show).post(keys::create))
         .route("/keys/{ident}/channels", post(keys::change))
+        .route("/keys/{ident}/activity", get(activity::show))
         .route("/keys/{ident}/delete", post(keys::delete))
         .route("/shares", get(shares::show).post(shares::offer))
         .route("/shares/revoke", post(shares::revoke))
@@ -49,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/groups/{group}/{action}", post(groups::act))
         .route("/audience", get(audience::show))
         .route("/graph", get(graph::show))
+        .route("/history", get(history::show))
         .route("/account", get(account::show))
         .route("/account/password", post(account::change_password))
         .route("/account/tokens", post(account::add_token))

@@ -42,7 +42,7 @@ fn only_operator(signed: &SignedIn) -> Result<(), Response> {
 async fn cluster_markup(state: &AppState) -> Markup {
     let status = cluster_status(state, true);
     let reports: std::collections::BTreeMap<u64, Result<NodeReport, String>> =
-        gather(state, &[]).await.into_iter().collect();
+        gather(state, &[], &[]).await.into_iter().collect();
     html! {
         div #cluster data-refresh="/operator/cluster" aria-live="polite" {
             p { "Seen from node " (status.node_id) " (" (status.role) ", term " (status.term)

@@ -2,12 +2,14 @@
 //!
 //! - `log`: index → entry (JSON)
 //! - `meta`: vote, committed log id, last purged log id
-//! - `snapshot`: the current snapshot (meta + graph)
+//! - `snapshot`: the current snapshot (meta + graph + history)
+//! - `history`: the audit trail, seq → event (`history.rs`)
 //!
 //! The state machine lives in memory and is persisted through snapshots: on
 //! start it loads the last snapshot and openraft re-applies the committed log
 //! after it (the committed log id is saved for that).
 
+mod history;
 mod log;
 mod state_machine;
 
@@ -18,6 +20,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 
 use crate::{Entry, LogId, NodeId};
 
+pub use history::{HistoryLog, HistoryState, Page};
 pub use log::LogStore;
 pub use state_machine::{KeyEntry, KeyTable, OnApply, Published, StateMachineStore};
 
@@ -53,14 +56,19 @@ pub fn open_db(dir: &Path) -> anyhow::Result<(Arc<DB>, bool)> {
         std::fs::create_dir_all(&log_dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", log_dir.display()))?;
         opts.set_db_log_dir(log_dir);
     }
-    let names = [CF_LOG, CF_META, CF_SNAPSHOT];
+    let names = [CF_LOG, CF_META, CF_SNAPSHOT, history::CF_HISTORY];
     if !fresh {
-        let check = DB::open_cf_for_read_only(&opts, dir, names, false)
+        // A store of v0.1.0 has no history yet; every other family must be there.
+        let existing = DB::list_cf(&opts, dir).unwrap_or_default();
+        let present: Vec<&str> =
+            names.into_iter().filter(|n| *n != history::CF_HISTORY || existing.iter().any(|e| e == n)).collect();
+        let check = DB::open_cf_for_read_only(&opts, dir, &present, false)
             .map_err(|e| e.to_string())
-            .and_then(|db| check_consistent(&db));
+            .and_then(|db| check_consistent(&db, present.contains(&history::CF_HISTORY)));
         if let Err(why) = check {
             anyhow::bail!(damaged(dir, &why));
         }
+        opts.create_missing_column_families(true);
     }
     let cfs = names.map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
     let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| anyhow::anyhow!(damaged(dir, &e.to_string())))?;
@@ -105,7 +113,7 @@ fn damaged(dir: &Path, why: &str) -> String {
 
 /// Reads everything once (every block's checksum is verified on the way)
 /// and checks that vote, log and snapshot fit together.
-fn check_consistent(db: &DB) -> Result<(), String> {
+fn check_consistent(db: &DB, with_history: bool) -> Result<(), String> {
     use openraft::Vote;
     let meta = |key: &[u8]| -> Result<Option<Vec<u8>>, String> {
         db.get_cf(cf(db, CF_META), key).map_err(|e| format!("reading {}: {e}", String::from_utf8_lossy(key)))
@@ -154,6 +162,11 @@ fn check_consistent(db: &DB) -> Result<(), String> {
         }
         if purged.is_some_and(|p| p.index > snapshot) {
             return Err(format!("entries after the snapshot (index {snapshot}) were purged"));
+        }
+    }
+    if with_history {
+        for item in db.iterator_cf(cf(db, history::CF_HISTORY), rocksdb::IteratorMode::Start) {
+            item.map_err(|e| format!("reading the history: {e}"))?;
         }
     }
     if let (Some(last), true) = (last, vote.is_none()) {
@@ -274,5 +287,30 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("the log starts at 9, but entries up to 5 were purged"), "{err}");
         assert!(err.contains("will not start") && err.contains("--join"), "{err}");
+    }
+    #[test]
+    fn given_a_store_of_v0_1_0_without_history_then_it_opens_and_gains_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raft");
+        {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let db = DB::open_cf(&opts, &path, [CF_LOG, CF_META, CF_SNAPSHOT]).unwrap();
+            vote(&db, 1);
+        }
+        let (db, fresh) = open_db(&path).unwrap();
+        assert!(!fresh);
+        assert!(db.cf_handle(history::CF_HISTORY).is_some());
+        drop(db);
+        let err = {
+            let mut opts = Options::default();
+            opts.create_if_missing(true);
+            opts.create_missing_column_families(true);
+            let other = dir.path().join("no-log");
+            drop(DB::open_cf(&opts, &other, [CF_META, CF_SNAPSHOT]).unwrap());
+            open_db(&other).map(drop).unwrap_err().to_string()
+        };
+        assert!(err.contains("will not start"), "a store missing its log is still refused: {err}");
     }
 }

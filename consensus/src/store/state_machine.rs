@@ -1,20 +1,23 @@
 //! The replicated state machine: the graph, its sharing index and authkeys,
-//! kept in memory and persisted as snapshots in RocksDB.
+//! kept in memory and persisted as snapshots in RocksDB; and the history of
+//! the graph, written to its column family as entries apply.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use hpfriends_graph::history::Event;
 use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, LookupMap, SharingIndex, UserId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use rocksdb::DB;
+use rocksdb::{WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
+use super::history::{self, HistoryLog, HistoryState};
 use super::{cf, synced, CF_SNAPSHOT};
 use crate::{Entry, LogId, NodeId, NodeInfo, Response, StorageError, TypeConfig};
 
@@ -45,6 +48,7 @@ impl OnApply for () {
 pub struct Published {
     state: RwLock<MachineState>,
     on_apply: Arc<dyn OnApply>,
+    history: HistoryLog,
 }
 
 impl Published {
@@ -57,6 +61,11 @@ impl Published {
     pub fn read_index<T>(&self, f: impl FnOnce(&Graph, &SharingIndex) -> T) -> T {
         let state = self.state.read().expect("state lock poisoned");
         f(&state.graph, &state.index)
+    }
+
+    /// The audit trail as this node has applied it.
+    pub fn history(&self) -> &HistoryLog {
+        &self.history
     }
 
     /// How long the last full sharing-index build (a snapshot load) took.
@@ -77,6 +86,7 @@ struct MachineState {
     index: SharingIndex,
     keys: Arc<KeyTable>,
     recent: RecentRequests,
+    history: HistoryState,
     index_build: std::time::Duration,
 }
 
@@ -121,6 +131,7 @@ impl MachineState {
             index,
             keys,
             recent: data.recent,
+            history: data.history,
             index_build,
         }
     }
@@ -145,6 +156,10 @@ struct SnapshotData {
     graph: Graph,
     #[serde(default)]
     recent: RecentRequests,
+    #[serde(default)]
+    history: HistoryState,
+    #[serde(default)]
+    history_events: Vec<Event>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -172,13 +187,16 @@ impl StateMachineStore {
     pub fn load(db: Arc<DB>, command_version: u32, on_apply: Arc<dyn OnApply>) -> Result<Self, StorageError> {
         let state = match read_stored(&db)? {
             Some(stored) => {
-                let data: SnapshotData =
+                let mut data: SnapshotData =
                     serde_json::from_slice(&stored.data).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                history::restore(&db, &data.history, &std::mem::take(&mut data.history_events), false)
+                    .map_err(|e| sm_err(ErrorVerb::Write, AnyError::error(e)))?;
                 MachineState::from_snapshot(data)
             }
             None => MachineState::default(),
         };
-        let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), on_apply });
+        let history = HistoryLog::new(db.clone());
+        let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), on_apply, history });
         shared.publish(&state);
         *shared.state.write().expect("fresh lock") = state;
         Ok(Self { db, shared, snapshots_built: Arc::new(AtomicU64::new(0)), command_version })
@@ -207,16 +225,22 @@ fn write_stored(db: &DB, stored: &StoredSnapshot) -> Result<(), StorageError> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let (data, last_applied, membership) = {
+        // The history as of the same applied entry: applies write it under the lock.
+        let (mut data, history, last_applied, membership) = {
             let state = self.shared.state.read().expect("state lock poisoned");
             let data = SnapshotData {
                 last_applied: state.last_applied,
                 membership: state.membership.clone(),
                 graph: state.graph.clone(),
                 recent: state.recent.clone(),
+                history: state.history,
+                history_events: Vec::new(),
             };
-            (data, state.last_applied, state.membership.clone())
+            (data, self.db.snapshot(), state.last_applied, state.membership.clone())
         };
+        data.history_events =
+            history::read_all(&history, &self.db).map_err(|e| sm_err(ErrorVerb::Read, AnyError::error(e)))?;
+        drop(history);
         let bytes = serde_json::to_vec(&data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let n = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
@@ -243,6 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
+        let mut recorded = WriteBatch::default();
         let mut state = self.shared.state.write().expect("state lock poisoned");
         let state = &mut *state;
         for entry in entries {
@@ -256,7 +281,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(req) => match req.id.as_deref().and_then(|id| state.recent.get(id)) {
                     Some(earlier) => earlier.clone(),
                     None => {
+                        let changes = hpfriends_graph::history::changes(&req.command, &state.graph);
                         let result = apply_command(state, &req.actor, &req.command, self.command_version);
+                        if result.is_ok() {
+                            let (db, index) = (&self.db, entry.log_id.index);
+                            history::record(
+                                db,
+                                &mut recorded,
+                                &mut state.history,
+                                index,
+                                req.origin,
+                                &req.actor,
+                                changes,
+                            );
+                        }
                         if let Some(id) = req.id {
                             state.recent.insert(id, result.clone());
                         }
@@ -265,6 +303,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 },
             };
             responses.push(Response { result });
+        }
+        if !recorded.is_empty() {
+            // Not synced: until a snapshot holds them they can be made again from the log.
+            self.db.write(recorded).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            history::prune(&self.db, &mut state.history, state.graph.history_retention())
+                .map_err(|e| sm_err(ErrorVerb::Write, AnyError::error(e)))?;
         }
         self.shared.publish(state);
         Ok(responses)
@@ -284,7 +328,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
-        let data: SnapshotData = serde_json::from_slice(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let mut data: SnapshotData = serde_json::from_slice(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        history::restore(&self.db, &data.history, &std::mem::take(&mut data.history_events), true)
+            .map_err(|e| sm_err(ErrorVerb::Write, AnyError::error(e)))?;
         write_stored(&self.db, &StoredSnapshot { meta: meta.clone(), data: bytes })?;
         let new_state = MachineState::from_snapshot(data);
         let mut state = self.shared.state.write().expect("state lock poisoned");

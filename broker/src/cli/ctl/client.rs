@@ -67,6 +67,10 @@ impl Api {
         self.call(reqwest::Method::POST, path, Some(serde_json::to_value(body)?)).await
     }
 
+    pub async fn put<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> anyhow::Result<T> {
+        self.call(reqwest::Method::PUT, path, Some(serde_json::to_value(body)?)).await
+    }
+
     pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(reqwest::Method::DELETE, path, None).await
     }

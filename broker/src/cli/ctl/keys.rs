@@ -2,7 +2,7 @@
 
 use super::client::{enc, filtered, Api, Output};
 use super::KeyCmd;
-use crate::http::types::{CreatedKey, Done, KeyList, NewKey};
+use crate::http::types::{CreatedKey, Done, KeyActivity, KeyList, NewKey};
 
 pub async fn run(api: &Api, cmd: &KeyCmd) -> anyhow::Result<Output> {
     match cmd {
@@ -21,6 +21,21 @@ pub async fn run(api: &Api, cmd: &KeyCmd) -> anyhow::Result<Output> {
         KeyCmd::Remove { ident } => {
             let done: Done = api.delete(&format!("/api/v1/keys/{}", enc(ident))).await?;
             Output::new(&done, format!("removed key {ident}"))
+        }
+        KeyCmd::Stats { ident } => {
+            let idents = match ident {
+                Some(i) => vec![i.clone()],
+                None => api.get::<KeyList>("/api/v1/keys").await?.keys.into_iter().map(|k| k.ident).collect(),
+            };
+            let mut all: Vec<KeyActivity> = Vec::new();
+            for ident in idents {
+                all.push(api.get::<KeyActivity>(&format!("/api/v1/keys/{}/activity", enc(&ident))).await?);
+            }
+            let text = all.iter().map(KeyActivity::text).collect::<Vec<_>>().join("\n");
+            match (ident, all.as_slice()) {
+                (Some(_), [one]) => Output::new(one, text),
+                _ => Output::new(&all, text),
+            }
         }
         KeyCmd::List { owner } => {
             let list: KeyList = api.get(&filtered("/api/v1/keys", "owner", owner.as_deref())).await?;

@@ -10,6 +10,7 @@ mod client;
 mod cluster;
 mod graph;
 mod groups;
+mod history;
 mod keys;
 mod shares;
 mod users;
@@ -59,6 +60,41 @@ pub enum CtlCommand {
     },
     #[command(subcommand)]
     Cluster(ClusterCmd),
+    /// Changes of the graph, newest first: who made them, when, through which node.
+    History(HistoryArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HistoryArgs {
+    /// Changes that touch this user (made by them, naming them, or about their groups).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Changes about this channel.
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// From this time on: 2026-12-01, 2026-12-01T08:00:00Z or Unix seconds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// At most this many changes.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[command(subcommand)]
+    pub command: Option<HistoryCmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HistoryCmd {
+    /// Show how much history every node keeps; with a flag, change it (operator).
+    Retention {
+        #[arg(long)]
+        max_age_days: Option<u32>,
+        #[arg(long)]
+        max_events: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -170,6 +206,10 @@ pub enum KeyCmd {
         #[arg(long)]
         owner: Option<String>,
     },
+    /// What a key did, summed over the cluster (every key of yours without IDENT).
+    Stats {
+        ident: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -201,5 +241,6 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<Output> {
         C::Share(s) => shares::run(api, s).await,
         C::Key(k) => keys::run(api, k).await,
         C::Cluster(c) => cluster::run(api, c).await,
+        C::History(h) => history::run(api, h).await,
     }
 }

@@ -7,9 +7,13 @@ use hpfriends_graph::{Actor, AuthKey, Command};
 use super::graph::refuse_short_secrets;
 use super::openapi::ApiErrors;
 use super::{acting_user, listing_scope, write, Body, QueryOf, Reply};
+use crate::cluster::report::gather;
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::types::{CreatedKey, Done, KeyChannels, KeyList, ListQuery, NewKey};
+use crate::http::types::{
+    CreatedKey, Done, KeyActivity, KeyChannels, KeyConnection, KeyFailedLogin, KeyList, ListQuery, NewKey,
+    UnansweredNode,
+};
 use crate::http::AppState;
 
 /// The user's keys (the operator: anyone's, or all).
@@ -76,4 +80,71 @@ pub async fn change_channels(
     let commands = vec![Command::RemoveKey { ident: ident.to_string() }, Command::AddKey(key.clone())];
     super::execute(state, actor, Command::Batch { commands }).await?;
     Ok(CreatedKey { key })
+}
+
+/// What the key did: messages and bytes published and delivered, when it last
+/// published and subscribed, its connections now and its last failed logins,
+/// summed over every node (a node that does not answer is named).
+#[utoipa::path(get, path = "/api/v1/keys/{ident}/activity", tag = "keys", params(("ident" = String, Path)), responses((status = 200, body = KeyActivity), ApiErrors))]
+pub async fn activity(
+    State(state): State<AppState>,
+    Caller(actor): Caller,
+    Path(ident): Path<String>,
+) -> Reply<KeyActivity> {
+    Ok(Json(key_activity(&state, &actor, &ident).await?))
+}
+
+pub async fn key_activity(state: &AppState, actor: &Actor, ident: &str) -> Result<KeyActivity, ApiError> {
+    let owner = state.node.read_graph(|g| g.key(ident).map(|k| k.owner.clone()));
+    let owner = match (owner, actor) {
+        (Some(owner), Actor::Operator) => owner,
+        (Some(owner), Actor::User(me)) if &owner == me => owner,
+        _ => return Err(ApiError::not_found(format!("no key {ident:?} of yours"))),
+    };
+    let mut a = KeyActivity {
+        ident: ident.to_string(),
+        owner,
+        published: 0,
+        published_bytes: 0,
+        delivered: 0,
+        delivered_bytes: 0,
+        last_publish: None,
+        last_subscribe: None,
+        connections: Vec::new(),
+        failed_logins: Vec::new(),
+        unanswered: Vec::new(),
+    };
+    let since = |t: u64| (t != 0).then_some(t);
+    for (node, report) in gather(state, &[], &[ident.to_string()]).await {
+        let report = match report {
+            Ok(r) => r,
+            Err(reason) => {
+                a.unanswered.push(UnansweredNode { node, reason });
+                continue;
+            }
+        };
+        for k in report.activity.into_iter().filter(|k| k.ident == ident) {
+            a.published += k.published;
+            a.published_bytes += k.published_bytes;
+            a.delivered += k.delivered;
+            a.delivered_bytes += k.delivered_bytes;
+            a.last_publish = a.last_publish.max(since(k.last_publish));
+            a.last_subscribe = a.last_subscribe.max(since(k.last_subscribe));
+            a.connections.extend(k.live.into_iter().map(|c| KeyConnection {
+                node,
+                remote: c.remote,
+                since: c.since,
+                channels: c.channels,
+            }));
+            a.failed_logins.extend(k.failed_logins.into_iter().map(|f| KeyFailedLogin {
+                node,
+                at: f.at,
+                remote: f.remote,
+                reason: f.reason,
+            }));
+        }
+    }
+    a.connections.sort_by_key(|c| (c.node, c.since));
+    a.failed_logins.sort_by_key(|f| std::cmp::Reverse(f.at));
+    Ok(a)
 }

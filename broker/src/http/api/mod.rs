@@ -17,6 +17,7 @@ pub mod cluster;
 pub mod graph;
 pub mod groups;
 pub mod health;
+pub mod history;
 pub mod keys;
 pub mod openapi;
 pub mod shares;
@@ -53,10 +54,13 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/shares/remove", post(shares::remove))
         .route("/api/v1/keys", get(keys::list).post(keys::add))
         .route("/api/v1/keys/{ident}", delete(keys::remove).put(keys::change))
+        .route("/api/v1/keys/{ident}/activity", get(keys::activity))
         .route("/api/v1/explain", get(graph::explain))
         .route("/api/v1/apply", post(graph::apply).layer(DefaultBodyLimit::max(graph::MAX_APPLY_BODY)))
         .route("/api/v1/cluster/status", get(cluster::status))
         .route("/api/v1/cluster/leave", post(cluster::leave))
+        .route("/api/v1/history", get(history::list))
+        .route("/api/v1/history/retention", get(history::retention).put(history::set_retention))
 }
 
 /// Every route of the node: the API, then the web app, with the deadline and
