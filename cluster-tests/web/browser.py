@@ -8,10 +8,13 @@ Run by cluster-tests/tests/web.rs against real `hpfriends serve` processes:
                          shows exactly the delivery the graph says; a share
                          revoked and a key deleted in the browser take effect on
                          live subscribers; bad input, CSRF, forbidden pages;
-                         the History of each; axe-core on every page; a
+                         the History of each; the Live page (what may be read
+                         arrives, nothing else; a stalled stream is closed as a
+                         slow consumer); axe-core on every page; a
                          screenshot of every page.
   browser.py cluster     sign in on node 1, act on node 2, sign out on node 3:
-                         the session is gone on node 1.
+                         the session is gone on node 1; a Live page on node 2
+                         shows what is published through node 3.
 
 Settings come from the environment (see web.rs). Exits non-zero on the first
 failed check, naming it.
@@ -20,10 +23,12 @@ failed check, naming it.
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 from axe_playwright_python.sync_playwright import Axe
@@ -199,6 +204,41 @@ def delivered(publisher, message, to, not_to):
     return all(message not in s.drain() for s in not_to)
 
 
+FLOOD = """
+import sys, hpfeeds
+host, port, ident, secret, channel, count = sys.argv[1:]
+client = hpfeeds.new(host, int(port), ident, secret)
+payload = "x" * 4000
+for i in range(int(count)):
+    client.publish(channel, f"flood-{i} {payload}")
+client.close()
+"""
+
+
+def stalled_live_browser(page, publisher, channel, subscriber, count=3000):
+    """A Live stream whose reader stops reading is closed as a slow consumer,
+    while an hpfeeds subscriber of the same channel gets every message."""
+    cookie = next(c["value"] for c in page.context.cookies() if c["name"] == "hpfriends_session")
+    url = urllib.parse.urlparse(WEB)
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect((url.hostname, url.port))
+    stalled.sendall(f"GET /live/events?channels={channel} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                    f"Cookie: hpfriends_session={cookie}\r\n\r\n".encode())
+    python = os.path.join(os.path.dirname(HPFEEDS), "python")
+    subprocess.run([python, "-c", FLOOD, HPFEEDS_HOST, HPFEEDS_PORT, *publisher, channel, str(count)],
+                   check=True, timeout=120)
+    check(subscriber.wait_for(f"flood-{count - 1} ", timeout=60), "the hpfeeds subscriber got the last message")
+    got = subscriber.drain().count("flood-")
+    check(got == count and subscriber.proc.poll() is None, f"the hpfeeds subscriber got all {count} messages ({got}) and stays")
+    stalled.settimeout(30)
+    received = bytearray()
+    while chunk := stalled.recv(1 << 20):
+        received.extend(chunk)
+    stalled.close()
+    check(b"closed: too slow" in received, f"the stalled Live stream was closed as a slow consumer ({len(received)} bytes read)")
+
+
 def scenarios(p):
     browser = launch(p)
     operator = browser.new_context().new_page()
@@ -321,11 +361,28 @@ def scenarios(p):
     check(all(n in drawn for n in ["mark", "group:honeynet"]) and relayed == ["alice"],
           f"jojo's graph draws mark and the group, and alice as reached through a relay ({relayed})")
 
-    # A share revoked in the browser stops delivery.
+    # Live: mark watches the channel in the browser; so does eve, who may not read jojo's data.
+    for watcher in (mark, eve):
+        watcher.goto(WEB + f"/live?channels={ch}")
+        expect(watcher.locator("#live-status")).to_have_text("Connected")
+    publish(jojo_key[0], jojo_key[1], ch, '{"src_ip": "192.0.2.7", "event": "live-1"}')
+    row = mark.locator("#live-messages tbody tr", has_text="live-1")
+    expect(row).to_be_visible()
+    check("jojo-sensor" in row.inner_text() and '"src_ip": "192.0.2.7"' in row.inner_text(),
+          "mark's Live page shows jojo's message as it arrives, JSON pretty-printed, with its publisher")
+    accessible(mark, "live")
+    time.sleep(0.5)
+    check(eve.locator("#live-messages tbody tr").count() == 0, "eve's Live page shows nothing of jojo's")
+
+    # A share revoked in the browser stops delivery, to hpfeeds subscribers and to the Live page.
     jojo.goto(WEB + "/shares")
     jojo.once("dialog", lambda d: d.accept())
     jojo.locator("tr", has_text="mark").filter(has_text=ch).get_by_role("button", name="Revoke").click()
     check(delivered(jojo_key, "after-revoke", [], [subs["mark"], subs["alice"]]), "a revoked share stops delivery")
+    check(mark.locator("#live-messages tbody tr", has_text="after-revoke").count() == 0
+          and mark.locator("#live-status").inner_text() == "Connected",
+          "after the revocation the next message does not reach mark's Live page")
+    stalled_live_browser(mark, jojo_key[:2], geo, geo_subs["alice"])
 
     # A key deleted in the browser closes its live subscriber.
     eve.goto(WEB + "/keys")
@@ -482,7 +539,18 @@ def cluster(p):
     form.get_by_role("button", name="Create key").click()
     check(page.locator("#secret").is_visible(), "signed in through node 1, a key made through node 2")
     # A sensor logged in on node 3 shows on node 1's Authkeys page.
-    sensor = subscribe("roamer-sensor", page.locator("#secret").inner_text().strip(), "c")
+    secret = page.locator("#secret").inner_text().strip()
+    sensor = subscribe("roamer-sensor", secret, "c")
+    # A Live page on node 2 gets what is published on node 3 (the fan-out between nodes);
+    # published until seen, as node 3 learns node 2's interest a moment after the page opens.
+    page.goto(URLS[1] + "/live?channels=c")
+    expect(page.locator("#live-status")).to_have_text("Connected")
+    crossed = page.locator("#live-messages tbody tr", has_text="across-nodes")
+    started = time.time()
+    while crossed.count() == 0 and time.time() - started < 10:
+        publish("roamer-sensor", secret, "c", f"across-nodes-{time.time()}")
+        page.wait_for_timeout(200)
+    check(crossed.count() > 0, "a Live page on node 2 shows a message published through node 3")
     page.goto(URLS[0] + "/keys")
     connected = page.locator("tr", has_text="roamer-sensor").inner_text()
     check("node 3 (1)" in connected and "node 1" not in connected, f"node 1 says the key is connected on node 3 ({connected!r})")

@@ -94,7 +94,7 @@ def main():
         check("unknown user" in user.find_element(By.ID, "to-error").text, "Firefox: a share to nobody is refused at the field")
 
         for path, title in [("/shared-with-you", "Shared with you"), ("/groups", "Groups"), ("/audience", "Audience"),
-                            ("/graph", "Graph"), ("/account", "Account")]:
+                            ("/graph", "Graph"), ("/history", "History"), ("/live", "Live"), ("/account", "Account")]:
             user.get(WEB + path)
             check(heading(user, title), f"Firefox: {path} renders")
         user.get(WEB + "/graph")

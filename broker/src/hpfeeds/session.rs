@@ -177,6 +177,11 @@ impl Sessions {
         }
     }
 
+    /// An id for one more subscriber of the router (a browser's live view).
+    pub fn new_connection_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// hpfeeds connections open on this node.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)

@@ -8,13 +8,14 @@ use super::session::SignedIn;
 use crate::http::ApiError;
 
 /// The menu, named as the original hpfriends named it.
-const USER_MENU: [(&str, &str); 8] = [
+const USER_MENU: [(&str, &str); 9] = [
     ("/keys", "Authkeys"),
     ("/shares", "Shares"),
     ("/shared-with-you", "Shared with you"),
     ("/groups", "Groups"),
     ("/audience", "Audience"),
     ("/graph", "Graph"),
+    ("/live", "Live"),
     ("/history", "History"),
     ("/account", "Account"),
 ];

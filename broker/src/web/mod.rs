@@ -14,6 +14,7 @@ mod groups;
 mod history;
 mod keys;
 mod layout;
+mod live;
 mod operator;
 mod session;
 mod shares;
@@ -53,6 +54,8 @@ pub fn routes() -> Router<AppState> {
         .route("/audience", get(audience::show))
         .route("/graph", get(graph::show))
         .route("/history", get(history::show))
+        .route("/live", get(live::show))
+        .route("/live/events", get(live::events))
         .route("/account", get(account::show))
         .route("/account/password", post(account::change_password))
         .route("/account/tokens", post(account::add_token))

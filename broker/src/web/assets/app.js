@@ -62,3 +62,49 @@ for (const part of document.querySelectorAll("[data-refresh][id]")) {
     }
   }, 3000);
 }
+
+// Live: the messages of the chosen channels as they arrive (server-sent events).
+const live = document.getElementById("live");
+if (live) {
+  const rows = live.querySelector("tbody");
+  const status = document.getElementById("live-status");
+  const rate = document.getElementById("live-rate");
+  const pause = document.getElementById("live-pause");
+  const kept = 200;
+  let paused = false;
+  let arrived = 0;
+  const feed = new EventSource("/live/events?channels=" + encodeURIComponent(live.dataset.channels));
+  feed.addEventListener("open", () => { status.textContent = "Connected"; });
+  feed.addEventListener("closed", (e) => { status.textContent = e.data; feed.close(); });
+  feed.addEventListener("error", () => {
+    if (feed.readyState !== EventSource.CLOSED) status.textContent = "Reconnecting…";
+  });
+  feed.addEventListener("message", (e) => {
+    arrived += 1;
+    if (paused) return;
+    const m = JSON.parse(e.data);
+    const row = document.createElement("tr");
+    const cell = (text) => { const td = document.createElement("td"); td.textContent = text; row.append(td); return td; };
+    cell(new Date(m.at).toLocaleTimeString());
+    cell(m.channel);
+    cell(m.ident);
+    const payload = cell("");
+    const pre = document.createElement("pre");
+    pre.textContent = m.payload;
+    pre.className = m.kind;
+    payload.append(pre);
+    if (m.kind === "binary" || m.payload.length < m.size) {
+      const size = document.createElement("small");
+      size.textContent = `${m.kind}, ${m.size} bytes`;
+      payload.append(size);
+    }
+    rows.prepend(row);
+    while (rows.rows.length > kept) rows.deleteRow(-1);
+  });
+  pause.addEventListener("click", () => {
+    paused = !paused;
+    pause.textContent = paused ? "Resume" : "Pause";
+    pause.setAttribute("aria-pressed", String(paused));
+  });
+  setInterval(() => { rate.textContent = String(arrived); arrived = 0; }, 1000);
+}

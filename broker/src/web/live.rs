@@ -1,0 +1,280 @@
+//! Live: the messages reaching my channels now. The page's script opens
+//! `/live/events` (server-sent events); the node makes that stream one more
+//! subscriber of the router, owned by the signed-in user, so it gets exactly
+//! what an hpfeeds subscriber of that user would: the same index, the same
+//! snapshot per publish, the same cross-node fan-out, and a byte bound on
+//! its queue. A browser that stops reading is closed as a slow consumer;
+//! publishers never wait for it.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use hpfriends_graph::{Actor, Target};
+use maud::{html, Markup};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use super::forms::channel_list;
+use super::layout::{page, render, text_input, InputAttrs};
+use super::session::SignedInUser;
+use crate::hpfeeds::close::CloseReason;
+use crate::hpfeeds::outbound::{outbound, OutboundReceiver};
+use crate::http::AppState;
+use crate::protocol::frame::{decode, Limits};
+use crate::protocol::Frame;
+use crate::routing::{Router, Subscriber};
+
+/// Channels one page may watch.
+pub const MAX_CHANNELS: usize = 16;
+/// A browser's queue; past it the browser is closed as a slow consumer.
+pub const QUEUE_BYTES: usize = 1 << 20;
+/// Payload bytes sent to the browser per message; the size tells the rest.
+const SHOWN_BYTES: usize = 16 * 1024;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct LiveQuery {
+    /// Channels, separated by commas or spaces.
+    channels: String,
+}
+
+/// Channels the user may see messages on: those their keys subscribe to
+/// and those shared with them or their groups.
+fn readable_channels(state: &AppState, me: &str) -> Vec<String> {
+    state.node.read_graph(|g| {
+        let mut channels: Vec<String> =
+            g.keys().filter(|k| k.owner == me).flat_map(|k| k.subscribe.iter().cloned()).collect();
+        let mut targets = vec![Target::User(me.to_string())];
+        targets.extend(g.groups_of(me).map(|group| Target::Group(group.to_string())));
+        for to in &targets {
+            channels.extend(g.shares_into(to).map(|(channel, _)| channel.to_string()));
+        }
+        channels.sort();
+        channels.dedup();
+        channels
+    })
+}
+
+/// The channels asked for, or what is wrong with them.
+fn asked(text: &str) -> Result<Vec<String>, String> {
+    let channels = channel_list(text);
+    if channels.len() > MAX_CHANNELS {
+        return Err(format!("at most {MAX_CHANNELS} channels at once, not {}", channels.len()));
+    }
+    for c in &channels {
+        hpfriends_graph::names::check_wire_name("channel", c).map_err(|e| e.to_string())?;
+    }
+    Ok(channels)
+}
+
+pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<LiveQuery>) -> Response {
+    let SignedInUser(signed, me) = &u;
+    let readable = readable_channels(&state, me);
+    let chosen = asked(&q.channels);
+    let watching = chosen.as_ref().ok().filter(|c| !c.is_empty()).map(|c| c.join(","));
+    let body: Markup = html! {
+        p.lead { "The messages that reach your channels, as they arrive: what an hpfeeds subscriber of yours would get." }
+        form.card method="get" action="/live" {
+            (text_input(None, "channels", "Channels", &q.channels, InputAttrs {
+                hint: Some("Separated by commas, at most 16."), list: Some("readable"), ..InputAttrs::text()
+            }))
+            datalist #readable { @for c in &readable { option value=(c) {} } }
+            @if let Err(e) = &chosen { p.error role="alert" { (e) } }
+            button.primary type="submit" { "Watch" }
+        }
+        @if !readable.is_empty() {
+            p.hint { "You can read: " @for c in &readable { code.chip { (c) } " " } }
+        }
+        @if let Some(channels) = &watching {
+            section #live data-channels=(channels) aria-labelledby="live-title" {
+                h2 #live-title { "On " code { (channels) } }
+                noscript { p.error { "The live view needs JavaScript." } }
+                p.live-bar {
+                    span #live-status role="status" { "Connecting…" } " "
+                    span #live-rate { "0" } " messages/s "
+                    button #live-pause type="button" aria-pressed="false" { "Pause" }
+                }
+                table #live-messages {
+                    caption.visually-hidden { "Messages, newest first" }
+                    thead { tr { th scope="col" { "Time" } th scope="col" { "Channel" } th scope="col" { "Publisher" } th scope="col" { "Payload" } } }
+                    tbody {}
+                }
+            }
+        }
+    };
+    let status = if chosen.is_err() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    render(status, page("Live", Some(signed), "/live", body))
+}
+
+/// The stream's subscriptions, removed when the browser goes.
+struct Subscribed {
+    router: std::sync::Arc<Router>,
+    conn: u64,
+    channels: Vec<Bytes>,
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        self.router.remove_connection(self.conn, &self.channels);
+    }
+}
+
+struct Live {
+    state: AppState,
+    user: String,
+    cookie: String,
+    queue: OutboundReceiver,
+    close: CancellationToken,
+    views: tokio::sync::watch::Receiver<u64>,
+    pending: VecDeque<Event>,
+    done: bool,
+    _subscribed: Subscribed,
+}
+
+pub async fn events(State(state): State<AppState>, u: SignedInUser, Query(q): Query<LiveQuery>) -> Response {
+    let SignedInUser(signed, me) = u;
+    let channels = match asked(&q.channels) {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => return (StatusCode::BAD_REQUEST, "name at least one channel").into_response(),
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    let Some(owner) = state.node.read_graph(|g| g.user_id(&me)) else {
+        return StatusCode::FORBIDDEN.into_response();
+    };
+    let conn = state.sessions.new_connection_id();
+    let close = CancellationToken::new();
+    let (out, queue) = outbound(QUEUE_BYTES, close.clone());
+    let channels: Vec<Bytes> = channels.into_iter().map(Bytes::from).collect();
+    for c in &channels {
+        state.router.subscribe(c.clone(), Subscriber { conn, owner, out: out.clone() });
+    }
+    let subscribed = Subscribed { router: state.router.clone(), conn, channels };
+    let views = state.router.watch_views();
+    let live = Live {
+        state,
+        user: me,
+        cookie: signed.cookie,
+        queue,
+        close,
+        views,
+        pending: VecDeque::from([Event::default().event("open").data("connected")]),
+        done: false,
+        _subscribed: subscribed,
+    };
+    let stream = futures::stream::unfold(live, |mut live| async move {
+        live.next().await.map(|event| (Ok::<_, Infallible>(event), live))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+impl Live {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                _ = self.close.cancelled() => {
+                    let reason = self.queue.slow_consumer().unwrap_or(CloseReason::SlowConsumer { between_nodes: false });
+                    reason.count(None);
+                    self.end("closed: too slow to keep up, messages were dropped");
+                }
+                changed = self.views.changed() => {
+                    // Signed out, disabled or removed: the stream ends with the session.
+                    let still = crate::http::accounts::session_actor(&self.state, &self.cookie);
+                    if changed.is_err() || still != Some(Actor::User(self.user.clone())) {
+                        self.end("closed: signed out");
+                    }
+                }
+                frames = self.queue.rx.recv() => match frames {
+                    Some(frames) => {
+                        self.queue.written(frames.len());
+                        self.pending.extend(messages(&frames));
+                    }
+                    None => self.done = true,
+                },
+            }
+        }
+    }
+
+    fn end(&mut self, why: &str) {
+        self.pending.push_back(Event::default().event("closed").data(why));
+        self.done = true;
+    }
+}
+
+/// One event per PUBLISH in `frames` (one frame, or a run of them from a peer).
+fn messages(frames: &[u8]) -> Vec<Event> {
+    let mut buf = BytesMut::from(frames);
+    let limits = Limits { max_publish_body: usize::MAX >> 1 };
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let mut events = Vec::new();
+    while let Ok(Some(Frame::Publish(p))) = decode(&mut buf, &limits) {
+        let (kind, shown) = shown(p.payload());
+        let data = serde_json::json!({
+            "at": at,
+            "ident": String::from_utf8_lossy(p.ident()),
+            "channel": String::from_utf8_lossy(p.channel()),
+            "size": p.payload().len(),
+            "kind": kind,
+            "payload": shown,
+        });
+        events.push(Event::default().data(data.to_string()));
+    }
+    events
+}
+
+/// JSON pretty-printed, text as text, anything else as hex; at most `SHOWN_BYTES` of it.
+fn shown(payload: &[u8]) -> (&'static str, String) {
+    let part = &payload[..payload.len().min(SHOWN_BYTES)];
+    if part.len() == payload.len() {
+        if let Ok(value) = serde_json::from_slice::<serde_json::Value>(payload) {
+            if value.is_object() || value.is_array() {
+                return ("json", serde_json::to_string_pretty(&value).expect("a value serializes"));
+            }
+        }
+    }
+    match std::str::from_utf8(part) {
+        Ok(text) if !text.chars().any(|c| c.is_control() && !c.is_whitespace()) => ("text", text.to_string()),
+        _ => ("binary", hex::encode(part)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_payloads_then_json_is_pretty_text_is_text_and_the_rest_hex() {
+        assert_eq!(shown(br#"{"src_ip":"192.0.2.1","port":22}"#).0, "json");
+        assert!(shown(br#"{"src_ip":"192.0.2.1"}"#).1.contains("\n  \"src_ip\""));
+        assert_eq!(shown(b"login attempt root/123456"), ("text", "login attempt root/123456".to_string()));
+        assert_eq!(shown(&[0x7f, 0x45, 0x4c, 0x46, 0x00]), ("binary", "7f454c4600".to_string()));
+        let big = vec![b'a'; SHOWN_BYTES * 2];
+        assert_eq!(shown(&big).1.len(), SHOWN_BYTES, "at most 16 KiB is shown");
+    }
+
+    #[test]
+    fn given_a_run_of_frames_then_one_event_each() {
+        let mut run = crate::protocol::frame::PublishFrame::new(b"s", b"c", b"one").raw().to_vec();
+        run.extend_from_slice(crate::protocol::frame::PublishFrame::new(b"s", b"c", b"two").raw());
+        assert_eq!(messages(&run).len(), 2);
+    }
+
+    #[test]
+    fn given_too_many_or_bad_channels_then_refused_with_the_reason() {
+        let many = (0..=MAX_CHANNELS).map(|i| format!("c{i}")).collect::<Vec<_>>().join(",");
+        assert!(asked(&many).unwrap_err().contains("at most 16 channels"));
+        assert!(asked("a,\u{7}").unwrap_err().contains("control characters"));
+        assert_eq!(asked("a, b a").unwrap(), ["a", "b"]);
+    }
+}
