@@ -3,6 +3,7 @@
 //! [`Event`] per changed thing with the time and node the proposer fixed in
 //! the entry, so every node records the same history; secrets are never in it.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,7 @@ impl Retention {
     }
 }
 
-/// One recorded change.
+/// One recorded change, as read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Position in the history, the same on every node.
@@ -65,42 +66,93 @@ pub struct Event {
     /// The node the request came in through.
     pub node: Option<u64>,
     pub actor: Actor,
-    #[serde(flatten)]
-    pub change: Change,
-}
-
-/// What changed, and whom and what it touches.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Change {
     /// The command, secrets and hashes taken out: `{"op": "add_share", …}`.
     pub change: serde_json::Value,
     /// Users it names (for a key: its owner).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub users: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub groups: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub channels: Vec<String>,
+}
+
+impl Event {
+    /// Reads an event as `Record` wrote it.
+    pub fn decode(json: &[u8]) -> Result<Event, serde_json::Error> {
+        let mut event: Event = serde_json::from_slice(json)?;
+        if let Some(fields) = event.change.as_object_mut() {
+            for secret in SECRET_FIELDS {
+                fields.remove(secret);
+            }
+        }
+        Ok(event)
+    }
+}
+
+/// What one command changed, borrowed from it: recording a 10,000-command
+/// declaration must cost the write path little.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change<'a> {
+    /// The command with its secrets and hashes emptied.
+    pub change: Cow<'a, Command>,
+    pub users: Vec<Cow<'a, str>>,
+    pub groups: Vec<Cow<'a, str>>,
+    pub channels: Vec<Cow<'a, str>>,
+}
+
+/// An event as the state machine writes it ([`Event::decode`] reads it).
+#[derive(Debug, Serialize)]
+pub struct Record<'a> {
+    pub seq: u64,
+    pub index: u64,
+    pub at: Option<UnixTime>,
+    pub node: Option<u64>,
+    pub actor: &'a Actor,
+    #[serde(flatten)]
+    pub change: &'a Change<'a>,
 }
 
 /// Fields of commands that hold secrets or their hashes.
 const SECRET_FIELDS: [&str; 5] = ["secret", "token_hash", "password_hash", "session_hash", "invitation"];
 
-/// The changes `command` makes, read against the graph *before* it is
-/// applied (so a removal still finds what it removes). Sessions are
-/// sign-ins, not changes to what is shared, and are not recorded.
-pub fn changes(command: &Command, graph: &Graph) -> Vec<Change> {
+/// The keys `command` removes, as the graph holds them *before* it is
+/// applied: all a change needs to know of the graph (whose key it was).
+pub fn removed_keys(command: &Command, graph: &Graph) -> RemovedKeys {
     match command {
-        Command::Batch { commands } => commands.iter().flat_map(|c| changes(c, graph)).collect(),
-        Command::StartSession { .. } | Command::EndSession { .. } => Vec::new(),
-        single => vec![change_of(single, graph)],
+        Command::Batch { commands } => commands.iter().flat_map(|c| removed_keys(c, graph)).collect(),
+        Command::RemoveKey { ident } => graph.key(ident).map(|k| (ident.clone(), k.clone())).into_iter().collect(),
+        _ => RemovedKeys::new(),
     }
 }
 
-fn change_of(command: &Command, graph: &Graph) -> Change {
-    let mut users = Vec::new();
-    let mut groups = Vec::new();
-    let mut channels = Vec::new();
+/// Keys removed by an entry, by ident.
+pub type RemovedKeys = std::collections::BTreeMap<String, crate::AuthKey>;
+
+/// How many changes `command` makes (the events `changes` returns).
+pub fn count(command: &Command) -> u64 {
+    match command {
+        Command::Batch { commands } => commands.iter().map(count).sum(),
+        Command::StartSession { .. } | Command::EndSession { .. } => 0,
+        _ => 1,
+    }
+}
+
+/// The changes `command` makes; `removed`: what `removed_keys` found before
+/// it was applied. Sessions are sign-ins, not changes to what is shared,
+/// and are not recorded.
+pub fn changes<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Vec<Change<'a>> {
+    match command {
+        Command::Batch { commands } => commands.iter().flat_map(|c| changes(c, removed)).collect(),
+        Command::StartSession { .. } | Command::EndSession { .. } => Vec::new(),
+        single => vec![change_of(single, removed)],
+    }
+}
+
+fn change_of<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Change<'a> {
+    let mut users: Vec<Cow<'a, str>> = Vec::new();
+    let mut groups: Vec<Cow<'a, str>> = Vec::new();
+    let mut channels: Vec<Cow<'a, str>> = Vec::new();
     match command {
         Command::AddUser { name }
         | Command::RemoveUser { name }
@@ -109,57 +161,76 @@ fn change_of(command: &Command, graph: &Graph) -> Change {
         | Command::SetPassword { name, .. }
         | Command::SetUserDisabled { name, .. }
         | Command::AddApiToken { name, .. }
-        | Command::RemoveApiToken { name, .. } => users.push(name.clone()),
+        | Command::RemoveApiToken { name, .. } => users.push(name.into()),
         Command::AddGroup { name, creator } => {
-            users.push(creator.clone());
-            groups.push(name.clone());
+            users.push(creator.into());
+            groups.push(name.into());
         }
-        Command::RemoveGroup { name } => groups.push(name.clone()),
+        Command::RemoveGroup { name } => groups.push(name.into()),
         Command::AddGroupAdmin { group, user }
         | Command::InviteMember { group, user }
         | Command::AcceptMembership { group, user }
         | Command::RemoveMember { group, user } => {
-            users.push(user.clone());
-            groups.push(group.clone());
+            users.push(user.into());
+            groups.push(group.into());
         }
         Command::AddShare { from, to, channel, .. }
         | Command::AcceptShare { from, to, channel }
         | Command::RemoveShare { from, to, channel } => {
-            users.push(from.clone());
+            users.push(from.into());
             match to {
-                Target::User(u) => users.push(u.clone()),
-                Target::Group(g) => groups.push(g.clone()),
+                Target::User(u) => users.push(u.into()),
+                Target::Group(g) => groups.push(g.into()),
             }
-            channels.push(channel.clone());
+            channels.push(channel.into());
         }
         Command::AddKey(key) => {
-            users.push(key.owner.clone());
-            channels.extend(key.publish.iter().chain(&key.subscribe).cloned());
+            users.push((&key.owner).into());
+            channels.extend(key.publish.iter().chain(&key.subscribe).map(Cow::from));
         }
         Command::RemoveKey { ident } => {
-            if let Some(key) = graph.key(ident) {
-                users.push(key.owner.clone());
-                channels.extend(key.publish.iter().chain(&key.subscribe).cloned());
+            if let Some(key) = removed.get(ident) {
+                users.push((&key.owner).into());
+                channels.extend(key.publish.iter().chain(&key.subscribe).map(Cow::from));
             }
         }
         Command::SetHistoryRetention(_) => {}
         Command::StartSession { .. } | Command::EndSession { .. } | Command::Batch { .. } => {}
     }
-    users.sort();
-    users.dedup();
-    channels.sort();
-    channels.dedup();
+    if users.len() > 1 {
+        users.sort();
+        users.dedup();
+    }
+    if channels.len() > 1 {
+        channels.sort();
+        channels.dedup();
+    }
     Change { change: redacted(command), users, groups, channels }
 }
 
-fn redacted(command: &Command) -> serde_json::Value {
-    let mut value = serde_json::to_value(command).expect("a command serializes");
-    if let Some(fields) = value.as_object_mut() {
-        for secret in SECRET_FIELDS {
-            fields.remove(secret);
+/// The command with its secrets and hashes emptied (a copy only for the
+/// kinds that hold one).
+fn redacted(command: &Command) -> Cow<'_, Command> {
+    let mut copy = match command {
+        Command::AddKey(_)
+        | Command::SetUserToken { .. }
+        | Command::InviteUser { .. }
+        | Command::SetPassword { .. }
+        | Command::AddApiToken { .. } => command.clone(),
+        _ => return Cow::Borrowed(command),
+    };
+    match &mut copy {
+        Command::AddKey(key) => key.secret.clear(),
+        Command::SetUserToken { token_hash, .. }
+        | Command::InviteUser { token_hash, .. }
+        | Command::AddApiToken { token_hash, .. } => token_hash.clear(),
+        Command::SetPassword { password_hash, invitation, .. } => {
+            password_hash.clear();
+            *invitation = None;
         }
+        _ => {}
     }
-    value
+    Cow::Owned(copy)
 }
 
 /// A user as the history sees them: their name and the groups they now
@@ -185,8 +256,8 @@ impl Person {
     /// and out, their keys), or a group of theirs.
     pub fn touched_by(&self, event: &Event) -> bool {
         matches!(&event.actor, Actor::User(a) if *a == self.name)
-            || event.change.users.contains(&self.name)
-            || event.change.groups.iter().any(|g| self.groups.contains(g))
+            || event.users.contains(&self.name)
+            || event.groups.iter().any(|g| self.groups.contains(g))
     }
 }
 
@@ -206,7 +277,7 @@ impl Filter {
     pub fn matches(&self, event: &Event) -> bool {
         self.viewer.as_ref().is_none_or(|p| p.touched_by(event))
             && self.user.as_ref().is_none_or(|p| p.touched_by(event))
-            && self.channel.as_deref().is_none_or(|c| event.change.channels.iter().any(|x| x == c))
+            && self.channel.as_deref().is_none_or(|c| event.channels.iter().any(|x| x == c))
             && self.since.is_none_or(|s| event.at.is_some_and(|at| at >= s))
             && self.until.is_none_or(|u| event.at.is_some_and(|at| at < u))
     }
@@ -238,7 +309,8 @@ mod tests {
     }
 
     fn event(actor: Actor, change: Change) -> Event {
-        Event { seq: 0, index: 1, at: Some(1_000), node: Some(1), actor, change }
+        let record = Record { seq: 0, index: 1, at: Some(1_000), node: Some(1), actor: &actor, change: &change };
+        Event::decode(&serde_json::to_vec(&record).unwrap()).unwrap()
     }
 
     #[test]
@@ -263,9 +335,13 @@ mod tests {
             Command::AddApiToken { name: "bob".into(), label: "ci".into(), token_hash: "TOPSECRET6".into(), at: 4 },
         ];
         for c in &commands {
-            let recorded = serde_json::to_string(&changes(c, &g)).unwrap();
+            let recorded = serde_json::to_string(&changes(c, &removed_keys(c, &g))).unwrap();
             assert!(!recorded.contains("TOPSECRET"), "{recorded}");
             assert!(recorded.contains("bob"), "{recorded}");
+            let read = event(Actor::Operator, changes(c, &removed_keys(c, &g)).remove(0));
+            for secret in SECRET_FIELDS {
+                assert!(read.change.get(secret).is_none(), "{secret} is not even named: {}", read.change);
+            }
         }
     }
 
@@ -273,17 +349,22 @@ mod tests {
     fn sign_ins_are_not_changes_and_a_batch_is_one_change_per_command() {
         let g = graph();
         let start = Command::StartSession { actor: Actor::Operator, session_hash: "h".into(), expires_at: 9, at: 1 };
-        assert!(changes(&start, &g).is_empty());
+        assert!(changes(&start, &RemovedKeys::new()).is_empty());
         let batch = Command::Batch {
             commands: vec![Command::AddUser { name: "dave".into() }, start, Command::RemoveUser { name: "bob".into() }],
         };
-        let ops: Vec<_> = changes(&batch, &g).into_iter().map(|c| c.change["op"].clone()).collect();
+        let ops: Vec<_> = changes(&batch, &RemovedKeys::new())
+            .into_iter()
+            .map(|c| serde_json::to_value(&c.change).unwrap()["op"].clone())
+            .collect();
         assert_eq!(ops, ["add_user", "remove_user"]);
     }
 
     #[test]
     fn a_removed_key_is_recorded_with_its_owner_and_channels() {
-        let c = &changes(&Command::RemoveKey { ident: "alice-sensor".into() }, &graph())[0];
+        let remove = Command::RemoveKey { ident: "alice-sensor".into() };
+        let removed = removed_keys(&remove, &graph());
+        let c = &changes(&remove, &removed)[0];
         assert_eq!(c.users, ["alice"]);
         assert_eq!(c.channels, ["cowrie.sessions"]);
     }
@@ -298,7 +379,7 @@ mod tests {
             channel: "cowrie.sessions".into(),
             kind: ShareKind::Shares,
         };
-        let e = event(Actor::User("alice".into()), changes(&share, &g).remove(0));
+        let e = event(Actor::User("alice".into()), changes(&share, &RemovedKeys::new()).remove(0));
         let seen_by = |name: &str| Filter { viewer: Some(Person::of(name, &g)), ..Filter::default() }.matches(&e);
         assert!(seen_by("alice"), "the actor");
         assert!(seen_by("carol"), "the group's admin");

@@ -399,10 +399,10 @@ impl From<hpfriends_graph::history::Event> for HistoryEvent {
                 hpfriends_graph::Actor::Operator => None,
                 hpfriends_graph::Actor::User(u) => Some(u),
             },
-            change: e.change.change,
-            users: e.change.users,
-            groups: e.change.groups,
-            channels: e.change.channels,
+            change: e.change,
+            users: e.users,
+            groups: e.groups,
+            channels: e.channels,
         }
     }
 }

@@ -1,13 +1,19 @@
 //! The audit trail on disk: the `history` column family, seq (big-endian
-//! `u64`) → event (JSON). The state machine writes it as it applies entries,
-//! under its lock, and carries it in snapshots: the Raft log is compacted,
-//! the history is not. Retention runs at the same entries on every node.
+//! `u64`) → event (JSON). The state machine numbers each applied entry's
+//! changes (so every node gives them the same seqs) and hands the entry to
+//! the recorder, a thread that writes the events: the write path waits for
+//! neither their JSON nor RocksDB. Reads and snapshots first wait until
+//! every entry handed over so far is written. Snapshots carry the events:
+//! the Raft log is compacted, the history is not. Retention runs at the
+//! same entries on every node.
 
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use hpfriends_graph::accounts::UnixTime;
-use hpfriends_graph::history::{Change, Event, Retention};
-use hpfriends_graph::Actor;
+use hpfriends_graph::history::{changes, Event, Record, RemovedKeys, Retention};
+use hpfriends_graph::{Actor, Command};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
@@ -16,15 +22,54 @@ use crate::Origin;
 
 pub(crate) const CF_HISTORY: &str = "history";
 
+/// How long a read or a snapshot waits for the recorder.
+const WAIT: Duration = Duration::from_secs(10);
+
 /// Where the history stands; part of the state machine and its snapshots.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryState {
     /// The seq the next event gets.
     pub next_seq: u64,
-    /// The oldest kept event (`next_seq` when there is none).
+    /// The oldest kept event (`next_seq` when there is none); kept by the recorder.
     pub first_seq: u64,
     /// The newest entry time seen: the clock retention by age reads.
     pub clock: Option<UnixTime>,
+}
+
+impl HistoryState {
+    /// Numbers the changes of an applied entry: the job for the recorder.
+    pub(crate) fn number(
+        &mut self,
+        index: u64,
+        origin: Option<Origin>,
+        actor: Actor,
+        command: Command,
+        removed: RemovedKeys,
+        retention: Retention,
+    ) -> Option<Job> {
+        if let Some(at) = origin.map(|o| o.at) {
+            self.clock = Some(self.clock.map_or(at, |c| c.max(at)));
+        }
+        let count = hpfriends_graph::history::count(&command);
+        if count == 0 {
+            return None;
+        }
+        let first_seq = self.next_seq;
+        self.next_seq += count;
+        Some(Job { index, first_seq, origin, actor, command, removed, retention, clock: self.clock })
+    }
+}
+
+/// One applied entry's changes, to be written.
+pub(crate) struct Job {
+    index: u64,
+    first_seq: u64,
+    origin: Option<Origin>,
+    actor: Actor,
+    command: Command,
+    removed: RemovedKeys,
+    retention: Retention,
+    clock: Option<UnixTime>,
 }
 
 fn key(seq: u64) -> [u8; 8] {
@@ -33,43 +78,133 @@ fn key(seq: u64) -> [u8; 8] {
 
 fn decode(key: &[u8], value: &[u8]) -> Result<Event, String> {
     let seq = u64::from_be_bytes(key.try_into().map_err(|_| "a history key is not 8 bytes".to_string())?);
-    serde_json::from_slice(value).map_err(|e| format!("history event {seq} does not decode: {e}"))
+    Event::decode(value).map_err(|e| format!("history event {seq} does not decode: {e}"))
 }
 
-/// Adds the events of one applied entry to `batch`.
-pub(crate) fn record(
-    db: &DB,
-    batch: &mut WriteBatch,
-    state: &mut HistoryState,
-    index: u64,
-    origin: Option<Origin>,
-    actor: &Actor,
-    changes: Vec<Change>,
-) {
-    if let Some(at) = origin.map(|o| o.at) {
-        state.clock = Some(state.clock.map_or(at, |c| c.max(at)));
+/// Adds a job's events to `batch`.
+fn record(db: &DB, batch: &mut WriteBatch, job: &Job) {
+    let family = cf(db, CF_HISTORY);
+    let (at, node) = (job.origin.map(|o| o.at), job.origin.map(|o| o.node));
+    let mut json = Vec::new();
+    for (seq, change) in (job.first_seq..).zip(changes(&job.command, &job.removed).iter()) {
+        let record = Record { seq, index: job.index, at, node, actor: &job.actor, change };
+        json.clear();
+        serde_json::to_writer(&mut json, &record).expect("an event serializes");
+        batch.put_cf(family, key(seq), &json);
     }
-    for change in changes {
-        let event = Event {
-            seq: state.next_seq,
-            index,
-            at: origin.map(|o| o.at),
-            node: origin.map(|o| o.node),
-            actor: actor.clone(),
-            change,
-        };
-        let json = serde_json::to_vec(&event).expect("an event serializes");
-        batch.put_cf(cf(db, CF_HISTORY), key(event.seq), json);
-        state.next_seq += 1;
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Jobs written, and the oldest kept event.
+    done: u64,
+    first_seq: u64,
+    failed: Option<String>,
+}
+
+/// The thread that writes the history, and how far it is.
+pub(crate) struct Recorder {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    sent: std::sync::atomic::AtomicU64,
+    progress: Arc<(Mutex<Progress>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Recorder {
+    /// The thread writes what it was given, closes its handle on the
+    /// database, and ends before the recorder is gone.
+    fn drop(&mut self) {
+        self.jobs.lock().expect("history jobs lock").take();
+        if let Some(thread) = self.thread.lock().expect("history thread lock").take() {
+            let _ = thread.join();
+        }
     }
+}
+
+impl Recorder {
+    pub(crate) fn start(db: Arc<DB>, first_seq: u64) -> Recorder {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let progress = Arc::new((Mutex::new(Progress { first_seq, ..Progress::default() }), Condvar::new()));
+        let shared = progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("history".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    // Whatever else is waiting goes in the same write.
+                    let jobs: Vec<Job> = std::iter::once(first).chain(rx.try_iter()).collect();
+                    let (lock, wake) = &*shared;
+                    let mut first_seq = lock.lock().expect("history progress lock").first_seq;
+                    let written = write(&db, &jobs, &mut first_seq);
+                    let mut p = lock.lock().expect("history progress lock");
+                    p.done += jobs.len() as u64;
+                    p.first_seq = first_seq;
+                    if let Err(e) = written {
+                        tracing::error!("the history could not be written: {e}");
+                        p.failed.get_or_insert(e);
+                    }
+                    wake.notify_all();
+                }
+            })
+            .expect("a thread starts");
+        Recorder { jobs: Mutex::new(Some(tx)), sent: 0.into(), progress, thread: Mutex::new(Some(thread)) }
+    }
+
+    pub(crate) fn send(&self, job: Job) {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        // The thread lives as long as the sender: a send cannot fail.
+        if let Some(jobs) = self.jobs.lock().expect("history jobs lock").as_ref() {
+            let _ = jobs.send(job);
+        }
+    }
+
+    /// Waits until every job sent so far is written; the oldest kept event.
+    pub(crate) fn caught_up(&self) -> Result<u64, String> {
+        let target = self.sent.load(std::sync::atomic::Ordering::Acquire);
+        let (lock, wake) = &*self.progress;
+        let progress = lock.lock().expect("history progress lock");
+        let (p, timeout) = wake
+            .wait_timeout_while(progress, WAIT, |p| p.done < target && p.failed.is_none())
+            .expect("history progress lock");
+        match (&p.failed, timeout.timed_out()) {
+            (Some(e), _) => Err(format!("the history could not be written: {e}")),
+            (None, true) => Err(format!("the history is not written within {WAIT:?}")),
+            (None, false) => Ok(p.first_seq),
+        }
+    }
+
+    /// After a snapshot replaced the history (nothing is being written then).
+    pub(crate) fn restart_at(&self, first_seq: u64) {
+        self.progress.0.lock().expect("history progress lock").first_seq = first_seq;
+    }
+}
+
+/// Writes the jobs' events in one batch, then applies each job's retention.
+fn write(db: &DB, jobs: &[Job], first_seq: &mut u64) -> Result<(), String> {
+    let mut batch = WriteBatch::default();
+    for job in jobs {
+        record(db, &mut batch, job);
+    }
+    // Not synced: until a snapshot holds them the log can make them again.
+    db.write(batch).map_err(|e| format!("writing the history: {e}"))?;
+    for job in jobs {
+        let next_seq = job.first_seq + hpfriends_graph::history::count(&job.command);
+        prune(db, next_seq, first_seq, job.clock, job.retention)?;
+    }
+    Ok(())
 }
 
 /// Drops what `retention` no longer keeps, after the newest events are written.
 /// An event of unknown time (proposed by a v0.1.0 node) goes only with a
 /// newer one of known time, never on its own.
-pub(crate) fn prune(db: &DB, state: &mut HistoryState, retention: Retention) -> Result<(), String> {
-    let mut first = state.first_seq.max(state.next_seq.saturating_sub(retention.max_events));
-    if let Some(clock) = state.clock {
+fn prune(
+    db: &DB,
+    next_seq: u64,
+    first_seq: &mut u64,
+    clock: Option<UnixTime>,
+    retention: Retention,
+) -> Result<(), String> {
+    let mut first = (*first_seq).max(next_seq.saturating_sub(retention.max_events));
+    if let Some(clock) = clock {
         let cutoff = clock.saturating_sub(retention.max_age_secs());
         let from = key(first);
         for item in db.iterator_cf(cf(db, CF_HISTORY), IteratorMode::From(&from, Direction::Forward)) {
@@ -82,23 +217,24 @@ pub(crate) fn prune(db: &DB, state: &mut HistoryState, retention: Retention) -> 
             }
         }
     }
-    if first > state.first_seq {
+    if first > *first_seq {
         let mut batch = WriteBatch::default();
-        batch.delete_range_cf(cf(db, CF_HISTORY), key(state.first_seq), key(first));
+        batch.delete_range_cf(cf(db, CF_HISTORY), key(*first_seq), key(first));
         db.write(batch).map_err(|e| format!("pruning the history: {e}"))?;
-        state.first_seq = first;
+        *first_seq = first;
     }
     Ok(())
 }
 
-/// Every kept event, as of `snapshot` (taken under the state machine's lock).
-pub(crate) fn read_all(snapshot: &rocksdb::SnapshotWithThreadMode<'_, DB>, db: &DB) -> Result<Vec<Event>, String> {
-    snapshot
-        .iterator_cf(cf(db, CF_HISTORY), IteratorMode::Start)
+/// Every kept event below `next_seq` (a snapshot's events: the recorder
+/// may have written later ones since).
+pub(crate) fn read_all(db: &DB, next_seq: u64) -> Result<Vec<Event>, String> {
+    db.iterator_cf(cf(db, CF_HISTORY), IteratorMode::Start)
         .map(|item| {
             let (k, v) = item.map_err(|e| format!("reading the history: {e}"))?;
             decode(&k, &v)
         })
+        .take_while(|e| e.as_ref().map_or(true, |e| e.seq < next_seq))
         .collect()
 }
 
@@ -137,6 +273,7 @@ pub struct Page {
 #[derive(Clone)]
 pub struct HistoryLog {
     db: Arc<DB>,
+    recorder: Arc<Recorder>,
 }
 
 impl HistoryLog {
@@ -144,12 +281,14 @@ impl HistoryLog {
     /// costs bounded time; the page then ends early with `next` set.
     pub const SCAN_BUDGET: usize = 20_000;
 
-    pub(crate) fn new(db: Arc<DB>) -> Self {
-        HistoryLog { db }
+    pub(crate) fn new(db: Arc<DB>, recorder: Arc<Recorder>) -> Self {
+        HistoryLog { db, recorder }
     }
 
     /// Up to `limit` events older than `before` (or the newest) that `keep`.
+    /// Waits (blocking) until every change applied so far is written.
     pub fn page(&self, before: Option<u64>, limit: usize, keep: impl Fn(&Event) -> bool) -> Result<Page, String> {
+        self.recorder.caught_up()?;
         let start;
         let mode = match before {
             Some(0) => return Ok(Page { events: Vec::new(), next: None }),
@@ -177,61 +316,65 @@ impl HistoryLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hpfriends_graph::Command;
 
-    fn db() -> (tempfile::TempDir, Arc<DB>) {
+    struct Store {
+        _dir: tempfile::TempDir,
+        db: Arc<DB>,
+        recorder: Arc<Recorder>,
+        state: HistoryState,
+        retention: Retention,
+    }
+
+    fn store(retention: Retention) -> Store {
         let dir = tempfile::tempdir().unwrap();
         let (db, _) = super::super::open_db(&dir.path().join("raft")).unwrap();
-        (dir, db)
+        let recorder = Arc::new(Recorder::start(db.clone(), 0));
+        Store { _dir: dir, db, recorder, state: HistoryState::default(), retention }
     }
 
-    fn add(db: &DB, state: &mut HistoryState, at: Option<UnixTime>, n: usize) {
-        let mut batch = WriteBatch::default();
-        let changes = (0..n)
-            .flat_map(|i| {
-                hpfriends_graph::history::changes(&Command::AddUser { name: format!("u{i}") }, &Default::default())
-            })
-            .collect();
-        let origin = at.map(|at| Origin { node: 1, at });
-        record(db, &mut batch, state, state.next_seq + 1, origin, &Actor::Operator, changes);
-        db.write(batch).unwrap();
-    }
+    impl Store {
+        /// An entry of `n` new users, proposed at `at`.
+        fn add(&mut self, at: Option<UnixTime>, n: usize) {
+            let commands = (0..n).map(|i| Command::AddUser { name: format!("u{i}") }).collect();
+            let origin = at.map(|at| Origin { node: 1, at });
+            let index = self.state.next_seq + 1;
+            let command = Command::Batch { commands };
+            let job = self.state.number(index, origin, Actor::Operator, command, RemovedKeys::new(), self.retention);
+            self.recorder.send(job.unwrap());
+        }
 
-    fn seqs(db: &Arc<DB>) -> Vec<u64> {
-        let page = HistoryLog::new(db.clone()).page(None, usize::MAX, |_| true).unwrap();
-        page.events.iter().rev().map(|e| e.seq).collect()
+        fn log(&self) -> HistoryLog {
+            HistoryLog::new(self.db.clone(), self.recorder.clone())
+        }
+
+        fn seqs(&self) -> Vec<u64> {
+            let page = self.log().page(None, usize::MAX, |_| true).unwrap();
+            page.events.iter().rev().map(|e| e.seq).collect()
+        }
     }
 
     #[test]
     fn retention_keeps_the_newest_events_by_count_and_by_age() {
-        let (_dir, db) = db();
-        let mut state = HistoryState::default();
-        let retention = Retention { max_age_days: 1, max_events: 5 };
-        add(&db, &mut state, Some(1_000), 4);
-        prune(&db, &mut state, retention).unwrap();
-        assert_eq!(seqs(&db), [0, 1, 2, 3]);
-        add(&db, &mut state, Some(2_000), 3);
-        prune(&db, &mut state, retention).unwrap();
-        assert_eq!(seqs(&db), [2, 3, 4, 5, 6], "by count");
-        add(&db, &mut state, None, 1);
-        add(&db, &mut state, Some(2_000 + 86_400), 1);
-        prune(&db, &mut state, retention).unwrap();
-        assert_eq!(seqs(&db), [4, 5, 6, 7, 8], "a day old exactly is kept");
-        add(&db, &mut state, Some(2_001 + 86_400), 1);
-        prune(&db, &mut state, retention).unwrap();
-        assert_eq!(seqs(&db), [7, 8, 9], "by age; the event of unknown time stays");
-        assert_eq!(state.first_seq, 7);
-        add(&db, &mut state, Some(2_001 + 2 * 86_400), 1);
-        prune(&db, &mut state, retention).unwrap();
-        assert_eq!(seqs(&db), [9, 10], "it goes with a newer one");
+        let mut s = store(Retention { max_age_days: 1, max_events: 5 });
+        s.add(Some(1_000), 4);
+        assert_eq!(s.seqs(), [0, 1, 2, 3]);
+        s.add(Some(2_000), 3);
+        assert_eq!(s.seqs(), [2, 3, 4, 5, 6], "by count");
+        s.add(None, 1);
+        s.add(Some(2_000 + 86_400), 1);
+        assert_eq!(s.seqs(), [4, 5, 6, 7, 8], "a day old exactly is kept");
+        s.add(Some(2_001 + 86_400), 1);
+        assert_eq!(s.seqs(), [7, 8, 9], "by age; the event of unknown time stays");
+        assert_eq!(s.recorder.caught_up(), Ok(7));
+        s.add(Some(2_001 + 2 * 86_400), 1);
+        assert_eq!(s.seqs(), [9, 10], "it goes with a newer one");
     }
 
     #[test]
     fn pages_run_newest_first_and_continue_where_they_stopped() {
-        let (_dir, db) = db();
-        let mut state = HistoryState::default();
-        add(&db, &mut state, Some(1), 7);
-        let log = HistoryLog::new(db.clone());
+        let mut s = store(Retention::default());
+        s.add(Some(1), 7);
+        let log = s.log();
         let odd = |e: &Event| e.seq % 2 == 1;
         let first = log.page(None, 2, odd).unwrap();
         assert_eq!(first.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [5, 3]);
@@ -243,20 +386,21 @@ mod tests {
 
     #[test]
     fn a_restored_snapshot_replaces_lost_events_and_an_installed_one_replaces_everything() {
-        let (_dir, db) = db();
-        let mut state = HistoryState::default();
-        add(&db, &mut state, Some(1), 3);
-        let snapshot = db.snapshot();
-        let events = read_all(&snapshot, &db).unwrap();
-        drop(snapshot);
+        let mut s = store(Retention::default());
+        s.add(Some(1), 3);
+        s.recorder.caught_up().unwrap();
+        let events = read_all(&s.db, s.state.next_seq).unwrap();
+        s.add(Some(1), 2);
+        assert_eq!(s.seqs(), [0, 1, 2, 3, 4]);
+        assert_eq!(read_all(&s.db, 3).unwrap(), events, "a snapshot's events stop at its next seq");
         let mut batch = WriteBatch::default();
-        batch.delete_cf(cf(&db, CF_HISTORY), key(2));
-        db.write(batch).unwrap();
-        restore(&db, &state, &events, false).unwrap();
-        assert_eq!(seqs(&db), [0, 1, 2]);
+        batch.delete_cf(cf(&s.db, CF_HISTORY), key(2));
+        s.db.write(batch).unwrap();
+        let at_snapshot = HistoryState { next_seq: 3, first_seq: 0, clock: Some(1) };
+        restore(&s.db, &at_snapshot, &events, false).unwrap();
+        assert_eq!(s.seqs(), [0, 1, 2, 3, 4]);
 
-        add(&db, &mut state, Some(1), 2);
-        restore(&db, &HistoryState { next_seq: 3, first_seq: 1, clock: Some(1) }, &events[1..], true).unwrap();
-        assert_eq!(seqs(&db), [1, 2]);
+        restore(&s.db, &HistoryState { next_seq: 3, first_seq: 1, clock: Some(1) }, &events[1..], true).unwrap();
+        assert_eq!(s.seqs(), [1, 2]);
     }
 }

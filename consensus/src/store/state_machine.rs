@@ -14,10 +14,10 @@ use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use rocksdb::{WriteBatch, DB};
+use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
-use super::history::{self, HistoryLog, HistoryState};
+use super::history::{self, HistoryLog, HistoryState, Recorder};
 use super::{cf, synced, CF_SNAPSHOT};
 use crate::{Entry, LogId, NodeId, NodeInfo, Response, StorageError, TypeConfig};
 
@@ -171,6 +171,7 @@ struct StoredSnapshot {
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<DB>,
+    recorder: Arc<Recorder>,
     shared: Arc<Published>,
     snapshots_built: Arc<AtomicU64>,
     /// The command format version this node reads (`COMMAND_VERSION` unless
@@ -195,11 +196,12 @@ impl StateMachineStore {
             }
             None => MachineState::default(),
         };
-        let history = HistoryLog::new(db.clone());
+        let recorder = Arc::new(Recorder::start(db.clone(), state.history.first_seq));
+        let history = HistoryLog::new(db.clone(), recorder.clone());
         let shared = Arc::new(Published { state: RwLock::new(MachineState::default()), on_apply, history });
         shared.publish(&state);
         *shared.state.write().expect("fresh lock") = state;
-        Ok(Self { db, shared, snapshots_built: Arc::new(AtomicU64::new(0)), command_version })
+        Ok(Self { db, recorder, shared, snapshots_built: Arc::new(AtomicU64::new(0)), command_version })
     }
 
     pub fn shared(&self) -> Arc<Published> {
@@ -225,8 +227,7 @@ fn write_stored(db: &DB, stored: &StoredSnapshot) -> Result<(), StorageError> {
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        // The history as of the same applied entry: applies write it under the lock.
-        let (mut data, history, last_applied, membership) = {
+        let (mut data, last_applied, membership) = {
             let state = self.shared.state.read().expect("state lock poisoned");
             let data = SnapshotData {
                 last_applied: state.last_applied,
@@ -236,11 +237,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 history: state.history,
                 history_events: Vec::new(),
             };
-            (data, self.db.snapshot(), state.last_applied, state.membership.clone())
+            (data, state.last_applied, state.membership.clone())
         };
-        data.history_events =
-            history::read_all(&history, &self.db).map_err(|e| sm_err(ErrorVerb::Read, AnyError::error(e)))?;
-        drop(history);
+        // The events of every entry up to `last_applied` (handed to the recorder under the lock).
+        let (recorder, db, next_seq) = (self.recorder.clone(), self.db.clone(), data.history.next_seq);
+        let events = tokio::task::spawn_blocking(move || {
+            recorder.caught_up()?;
+            history::read_all(&db, next_seq)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|e| sm_err(ErrorVerb::Read, AnyError::error(e)))?;
+        data.history.first_seq = events.first().map_or(next_seq, |e| e.seq);
+        data.history_events = events;
         let bytes = serde_json::to_vec(&data).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let n = self.snapshots_built.fetch_add(1, Ordering::Relaxed);
         let snapshot_id = match last_applied {
@@ -267,7 +277,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
-        let mut recorded = WriteBatch::default();
+        let mut jobs = Vec::new();
         let mut state = self.shared.state.write().expect("state lock poisoned");
         let state = &mut *state;
         for entry in entries {
@@ -281,22 +291,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(req) => match req.id.as_deref().and_then(|id| state.recent.get(id)) {
                     Some(earlier) => earlier.clone(),
                     None => {
-                        let changes = hpfriends_graph::history::changes(&req.command, &state.graph);
+                        let removed = hpfriends_graph::history::removed_keys(&req.command, &state.graph);
                         let result = apply_command(state, &req.actor, &req.command, self.command_version);
-                        if result.is_ok() {
-                            let (db, index) = (&self.db, entry.log_id.index);
-                            history::record(
-                                db,
-                                &mut recorded,
-                                &mut state.history,
-                                index,
-                                req.origin,
-                                &req.actor,
-                                changes,
-                            );
-                        }
                         if let Some(id) = req.id {
                             state.recent.insert(id, result.clone());
+                        }
+                        if result.is_ok() {
+                            let (index, retention) = (entry.log_id.index, state.graph.history_retention());
+                            let job =
+                                state.history.number(index, req.origin, req.actor, req.command, removed, retention);
+                            jobs.extend(job);
                         }
                         result
                     }
@@ -304,11 +308,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             };
             responses.push(Response { result });
         }
-        if !recorded.is_empty() {
-            // Not synced: until a snapshot holds them they can be made again from the log.
-            self.db.write(recorded).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            history::prune(&self.db, &mut state.history, state.graph.history_retention())
-                .map_err(|e| sm_err(ErrorVerb::Write, AnyError::error(e)))?;
+        // Handed over under the lock: a snapshot waits for what it covers.
+        for job in jobs {
+            self.recorder.send(job);
         }
         self.shared.publish(state);
         Ok(responses)
@@ -329,8 +331,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     ) -> Result<(), StorageError> {
         let bytes = snapshot.into_inner();
         let mut data: SnapshotData = serde_json::from_slice(&bytes).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        history::restore(&self.db, &data.history, &std::mem::take(&mut data.history_events), true)
-            .map_err(|e| sm_err(ErrorVerb::Write, AnyError::error(e)))?;
+        let (recorder, db, snapshot) = (self.recorder.clone(), self.db.clone(), data.history);
+        let events = std::mem::take(&mut data.history_events);
+        tokio::task::spawn_blocking(move || {
+            recorder.caught_up()?;
+            history::restore(&db, &snapshot, &events, true)?;
+            recorder.restart_at(snapshot.first_seq);
+            Ok::<_, String>(())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|e| sm_err(ErrorVerb::Write, AnyError::error(e)))?;
         write_stored(&self.db, &StoredSnapshot { meta: meta.clone(), data: bytes })?;
         let new_state = MachineState::from_snapshot(data);
         let mut state = self.shared.state.write().expect("state lock poisoned");
