@@ -374,6 +374,14 @@ def scenarios(p):
     time.sleep(0.5)
     check(eve.locator("#live-messages tbody tr").count() == 0, "eve's Live page shows nothing of jojo's")
 
+    # The key's activity: what it published, summed over the cluster.
+    jojo.goto(WEB + "/keys")
+    jojo.get_by_role("link", name="jojo-sensor").click()
+    expect(jojo.get_by_role("heading", name="Key jojo-sensor")).to_be_visible()
+    published = jojo.locator("dl.stats dd").first.inner_text()
+    check(re.match(r"[1-9]\d* messages", published), f"jojo's key page counts what it published ({published!r})")
+    accessible(jojo, "key-activity")
+
     # A share revoked in the browser stops delivery, to hpfeeds subscribers and to the Live page.
     jojo.goto(WEB + "/shares")
     jojo.once("dialog", lambda d: d.accept())
