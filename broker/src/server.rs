@@ -207,6 +207,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         listeners: listener_count,
         accounts: accounts.clone(),
         sessions: sessions.clone(),
+        live: Default::default(),
     };
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();

@@ -32,4 +32,6 @@ pub struct AppState {
     pub accounts: Arc<accounts::AccountSettings>,
     /// hpfeeds connections of this node (who is logged in now).
     pub sessions: Arc<crate::hpfeeds::session::Sessions>,
+    /// Live pages streaming now, per user.
+    pub live: Arc<crate::web::live::Streams>,
 }

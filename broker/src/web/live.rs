@@ -35,6 +35,47 @@ pub const MAX_CHANNELS: usize = 16;
 pub const QUEUE_BYTES: usize = 1 << 20;
 /// Payload bytes sent to the browser per message; the size tells the rest.
 const SHOWN_BYTES: usize = 16 * 1024;
+/// Live streams open at once, per user and per node: each may hold a queue.
+pub const STREAMS_PER_USER: usize = 4;
+pub const STREAMS_PER_NODE: usize = 1_000;
+
+/// The Live streams open on this node, by user.
+#[derive(Default)]
+pub struct Streams {
+    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; closing it (dropping this) frees its place.
+struct Ticket {
+    streams: std::sync::Arc<Streams>,
+    user: String,
+}
+
+impl Streams {
+    fn open(self: &std::sync::Arc<Self>, user: &str) -> Result<Ticket, String> {
+        let mut open = self.open.lock().expect("live streams lock");
+        if open.get(user).copied().unwrap_or(0) >= STREAMS_PER_USER {
+            return Err(format!("you have {STREAMS_PER_USER} Live pages open already: close one first"));
+        }
+        if open.values().sum::<usize>() >= STREAMS_PER_NODE {
+            return Err("this node streams to as many Live pages as it may now: try again later".into());
+        }
+        *open.entry(user.to_string()).or_default() += 1;
+        Ok(Ticket { streams: self.clone(), user: user.to_string() })
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut open = self.streams.open.lock().expect("live streams lock");
+        if let Some(n) = open.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.user);
+            }
+        }
+    }
+}
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -134,6 +175,7 @@ struct Live {
     pending: VecDeque<Event>,
     done: bool,
     _subscribed: Subscribed,
+    _ticket: Ticket,
 }
 
 pub async fn events(State(state): State<AppState>, u: SignedInUser, Query(q): Query<LiveQuery>) -> Response {
@@ -145,6 +187,10 @@ pub async fn events(State(state): State<AppState>, u: SignedInUser, Query(q): Qu
     };
     let Some(owner) = state.node.read_graph(|g| g.user_id(&me)) else {
         return StatusCode::FORBIDDEN.into_response();
+    };
+    let ticket = match state.live.open(&me) {
+        Ok(t) => t,
+        Err(why) => return (StatusCode::TOO_MANY_REQUESTS, why).into_response(),
     };
     let conn = state.sessions.new_connection_id();
     let close = CancellationToken::new();
@@ -165,6 +211,7 @@ pub async fn events(State(state): State<AppState>, u: SignedInUser, Query(q): Qu
         pending: VecDeque::from([Event::default().event("open").data("connected")]),
         done: false,
         _subscribed: subscribed,
+        _ticket: ticket,
     };
     let stream = futures::stream::unfold(live, |mut live| async move {
         live.next().await.map(|event| (Ok::<_, Infallible>(event), live))
@@ -268,6 +315,18 @@ mod tests {
         let mut run = crate::protocol::frame::PublishFrame::new(b"s", b"c", b"one").raw().to_vec();
         run.extend_from_slice(crate::protocol::frame::PublishFrame::new(b"s", b"c", b"two").raw());
         assert_eq!(messages(&run).len(), 2);
+    }
+
+    #[test]
+    fn given_four_open_streams_then_a_fifth_of_that_user_is_refused_until_one_closes() {
+        let streams = std::sync::Arc::new(Streams::default());
+        let tickets: Vec<Ticket> = (0..STREAMS_PER_USER).map(|_| streams.open("jojo").unwrap()).collect();
+        assert!(streams.open("jojo").err().expect("a fifth is refused").contains("close one first"));
+        let other = streams.open("mark").unwrap();
+        drop(tickets);
+        drop(other);
+        assert!(streams.open.lock().unwrap().is_empty());
+        assert!(streams.open("jojo").is_ok());
     }
 
     #[test]

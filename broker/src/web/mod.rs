@@ -14,7 +14,7 @@ mod groups;
 mod history;
 mod keys;
 mod layout;
-mod live;
+pub mod live;
 mod operator;
 mod session;
 mod shares;

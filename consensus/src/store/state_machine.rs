@@ -21,7 +21,12 @@ use super::history::{self, HistoryLog, HistoryState, Recorder};
 use super::{cf, synced, CF_SNAPSHOT};
 use crate::{Entry, LogId, NodeId, NodeInfo, Response, StorageError, TypeConfig};
 
-const KEY_CURRENT: &[u8] = b"current";
+/// The snapshot's meta (JSON) and its data (the bytes as they are).
+const KEY_META: &[u8] = b"current-meta";
+const KEY_DATA: &[u8] = b"current-data";
+/// v0.1.0 kept both in one JSON value, the data as an array of numbers
+/// (four bytes and more per byte); read when the two keys are not there.
+const KEY_V0_1: &[u8] = b"current";
 
 /// An authkey with its owner's id, as the publish path uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,13 +221,25 @@ pub(super) fn stored_last_applied(db: &DB) -> Result<Option<u64>, String> {
 }
 
 fn read_stored(db: &DB) -> Result<Option<StoredSnapshot>, StorageError> {
-    let raw = db.get_cf(cf(db, CF_SNAPSHOT), KEY_CURRENT).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-    raw.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| sm_err(ErrorVerb::Read, e))
+    let get = |key| db.get_cf(cf(db, CF_SNAPSHOT), key).map_err(|e| sm_err(ErrorVerb::Read, e));
+    match (get(KEY_META)?, get(KEY_DATA)?) {
+        (Some(meta), Some(data)) => {
+            let meta = serde_json::from_slice(&meta).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            Ok(Some(StoredSnapshot { meta, data }))
+        }
+        _ => get(KEY_V0_1)?.map(|b| serde_json::from_slice(&b)).transpose().map_err(|e| sm_err(ErrorVerb::Read, e)),
+    }
 }
 
+/// Meta and data in one synced batch; a v0.1.0 snapshot goes with it.
 fn write_stored(db: &DB, stored: &StoredSnapshot) -> Result<(), StorageError> {
-    let bytes = serde_json::to_vec(stored).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    db.put_cf_opt(cf(db, CF_SNAPSHOT), KEY_CURRENT, bytes, &synced()).map_err(|e| sm_err(ErrorVerb::Write, e))
+    let meta = serde_json::to_vec(&stored.meta).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    let mut batch = rocksdb::WriteBatch::default();
+    let family = cf(db, CF_SNAPSHOT);
+    batch.put_cf(family, KEY_META, meta);
+    batch.put_cf(family, KEY_DATA, &stored.data);
+    batch.delete_cf(family, KEY_V0_1);
+    db.write_opt(batch, &synced()).map_err(|e| sm_err(ErrorVerb::Write, e))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
@@ -368,4 +385,30 @@ fn apply_command(state: &mut MachineState, actor: &Actor, command: &Command, ver
         state.keys = Arc::new(key_table(&state.graph));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn given_a_snapshot_of_v0_1_0_then_it_loads_and_the_next_one_is_stored_as_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = super::super::open_db(&dir.path().join("raft")).unwrap();
+        let mut graph = Graph::new();
+        graph.apply(&Command::AddUser { name: "old".into() }).unwrap();
+        let data = serde_json::json!({"last_applied": null, "membership": StoredMembership::<NodeId, NodeInfo>::default(), "graph": graph});
+        let meta = SnapshotMeta::<NodeId, NodeInfo> { snapshot_id: "v0.1.0".into(), ..Default::default() };
+        let old = serde_json::json!({"meta": meta, "data": serde_json::to_vec(&data).unwrap()});
+        db.put_cf(cf(&db, CF_SNAPSHOT), KEY_V0_1, serde_json::to_vec(&old).unwrap()).unwrap();
+
+        let mut machine = StateMachineStore::load(db.clone(), hpfriends_graph::COMMAND_VERSION, Arc::new(())).unwrap();
+        assert!(machine.shared().read_graph(|g| g.has_user("old")));
+        machine.build_snapshot().await.unwrap();
+        let raw = db.get_cf(cf(&db, CF_SNAPSHOT), KEY_DATA).unwrap().unwrap();
+        assert!(raw.starts_with(b"{"), "the data is stored as the JSON it is, not as numbers");
+        assert!(db.get_cf(cf(&db, CF_SNAPSHOT), KEY_V0_1).unwrap().is_none());
+        let again = StateMachineStore::load(db, hpfriends_graph::COMMAND_VERSION, Arc::new(())).unwrap();
+        assert!(again.shared().read_graph(|g| g.has_user("old")));
+    }
 }
