@@ -347,7 +347,6 @@ mod tests {
 
     #[test]
     fn sign_ins_are_not_changes_and_a_batch_is_one_change_per_command() {
-        let g = graph();
         let start = Command::StartSession { actor: Actor::Operator, session_hash: "h".into(), expires_at: 9, at: 1 };
         assert!(changes(&start, &RemovedKeys::new()).is_empty());
         let batch = Command::Batch {
