@@ -5,6 +5,7 @@
 //! Every payload starts with a stamp (publisher, sequence, send time), so the
 //! subscribers measure loss, order and latency themselves.
 
+mod fleet;
 mod relay;
 mod wire;
 
@@ -19,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+pub use fleet::FleetArgs;
 pub use relay::RelayArgs;
 use wire::Login;
 pub use wire::Protocol;
@@ -36,6 +38,8 @@ pub struct BenchArgs {
 pub enum BenchCmd {
     /// A minimal hpfeeds forwarder (no auth, no checks): the ceiling to compare with.
     Relay(RelayArgs),
+    /// A honeypot network: thousands of sensors, each its own connection and key, publishing now and then.
+    Fleet(FleetArgs),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -88,6 +92,7 @@ pub struct LoadArgs {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         Some(BenchCmd::Relay(r)) => relay::run(r).await,
+        Some(BenchCmd::Fleet(f)) => fleet::run(f).await,
         None => {
             let report = load(&args.load).await?;
             if args.load.json {

@@ -47,16 +47,31 @@ pub struct Writer {
 /// Connects and logs in; for hpfeeds the broker's answer to AUTH is silence,
 /// so a wrong secret shows up as an ERROR on the first read.
 pub async fn connect(protocol: Protocol, addr: SocketAddr, login: &Login) -> anyhow::Result<(Reader, Writer)> {
+    connect_with(protocol, addr, login, 1 << 16).await
+}
+
+/// As `connect`, with buffers for a connection that sends a message now and
+/// then (a sensor of a fleet of thousands).
+pub async fn connect_small(protocol: Protocol, addr: SocketAddr, login: &Login) -> anyhow::Result<(Reader, Writer)> {
+    connect_with(protocol, addr, login, 1 << 10).await
+}
+
+async fn connect_with(
+    protocol: Protocol,
+    addr: SocketAddr,
+    login: &Login,
+    buffer: usize,
+) -> anyhow::Result<(Reader, Writer)> {
     let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
     // Frames up to the largest payload the bench sends, and then some.
     let limits = Limits { max_publish_body: 16 << 20 };
-    let mut reader = Reader { protocol, half: r, buf: BytesMut::with_capacity(1 << 16), limits };
+    let mut reader = Reader { protocol, half: r, buf: BytesMut::with_capacity(buffer), limits };
     let mut writer = Writer {
         protocol,
         half: w,
-        out: BytesMut::with_capacity(1 << 16),
+        out: BytesMut::with_capacity(buffer),
         ident: Bytes::from(login.ident.clone()),
         channel: Bytes::from(login.channel.clone()),
     };
