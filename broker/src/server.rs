@@ -348,8 +348,26 @@ async fn stop_within<T>(mut task: tokio::task::JoinHandle<T>, what: &str) {
     }
 }
 
+/// Connections the kernel holds for `accept` (bounded by net.core.somaxconn):
+/// when a node restarts, its thousands of sensors reconnect at once. The 128
+/// of `TcpListener::bind` overflowed at 256 logins in flight, and each
+/// overflowed SYN waited a 1 s retransmit (docs/BENCHMARKS.md, the fleet).
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen for {what} on {addr}"))
+    let listen = async {
+        let mut last = None;
+        for a in tokio::net::lookup_host(addr).await? {
+            let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            socket.set_reuseaddr(true)?;
+            match socket.bind(a).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+                Ok(listener) => return Ok(listener),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")))
+    };
+    listen.await.with_context(|| format!("cannot listen for {what} on {addr}"))
 }
 
 /// A configured secret, or one kept in `<data_dir>/<file>` (generated on

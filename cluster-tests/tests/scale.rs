@@ -39,3 +39,18 @@ fn given_a_fleet_of_500_sensors_then_every_event_arrives_and_the_broker_is_measu
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("cannot hold 100000000 sensors and 1 subscribers"), "{err}");
 }
+
+#[test]
+fn given_a_node_then_its_listeners_hold_4096_connections_for_accept() {
+    // A restarted node's sensors reconnect at once: the accept queue must not overflow at 128.
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeProcess::start(&hpfriends_bin(), &dir.path().join("node"), &[]).unwrap();
+    for addr in [node.hpfeeds_addr, node.http_addr, node.cluster_addr] {
+        let out = Command::new("ss").args(["-ltnH", &format!("sport = :{}", addr.port())]).output().unwrap();
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        let backlog: u32 =
+            line.split_whitespace().nth(2).and_then(|b| b.parse().ok()).unwrap_or_else(|| panic!("ss: {line:?}"));
+        let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+        assert_eq!(backlog, somaxconn.min(4096), "{addr}: {line}");
+    }
+}
