@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use hpfriends_consensus::log_budget::LogBudget;
 use hpfriends_consensus::KeyEntry;
@@ -75,6 +75,11 @@ struct PublishMetrics {
 /// Bytes asked of the socket per read: a busy publisher's frames arrive
 /// hundreds per syscall (tokio-util's 8 KiB default cost seven times the reads).
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// What a connection's read buffer starts with: an AUTH and a sensor's
+/// events fit. One that reads this much without waiting for its socket (a
+/// busy publisher) is given `READ_BUFFER_BYTES`; a fleet of idle sensors is
+/// not (64 KiB each was 65 MB of heap for 1,000 sensors).
+const FIRST_READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// With `metrics_per_ident`: the connection's publish series by channel,
 /// labelled `ident` and `chan` as hpfeeds 3.x labels them.
@@ -225,7 +230,7 @@ impl Sessions {
         // Before AUTH no frame may be larger than an AUTH: an unauthenticated
         // client cannot make the broker buffer a megabyte PUBLISH.
         let before_auth = Limits { max_publish_body: MAX_AUTH_BODY };
-        let mut reader = FramedRead::with_capacity(read_half, Codec { limits: before_auth }, READ_BUFFER_BYTES);
+        let mut reader = FramedRead::with_capacity(read_half, Codec { limits: before_auth }, FIRST_READ_BUFFER_BYTES);
         // Cancelled by an overflow or a failed write: the connection is lost.
         let close = CancellationToken::new();
         let (out, out_rx) = outbound(self.config.max_outbound_bytes, close.clone());
@@ -326,6 +331,9 @@ impl Sessions {
         };
         let mut views = self.router.watch_views();
         views.mark_unchanged();
+        // Bytes of PUBLISH frames read since the session last waited for its socket;
+        // past FIRST_READ_BUFFER_BYTES the connection is busy and reads 64 KiB at a time.
+        let (mut read_without_waiting, mut busy) = (0, false);
         loop {
             if views.has_changed().unwrap_or(false) {
                 views.mark_unchanged();
@@ -337,6 +345,7 @@ impl Sessions {
             let next = match reader.next().now_or_never() {
                 Some(next) => next,
                 None => {
+                    read_without_waiting = 0;
                     counts.flush();
                     counts.read_buffer(reader.read_buffer().len(), reader.read_buffer().capacity());
                     tokio::select! {
@@ -370,6 +379,16 @@ impl Sessions {
                     let d = self.router.publish(&view, current.owner, &publish);
                     counts.published += 1;
                     counts.published_bytes += publish.raw().len() as u64;
+                    read_without_waiting += publish.raw().len();
+                    if read_without_waiting >= FIRST_READ_BUFFER_BYTES && !busy {
+                        // A new buffer, not a `reserve`: the buffer's frames are shared with the
+                        // subscribers, so each refill allocates anew, at the size it was made with.
+                        busy = true;
+                        let buffer = reader.read_buffer_mut();
+                        let mut bigger = BytesMut::with_capacity(READ_BUFFER_BYTES.max(buffer.len()));
+                        bigger.extend_from_slice(buffer);
+                        *buffer = bigger;
+                    }
                     match &mut per_ident {
                         None => {
                             counts.received += 1;
