@@ -658,3 +658,61 @@ impl Drop for Cluster {
         self.heal();
     }
 }
+
+/// A file of the repository's deploy/ folder.
+pub fn deploy_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(name)
+}
+
+/// HAProxy (Debian's package) in front of three nodes with the shipped
+/// deploy/haproxy.cfg, plus a test-only stats page to see which nodes it routes to.
+pub struct HaProxy {
+    pub service: Service,
+    /// Where hpfeeds clients connect.
+    pub hpfeeds_addr: SocketAddr,
+    /// The web app and API through the balancer.
+    pub web_addr: SocketAddr,
+    stats_addr: SocketAddr,
+}
+
+impl HaProxy {
+    pub fn start(nodes: &[NodeProcess], dir: &Path) -> anyhow::Result<HaProxy> {
+        let addr = || -> anyhow::Result<SocketAddr> { Ok(format!("127.0.0.1:{}", free_port()?).parse()?) };
+        let (hpfeeds_addr, web_addr, stats_addr) = (addr()?, addr()?, addr()?);
+        let stats_cfg = dir.join("haproxy-stats.cfg");
+        std::fs::write(
+            &stats_cfg,
+            format!(
+                "frontend test_stats\n    mode http\n    bind {stats_addr}\n    stats enable\n    stats uri /stats\n"
+            ),
+        )?;
+        let mut cmd = Command::new("haproxy");
+        cmd.args(["-db", "-f"]).arg(deploy_file("haproxy.cfg")).arg("-f").arg(&stats_cfg);
+        cmd.env("HPFEEDS_BIND", hpfeeds_addr.to_string()).env("WEB_BIND", web_addr.to_string());
+        for (i, n) in nodes.iter().enumerate() {
+            let id = i + 1;
+            cmd.env(format!("NODE{id}_HPFEEDS"), n.hpfeeds_addr.to_string())
+                .env(format!("NODE{id}_HTTP_HOST"), n.http_addr.ip().to_string())
+                .env(format!("NODE{id}_HTTP_PORT"), n.http_addr.port().to_string());
+        }
+        let mut service = Service::start("haproxy", cmd)?;
+        service.wait_for("accepting", DEADLINE, || std::net::TcpStream::connect(hpfeeds_addr).ok())?;
+        let mut proxy = HaProxy { service, hpfeeds_addr, web_addr, stats_addr };
+        proxy.wait_all_up()?;
+        Ok(proxy)
+    }
+
+    /// Waits until HAProxy's health checks have every node in rotation.
+    pub fn wait_all_up(&mut self) -> anyhow::Result<()> {
+        let stats = self.stats_addr;
+        self.service.wait_for("every node in rotation", DEADLINE, || {
+            let (_, csv) = http_get(stats, "/stats;csv").ok()?;
+            let nodes: Vec<Vec<&str>> = csv
+                .lines()
+                .map(|l| l.split(',').collect::<Vec<_>>())
+                .filter(|f| f.len() > 17 && f[0] == "brokers" && f[1].starts_with("node"))
+                .collect();
+            (nodes.len() == 3 && nodes.iter().all(|f| f[17] == "UP")).then_some(())
+        })
+    }
+}

@@ -3,16 +3,13 @@
 //! subscribes through its HAProxy. Skipped, visibly, without a Docker engine.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hpfriends_cluster_tests::{free_port, hpfriends_bin, http_status, sync, wait_for, Subscriber, DEADLINE};
+use hpfriends_cluster_tests::{
+    deploy_file, free_port, hpfriends_bin, http_status, sync, wait_for, Subscriber, DEADLINE,
+};
 
 const TOKEN: &str = "compose-test-operator-token-0123456789";
-
-fn deploy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
 
 /// `docker-compose` (v1) or `docker compose` (v2), whichever this machine has.
 fn compose_command() -> Option<Vec<String>> {
@@ -38,7 +35,7 @@ impl Stack {
         let mut cmd = Command::new(&self.compose[0]);
         cmd.args(&self.compose[1..])
             .args(["-p", &self.project, "-f"])
-            .arg(deploy().join("docker-compose.yml"))
+            .arg(deploy_file("docker-compose.yml"))
             .args(args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.output().expect("running compose")
@@ -72,7 +69,7 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
     };
 
     // The images, from this build's binary.
-    let build = Command::new(deploy().join("docker/build-images")).arg(hpfriends_bin()).output().unwrap();
+    let build = Command::new(deploy_file("docker/build-images")).arg(hpfriends_bin()).output().unwrap();
     assert!(build.status.success(), "build-images failed:\n{}", String::from_utf8_lossy(&build.stderr));
 
     let (hpfeeds_port, api_port, prom_port) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());

@@ -4,15 +4,15 @@
 //! 3.1.0 clients; the drain's leadership hand-off; mixed command versions.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hpfriends_cluster_tests::{
-    free_port, hpfeeds_python, hpfriends_bin, http_get, http_post, http_status, publish, wait_for, Cluster, Service,
-    DEADLINE,
+    deploy_file, free_port, hpfeeds_python, hpfriends_bin, http_get, http_post, http_status, publish, wait_for,
+    Cluster, HaProxy, Service, DEADLINE,
 };
 
 /// Drain settings for the test nodes: long enough for HAProxy (checks every
@@ -27,10 +27,6 @@ const GRAPH: &str = r#"{
     {"ident": "roll-sub", "secret": "r", "owner": "analyst", "subscribe": ["roll"]}
   ]
 }"#;
-
-fn deploy_file(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy").join(name)
-}
 
 fn cluster() -> Cluster {
     let mut c = Cluster::start(&hpfriends_bin(), 3, DRAIN_ARGS).unwrap();
@@ -157,32 +153,11 @@ fn given_a_cluster_of_the_previous_release_then_account_entries_wait_until_every
 #[test]
 fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clients_barely_notice() {
     let mut c = cluster();
-    let hp_port = free_port().unwrap();
-    let hp_addr: SocketAddr = format!("127.0.0.1:{hp_port}").parse().unwrap();
-    // A second, test-only config file: HAProxy's stats page, to see which
-    // nodes it routes to.
-    let stats_addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
-    let stats_cfg = c.dir.path().join("haproxy-stats.cfg");
-    std::fs::write(
-        &stats_cfg,
-        format!("frontend test_stats\n    mode http\n    bind {stats_addr}\n    stats enable\n    stats uri /stats\n"),
-    )
-    .unwrap();
-    let mut cmd = Command::new("haproxy");
-    cmd.args(["-db", "-f"]).arg(deploy_file("haproxy.cfg")).arg("-f").arg(&stats_cfg);
-    cmd.env("HPFEEDS_BIND", hp_addr.to_string());
-    let web_addr: SocketAddr = format!("127.0.0.1:{}", free_port().unwrap()).parse().unwrap();
-    cmd.env("WEB_BIND", web_addr.to_string());
-    for (i, n) in c.nodes.iter().enumerate() {
-        let id = i + 1;
-        cmd.env(format!("NODE{id}_HPFEEDS"), n.hpfeeds_addr.to_string())
-            .env(format!("NODE{id}_HTTP_HOST"), n.http_addr.ip().to_string())
-            .env(format!("NODE{id}_HTTP_PORT"), n.http_addr.port().to_string());
-    }
-    let mut haproxy = Service::start("haproxy", cmd).unwrap();
-    haproxy.wait_for("accepting", DEADLINE, || std::net::TcpStream::connect(hp_addr).ok()).unwrap();
+    let mut haproxy = HaProxy::start(&c.nodes, c.dir.path()).unwrap();
+    let (hp_port, web_addr) = (haproxy.hpfeeds_addr.port(), haproxy.web_addr);
     // The web app is served through the same HAProxy (deploy/README.md).
     let (status, page) = haproxy
+        .service
         .wait_for("the web app", DEADLINE, || http_get(web_addr, "/sign-in").ok().filter(|(s, _)| *s == 200))
         .unwrap();
     assert!(status == 200 && page.contains("Sign in"), "{page}");
@@ -237,7 +212,7 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
         node.wait_ready().unwrap();
         println!("node {id}: drained in {drained:?}, ready again after {:?}", started.elapsed());
         // HAProxy takes it back into rotation before the next one goes.
-        haproxy.wait_for("every node back in rotation", DEADLINE, || all_up(stats_addr)).unwrap();
+        haproxy.wait_all_up().unwrap();
     }
     // Keep publishing for a while with all nodes back.
     std::thread::sleep(Duration::from_secs(2));
@@ -282,16 +257,6 @@ fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clie
 
 /// `Some` when HAProxy's stats page shows every node of the `brokers`
 /// backend UP (CSV: proxy name, server name, ..., status in column 18).
-fn all_up(stats: SocketAddr) -> Option<()> {
-    let (_, csv) = http_get(stats, "/stats;csv").ok()?;
-    let nodes: Vec<Vec<&str>> = csv
-        .lines()
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f.len() > 17 && f[0] == "brokers" && f[1].starts_with("node"))
-        .collect();
-    (nodes.len() == 3 && nodes.iter().all(|f| f[17] == "UP")).then_some(())
-}
-
 /// Messages per second the publisher sends during the roll.
 const RATE: u64 = 200;
 

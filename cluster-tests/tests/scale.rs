@@ -1,10 +1,11 @@
 //! The sensor-fleet load generator (`hpfriends bench fleet`) in a small
 //! version, so the mode keeps working: the large runs are benchmarks
-//! (docs/BENCHMARKS.md), not tests.
+//! (docs/BENCHMARKS.md), not tests. The reconnect storm runs the same mode
+//! through HAProxy in front of three nodes while one of them drains.
 
 use std::process::Command;
 
-use hpfriends_cluster_tests::{hpfriends_bin, NodeProcess};
+use hpfriends_cluster_tests::{hpfriends_bin, Cluster, HaProxy, NodeProcess, DEADLINE};
 
 #[test]
 fn given_a_fleet_of_500_sensors_then_every_event_arrives_and_the_broker_is_measured() {
@@ -53,4 +54,39 @@ fn given_a_node_then_its_listeners_hold_4096_connections_for_accept() {
         let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
         assert_eq!(backlog, somaxconn.min(4096), "{addr}: {line}");
     }
+}
+
+#[test]
+fn given_a_fleet_behind_haproxy_when_a_node_drains_then_its_sensors_reconnect_and_no_subscriber_is_closed() {
+    // Short drain, so the storm fits a test: unready for 2 s (HAProxy takes
+    // the node out), then its clients are closed over 1 s.
+    let mut c =
+        Cluster::start(&hpfriends_bin(), 3, &["--drain-grace-ms", "2000", "--drain-close-window-ms", "1000"]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let haproxy = HaProxy::start(&c.nodes, c.dir.path()).unwrap();
+    let subscribers = format!("{},{}", c.nodes[1].hpfeeds_addr, c.nodes[2].hpfeeds_addr);
+    let out = Command::new(hpfriends_bin())
+        .args(["bench", "fleet", "--json", "--sensors", "300", "--users", "10", "--rate", "2", "--duration", "10"])
+        .args(["--addr", &haproxy.hpfeeds_addr.to_string(), "--api", &c.nodes[0].url(), "--token", &c.nodes[0].token])
+        .args(["--subscribers", "2", "--sub-addr", &subscribers, "--reconnect"])
+        .args(["--drain-pid", &c.nodes[0].pid().unwrap().to_string(), "--drain-after", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bench fleet failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("{report}");
+    let drained = c.node(1).wait_exit(DEADLINE).unwrap();
+    assert!(drained.success(), "node 1 drained and exited 0: {drained}");
+
+    // HAProxy spread the fleet (least connections): node 1's third was closed and came back through the others.
+    let disconnects = report["disconnects"].as_u64().unwrap();
+    assert!((60..=140).contains(&disconnects), "{report}");
+    assert_eq!(report["sensors_not_back"], 0, "{report}");
+    let storm = report["reconnect_seconds"].as_f64().unwrap();
+    assert!(storm > 0.0 && storm < 8.0, "{report}");
+    assert_eq!(report["subscribers_closed"], serde_json::json!([]), "{report}");
+    // At most the event a sensor had in flight when its node closed it is lost.
+    let (published, delivered) = (report["published"].as_u64().unwrap(), report["delivered"].as_u64().unwrap());
+    assert!(published > 4_000, "{report}");
+    assert!(delivered + 2 * disconnects >= 2 * published, "{report}");
 }

@@ -4,10 +4,16 @@
 //! minute with jitter; S subscribers of the analysts read them all. Reports
 //! how long the whole fleet takes to connect and log in, delivered/s, loss,
 //! latency, and, given the broker's pid, its memory and CPU.
+//!
+//! With `--reconnect` and `--drain-pid` it is a reconnect storm: a node is
+//! drained mid-run, its sensors reconnect (through a load balancer in front
+//! of the nodes) and publish again; the report says how long that took and
+//! whether any subscriber was closed meanwhile.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -30,6 +36,9 @@ pub struct FleetArgs {
     /// hpfeeds addresses of the nodes (comma-separated); sensors are spread round-robin.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:10000")]
     pub addr: Vec<SocketAddr>,
+    /// Subscribers connect here instead of --addr (comma-separated, round-robin).
+    #[arg(long, value_delimiter = ',')]
+    pub sub_addr: Vec<SocketAddr>,
     /// HTTP address of a node: the fleet's users, keys and shares are applied there first.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub api: String,
@@ -61,6 +70,15 @@ pub struct FleetArgs {
     /// The broker's process id (one node): its memory and CPU are reported.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// A sensor whose connection closes connects again (after a random
+    /// pause of up to a second, as clients back off) and publishes at once.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Drain this node (SIGTERM to the process) --drain-after seconds into publishing.
+    #[arg(long, requires = "reconnect")]
+    pub drain_pid: Option<u32>,
+    #[arg(long, default_value_t = 5.0)]
+    pub drain_after: f64,
     /// One JSON line instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +106,17 @@ pub struct FleetReport {
     pub server_rss_per_connection: Option<f64>,
     /// Broker CPU while publishing, per delivered message.
     pub server_cpu_per_message_us: Option<f64>,
+    /// Sensor connections the server closed.
+    pub disconnects: u64,
+    /// From the first disconnect until every disconnected sensor had published again.
+    pub reconnect_seconds: Option<f64>,
+    /// Per disconnect: from noticing the close until the sensor's next publish was written.
+    pub downtime_p50_ms: Option<f64>,
+    pub downtime_max_ms: Option<f64>,
+    /// Sensors still disconnected when publishing ended.
+    pub sensors_not_back: u64,
+    /// Why the server closed subscribers (a slow consumer, for one), if it did.
+    pub subscribers_closed: Vec<String>,
 }
 
 impl FleetReport {
@@ -109,6 +138,20 @@ impl FleetReport {
             self.latency_p99_ms,
             self.latency_p999_ms,
         );
+        if self.disconnects > 0 {
+            out.push_str(&format!(
+                "sensors disconnected {}, all publishing again after {}; downtime p50 {}, max {}; not back {}\n",
+                self.disconnects,
+                self.reconnect_seconds.map_or("—".into(), |s| format!("{s:.2} s")),
+                self.downtime_p50_ms.map_or("—".into(), |m| format!("{m:.0} ms")),
+                self.downtime_max_ms.map_or("—".into(), |m| format!("{m:.0} ms")),
+                self.sensors_not_back,
+            ));
+        }
+        out.push_str(&format!("subscribers closed by the server: {}\n", self.subscribers_closed.len()));
+        for why in &self.subscribers_closed {
+            out.push_str(&format!("  {why}\n"));
+        }
         if self.server_rss_before.is_some() {
             out.push_str(&format!(
                 "broker RSS before {}, fleet idle {}, end {}; per connection {}\nbroker CPU per delivered message {}\n",
@@ -132,6 +175,10 @@ impl FleetArgs {
         anyhow::ensure!(self.duration > 0.0 && self.settle >= 0.0, "--duration must be positive");
         anyhow::ensure!(self.connect_concurrency > 0, "--connect-concurrency must be at least 1");
         anyhow::ensure!(!self.addr.is_empty(), "--addr needs at least one address");
+        anyhow::ensure!(
+            self.drain_pid.is_none() || (self.drain_after >= 0.0 && self.drain_after < self.duration),
+            "--drain-after must fall inside --duration"
+        );
         Ok(())
     }
 }
@@ -210,7 +257,7 @@ fn fit_fds(args: &FleetArgs) -> anyhow::Result<()> {
 }
 
 /// Resident bytes and CPU seconds (user + system) of a process, from /proc.
-fn process_usage(pid: u32) -> Option<(u64, f64)> {
+pub fn process_usage(pid: u32) -> Option<(u64, f64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib: u64 =
         status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
@@ -267,10 +314,11 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
 
     let reader_login = Login { ident: READER.into(), secret: "fleet-reader-secret".into(), channel: CHANNEL.into() };
     let stop = CancellationToken::new();
+    let sub_addrs = if args.sub_addr.is_empty() { &args.addr } else { &args.sub_addr };
     let mut subscribers = Vec::new();
     for i in 0..args.subscribers {
         let (reader, mut writer) =
-            wire::connect(Protocol::Hpfeeds, args.addr[i % args.addr.len()], &reader_login).await?;
+            wire::connect(Protocol::Hpfeeds, sub_addrs[i % sub_addrs.len()], &reader_login).await?;
         writer.subscribe();
         writer.flush().await?;
         subscribers.push(tokio::spawn(subscribe(reader, writer, epoch, stop.clone())));
@@ -285,66 +333,79 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
         let addr = args.addr[k % args.addr.len()];
         logins.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("the semaphore stays open");
-            let login = Login { ident: sensor_ident(k), secret: sensor_secret(k), channel: CHANNEL.into() };
-            let connected = wire::connect_small(Protocol::Hpfeeds, addr, &login).await;
-            (k, connected)
+            (k, wire::connect_small(Protocol::Hpfeeds, addr, &sensor_login(k)).await)
         });
     }
-    let mut writers: Vec<Option<wire::Writer>> = (0..args.sensors).map(|_| None).collect();
+    let mut connections: Vec<Option<(wire::Reader, wire::Writer)>> = (0..args.sensors).map(|_| None).collect();
     while let Some(joined) = logins.join_next().await {
         let (k, connected) = joined?;
-        let (_reader, writer) = connected.with_context(|| format!("sensor {k} could not connect"))?;
-        writers[k] = Some(writer);
+        connections[k] = Some(connected.with_context(|| format!("sensor {k} could not connect"))?);
     }
     let connect_seconds = connecting.elapsed().as_secs_f64();
     // Idle: every sensor logged in, nothing published yet.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = usage();
 
-    let published = Arc::new(AtomicU64::new(0));
-    let period = Duration::from_secs_f64(1.0 / args.rate);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(args.duration);
+    let plan = Arc::new(Plan {
+        epoch,
+        started,
+        deadline: started + Duration::from_secs_f64(args.duration),
+        period: Duration::from_secs_f64(1.0 / args.rate),
+        size: args.size,
+        reconnect: args.reconnect,
+        published: AtomicU64::new(0),
+        first_down_ns: AtomicU64::new(u64::MAX),
+        last_back_ns: AtomicU64::new(0),
+        downtimes_ms: Mutex::new(Vec::new()),
+    });
+    let drain = args.drain_pid.map(|pid| {
+        let at = started + Duration::from_secs_f64(args.drain_after);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at.into()).await;
+            let target = rustix::process::Pid::from_raw(pid as i32).context("--drain-pid must be a process id")?;
+            rustix::process::kill_process(target, rustix::process::Signal::TERM)
+                .with_context(|| format!("cannot send SIGTERM to process {pid}"))
+        })
+    });
     let mut sensors = tokio::task::JoinSet::new();
-    for (k, writer) in writers.into_iter().enumerate() {
-        let mut writer = writer.expect("every sensor connected");
-        let (published, size) = (published.clone(), args.size);
-        sensors.spawn(async move {
-            // Each sensor starts at a random point of its period, and keeps a jitter of ±10 %.
-            let mut next = started + period.mul_f64(rand::random::<f64>());
-            let mut seq = 0u64;
-            while next < deadline {
-                tokio::time::sleep_until(next.into()).await;
-                let sent_ns = epoch.elapsed().as_nanos() as u64;
-                writer.publish(&event(size, k as u32, seq, sent_ns));
-                writer.flush().await.with_context(|| format!("sensor {k} was disconnected"))?;
-                published.fetch_add(1, Ordering::Relaxed);
-                seq += 1;
-                next += period.mul_f64(0.9 + 0.2 * rand::random::<f64>());
-            }
-            anyhow::Ok(writer)
-        });
+    for (k, connection) in connections.into_iter().enumerate() {
+        let connection = connection.expect("every sensor connected");
+        sensors.spawn(sensor(k, args.addr[k % args.addr.len()], connection, plan.clone()));
     }
     let mut kept = Vec::new();
+    let mut sensors_not_back = 0;
     while let Some(done) = sensors.join_next().await {
-        kept.push(done??);
+        match done?? {
+            Some(connection) => kept.push(connection),
+            None => sensors_not_back += 1,
+        }
+    }
+    if let Some(drain) = drain {
+        drain.await??;
     }
     let elapsed = started.elapsed();
-    let published = published.load(Ordering::Relaxed);
+    let published = plan.published.load(Ordering::Relaxed);
     // Let what is in flight arrive.
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     let end = usage();
     stop.cancel();
     let mut delivered = 0;
+    let mut subscribers_closed = Vec::new();
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds");
     for s in subscribers {
-        let (received, hist) = s.await??;
+        let (received, hist, closed) = s.await??;
         delivered += received;
         latency.add(&hist).expect("histograms of the same bounds add up");
+        subscribers_closed.extend(closed);
     }
     drop(kept);
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e6;
     let connections = (args.sensors + args.subscribers) as f64;
+    let mut downtimes = std::mem::take(&mut *plan.downtimes_ms.lock().expect("no sensor panics"));
+    downtimes.sort_unstable();
+    let (first_down, last_back) =
+        (plan.first_down_ns.load(Ordering::Relaxed), plan.last_back_ns.load(Ordering::Relaxed));
     Ok(FleetReport {
         sensors: args.sensors,
         subscribers: args.subscribers,
@@ -364,22 +425,113 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
             .zip(end)
             .filter(|_| delivered > 0)
             .map(|(i, e)| (e.1 - i.1) / delivered as f64 * 1e6),
+        disconnects: downtimes.len() as u64 + sensors_not_back,
+        reconnect_seconds: (!downtimes.is_empty() && sensors_not_back == 0)
+            .then(|| last_back.saturating_sub(first_down) as f64 / 1e9),
+        downtime_p50_ms: downtimes.get(downtimes.len() / 2).map(|&d| d as f64),
+        downtime_max_ms: downtimes.last().map(|&d| d as f64),
+        sensors_not_back,
+        subscribers_closed,
     })
 }
 
-/// Counts the events one subscriber receives and their latency.
+fn sensor_login(k: usize) -> Login {
+    Login { ident: sensor_ident(k), secret: sensor_secret(k), channel: CHANNEL.into() }
+}
+
+/// What every sensor shares: the schedule, and what they count together.
+struct Plan {
+    epoch: Instant,
+    started: Instant,
+    deadline: Instant,
+    period: Duration,
+    size: usize,
+    reconnect: bool,
+    published: AtomicU64,
+    /// Since `epoch`: the first close any sensor saw, and the last return to publishing.
+    first_down_ns: AtomicU64,
+    last_back_ns: AtomicU64,
+    downtimes_ms: Mutex<Vec<u64>>,
+}
+
+/// One sensor: publishes on its schedule until the deadline, and notices the
+/// server closing its connection (by reading it, as real clients do). Its
+/// connection at the end, or None if it was still reconnecting.
+async fn sensor(
+    k: usize,
+    addr: SocketAddr,
+    mut connection: (wire::Reader, wire::Writer),
+    plan: Arc<Plan>,
+) -> anyhow::Result<Option<(wire::Reader, wire::Writer)>> {
+    // Each sensor starts at a random point of its period, and keeps a jitter of ±10 %.
+    let mut next = plan.started + plan.period.mul_f64(rand::random::<f64>());
+    let mut seq = 0u64;
+    let mut down_since: Option<Instant> = None;
+    loop {
+        let (reader, writer) = &mut connection;
+        let due = tokio::select! {
+            _ = tokio::time::sleep_until(next.into()) => true,
+            more = reader.fill() => {
+                // A publisher hears nothing but an ERROR before the server closes it.
+                let open = matches!(more, Ok(true)) && matches!(reader.drain(&mut 0, |_| {}), Ok(None));
+                if open {
+                    continue;
+                }
+                false
+            }
+        };
+        if due {
+            if next >= plan.deadline {
+                return Ok(Some(connection));
+            }
+            let sent_ns = plan.epoch.elapsed().as_nanos() as u64;
+            writer.publish(&event(plan.size, k as u32, seq, sent_ns));
+            if writer.flush().await.is_ok() {
+                plan.published.fetch_add(1, Ordering::Relaxed);
+                seq += 1;
+                next += plan.period.mul_f64(0.9 + 0.2 * rand::random::<f64>());
+                if let Some(since) = down_since.take() {
+                    plan.downtimes_ms.lock().expect("no sensor panics").push(since.elapsed().as_millis() as u64);
+                    plan.last_back_ns.fetch_max(sent_ns, Ordering::Relaxed);
+                }
+                continue;
+            }
+            writer.out.clear();
+        }
+        anyhow::ensure!(plan.reconnect, "sensor {k} was disconnected (run with --reconnect to reconnect)");
+        if down_since.is_none() {
+            down_since = Some(Instant::now());
+            plan.first_down_ns.fetch_min(plan.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        connection = loop {
+            tokio::time::sleep(Duration::from_secs_f64(rand::random::<f64>())).await;
+            if Instant::now() >= plan.deadline {
+                return Ok(None);
+            }
+            if let Ok(c) = wire::connect_small(Protocol::Hpfeeds, addr, &sensor_login(k)).await {
+                break c;
+            }
+        };
+        // A reconnected sensor publishes at once, so the storm's length is
+        // the time to reconnect, not to the next event on its schedule.
+        next = Instant::now();
+    }
+}
+
+/// Counts the events one subscriber receives and their latency; the server's
+/// reason if it closed the subscriber.
 async fn subscribe(
     mut reader: wire::Reader,
     _writer: wire::Writer,
     epoch: Instant,
     stop: CancellationToken,
-) -> anyhow::Result<(u64, Histogram<u64>)> {
+) -> anyhow::Result<(u64, Histogram<u64>, Option<String>)> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds");
     let mut received = 0u64;
     let mut pings = 0;
     loop {
         let more = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => return Ok((received, latency, None)),
             r = reader.fill() => r?,
         };
         let now = epoch.elapsed().as_nanos() as u64;
@@ -389,14 +541,11 @@ async fn subscribe(
                 received += 1;
             }
         })?;
-        if let Some(text) = closed {
-            bail!("a subscriber was closed by the server: {text}");
-        }
-        if !more {
-            bail!("a subscriber was closed by the server");
+        if closed.is_some() || !more {
+            let why = closed.unwrap_or_else(|| "closed without an ERROR".into());
+            return Ok((received, latency, Some(why)));
         }
     }
-    Ok((received, latency))
 }
 
 #[cfg(test)]
