@@ -21,18 +21,6 @@ const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhh
 
 /// The synthetic commands that apply, in order (the generator makes a few
 /// duplicates, and a batch is all or nothing).
-fn valid_commands(shape: &Shape) -> (Graph, Vec<Command>) {
-    let mut g = Graph::new();
-    let mut kept = Vec::new();
-    for c in synthetic::commands(shape) {
-        if g.apply(&c).is_ok() {
-            kept.push(c);
-        }
-    }
-    (g, kept)
-}
-
-/// The user with the most shares out and in.
 fn busiest(g: &Graph) -> String {
     let mut count: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for s in g.all_shares() {
@@ -91,7 +79,7 @@ fn main() {
         let running = start(&config).await.unwrap();
         running.node.wait_ready(Duration::from_secs(30)).await.unwrap();
         let shape = Shape::large();
-        let (local, commands) = valid_commands(&shape);
+        let (local, commands) = synthetic::applied(&shape);
         let started = Instant::now();
         for chunk in commands.chunks(BATCH) {
             running.node.write(Actor::Operator, Command::Batch { commands: chunk.to_vec() }).await.unwrap();

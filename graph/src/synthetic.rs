@@ -122,9 +122,18 @@ pub fn commands(shape: &Shape) -> Vec<Command> {
 
 /// Builds the graph, skipping generated duplicates (and self-shares).
 pub fn graph(shape: &Shape) -> Graph {
+    applied(shape).0
+}
+
+/// The graph and the commands that built it, without the generated
+/// duplicates (and self-shares) it refused: a log a node can replay.
+pub fn applied(shape: &Shape) -> (Graph, Vec<Command>) {
     let mut g = Graph::new();
+    let mut kept = Vec::new();
     for c in commands(shape) {
-        let _ = g.apply(&c);
+        if g.apply(&c).is_ok() {
+            kept.push(c);
+        }
     }
-    g
+    (g, kept)
 }

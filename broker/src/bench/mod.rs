@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use fleet::FleetArgs;
+pub use fleet::{fleet, process_usage, FleetArgs, FleetReport};
 pub use relay::RelayArgs;
 use wire::Login;
 pub use wire::Protocol;
@@ -64,6 +64,10 @@ pub struct LoadArgs {
     pub sub_ident: String,
     #[arg(long, default_value = "bench-sub")]
     pub sub_secret: String,
+    /// Subscribers log in with N keys (of different users): subscriber i as
+    /// `<sub-ident>-<i mod N>`, secret `<sub-secret>-<i mod N>`. 0: all as --sub-ident.
+    #[arg(long, default_value_t = 0)]
+    pub sub_keys: usize,
     /// Channel (NATS: subject) everyone publishes and subscribes on.
     #[arg(long, default_value = "bench")]
     pub channel: String,
@@ -234,8 +238,14 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
         progress: Notify::new(),
     });
     let sub_addrs = if args.sub_addr.is_empty() { &args.addr } else { &args.sub_addr };
-    let sub_login =
-        Login { ident: args.sub_ident.clone(), secret: args.sub_secret.clone(), channel: args.channel.clone() };
+    let sub_login = |i: usize| match args.sub_keys {
+        0 => Login { ident: args.sub_ident.clone(), secret: args.sub_secret.clone(), channel: args.channel.clone() },
+        n => Login {
+            ident: format!("{}-{}", args.sub_ident, i % n),
+            secret: format!("{}-{}", args.sub_secret, i % n),
+            channel: args.channel.clone(),
+        },
+    };
     let pub_login =
         Login { ident: args.pub_ident.clone(), secret: args.pub_secret.clone(), channel: args.channel.clone() };
 
@@ -243,7 +253,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
     let mut subscribers = Vec::new();
     for i in 0..args.subscribers {
         let addr = sub_addrs[i % sub_addrs.len()];
-        let (reader, mut writer) = wire::connect(args.protocol, addr, &sub_login).await?;
+        let (reader, mut writer) = wire::connect(args.protocol, addr, &sub_login(i)).await?;
         writer.subscribe();
         writer.flush().await?;
         subscribers.push(tokio::spawn(subscribe(i, reader, writer, shared.clone(), stop_subscribers.clone())));
