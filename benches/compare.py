@@ -87,8 +87,9 @@ def wait_ready(http_port, timeout=30):
 class Target:
     """A server (or cluster) started for one round, stopped after it."""
 
-    def __init__(self, name, binary, venv, workdir):
+    def __init__(self, name, binary, venv, workdir, config=None):
         self.name, self.binary, self.venv, self.workdir = name, binary, venv, workdir
+        self.config = config  # TOML text for every hpfriends node
         self.procs = []
 
     def spawn(self, args, log):
@@ -111,6 +112,10 @@ class Target:
                         "--cluster-secret", SECRET]
                 if i > 0:
                     args += ["--join", f"127.0.0.1:{ports[0][2]}"]
+                if self.config:
+                    with open(f"{d}/node{i + 1}.toml", "w") as f:
+                        f.write(self.config)
+                    args += ["--config", f"{d}/node{i + 1}.toml"]
                 self.spawn(args, f"{d}/node{i + 1}.log")
                 wait_ready(http)
             for _, http, _ in ports:
@@ -124,6 +129,7 @@ class Target:
             ctl(ports[0][1], "apply", graph)
             for _, http, _ in ports:  # a linearizable read: this node has applied the graph
                 ctl(http, "--consistent", "user", "list")
+            self.http = [p[1] for p in ports]
             self.pub = [ports[0][0]]
             self.sub = [p[0] for p in ports[1:]] or [ports[0][0]]
         elif self.name == "hpfeeds3":
