@@ -66,7 +66,10 @@ fn main() {
     print!("{}", report.table());
     assert!(c.node(1).wait_exit(DEADLINE).unwrap().success(), "node 1 drains and exits 0");
     for n in &c.nodes[1..] {
-        let connections = metric(n.http_addr, "hpfeeds_broker_client_connections").unwrap();
-        println!("node at {}: {connections} hpfeeds connections after the storm", n.hpfeeds_addr);
+        let made = metric(n.http_addr, "hpfeeds_broker_connection_made_total").unwrap();
+        println!(
+            "node at {}: {made} hpfeeds connections accepted in all (the fleet's share and the storm's)",
+            n.hpfeeds_addr
+        );
     }
 }
