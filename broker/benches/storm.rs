@@ -29,7 +29,8 @@ fn main() {
     let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_hpfriends")), 3, &[]).unwrap();
     c.wait_leader(DEADLINE).unwrap();
     let haproxy = HaProxy::start(&c.nodes, c.dir.path()).unwrap();
-    let (hp, api) = (haproxy.hpfeeds_addr.to_string(), c.nodes[0].url());
+    let hp = haproxy.hpfeeds_addr.to_string();
+    let api = c.nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",");
     let subs = format!("{},{}", c.nodes[1].hpfeeds_addr, c.nodes[2].hpfeeds_addr);
     let pid = c.nodes[0].pid().unwrap().to_string();
     let users = (sensors.parse::<usize>().unwrap() / 10).max(1).to_string();

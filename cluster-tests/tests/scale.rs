@@ -65,9 +65,10 @@ fn given_a_fleet_behind_haproxy_when_a_node_drains_then_its_sensors_reconnect_an
     c.wait_leader(DEADLINE).unwrap();
     let haproxy = HaProxy::start(&c.nodes, c.dir.path()).unwrap();
     let subscribers = format!("{},{}", c.nodes[1].hpfeeds_addr, c.nodes[2].hpfeeds_addr);
+    let apis = c.nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",");
     let out = Command::new(hpfriends_bin())
         .args(["bench", "fleet", "--json", "--sensors", "300", "--users", "10", "--rate", "2", "--duration", "10"])
-        .args(["--addr", &haproxy.hpfeeds_addr.to_string(), "--api", &c.nodes[0].url(), "--token", &c.nodes[0].token])
+        .args(["--addr", &haproxy.hpfeeds_addr.to_string(), "--api", &apis, "--token", &c.nodes[0].token])
         .args(["--subscribers", "2", "--sub-addr", &subscribers, "--reconnect"])
         .args(["--drain-pid", &c.nodes[0].pid().unwrap().to_string(), "--drain-after", "2"])
         .output()

@@ -39,9 +39,11 @@ pub struct FleetArgs {
     /// Subscribers connect here instead of --addr (comma-separated, round-robin).
     #[arg(long, value_delimiter = ',')]
     pub sub_addr: Vec<SocketAddr>,
-    /// HTTP address of a node: the fleet's users, keys and shares are applied there first.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub api: String,
+    /// HTTP addresses of the nodes (comma-separated): the fleet's users, keys
+    /// and shares are applied through the first, and the run waits until
+    /// every one listed has applied them.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:8080")]
+    pub api: Vec<String>,
     /// The operator token (to apply the fleet's graph).
     #[arg(long, env = "HPFRIENDS_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -175,6 +177,7 @@ impl FleetArgs {
         anyhow::ensure!(self.duration > 0.0 && self.settle >= 0.0, "--duration must be positive");
         anyhow::ensure!(self.connect_concurrency > 0, "--connect-concurrency must be at least 1");
         anyhow::ensure!(!self.addr.is_empty(), "--addr needs at least one address");
+        anyhow::ensure!(!self.api.is_empty(), "--api needs at least one address");
         anyhow::ensure!(
             self.drain_pid.is_none() || (self.drain_after >= 0.0 && self.drain_after < self.duration),
             "--drain-after must fall inside --duration"
@@ -217,8 +220,9 @@ fn declaration(args: &FleetArgs) -> serde_json::Value {
 }
 
 async fn apply(args: &FleetArgs) -> anyhow::Result<()> {
-    let url = format!("{}/api/v1/apply", args.api.trim_end_matches('/'));
-    let answer = reqwest::Client::new()
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/v1/apply", args.api[0].trim_end_matches('/'));
+    let answer = http
         .post(&url)
         .bearer_auth(&args.token)
         .json(&declaration(args))
@@ -228,6 +232,13 @@ async fn apply(args: &FleetArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot reach {url}"))?;
     if !answer.status().is_success() {
         bail!("applying the fleet's graph failed: {} {}", answer.status(), answer.text().await.unwrap_or_default());
+    }
+    // A consistent read returns once that node has applied all that was committed.
+    for api in &args.api {
+        let url = format!("{}/api/v1/users?consistent=true", api.trim_end_matches('/'));
+        let answer = http.get(&url).bearer_auth(&args.token).timeout(Duration::from_secs(60)).send().await;
+        let answer = answer.with_context(|| format!("cannot reach {url}"))?;
+        anyhow::ensure!(answer.status().is_success(), "{url} answered {}", answer.status());
     }
     Ok(())
 }
@@ -470,7 +481,8 @@ async fn sensor(
     loop {
         let (reader, writer) = &mut connection;
         let due = tokio::select! {
-            _ = tokio::time::sleep_until(next.into()) => true,
+            // Not past the deadline: a sensor due after it stops there.
+            _ = tokio::time::sleep_until(next.min(plan.deadline).into()) => true,
             more = reader.fill() => {
                 // A publisher hears nothing but an ERROR before the server closes it.
                 let open = matches!(more, Ok(true)) && matches!(reader.drain(&mut 0, |_| {}), Ok(None));
