@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use hpfriends_broker::config::Config;
 use hpfriends_broker::server::{start, Running};
+use hpfriends_cluster_tests::median;
 use hpfriends_graph::synthetic::{self, Shape};
 use hpfriends_graph::{Actor, AuthKey, Command, ShareKind, Target};
 
@@ -90,11 +91,6 @@ async fn bench(running: &Running, mode: &[&str]) -> serde_json::Value {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["lost"], 0, "nothing is lost at these loads: {report}");
     report
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

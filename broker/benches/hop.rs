@@ -10,7 +10,7 @@ use std::path::Path;
 
 use clap::Parser;
 use hpfriends_broker::bench::{load, LoadArgs, Report};
-use hpfriends_cluster_tests::{Cluster, BENCH_GRAPH, DEADLINE};
+use hpfriends_cluster_tests::{median, Cluster, BENCH_GRAPH, DEADLINE};
 
 #[derive(Parser)]
 struct Load {
@@ -24,11 +24,6 @@ fn run(rt: &tokio::runtime::Runtime, publisher: SocketAddr, subscriber: SocketAd
     argv.extend_from_slice(&["--pub-secret", "p", "--sub-secret", "s"]);
     argv.extend_from_slice(mode);
     rt.block_on(load(&Load::parse_from(argv).args)).unwrap()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

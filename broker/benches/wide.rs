@@ -12,7 +12,7 @@ use std::path::Path;
 
 use clap::Parser;
 use hpfriends_broker::bench::{load, process_usage, LoadArgs, Report};
-use hpfriends_cluster_tests::{Cluster, DEADLINE};
+use hpfriends_cluster_tests::{median, Cluster, DEADLINE};
 
 const READERS: usize = 1_000;
 
@@ -86,11 +86,6 @@ fn run(rt: &tokio::runtime::Runtime, c: &Cluster, subscribers_on: &[SocketAddr])
     let report = rt.block_on(load(&Load::parse_from(argv).args)).unwrap();
     let used = cpu().iter().zip(before).map(|(after, before)| after - before).collect();
     (report, used)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

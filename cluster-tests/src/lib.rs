@@ -716,3 +716,9 @@ impl HaProxy {
         })
     }
 }
+
+/// The median of a bench's rounds (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
