@@ -377,10 +377,11 @@ fn given_no_file_descriptors_left_then_no_accept_loop_spins_and_every_port_serve
     let status = Command::new("prlimit").args(["--pid", &pid.to_string(), &limit]).status().unwrap();
     assert!(status.success(), "prlimit failed");
 
-    // Idle HTTP connections take the last descriptors; the rest wait in every port's backlog.
+    // Idle connections take the last descriptors; the rest wait in every port's backlog. Each
+    // port gets more than the 30 spare, so each must fail to accept whichever port's loop runs first.
     let mut flood: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(node.http_addr).unwrap()).collect();
-    flood.extend((0..20).map(|_| TcpStream::connect(node.hpfeeds_addr).unwrap()));
-    flood.extend((0..20).map(|_| TcpStream::connect(node.cluster_addr).unwrap()));
+    flood.extend((0..60).map(|_| TcpStream::connect(node.hpfeeds_addr).unwrap()));
+    flood.extend((0..60).map(|_| TcpStream::connect(node.cluster_addr).unwrap()));
     wait_for("the node to run out of descriptors", DEADLINE, || {
         let log = node.log();
         (log.contains("HTTP accept failed") && log.contains("cluster port: accept failed")).then_some(())
