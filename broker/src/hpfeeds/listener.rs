@@ -88,19 +88,29 @@ async fn serve_one(
 ) {
     match tls {
         None => sessions.run(stream, peer, drain).await,
-        Some(acceptor) => {
-            let deadline = sessions.config.login_timeout;
-            match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-                Ok(Ok(tls_stream)) => sessions.run(tls_stream, peer, drain).await,
-                Ok(Err(e)) => {
-                    CloseReason::TlsHandshake.count(None);
-                    tracing::info!(%peer, "TLS handshake failed: {e}");
-                }
-                Err(_) => {
-                    CloseReason::TlsHandshake.count(None);
-                    tracing::info!(%peer, "TLS handshake timed out");
-                }
-            }
+        // On the heap: a TLS session's future is four times a plain one's, and
+        // inline it would make every plain connection's task that large too.
+        Some(acceptor) => Box::pin(serve_tls(sessions, stream, peer, acceptor, drain)).await,
+    }
+}
+
+async fn serve_tls(
+    sessions: Arc<Sessions>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    drain: CancellationToken,
+) {
+    let deadline = sessions.config.login_timeout;
+    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+        Ok(Ok(tls_stream)) => sessions.run(tls_stream, peer, drain).await,
+        Ok(Err(e)) => {
+            CloseReason::TlsHandshake.count(None);
+            tracing::info!(%peer, "TLS handshake failed: {e}");
+        }
+        Err(_) => {
+            CloseReason::TlsHandshake.count(None);
+            tracing::info!(%peer, "TLS handshake timed out");
         }
     }
 }
@@ -214,5 +224,35 @@ mod tests {
         assert_eq!(count.load(Ordering::Acquire), 0);
         let _still_up = Accepting::new(count.clone());
         assert_eq!(count.load(Ordering::Acquire), 1);
+    }
+
+    /// Every idle sensor holds its task for hours: a plain connection's must
+    /// not carry the room a TLS handshake and session need (it did: 5 KiB
+    /// instead of 1.4, most of an idle connection's memory).
+    #[tokio::test]
+    async fn given_a_plain_connection_then_its_task_is_not_sized_for_tls() {
+        use crate::cluster::links::Fanout;
+        use crate::hpfeeds::session::SessionConfig;
+        use crate::routing::{Router, View};
+
+        let router = Arc::new(Router::new(Arc::new(View::default()), Arc::new(Fanout::new(10))));
+        let config = SessionConfig {
+            broker_name: "hpfriends".into(),
+            login_timeout: std::time::Duration::from_secs(5),
+            max_outbound_bytes: 1 << 20,
+            limits: Default::default(),
+            close_window: Default::default(),
+            metrics_per_ident: false,
+            max_subscriptions: 10,
+        };
+        let sessions = Arc::new(Sessions::new(router, config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer = listener.local_addr().unwrap();
+        let connect = || TcpStream::connect(peer);
+
+        let session = sessions.clone().run(connect().await.unwrap(), peer, CancellationToken::new());
+        let served = serve_one(sessions.clone(), connect().await.unwrap(), peer, None, CancellationToken::new());
+        let (session, served) = (std::mem::size_of_val(&session), std::mem::size_of_val(&served));
+        assert!(served <= session + 256, "a plain connection's task is {served} bytes, its session {session}");
     }
 }
