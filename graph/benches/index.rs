@@ -1,7 +1,7 @@
 //! Sharing index on a large generated graph: full build time and resident
 //! memory, and the cost of one share added or removed.
 //!
-//! cargo bench -p hpfriends-graph --features synthetic --bench index [-- small]
+//! cargo bench -p hpfriends-graph --bench index [-- small]
 
 use std::time::{Duration, Instant};
 

@@ -12,7 +12,8 @@ pub mod history;
 mod index;
 mod model;
 pub mod names;
-#[cfg(feature = "synthetic")]
+/// A seeded generator of large graphs, for benchmarks (not behind a feature:
+/// one build of this crate serves the binary, the tests and the fuzz targets).
 pub mod synthetic;
 
 pub use authz::{authorize, Actor, Forbidden};
