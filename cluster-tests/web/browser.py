@@ -1,6 +1,6 @@
 """The web app in a real browser (Debian's chromium, driven by Playwright).
 
-Run by cluster-tests/tests/web.rs against real `hpfriends serve` processes:
+Run by cluster-tests/tests/it/web.rs against real `hpfriends serve` processes:
 
   browser.py scenarios   the operator invites; each user sets a password, makes
                          keys, offers and accepts shares, joins a group, all in

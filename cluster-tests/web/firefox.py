@@ -1,7 +1,7 @@
 """The web app's core forms in Firefox (Debian's firefox-esr, driven by
 Selenium through geckodriver): the operator invites, the user sets a
 password, signs in, makes a key, has bad input refused next to the field,
-offers a share, and every page renders. Run by cluster-tests/tests/web.rs;
+offers a share, and every page renders. Run by cluster-tests/tests/it/web.rs;
 browser.py covers the same in Chromium, at length.
 """
 

@@ -1,9 +1,7 @@
 //! The HTTP API: authorization by token, and bad input answered with a 4xx
 //! JSON error that changes nothing.
 
-mod common;
-
-use common::{start_node, Node};
+use crate::common::{start_node, Node};
 use serde_json::{json, Value};
 
 struct Api {

@@ -1,8 +1,6 @@
 //! The hpfeeds protocol of docs/protocol.md against an in-process node.
 
-mod common;
-
-use common::{start_node, Client, Node};
+use crate::common::{start_node, Client, Node};
 use hpfriends_broker::protocol::frame;
 use hpfriends_graph::{Command, Target};
 

@@ -1,10 +1,8 @@
 //! The drain on SIGTERM (ARCHITECTURE.md, "Drain") on one node.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{start_node, Client, Node};
+use crate::common::{start_node, Client, Node};
 use hpfriends_broker::protocol::Frame;
 
 const GRACE: Duration = Duration::from_millis(1500);

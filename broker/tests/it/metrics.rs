@@ -1,12 +1,10 @@
 //! `/metrics`: every series described, the hpfeeds 3.x series under their
 //! names and types, and per-ident labels only when asked for.
 
-mod common;
-
-use common::{start_node, Client};
+use crate::common::{start_node, Client};
 use hpfriends_broker::telemetry::{Kind, ALL};
 
-async fn scrape(n: &common::Node) -> String {
+async fn scrape(n: &crate::common::Node) -> String {
     reqwest::get(format!("http://{}/metrics", n.running.http_addr)).await.unwrap().text().await.unwrap()
 }
 
@@ -64,7 +62,7 @@ async fn given_a_dashboard_made_for_hpfeeds_3_then_every_series_it_reads_is_ther
     // A client that leaves at once: its close is counted under a category.
     drop(tokio::net::TcpStream::connect(n.running.hpfeeds_addr).await.unwrap());
     let mut text = scrape(&n).await;
-    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let deadline = tokio::time::Instant::now() + crate::common::WAIT;
     while !text.contains("hpfeeds_broker_connection_error_total{") && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         text = scrape(&n).await;

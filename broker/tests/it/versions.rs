@@ -2,9 +2,7 @@
 //! side by side"): an account entry (command version 2) is refused by a node
 //! that plays the previous release, and nothing is written meanwhile.
 
-mod common;
-
-use common::start_node;
+use crate::common::start_node;
 
 #[tokio::test]
 async fn given_a_node_of_the_previous_version_then_an_invitation_is_409_needs_upgrade_and_nothing_written() {

@@ -1,24 +1,22 @@
 //! `/api/v1/openapi.json`: served, describes every route, and names every
 //! error code the API can answer with. schemathesis checks the live API
-//! against it (cluster-tests/tests/openapi.rs).
+//! against it (cluster-tests/tests/it/openapi.rs).
 
-mod common;
-
-use common::start_node;
+use crate::common::start_node;
 
 /// The error codes written in the code: the arms of `GraphError::code` and
 /// every literal code an `ApiError` is built with.
 fn codes_in_source() -> Vec<String> {
-    let graph = include_str!("../../graph/src/error.rs");
+    let graph = include_str!("../../../graph/src/error.rs");
     let code_fn = &graph[graph.find("pub fn code(").expect("GraphError::code")..];
     let code_fn = &code_fn[..code_fn.find("\n    }\n").expect("end of code()")];
     let mut codes: Vec<String> =
         code_fn.split("=> \"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).collect();
     let http = [
-        include_str!("../src/http/error.rs"),
-        include_str!("../src/http/serve.rs"),
-        include_str!("../src/http/api/graph.rs"),
-        include_str!("../src/http/accounts.rs"),
+        include_str!("../../src/http/error.rs"),
+        include_str!("../../src/http/serve.rs"),
+        include_str!("../../src/http/api/graph.rs"),
+        include_str!("../../src/http/accounts.rs"),
     ];
     for file in http {
         for call in file.split("ApiError::new(").skip(1) {
@@ -55,7 +53,7 @@ async fn given_a_node_then_its_openapi_description_names_every_route_and_every_e
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
     let paths = doc["paths"].as_object().unwrap();
-    let router = include_str!("../src/http/api/mod.rs");
+    let router = include_str!("../../src/http/api/mod.rs");
     for route in router.split(".route(\"").skip(1).map(|r| &r[..r.find('"').unwrap()]) {
         if route == "/api/v1/openapi.json" {
             continue;

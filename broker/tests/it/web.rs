@@ -1,11 +1,9 @@
 //! The web app's listener and the account API, in-process (the pages
-//! themselves are tested in a browser: cluster-tests/tests/web.rs).
-
-mod common;
+//! themselves are tested in a browser: cluster-tests/tests/it/web.rs).
 
 use std::path::Path;
 
-use common::start_node;
+use crate::common::start_node;
 
 /// A CA and a certificate for 127.0.0.1 under it, made by openssl.
 fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {

@@ -1,0 +1,14 @@
+//! Tests against real `hpfriends` processes, one binary for all of them
+//! (see ARCHITECTURE.md, "Tests").
+
+mod compose;
+mod fanout;
+mod history;
+mod one_build;
+mod openapi;
+mod operate;
+mod raft;
+mod scale;
+mod security;
+mod storage;
+mod web;
