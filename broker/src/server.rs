@@ -92,8 +92,14 @@ pub async fn serve(config: Config, stop: impl std::future::Future<Output = ()>) 
     Ok(())
 }
 
-/// Binds every listener, starts Raft and begins serving.
-pub async fn start(config: &Config) -> anyhow::Result<Running> {
+/// Binds every listener, starts Raft and begins serving. Boxed so that the
+/// crates calling it (tests, benches) use the future compiled here instead of
+/// compiling the whole start-up again.
+pub fn start(config: &Config) -> futures::future::BoxFuture<'_, anyhow::Result<Running>> {
+    Box::pin(start_node(config))
+}
+
+async fn start_node(config: &Config) -> anyhow::Result<Running> {
     config.validate()?;
     private_data_dir(&config.data_dir)?;
     let max_connections = fit_fd_limit(config.max_connections)?;

@@ -1,5 +1,5 @@
 //! Every metric the node exports: its name, type and HELP text, in one
-//! table; and the process-wide Prometheus recorder behind `/metrics`.
+//! table; the process-wide Prometheus recorder behind `/metrics`; the log.
 //!
 //! The `hpfeeds_broker_*` and `hpfeeds_client_*` series are the ones the
 //! hpfeeds 3.x broker exports, with the same names (counters end in `_total`,
@@ -227,4 +227,14 @@ fn describe() {
             Kind::Histogram => metrics::describe_histogram!(m.name, m.help),
         }
     }
+}
+
+/// Logs to stderr, filtered by `HPFRIENDS_LOG` (default: info, and only
+/// openraft's warnings), in colour when stderr is a terminal.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HPFRIENDS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }

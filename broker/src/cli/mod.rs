@@ -10,6 +10,47 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 pub use ctl::CtlArgs;
 
+/// The `hpfriends` program. It lives in the library, not in main.rs, so the
+/// server's futures are compiled once, here, rather than again in the binary.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Top::Serve(args) => {
+                crate::telemetry::init_logging();
+                let config = args.into_config()?;
+                crate::server::serve(config, terminate()).await
+            }
+            Top::Ctl(args) => ctl::run(args).await,
+            Top::Bench(args) => crate::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn terminate() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "hpfriends", version, about = "hpfeeds broker with a social sharing graph, clustered with Raft")]
 pub struct Cli {
