@@ -20,6 +20,13 @@ fn token(node: &NodeProcess, user: &str) -> String {
     issued["token"].as_str().unwrap().to_string()
 }
 
+/// Waits until `node` accepts `token`: a token written through another node
+/// is known here once this node has applied that entry (a consistent read
+/// checks the token first: docs/cli.md, `--consistent`).
+fn known_on(node: &NodeProcess, token: &str) {
+    wait_for("the token on another node", DEADLINE, || node.ctl_as(token, &["history", "--limit", "1"]).ok()).unwrap();
+}
+
 /// `ctl history` as JSON, oldest first, read after everything committed so far.
 fn history(node: &NodeProcess, token: Option<&str>, filters: &[&str]) -> Vec<Value> {
     let mut args = vec!["--consistent", "history", "--limit", "10000"];
@@ -68,6 +75,9 @@ fn given_scenarios_and_a_revocation_then_every_node_records_the_same_history_thr
         c.nodes[0].ctl(&["user", "add", user]).unwrap();
     }
     let (jojo, mark, alice) = (token(&c.nodes[0], "jojo"), token(&c.nodes[0], "mark"), token(&c.nodes[0], "alice"));
+    for (node, token) in [(1, &jojo), (2, &mark), (0, &alice)] {
+        known_on(&c.nodes[node], token);
+    }
     let share =
         |from: &str, to: &str, channel: &str| ["--from", from, "--to", to, "--channel", channel].map(String::from);
     let run = |node: usize, token: &str, verb: &[&str], args: &[String]| {
@@ -151,6 +161,7 @@ fn given_scenarios_and_a_revocation_then_every_node_records_the_same_history_thr
 
     // What a user sees: only what touches them.
     let eve = token(&c.nodes[0], "eve");
+    known_on(&c.nodes[1], &eve);
     assert_eq!(
         summary(&history(&c.nodes[1], Some(&eve), &[])),
         ["operator @1 add_user eve", "operator @1 set_user_token eve"]
