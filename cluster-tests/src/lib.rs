@@ -383,12 +383,16 @@ impl Service {
         mut cond: impl FnMut() -> Option<T>,
     ) -> anyhow::Result<T> {
         let mut exited = None;
+        let mut exited_at: Option<Instant> = None;
         let found = wait_for(&format!("{}: {what}", self.name), timeout, || {
             if let Some(v) = cond() {
                 return Some(Some(v));
             }
             exited = self.child.try_wait().ok().flatten();
-            exited.is_some().then_some(None)
+            exited?;
+            // The reader threads may not have passed on its last lines yet.
+            let at = *exited_at.get_or_insert_with(Instant::now);
+            (at.elapsed() > Duration::from_secs(1)).then_some(None)
         })
         .with_context(|| format!("{} printed:\n{}", self.name, self.lines().join("\n")))?;
         match (found, exited) {
