@@ -21,8 +21,8 @@ fn token(node: &NodeProcess, user: &str) -> String {
 }
 
 /// Waits until `node` accepts `token`: a token written through another node
-/// is known here once this node has applied that entry (a consistent read
-/// checks the token first: docs/cli.md, `--consistent`).
+/// is known here once this node has applied that entry (every request, a
+/// consistent read too, checks the token first: docs/cli.md, `--consistent`).
 fn known_on(node: &NodeProcess, token: &str) {
     wait_for("the token on another node", DEADLINE, || node.ctl_as(token, &["history", "--limit", "1"]).ok()).unwrap();
 }

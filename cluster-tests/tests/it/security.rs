@@ -90,8 +90,10 @@ fn given_a_relay_between_two_nodes_then_it_reads_nothing_and_what_it_recorded_is
     })
     .unwrap();
     // The count goes up before the line is logged, and the log reaches us through a pipe.
-    wait_for("the refusal in node 1's log", DEADLINE, || n1.log().contains("refused a cluster connection").then_some(()))
-        .unwrap_or_else(|e| panic!("{e}:\n{}", n1.log()));
+    wait_for("the refusal in node 1's log", DEADLINE, || {
+        n1.log().contains("refused a cluster connection").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}:\n{}", n1.log()));
     // The real link still works.
     publish(n1.hpfeeds_addr, "jojo-k", KEY_SECRET, CHANNEL, "after-the-replays").unwrap();
     sub.wait_for_line("after-the-replays").unwrap();
