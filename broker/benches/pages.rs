@@ -41,7 +41,7 @@ fn session_for(user: &str, cookie: &str) -> Vec<Command> {
             actor: Actor::User(user.into()),
             session_hash: hex::encode(Sha256::digest(cookie.as_bytes())),
             expires_at: u64::MAX / 2,
-            at: hpfriends_broker::http::accounts::now(),
+            at: hpfriends_broker::app::accounts::now(),
         },
     ]
 }

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hpfriends_broker::cluster::links::Fanout;
+use hpfriends_broker::cluster::peers::Peers;
 use hpfriends_broker::hpfeeds::outbound::{outbound, OutboundReceiver};
 use hpfriends_broker::protocol::frame::encode_publish;
 use hpfriends_broker::protocol::{decode, Frame, Limits};
-use hpfriends_broker::routing::{Router, Subscriber, View};
+use hpfriends_broker::routing::{Subscriber, Switchboard, View};
 use hpfriends_consensus::KeyEntry;
 use hpfriends_graph::synthetic::{self, Shape};
 use hpfriends_graph::{AuthKey, Command, Graph, LookupMap, ShareKind, SharingIndex, Target, UserId};
@@ -23,13 +23,13 @@ const SUBSCRIBERS: usize = 10;
 const PAYLOAD: usize = 256;
 
 struct Setup {
-    router: Router,
+    switchboard: Switchboard,
     receivers: Vec<OutboundReceiver>,
     wire: Bytes,
     channel: String,
 }
 
-/// A router whose publisher `pub-key` (owner `publisher`) reaches every one of
+/// A switchboard whose publisher `pub-key` (owner `publisher`) reaches every one of
 /// `readers` on `channel`, each subscribed once.
 fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> Setup {
     let index = SharingIndex::build(graph);
@@ -46,16 +46,17 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
     };
     let keys: LookupMap<String, Arc<KeyEntry>> =
         [("pub-key".into(), Arc::new(KeyEntry { key, owner }))].into_iter().collect();
-    let peers = Arc::new(Fanout::new(16 * 1024));
-    let router = Router::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), peers);
+    let peers = Arc::new(Peers::new(16 * 1024));
+    let switchboard = Switchboard::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), peers);
     let mut receivers = Vec::new();
     for (i, r) in readers.iter().enumerate() {
         let (out, rx) = outbound(usize::MAX / 2, CancellationToken::new());
-        router.subscribe(Bytes::copy_from_slice(channel.as_bytes()), Subscriber { conn: i as u64, owner: *r, out });
+        switchboard
+            .subscribe(Bytes::copy_from_slice(channel.as_bytes()), Subscriber { conn: i as u64, owner: *r, out });
         receivers.push(rx);
     }
     let wire = encode_publish(b"pub-key", channel.as_bytes(), &[b'x'; PAYLOAD]);
-    Setup { router, receivers, wire, channel: channel.into() }
+    Setup { switchboard, receivers, wire, channel: channel.into() }
 }
 
 fn empty_graph() -> Setup {
@@ -97,10 +98,10 @@ fn route_one(s: &mut Setup, buf: &mut BytesMut) {
     let Some(Frame::Publish(publish)) = decode(buf, &Limits::default()).unwrap() else {
         unreachable!("a PUBLISH was encoded")
     };
-    let view = s.router.view();
+    let view = s.switchboard.view();
     let entry = view.keys.get(std::str::from_utf8(publish.ident()).unwrap()).unwrap();
     assert!(entry.key.may_publish(std::str::from_utf8(publish.channel()).unwrap()));
-    let delivery = s.router.publish(&view, entry.owner, &publish);
+    let delivery = s.switchboard.publish(&view, entry.owner, &publish);
     debug_assert_eq!(delivery.delivered, SUBSCRIBERS);
     for rx in &mut s.receivers {
         let frame = rx.rx.try_recv().unwrap();

@@ -18,20 +18,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::cluster::links::Fanout;
+use crate::cluster::peers::Peers;
 use crate::config::Config;
+use crate::hpfeeds::connection::{ConnectionConfig, Connections};
 use crate::hpfeeds::listener::{tls_acceptor, Accepting, Listener};
-use crate::hpfeeds::session::{SessionConfig, Sessions};
-use crate::http::{self, AppState};
+use crate::http;
 use crate::protocol::Limits;
-use crate::routing::Router;
+use crate::routing::Switchboard;
+use crate::state::{AccountSettings, AppState};
 
 /// How long a new node keeps asking to join.
 const JOIN_DEADLINE: Duration = Duration::from_secs(120);
 /// How long one join request may take (the leader adds joins one at a time,
 /// each once the learner has caught up).
 const JOIN_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long sessions get, past the close window, to flush and finish.
+/// How long connections get, past the close window, to flush and finish.
 const SESSION_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a draining leader tries to hand leadership over.
 const HAND_OFF_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,9 +49,9 @@ pub struct Running {
     pub web_url: String,
     pub operator_token: String,
     pub node: Arc<ConsensusNode>,
-    pub router: Arc<Router>,
-    pub fanout: Arc<Fanout>,
-    sessions: Arc<Sessions>,
+    pub switchboard: Arc<Switchboard>,
+    pub peers: Arc<Peers>,
+    connections: Arc<Connections>,
     draining: Arc<AtomicBool>,
     grace: Duration,
     close_window: Duration,
@@ -146,9 +147,9 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         hpfeeds_addr: advertise(hpfeeds_addr),
     };
     // Before the node starts: loading the snapshot and replaying the log
-    // already apply, and the router takes each result as its view.
-    let fanout = Arc::new(Fanout::new(config.peer_queue_messages));
-    let router = Arc::new(Router::new(Arc::default(), fanout.clone()));
+    // already apply, and the switchboard takes each result as its view.
+    let peers = Arc::new(Peers::new(config.peer_queue_messages));
+    let switchboard = Arc::new(Switchboard::new(Arc::default(), peers.clone()));
     let node = Arc::new(
         ConsensusNode::start(NodeOptions {
             node_id: config.node_id,
@@ -158,14 +159,14 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
             trust,
             snapshot_every_logs: config.snapshot_every_logs,
             command_version: config.command_version,
-            on_apply: router.clone(),
+            on_apply: switchboard.clone(),
         })
         .await?,
     );
 
-    let sessions = Arc::new(Sessions::new(
-        router.clone(),
-        SessionConfig {
+    let connections = Arc::new(Connections::new(
+        switchboard.clone(),
+        ConnectionConfig {
             broker_name: config.broker_name.clone(),
             login_timeout: config.login_timeout(),
             max_outbound_bytes: config.max_outbound_bytes,
@@ -194,17 +195,17 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
     let listener_count = listeners.len();
     for l in listeners {
         let up = Accepting::new(listening.clone());
-        let run = l.run(sessions.clone(), stop_accepting.clone(), drain.clone(), tracker.clone());
+        let run = l.run(connections.clone(), stop_accepting.clone(), drain.clone(), tracker.clone());
         listener_tasks.push(tokio::spawn(async move {
             let _up = up;
             run.await
         }));
     }
 
-    let accounts = http::accounts::AccountSettings::new(config, &advertise(http_addr));
+    let accounts = AccountSettings::new(config, &advertise(http_addr));
     let state = AppState {
-        router: router.clone(),
-        fanout: fanout.clone(),
+        switchboard: switchboard.clone(),
+        peers: peers.clone(),
         node: node.clone(),
         operator_token: operator_token.clone().into(),
         draining: draining.clone(),
@@ -212,17 +213,20 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         listening,
         listeners: listener_count,
         accounts: accounts.clone(),
-        sessions: sessions.clone(),
-        live: Default::default(),
+        connections: connections.clone(),
     };
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
     let fanout_service =
-        crate::cluster::service(router.clone(), fanout.clone(), node.cluster_tls().clone(), shutdown.clone());
+        crate::cluster::service(switchboard.clone(), peers.clone(), node.cluster_tls().clone(), shutdown.clone());
     let report_service = crate::cluster::report::service(state.clone(), node.cluster_tls().clone());
-    let peers = node.cluster_tls().incoming(cluster_listener);
-    let links_task =
-        tokio::spawn(crate::cluster::maintain_links(node.clone(), router.clone(), fanout.clone(), shutdown.clone()));
+    let incoming = node.cluster_tls().incoming(cluster_listener);
+    let links_task = tokio::spawn(crate::cluster::maintain_links(
+        node.clone(),
+        switchboard.clone(),
+        peers.clone(),
+        shutdown.clone(),
+    ));
     let cluster_task = tokio::spawn(async move {
         tonic::transport::Server::builder()
             // HTTP/2's default 64 KiB stream window would cost a round trip
@@ -235,13 +239,13 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
             .add_service(raft_service)
             .add_service(fanout_service)
             .add_service(report_service)
-            .serve_with_incoming_shutdown(peers, grpc_shutdown.cancelled_owned())
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
             .await
     });
 
     let http_task = tokio::spawn(http::serve::serve(
         http_listener,
-        http::router(state),
+        http_routes(state),
         web_tls,
         config.http_header_timeout(),
         shutdown.clone(),
@@ -260,9 +264,9 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         web_url: accounts.web_url.clone(),
         operator_token,
         node,
-        router,
-        fanout,
-        sessions,
+        switchboard,
+        peers,
+        connections,
         draining,
         grace: config.drain_grace(),
         close_window: config.drain_close_window(),
@@ -300,10 +304,10 @@ impl Running {
         self.tracker.close();
         let sessions_done = self.close_window + SESSION_FLUSH_TIMEOUT;
         if tokio::time::timeout(sessions_done, self.tracker.wait()).await.is_err() {
-            tracing::warn!("draining: sessions did not finish within {sessions_done:?}");
+            tracing::warn!("draining: connections did not finish within {sessions_done:?}");
         }
-        if tokio::time::timeout(LINK_FLUSH_TIMEOUT, self.fanout.flushed()).await.is_err() {
-            tracing::warn!(queued = self.fanout.queued(), "draining: peer links did not flush in time");
+        if tokio::time::timeout(LINK_FLUSH_TIMEOUT, self.peers.flushed()).await.is_err() {
+            tracing::warn!(queued = self.peers.queued(), "draining: peer links did not flush in time");
         }
         self.stop().await;
     }
@@ -312,8 +316,8 @@ impl Running {
     pub async fn stop(self) {
         tracing::info!("shutting down");
         self.draining.store(true, Ordering::Release);
-        // Sessions not yet told to close go at once.
-        self.sessions.set_close_window(Duration::ZERO);
+        // Connections not yet told to close go at once.
+        self.connections.set_close_window(Duration::ZERO);
         self.stop_accepting.cancel();
         self.drain.cancel();
         self.shutdown.cancel();
@@ -323,7 +327,7 @@ impl Running {
         }
         let sessions_done = self.close_window + SESSION_FLUSH_TIMEOUT;
         if tokio::time::timeout(sessions_done, self.tracker.wait()).await.is_err() {
-            tracing::warn!("sessions did not finish within {sessions_done:?}");
+            tracing::warn!("connections did not finish within {sessions_done:?}");
         }
         // Graceful HTTP and gRPC shutdown waits for open connections; bounded,
         // so a stuck client or peer cannot hold the exit.
@@ -335,6 +339,26 @@ impl Running {
             tracing::warn!("Raft did not stop within {SERVER_STOP_TIMEOUT:?}");
         }
     }
+}
+
+/// Every route of the HTTP listener: the API, then the web app, with the
+/// not-found answers, the security headers, consistent reads and the deadline
+/// around them.
+fn http_routes(state: AppState) -> axum::Router {
+    use axum::response::IntoResponse;
+    http::api::routes()
+        .with_state(state.clone())
+        .merge(crate::web::routes(state.clone()))
+        .fallback(|uri: axum::http::Uri| async move {
+            if uri.path().starts_with("/api/") {
+                http::ApiError::not_found("no such endpoint").into_response()
+            } else {
+                crate::web::not_found().into_response()
+            }
+        })
+        .layer(axum::middleware::map_response(crate::web::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state, http::api::consistent_reads))
+        .layer(axum::middleware::from_fn_with_state(http::api::REQUEST_TIMEOUT, http::serve::request_deadline))
 }
 
 /// HTTP/2 flow-control window for each stream a peer opens on the cluster port.

@@ -160,7 +160,7 @@ impl Graph {
                 self.sessions.remove(session_hash);
             }
             Command::AddApiToken { name, label, token_hash, at } => {
-                check_name("token label", label)?;
+                check_name(crate::Named::TokenLabel, label)?;
                 check_hash("a token", token_hash)?;
                 let account = self.account_mut(name)?;
                 if account.api_tokens.contains_key(label) {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum GraphError {
     #[error("invalid {what} {name:?}: {reason}")]
-    InvalidName { what: String, name: String, reason: String },
+    InvalidName { what: Named, name: String, reason: String },
     #[error("unknown user {0:?}")]
     UnknownUser(String),
     #[error("user {0:?} already exists")]
@@ -57,6 +57,37 @@ pub enum GraphError {
     UnknownCommand(String),
 }
 
+/// What an invalid name was to be: its place in the message, and the field
+/// a form shows the error at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Named {
+    #[serde(rename = "user name")]
+    User,
+    #[serde(rename = "group name")]
+    Group,
+    #[serde(rename = "channel")]
+    Channel,
+    #[serde(rename = "ident")]
+    Ident,
+    #[serde(rename = "secret")]
+    Secret,
+    #[serde(rename = "token label")]
+    TokenLabel,
+}
+
+impl std::fmt::Display for Named {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Named::User => "user name",
+            Named::Group => "group name",
+            Named::Channel => "channel",
+            Named::Ident => "ident",
+            Named::Secret => "secret",
+            Named::TokenLabel => "token label",
+        })
+    }
+}
+
 impl GraphError {
     /// Stable machine-readable code (never reused for another meaning).
     pub fn code(&self) -> &'static str {
@@ -97,7 +128,7 @@ mod tests {
     fn given_every_variant_then_serde_round_trips() {
         let s = || "x".to_string();
         let all = [
-            GraphError::InvalidName { what: s(), name: s(), reason: s() },
+            GraphError::InvalidName { what: Named::Channel, name: s(), reason: s() },
             GraphError::UnknownUser(s()),
             GraphError::UserExists(s()),
             GraphError::UnknownGroup(s()),

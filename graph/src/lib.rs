@@ -16,9 +16,9 @@ pub mod names;
 /// one build of this crate serves the binary, the tests and the fuzz targets).
 pub mod synthetic;
 
-pub use authz::{authorize, Actor, Forbidden};
+pub use authz::{authorize, may_accept, Actor, Forbidden};
 pub use command::{Command, COMMAND_VERSION};
-pub use error::GraphError;
+pub use error::{GraphError, Named};
 pub use explain::{explain, explain_all, publishers_reaching, readers_through, Explanation, Hop};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
 pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User, UserId};

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::{Account, Session};
 use crate::names::{check_name, check_secret, check_wire_name};
-use crate::{Command, GraphError};
+use crate::{Command, GraphError, Named};
 
 /// The recipient of a share: a user, or a group (written `group:NAME`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -366,7 +366,7 @@ impl Graph {
                 self.users.get_mut(name).expect("checked").token_hash = Some(token_hash.clone());
             }
             Command::AddGroup { name, creator } => {
-                check_name("group name", name)?;
+                check_name(Named::Group, name)?;
                 self.need_user(creator)?;
                 if self.groups.contains_key(name) {
                     return Err(GraphError::GroupExists(name.clone()));
@@ -430,7 +430,7 @@ impl Graph {
             }
             Command::AddShare { from, to, channel, kind } => {
                 self.need_user(from)?;
-                check_wire_name("channel", channel)?;
+                check_wire_name(Named::Channel, channel)?;
                 self.need_target(to)?;
                 if *to == Target::User(from.clone()) {
                     return Err(GraphError::SelfShare);
@@ -463,11 +463,11 @@ impl Graph {
                 self.delete_share(from, to, channel, out);
             }
             Command::AddKey(key) => {
-                check_wire_name("ident", &key.ident)?;
+                check_wire_name(Named::Ident, &key.ident)?;
                 check_secret(&key.secret)?;
                 self.need_user(&key.owner)?;
                 for c in key.publish.iter().chain(&key.subscribe) {
-                    check_wire_name("channel", c)?;
+                    check_wire_name(Named::Channel, c)?;
                 }
                 if self.keys.contains_key(&key.ident) {
                     return Err(GraphError::IdentExists(key.ident.clone()));
@@ -499,7 +499,7 @@ impl Graph {
     }
 
     pub(crate) fn add_user(&mut self, name: &str) -> Result<(), GraphError> {
-        check_name("user name", name)?;
+        check_name(Named::User, name)?;
         if self.users.contains_key(name) {
             return Err(GraphError::UserExists(name.to_string()));
         }

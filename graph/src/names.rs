@@ -1,6 +1,6 @@
 //! Validation of the names that appear in the graph and on the wire.
 
-use crate::GraphError;
+use crate::{GraphError, Named};
 
 /// Longest user or group name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -10,7 +10,7 @@ pub const MAX_WIRE_NAME_LEN: usize = 255;
 pub const MAX_SECRET_LEN: usize = 1024;
 
 /// User and group names: short, printable, no `:` (reserved for `group:NAME`).
-pub fn check_name(what: &'static str, name: &str) -> Result<(), GraphError> {
+pub fn check_name(what: Named, name: &str) -> Result<(), GraphError> {
     let reason = if name.is_empty() {
         Some("must not be empty".to_string())
     } else if name.len() > MAX_NAME_LEN {
@@ -24,7 +24,7 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), GraphError> {
 }
 
 /// Channels and idents: 1..=255 bytes (they must fit a `str8`), no control characters.
-pub fn check_wire_name(what: &'static str, name: &str) -> Result<(), GraphError> {
+pub fn check_wire_name(what: Named, name: &str) -> Result<(), GraphError> {
     let reason = if name.is_empty() {
         Some("must not be empty".to_string())
     } else if name.len() > MAX_WIRE_NAME_LEN {
@@ -40,7 +40,7 @@ pub fn check_wire_name(what: &'static str, name: &str) -> Result<(), GraphError>
 pub fn check_secret(secret: &str) -> Result<(), GraphError> {
     if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
         return Err(GraphError::InvalidName {
-            what: "secret".into(),
+            what: Named::Secret,
             name: String::new(),
             reason: format!("must be 1..={MAX_SECRET_LEN} bytes"),
         });
@@ -48,11 +48,11 @@ pub fn check_secret(secret: &str) -> Result<(), GraphError> {
     Ok(())
 }
 
-fn invalid(what: &'static str, name: &str, reason: String) -> GraphError {
+fn invalid(what: Named, name: &str, reason: String) -> GraphError {
     // Never echo a huge name back in full.
     let shown: String = name.chars().take(40).collect();
     let shown = if shown.len() < name.len() { format!("{shown}…") } else { shown };
-    GraphError::InvalidName { what: what.into(), name: shown, reason }
+    GraphError::InvalidName { what, name: shown, reason }
 }
 
 #[cfg(test)]
@@ -61,16 +61,16 @@ mod tests {
 
     #[test]
     fn given_empty_or_300_byte_channel_then_rejected() {
-        assert!(check_wire_name("channel", "").is_err());
-        assert!(check_wire_name("channel", &"c".repeat(300)).is_err());
-        assert!(check_wire_name("channel", &"c".repeat(255)).is_ok());
-        assert!(check_wire_name("channel", "dionaea.captures").is_ok());
+        assert!(check_wire_name(Named::Channel, "").is_err());
+        assert!(check_wire_name(Named::Channel, &"c".repeat(300)).is_err());
+        assert!(check_wire_name(Named::Channel, &"c".repeat(255)).is_ok());
+        assert!(check_wire_name(Named::Channel, "dionaea.captures").is_ok());
     }
 
     #[test]
     fn given_names_with_colon_or_space_then_rejected() {
-        assert!(check_name("user", "group:x").is_err());
-        assert!(check_name("user", "a b").is_err());
-        assert!(check_name("user", "jojo").is_ok());
+        assert!(check_name(Named::User, "group:x").is_err());
+        assert!(check_name(Named::User, "a b").is_err());
+        assert!(check_name(Named::User, "jojo").is_ok());
     }
 }

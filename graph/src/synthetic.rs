@@ -1,10 +1,88 @@
-//! A seeded generator of large, realistic sharing graphs for benchmarks:
-//! share counts per user and per channel follow power laws, groups have
-//! 2–500 members, a tenth of the shares relay (`shares_all`). Same seed, same
-//! graph, on any machine.
+//! Graphs for tests and benchmarks. `Fixture` writes out a small graph a
+//! test names (users, groups, shares, keys); the seeded generator makes
+//! large, realistic ones: share counts per user and per channel follow power
+//! laws, groups have 2–500 members, a tenth of the shares relay
+//! (`shares_all`). Same seed, same graph, on any machine.
 
 use crate::model::{AuthKey, Graph, ShareKind, Target};
 use crate::Command;
+
+/// A small graph written out in a test:
+/// `Fixture::new().users(&["jojo", "mark"]).share("jojo", "mark", "c").graph()`.
+#[derive(Debug, Default, Clone)]
+pub struct Fixture {
+    commands: Vec<Command>,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Fixture::default()
+    }
+
+    pub fn users(mut self, names: &[&str]) -> Fixture {
+        self.commands.extend(names.iter().map(|n| Command::AddUser { name: n.to_string() }));
+        self
+    }
+
+    /// `from` offers `channel` to `to` (a user, or `group:NAME`); not accepted yet.
+    pub fn offer(mut self, from: &str, to: &str, channel: &str) -> Fixture {
+        let (from, to, channel) = (from.to_string(), Target::parse(to), channel.to_string());
+        self.commands.push(Command::AddShare { from, to, channel, kind: ShareKind::Shares });
+        self
+    }
+
+    /// `from` shares `channel` with `to` (a user, or `group:NAME`), accepted.
+    pub fn share(self, from: &str, to: &str, channel: &str) -> Fixture {
+        self.offer(from, to, channel).command(Command::AcceptShare {
+            from: from.into(),
+            to: Target::parse(to),
+            channel: channel.into(),
+        })
+    }
+
+    /// A group made by `admin`, with `members` who accepted.
+    pub fn group(mut self, name: &str, admin: &str, members: &[&str]) -> Fixture {
+        self.commands.push(Command::AddGroup { name: name.into(), creator: admin.into() });
+        for m in members {
+            self = self.invite(name, m);
+            self.commands.push(Command::AcceptMembership { group: name.into(), user: m.to_string() });
+        }
+        self
+    }
+
+    /// `user` is invited to `group` and has not answered.
+    pub fn invite(mut self, group: &str, user: &str) -> Fixture {
+        self.commands.push(Command::InviteMember { group: group.into(), user: user.into() });
+        self
+    }
+
+    pub fn key(self, ident: &str, owner: &str, publish: &[&str], subscribe: &[&str]) -> Fixture {
+        let names = |list: &[&str]| list.iter().map(|c| c.to_string()).collect();
+        self.command(Command::AddKey(AuthKey {
+            ident: ident.into(),
+            secret: format!("{ident}-secret"),
+            owner: owner.into(),
+            publish: names(publish),
+            subscribe: names(subscribe),
+        }))
+    }
+
+    pub fn command(mut self, command: Command) -> Fixture {
+        self.commands.push(command);
+        self
+    }
+
+    /// The graph with every command applied, in order.
+    pub fn graph(self) -> Graph {
+        let mut g = Graph::new();
+        for c in &self.commands {
+            if let Err(e) = g.apply(c) {
+                panic!("the fixture's own command {c:?} was refused: {e}");
+            }
+        }
+        g
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Shape {

@@ -4,7 +4,7 @@
 //! panic, and every run handed on must be whole PUBLISH frames of one channel.
 #![no_main]
 
-use hpfriends_broker::cluster::proto::{peer_frame, PeerFrame};
+use hpfriends_broker::cluster::proto::fanout::{peer_frame, PeerFrame};
 use hpfriends_broker::protocol::{decode, Frame, Limits};
 use libfuzzer_sys::fuzz_target;
 use prost::Message;

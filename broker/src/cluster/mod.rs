@@ -10,35 +10,31 @@ use std::time::Duration;
 
 use hpfriends_consensus::cluster_tls::{peer_id, ClusterTls, RequirePeer};
 use hpfriends_consensus::{ConsensusNode, NodeId};
-use proto::fanout_client::FanoutClient;
-use proto::fanout_server::{Fanout as FanoutRpc, FanoutServer};
-use proto::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, PublishRuns};
+use proto::fanout::fanout_client::FanoutClient;
+use proto::fanout::fanout_server::{Fanout as FanoutRpc, FanoutServer};
+use proto::fanout::{peer_frame, Interest, InterestSet, LinkClosed, PeerFrame, PublishRuns};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::routing::Router;
-use links::{Fanout, LinkQueue, LinkState};
+use crate::routing::Switchboard;
+use peers::{LinkQueue, LinkState, Peers};
 use runs::{for_each_run, RunsError, MAX_PEER_MESSAGE};
 
-pub mod links;
-pub mod report;
+pub mod peers;
+pub mod proto;
+pub(crate) mod report;
 pub mod runs;
-
-/// Generated from `broker/proto/fanout.proto`.
-pub mod proto {
-    tonic::include_proto!("hpfriends.fanout.v1");
-}
 
 /// Reconnect backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 pub struct FanoutService {
-    router: Arc<Router>,
-    fanout: Arc<Fanout>,
+    switchboard: Arc<Switchboard>,
+    peers: Arc<Peers>,
     // Registered once: the receive path does no registry lookups.
     delivered: metrics::Counter,
     delivered_bytes: metrics::Counter,
@@ -48,14 +44,14 @@ pub struct FanoutService {
 }
 
 pub fn service(
-    router: Arc<Router>,
-    fanout: Arc<Fanout>,
+    switchboard: Arc<Switchboard>,
+    peers: Arc<Peers>,
     tls: ClusterTls,
     shutdown: CancellationToken,
 ) -> InterceptedService<FanoutServer<FanoutService>, RequirePeer> {
     let server = FanoutServer::new(FanoutService {
-        router,
-        fanout,
+        switchboard,
+        peers,
         shutdown,
         delivered: metrics::counter!(crate::telemetry::MESSAGES_DELIVERED.name),
         delivered_bytes: metrics::counter!(crate::telemetry::BYTES_DELIVERED.name),
@@ -70,7 +66,7 @@ impl FanoutService {
     fn deliver(&self, runs: PublishRuns) -> Result<(), RunsError> {
         let (mut messages, mut bytes) = (0, 0);
         let result = for_each_run(runs, |owner, channel, frames, count| {
-            let d = self.router.publish_from_peer(owner, channel, frames, count as u64);
+            let d = self.switchboard.publish_from_peer(owner, channel, frames, count as u64);
             messages += d.delivered * count;
             bytes += d.delivered * frames.len();
         });
@@ -86,12 +82,12 @@ impl FanoutRpc for FanoutService {
         // The interceptor checked that the connection is a member's.
         let peer: NodeId = peer_id(req.metadata()).ok_or_else(|| Status::unauthenticated("no peer id"))?;
         let mut stream = req.into_inner();
-        let fanout = &self.fanout;
+        let peers = &self.peers;
         // This stream's interest is its own: a second stream for the same peer
         // (a reconnect, or a duplicate) replaces it, and closing the older one
         // leaves the newer one's interest in place.
-        let link = fanout.open_inbound(peer);
-        fanout.peer_connected(peer);
+        let link = peers.open_inbound(peer);
+        peers.peer_connected(peer);
         tracing::info!(peer, "fan-out link from peer opened");
         let result = loop {
             let message = tokio::select! {
@@ -100,8 +96,8 @@ impl FanoutRpc for FanoutService {
             };
             match message {
                 Ok(Some(PeerFrame { kind: Some(kind) })) => match kind {
-                    peer_frame::Kind::Replay(set) => fanout.set_peer_interest(link, set.entries),
-                    peer_frame::Kind::Interest(change) => fanout.apply_peer_interest(link, change),
+                    peer_frame::Kind::Replay(set) => peers.set_peer_interest(link, set.entries),
+                    peer_frame::Kind::Interest(change) => peers.apply_peer_interest(link, change),
                     peer_frame::Kind::Runs(runs) => {
                         // A broken run ends the link; the peer reconnects and replays.
                         if let Err(e) = self.deliver(runs) {
@@ -112,7 +108,7 @@ impl FanoutRpc for FanoutService {
                     }
                     peer_frame::Kind::Dropped(set) => {
                         let lost: Vec<_> = set.entries.into_iter().map(|i| (i.channel, i.owner)).collect();
-                        let closed = self.router.close_lossy(&lost);
+                        let closed = self.switchboard.close_lossy(&lost);
                         tracing::warn!(
                             peer,
                             pairs = lost.len(),
@@ -126,7 +122,7 @@ impl FanoutRpc for FanoutService {
                 Err(status) => break Err(status),
             }
         };
-        fanout.forget_peer(link);
+        peers.forget_peer(link);
         tracing::info!(peer, "fan-out link from peer closed");
         result
     }
@@ -135,8 +131,8 @@ impl FanoutRpc for FanoutService {
 /// Keeps one outbound link per other member of the Raft membership.
 pub async fn maintain_links(
     node: Arc<ConsensusNode>,
-    router: Arc<Router>,
-    fanout: Arc<Fanout>,
+    switchboard: Arc<Switchboard>,
+    peers: Arc<Peers>,
     shutdown: CancellationToken,
 ) {
     let mut metrics = node.metrics();
@@ -153,7 +149,7 @@ pub async fn maintain_links(
             let keep = members.get(id) == Some(addr);
             if !keep {
                 stop.cancel();
-                fanout.remove_link(*id);
+                peers.remove_link(*id);
             }
             keep
         });
@@ -162,12 +158,12 @@ pub async fn maintain_links(
                 continue;
             }
             let stop = shutdown.child_token();
-            let (queue, control) = fanout.add_link(id);
+            let (queue, control) = peers.add_link(id);
             tokio::spawn(run_link(
                 addr.clone(),
                 queue,
                 control,
-                router.clone(),
+                switchboard.clone(),
                 node.cluster_tls().clone(),
                 stop.clone(),
             ));
@@ -207,7 +203,7 @@ async fn run_link(
     addr: String,
     queue: Arc<LinkQueue>,
     mut control: mpsc::UnboundedReceiver<Interest>,
-    router: Arc<Router>,
+    switchboard: Arc<Switchboard>,
     tls: ClusterTls,
     stop: CancellationToken,
 ) {
@@ -234,7 +230,7 @@ async fn run_link(
         // notice back until after later subscribers joined.
         let (tx, rx) = mpsc::channel::<PeerFrame>(LINK_FRAMES_IN_FLIGHT);
         // The replay goes first; changes queued before it are already in it.
-        let replay = router.with_local_interest(|pairs| {
+        let replay = switchboard.with_local_interest(|pairs| {
             while control.try_recv().is_ok() {}
             let entries =
                 pairs.into_iter().map(|(channel, owner)| Interest { channel, owner, subscribed: true }).collect();

@@ -6,20 +6,15 @@
 
 use std::time::Duration;
 
+use super::proto::nodes::nodes_client::NodesClient;
+use super::proto::nodes::nodes_server::{Nodes, NodesServer};
+use super::proto::nodes::{FailedLogin, IdentConnections, KeyActivity, LiveConnection, NodeReport, ReportRequest};
 use hpfriends_consensus::cluster_tls::{ClusterTls, RequirePeer};
 use hpfriends_consensus::NodeId;
-use proto::nodes_client::NodesClient;
-use proto::nodes_server::{Nodes, NodesServer};
-use proto::{FailedLogin, IdentConnections, KeyActivity, LiveConnection, NodeReport, ReportRequest};
 use tonic::codegen::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::http::AppState;
-
-/// Generated from `broker/proto/nodes.proto`.
-pub mod proto {
-    tonic::include_proto!("hpfriends.nodes.v1");
-}
+use crate::state::AppState;
 
 /// Idents one request may ask about.
 const MAX_IDENTS: usize = 1_000;
@@ -47,18 +42,18 @@ impl Nodes for ReportService {
 
 /// This node's report.
 pub fn local_report(state: &AppState, idents: &[String], activity_of: &[String]) -> NodeReport {
-    let readiness = crate::http::api::health::readiness(state);
+    let readiness = state.readiness();
     let live = idents
         .iter()
         .filter_map(|ident| {
-            let connections = state.sessions.live_connections(ident);
+            let connections = state.connections.live_connections(ident);
             (connections > 0).then(|| IdentConnections { ident: ident.clone(), connections })
         })
         .collect();
     NodeReport {
         node_id: state.node.id(),
         ready: readiness.ready,
-        hpfeeds_connections: state.sessions.open_connections() as u64,
+        hpfeeds_connections: state.connections.open_connections() as u64,
         unreachable_peers: readiness.unreachable_peers,
         live,
         activity: activity_of.iter().map(|ident| key_activity(state, ident)).collect(),
@@ -66,7 +61,7 @@ pub fn local_report(state: &AppState, idents: &[String], activity_of: &[String])
 }
 
 fn key_activity(state: &AppState, ident: &str) -> KeyActivity {
-    let a = state.sessions.activity.of(ident);
+    let a = state.connections.activity.of(ident);
     KeyActivity {
         ident: ident.to_string(),
         published: a.counts.published,

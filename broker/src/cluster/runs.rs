@@ -9,7 +9,7 @@ use std::ops::Range;
 use bytes::{Bytes, BytesMut};
 use hpfriends_graph::UserId;
 
-use super::proto::{PublishRuns, Run};
+use super::proto::fanout::{PublishRuns, Run};
 use crate::protocol::frame::{self, FrameError, Limits, Opcode};
 use crate::protocol::PublishFrame;
 

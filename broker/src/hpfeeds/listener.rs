@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::close::CloseReason;
-use super::session::Sessions;
+use super::connection::Connections;
 
 pub struct Listener {
     pub listener: TcpListener,
@@ -39,10 +39,10 @@ impl Drop for Accepting {
 
 impl Listener {
     /// Accepts until `stop_accepting`, then returns (closing the socket).
-    /// Sessions close once `drain` is cancelled and are awaited through `tracker`.
+    /// Connections close once `drain` is cancelled and are awaited through `tracker`.
     pub async fn run(
         self,
-        sessions: Arc<Sessions>,
+        connections: Arc<Connections>,
         stop_accepting: CancellationToken,
         drain: CancellationToken,
         tracker: TaskTracker,
@@ -68,11 +68,11 @@ impl Listener {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let sessions = sessions.clone();
+            let connections = connections.clone();
             let tls = self.tls.clone();
             let drain = drain.clone();
             tracker.spawn(async move {
-                serve_one(sessions, stream, peer, tls, drain).await;
+                serve_one(connections, stream, peer, tls, drain).await;
                 drop(permit);
             });
         }
@@ -80,30 +80,30 @@ impl Listener {
 }
 
 async fn serve_one(
-    sessions: Arc<Sessions>,
+    connections: Arc<Connections>,
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     drain: CancellationToken,
 ) {
     match tls {
-        None => sessions.run(stream, peer, drain).await,
+        None => connections.run(stream, peer, drain).await,
         // On the heap: a TLS session's future is four times a plain one's, and
         // inline it would make every plain connection's task that large too.
-        Some(acceptor) => Box::pin(serve_tls(sessions, stream, peer, acceptor, drain)).await,
+        Some(acceptor) => Box::pin(serve_tls(connections, stream, peer, acceptor, drain)).await,
     }
 }
 
 async fn serve_tls(
-    sessions: Arc<Sessions>,
+    connections: Arc<Connections>,
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
     drain: CancellationToken,
 ) {
-    let deadline = sessions.config.login_timeout;
+    let deadline = connections.config.login_timeout;
     match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
-        Ok(Ok(tls_stream)) => sessions.run(tls_stream, peer, drain).await,
+        Ok(Ok(tls_stream)) => connections.run(tls_stream, peer, drain).await,
         Ok(Err(e)) => {
             CloseReason::TlsHandshake.count(None);
             tracing::info!(%peer, "TLS handshake failed: {e}");
@@ -231,12 +231,12 @@ mod tests {
     /// instead of 1.4, most of an idle connection's memory).
     #[tokio::test]
     async fn given_a_plain_connection_then_its_task_is_not_sized_for_tls() {
-        use crate::cluster::links::Fanout;
-        use crate::hpfeeds::session::SessionConfig;
-        use crate::routing::{Router, View};
+        use crate::cluster::peers::Peers;
+        use crate::hpfeeds::connection::ConnectionConfig;
+        use crate::routing::{Switchboard, View};
 
-        let router = Arc::new(Router::new(Arc::new(View::default()), Arc::new(Fanout::new(10))));
-        let config = SessionConfig {
+        let switchboard = Arc::new(Switchboard::new(Arc::new(View::default()), Arc::new(Peers::new(10))));
+        let config = ConnectionConfig {
             broker_name: "hpfriends".into(),
             login_timeout: std::time::Duration::from_secs(5),
             max_outbound_bytes: 1 << 20,
@@ -245,13 +245,13 @@ mod tests {
             metrics_per_ident: false,
             max_subscriptions: 10,
         };
-        let sessions = Arc::new(Sessions::new(router, config));
+        let connections = Arc::new(Connections::new(switchboard, config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = listener.local_addr().unwrap();
         let connect = || TcpStream::connect(peer);
 
-        let session = sessions.clone().run(connect().await.unwrap(), peer, CancellationToken::new());
-        let served = serve_one(sessions.clone(), connect().await.unwrap(), peer, None, CancellationToken::new());
+        let session = connections.clone().run(connect().await.unwrap(), peer, CancellationToken::new());
+        let served = serve_one(connections.clone(), connect().await.unwrap(), peer, None, CancellationToken::new());
         let (session, served) = (std::mem::size_of_val(&session), std::mem::size_of_val(&served));
         assert!(served <= session + 256, "a plain connection's task is {served} bytes, its session {session}");
     }

@@ -1,8 +1,9 @@
-//! hpfeeds connections: listener, sessions, outbound queues, close reasons.
+//! hpfeeds connections: listener, connection tasks and their table,
+//! outbound queues, writers, close reasons, per-key activity.
 
-pub mod activity;
-pub mod close;
-pub mod listener;
+pub(crate) mod activity;
+pub(crate) mod close;
+pub(crate) mod connection;
+pub(crate) mod listener;
 pub mod outbound;
-pub mod session;
-pub mod writer;
+pub(crate) mod writer;

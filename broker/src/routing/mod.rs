@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hpfriends_consensus::{KeyTable, LogId, OnApply};
 use hpfriends_graph::{may_read, Readers, SharingIndex, UserId};
 
-use crate::cluster::links::Fanout;
+use crate::cluster::peers::Peers;
 use crate::hpfeeds::outbound::Outbound;
 use crate::protocol::PublishFrame;
 
@@ -40,7 +40,7 @@ pub struct Subscriber {
 type Table =
     imbl::GenericHashMap<Bytes, Arc<[Subscriber]>, foldhash::fast::RandomState, imbl::shared_ptr::DefaultSharedPtr>;
 
-pub struct Router {
+pub struct Switchboard {
     subscriptions: ArcSwap<Table>,
     /// Serializes writers of `subscriptions` (readers never take it), and
     /// orders interest changes with interest replays.
@@ -49,7 +49,7 @@ pub struct Router {
     /// Bumped with every new view: sessions re-check their key against it.
     view_changed: tokio::sync::watch::Sender<u64>,
     /// The peers publishes are forwarded to, and told of local interest.
-    peers: Arc<Fanout>,
+    peers: Arc<Peers>,
 }
 
 /// What one delivery did, for metrics: how many subscriber queues took it
@@ -60,9 +60,9 @@ pub struct Delivery {
     pub dropped: usize,
 }
 
-impl Router {
-    pub fn new(view: Arc<View>, peers: Arc<Fanout>) -> Self {
-        Router {
+impl Switchboard {
+    pub fn new(view: Arc<View>, peers: Arc<Peers>) -> Self {
+        Switchboard {
             subscriptions: ArcSwap::from_pointee(Table::default()),
             subscriptions_write: Mutex::new(()),
             view: ArcSwap::new(view),
@@ -152,13 +152,13 @@ impl Router {
 
     /// Adds the subscription; subscribing twice is the same as once.
     pub fn subscribe(&self, channel: Bytes, subscriber: Subscriber) {
-        self.modify(|table, fanout| {
+        self.modify(|table, peers| {
             let current = table.get(&channel).map(|s| &s[..]).unwrap_or(&[]);
             if current.iter().any(|s| s.conn == subscriber.conn) {
                 return;
             }
             if !current.iter().any(|s| s.owner == subscriber.owner) {
-                fanout.local_interest_changed(&channel, subscriber.owner, true);
+                peers.local_interest_changed(&channel, subscriber.owner, true);
             }
             let mut list = current.to_vec();
             list.push(subscriber);
@@ -167,14 +167,14 @@ impl Router {
     }
 
     pub fn unsubscribe(&self, channel: &[u8], conn: ConnId) {
-        self.modify(|table, fanout| remove_from(table, channel, conn, fanout));
+        self.modify(|table, peers| remove_from(table, channel, conn, peers));
     }
 
     /// Drops every subscription of a closing connection.
     pub fn remove_connection<'a>(&self, conn: ConnId, channels: impl IntoIterator<Item = &'a Bytes>) {
-        self.modify(|table, fanout| {
+        self.modify(|table, peers| {
             for c in channels {
-                remove_from(table, c, conn, fanout);
+                remove_from(table, c, conn, peers);
             }
         });
     }
@@ -204,7 +204,7 @@ impl Router {
         table.values().flat_map(|s| s.iter()).filter(|s| seen.insert(s.conn)).map(|s| s.out.queued_bytes()).sum()
     }
 
-    fn modify(&self, f: impl FnOnce(&mut Table, &Fanout)) {
+    fn modify(&self, f: impl FnOnce(&mut Table, &Peers)) {
         let _guard = self.subscriptions_write.lock().expect("subscription lock poisoned");
         let mut table = Table::clone(&self.subscriptions.load());
         f(&mut table, &self.peers);
@@ -213,18 +213,18 @@ impl Router {
 }
 
 /// Every change the node applies becomes the view the next publish reads.
-impl OnApply for Router {
+impl OnApply for Switchboard {
     fn applied(&self, index: &SharingIndex, keys: &Arc<KeyTable>, last_applied: Option<LogId>) {
         self.set_view(Arc::new(View { index: index.clone(), keys: keys.clone(), last_applied }));
     }
 }
 
-fn remove_from(table: &mut Table, channel: &[u8], conn: ConnId, fanout: &Fanout) {
+fn remove_from(table: &mut Table, channel: &[u8], conn: ConnId, peers: &Peers) {
     let Some(current) = table.get(channel) else { return };
     let list: Vec<Subscriber> = current.iter().filter(|s| s.conn != conn).cloned().collect();
     if let Some(gone) = current.iter().find(|s| s.conn == conn) {
         if !list.iter().any(|s| s.owner == gone.owner) {
-            fanout.local_interest_changed(&Bytes::copy_from_slice(channel), gone.owner, false);
+            peers.local_interest_changed(&Bytes::copy_from_slice(channel), gone.owner, false);
         }
     }
     if list.is_empty() {
@@ -238,7 +238,8 @@ fn remove_from(table: &mut Table, channel: &[u8], conn: ConnId, fanout: &Fanout)
 /// and those of publishers whose readers include it.
 #[cfg(test)]
 mod tests {
-    use hpfriends_graph::{Command, Graph, ShareKind, SharingIndex, Target};
+    use hpfriends_graph::synthetic::Fixture;
+    use hpfriends_graph::{Graph, SharingIndex};
     use tokio_util::sync::CancellationToken;
 
     use super::*;
@@ -247,40 +248,34 @@ mod tests {
     const QUEUE: usize = 100;
 
     /// jojo shares channel c with mark; eve gets nothing.
-    fn router() -> (Router, Graph) {
-        let mut g = Graph::new();
-        let to = Target::User("mark".into());
-        let mut commands: Vec<Command> =
-            ["jojo", "mark", "eve"].iter().map(|n| Command::AddUser { name: n.to_string() }).collect();
-        commands.push(Command::AddShare {
-            from: "jojo".into(),
-            to: to.clone(),
-            channel: "c".into(),
-            kind: ShareKind::Shares,
-        });
-        commands.push(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
-        g.apply(&Command::Batch { commands }).unwrap();
+    fn switchboard() -> (Switchboard, Graph) {
+        let g = Fixture::new().users(&["jojo", "mark", "eve"]).share("jojo", "mark", "c").graph();
         let view = View { index: SharingIndex::build(&g), keys: Arc::default(), last_applied: None };
-        (Router::new(Arc::new(view), Arc::new(Fanout::new(QUEUE))), g)
+        (Switchboard::new(Arc::new(view), Arc::new(Peers::new(QUEUE))), g)
     }
 
-    fn subscribe(router: &Router, g: &Graph, conn: ConnId, user: &str) -> (OutboundReceiver, CancellationToken) {
+    fn subscribe(
+        switchboard: &Switchboard,
+        g: &Graph,
+        conn: ConnId,
+        user: &str,
+    ) -> (OutboundReceiver, CancellationToken) {
         let close = CancellationToken::new();
         let (out, rx) = outbound(1 << 20, close.clone());
-        router.subscribe(Bytes::from_static(b"c"), Subscriber { conn, owner: g.user_id(user).unwrap(), out });
+        switchboard.subscribe(Bytes::from_static(b"c"), Subscriber { conn, owner: g.user_id(user).unwrap(), out });
         (rx, close)
     }
 
     #[test]
     fn given_peer_dropped_publishes_then_only_subscribers_that_would_read_them_close() {
-        let (router, g) = router();
-        let (mark, mark_closed) = subscribe(&router, &g, 1, "mark");
-        let (jojo, jojo_closed) = subscribe(&router, &g, 2, "jojo");
-        let (eve, eve_closed) = subscribe(&router, &g, 3, "eve");
+        let (switchboard, g) = switchboard();
+        let (mark, mark_closed) = subscribe(&switchboard, &g, 1, "mark");
+        let (jojo, jojo_closed) = subscribe(&switchboard, &g, 2, "jojo");
+        let (eve, eve_closed) = subscribe(&switchboard, &g, 3, "eve");
         let jojo_id = g.user_id("jojo").unwrap();
 
         let closed =
-            router.close_lossy(&[(Bytes::from_static(b"c"), jojo_id), (Bytes::from_static(b"other"), jojo_id)]);
+            switchboard.close_lossy(&[(Bytes::from_static(b"c"), jojo_id), (Bytes::from_static(b"other"), jojo_id)]);
 
         assert_eq!(closed, 2, "mark (shared with) and jojo (own messages)");
         let upstream = Some("Slow consumer: messages for this connection were dropped between nodes, closing");

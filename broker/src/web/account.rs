@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use hpfriends_graph::{Actor, Command};
+use hpfriends_graph::Actor;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -11,8 +11,8 @@ use super::forms::{csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::{set_cookie, ClientIp, SignedInUser, SESSION_COOKIE};
 use super::sign_in::confirmed;
-use crate::http::accounts;
-use crate::http::AppState;
+use crate::app::{accounts, Field};
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -106,7 +106,7 @@ pub async fn change_password(
     let result = match confirmed(&f.password, &f.confirm) {
         Ok(()) => accounts::change_password(&state, ip, &u.1, &f.current, &f.password)
             .await
-            .map_err(|e| Problem::from_api(e, &[("current", "current"), ("password", "password")])),
+            .map_err(|e| Problem::of(e, &[(Field::CurrentPassword, "current"), (Field::Password, "password")])),
         Err(p) => Err(p),
     };
     match result {
@@ -120,18 +120,17 @@ pub async fn add_token(State(state): State<AppState>, UserForm(u, f): UserForm<A
     match accounts::add_api_token(&state, actor, &u.1, f.label.trim()).await {
         Ok(token) => render(StatusCode::OK, render_account(&state, &u, Some(&token), None)),
         Err(e) => {
-            let p = Problem::from_api(e, &[("label", "label"), ("label", "token")]);
+            let p = Problem::of(e, &[(Field::Label, "label")]);
             render(p.status, render_account(&state, &u, None, Some(&p)))
         }
     }
 }
 
 pub async fn revoke_token(State(state): State<AppState>, UserForm(u, f): UserForm<AccountForm>) -> Response {
-    let command = Command::RemoveApiToken { name: u.1.clone(), label: f.label };
-    match crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await {
+    match accounts::remove_api_token(&state, Actor::User(u.1.clone()), &u.1, f.label).await {
         Ok(()) => Redirect::to("/account").into_response(),
         Err(e) => {
-            let p = Problem::from_api(e, &[]);
+            let p = Problem::of(e, &[]);
             render(p.status, render_account(&state, &u, None, Some(&p)))
         }
     }

@@ -9,9 +9,9 @@ use maud::{html, Markup};
 
 use super::layout::{page, render};
 use super::session::SignedIn;
-use crate::http::api::keys::key_activity;
-use crate::http::types::time_text;
-use crate::http::AppState;
+use crate::app::activity;
+use crate::app::types::time_text;
+use crate::state::AppState;
 
 fn time(secs: u64) -> Markup {
     html! { time datetime=(time_text(secs)) data-unix=(secs) { (time_text(secs)) } }
@@ -22,9 +22,9 @@ fn last(t: Option<u64>) -> Markup {
 }
 
 pub async fn show(State(state): State<AppState>, signed: SignedIn, Path(ident): Path<String>) -> Response {
-    let a = match key_activity(&state, &signed.actor, &ident).await {
+    let a = match activity::of_key(&state, &signed.actor, &ident).await {
         Ok(a) => a,
-        Err(e) => return super::layout::message_page(e.status, "Key activity", &e.message),
+        Err(e) => return super::layout::message_page(e.status(), "Key activity", &e.to_string()),
     };
     let body = html! {
         p.lead { "Since each node started, summed over the cluster. " a href="/keys" { "Back to your keys" } }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::keys::urlencode;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedInUser;
-use crate::http::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]

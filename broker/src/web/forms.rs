@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::layout::message_page;
 use super::session::{check_anonymous_csrf, SignedIn, SignedInUser};
-use crate::http::AppState;
+use super::WebState;
+use crate::state::AppState;
 
 /// A form that carries a CSRF token.
 pub trait CsrfForm: DeserializeOwned + Send {
@@ -27,7 +28,7 @@ pub(crate) use csrf_forms;
 async fn body<T: CsrfForm>(
     parts: axum::http::request::Parts,
     body: axum::body::Body,
-    state: &AppState,
+    state: &WebState,
 ) -> Result<T, Response> {
     Form::<T>::from_request(Request::from_parts(parts, body), state).await.map(|Form(f)| f).map_err(|e| {
         message_page(
@@ -41,10 +42,10 @@ async fn body<T: CsrfForm>(
 /// A signed-in user's form, with this session's CSRF token.
 pub struct UserForm<T>(pub SignedInUser, pub T);
 
-impl<T: CsrfForm> FromRequest<AppState> for UserForm<T> {
+impl<T: CsrfForm> FromRequest<WebState> for UserForm<T> {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, Response> {
         let (mut parts, b) = req.into_parts();
         let user = SignedInUser::from_request_parts(&mut parts, state).await?;
         let form: T = body(parts, b, state).await?;
@@ -56,10 +57,10 @@ impl<T: CsrfForm> FromRequest<AppState> for UserForm<T> {
 /// A form of any signed-in browser (the operator's included).
 pub struct SessionForm<T>(pub SignedIn, pub T);
 
-impl<T: CsrfForm> FromRequest<AppState> for SessionForm<T> {
+impl<T: CsrfForm> FromRequest<WebState> for SessionForm<T> {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, Response> {
         let (mut parts, b) = req.into_parts();
         let signed = SignedIn::from_request_parts(&mut parts, state).await?;
         let form: T = body(parts, b, state).await?;
@@ -72,10 +73,10 @@ impl<T: CsrfForm> FromRequest<AppState> for SessionForm<T> {
 /// come along for rendering the page again.
 pub struct AnonymousForm<T>(pub HeaderMap, pub T);
 
-impl<T: CsrfForm> FromRequest<AppState> for AnonymousForm<T> {
+impl<T: CsrfForm> FromRequest<WebState> for AnonymousForm<T> {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+    async fn from_request(req: Request, state: &WebState) -> Result<Self, Response> {
         let (parts, b) = req.into_parts();
         let headers = parts.headers.clone();
         let form: T = body(parts, b, state).await?;

@@ -12,7 +12,7 @@ use maud::{html, Markup};
 
 use super::layout::{page, render};
 use super::session::SignedInUser;
-use crate::http::AppState;
+use crate::state::AppState;
 
 const COLUMN_X: [u32; 4] = [20, 280, 540, 800];
 const NODE_W: u32 = 200;

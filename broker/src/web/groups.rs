@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use hpfriends_graph::{Actor, Command};
+use hpfriends_graph::Actor;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -12,9 +12,10 @@ use super::forms::{csrf_forms, UserForm};
 use super::keys::urlencode;
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
-use crate::http::api::groups::{list_groups, membership_command};
-use crate::http::types::GroupInfo;
-use crate::http::AppState;
+use crate::app::groups::{self, Membership};
+use crate::app::types::GroupInfo;
+use crate::app::{AppError, Field};
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -26,11 +27,11 @@ pub struct GroupForm {
 
 csrf_forms!(GroupForm);
 
-const GROUP_FIELDS: [(&str, &str); 2] = [("name", "group"), ("user", "user")];
+const GROUP_FIELDS: [(Field, &str); 3] = [(Field::Group, "name"), (Field::Name, "name"), (Field::User, "user")];
 
 fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
-    let groups: Vec<GroupInfo> = list_groups(state, Some(me)).groups;
+    let groups: Vec<GroupInfo> = groups::list(state, Some(me));
     let body = html! {
         p.lead { "Share with a group and every member who accepted reads it. Admins invite and remove members." }
         (error_for(problem, "form"))
@@ -90,29 +91,20 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
     render(StatusCode::OK, render_groups(&state, &u, None, None))
 }
 
-async fn run(
-    state: &AppState,
-    u: &SignedInUser,
-    f: &GroupForm,
-    command: Result<Command, crate::http::ApiError>,
-) -> Response {
-    let actor = Actor::User(u.1.clone());
-    let result = match command {
-        Ok(c) => crate::http::api::execute(state, actor, c).await,
-        Err(e) => Err(e),
-    };
+/// Back to the groups, or the groups with the reason at its field.
+fn done(state: &AppState, u: &SignedInUser, f: &GroupForm, result: Result<(), AppError>) -> Response {
     match result {
         Ok(()) => Redirect::to("/groups").into_response(),
         Err(e) => {
-            let p = Problem::from_api(e, &GROUP_FIELDS);
+            let p = Problem::of(e, &GROUP_FIELDS);
             render(p.status, render_groups(state, u, Some(f), Some(&p)))
         }
     }
 }
 
 pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<GroupForm>) -> Response {
-    let command = Command::AddGroup { name: f.name.trim().to_string(), creator: u.1.clone() };
-    run(&state, &u, &f, Ok(command)).await
+    let result = groups::create(&state, Actor::User(u.1.clone()), f.name.trim().to_string(), None).await;
+    done(&state, &u, &f, result)
 }
 
 pub async fn act(
@@ -122,6 +114,9 @@ pub async fn act(
 ) -> Response {
     f.name = group.clone();
     let user = Some(f.user.trim().to_string()).filter(|u| !u.is_empty());
-    let command = membership_command(&Actor::User(u.1.clone()), group, &action, user);
-    run(&state, &u, &f, command).await
+    let result = match Membership::parse(&action) {
+        Some(action) => groups::change(&state, Actor::User(u.1.clone()), group, action, user).await,
+        None => Err(AppError::NotFound(format!("no group action {action:?}"))),
+    };
+    done(&state, &u, &f, result)
 }

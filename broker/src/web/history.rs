@@ -10,9 +10,9 @@ use serde::Deserialize;
 use super::keys::urlencode;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedIn;
-use crate::http::api::history::history_page;
-use crate::http::types::HistoryQuery;
-use crate::http::AppState;
+use crate::app::history;
+use crate::app::types::HistoryQuery;
+use crate::state::AppState;
 
 /// The filters as the form sends them (empty fields are no filter).
 #[derive(Deserialize, Default)]
@@ -57,7 +57,7 @@ impl HistoryForm {
 }
 
 pub async fn show(State(state): State<AppState>, signed: SignedIn, Query(form): Query<HistoryForm>) -> Response {
-    let answer = history_page(&state, &signed.actor, form.query()).await;
+    let answer = history::page(&state, &signed.actor, form.query()).await;
     let optional = |hint| InputAttrs { required: false, hint: Some(hint), ..InputAttrs::text() };
     let body: Markup = html! {
         p.lead {
@@ -72,7 +72,7 @@ pub async fn show(State(state): State<AppState>, signed: SignedIn, Query(form): 
             button type="submit" { "Show" }
         }
         @match &answer {
-            Err(e) => p.error role="alert" { (e.message) },
+            Err(e) => p.error role="alert" { (e.to_string()) },
             Ok(page) if page.events.is_empty() && form.before.is_none() => p.empty { "No changes." },
             Ok(page) => {
                 table.history {

@@ -1,7 +1,5 @@
 //! Authkeys: the hpfeeds credentials of my sensors and readers.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -12,10 +10,10 @@ use serde::Deserialize;
 use super::forms::{channel_list, csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
-use crate::cluster::report::gather;
-use crate::http::api::keys::{add_key, change_channels, list_keys};
-use crate::http::types::{KeyChannels, NewKey};
-use crate::http::AppState;
+use crate::app::activity::presence;
+use crate::app::types::{KeyChannels, NewKey};
+use crate::app::{keys, AppError, Field};
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -28,23 +26,7 @@ pub struct KeyForm {
 
 csrf_forms!(KeyForm);
 
-const KEY_FIELDS: [(&str, &str); 3] = [("ident", "ident"), ("publish", "channel"), ("form", "")];
-
-/// Where each key is logged in now, asked of every node: ident → (node,
-/// connections); and the nodes that did not answer, with why.
-type Presence = (BTreeMap<String, Vec<(u64, u32)>>, Vec<(u64, String)>);
-
-async fn presence(state: &AppState, keys: &[AuthKey]) -> Presence {
-    let idents: Vec<String> = keys.iter().map(|k| k.ident.clone()).collect();
-    let (mut live, mut silent): Presence = Default::default();
-    for (node, report) in gather(state, &idents, &[]).await {
-        match report {
-            Ok(r) => r.live.into_iter().for_each(|l| live.entry(l.ident).or_default().push((node, l.connections))),
-            Err(why) => silent.push((node, why)),
-        }
-    }
-    (live, silent)
-}
+const KEY_FIELDS: [(Field, &str); 2] = [(Field::Ident, "ident"), (Field::Channel, "publish")];
 
 async fn render_page(
     state: &AppState,
@@ -54,7 +36,7 @@ async fn render_page(
     problem: Option<&Problem>,
 ) -> Markup {
     let SignedInUser(signed, me) = u;
-    let keys = list_keys(state, &Actor::User(me.clone()), None).map(|l| l.keys).unwrap_or_default();
+    let keys = keys::list(state, &Actor::User(me.clone()), None).unwrap_or_default();
     let (live, silent) = presence(state, &keys).await;
     let hpfeeds = state.accounts.web_url.clone();
     let body = html! {
@@ -183,10 +165,10 @@ pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<KeyF
         publish: channel_list(&f.publish),
         subscribe: channel_list(&f.subscribe),
     };
-    match add_key(&state, Actor::User(u.1.clone()), new).await {
-        Ok(created) => render(StatusCode::OK, render_page(&state, &u, Some(&created.key), None, None).await),
+    match keys::add(&state, Actor::User(u.1.clone()), new).await {
+        Ok(key) => render(StatusCode::OK, render_page(&state, &u, Some(&key), None, None).await),
         Err(e) => {
-            let problem = Problem::from_api(e, &KEY_FIELDS);
+            let problem = Problem::of(e, &KEY_FIELDS);
             render(problem.status, render_page(&state, &u, None, Some(&f), Some(&problem)).await)
         }
     }
@@ -198,7 +180,7 @@ pub async fn change(
     UserForm(u, f): UserForm<KeyForm>,
 ) -> Response {
     let wanted = KeyChannels { publish: channel_list(&f.publish), subscribe: channel_list(&f.subscribe) };
-    let result = change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await.map(drop);
+    let result = keys::change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await.map(drop);
     done(&state, &u, result).await
 }
 
@@ -207,16 +189,15 @@ pub async fn delete(
     Path(ident): Path<String>,
     UserForm(u, _): UserForm<KeyForm>,
 ) -> Response {
-    let command = hpfriends_graph::Command::RemoveKey { ident };
-    done(&state, &u, crate::http::api::execute(&state, Actor::User(u.1.clone()), command).await).await
+    done(&state, &u, keys::remove(&state, Actor::User(u.1.clone()), ident).await).await
 }
 
 /// Back to the list, or the list with the reason at its top.
-async fn done(state: &AppState, u: &SignedInUser, result: Result<(), crate::http::ApiError>) -> Response {
+async fn done(state: &AppState, u: &SignedInUser, result: Result<(), AppError>) -> Response {
     match result {
         Ok(()) => Redirect::to("/keys").into_response(),
         Err(e) => {
-            let problem = Problem::from_api(e, &[]);
+            let problem = Problem::of(e, &[]);
             render(problem.status, render_page(state, u, None, None, Some(&problem)).await)
         }
     }

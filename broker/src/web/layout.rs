@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
 use super::session::SignedIn;
-use crate::http::ApiError;
+use crate::app::{AppError, Field};
 
 /// The menu, named as the original hpfriends named it.
 const USER_MENU: [(&str, &str); 9] = [
@@ -79,12 +79,13 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// The API's error, placed at the first field whose words its message
-    /// names (`fields`: field and a word that points at it), else the form's top.
-    pub fn from_api(e: ApiError, fields: &[(&'static str, &str)]) -> Problem {
-        let lower = e.message.to_lowercase();
-        let field = fields.iter().find(|(_, word)| lower.contains(word)).map(|(f, _)| *f).unwrap_or("form");
-        Problem { field, message: e.message, status: e.status }
+    /// A use case's error, at the input of this form that it is about
+    /// (`fields`: what an error may be about, and the form's input for it),
+    /// else at the form's top. Decided by the error's variant, not its words.
+    pub fn of(e: AppError, fields: &[(Field, &'static str)]) -> Problem {
+        let field =
+            e.field().and_then(|f| fields.iter().find(|(about, _)| *about == f)).map_or("form", |(_, input)| *input);
+        Problem { field, status: e.status(), message: e.to_string() }
     }
 
     pub fn at(field: &'static str, status: StatusCode, message: impl Into<String>) -> Problem {

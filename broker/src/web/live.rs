@@ -1,6 +1,6 @@
 //! Live: the messages reaching my channels now. The page's script opens
 //! `/live/events` (server-sent events); the node makes that stream one more
-//! subscriber of the router, owned by the signed-in user, so it gets exactly
+//! subscriber of the switchboard, owned by the signed-in user, so it gets exactly
 //! what an hpfeeds subscriber of that user would: the same index, the same
 //! snapshot per publish, the same cross-node fan-out, and a byte bound on
 //! its queue. A browser that stops reading is closed as a slow consumer;
@@ -24,10 +24,10 @@ use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedInUser;
 use crate::hpfeeds::close::CloseReason;
 use crate::hpfeeds::outbound::{outbound, OutboundReceiver};
-use crate::http::AppState;
 use crate::protocol::frame::{decode, Limits};
 use crate::protocol::Frame;
-use crate::routing::{Router, Subscriber};
+use crate::routing::{Subscriber, Switchboard};
+use crate::state::AppState;
 
 /// Channels one page may watch.
 pub const MAX_CHANNELS: usize = 16;
@@ -108,7 +108,7 @@ fn asked(text: &str) -> Result<Vec<String>, String> {
         return Err(format!("at most {MAX_CHANNELS} channels at once, not {}", channels.len()));
     }
     for c in &channels {
-        hpfriends_graph::names::check_wire_name("channel", c).map_err(|e| e.to_string())?;
+        hpfriends_graph::names::check_wire_name(hpfriends_graph::Named::Channel, c).map_err(|e| e.to_string())?;
     }
     Ok(channels)
 }
@@ -154,14 +154,14 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Quer
 
 /// The stream's subscriptions, removed when the browser goes.
 struct Subscribed {
-    router: std::sync::Arc<Router>,
+    switchboard: std::sync::Arc<Switchboard>,
     conn: u64,
     channels: Vec<Bytes>,
 }
 
 impl Drop for Subscribed {
     fn drop(&mut self) {
-        self.router.remove_connection(self.conn, &self.channels);
+        self.switchboard.remove_connection(self.conn, &self.channels);
     }
 }
 
@@ -178,7 +178,12 @@ struct Live {
     _ticket: Ticket,
 }
 
-pub async fn events(State(state): State<AppState>, u: SignedInUser, Query(q): Query<LiveQuery>) -> Response {
+pub async fn events(
+    State(state): State<AppState>,
+    State(streams): State<std::sync::Arc<Streams>>,
+    u: SignedInUser,
+    Query(q): Query<LiveQuery>,
+) -> Response {
     let SignedInUser(signed, me) = u;
     let channels = match asked(&q.channels) {
         Ok(c) if !c.is_empty() => c,
@@ -188,19 +193,19 @@ pub async fn events(State(state): State<AppState>, u: SignedInUser, Query(q): Qu
     let Some(owner) = state.node.read_graph(|g| g.user_id(&me)) else {
         return StatusCode::FORBIDDEN.into_response();
     };
-    let ticket = match state.live.open(&me) {
+    let ticket = match streams.open(&me) {
         Ok(t) => t,
         Err(why) => return (StatusCode::TOO_MANY_REQUESTS, why).into_response(),
     };
-    let conn = state.sessions.new_connection_id();
+    let conn = state.connections.new_connection_id();
     let close = CancellationToken::new();
     let (out, queue) = outbound(QUEUE_BYTES, close.clone());
     let channels: Vec<Bytes> = channels.into_iter().map(Bytes::from).collect();
     for c in &channels {
-        state.router.subscribe(c.clone(), Subscriber { conn, owner, out: out.clone() });
+        state.switchboard.subscribe(c.clone(), Subscriber { conn, owner, out: out.clone() });
     }
-    let subscribed = Subscribed { router: state.router.clone(), conn, channels };
-    let views = state.router.watch_views();
+    let subscribed = Subscribed { switchboard: state.switchboard.clone(), conn, channels };
+    let views = state.switchboard.watch_views();
     let live = Live {
         state,
         user: me,
@@ -237,7 +242,7 @@ impl Live {
                 }
                 changed = self.views.changed() => {
                     // Signed out, disabled or removed: the stream ends with the session.
-                    let still = crate::http::accounts::session_actor(&self.state, &self.cookie);
+                    let still = crate::app::accounts::session_actor(&self.state, &self.cookie);
                     if changed.is_err() || still != Some(Actor::User(self.user.clone())) {
                         self.end("closed: signed out");
                     }

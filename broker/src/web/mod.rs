@@ -1,9 +1,8 @@
 //! The web app: people manage their own keys, shares and groups in a browser.
 //! Server-rendered HTML (maud) on the node's HTTP listener, every asset
 //! embedded; the forms work without JavaScript, `app.js` only enhances them.
-//! Every change goes through the same functions as the API (`http::api`,
-//! `http::accounts`), so the graph's commands, authorization and validation
-//! are the one place for each rule.
+//! Every change calls the same use case as the API (`app/`), so the graph's
+//! commands, authorization and validation are the one place for each rule.
 
 mod account;
 mod activity;
@@ -14,24 +13,46 @@ mod groups;
 mod history;
 mod keys;
 mod layout;
-pub mod live;
+mod live;
 mod operator;
 mod session;
 mod shares;
 mod sign_in;
 
-use axum::extract::DefaultBodyLimit;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Forms are small; nothing a browser sends here needs more.
 const MAX_FORM_BODY: usize = 64 * 1024;
 
-pub fn routes() -> Router<AppState> {
+/// What the pages need: the node, and the Live pages streaming now.
+#[derive(Clone)]
+pub struct WebState {
+    pub app: AppState,
+    live: Arc<live::Streams>,
+}
+
+impl FromRef<WebState> for AppState {
+    fn from_ref(web: &WebState) -> AppState {
+        web.app.clone()
+    }
+}
+
+impl FromRef<WebState> for Arc<live::Streams> {
+    fn from_ref(web: &WebState) -> Arc<live::Streams> {
+        web.live.clone()
+    }
+}
+
+/// The web app's routes, with their state.
+pub fn routes(app: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/keys") }))
         .route("/sign-in", get(sign_in::form_page).post(sign_in::submit))
@@ -68,6 +89,7 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route("/assets/app.js", get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))))
         .layer(DefaultBodyLimit::max(MAX_FORM_BODY))
+        .with_state(WebState { app, live: Arc::default() })
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> Response {

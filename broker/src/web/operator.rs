@@ -4,7 +4,7 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use hpfriends_graph::{Actor, Command};
+use hpfriends_graph::Actor;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -14,11 +14,8 @@ use super::layout::{
     action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem,
 };
 use super::session::SignedIn;
-use crate::cluster::report::{gather, proto::NodeReport};
-use crate::http::accounts;
-use crate::http::api::cluster::cluster_status;
-use crate::http::api::users::list_users;
-use crate::http::AppState;
+use crate::app::{accounts, cluster, users, Field};
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -40,9 +37,8 @@ fn only_operator(signed: &SignedIn) -> Result<(), Response> {
 /// The cluster as this node sees it (roles, lag) and as every node reports
 /// itself (readiness, peer links, connections).
 async fn cluster_markup(state: &AppState) -> Markup {
-    let status = cluster_status(state, true);
-    let reports: std::collections::BTreeMap<u64, Result<NodeReport, String>> =
-        gather(state, &[], &[]).await.into_iter().collect();
+    let status = cluster::status(state, true);
+    let reports = cluster::reports(state).await;
     html! {
         div #cluster data-refresh="/operator/cluster" aria-live="polite" {
             p { "Seen from node " (status.node_id) " (" (status.role) ", term " (status.term)
@@ -82,7 +78,7 @@ async fn render_operator(
     link: Option<(&str, &str)>,
     problem: Option<&Problem>,
 ) -> Markup {
-    let users = list_users(state).users;
+    let users = users::list(state);
     let cluster = cluster_markup(state).await;
     let body = html! {
         h2 { "Users" }
@@ -151,7 +147,7 @@ async fn invite_and_show(state: &AppState, signed: &SignedIn, name: &str) -> Res
     match accounts::invite(state, Actor::Operator, name).await {
         Ok((link, _)) => render(StatusCode::OK, render_operator(state, signed, Some((name, &link)), None).await),
         Err(e) => {
-            let p = Problem::from_api(e, &[("name", "name")]);
+            let p = Problem::of(e, &[(Field::User, "name"), (Field::Name, "name")]);
             render(p.status, render_operator(state, signed, None, Some(&p)).await)
         }
     }
@@ -172,17 +168,17 @@ pub async fn act(
     if let Err(r) = only_operator(&signed) {
         return r;
     }
-    let command = match action.as_str() {
+    let result = match action.as_str() {
         "reset" => return invite_and_show(&state, &signed, &name).await,
-        "disable" => Command::SetUserDisabled { name, disabled: true },
-        "enable" => Command::SetUserDisabled { name, disabled: false },
-        "remove" => Command::RemoveUser { name },
+        "disable" => users::set_disabled(&state, Actor::Operator, name, true).await,
+        "enable" => users::set_disabled(&state, Actor::Operator, name, false).await,
+        "remove" => users::remove(&state, Actor::Operator, name).await,
         _ => return super::not_found(),
     };
-    match crate::http::api::execute(&state, Actor::Operator, command).await {
+    match result {
         Ok(()) => Redirect::to("/operator").into_response(),
         Err(e) => {
-            let p = Problem::from_api(e, &[]);
+            let p = Problem::of(e, &[]);
             render(p.status, render_operator(&state, &signed, None, Some(&p)).await)
         }
     }

@@ -13,8 +13,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::layout::message_page;
-use crate::http::accounts::{new_secret, session_actor};
-use crate::http::AppState;
+use super::WebState;
+use crate::app::accounts::{new_secret, session_actor};
+use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "hpfriends_session";
 /// The double-submit CSRF cookie of forms sent before signing in.
@@ -88,10 +89,11 @@ pub fn set_cookie(state: &AppState, name: &str, value: Option<&str>) -> (header:
     (header::SET_COOKIE, HeaderValue::from_str(&text).expect("cookie text is ASCII"))
 }
 
-impl FromRequestParts<AppState> for SignedIn {
+impl FromRequestParts<WebState> for SignedIn {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, web: &WebState) -> Result<Self, Response> {
+        let state = &web.app;
         let Some(cookie) = cookie(&parts.headers, SESSION_COOKIE) else {
             return Err(Redirect::to("/sign-in").into_response());
         };
@@ -122,10 +124,10 @@ impl FromRequestParts<AppState> for SignedIn {
 /// A signed-in user (the operator is sent to the operator's page).
 pub struct SignedInUser(pub SignedIn, pub String);
 
-impl FromRequestParts<AppState> for SignedInUser {
+impl FromRequestParts<WebState> for SignedInUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
         let signed = SignedIn::from_request_parts(parts, state).await?;
         match signed.user().map(str::to_string) {
             Some(user) => Ok(SignedInUser(signed, user)),

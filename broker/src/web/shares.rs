@@ -11,9 +11,9 @@ use serde::Deserialize;
 use super::forms::{csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
-use crate::http::api::shares::{accept_command, list_shares, offer_command, remove_command};
-use crate::http::types::ShareRequest;
-use crate::http::AppState;
+use crate::app::types::ShareRequest;
+use crate::app::{shares, AppError, Field};
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -38,13 +38,12 @@ impl ShareForm {
 
 csrf_forms!(ShareForm);
 
-const SHARE_FIELDS: [(&str, &str); 6] = [
-    ("channel", "channel"),
-    ("kind", "kind"),
-    ("to", "user"),
-    ("to", "group"),
-    ("to", "themselves"),
-    ("to", "share from"),
+const SHARE_FIELDS: [(Field, &str); 5] = [
+    (Field::Channel, "channel"),
+    (Field::Kind, "kind"),
+    (Field::User, "to"),
+    (Field::Group, "to"),
+    (Field::Share, "to"),
 ];
 
 fn kind_label(kind: ShareKind) -> &'static str {
@@ -63,7 +62,7 @@ fn share_fields<'a>(s: &'a ShareRecord, to: &'a str) -> [(&'static str, &'a str)
 }
 
 fn mine(state: &AppState, me: &str) -> Vec<ShareRecord> {
-    list_shares(state, &Actor::User(me.to_string()), None).map(|l| l.shares).unwrap_or_default()
+    shares::list(state, &Actor::User(me.to_string()), None).unwrap_or_default()
 }
 
 fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, problem: Option<&Problem>) -> Markup {
@@ -118,31 +117,28 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
     render(StatusCode::OK, render_shares(&state, &u, None, None))
 }
 
-/// Runs a share command built from the form, then goes to `back`; a refusal
-/// renders `again` with the API's message.
-async fn run(
-    state: &AppState,
+/// Runs a share use case with the form's share, then goes to `back`; a
+/// refusal renders the page again with the reason at its field.
+async fn run<F: std::future::Future<Output = Result<(), AppError>>>(
     u: &SignedInUser,
     f: &ShareForm,
-    build: impl FnOnce(&Actor, ShareRequest) -> Result<hpfriends_graph::Command, crate::http::ApiError>,
+    use_case: impl FnOnce(Actor, ShareRequest) -> F,
     from: Option<String>,
     back: &str,
 ) -> Result<Response, Problem> {
-    let actor = Actor::User(u.1.clone());
-    let command = build(&actor, f.request(from)).map_err(|e| Problem::from_api(e, &SHARE_FIELDS))?;
-    crate::http::api::execute(state, actor, command).await.map_err(|e| Problem::from_api(e, &SHARE_FIELDS))?;
+    use_case(Actor::User(u.1.clone()), f.request(from)).await.map_err(|e| Problem::of(e, &SHARE_FIELDS))?;
     Ok(Redirect::to(back).into_response())
 }
 
 pub async fn offer(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
-    match run(&state, &u, &f, offer_command, None, "/shares").await {
+    match run(&u, &f, |a, r| shares::offer(&state, a, r), None, "/shares").await {
         Ok(r) => r,
         Err(p) => render(p.status, render_shares(&state, &u, Some(&f), Some(&p))),
     }
 }
 
 pub async fn revoke(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
-    match run(&state, &u, &f, remove_command, Some(f.from.clone()), "/shares").await {
+    match run(&u, &f, |a, r| shares::remove(&state, a, r), Some(f.from.clone()), "/shares").await {
         Ok(r) => r,
         Err(p) => render(p.status, render_shares(&state, &u, None, Some(&p))),
     }
@@ -152,18 +148,7 @@ pub async fn revoke(State(state): State<AppState>, UserForm(u, f): UserForm<Shar
 
 fn render_received(state: &AppState, u: &SignedInUser, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
-    let shares = mine(state, me);
-    // Offers I may answer: to me, or to a group I administer.
-    let offers: Vec<&ShareRecord> = state.node.read_graph(|g| {
-        shares
-            .iter()
-            .filter(|s| !s.accepted && &s.from != me)
-            .filter(|s| match &s.to {
-                Target::User(u) => u == me,
-                Target::Group(grp) => g.is_group_admin(grp, me),
-            })
-            .collect()
-    });
+    let offers = shares::offers_to(state, me).unwrap_or_default();
     let receiving = receiving(state, me);
     let body = html! {
         (error_for(problem, "form"))
@@ -224,21 +209,21 @@ pub async fn received(State(state): State<AppState>, u: SignedInUser) -> Respons
     render(StatusCode::OK, render_received(&state, &u, None))
 }
 
-async fn answer(
-    state: AppState,
-    UserForm(u, f): UserForm<ShareForm>,
-    build: fn(&Actor, ShareRequest) -> Result<hpfriends_graph::Command, crate::http::ApiError>,
-) -> Response {
-    match run(&state, &u, &f, build, Some(f.from.clone()), "/shared-with-you").await {
+/// Accepting or declining an offer: back to the offers, or the offers with
+/// the reason at their top.
+async fn answer(state: &AppState, u: &SignedInUser, result: Result<Response, Problem>) -> Response {
+    match result {
         Ok(r) => r,
-        Err(p) => render(p.status, render_received(&state, &u, Some(&Problem { field: "form", ..p }))),
+        Err(p) => render(p.status, render_received(state, u, Some(&Problem { field: "form", ..p }))),
     }
 }
 
-pub async fn accept(State(state): State<AppState>, form: UserForm<ShareForm>) -> Response {
-    answer(state, form, accept_command).await
+pub async fn accept(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
+    let result = run(&u, &f, |a, r| shares::accept(&state, a, r), Some(f.from.clone()), "/shared-with-you").await;
+    answer(&state, &u, result).await
 }
 
-pub async fn decline(State(state): State<AppState>, form: UserForm<ShareForm>) -> Response {
-    answer(state, form, remove_command).await
+pub async fn decline(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
+    let result = run(&u, &f, |a, r| shares::remove(&state, a, r), Some(f.from.clone()), "/shared-with-you").await;
+    answer(&state, &u, result).await
 }

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use super::forms::{csrf_forms, AnonymousForm, SessionForm};
 use super::layout::{message_page, page, render, text_input, InputAttrs, Problem};
 use super::session::{anonymous_form_token, set_cookie, ClientIp, FORM_COOKIE, SESSION_COOKIE};
+use crate::app::{accounts, AppError, Field};
 use crate::config::Signup;
-use crate::http::accounts;
-use crate::http::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -82,8 +82,7 @@ pub async fn submit(
     match accounts::sign_in(&state, ip, f.name.trim(), &f.password).await {
         Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
         Err(e) => {
-            let field = if e.code == "unauthorized" { "password" } else { "form" };
-            let problem = Problem::at(field, e.status, e.message);
+            let problem = Problem::of(e, &[(Field::Password, "password")]);
             anonymous(&state, &headers, problem.status, |csrf| sign_in_markup(&state, csrf, &f.name, Some(&problem)))
         }
     }
@@ -97,7 +96,7 @@ pub async fn submit_operator(
     match accounts::sign_in_operator(&state, ip, f.token.trim()).await {
         Ok(cookie) => signed_in_response(&state, &cookie, "/operator"),
         Err(e) => {
-            let problem = Problem::at("token", e.status, e.message);
+            let problem = Problem { field: "token", ..Problem::of(e, &[]) };
             anonymous(&state, &headers, problem.status, |csrf| sign_in_markup(&state, csrf, "", Some(&problem)))
         }
     }
@@ -121,9 +120,9 @@ pub async fn sign_out_everywhere(
     end_sessions(&state, accounts::sign_out_everywhere(&state, signed.actor.clone()).await)
 }
 
-fn end_sessions(state: &AppState, ended: Result<(), crate::http::ApiError>) -> Response {
+fn end_sessions(state: &AppState, ended: Result<(), AppError>) -> Response {
     if let Err(e) = ended {
-        return message_page(e.status, "Not signed out", &e.message);
+        return message_page(e.status(), "Not signed out", &e.to_string());
     }
     ([set_cookie(state, SESSION_COOKIE, None)], Redirect::to("/sign-in")).into_response()
 }
@@ -203,7 +202,7 @@ pub async fn accept_invitation(
     let result = match confirmed(&f.password, &f.confirm) {
         Ok(()) => accounts::accept_invitation(&state, &token, &f.password)
             .await
-            .map_err(|e| Problem::from_api(e, &[("password", "password")])),
+            .map_err(|e| Problem::of(e, &[(Field::Password, "password")])),
         Err(p) => Err(p),
     };
     match result {
@@ -252,18 +251,18 @@ pub async fn sign_up(
 ) -> Response {
     let name = f.name.trim();
     let result = match confirmed(&f.password, &f.confirm) {
-        Ok(()) => accounts::sign_up(&state, ip, name, &f.password)
-            .await
-            .map_err(|e| Problem::from_api(e, &[("name", "user"), ("password", "password")])),
+        Ok(()) => accounts::sign_up(&state, ip, name, &f.password).await.map_err(|e| {
+            Problem::of(e, &[(Field::User, "name"), (Field::Name, "name"), (Field::Password, "password")])
+        }),
         Err(p) => Err(p),
     };
     match result {
         Ok(()) => match accounts::sign_in(&state, ip, name, &f.password).await {
             Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
             Err(e) => message_page(
-                e.status,
+                e.status(),
                 "Account made",
-                &format!("Your account is ready, but signing in failed: {}", e.message),
+                &format!("Your account is ready, but signing in failed: {}", e),
             ),
         },
         Err(problem) => {
@@ -276,6 +275,6 @@ pub async fn sign_up(
 mod tests {
     #[test]
     fn given_the_password_hint_then_it_names_the_minimum() {
-        assert!(super::PASSWORD_HINT.contains(&crate::http::accounts::MIN_PASSWORD_LEN.to_string()));
+        assert!(super::PASSWORD_HINT.contains(&crate::app::accounts::MIN_PASSWORD_LEN.to_string()));
     }
 }

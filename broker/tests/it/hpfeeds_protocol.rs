@@ -358,5 +358,5 @@ async fn given_thirty_thousand_subscribes_on_one_connection_then_each_costs_a_pa
     // The whole table was copied per SUBSCRIBE before (24 s of CPU in a release
     // build); within the client's 10 s wait the last one must be live.
     c.sync("ch-29999", "all-subscribed").await;
-    assert_eq!(n.running.router.subscription_count(), 30_000);
+    assert_eq!(n.running.switchboard.subscription_count(), 30_000);
 }

@@ -5,18 +5,19 @@
 use crate::common::start_node;
 
 /// The error codes written in the code: the arms of `GraphError::code` and
-/// every literal code an `ApiError` is built with.
+/// `AppError::code`, and every literal code an `ApiError` is built with.
 fn codes_in_source() -> Vec<String> {
-    let graph = include_str!("../../../graph/src/error.rs");
-    let code_fn = &graph[graph.find("pub fn code(").expect("GraphError::code")..];
-    let code_fn = &code_fn[..code_fn.find("\n    }\n").expect("end of code()")];
-    let mut codes: Vec<String> =
-        code_fn.split("=> \"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).collect();
+    let arms = |source: &str| -> Vec<String> {
+        let code_fn = &source[source.find("pub fn code(").expect("a code()")..];
+        let code_fn = &code_fn[..code_fn.find("\n    }\n").expect("end of code()")];
+        code_fn.split("=> \"").skip(1).map(|s| s[..s.find('"').unwrap()].to_string()).collect()
+    };
+    let mut codes = arms(include_str!("../../../graph/src/error.rs"));
+    codes.extend(arms(include_str!("../../src/app/error.rs")));
     let http = [
         include_str!("../../src/http/error.rs"),
         include_str!("../../src/http/serve.rs"),
         include_str!("../../src/http/api/graph.rs"),
-        include_str!("../../src/http/accounts.rs"),
     ];
     for file in http {
         for call in file.split("ApiError::new(").skip(1) {

@@ -89,7 +89,7 @@ async fn given_a_disabled_user_then_their_tokens_are_refused_until_enabled_and_a
 #[tokio::test]
 async fn given_failed_sign_ins_for_one_name_then_it_is_refused_unchecked_and_other_names_are_not() {
     let n = start_node(|_| {}).await;
-    let hash = hpfriends_broker::http::accounts::hash_password("correct horse battery").await.unwrap();
+    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
     for name in ["jojo", "mark"] {
         n.write(hpfriends_graph::Command::AddUser { name: name.into() }).await;
         let set = hpfriends_graph::Command::SetPassword {

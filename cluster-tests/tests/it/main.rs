@@ -2,6 +2,7 @@
 //! (see ARCHITECTURE.md, "Tests").
 
 mod compose;
+mod docs;
 mod fanout;
 mod history;
 mod one_build;

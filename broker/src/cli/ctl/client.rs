@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::http::types::ErrorBody;
+use crate::app::types::ErrorBody;
 
 pub struct Api {
     http: reqwest::Client,

@@ -2,7 +2,7 @@
 
 use super::client::{Api, Output};
 use super::ClusterCmd;
-use crate::http::types::{ClusterStatus, Done, LeaveRequest};
+use crate::app::types::{ClusterStatus, Done, LeaveRequest};
 
 /// A value or `null`, as the JSON of this answer shows it.
 fn or_null(v: Option<u64>) -> String {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::client::{enc, Api, Output};
-use crate::http::types::{Applied, ExplainAnswer};
+use crate::app::types::{Applied, ExplainAnswer};
 
 /// Reads a declaration file: JSON, or TOML when the name ends in `.toml`.
 fn read_declaration(file: &Path) -> anyhow::Result<serde_json::Value> {

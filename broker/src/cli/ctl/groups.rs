@@ -2,7 +2,7 @@
 
 use super::client::{enc, Api, Output};
 use super::GroupCmd;
-use crate::http::types::{Done, GroupList, MemberChange, NewGroup};
+use crate::app::types::{Done, GroupList, MemberChange, NewGroup};
 
 pub async fn run(api: &Api, cmd: &GroupCmd) -> anyhow::Result<Output> {
     let change = |group: &str, what: &str, user: &Option<String>| {

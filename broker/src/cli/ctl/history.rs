@@ -2,8 +2,8 @@
 
 use super::client::{enc, Api, Output};
 use super::{HistoryArgs, HistoryCmd};
-use crate::http::api::history::MAX_LIMIT;
-use crate::http::types::{Done, HistoryPage, HistoryRetention};
+use crate::app::history::MAX_LIMIT;
+use crate::app::types::{Done, HistoryPage, HistoryRetention};
 
 pub async fn run(api: &Api, args: &HistoryArgs) -> anyhow::Result<Output> {
     match &args.command {

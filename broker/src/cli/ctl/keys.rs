@@ -2,7 +2,7 @@
 
 use super::client::{enc, filtered, Api, Output};
 use super::KeyCmd;
-use crate::http::types::{CreatedKey, Done, KeyActivity, KeyList, NewKey};
+use crate::app::types::{CreatedKey, Done, KeyActivity, KeyList, NewKey};
 
 pub async fn run(api: &Api, cmd: &KeyCmd) -> anyhow::Result<Output> {
     match cmd {

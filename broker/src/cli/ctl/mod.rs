@@ -1,6 +1,6 @@
 //! `hpfriends ctl`: the HTTP API for people (and scripts, with `--json`).
 //! The flags are here; each resource's commands are in a file of their own,
-//! speaking the API's own types (`http::types`) through `client.rs`.
+//! speaking the API's own types (`app::types`) through `client.rs`.
 
 use std::path::PathBuf;
 

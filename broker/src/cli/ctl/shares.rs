@@ -4,7 +4,7 @@ use hpfriends_graph::{ShareKind, Target};
 
 use super::client::{filtered, Api, Output};
 use super::{ShareCmd, ShareRef};
-use crate::http::types::{Done, ShareList, ShareRequest};
+use crate::app::types::{Done, ShareList, ShareRequest};
 
 fn request(s: &ShareRef, kind: Option<ShareKind>) -> ShareRequest {
     ShareRequest { from: Some(s.from.clone()), to: Target::parse(&s.to), channel: s.channel.clone(), kind }

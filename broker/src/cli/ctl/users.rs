@@ -2,7 +2,7 @@
 
 use super::client::{enc, Api, Output};
 use super::UserCmd;
-use crate::http::types::{Done, InvitationLink, IssuedToken, NewUser, UserList};
+use crate::app::types::{Done, InvitationLink, IssuedToken, NewUser, UserList};
 
 pub async fn run(api: &Api, cmd: &UserCmd) -> anyhow::Result<Output> {
     match cmd {

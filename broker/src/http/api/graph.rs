@@ -3,15 +3,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use hpfriends_graph::declare::{plan, Declaration};
-use hpfriends_graph::{explain as explain_path, Actor, Command};
+use hpfriends_graph::Actor;
 
 use super::openapi::ApiErrors;
 use super::{QueryOf, Reply};
+use crate::app::graph;
+use crate::app::types::{Applied, ApplyQuery, ExplainAnswer, ExplainQuery};
 use crate::http::auth::Caller;
 use crate::http::error::ApiError;
-use crate::http::types::{Applied, ApplyQuery, ExplainAnswer, ExplainQuery};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Declarations (`ctl apply`) can be large; everything else is small.
 pub const MAX_APPLY_BODY: usize = 64 * 1024 * 1024;
@@ -27,25 +27,13 @@ pub async fn explain(
     query: QueryOf<ExplainQuery>,
 ) -> Reply<ExplainAnswer> {
     let axum::extract::Query(q) = query?;
-    if let Actor::User(me) = &actor {
-        if me != &q.from && me != &q.to {
-            return Err(ApiError::forbidden("a user can only ask about paths that start or end with them"));
-        }
-    }
-    let explanation = state.node.read_graph(|g| {
-        for u in [&q.from, &q.to] {
-            if !g.has_user(u) {
-                return Err(ApiError::from(hpfriends_graph::GraphError::UnknownUser(u.clone())));
-            }
-        }
-        Ok(explain_path(g, &q.from, &q.to, &q.channel))
-    })?;
+    let explanation = graph::explain(&state, &actor, &q.from, &q.to, &q.channel)?;
     let text = explanation.to_string();
     Ok(Json(ExplainAnswer { explanation, text }))
 }
 
 /// Makes the graph contain the declaration, as one entry: all or nothing.
-#[utoipa::path(post, path = "/api/v1/apply", tag = "graph", params(ApplyQuery), request_body = Declaration, responses((status = 200, body = Applied), ApiErrors))]
+#[utoipa::path(post, path = "/api/v1/apply", tag = "graph", params(ApplyQuery), request_body = hpfriends_graph::declare::Declaration, responses((status = 200, body = Applied), ApiErrors))]
 pub async fn apply(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -61,44 +49,6 @@ pub async fn apply(
             format!("a declaration from this caller may be at most {limit} bytes"),
         )
     })?;
-    let decl: Declaration = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "malformed_request", format!("invalid declaration: {e}"))
-    })?;
-    let commands = state.node.read_graph(|g| plan(&decl, g)).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let warnings = if q.allow_short_secrets {
-        short_secrets(&commands, state.min_key_secret_len)
-    } else {
-        refuse_short_secrets(&commands, state.min_key_secret_len)?;
-        Vec::new()
-    };
-    let changes = commands.len();
-    if changes > 0 {
-        super::execute(&state, actor, Command::Batch { commands }).await?;
-    }
-    Ok(Json(Applied { ok: true, changes, warnings }))
-}
-
-/// What is wrong with each new key whose secret is shorter than `min`.
-fn short_secrets(commands: &[Command], min: usize) -> Vec<String> {
-    let mut found = Vec::new();
-    for c in commands {
-        match c {
-            Command::AddKey(k) if k.secret.chars().count() < min => found.push(format!(
-                "the secret of key {:?} is {} characters long, shorter than {min}",
-                k.ident,
-                k.secret.chars().count()
-            )),
-            Command::Batch { commands } => found.extend(short_secrets(commands, min)),
-            _ => {}
-        }
-    }
-    found
-}
-
-pub fn refuse_short_secrets(commands: &[Command], min: usize) -> Result<(), ApiError> {
-    let short = short_secrets(commands, min);
-    if short.is_empty() {
-        return Ok(());
-    }
-    Err(ApiError::bad_request(format!("{}: give a longer secret, or none to get a generated one", short.join("; "))))
+    let applied = graph::apply(&state, actor, &bytes, q.allow_short_secrets).await?;
+    Ok(Json(Applied { ok: true, changes: applied.changes, warnings: applied.warnings }))
 }

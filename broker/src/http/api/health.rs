@@ -1,13 +1,11 @@
 //! Liveness, readiness and the Prometheus text format.
 
-use std::sync::atomic::Ordering;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 
-use crate::http::types::{Health, Readiness};
-use crate::http::AppState;
+use crate::app::types::{Health, Readiness};
+use crate::state::AppState;
 
 /// 200 while the process runs, draining included.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
@@ -23,32 +21,9 @@ pub async fn healthz() -> Json<Health> {
     responses((status = 200, body = Readiness), (status = 503, description = "not ready; the body says why", body = Readiness))
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let body = readiness(&state);
+    let body = state.readiness();
     let status = if body.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body))
-}
-
-/// Whether a load balancer should send clients here (`/readyz`, and each
-/// node's report to the others).
-pub fn readiness(state: &AppState) -> Readiness {
-    let m = state.node.metrics().borrow().clone();
-    let draining = state.draining.load(Ordering::Acquire);
-    let leader_known = m.current_leader.is_some();
-    let caught_up = state.node.caught_up();
-    let peer_links_replayed = state.fanout.links_ready();
-    let accepting_clients = state.listening.load(Ordering::Acquire) == state.listeners;
-    let ready = !draining && leader_known && caught_up && peer_links_replayed && accepting_clients;
-    Readiness {
-        ready,
-        draining,
-        accepting_clients,
-        leader_known,
-        caught_up,
-        peer_links_replayed,
-        unreachable_peers: state.fanout.unreachable_peers(),
-        awaiting_replay_from: state.fanout.awaiting_replay_from(),
-        last_applied: m.last_applied.map(|l| l.index),
-    }
 }
 
 /// Prometheus text format. Unauthenticated, like `/healthz`: keep the HTTP
@@ -77,11 +52,11 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl axum::response:
         metrics::gauge!(RAFT_ROLE.name, "role" => role).set(if on { 1.0 } else { 0.0 });
     }
     set(RAFT_KNOWN_COMMIT, state.node.known_commit() as f64);
-    set(INDEX_GENERATION, state.router.view().index.generation() as f64);
+    set(INDEX_GENERATION, state.switchboard.view().index.generation() as f64);
     set(INDEX_BUILD_SECONDS, state.node.index_build_time().as_secs_f64());
     set(CLUSTER_AUTH_REFUSED, state.node.cluster_tls().refused() as f64);
-    set(SUBSCRIPTIONS, state.router.subscription_count() as f64);
-    set(SEND_BUFFER_SIZE, state.router.queued_bytes() as f64);
+    set(SUBSCRIPTIONS, state.switchboard.subscription_count() as f64);
+    set(SEND_BUFFER_SIZE, state.switchboard.queued_bytes() as f64);
     let (users, groups, shares, keys) =
         state.node.read_graph(|g| (g.user_count(), g.groups().count(), g.share_count(), g.keys().count()));
     for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {

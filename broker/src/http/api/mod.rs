@@ -1,17 +1,16 @@
-//! Routes and handlers, one file per resource. Every write becomes one graph
-//! `Command`, authorized here against this node's graph and again, for good,
-//! when Raft applies it on every node alike. Bodies are the types of
-//! `http::types`; `openapi.rs` describes them.
+//! Routes and handlers, one file per resource: each takes the caller and the
+//! body, calls the use case in `app/` and answers JSON. Bodies are the types
+//! of `app::types`; `openapi.rs` describes them.
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use hpfriends_graph::{Actor, Command};
 
 use super::auth::Caller;
 use super::error::ApiError;
-use super::types::Done;
-use super::AppState;
+use crate::app::types::Done;
+use crate::app::AppError;
+use crate::state::AppState;
 
 pub mod cluster;
 pub mod graph;
@@ -29,7 +28,7 @@ type QueryOf<T> = Result<axum::extract::Query<T>, axum::extract::rejection::Quer
 
 /// The longest any request may take, its body included (writes and
 /// consistent reads wait at most 10 s for the cluster).
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -63,29 +62,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/history/retention", get(history::retention).put(history::set_retention))
 }
 
-/// Every route of the node: the API, then the web app, with the deadline and
-/// consistent reads around them.
-pub fn router(state: AppState) -> Router {
-    routes()
-        .merge(crate::web::routes())
-        .fallback(|uri: axum::http::Uri| async move {
-            use axum::response::IntoResponse;
-            if uri.path().starts_with("/api/") {
-                ApiError::not_found("no such endpoint").into_response()
-            } else {
-                crate::web::not_found().into_response()
-            }
-        })
-        .layer(axum::middleware::map_response(crate::web::security_headers))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), consistent_reads))
-        .layer(axum::middleware::from_fn_with_state(REQUEST_TIMEOUT, super::serve::request_deadline))
-        .with_state(state)
-}
-
 /// `GET /api/…?consistent=true`: wait until this node has applied everything
 /// the leader had committed when the request arrived, then read locally.
 /// Only for an authenticated caller: the wait costs the cluster a round trip.
-async fn consistent_reads(
+pub async fn consistent_reads(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
@@ -108,34 +88,8 @@ async fn consistent_reads(
     next.run(axum::extract::Request::from_parts(parts, body)).await
 }
 
-pub async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), ApiError> {
-    state.node.write(actor, command).await.map_err(ApiError::from)
-}
-
-/// Runs the write and answers `{"ok": true}`.
-async fn write(state: &AppState, actor: Actor, command: Command) -> Reply<Done> {
-    execute(state, actor, command).await?;
+/// Answers `{"ok": true}` for a use case that answers nothing else.
+fn done(result: Result<(), AppError>) -> Reply<Done> {
+    result?;
     Ok(Json(Done::OK))
-}
-
-/// Whose things a listing shows: the operator may ask for anyone's (or
-/// everyone's, `None`); a user sees only their own.
-fn listing_scope(caller: &Actor, asked: Option<String>, what: &str) -> Result<Option<String>, ApiError> {
-    match (caller, asked) {
-        (Actor::Operator, asked) => Ok(asked),
-        (Actor::User(me), None) => Ok(Some(me.clone())),
-        (Actor::User(me), Some(u)) if &u == me => Ok(Some(u)),
-        (Actor::User(_), Some(_)) => Err(ApiError::forbidden(format!("a user can only list their own {what}"))),
-    }
-}
-
-/// The user a command acts for: the caller, or for the operator the named one.
-fn acting_user(caller: &Actor, named: Option<String>, what: &str) -> Result<String, ApiError> {
-    match (caller, named) {
-        (Actor::User(me), None) => Ok(me.clone()),
-        (Actor::User(me), Some(n)) if &n == me => Ok(n),
-        (Actor::User(_), Some(_)) => Err(ApiError::forbidden(format!("a user can only {what} for themselves"))),
-        (Actor::Operator, Some(n)) => Ok(n),
-        (Actor::Operator, None) => Err(ApiError::bad_request(format!("the operator must name the user to {what} for"))),
-    }
 }

@@ -1,12 +1,12 @@
 //! The OpenAPI 3 description of the API, generated from the handlers'
-//! `#[utoipa::path]` and the types of `http::types`; served at
+//! `#[utoipa::path]` and the types of `app::types`; served at
 //! `/api/v1/openapi.json`.
 
 use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
 
-use crate::http::types::*;
+use crate::app::types::*;
 
 /// The errors any API endpoint may answer, each with `{"error": {"code", "message"}}`.
 #[allow(dead_code)] // a description, never built

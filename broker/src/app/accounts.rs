@@ -1,56 +1,27 @@
 //! Accounts, one place for their rules (the API and the web app both call
 //! these): password policy and hashing (argon2id), invitation links, sign-in
-//! with its failure limit, and the session secrets kept as hashes in the graph.
+//! with its failure limit, the session secrets kept as hashes in the graph,
+//! and bearer tokens (the operator token from config, or a user's
+//! `USER.SECRET`, stored only as its SHA-256; a disabled user's are refused).
 
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::http::StatusCode;
 use hpfriends_graph::accounts::UnixTime;
 use hpfriends_graph::{Actor, Command};
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::auth::hash_token;
-use super::error::ApiError;
-use super::AppState;
-use crate::auth_limit::AuthLimiter;
+use super::{execute, AppError};
 use crate::config::Signup;
+use crate::state::AppState;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 10;
 /// Longest password accepted (hashing cost grows with it).
 pub const MAX_PASSWORD_LEN: usize = 256;
-
-/// The account settings of a node, and its sign-in failure limit.
-pub struct AccountSettings {
-    pub signup: Signup,
-    pub invite_ttl: Duration,
-    pub session_ttl: Duration,
-    /// Where the web app is opened, without a trailing slash.
-    pub web_url: String,
-    /// Session cookies carry `Secure` (the web app is reached over https).
-    pub secure_cookies: bool,
-    pub sign_in_limit: AuthLimiter,
-}
-
-impl AccountSettings {
-    pub fn new(config: &crate::config::Config, http_addr: &str) -> Arc<Self> {
-        let scheme = if config.web_tls_cert.is_some() { "https" } else { "http" };
-        let web_url = config.web_url.clone().unwrap_or_else(|| format!("{scheme}://{http_addr}"));
-        let web_url = web_url.trim_end_matches('/').to_string();
-        Arc::new(AccountSettings {
-            signup: config.signup,
-            invite_ttl: config.invite_ttl(),
-            session_ttl: config.session_ttl(),
-            secure_cookies: web_url.starts_with("https://") || config.web_tls_cert.is_some(),
-            web_url,
-            sign_in_limit: AuthLimiter::for_sign_in(),
-        })
-    }
-}
 
 pub fn now() -> UnixTime {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
@@ -87,9 +58,9 @@ async fn argon2<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) ->
 }
 
 /// argon2id with the crate's defaults (19 MiB, 2 passes).
-pub async fn hash_password(password: &str) -> Result<String, ApiError> {
+pub async fn hash_password(password: &str) -> Result<String, AppError> {
     if let Some(problem) = password_problem(password) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "weak_password", problem));
+        return Err(AppError::WeakPassword(problem));
     }
     let password = password.to_string();
     let hashed = argon2(move || {
@@ -98,8 +69,8 @@ pub async fn hash_password(password: &str) -> Result<String, ApiError> {
     });
     match hashed.await {
         Some(Ok(hash)) => Ok(hash),
-        Some(Err(e)) => Err(ApiError::internal(e.to_string())),
-        None => Err(ApiError::internal("password hashing stopped")),
+        Some(Err(e)) => Err(AppError::Internal(e.to_string())),
+        None => Err(AppError::Internal("password hashing stopped".into())),
     }
 }
 
@@ -133,15 +104,17 @@ async fn verify_password(password: &str, stored: Option<String>) -> bool {
 /// A new invitation (or password-reset) link for `name`; creates the user if needed.
 /// With `signup = "closed"` nobody new comes in: only existing users get a
 /// (password reset) link.
-pub async fn invite(state: &AppState, actor: Actor, name: &str) -> Result<(String, UnixTime), ApiError> {
+pub async fn invite(state: &AppState, actor: Actor, name: &str) -> Result<(String, UnixTime), AppError> {
     if state.accounts.signup == Signup::Closed && !state.node.read_graph(|g| g.has_user(name)) {
-        return Err(ApiError::forbidden("signup = \"closed\": no new accounts; existing users can get a reset link"));
+        return Err(AppError::Forbidden(
+            "signup = \"closed\": no new accounts; existing users can get a reset link".into(),
+        ));
     }
     // The link names its user, so an unknown one costs one lookup.
     let token = format!("{name}.{}", new_secret());
     let expires_at = now() + state.accounts.invite_ttl.as_secs();
     let cmd = Command::InviteUser { name: name.to_string(), token_hash: hash_token(&token), expires_at };
-    super::api::execute(state, actor, cmd).await?;
+    execute(state, actor, cmd).await?;
     Ok((format!("{}/invite/{token}", state.accounts.web_url), expires_at))
 }
 
@@ -158,32 +131,26 @@ pub fn invitation_of(state: &AppState, token: &str) -> Option<String> {
 }
 
 /// Sets the password through an invitation link; the graph checks the link again.
-pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<String, ApiError> {
-    let name = invitation_of(state, token).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "invalid_invitation", "this link is not valid or has expired")
-    })?;
+pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<String, AppError> {
+    let name = invitation_of(state, token).ok_or(AppError::InvalidInvitation)?;
     let password_hash = hash_password(password).await?;
     let cmd =
         Command::SetPassword { name: name.clone(), password_hash, invitation: Some(hash_token(token)), at: now() };
-    super::api::execute(state, Actor::User(name.clone()), cmd).await?;
+    execute(state, Actor::User(name.clone()), cmd).await?;
     Ok(name)
 }
 
 /// `signup = "open"`: a new user with a password, in one entry. Each
 /// sign-up counts against the address like a failed sign-in, so one address
 /// cannot fill the graph with accounts.
-pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<(), ApiError> {
+pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<(), AppError> {
     if state.accounts.signup != Signup::Open {
-        return Err(ApiError::forbidden("accounts are made by invitation here: ask the operator"));
+        return Err(AppError::Forbidden("accounts are made by invitation here: ask the operator".into()));
     }
     let limit = &state.accounts.sign_in_limit;
     let key = format!("\0sign-up {ip}");
     if !limit.may_try(ip, key.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "sign_in_limited",
-            "too many new accounts from this address: wait a minute",
-        ));
+        return Err(AppError::Limited("too many new accounts from this address: wait a minute"));
     }
     limit.failed(ip, key.as_bytes());
     let password_hash = hash_password(password).await?;
@@ -192,17 +159,15 @@ pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -
         Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() },
     ];
     // The node grants this on its own setting: it proposes as the operator.
-    super::api::execute(state, Actor::Operator, Command::Batch { commands }).await
+    execute(state, Actor::Operator, Command::Batch { commands }).await
 }
 
 /// Checks a name and password (limited per name and per address) and starts a
 /// session: the cookie value to set.
-pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<String, ApiError> {
+pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<String, AppError> {
     let limit = &state.accounts.sign_in_limit;
     if !limit.may_try(ip, name.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "sign_in_limited",
+        return Err(AppError::Limited(
             "too many failed sign-ins for this name or from this address: wait a minute and try again",
         ));
     }
@@ -211,29 +176,25 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -
         .read_graph(|g| g.user(name).filter(|u| !u.account.disabled).and_then(|u| u.account.password_hash.clone()));
     if !verify_password(password, stored).await {
         limit.failed(ip, name.as_bytes());
-        return Err(ApiError::unauthorized("wrong name or password"));
+        return Err(AppError::BadCredentials("wrong name or password"));
     }
     start_session(state, Actor::User(name.to_string())).await
 }
 
 /// The operator signs in to the web app with the operator token.
-pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Result<String, ApiError> {
+pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Result<String, AppError> {
     let limit = &state.accounts.sign_in_limit;
     if !limit.may_try(ip, b"\0operator") {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "sign_in_limited",
-            "too many failed sign-ins: wait a minute",
-        ));
+        return Err(AppError::Limited("too many failed sign-ins: wait a minute"));
     }
-    if !super::auth::is_operator_token(state, token) {
+    if !is_operator_token(state, token) {
         limit.failed(ip, b"\0operator");
-        return Err(ApiError::unauthorized("that is not the operator token"));
+        return Err(AppError::BadCredentials("that is not the operator token"));
     }
     start_session(state, Actor::Operator).await
 }
 
-async fn start_session(state: &AppState, actor: Actor) -> Result<String, ApiError> {
+async fn start_session(state: &AppState, actor: Actor) -> Result<String, AppError> {
     let secret = new_secret();
     let at = now();
     let cmd = Command::StartSession {
@@ -242,7 +203,7 @@ async fn start_session(state: &AppState, actor: Actor) -> Result<String, ApiErro
         expires_at: at + state.accounts.session_ttl.as_secs(),
         at,
     };
-    super::api::execute(state, actor, cmd).await?;
+    execute(state, actor, cmd).await?;
     Ok(secret)
 }
 
@@ -259,16 +220,16 @@ pub fn session_actor(state: &AppState, cookie: &str) -> Option<Actor> {
     })
 }
 
-pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<(), ApiError> {
-    super::api::execute(state, actor, Command::EndSession { session_hash: hash_token(cookie) }).await
+pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<(), AppError> {
+    execute(state, actor, Command::EndSession { session_hash: hash_token(cookie) }).await
 }
 
 /// Ends every session of the actor, on every node, in one entry.
-pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), ApiError> {
+pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), AppError> {
     let commands: Vec<Command> = state.node.read_graph(|g| {
         g.sessions_of(&actor).map(|(hash, _)| Command::EndSession { session_hash: hash.to_string() }).collect()
     });
-    super::api::execute(state, actor, Command::Batch { commands }).await
+    execute(state, actor, Command::Batch { commands }).await
 }
 
 /// Changes the signed-in user's password (the old one must be right); every
@@ -279,28 +240,24 @@ pub async fn change_password(
     name: &str,
     old: &str,
     new: &str,
-) -> Result<String, ApiError> {
+) -> Result<String, AppError> {
     // A stolen session must not be a way to guess the password.
     if !state.accounts.sign_in_limit.may_try(ip, name.as_bytes()) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "sign_in_limited",
-            "too many wrong passwords for this name: wait a minute and try again",
-        ));
+        return Err(AppError::Limited("too many wrong passwords for this name: wait a minute and try again"));
     }
     let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
     if !verify_password(old, stored).await {
         state.accounts.sign_in_limit.failed(ip, name.as_bytes());
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "wrong_password", "the current password is not right"));
+        return Err(AppError::WrongPassword);
     }
     let password_hash = hash_password(new).await?;
     let cmd = Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() };
-    super::api::execute(state, Actor::User(name.to_string()), cmd).await?;
+    execute(state, Actor::User(name.to_string()), cmd).await?;
     start_session(state, Actor::User(name.to_string())).await
 }
 
 /// A new API token `USER.SECRET` labelled `label`; shown once.
-pub async fn add_api_token(state: &AppState, actor: Actor, name: &str, label: &str) -> Result<String, ApiError> {
+pub async fn add_api_token(state: &AppState, actor: Actor, name: &str, label: &str) -> Result<String, AppError> {
     let token = format!("{name}.{}", new_secret());
     let cmd = Command::AddApiToken {
         name: name.to_string(),
@@ -308,6 +265,45 @@ pub async fn add_api_token(state: &AppState, actor: Actor, name: &str, label: &s
         token_hash: hash_token(&token),
         at: now(),
     };
-    super::api::execute(state, actor, cmd).await?;
+    execute(state, actor, cmd).await?;
     Ok(token)
+}
+
+pub async fn remove_api_token(state: &AppState, actor: Actor, name: &str, label: String) -> Result<(), AppError> {
+    execute(state, actor, Command::RemoveApiToken { name: name.to_string(), label }).await
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A fresh user token and the hash to store.
+pub fn new_user_token(user: &str) -> (String, String) {
+    let secret: [u8; 24] = rand::random();
+    let token = format!("{user}.{}", hex::encode(secret));
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+pub fn is_operator_token(state: &AppState, token: &str) -> bool {
+    bool::from(token.as_bytes().ct_eq(state.operator_token.as_bytes()))
+}
+
+/// Who a bearer token stands for: the operator, or an enabled user whose
+/// token (the one `ctl user token` issues, or one made in the web app) it is.
+pub fn token_actor(state: &AppState, token: &str) -> Option<Actor> {
+    if is_operator_token(state, token) {
+        return Some(Actor::Operator);
+    }
+    // The secret part is hex: a user name may hold dots (an e-mail address).
+    let user = token.rsplit_once('.').map(|(u, _)| u).unwrap_or("");
+    let presented = hash_token(token);
+    let matches = |stored: &str| bool::from(stored.as_bytes().ct_eq(presented.as_bytes()));
+    let valid = state.node.read_graph(|g| {
+        g.user(user).filter(|u| !u.account.disabled).is_some_and(|u| {
+            u.token_hash.as_deref().is_some_and(matches)
+                || u.account.api_tokens.values().any(|t| matches(&t.token_hash))
+        })
+    });
+    valid.then(|| Actor::User(user.to_string()))
 }

@@ -17,7 +17,7 @@ use hpfriends_consensus::NodeId;
 use hpfriends_graph::{may_read, LookupMap, Readers, UserId};
 use tokio::sync::{mpsc, Notify};
 
-use super::proto::Interest;
+use super::proto::fanout::Interest;
 use super::runs::{Chunk, MAX_CHUNK_BYTES};
 use crate::protocol::PublishFrame;
 use crate::telemetry;
@@ -171,25 +171,25 @@ struct Route {
 }
 
 #[derive(Default)]
-struct Peers {
+struct PeerTable {
     links: LookupMap<NodeId, Arc<LinkQueue>>,
     interest: LookupMap<NodeId, Arc<PeerInterest>>,
 }
 
-pub struct Fanout {
+pub struct Peers {
     /// Publishes waiting for one peer link, at most.
     queue_messages: usize,
     /// What the publish path reads (one load per publish), rebuilt from
     /// `peers` on every change.
     routes: ArcSwap<Vec<Route>>,
-    peers: Mutex<Peers>,
+    peers: Mutex<PeerTable>,
     /// Inbound streams opened so far.
     streams: AtomicU64,
 }
 
-impl Fanout {
-    pub fn new(queue_messages: usize) -> Fanout {
-        Fanout { queue_messages, routes: ArcSwap::default(), peers: Mutex::default(), streams: AtomicU64::new(0) }
+impl Peers {
+    pub fn new(queue_messages: usize) -> Peers {
+        Peers { queue_messages, routes: ArcSwap::default(), peers: Mutex::default(), streams: AtomicU64::new(0) }
     }
 
     /// Queues `publish` for every peer that has a subscriber allowed to read it.
@@ -343,11 +343,11 @@ impl Fanout {
         });
     }
 
-    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
-        self.peers.lock().expect("fanout lock poisoned")
+    fn peers(&self) -> std::sync::MutexGuard<'_, PeerTable> {
+        self.peers.lock().expect("peers lock poisoned")
     }
 
-    fn modify(&self, f: impl FnOnce(&mut Peers)) {
+    fn modify(&self, f: impl FnOnce(&mut PeerTable)) {
         let mut peers = self.peers();
         f(&mut peers);
         let routes = peers
@@ -364,7 +364,8 @@ impl Fanout {
 
 #[cfg(test)]
 mod tests {
-    use hpfriends_graph::{Command, Graph, ShareKind, SharingIndex, Target};
+    use hpfriends_graph::synthetic::Fixture;
+    use hpfriends_graph::SharingIndex;
 
     use super::*;
 
@@ -372,36 +373,25 @@ mod tests {
 
     /// jojo shares channel c with mark: (index, jojo, mark).
     fn jojo_shares_with_mark() -> (SharingIndex, UserId, UserId) {
-        let mut g = Graph::new();
-        let to = Target::User("mark".into());
-        let mut commands: Vec<Command> =
-            ["jojo", "mark"].iter().map(|n| Command::AddUser { name: n.to_string() }).collect();
-        commands.push(Command::AddShare {
-            from: "jojo".into(),
-            to: to.clone(),
-            channel: "c".into(),
-            kind: ShareKind::Shares,
-        });
-        commands.push(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
-        g.apply(&Command::Batch { commands }).unwrap();
+        let g = Fixture::new().users(&["jojo", "mark"]).share("jojo", "mark", "c").graph();
         (SharingIndex::build(&g), g.user_id("jojo").unwrap(), g.user_id("mark").unwrap())
     }
 
     #[test]
     fn given_full_link_queue_then_dropped_pairs_are_reported_once() {
         let (index, jojo, mark) = jojo_shares_with_mark();
-        let fanout = Fanout::new(QUEUE);
-        let (queue, _control) = fanout.add_link(2);
-        let link = fanout.open_inbound(2);
-        fanout.set_peer_interest(link, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }]);
+        let peers = Peers::new(QUEUE);
+        let (queue, _control) = peers.add_link(2);
+        let link = peers.open_inbound(2);
+        peers.set_peer_interest(link, vec![Interest { channel: "c".into(), owner: mark, subscribed: true }]);
         let readers = index.readers(jojo, "c");
         let publish = PublishFrame::new(b"jojo-key", b"c", b"payload");
         for _ in 0..QUEUE {
-            fanout.forward(jojo, &publish, readers);
+            peers.forward(jojo, &publish, readers);
         }
         assert!(queue.take_dropped().is_empty(), "a full queue has dropped nothing yet");
-        fanout.forward(jojo, &publish, readers);
-        fanout.forward(jojo, &publish, readers);
+        peers.forward(jojo, &publish, readers);
+        peers.forward(jojo, &publish, readers);
         assert_eq!(queue.take_dropped(), vec![(Bytes::from_static(b"c"), jojo)]);
         assert!(queue.take_dropped().is_empty(), "reported once");
         assert_eq!(queue.dropped.load(Ordering::Relaxed), 2);
@@ -410,24 +400,24 @@ mod tests {
     #[test]
     fn given_a_second_stream_for_a_peer_then_the_older_ones_changes_and_close_leave_its_interest_alone() {
         let (index, jojo, mark) = jojo_shares_with_mark();
-        let fanout = Fanout::new(QUEUE);
-        let (queue, _control) = fanout.add_link(2);
+        let peers = Peers::new(QUEUE);
+        let (queue, _control) = peers.add_link(2);
         let marks = || vec![Interest { channel: "c".into(), owner: mark, subscribed: true }];
-        let older = fanout.open_inbound(2);
-        fanout.set_peer_interest(older, marks());
-        let newer = fanout.open_inbound(2);
-        fanout.set_peer_interest(newer, marks());
-        fanout.set_peer_interest(older, vec![]);
-        fanout.apply_peer_interest(older, Interest { channel: "c".into(), owner: mark, subscribed: false });
-        fanout.forget_peer(older);
-        fanout.forward(jojo, &PublishFrame::new(b"jojo-key", b"c", b"x"), index.readers(jojo, "c"));
+        let older = peers.open_inbound(2);
+        peers.set_peer_interest(older, marks());
+        let newer = peers.open_inbound(2);
+        peers.set_peer_interest(newer, marks());
+        peers.set_peer_interest(older, vec![]);
+        peers.apply_peer_interest(older, Interest { channel: "c".into(), owner: mark, subscribed: false });
+        peers.forget_peer(older);
+        peers.forward(jojo, &PublishFrame::new(b"jojo-key", b"c", b"x"), index.readers(jojo, "c"));
         assert_eq!(queue.queued(), 1, "the newest replay's interest still routes to the peer");
     }
 
     #[tokio::test]
     async fn given_more_than_a_chunk_then_the_link_task_takes_them_in_order_in_bounded_chunks() {
-        let fanout = Fanout::new(100_000);
-        let (queue, _control) = fanout.add_link(2);
+        let peers = Peers::new(100_000);
+        let (queue, _control) = peers.add_link(2);
         let payload = vec![b'x'; 1000];
         let total = 2 * MAX_CHUNK_BYTES / 1000;
         for i in 0..total {

@@ -256,6 +256,7 @@ pub struct ListQuery {
     /// Keys of this owner.
     pub owner: Option<String>,
     /// Wait until this node has applied everything committed before the request.
+    #[allow(dead_code)] // taken by the consistent-reads layer; here to be accepted and described
     pub consistent: Option<bool>,
 }
 
@@ -267,6 +268,7 @@ pub struct ExplainQuery {
     pub to: String,
     pub channel: String,
     /// Wait until this node has applied everything committed before the request.
+    #[allow(dead_code)] // taken by the consistent-reads layer; here to be accepted and described
     pub consistent: Option<bool>,
 }
 
@@ -351,6 +353,7 @@ pub struct HistoryQuery {
     /// Continue with changes older than this: the `next` of the page before.
     pub before: Option<u64>,
     /// Wait until this node has applied everything committed before the request.
+    #[allow(dead_code)] // taken by the consistent-reads layer; here to be accepted and described
     pub consistent: Option<bool>,
 }
 

@@ -26,12 +26,12 @@ use crate::auth_limit::{hpfeeds_key, AuthLimiter};
 use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
 use crate::protocol::{Codec, Frame, Limits};
-use crate::routing::{Router, Subscriber};
+use crate::routing::{Subscriber, Switchboard};
 use crate::telemetry;
 
 /// Settings every session shares.
 #[derive(Debug, Clone)]
-pub struct SessionConfig {
+pub struct ConnectionConfig {
     pub broker_name: String,
     pub login_timeout: Duration,
     pub max_outbound_bytes: usize,
@@ -43,9 +43,9 @@ pub struct SessionConfig {
     pub max_subscriptions: usize,
 }
 
-pub struct Sessions {
-    pub router: Arc<Router>,
-    pub config: SessionConfig,
+pub struct Connections {
+    pub switchboard: Arc<Switchboard>,
+    pub config: ConnectionConfig,
     next_id: AtomicU64,
     publish_metrics: PublishMetrics,
     /// The close window now (µs); zero once the node stops at once.
@@ -158,8 +158,8 @@ impl Drop for PendingCounts<'_> {
     }
 }
 
-impl Sessions {
-    pub fn new(router: Arc<Router>, config: SessionConfig) -> Self {
+impl Connections {
+    pub fn new(switchboard: Arc<Switchboard>, config: ConnectionConfig) -> Self {
         let publish_metrics = PublishMetrics {
             received: metrics::counter!(telemetry::RECEIVE_PUBLISH_COUNT.name),
             size: metrics::histogram!(telemetry::RECEIVE_PUBLISH_SIZE.name),
@@ -169,8 +169,8 @@ impl Sessions {
             receive_buffer_fill: metrics::counter!(telemetry::RECEIVE_BUFFER_FILL.name),
         };
         let close_window_us = AtomicU64::new(config.close_window.as_micros() as u64);
-        Sessions {
-            router,
+        Connections {
+            switchboard,
             config,
             next_id: AtomicU64::new(1),
             publish_metrics,
@@ -182,7 +182,7 @@ impl Sessions {
         }
     }
 
-    /// An id for one more subscriber of the router (a browser's live view).
+    /// An id for one more subscriber of the switchboard (a browser's live view).
     pub fn new_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -272,7 +272,7 @@ impl Sessions {
                 reason
             }
         };
-        self.router.remove_connection(conn, &channels);
+        self.switchboard.remove_connection(conn, &channels);
 
         let error_text = reason.error_text();
         // A slow consumer's writer has sent its ERROR already.
@@ -329,7 +329,7 @@ impl Sessions {
             buffered: 0,
             buffer_grew: false,
         };
-        let mut views = self.router.watch_views();
+        let mut views = self.switchboard.watch_views();
         views.mark_unchanged();
         // Bytes of PUBLISH frames read since the session last waited for its socket;
         // past FIRST_READ_BUFFER_BYTES the connection is busy and reads 64 KiB at a time.
@@ -368,7 +368,7 @@ impl Sessions {
                         return wrong_ident(publish.ident());
                     }
                     // Re-read the key each time: removing or narrowing it takes effect at once.
-                    let view = self.router.view();
+                    let view = self.switchboard.view();
                     let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
                         return revoked(key);
                     };
@@ -376,7 +376,7 @@ impl Sessions {
                     if !current.key.may_publish(&chan) {
                         return CloseReason::PublishDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
-                    let d = self.router.publish(&view, current.owner, &publish);
+                    let d = self.switchboard.publish(&view, current.owner, &publish);
                     counts.published += 1;
                     counts.published_bytes += publish.raw().len() as u64;
                     read_without_waiting += publish.raw().len();
@@ -404,7 +404,7 @@ impl Sessions {
                         return wrong_ident(&fi);
                     }
                     let chan = String::from_utf8_lossy(&channel);
-                    let view = self.router.view();
+                    let view = self.switchboard.view();
                     let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
                         return revoked(key);
                     };
@@ -420,7 +420,7 @@ impl Sessions {
                     }
                     connection.subscribed(&chan);
                     if channels.insert(channel.clone()) {
-                        self.router.subscribe(channel, subscriber.clone());
+                        self.switchboard.subscribe(channel, subscriber.clone());
                     }
                 }
                 Frame::Unsubscribe { ident: fi, channel } => {
@@ -428,7 +428,7 @@ impl Sessions {
                         return wrong_ident(&fi);
                     }
                     if channels.remove(&channel) {
-                        self.router.unsubscribe(&channel, subscriber.conn);
+                        self.switchboard.unsubscribe(&channel, subscriber.conn);
                         connection.unsubscribed(&String::from_utf8_lossy(&channel));
                     }
                 }
@@ -438,7 +438,7 @@ impl Sessions {
     }
 }
 
-impl Sessions {
+impl Connections {
     /// After a graph change: ends the session if its key is gone (removed,
     /// re-created with another secret, or its owner removed), and drops each
     /// subscription the key no longer allows, with an ERROR naming the channel.
@@ -449,7 +449,7 @@ impl Sessions {
         connection: &Connection,
         channels: &mut HashSet<Bytes>,
     ) -> Option<CloseReason> {
-        let view = self.router.view();
+        let view = self.switchboard.view();
         let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
             return Some(revoked(key));
         };
@@ -457,7 +457,7 @@ impl Sessions {
             channels.iter().filter(|c| !current.key.may_subscribe(&String::from_utf8_lossy(c))).cloned().collect();
         for channel in denied {
             channels.remove(&channel);
-            self.router.unsubscribe(&channel, subscriber.conn);
+            self.switchboard.unsubscribe(&channel, subscriber.conn);
             let chan = String::from_utf8_lossy(&channel);
             connection.unsubscribed(&chan);
             tracing::info!(channel = %chan.escape_debug(), "subscription no longer allowed: dropped");
@@ -512,7 +512,7 @@ fn frame_or_close(next: Option<Result<Frame, CodecError>>) -> Result<Frame, Clos
     }
 }
 
-impl Sessions {
+impl Connections {
     /// The first frame must be AUTH with SHA-1(nonce ‖ secret) of a known key.
     /// An address with too many recent failures is refused unchecked.
     async fn login<S: AsyncRead>(
@@ -528,14 +528,14 @@ impl Sessions {
         // Failures with a key's ident are shown on that key (not those with unknown idents:
         // nobody to show them to, and a guesser's idents must not push real ones out).
         let failed_with_key = |reason| match std::str::from_utf8(&ident) {
-            Ok(i) if self.router.view().keys.contains_key(i) => self.activity.login_failed(i, peer, reason),
+            Ok(i) if self.switchboard.view().keys.contains_key(i) => self.activity.login_failed(i, peer, reason),
             _ => {}
         };
         if !self.auth_limit.may_try(peer.ip(), &limit_key) {
             failed_with_key("too many failed logins: refused unchecked");
             return Err(CloseReason::AuthRateLimited);
         }
-        let result = check_auth(&self.router, &ident, &hash, nonce);
+        let result = check_auth(&self.switchboard, &ident, &hash, nonce);
         if result.is_err() {
             self.auth_limit.failed(peer.ip(), &limit_key);
             failed_with_key("wrong secret");
@@ -544,8 +544,13 @@ impl Sessions {
     }
 }
 
-fn check_auth(router: &Router, ident: &[u8], hash: &[u8], nonce: &[u8]) -> Result<Arc<KeyEntry>, CloseReason> {
-    let view = router.view();
+fn check_auth(
+    switchboard: &Switchboard,
+    ident: &[u8],
+    hash: &[u8],
+    nonce: &[u8],
+) -> Result<Arc<KeyEntry>, CloseReason> {
+    let view = switchboard.view();
     let key = std::str::from_utf8(ident).ok().and_then(|i| view.keys.get(i)).cloned();
     // Hash and compare even for unknown idents, so both failures look and take the same.
     let secret = key.as_ref().map(|k| k.key.secret.as_bytes()).unwrap_or(b"");

@@ -1,0 +1,77 @@
+//! Groups: create one; admins invite and remove, users join and leave.
+
+use hpfriends_graph::{Actor, Command};
+
+use super::types::{GroupInfo, MemberInfo};
+use super::{acting_user, execute, AppError, Field};
+use crate::state::AppState;
+
+/// Every group, or those `member` belongs to, is invited to or administers.
+pub fn list(state: &AppState, member: Option<&str>) -> Vec<GroupInfo> {
+    state.node.read_graph(|g| {
+        g.groups()
+            .filter(|(_, grp)| member.is_none_or(|m| grp.members.contains_key(m) || grp.admins.contains(m)))
+            .map(|(name, grp)| GroupInfo {
+                name: name.to_string(),
+                admins: grp.admins.iter().cloned().collect(),
+                members: grp.members.iter().map(|(u, a)| MemberInfo { user: u.clone(), accepted: *a }).collect(),
+            })
+            .collect()
+    })
+}
+
+/// A new group; its creator (the caller, or the admin the operator names) is
+/// its first admin and a member.
+pub async fn create(state: &AppState, actor: Actor, name: String, admin: Option<String>) -> Result<(), AppError> {
+    let creator = acting_user(&actor, admin, "create a group")?;
+    execute(state, actor, Command::AddGroup { name, creator }).await
+}
+
+/// A change of a group's members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// An admin invites a user; the user is a member once they join.
+    Invite,
+    /// An invited user accepts (the operator names the user).
+    Join,
+    /// A member leaves, or an invited user declines.
+    Leave,
+    /// An admin removes a member.
+    Remove,
+    /// An admin makes a member an admin too.
+    Admin,
+}
+
+impl Membership {
+    /// The action's name in the web app's paths.
+    pub fn parse(action: &str) -> Option<Membership> {
+        Some(match action {
+            "invite" => Membership::Invite,
+            "join" => Membership::Join,
+            "leave" => Membership::Leave,
+            "remove" => Membership::Remove,
+            "admin" => Membership::Admin,
+            _ => return None,
+        })
+    }
+}
+
+pub async fn change(
+    state: &AppState,
+    actor: Actor,
+    group: String,
+    action: Membership,
+    user: Option<String>,
+) -> Result<(), AppError> {
+    let named = |what: &str| {
+        user.clone().ok_or_else(|| AppError::invalid(Field::User, format!("missing field `user`: {what}")))
+    };
+    let command = match action {
+        Membership::Invite => Command::InviteMember { group, user: named("whom to invite")? },
+        Membership::Join => Command::AcceptMembership { group, user: acting_user(&actor, user, "join a group")? },
+        Membership::Leave => Command::RemoveMember { group, user: acting_user(&actor, user, "leave a group")? },
+        Membership::Remove => Command::RemoveMember { group, user: named("whom to remove")? },
+        Membership::Admin => Command::AddGroupAdmin { group, user: named("whom to make an admin")? },
+    };
+    execute(state, actor, command).await
+}

@@ -1,0 +1,58 @@
+//! Shares: offer, accept, remove, list.
+
+use hpfriends_graph::{Actor, Command, ShareRecord, Target};
+
+use super::types::ShareRequest;
+use super::{acting_user, execute, listing_scope, AppError, Field};
+use crate::state::AppState;
+
+/// Shares from and to the user (the operator: anyone's, or all): those to a
+/// group show for its accepted members and admins, not for invited users.
+pub fn list(state: &AppState, actor: &Actor, user: Option<String>) -> Result<Vec<ShareRecord>, AppError> {
+    let user = listing_scope(actor, user, "shares")?;
+    Ok(state.node.read_graph(|g| match &user {
+        None => g.all_shares().collect(),
+        Some(u) => g.shares_of(u),
+    }))
+}
+
+/// The offers `me` may answer: not yet accepted, to them or to a group they
+/// administer (`graph::authz::may_accept`).
+pub fn offers_to(state: &AppState, me: &str) -> Result<Vec<ShareRecord>, AppError> {
+    let shares = list(state, &Actor::User(me.to_string()), None)?;
+    Ok(state.node.read_graph(|g| {
+        shares
+            .into_iter()
+            .filter(|s| !s.accepted && s.from != me && hpfriends_graph::may_accept(g, me, &s.to))
+            .collect()
+    }))
+}
+
+/// Offers a share; it carries data once the recipient (or a group admin) accepts.
+pub async fn offer(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {
+    let from = acting_user(&actor, b.from, "offer a share")?;
+    let kind = b.kind.ok_or_else(|| AppError::invalid(Field::Kind, "missing field `kind`: shares or shares_all"))?;
+    execute(state, actor, Command::AddShare { from, to: b.to, channel: b.channel, kind }).await
+}
+
+pub async fn accept(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {
+    let (from, to, channel) = share_key(&actor, b)?;
+    execute(state, actor, Command::AcceptShare { from, to, channel }).await
+}
+
+/// Either side removes a share (or declines an offer); delivery stops on
+/// each node as it applies this.
+pub async fn remove(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {
+    let (from, to, channel) = share_key(&actor, b)?;
+    execute(state, actor, Command::RemoveShare { from, to, channel }).await
+}
+
+/// The share a request names: `from` is the caller's when a user leaves it out.
+fn share_key(actor: &Actor, b: ShareRequest) -> Result<(String, Target, String), AppError> {
+    let from = match (b.from, actor) {
+        (Some(f), _) => f,
+        (None, Actor::User(me)) => me.clone(),
+        (None, Actor::Operator) => return Err(AppError::invalid(Field::Share, "missing field `from`")),
+    };
+    Ok((from, b.to, b.channel))
+}

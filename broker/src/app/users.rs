@@ -1,0 +1,44 @@
+//! Users: the operator manages them; anyone signed in lists them.
+
+use hpfriends_graph::{Actor, Command};
+
+use super::types::UserInfo;
+use super::{execute, AppError};
+use crate::state::AppState;
+
+/// Every user (users find each other by name to share).
+pub fn list(state: &AppState) -> Vec<UserInfo> {
+    let now = super::accounts::now();
+    state.node.read_graph(|g| {
+        g.users()
+            .map(|(n, u)| UserInfo {
+                name: n.to_string(),
+                has_token: u.token_hash.is_some(),
+                has_password: u.account.password_hash.is_some(),
+                invited: u.account.invitation.as_ref().is_some_and(|i| now < i.expires_at),
+                disabled: u.account.disabled,
+            })
+            .collect()
+    })
+}
+
+pub async fn add(state: &AppState, actor: Actor, name: String) -> Result<(), AppError> {
+    execute(state, actor, Command::AddUser { name }).await
+}
+
+/// Removes the user with every key, share, membership and admin role it has.
+pub async fn remove(state: &AppState, actor: Actor, name: String) -> Result<(), AppError> {
+    execute(state, actor, Command::RemoveUser { name }).await
+}
+
+/// A new API token for the user, shown once; the old one stops working.
+pub async fn new_token(state: &AppState, actor: Actor, name: &str) -> Result<String, AppError> {
+    let (token, token_hash) = super::accounts::new_user_token(name);
+    execute(state, actor, Command::SetUserToken { name: name.to_string(), token_hash }).await?;
+    Ok(token)
+}
+
+/// A disabled user's sessions end and their keys and tokens stop working, on every node.
+pub async fn set_disabled(state: &AppState, actor: Actor, name: String, disabled: bool) -> Result<(), AppError> {
+    execute(state, actor, Command::SetUserDisabled { name, disabled }).await
+}

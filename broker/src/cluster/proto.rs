@@ -1,0 +1,12 @@
+//! The cluster's generated gRPC types (`broker/proto/`): the fan-out links
+//! between nodes and each node's report to the others.
+
+/// Generated from `broker/proto/fanout.proto`.
+pub mod fanout {
+    tonic::include_proto!("hpfriends.fanout.v1");
+}
+
+/// Generated from `broker/proto/nodes.proto`.
+pub mod nodes {
+    tonic::include_proto!("hpfriends.nodes.v1");
+}
