@@ -1,5 +1,9 @@
-//! Node configuration: one typed struct, loaded in layers (defaults → TOML
-//! file → `HPFRIENDS_*` environment → flags), then validated.
+//! Node configuration. Every setting is declared once, in `settings!` below
+//! (name, type, default, bounds, what it does): the `Config` struct and its
+//! defaults, the `serve` flags and their `HPFRIENDS_*` variables, the range
+//! checks and docs/cli.md's table (a test compares it) all come from that
+//! one line. Loaded in layers (defaults → TOML file → environment → flags),
+//! then validated.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,136 +11,242 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// Raft node id, unique in the cluster, ≥ 1.
-    pub node_id: u64,
-    pub data_dir: PathBuf,
-    /// hpfeeds clients connect here (port 0 picks a free port).
-    pub hpfeeds_addr: String,
-    /// HTTP API, `/metrics`, `/healthz`, `/readyz`.
-    pub http_addr: String,
-    /// Raft and node-to-node traffic.
-    pub cluster_addr: String,
-    /// Host name or IP other nodes and clients use to reach this node
-    /// (defaults to the bound address).
-    pub advertise_addr: Option<String>,
-    /// Cluster address (host:port) of any member, to join its cluster.
-    pub join: Option<String>,
-    /// Bearer token with every right. Generated into `<data_dir>/operator-token` when unset.
-    pub operator_token: Option<String>,
-    /// Proves nodes to each other on the cluster port (mutual TLS under a CA
-    /// derived from it). Generated into `<data_dir>/cluster-secret` when unset.
-    pub cluster_secret: Option<String>,
-    /// An operator's PKI for the cluster port instead of the secret: the CA
-    /// peers' certificates must chain to, and this node's certificate and key.
-    pub cluster_tls_ca: Option<PathBuf>,
-    pub cluster_tls_cert: Option<PathBuf>,
-    pub cluster_tls_key: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// The TLS hpfeeds listener, used when `tls_cert` and `tls_key` are set.
-    pub tls_addr: String,
-    /// Sent in INFO.
-    pub broker_name: String,
-    pub login_timeout_secs: u64,
-    /// An HTTP client must have sent its request head within this time.
-    pub http_header_timeout_ms: u64,
-    /// Largest PUBLISH payload accepted.
-    pub max_publish_bytes: usize,
-    /// Per-connection outbound queue bound; a subscriber past it is closed.
-    pub max_outbound_bytes: usize,
-    pub max_connections: usize,
-    /// Channels one connection may subscribe to; one more is an ERROR and a close.
-    pub max_subscriptions_per_connection: usize,
-    /// Shortest hpfeeds key secret a person may set (generated ones are 32
-    /// hex characters); `ctl import-hpfeeds` keeps shorter old ones, with a warning.
-    pub min_key_secret_len: usize,
-    /// Publishes queued for one peer node, at most; past it they are dropped
-    /// and the peer closes the subscribers that would have got them.
-    pub peer_queue_messages: usize,
-    /// Raft builds a snapshot (and compacts the log) after this many entries.
-    pub snapshot_every_logs: u64,
-    /// Drain on SIGTERM: `/readyz` answers 503 this long before the node
-    /// stops accepting, so the load balancer has seen it.
-    pub drain_grace_ms: u64,
-    /// Drain: client connections are closed spread over this window, so they
-    /// do not all reconnect elsewhere at the same instant.
-    pub drain_close_window_ms: u64,
-    /// Label the hpfeeds series with the client's ident (and channel), as
-    /// hpfeeds 3.x does (one series per sensor: only for a bounded number).
-    pub metrics_per_ident: bool,
-    /// Who may make an account in the web app: `invite` (the operator
-    /// invites), `open` (anyone signs up), `closed` (nobody new).
-    pub signup: Signup,
-    /// An invitation or password-reset link works this long.
-    pub invite_ttl_hours: u64,
-    /// A web app sign-in lasts this long.
-    pub session_ttl_hours: u64,
-    /// Where people open the web app (invitation links point there); defaults
-    /// to `http://` + the HTTP listener's advertised address. `https://` marks
-    /// the session cookie Secure.
-    pub web_url: Option<String>,
-    /// Serve the HTTP listener (web app and API) over TLS with this
-    /// certificate and key (re-read when the files change).
-    pub web_tls_cert: Option<PathBuf>,
-    pub web_tls_key: Option<PathBuf>,
-    /// The command format version this node announces and reads. Only for
-    /// rehearsing a rolling upgrade: one below this build's own version makes
-    /// the node behave like the previous release.
-    pub command_version: u32,
+/// How a setting is checked at start, beyond its type.
+#[derive(Debug, Clone, Copy)]
+pub enum Check {
+    None,
+    /// A number in `min..=max` (below 1: `Zero`, above: `TooLarge`).
+    Range {
+        min: u64,
+        max: u64,
+    },
+    /// A socket address (host:port).
+    Addr,
+    /// At most an hour, in milliseconds.
+    UpToAnHour,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+/// One setting as the flags, the environment and docs/cli.md see it.
+pub struct Setting {
+    /// The key in the file; the flag is `--` + it with `-`, the variable
+    /// `HPFRIENDS_` + it in capitals.
+    pub name: &'static str,
+    /// The flag's value, as `--help` and docs/cli.md show it.
+    pub value_name: &'static str,
+    /// The default, as docs/cli.md shows it.
+    pub default: &'static str,
+    pub what: &'static str,
+    /// Its value is not echoed (`--help` does not show the variable's value).
+    pub secret: bool,
+    /// Only for rehearsals: not in `--help`.
+    pub hidden: bool,
+    pub check: Check,
+    /// Sets it from a flag's or variable's text.
+    set: fn(&mut Config, &str) -> Result<(), String>,
+    /// Its value as a number, and as text, for the checks.
+    number: fn(&Config) -> Option<u64>,
+    text: fn(&Config) -> Option<&str>,
+}
+
+impl Setting {
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    pub fn env(&self) -> String {
+        format!("HPFRIENDS_{}", self.name.to_uppercase())
+    }
+
+    /// Sets the setting from text (a flag or an environment variable).
+    pub fn set(&self, config: &mut Config, text: &str) -> Result<(), String> {
+        (self.set)(config, text)
+    }
+}
+
+/// A setting's type: read from a flag or variable.
+pub trait Value: Sized {
+    fn parse(text: &str) -> Result<Self, String>;
+    /// As a number, for the range checks.
+    fn number(&self) -> Option<u64> {
+        None
+    }
+    /// As text, for the address checks.
+    fn text(&self) -> Option<&str> {
+        None
+    }
+}
+
+macro_rules! numbers {
+    ($($t:ty),*) => {$(
+        impl Value for $t {
+            fn parse(text: &str) -> Result<Self, String> {
+                text.trim().parse().map_err(|e| format!("{text:?} is not a whole number: {e}"))
+            }
+            fn number(&self) -> Option<u64> {
+                Some(*self as u64)
+            }
+        }
+    )*};
+}
+numbers!(u64, u32, usize);
+
+impl Value for bool {
+    fn parse(text: &str) -> Result<Self, String> {
+        text.trim().parse().map_err(|_| format!("{text:?} is not true or false"))
+    }
+}
+
+impl Value for String {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(text.to_string())
+    }
+    fn text(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Value for PathBuf {
+    fn parse(text: &str) -> Result<Self, String> {
+        Ok(PathBuf::from(text))
+    }
+}
+
+impl Value for Signup {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "invite" => Ok(Signup::Invite),
+            "open" => Ok(Signup::Open),
+            "closed" => Ok(Signup::Closed),
+            other => Err(format!("{other:?} is not invite, open or closed")),
+        }
+    }
+}
+
+impl<T: Value> Value for Option<T> {
+    fn parse(text: &str) -> Result<Self, String> {
+        T::parse(text).map(Some)
+    }
+}
+
+/// Declares every setting: `name: Type = default, "VALUE", "default as
+/// shown", "what it does", check [, secret | hidden];`.
+macro_rules! settings {
+    ($( $name:ident : $ty:ty = $default:expr, $value_name:literal, $shown:literal, $what:literal, $check:expr $(, $flag:ident)? ; )*) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(default, deny_unknown_fields)]
+        pub struct Config {
+            $( #[doc = $what] pub $name: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $name: $default, )* }
+            }
+        }
+
+        /// Every setting, in the order of docs/cli.md's table.
+        pub const SETTINGS: &[Setting] = &[$(
+            Setting {
+                name: stringify!($name),
+                value_name: $value_name,
+                default: $shown,
+                what: $what,
+                secret: settings!(@is secret $($flag)?),
+                hidden: settings!(@is hidden $($flag)?),
+                check: $check,
+                set: |c, text| {
+                    c.$name = <$ty as Value>::parse(text)?;
+                    Ok(())
+                },
+                number: |c| c.$name.number(),
+                text: |c| c.$name.text(),
+            },
+        )*];
+    };
+    (@is secret secret) => { true };
+    (@is hidden hidden) => { true };
+    (@is $want:ident $($other:ident)?) => { false };
+}
+
+settings! {
+    node_id: u64 = 1, "N", "1", "the Raft node id, unique in the cluster, at least 1", Check::None;
+    data_dir: PathBuf = PathBuf::from("./data"), "DIR", "`./data`",
+        "RocksDB (the Raft log, vote and snapshots), the generated token and secret", Check::None;
+    hpfeeds_addr: String = "0.0.0.0:10000".into(), "A", "`0.0.0.0:10000`", "hpfeeds clients", Check::Addr;
+    http_addr: String = "127.0.0.1:8080".into(), "A", "`127.0.0.1:8080`",
+        "the HTTP API, `/metrics`, `/healthz`, `/readyz`", Check::Addr;
+    cluster_addr: String = "127.0.0.1:7000".into(), "A", "`127.0.0.1:7000`",
+        "Raft, joins and fan-out between nodes (TLS 1.3, both sides authenticated)", Check::Addr;
+    advertise_addr: Option<String> = None, "HOST", "the bound address",
+        "the host other nodes and clients reach this node at", Check::None;
+    join: Option<String> = None, "HOST:PORT", "none",
+        "the cluster address of any member: join its cluster instead of bootstrapping", Check::None;
+    operator_token: Option<String> = None, "T", "generated into `<data_dir>/operator-token`",
+        "the bearer token with every right; at least 32 characters", Check::None, secret;
+    cluster_secret: Option<String> = None, "S", "generated into `<data_dir>/cluster-secret`",
+        "shared by every node; the cluster port's CA is derived from it; at least 32 characters", Check::None, secret;
+    cluster_tls_ca: Option<PathBuf> = None, "F", "none",
+        "an operator's CA for the cluster port instead of the secret", Check::None;
+    cluster_tls_cert: Option<PathBuf> = None, "F", "none",
+        "this node's certificate under that CA (serverAuth and clientAuth, naming its host)", Check::None;
+    cluster_tls_key: Option<PathBuf> = None, "F", "none", "its key", Check::None;
+    tls_cert: Option<PathBuf> = None, "F", "none",
+        "certificate of the TLS hpfeeds listener (re-read when the file changes)", Check::None;
+    tls_key: Option<PathBuf> = None, "F", "none", "its key", Check::None;
+    tls_addr: String = "0.0.0.0:10443".into(), "A", "`0.0.0.0:10443`",
+        "the TLS hpfeeds listener (with `--tls-cert`/`--tls-key`)", Check::None;
+    broker_name: String = "hpfriends".into(), "NAME", "`hpfriends`", "the name sent in INFO (1 to 255 bytes)", Check::None;
+    login_timeout_secs: u64 = 10, "N", "10", "connections that do not log in within this are closed",
+        Check::Range { min: 1, max: 3_600 };
+    http_header_timeout_ms: u64 = 10_000, "N", "10000",
+        "an HTTP request head must arrive within this (a whole request within 60 s)", Check::Range { min: 1, max: 600_000 };
+    max_publish_bytes: usize = 1024 * 1024, "N", "1048576", "the largest PUBLISH payload (at most 64 MiB)",
+        Check::Range { min: 1, max: 64 * 1024 * 1024 };
+    max_outbound_bytes: usize = 16 * 1024 * 1024, "N", "16777216",
+        "bytes queued for one connection before it is closed as a slow consumer", Check::Range { min: 1, max: 1 << 30 };
+    max_connections: usize = 10_000, "N", "10000",
+        "hpfeeds connections; must fit the file descriptor limit with 1024 to spare",
+        Check::Range { min: 1, max: MAX_CONNECTIONS };
+    max_subscriptions_per_connection: usize = 1_000, "N", "1000", "subscriptions of one connection",
+        Check::Range { min: 1, max: 1_000_000 };
+    min_key_secret_len: usize = 8, "N", "8", "the shortest key secret a person may set",
+        Check::Range { min: 1, max: hpfriends_graph::names::MAX_SECRET_LEN as u64 };
+    peer_queue_messages: usize = 16 * 1024, "N", "16384",
+        "publishes queued for one peer before they are dropped (and the subscribers that would have got them closed)",
+        Check::Range { min: 1, max: 10_000_000 };
+    snapshot_every_logs: u64 = 5_000, "N", "5000",
+        "Raft snapshots the graph and compacts its log after this many entries", Check::Range { min: 1, max: 100_000_000 };
+    drain_grace_ms: u64 = 5_000, "N", "5000",
+        "on SIGTERM, how long `/readyz` answers 503 before the node stops accepting", Check::UpToAnHour;
+    drain_close_window_ms: u64 = 5_000, "N", "5000", "client connections are closed spread over this window",
+        Check::UpToAnHour;
+    metrics_per_ident: bool = false, "BOOL", "false",
+        "label the hpfeeds series with ident and channel (one series per sensor)", Check::None;
+    signup: Signup = Signup::Invite, "MODE", "`invite`",
+        "who may make a web app account: `invite` (the operator invites), `open` (anyone signs up), `closed` (nobody new; existing users still get reset links)",
+        Check::None;
+    invite_ttl_hours: u64 = 7 * 24, "N", "168", "how long an invitation or password-reset link works",
+        Check::Range { min: 1, max: 90 * 24 };
+    session_ttl_hours: u64 = 7 * 24, "N", "168", "how long a web app sign-in lasts", Check::Range { min: 1, max: 90 * 24 };
+    web_url: Option<String> = None, "URL", "`http://` + the HTTP address",
+        "where people open the web app; invitation links point there; `https://` makes the session cookie Secure",
+        Check::None;
+    web_tls_cert: Option<PathBuf> = None, "F", "none",
+        "serve the web app and API over TLS with this certificate (re-read when the file changes); session cookies become Secure",
+        Check::None;
+    web_tls_key: Option<PathBuf> = None, "F", "none", "its key", Check::None;
+    command_version: u32 = hpfriends_graph::COMMAND_VERSION, "N", "this build's (2)",
+        "rehearsing an upgrade only: one below this build's version makes the node announce and read only the previous release's entries",
+        Check::None, hidden;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Signup {
     #[default]
     Invite,
     Open,
     Closed,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            node_id: 1,
-            data_dir: PathBuf::from("./data"),
-            hpfeeds_addr: "0.0.0.0:10000".into(),
-            http_addr: "127.0.0.1:8080".into(),
-            cluster_addr: "127.0.0.1:7000".into(),
-            advertise_addr: None,
-            join: None,
-            operator_token: None,
-            cluster_secret: None,
-            cluster_tls_ca: None,
-            cluster_tls_cert: None,
-            cluster_tls_key: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_addr: "0.0.0.0:10443".into(),
-            broker_name: "hpfriends".into(),
-            login_timeout_secs: 10,
-            http_header_timeout_ms: 10_000,
-            max_publish_bytes: 1024 * 1024,
-            max_outbound_bytes: 16 * 1024 * 1024,
-            max_connections: 10_000,
-            max_subscriptions_per_connection: 1_000,
-            min_key_secret_len: 8,
-            peer_queue_messages: 16 * 1024,
-            snapshot_every_logs: 5_000,
-            drain_grace_ms: 5_000,
-            drain_close_window_ms: 5_000,
-            metrics_per_ident: false,
-            signup: Signup::Invite,
-            invite_ttl_hours: 7 * 24,
-            session_ttl_hours: 7 * 24,
-            web_url: None,
-            web_tls_cert: None,
-            web_tls_key: None,
-            command_version: hpfriends_graph::COMMAND_VERSION,
-        }
-    }
 }
 
 #[derive(Debug, PartialEq, thiserror::Error)]
@@ -157,8 +267,6 @@ pub enum ConfigError {
     Zero { field: &'static str },
     #[error("{field} = {value} is more than {max}")]
     TooLarge { field: &'static str, value: u64, max: u64 },
-    #[error("max_publish_bytes = {0} exceeds the 64 MiB ceiling")]
-    PublishTooLarge(usize),
     #[error("broker_name must be 1..=255 bytes")]
     BrokerName,
     #[error("{setting} is {len} characters long: use at least {MIN_SECRET_LEN} (for example `openssl rand -hex 24`)")]
@@ -192,10 +300,19 @@ impl Config {
         if self.node_id == 0 {
             return Err(ConfigError::NodeIdZero);
         }
-        for (field, value) in
-            [("hpfeeds_addr", &self.hpfeeds_addr), ("http_addr", &self.http_addr), ("cluster_addr", &self.cluster_addr)]
-        {
-            check_addr(field, value)?;
+        for setting in SETTINGS {
+            let field = setting.name;
+            match (setting.check, (setting.number)(self)) {
+                (Check::Range { min, .. }, Some(v)) if v < min => return Err(ConfigError::Zero { field }),
+                (Check::Range { max, .. }, Some(value)) if value > max => {
+                    return Err(ConfigError::TooLarge { field, value, max })
+                }
+                (Check::UpToAnHour, Some(value)) if value > 3_600_000 => {
+                    return Err(ConfigError::DrainTooLong { field, value })
+                }
+                (Check::Addr, _) => check_addr(field, (setting.text)(self).unwrap_or_default())?,
+                _ => {}
+            }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsHalf);
@@ -205,42 +322,6 @@ impl Config {
         }
         if self.web_tls_cert.is_some() != self.web_tls_key.is_some() {
             return Err(ConfigError::WebTlsHalf);
-        }
-        for (field, v) in [
-            ("login_timeout_secs", self.login_timeout_secs as usize),
-            ("http_header_timeout_ms", self.http_header_timeout_ms as usize),
-            ("max_publish_bytes", self.max_publish_bytes),
-            ("max_outbound_bytes", self.max_outbound_bytes),
-            ("max_connections", self.max_connections),
-            ("max_subscriptions_per_connection", self.max_subscriptions_per_connection),
-            ("min_key_secret_len", self.min_key_secret_len),
-            ("peer_queue_messages", self.peer_queue_messages),
-            ("snapshot_every_logs", self.snapshot_every_logs as usize),
-            ("invite_ttl_hours", self.invite_ttl_hours as usize),
-            ("session_ttl_hours", self.session_ttl_hours as usize),
-        ] {
-            if v == 0 {
-                return Err(ConfigError::Zero { field });
-            }
-        }
-        for (field, value, max) in [
-            ("max_connections", self.max_connections as u64, MAX_CONNECTIONS),
-            ("max_subscriptions_per_connection", self.max_subscriptions_per_connection as u64, 1_000_000),
-            ("login_timeout_secs", self.login_timeout_secs, 3_600),
-            ("http_header_timeout_ms", self.http_header_timeout_ms, 600_000),
-            ("max_outbound_bytes", self.max_outbound_bytes as u64, 1 << 30),
-            ("peer_queue_messages", self.peer_queue_messages as u64, 10_000_000),
-            ("snapshot_every_logs", self.snapshot_every_logs, 100_000_000),
-            ("min_key_secret_len", self.min_key_secret_len as u64, hpfriends_graph::names::MAX_SECRET_LEN as u64),
-            ("invite_ttl_hours", self.invite_ttl_hours, 90 * 24),
-            ("session_ttl_hours", self.session_ttl_hours, 90 * 24),
-        ] {
-            if value > max {
-                return Err(ConfigError::TooLarge { field, value, max });
-            }
-        }
-        if self.max_publish_bytes > 64 * 1024 * 1024 {
-            return Err(ConfigError::PublishTooLarge(self.max_publish_bytes));
         }
         if self.broker_name.is_empty() || self.broker_name.len() > 255 {
             return Err(ConfigError::BrokerName);
@@ -268,13 +349,6 @@ impl Config {
             let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
             if !rest.is_some_and(|r| !r.is_empty() && !r.trim_end_matches('/').contains('/')) {
                 return Err(ConfigError::WebUrl(url.clone()));
-            }
-        }
-        for (field, value) in
-            [("drain_grace_ms", self.drain_grace_ms), ("drain_close_window_ms", self.drain_close_window_ms)]
-        {
-            if value > 3_600_000 {
-                return Err(ConfigError::DrainTooLong { field, value });
             }
         }
         Ok(())

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, SETTINGS};
 pub use ctl::CtlArgs;
 
 /// The `hpfriends` program. It lives in the library, not in main.rs, so the
@@ -69,128 +69,100 @@ pub enum Top {
     Bench(crate::bench::BenchArgs),
 }
 
-#[derive(clap::Args, Debug, Default)]
+/// `serve`'s arguments: `--config`, `--pod-ordinal`, and a flag for every
+/// setting of `config::SETTINGS`, each also read from its `HPFRIENDS_*`
+/// variable (clap merges the two, the flag winning).
+#[derive(Debug, Default)]
 pub struct ServeArgs {
     /// TOML config file; flags and HPFRIENDS_* variables override it.
-    #[arg(long, env = "HPFRIENDS_CONFIG")]
     pub config: Option<PathBuf>,
-    #[arg(long, env = "HPFRIENDS_NODE_ID")]
-    pub node_id: Option<u64>,
-    #[arg(long, env = "HPFRIENDS_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    #[arg(long, env = "HPFRIENDS_HPFEEDS_ADDR")]
-    pub hpfeeds_addr: Option<String>,
-    #[arg(long, env = "HPFRIENDS_HTTP_ADDR")]
-    pub http_addr: Option<String>,
-    #[arg(long, env = "HPFRIENDS_CLUSTER_ADDR")]
-    pub cluster_addr: Option<String>,
-    #[arg(long, env = "HPFRIENDS_ADVERTISE_ADDR")]
-    pub advertise_addr: Option<String>,
-    /// Cluster address (host:port) of any member of the cluster to join.
-    #[arg(long, env = "HPFRIENDS_JOIN")]
-    pub join: Option<String>,
-    #[arg(long, env = "HPFRIENDS_OPERATOR_TOKEN", hide_env_values = true)]
-    pub operator_token: Option<String>,
-    #[arg(long, env = "HPFRIENDS_CLUSTER_SECRET", hide_env_values = true)]
-    pub cluster_secret: Option<String>,
-    /// The cluster port with an operator's PKI instead of the secret: the CA
-    /// peers' certificates must chain to (with --cluster-tls-cert/-key).
-    #[arg(long, env = "HPFRIENDS_CLUSTER_TLS_CA")]
-    pub cluster_tls_ca: Option<PathBuf>,
-    /// This node's certificate for the cluster port (PEM; serverAuth and clientAuth).
-    #[arg(long, env = "HPFRIENDS_CLUSTER_TLS_CERT")]
-    pub cluster_tls_cert: Option<PathBuf>,
-    #[arg(long, env = "HPFRIENDS_CLUSTER_TLS_KEY")]
-    pub cluster_tls_key: Option<PathBuf>,
-    #[arg(long, env = "HPFRIENDS_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    #[arg(long, env = "HPFRIENDS_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Address of the TLS hpfeeds listener (with --tls-cert/--tls-key).
-    #[arg(long, env = "HPFRIENDS_TLS_ADDR")]
-    pub tls_addr: Option<String>,
-    /// Drain: how long /readyz answers 503 before the node stops accepting.
-    #[arg(long, env = "HPFRIENDS_DRAIN_GRACE_MS")]
-    pub drain_grace_ms: Option<u64>,
-    /// Drain: client connections are closed spread over this window.
-    #[arg(long, env = "HPFRIENDS_DRAIN_CLOSE_WINDOW_MS")]
-    pub drain_close_window_ms: Option<u64>,
-    /// Publishes queued for one peer node before they are dropped (and the
-    /// subscribers that would have got them are closed).
-    #[arg(long, env = "HPFRIENDS_PEER_QUEUE_MESSAGES")]
-    pub peer_queue_messages: Option<usize>,
-    /// Shortest hpfeeds key secret a person may set (default 8).
-    #[arg(long, env = "HPFRIENDS_MIN_KEY_SECRET_LEN")]
-    pub min_key_secret_len: Option<usize>,
-    /// In a Kubernetes StatefulSet: the pod's ordinal. Node id becomes
-    /// ordinal + 1; pod 0 bootstraps (ignores --join), the others join.
-    #[arg(long, env = "HPFRIENDS_POD_ORDINAL", conflicts_with = "node_id")]
+    /// In a Kubernetes StatefulSet: node id = ordinal + 1.
     pub pod_ordinal: Option<u64>,
-    /// Who may make a web app account: invite (default), open, closed.
-    #[arg(long, env = "HPFRIENDS_SIGNUP")]
-    pub signup: Option<crate::config::Signup>,
-    /// Where people open the web app (invitation links point there).
-    #[arg(long, env = "HPFRIENDS_WEB_URL")]
-    pub web_url: Option<String>,
-    /// Serve the web app and API over TLS with this certificate (PEM; with --web-tls-key).
-    #[arg(long, env = "HPFRIENDS_WEB_TLS_CERT", requires = "web_tls_key")]
-    pub web_tls_cert: Option<PathBuf>,
-    #[arg(long, env = "HPFRIENDS_WEB_TLS_KEY", requires = "web_tls_cert")]
-    pub web_tls_key: Option<PathBuf>,
-    /// How long an invitation or password-reset link works (default 168).
-    #[arg(long, env = "HPFRIENDS_INVITE_TTL_HOURS")]
-    pub invite_ttl_hours: Option<u64>,
-    /// How long a web app sign-in lasts (default 168).
-    #[arg(long, env = "HPFRIENDS_SESSION_TTL_HOURS")]
-    pub session_ttl_hours: Option<u64>,
-    /// Rehearsing an upgrade: announce and read the previous command version.
-    #[arg(long, env = "HPFRIENDS_COMMAND_VERSION", hide = true)]
-    pub command_version: Option<u32>,
+    /// The settings given by flag or variable: index in `SETTINGS`, text.
+    given: Vec<(usize, String)>,
 }
 
+/// Flag and variable names are made once per program from the settings'
+/// names; clap keeps them for the program's life.
+fn lasting(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+impl clap::Args for ServeArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        use clap::{value_parser, Arg};
+        let mut cmd = cmd
+            .arg(
+                Arg::new("config")
+                    .long("config")
+                    .env("HPFRIENDS_CONFIG")
+                    .value_name("FILE")
+                    .value_parser(value_parser!(PathBuf))
+                    .help("TOML config file; flags and HPFRIENDS_* variables override it"),
+            )
+            .arg(
+                Arg::new("pod_ordinal")
+                    .long("pod-ordinal")
+                    .env("HPFRIENDS_POD_ORDINAL")
+                    .value_name("N")
+                    .value_parser(value_parser!(u64))
+                    .conflicts_with("node_id")
+                    .help(POD_ORDINAL),
+            );
+        for setting in SETTINGS {
+            // A value is checked as the setting reads it, so clap names the flag.
+            let check = move |text: &str| setting.set(&mut Config::default(), text).map(|()| text.to_string());
+            cmd = cmd.arg(
+                Arg::new(setting.name)
+                    .long(lasting(setting.flag()))
+                    .env(lasting(setting.env()))
+                    .value_name(setting.value_name)
+                    .value_parser(check)
+                    .help(format!("{} (default: {})", setting.what, setting.default.replace('`', "")))
+                    .hide(setting.hidden)
+                    .hide_env_values(setting.secret),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl clap::FromArgMatches for ServeArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = ServeArgs::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        self.config = matches.get_one::<PathBuf>("config").cloned().or(self.config.take());
+        self.pod_ordinal = matches.get_one::<u64>("pod_ordinal").copied().or(self.pod_ordinal);
+        for (i, setting) in SETTINGS.iter().enumerate() {
+            if let Some(text) = matches.get_one::<String>(setting.name) {
+                self.given.push((i, text.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+const POD_ORDINAL: &str = "in a Kubernetes StatefulSet: node id = ordinal + 1; pod 0 bootstraps, the others join";
+
 impl ServeArgs {
-    /// Defaults → file → environment and flags (clap merges those two, flags winning).
+    /// Defaults → file → environment and flags.
     pub fn into_config(self) -> anyhow::Result<Config> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
-        macro_rules! set {
-            ($($field:ident),*) => { $( if let Some(v) = self.$field { c.$field = v; } )* };
+        for (i, text) in &self.given {
+            let setting = &SETTINGS[*i];
+            setting.set(&mut c, text).map_err(|e| anyhow::anyhow!("--{}: {e}", setting.flag()))?;
         }
-        macro_rules! set_opt {
-            ($($field:ident),*) => { $( if self.$field.is_some() { c.$field = self.$field; } )* };
-        }
-        set!(
-            node_id,
-            data_dir,
-            hpfeeds_addr,
-            http_addr,
-            cluster_addr,
-            tls_addr,
-            drain_grace_ms,
-            drain_close_window_ms,
-            peer_queue_messages,
-            min_key_secret_len,
-            signup,
-            invite_ttl_hours,
-            session_ttl_hours,
-            command_version
-        );
-        set_opt!(
-            advertise_addr,
-            join,
-            operator_token,
-            cluster_secret,
-            cluster_tls_ca,
-            cluster_tls_cert,
-            cluster_tls_key,
-            tls_cert,
-            tls_key,
-            web_url,
-            web_tls_cert,
-            web_tls_key
-        );
         if let Some(ordinal) = self.pod_ordinal {
             c.node_id = ordinal + 1;
             if ordinal == 0 {
@@ -202,6 +174,21 @@ impl ServeArgs {
         c.validate()?;
         Ok(c)
     }
+}
+
+/// docs/cli.md's table of `serve`'s flags and settings, as the settings
+/// declare them.
+pub fn settings_table() -> String {
+    let mut rows = vec![
+        "| flag | file key | default | what |".to_string(),
+        "|------|----------|---------|------|".to_string(),
+        "| `--config FILE` | | none | the TOML file |".to_string(),
+    ];
+    for s in SETTINGS {
+        rows.push(format!("| `--{} {}` | `{}` | {} | {} |", s.flag(), s.value_name, s.name, s.default, s.what));
+    }
+    rows.push(format!("| `--pod-ordinal N` | | none | {POD_ORDINAL} |"));
+    rows.join("\n") + "\n"
 }
 
 #[cfg(test)]
@@ -226,6 +213,26 @@ mod tests {
         let err = serve(&["--pod-ordinal", "1"]).unwrap_err().to_string();
         assert!(err.contains("needs --join"), "{err}");
         assert!(serve(&["--pod-ordinal", "1", "--node-id", "4"]).is_err(), "both may not be given");
+    }
+
+    /// docs/cli.md's table of `serve`'s flags and settings is the one the
+    /// settings declare (`HPFRIENDS_WRITE_DOCS=1` writes it there).
+    #[test]
+    fn given_the_settings_then_docs_cli_md_has_their_table() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let start = doc.find("| flag | file key | default | what |").expect("the table's header");
+        let end = start + doc[start..].find("\n\n").expect("the table's end") + 1;
+        let table = settings_table();
+        if std::env::var_os("HPFRIENDS_WRITE_DOCS").is_some() {
+            std::fs::write(&path, format!("{}{table}{}", &doc[..start], &doc[end..])).unwrap();
+            return;
+        }
+        assert_eq!(
+            &doc[start..end],
+            table,
+            "docs/cli.md's settings table differs: run this test with HPFRIENDS_WRITE_DOCS=1"
+        );
     }
 
     /// docs/cli.md names every `serve` flag, every setting of the file, and
