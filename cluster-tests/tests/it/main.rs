@@ -11,5 +11,6 @@ mod operate;
 mod raft;
 mod scale;
 mod security;
+mod settings;
 mod storage;
 mod web;
