@@ -168,3 +168,50 @@ pub fn action_button(
 pub fn render(status: StatusCode, markup: Markup) -> Response {
     (status, markup).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use hpfriends_graph::{GraphError, Named};
+
+    use super::*;
+
+    /// The input an error lands at follows from its variant: errors whose
+    /// words name another input's word stay at their own.
+    #[test]
+    fn given_errors_whose_words_name_other_inputs_then_each_lands_at_its_own() {
+        let keys = [(Field::Ident, "ident"), (Field::Channel, "publish")];
+        let groups = [(Field::Group, "name"), (Field::Name, "name"), (Field::User, "user")];
+        let cases = [
+            (AppError::invalid(Field::Ident, "the channel and the group"), &keys[..], "ident"),
+            (
+                AppError::Rejected(GraphError::InvalidName {
+                    what: Named::Channel,
+                    name: "ident".into(),
+                    reason: "ident ident".into(),
+                }),
+                &keys[..],
+                "publish",
+            ),
+            (AppError::Rejected(GraphError::IdentExists("channel".into())), &keys[..], "ident"),
+            (AppError::Forbidden("ident channel publish".into()), &keys[..], "form"),
+            // "…a member of group …": about the user, whatever the words say.
+            (
+                AppError::Rejected(GraphError::AlreadyMember { group: "g".into(), user: "group".into() }),
+                &groups[..],
+                "user",
+            ),
+            (AppError::Rejected(GraphError::GroupExists("user".into())), &groups[..], "name"),
+            (AppError::Rejected(GraphError::NameTaken("user".into())), &groups[..], "name"),
+            (AppError::Rejected(GraphError::UnknownUser("group".into())), &groups[..], "user"),
+            (
+                AppError::WrongPassword,
+                &[(Field::CurrentPassword, "current"), (Field::Password, "password")][..],
+                "current",
+            ),
+        ];
+        for (error, fields, input) in cases {
+            let text = error.to_string();
+            assert_eq!(Problem::of(error, fields).field, input, "{text}");
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod compose;
 mod docs;
 mod fanout;
 mod history;
+mod layering;
 mod one_build;
 mod openapi;
 mod operate;
