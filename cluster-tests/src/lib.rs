@@ -726,3 +726,59 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
+
+/// Runs `openssl ARGS` in `dir`; the test fails if it does.
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// A CA (`<name>.pem`, `<name>.key`) in `dir`.
+pub fn make_ca(dir: &Path, name: &str) {
+    let (pem, key, subj) = (format!("{name}.pem"), format!("{name}.key"), format!("/CN={name}"));
+    openssl(
+        dir,
+        &[&["req", "-x509", "-nodes", "-days", "30"][..], &EC, &["-keyout", &key, "-out", &pem, "-subj", &subj]]
+            .concat(),
+    );
+}
+
+/// A certificate for `ip` (serverAuth and clientAuth), signed by CA `ca`:
+/// `<name>.pem`, `<name>.key`.
+pub fn make_node_cert(dir: &Path, ca: &str, name: &str, ip: &str) {
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!(
+            "subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\n"
+        ),
+    )
+    .unwrap();
+    let (key, csr, pem, subj) =
+        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("/CN={name}"));
+    openssl(dir, &[&["req", "-new", "-nodes"][..], &EC, &["-keyout", &key, "-out", &csr, "-subj", &subj]].concat());
+    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            &pem,
+            "-extfile",
+            &ext,
+        ],
+    );
+}

@@ -3,13 +3,13 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use hpfriends_cluster_tests::proxy::{contains, RecordingProxy};
 use hpfriends_cluster_tests::{
-    hpfriends_bin, metric, publish, sync, wait_for, NodeProcess, Subscriber, CLUSTER_SECRET, DEADLINE,
+    hpfriends_bin, make_ca, make_node_cert, metric, publish, sync, wait_for, NodeProcess, Subscriber, CLUSTER_SECRET,
+    DEADLINE,
 };
 
 /// Loopback addresses of this test process (`127.A.B.x`), apart from the ones `Cluster` uses.
@@ -107,60 +107,6 @@ fn send_and_read(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut answer = Vec::new();
     let _ = s.read_to_end(&mut answer);
     answer
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-const EC: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-
-/// A CA (`<name>.pem`, `<name>.key`) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    let (pem, key, subj) = (format!("{name}.pem"), format!("{name}.key"), format!("/CN={name}"));
-    openssl(
-        dir,
-        &[&["req", "-x509", "-nodes", "-days", "30"][..], &EC, &["-keyout", &key, "-out", &pem, "-subj", &subj]]
-            .concat(),
-    );
-}
-
-/// A node certificate for `ip`, signed by CA `ca`: `<name>.pem`, `<name>.key`.
-fn make_node_cert(dir: &Path, ca: &str, name: &str, ip: &str) {
-    let ext = format!("{name}.ext");
-    std::fs::write(
-        dir.join(&ext),
-        format!(
-            "subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\n"
-        ),
-    )
-    .unwrap();
-    let (key, csr, pem, subj) =
-        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("/CN={name}"));
-    openssl(dir, &[&["req", "-new", "-nodes"][..], &EC, &["-keyout", &key, "-out", &csr, "-subj", &subj]].concat());
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "30",
-            "-out",
-            &pem,
-            "-extfile",
-            &ext,
-        ],
-    );
 }
 
 #[test]

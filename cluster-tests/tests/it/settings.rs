@@ -9,13 +9,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpfriends_cluster_tests::{
-    free_port, hpfeeds_python, hpfriends_bin, http_get, publish, wait_for, NodeProcess, Service, Subscriber,
-    CLUSTER_SECRET, DEADLINE,
+    free_port, hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, publish, wait_for, NodeProcess,
+    Service, Subscriber, CLUSTER_SECRET, DEADLINE,
 };
 
 const CLI_MD: &str = include_str!("../../../docs/cli.md");
@@ -80,87 +79,6 @@ fn served_certificate(addr: SocketAddr) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A self-signed certificate `<name>.pem` / `<name>.key` for 127.0.0.1.
-fn self_signed(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-nodes",
-            "-days",
-            "2",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-            "-subj",
-            &format!("/CN={name}"),
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-    );
-}
-
-/// A CA `ca.pem` and, signed by it, the cluster certificate `<name>.pem`.
-fn pki(dir: &Path, name: &str) {
-    self_signed(dir, "ca");
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    let (key, csr, pem, subj) =
-        (format!("{name}.key"), format!("{name}.csr"), format!("{name}.pem"), format!("/CN={name}"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-nodes",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &subj,
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &pem,
-            "-extfile",
-            "ext",
-        ],
-    );
 }
 
 /// Connects, reads INFO, and waits for the node to close the connection:
@@ -259,7 +177,8 @@ fn counter(http: SocketAddr, name: &str, label: &str) -> f64 {
 fn given_every_setting_changed_then_the_running_node_uses_each() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path();
-    self_signed(certs, "hpfeeds-tls");
+    make_ca(certs, "ca");
+    make_node_cert(certs, "ca", "hpfeeds-tls", "127.0.0.1");
     let seed_dir = dir.path().join("seed");
     let seed = NodeProcess::start(&hpfriends_bin(), &seed_dir, &["--cluster-secret", CLUSTER_SECRET]).unwrap();
     let port = || format!("127.0.0.1:{}", free_port().unwrap());
@@ -452,8 +371,8 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
 
     // The second node: an operator's PKI on the cluster port, the web app over
     // TLS, and the previous command version (an account entry needs version 2).
-    pki(certs, "settings-node");
-    self_signed(certs, "web-tls");
+    make_node_cert(certs, "ca", "settings-node", "127.0.0.1");
+    make_node_cert(certs, "ca", "web-tls", "127.0.0.1");
     let s: BTreeMap<&'static str, String> = [
         ("data_dir", path("solo")),
         ("http_addr", port()),
@@ -473,7 +392,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     assert!(cluster.contains("settings-node"), "the cluster port serves the node's certificate:\n{cluster}");
     seen.extend(["cluster_tls_ca", "cluster_tls_cert", "cluster_tls_key"]);
     let url = |path: &str| format!("https://{}{path}", addr(&s, "http_addr"));
-    let ca = path("web-tls.pem");
+    let ca = path("ca.pem");
     wait_for("the node to be ready over https", DEADLINE, || {
         let out = Command::new("curl").args(["-s", "--cacert", &ca, &url("/readyz")]).output().ok()?;
         String::from_utf8_lossy(&out.stdout).contains("\"ready\":true").then_some(())
