@@ -273,6 +273,26 @@ pub async fn remove_api_token(state: &AppState, actor: Actor, name: &str, label:
     execute(state, actor, Command::RemoveApiToken { name: name.to_string(), label }).await
 }
 
+/// When each live sign-in of `name` started and when it expires.
+pub fn live_sessions(state: &AppState, name: &str) -> Vec<(UnixTime, UnixTime)> {
+    let now = now();
+    state.node.read_graph(|g| {
+        g.sessions_of(&Actor::User(name.to_string()))
+            .filter(|(_, s)| s.live_at(now))
+            .map(|(_, s)| (s.started_at, s.expires_at))
+            .collect()
+    })
+}
+
+/// The labels of `name`'s API tokens, with when each was made.
+pub fn api_tokens(state: &AppState, name: &str) -> Vec<(String, UnixTime)> {
+    state.node.read_graph(|g| {
+        g.user(name)
+            .map(|u| u.account.api_tokens.iter().map(|(l, t)| (l.clone(), t.created_at)).collect())
+            .unwrap_or_default()
+    })
+}
+
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

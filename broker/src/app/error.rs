@@ -84,10 +84,12 @@ impl AppError {
                     Named::Secret => Field::Secret,
                     Named::TokenLabel => Field::Label,
                 }),
-                UnknownUser(_) | UserExists(_) | NotInvited { .. } | AlreadyMember { .. } | AlreadyAdmin { .. } => {
-                    Some(Field::User)
-                }
-                LastAdmin { .. } => Some(Field::User),
+                UnknownUser(_)
+                | UserExists(_)
+                | NotInvited { .. }
+                | AlreadyMember { .. }
+                | AlreadyAdmin { .. }
+                | LastAdmin { .. } => Some(Field::User),
                 UnknownGroup(_) | GroupExists(_) => Some(Field::Group),
                 NameTaken(_) => Some(Field::Name),
                 ShareExists { .. } | UnknownShare { .. } | SelfShare => Some(Field::Share),

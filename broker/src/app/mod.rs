@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub(crate) mod activity;
+pub(crate) mod audience;
 pub(crate) mod cluster;
 mod error;
 pub(crate) mod graph;

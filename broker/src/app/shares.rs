@@ -1,6 +1,6 @@
 //! Shares: offer, accept, remove, list.
 
-use hpfriends_graph::{Actor, Command, ShareRecord, Target};
+use hpfriends_graph::{explain, publishers_reaching, Actor, Command, ShareRecord, Target};
 
 use super::types::ShareRequest;
 use super::{acting_user, execute, listing_scope, AppError, Field};
@@ -55,4 +55,35 @@ fn share_key(actor: &Actor, b: ShareRequest) -> Result<(String, Target, String),
         (None, Actor::Operator) => return Err(AppError::invalid(Field::Share, "missing field `from`")),
     };
     Ok((from, b.to, b.channel))
+}
+
+/// (publisher, channel, path) for every publisher whose data reaches `me`
+/// (the sharing rule walked back from me), each with the path `explain` finds.
+pub fn receiving(state: &AppState, me: &str) -> Vec<(String, String, String)> {
+    state.node.read_graph(|g| {
+        publishers_reaching(g, me)
+            .into_iter()
+            .map(|(channel, publisher)| {
+                let path = explain(g, &publisher, me, &channel).to_string();
+                (publisher, channel, path)
+            })
+            .collect()
+    })
+}
+
+/// Channels the user may see messages on: those their keys subscribe to
+/// and those shared with them or their groups.
+pub fn readable_channels(state: &AppState, me: &str) -> Vec<String> {
+    state.node.read_graph(|g| {
+        let mut channels: Vec<String> =
+            g.keys().filter(|k| k.owner == me).flat_map(|k| k.subscribe.iter().cloned()).collect();
+        let mut targets = vec![Target::User(me.to_string())];
+        targets.extend(g.groups_of(me).map(|group| Target::Group(group.to_string())));
+        for to in &targets {
+            channels.extend(g.shares_into(to).map(|(channel, _)| channel.to_string()));
+        }
+        channels.sort();
+        channels.dedup();
+        channels
+    })
 }

@@ -42,3 +42,20 @@ pub async fn new_token(state: &AppState, actor: Actor, name: &str) -> Result<Str
 pub async fn set_disabled(state: &AppState, actor: Actor, name: String, disabled: bool) -> Result<(), AppError> {
     execute(state, actor, Command::SetUserDisabled { name, disabled }).await
 }
+
+/// At most `max` user names starting with `typed` and, with `groups`, group
+/// names as `group:NAME` (`typed` may start with `group:` to ask for groups only).
+pub fn names_starting(state: &AppState, typed: &str, groups: bool, max: usize) -> Vec<String> {
+    let prefix = typed.strip_prefix("group:").unwrap_or(typed);
+    state.node.read_graph(|g| {
+        let mut out: Vec<String> = Vec::new();
+        if !typed.starts_with("group:") {
+            out.extend(g.users().map(|(n, _)| n).filter(|n| n.starts_with(prefix)).take(max).map(str::to_string));
+        }
+        if groups {
+            let groups = g.groups().map(|(n, _)| n).filter(|n| n.starts_with(prefix));
+            out.extend(groups.take(max.saturating_sub(out.len())).map(|n| format!("group:{n}")));
+        }
+        out
+    })
+}

@@ -28,18 +28,8 @@ csrf_forms!(AccountForm);
 
 fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
-    let sessions: Vec<(u64, u64)> = state.node.read_graph(|g| {
-        let now = accounts::now();
-        g.sessions_of(&hpfriends_graph::Actor::User(me.clone()))
-            .filter(|(_, s)| s.live_at(now))
-            .map(|(_, s)| (s.started_at, s.expires_at))
-            .collect()
-    });
-    let tokens: Vec<(String, u64)> = state.node.read_graph(|g| {
-        g.user(me)
-            .map(|u| u.account.api_tokens.iter().map(|(l, t)| (l.clone(), t.created_at)).collect())
-            .unwrap_or_default()
-    });
+    let sessions = accounts::live_sessions(state, me);
+    let tokens = accounts::api_tokens(state, me);
     let body = html! {
         p { "Signed in as " strong { (me) } "." }
         h2 { "Password" }

@@ -2,18 +2,16 @@
 //! for the chosen channel, everyone who can and the path that lets them, from
 //! the sharing index; and before I offer a share, who it would add.
 
-use std::collections::BTreeSet;
-
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use hpfriends_graph::{explain_all, readers_through, Explanation, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::keys::urlencode;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedInUser;
+use crate::app::audience;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -24,58 +22,6 @@ pub struct AudienceQuery {
     /// The share to preview.
     to: String,
     on: String,
-}
-
-struct Audience {
-    /// Every channel I publish on, with its number of readers.
-    channels: Vec<(String, usize)>,
-    /// The chosen channel's readers, each with their path.
-    chosen: Option<(String, Vec<(String, String)>)>,
-}
-
-fn audience(state: &AppState, me: &str, wanted: &str) -> Audience {
-    state.node.read_index(|g, index| {
-        let mut names: BTreeSet<&str> = BTreeSet::new();
-        for k in g.keys().filter(|k| k.owner == me) {
-            names.extend(k.publish.iter().map(String::as_str));
-        }
-        names.extend(g.channels().filter(|c| g.out_shares(me, c).is_some()));
-        let my_id = g.user_id(me);
-        let count = |c: &str| match my_id.and_then(|id| index.readers(id, c).map(|r| (id, r))) {
-            Some((id, readers)) => readers.len() - usize::from(readers.contains(id)),
-            None => 0,
-        };
-        let channels: Vec<(String, usize)> = names.iter().map(|c| (c.to_string(), count(c))).collect();
-        let chosen = names.iter().find(|c| **c == wanted).or(names.iter().next()).map(|channel| {
-            // The readers the index holds, each with its path from one search.
-            let mut paths = explain_all(g, me, channel);
-            let readers = index
-                .reader_names(g, me, channel)
-                .into_iter()
-                .filter(|r| r != me)
-                .map(|r| {
-                    let hops = paths.remove(&r).unwrap_or_default();
-                    (r, Explanation::Path { hops }.to_string())
-                })
-                .collect();
-            (channel.to_string(), readers)
-        });
-        Audience { channels, chosen }
-    })
-}
-
-/// Who an accepted share to `to` on `channel` would add to my readers.
-fn preview(state: &AppState, me: &str, to: &str, channel: &str) -> Result<Vec<String>, String> {
-    let to = Target::parse(to);
-    state.node.read_index(|g, index| {
-        match &to {
-            Target::User(u) if !g.has_user(u) => return Err(format!("unknown user {u:?}")),
-            Target::Group(x) if g.group(x).is_none() => return Err(format!("unknown group {x:?}")),
-            _ => {}
-        }
-        let now: BTreeSet<String> = index.reader_names(g, me, channel).into_iter().collect();
-        Ok(readers_through(g, me, &to, channel).into_iter().filter(|r| !now.contains(r)).collect())
-    })
 }
 
 fn readers_table(channel: &str, readers: &[(String, String)]) -> Markup {
@@ -97,9 +43,9 @@ fn readers_table(channel: &str, readers: &[(String, String)]) -> Markup {
 
 pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<AudienceQuery>) -> Response {
     let SignedInUser(signed, me) = &u;
-    let a = audience(&state, me, q.channel.trim());
+    let a = audience::of(&state, me, q.channel.trim());
     let asked = !q.to.trim().is_empty() && !q.on.trim().is_empty();
-    let previewed = asked.then(|| preview(&state, me, q.to.trim(), q.on.trim()));
+    let previewed = asked.then(|| audience::preview(&state, me, q.to.trim(), q.on.trim()));
     let body: Markup = html! {
         p.lead { "Everyone who can read what your keys publish, channel by channel, and the shares that let them. Relays through shares_all are included." }
         @if a.channels.is_empty() { p.empty { "You publish on no channel yet." } }

@@ -111,19 +111,7 @@ pub async fn names(State(state): State<AppState>, _signed: SignedIn, Query(q): Q
     if q.q.is_empty() || q.q.len() > 64 {
         return Json(Vec::new());
     }
-    let prefix = q.q.strip_prefix("group:").unwrap_or(&q.q).to_string();
-    let names = state.node.read_graph(|g| {
-        let mut out: Vec<String> = Vec::new();
-        if !q.q.starts_with("group:") {
-            out.extend(g.users().map(|(n, _)| n).filter(|n| n.starts_with(&prefix)).take(MAX).map(str::to_string));
-        }
-        if q.kind == "targets" {
-            let groups = g.groups().map(|(n, _)| n).filter(|n| n.starts_with(&prefix));
-            out.extend(groups.take(MAX.saturating_sub(out.len())).map(|n| format!("group:{n}")));
-        }
-        out
-    });
-    Json(names)
+    Json(crate::app::users::names_starting(&state, &q.q, q.kind == "targets", MAX))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use hpfriends_graph::{Actor, Target};
+use hpfriends_graph::Actor;
 use maud::{html, Markup};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -84,23 +84,6 @@ pub struct LiveQuery {
     channels: String,
 }
 
-/// Channels the user may see messages on: those their keys subscribe to
-/// and those shared with them or their groups.
-fn readable_channels(state: &AppState, me: &str) -> Vec<String> {
-    state.node.read_graph(|g| {
-        let mut channels: Vec<String> =
-            g.keys().filter(|k| k.owner == me).flat_map(|k| k.subscribe.iter().cloned()).collect();
-        let mut targets = vec![Target::User(me.to_string())];
-        targets.extend(g.groups_of(me).map(|group| Target::Group(group.to_string())));
-        for to in &targets {
-            channels.extend(g.shares_into(to).map(|(channel, _)| channel.to_string()));
-        }
-        channels.sort();
-        channels.dedup();
-        channels
-    })
-}
-
 /// The channels asked for, or what is wrong with them.
 fn asked(text: &str) -> Result<Vec<String>, String> {
     let channels = channel_list(text);
@@ -115,7 +98,7 @@ fn asked(text: &str) -> Result<Vec<String>, String> {
 
 pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<LiveQuery>) -> Response {
     let SignedInUser(signed, me) = &u;
-    let readable = readable_channels(&state, me);
+    let readable = crate::app::shares::readable_channels(&state, me);
     let chosen = asked(&q.channels);
     let watching = chosen.as_ref().ok().filter(|c| !c.is_empty()).map(|c| c.join(","));
     let body: Markup = html! {

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use hpfriends_graph::{explain, publishers_reaching, Actor, ShareKind, ShareRecord, Target};
+use hpfriends_graph::{Actor, ShareKind, ShareRecord, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -149,7 +149,7 @@ pub async fn revoke(State(state): State<AppState>, UserForm(u, f): UserForm<Shar
 fn render_received(state: &AppState, u: &SignedInUser, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
     let offers = shares::offers_to(state, me).unwrap_or_default();
-    let receiving = receiving(state, me);
+    let receiving = shares::receiving(state, me);
     let body = html! {
         (error_for(problem, "form"))
         h2 { "Waiting for you" }
@@ -189,20 +189,6 @@ fn render_received(state: &AppState, u: &SignedInUser, problem: Option<&Problem>
         }
     };
     page("Shared with you", Some(signed), "/shared-with-you", body)
-}
-
-/// (publisher, channel, path) for every publisher whose data reaches `me`
-/// (the sharing rule walked back from me), each with the path `explain` finds.
-fn receiving(state: &AppState, me: &str) -> Vec<(String, String, String)> {
-    state.node.read_graph(|g| {
-        publishers_reaching(g, me)
-            .into_iter()
-            .map(|(channel, publisher)| {
-                let path = explain(g, &publisher, me, &channel).to_string();
-                (publisher, channel, path)
-            })
-            .collect()
-    })
 }
 
 pub async fn received(State(state): State<AppState>, u: SignedInUser) -> Response {

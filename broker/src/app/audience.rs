@@ -1,0 +1,63 @@
+//! Audience: who can read what a user publishes, channel by channel, with
+//! the path that lets them (from the sharing index), and who a share would add.
+
+use std::collections::BTreeSet;
+
+use hpfriends_graph::{explain_all, readers_through, Explanation, GraphError, Target};
+
+use super::AppError;
+use crate::state::AppState;
+
+pub struct Audience {
+    /// Every channel I publish on, with its number of readers.
+    pub channels: Vec<(String, usize)>,
+    /// The chosen channel's readers, each with their path.
+    pub chosen: Option<(String, Vec<(String, String)>)>,
+}
+
+/// The channels `me` publishes on with their readers' count, and the
+/// readers of `wanted` (else the first channel) with their paths.
+pub fn of(state: &AppState, me: &str, wanted: &str) -> Audience {
+    state.node.read_index(|g, index| {
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for k in g.keys().filter(|k| k.owner == me) {
+            names.extend(k.publish.iter().map(String::as_str));
+        }
+        names.extend(g.channels().filter(|c| g.out_shares(me, c).is_some()));
+        let my_id = g.user_id(me);
+        let count = |c: &str| match my_id.and_then(|id| index.readers(id, c).map(|r| (id, r))) {
+            Some((id, readers)) => readers.len() - usize::from(readers.contains(id)),
+            None => 0,
+        };
+        let channels: Vec<(String, usize)> = names.iter().map(|c| (c.to_string(), count(c))).collect();
+        let chosen = names.iter().find(|c| **c == wanted).or(names.iter().next()).map(|channel| {
+            // The readers the index holds, each with its path from one search.
+            let mut paths = explain_all(g, me, channel);
+            let readers = index
+                .reader_names(g, me, channel)
+                .into_iter()
+                .filter(|r| r != me)
+                .map(|r| {
+                    let hops = paths.remove(&r).unwrap_or_default();
+                    (r, Explanation::Path { hops }.to_string())
+                })
+                .collect();
+            (channel.to_string(), readers)
+        });
+        Audience { channels, chosen }
+    })
+}
+
+/// Who an accepted share to `to` on `channel` would add to my readers.
+pub fn preview(state: &AppState, me: &str, to: &str, channel: &str) -> Result<Vec<String>, AppError> {
+    let to = Target::parse(to);
+    state.node.read_index(|g, index| {
+        match &to {
+            Target::User(u) if !g.has_user(u) => return Err(GraphError::UnknownUser(u.clone()).into()),
+            Target::Group(x) if g.group(x).is_none() => return Err(GraphError::UnknownGroup(x.clone()).into()),
+            _ => {}
+        }
+        let now: BTreeSet<String> = index.reader_names(g, me, channel).into_iter().collect();
+        Ok(readers_through(g, me, &to, channel).into_iter().filter(|r| !now.contains(r)).collect())
+    })
+}
