@@ -6,6 +6,10 @@
 //! per-address bucket leaves room for the many sensors a TCP load balancer
 //! puts behind one address. The tables are bounded: when full, entries whose
 //! buckets have refilled are dropped, then the oldest.
+//!
+//! An attempt is charged before it is checked and given back when it
+//! succeeds: checking takes time (argon2, a read barrier), and attempts that
+//! all passed the limit before any had failed would all be checked.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -46,6 +50,14 @@ impl<K: Hash + Eq + Clone> Table<K> {
         self.buckets.get(key).is_none_or(|b| self.tokens(b, now) >= 1.0)
     }
 
+    /// Gives back what a successful attempt was charged.
+    fn refund(&mut self, key: &K, now: Instant) {
+        if let Some(b) = self.buckets.get(key).copied() {
+            let tokens = (self.tokens(&b, now) + 1.0).min(self.burst);
+            self.buckets.insert(key.clone(), Bucket { tokens, at: now });
+        }
+    }
+
     fn failed(&mut self, key: K, now: Instant) {
         if self.buckets.len() >= MAX_TRACKED && !self.buckets.contains_key(&key) {
             let (burst, refill) = (self.burst, self.refill);
@@ -83,18 +95,37 @@ impl AuthLimiter {
         }
     }
 
-    /// False when `ip`, or `key`, has used up its failures for now.
-    pub fn may_try(&self, ip: IpAddr, key: &[u8]) -> bool {
+    /// Charges an attempt from `ip` for `key`, or `None` when either has
+    /// used up its failures for now. The charge stays unless the attempt
+    /// `succeeded`.
+    pub fn attempt(&self, ip: IpAddr, key: &[u8]) -> Option<Attempt<'_>> {
         let now = Instant::now();
-        self.by_address.lock().expect("auth limiter lock").may_try(&ip, now)
-            && self.by_key.lock().expect("auth limiter lock").may_try(&key.to_vec(), now)
+        // One lock order everywhere: the address's table, then the key's.
+        let mut by_address = self.by_address.lock().expect("auth limiter lock");
+        let mut by_key = self.by_key.lock().expect("auth limiter lock");
+        let key = key.to_vec();
+        if !(by_address.may_try(&ip, now) && by_key.may_try(&key, now)) {
+            return None;
+        }
+        by_address.failed(ip, now);
+        by_key.failed(key.clone(), now);
+        Some(Attempt { limiter: self, ip, key })
     }
+}
 
-    /// Records a failed attempt from `ip` for `key`.
-    pub fn failed(&self, ip: IpAddr, key: &[u8]) {
+/// An attempt that has been charged; dropping it counts it as a failure.
+#[must_use = "an attempt counts as failed unless it succeeded"]
+pub struct Attempt<'a> {
+    limiter: &'a AuthLimiter,
+    ip: IpAddr,
+    key: Vec<u8>,
+}
+
+impl Attempt<'_> {
+    pub fn succeeded(self) {
         let now = Instant::now();
-        self.by_address.lock().expect("auth limiter lock").failed(ip, now);
-        self.by_key.lock().expect("auth limiter lock").failed(key.to_vec(), now);
+        self.limiter.by_address.lock().expect("auth limiter lock").refund(&self.ip, now);
+        self.limiter.by_key.lock().expect("auth limiter lock").refund(&self.key, now);
     }
 }
 
@@ -117,32 +148,67 @@ mod tests {
         let limiter = AuthLimiter::for_hpfeeds();
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         for _ in 0..20 {
-            assert!(limiter.may_try(a, &hpfeeds_key(a, b"k")));
-            limiter.failed(a, &hpfeeds_key(a, b"k"));
+            assert!(limiter.attempt(a, &hpfeeds_key(a, b"k")).is_some());
         }
-        assert!(!limiter.may_try(a, &hpfeeds_key(a, b"k")), "k from a is used up");
-        assert!(limiter.may_try(a, &hpfeeds_key(a, b"other")), "another ident from a (a load balancer's sensors)");
-        assert!(limiter.may_try(b, &hpfeeds_key(b, b"k")));
+        assert!(limiter.attempt(a, &hpfeeds_key(a, b"k")).is_none(), "k from a is used up");
+        assert!(
+            limiter.attempt(a, &hpfeeds_key(a, b"other")).is_some(),
+            "another ident from a (a load balancer's sensors)"
+        );
+        assert!(limiter.attempt(b, &hpfeeds_key(b, b"k")).is_some());
     }
 
     #[test]
     fn given_failed_sign_ins_for_one_name_from_many_addresses_then_that_name_waits() {
         let limiter = AuthLimiter::for_sign_in();
         for i in 0..10u8 {
-            limiter.failed(IpAddr::from([10, 0, 0, i]), b"jojo");
+            drop(limiter.attempt(IpAddr::from([10, 0, 0, i]), b"jojo"));
         }
         let fresh = IpAddr::from([10, 0, 1, 1]);
-        assert!(!limiter.may_try(fresh, b"jojo"), "the name is used up, whatever the address");
-        assert!(limiter.may_try(fresh, b"mark"));
+        assert!(limiter.attempt(fresh, b"jojo").is_none(), "the name is used up, whatever the address");
+        assert!(limiter.attempt(fresh, b"mark").is_some());
     }
 
     #[test]
     fn given_failures_for_many_idents_from_one_address_then_the_address_waits() {
         let limiter = AuthLimiter::for_hpfeeds();
         for i in 0..300u32 {
-            limiter.failed("10.0.0.1".parse().unwrap(), &i.to_be_bytes());
+            drop(limiter.attempt("10.0.0.1".parse().unwrap(), &i.to_be_bytes()));
         }
-        assert!(!limiter.may_try("10.0.0.1".parse().unwrap(), b"fresh"));
+        assert!(limiter.attempt("10.0.0.1".parse().unwrap(), b"fresh").is_none());
+    }
+
+    /// Attempts made at once, each checked slowly: no more than the budget
+    /// are let through, whatever their order.
+    #[test]
+    fn given_forty_attempts_at_once_for_one_name_then_ten_are_checked() {
+        let limiter = AuthLimiter::for_sign_in();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let checked = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..40 {
+                s.spawn(|| {
+                    if let Some(attempt) = limiter.attempt(ip, b"jojo") {
+                        checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(50)); // argon2
+                        drop(attempt);
+                    }
+                });
+            }
+        });
+        assert_eq!(checked.into_inner(), 10);
+    }
+
+    #[test]
+    fn given_an_attempt_that_succeeded_then_it_is_given_back() {
+        let limiter = AuthLimiter::for_sign_in();
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        for _ in 0..9 {
+            drop(limiter.attempt(ip, b"jojo"));
+        }
+        limiter.attempt(ip, b"jojo").unwrap().succeeded();
+        assert!(limiter.attempt(ip, b"jojo").is_some(), "the right password did not use up the last try");
+        assert!(limiter.attempt(ip, b"jojo").is_none());
     }
 
     #[test]

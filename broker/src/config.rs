@@ -185,6 +185,9 @@ settings! {
         "the bearer token with every right; at least 32 characters", Check::None, secret;
     cluster_secret: Option<String> = None, "S", "generated into `<data_dir>/cluster-secret`",
         "shared by every node; the cluster port's CA is derived from it; at least 32 characters", Check::None, secret;
+    operator_token_file: Option<PathBuf> = None, "F", "none",
+        "a file holding the operator token: other local users can read a flag in the process list", Check::None;
+    cluster_secret_file: Option<PathBuf> = None, "F", "none", "a file holding the cluster secret", Check::None;
     cluster_tls_ca: Option<PathBuf> = None, "F", "none",
         "an operator's CA for the cluster port instead of the secret", Check::None;
     cluster_tls_cert: Option<PathBuf> = None, "F", "none",
@@ -275,6 +278,8 @@ pub enum ConfigError {
         "{setting} is the placeholder shipped in deploy/: set a random value (for example `openssl rand -hex 24`)"
     )]
     PlaceholderSecret { setting: &'static str },
+    #[error("{setting} and {setting}_file are both given: give one")]
+    TwoSources { setting: &'static str },
     #[error("cluster_tls_ca, cluster_tls_cert and cluster_tls_key must be given together")]
     ClusterTlsHalf,
     #[error("join = {0:?}: give the cluster address (host:port) of a member, not a URL")]
@@ -330,6 +335,12 @@ impl Config {
             if let Some(v) = value {
                 check_secret(setting, v)?;
             }
+        }
+        if self.operator_token.is_some() && self.operator_token_file.is_some() {
+            return Err(ConfigError::TwoSources { setting: "operator_token" });
+        }
+        if self.cluster_secret.is_some() && self.cluster_secret_file.is_some() {
+            return Err(ConfigError::TwoSources { setting: "cluster_secret" });
         }
         let pki = [&self.cluster_tls_ca, &self.cluster_tls_cert, &self.cluster_tls_key];
         if pki.iter().any(|p| p.is_some()) && !pki.iter().all(|p| p.is_some()) {

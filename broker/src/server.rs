@@ -119,12 +119,16 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
     };
     let hpfeeds_addr = hpfeeds.local_addr()?;
     let http_addr = http_listener.local_addr()?;
-    let operator_token =
-        stored_secret(config.operator_token.as_deref(), &config.data_dir, "operator-token", "operator_token")?;
+    let operator_token = match secret_file(config.operator_token_file.as_deref(), "operator_token")? {
+        Some(t) => t,
+        None => stored_secret(config.operator_token.as_deref(), &config.data_dir, "operator-token", "operator_token")?,
+    };
+    let cluster_secret =
+        secret_file(config.cluster_secret_file.as_deref(), "cluster_secret")?.or(config.cluster_secret.clone());
     let trust = match (&config.cluster_tls_ca, &config.cluster_tls_cert, &config.cluster_tls_key) {
         (Some(ca), Some(cert), Some(key)) => Trust::Pki { ca: ca.clone(), cert: cert.clone(), key: key.clone() },
         _ => Trust::Secret(
-            match (&config.cluster_secret, &config.join) {
+            match (&cluster_secret, &config.join) {
                 (Some(s), _) => s.clone(),
                 (None, Some(_)) => {
                     anyhow::bail!(
@@ -398,6 +402,16 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<TcpListener> {
         Err(last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")))
     };
     listen.await.with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// The secret in `path` (`*_file` settings), trimmed and checked.
+fn secret_file(path: Option<&Path>, setting: &'static str) -> anyhow::Result<Option<String>> {
+    let Some(path) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {setting}_file {}", path.display()))?;
+    let secret = text.trim().to_string();
+    crate::config::check_secret(setting, &secret).with_context(|| format!("in {}", path.display()))?;
+    Ok(Some(secret))
 }
 
 /// A configured secret, or one kept in `<data_dir>/<file>` (generated on

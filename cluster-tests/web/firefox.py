@@ -71,7 +71,7 @@ def main():
         field(user, "New password").send_keys(PASSWORD)
         field(user, "The same password again").send_keys(PASSWORD)
         submit(user, "Set password")
-        check("Your account is ready" in user.page_source, "Firefox: fox sets a password through the link")
+        check(heading(user, "Authkeys"), "Firefox: fox sets a password through the link and is signed in")
         user.get(WEB + "/sign-in")
         field(user, "Name").send_keys("fox")
         field(user, "Password").send_keys(PASSWORD)

@@ -1,6 +1,7 @@
 //! Validation of the names that appear in the graph and on the wire.
 
-use crate::{GraphError, Named};
+use crate::model::Graph;
+use crate::{Command, GraphError, Named};
 
 /// Longest user or group name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -48,6 +49,57 @@ pub fn check_secret(secret: &str) -> Result<(), GraphError> {
     Ok(())
 }
 
+/// Names the system speaks as: nobody may take them as a user or group name
+/// (in any case), so nothing a user does can show as the operator's.
+pub const RESERVED_NAMES: [&str; 4] = ["operator", "admin", "root", "system"];
+
+/// Unicode controls that reorder the text around them (bidirectional
+/// embeddings, overrides and isolates): a channel or ident holding one reads
+/// differently from what it is.
+fn reorders_text(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// The rules for names that are new to the graph, stricter than what
+/// `apply` accepts from the log: they are checked before a command is
+/// proposed, so entries written before them still apply the same on every
+/// node. A user or group name is not reserved and not dots only; an ident
+/// is not a path (no `/` or `\\`, not dots only); a channel or ident has no
+/// control that reorders text.
+pub fn check_new_names(command: &Command, graph: &Graph) -> Result<(), GraphError> {
+    let person = |what: Named, name: &str| -> Result<(), GraphError> {
+        if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+            return Err(invalid(what, name, "is reserved for the system".into()));
+        }
+        if !name.is_empty() && name.chars().all(|c| c == '.') {
+            return Err(invalid(what, name, "must not be dots only".into()));
+        }
+        Ok(())
+    };
+    let wire = |what: Named, name: &str| -> Result<(), GraphError> {
+        if name.chars().any(reorders_text) {
+            return Err(invalid(what, name, "must not contain controls that reorder text".into()));
+        }
+        Ok(())
+    };
+    match command {
+        Command::AddUser { name } => person(Named::User, name),
+        Command::InviteUser { name, .. } if !graph.has_user(name) => person(Named::User, name),
+        Command::AddGroup { name, .. } => person(Named::Group, name),
+        Command::AddShare { channel, .. } => wire(Named::Channel, channel),
+        Command::AddKey(key) if graph.key(&key.ident).is_none() => {
+            wire(Named::Ident, &key.ident)?;
+            if key.ident.contains(['/', '\\']) || key.ident.chars().all(|c| c == '.') {
+                return Err(invalid(Named::Ident, &key.ident, "must not look like a path".into()));
+            }
+            key.publish.iter().chain(&key.subscribe).try_for_each(|c| wire(Named::Channel, c))
+        }
+        Command::AddKey(key) => key.publish.iter().chain(&key.subscribe).try_for_each(|c| wire(Named::Channel, c)),
+        Command::Batch { commands } => commands.iter().try_for_each(|c| check_new_names(c, graph)),
+        _ => Ok(()),
+    }
+}
+
 fn invalid(what: Named, name: &str, reason: String) -> GraphError {
     // Never echo a huge name back in full.
     let shown: String = name.chars().take(40).collect();
@@ -65,6 +117,38 @@ mod tests {
         assert!(check_wire_name(Named::Channel, &"c".repeat(300)).is_err());
         assert!(check_wire_name(Named::Channel, &"c".repeat(255)).is_ok());
         assert!(check_wire_name(Named::Channel, "dionaea.captures").is_ok());
+    }
+
+    #[test]
+    fn given_new_names_then_reserved_dotted_path_like_and_reordering_ones_are_refused() {
+        let g = crate::synthetic::Fixture::new().users(&["jojo"]).graph();
+        let refused = |c: Command| check_new_names(&c, &g).is_err();
+        for name in ["operator", "Operator", "ROOT", "admin", "system", ".", ".."] {
+            assert!(refused(Command::AddUser { name: name.into() }), "{name}");
+            assert!(refused(Command::AddGroup { name: name.into(), creator: "jojo".into() }), "{name}");
+        }
+        assert!(!refused(Command::AddUser { name: "operators".into() }));
+        assert!(!refused(Command::AddUser { name: "a.b".into() }));
+        let key = |ident: &str, channel: &str| crate::AuthKey {
+            ident: ident.into(),
+            secret: "secret".into(),
+            owner: "jojo".into(),
+            publish: vec![channel.into()],
+            subscribe: vec![],
+        };
+        for ident in ["../../../tmp/x", "a\\b", "..", "evil\u{202E}txt"] {
+            assert!(refused(Command::AddKey(key(ident, "c"))), "{ident:?}");
+        }
+        assert!(refused(Command::AddKey(key("k", "c\u{2066}x"))));
+        assert!(!refused(Command::AddKey(key("cowrie-1.sensor", "cowrie.sessions"))));
+        let share = |channel: &str| Command::AddShare {
+            from: "jojo".into(),
+            to: crate::Target::User("mark".into()),
+            channel: channel.into(),
+            kind: crate::ShareKind::Shares,
+        };
+        assert!(refused(share("x\u{202E}y")));
+        assert!(refused(Command::Batch { commands: vec![Command::AddUser { name: "root".into() }] }));
     }
 
     #[test]

@@ -130,14 +130,15 @@ pub fn invitation_of(state: &AppState, token: &str) -> Option<String> {
     })
 }
 
-/// Sets the password through an invitation link; the graph checks the link again.
+/// Sets the password through an invitation link (the graph checks the link
+/// again) and signs the user in, as a sign-up does: the cookie value to set.
 pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<String, AppError> {
     let name = invitation_of(state, token).ok_or(AppError::InvalidInvitation)?;
     let password_hash = hash_password(password).await?;
     let cmd =
         Command::SetPassword { name: name.clone(), password_hash, invitation: Some(hash_token(token)), at: now() };
     execute(state, Actor::User(name.clone()), cmd).await?;
-    Ok(name)
+    start_session(state, Actor::User(name)).await
 }
 
 /// `signup = "open"`: a new user with a password, in one entry. Each
@@ -147,12 +148,11 @@ pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -
     if state.accounts.signup != Signup::Open {
         return Err(AppError::Forbidden("accounts are made by invitation here: ask the operator".into()));
     }
-    let limit = &state.accounts.sign_in_limit;
     let key = format!("\0sign-up {ip}");
-    if !limit.may_try(ip, key.as_bytes()) {
+    // Charged and never given back: every sign-up counts.
+    let Some(_charged) = state.accounts.sign_in_limit.attempt(ip, key.as_bytes()) else {
         return Err(AppError::Limited("too many new accounts from this address: wait a minute"));
-    }
-    limit.failed(ip, key.as_bytes());
+    };
     let password_hash = hash_password(password).await?;
     let commands = vec![
         Command::AddUser { name: name.to_string() },
@@ -165,32 +165,30 @@ pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -
 /// Checks a name and password (limited per name and per address) and starts a
 /// session: the cookie value to set.
 pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<String, AppError> {
-    let limit = &state.accounts.sign_in_limit;
-    if !limit.may_try(ip, name.as_bytes()) {
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, name.as_bytes()) else {
         return Err(AppError::Limited(
             "too many failed sign-ins for this name or from this address: wait a minute and try again",
         ));
-    }
+    };
     let stored = state
         .node
         .read_graph(|g| g.user(name).filter(|u| !u.account.disabled).and_then(|u| u.account.password_hash.clone()));
     if !verify_password(password, stored).await {
-        limit.failed(ip, name.as_bytes());
         return Err(AppError::BadCredentials("wrong name or password"));
     }
+    attempt.succeeded();
     start_session(state, Actor::User(name.to_string())).await
 }
 
 /// The operator signs in to the web app with the operator token.
 pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Result<String, AppError> {
-    let limit = &state.accounts.sign_in_limit;
-    if !limit.may_try(ip, b"\0operator") {
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, b"\0operator") else {
         return Err(AppError::Limited("too many failed sign-ins: wait a minute"));
-    }
+    };
     if !is_operator_token(state, token) {
-        limit.failed(ip, b"\0operator");
         return Err(AppError::BadCredentials("that is not the operator token"));
     }
+    attempt.succeeded();
     start_session(state, Actor::Operator).await
 }
 
@@ -242,14 +240,14 @@ pub async fn change_password(
     new: &str,
 ) -> Result<String, AppError> {
     // A stolen session must not be a way to guess the password.
-    if !state.accounts.sign_in_limit.may_try(ip, name.as_bytes()) {
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, name.as_bytes()) else {
         return Err(AppError::Limited("too many wrong passwords for this name: wait a minute and try again"));
-    }
+    };
     let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
     if !verify_password(old, stored).await {
-        state.accounts.sign_in_limit.failed(ip, name.as_bytes());
         return Err(AppError::WrongPassword);
     }
+    attempt.succeeded();
     let password_hash = hash_password(new).await?;
     let cmd = Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() };
     execute(state, Actor::User(name.to_string()), cmd).await?;

@@ -39,6 +39,9 @@ pub async fn apply(
     declaration: &[u8],
     allow_short_secrets: bool,
 ) -> Result<Applied, AppError> {
+    if allow_short_secrets && actor != Actor::Operator {
+        return Err(AppError::Forbidden("only the operator keeps short key secrets (an import of old sensors)".into()));
+    }
     let decl: Declaration =
         serde_json::from_slice(declaration).map_err(|e| AppError::MalformedDeclaration(e.to_string()))?;
     let commands =

@@ -26,8 +26,10 @@ pub use error::{AppError, Field};
 
 use crate::state::AppState;
 
-/// Proposes one command as `actor` and waits until it is applied here.
+/// Proposes one command as `actor` and waits until it is applied here. New
+/// names are held to the stricter rules first (`graph::names::check_new_names`).
 pub async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), AppError> {
+    state.node.read_graph(|g| hpfriends_graph::names::check_new_names(&command, g))?;
     state.node.write(actor, command).await.map_err(AppError::from)
 }
 

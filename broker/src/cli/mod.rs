@@ -80,6 +80,8 @@ pub struct ServeArgs {
     pub pod_ordinal: Option<u64>,
     /// The settings given by flag or variable: index in `SETTINGS`, text.
     given: Vec<(usize, String)>,
+    /// Secrets given as flags, which every local user can read in the process list.
+    secrets_on_command_line: Vec<&'static str>,
 }
 
 /// Flag and variable names are made once per program from the settings'
@@ -144,6 +146,10 @@ impl clap::FromArgMatches for ServeArgs {
         for (i, setting) in SETTINGS.iter().enumerate() {
             if let Some(text) = matches.get_one::<String>(setting.name) {
                 self.given.push((i, text.clone()));
+                if setting.secret && matches.value_source(setting.name) == Some(clap::parser::ValueSource::CommandLine)
+                {
+                    self.secrets_on_command_line.push(setting.name);
+                }
             }
         }
         Ok(())
@@ -153,8 +159,17 @@ impl clap::FromArgMatches for ServeArgs {
 const POD_ORDINAL: &str = "in a Kubernetes StatefulSet: node id = ordinal + 1; pod 0 bootstraps, the others join";
 
 impl ServeArgs {
-    /// Defaults → file → environment and flags.
+    /// Defaults → file → environment and flags. A secret given as a flag is
+    /// taken, with a warning.
     pub fn into_config(self) -> anyhow::Result<Config> {
+        for name in &self.secrets_on_command_line {
+            let flag = name.replace('_', "-");
+            tracing::warn!(
+                "--{flag} on the command line can be read by every local user in the process list: \
+                 prefer --{flag}-file or HPFRIENDS_{}",
+                name.to_uppercase()
+            );
+        }
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -201,6 +216,20 @@ mod tests {
             Top::Serve(a) => a.into_config(),
             _ => unreachable!("parsed serve"),
         }
+    }
+
+    #[test]
+    fn given_a_secret_as_a_flag_then_it_is_noted_and_as_a_file_or_variable_not() {
+        let parse = |args: &[&str]| match Cli::try_parse_from([&["hpfriends", "serve"], args].concat()).unwrap().command
+        {
+            Top::Serve(a) => a,
+            _ => unreachable!("parsed serve"),
+        };
+        let secret = "x".repeat(40);
+        assert_eq!(parse(&["--cluster-secret", &secret]).secrets_on_command_line, ["cluster_secret"]);
+        assert!(parse(&["--cluster-secret-file", "/run/secrets/cluster"]).secrets_on_command_line.is_empty());
+        let both = serve(&["--operator-token", &secret, "--operator-token-file", "/run/secrets/token"]);
+        assert!(both.unwrap_err().to_string().contains("both given"));
     }
 
     #[test]

@@ -531,14 +531,14 @@ impl Connections {
             Ok(i) if self.switchboard.view().keys.contains_key(i) => self.activity.login_failed(i, peer, reason),
             _ => {}
         };
-        if !self.auth_limit.may_try(peer.ip(), &limit_key) {
+        let Some(attempt) = self.auth_limit.attempt(peer.ip(), &limit_key) else {
             failed_with_key("too many failed logins: refused unchecked");
             return Err(CloseReason::AuthRateLimited);
-        }
+        };
         let result = check_auth(&self.switchboard, &ident, &hash, nonce);
-        if result.is_err() {
-            self.auth_limit.failed(peer.ip(), &limit_key);
-            failed_with_key("wrong secret");
+        match &result {
+            Ok(_) => attempt.succeeded(),
+            Err(_) => failed_with_key("wrong secret"),
         }
         result
     }

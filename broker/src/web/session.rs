@@ -105,13 +105,14 @@ impl FromRequestParts<WebState> for SignedIn {
             // limited per address like failed sign-ins.
             let ip =
                 ClientIp::from_request_parts(parts, state).await.map(|c| c.0).unwrap_or(std::net::IpAddr::from([0; 4]));
-            let limit = &state.accounts.sign_in_limit;
             let key = format!("\0unknown cookie {ip}");
-            if limit.may_try(ip, key.as_bytes()) && state.node.read_barrier().await.is_ok() {
-                actor = session_actor(state, &cookie);
-            }
-            if actor.is_none() {
-                limit.failed(ip, key.as_bytes());
+            if let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, key.as_bytes()) {
+                if state.node.read_barrier().await.is_ok() {
+                    actor = session_actor(state, &cookie);
+                }
+                if actor.is_some() {
+                    attempt.succeeded();
+                }
             }
         }
         match actor {

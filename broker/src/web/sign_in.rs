@@ -206,10 +206,7 @@ pub async fn accept_invitation(
         Err(p) => Err(p),
     };
     match result {
-        Ok(_) => {
-            let body = html! { p { "Your account is ready: " a href="/sign-in" { "sign in" } "." } };
-            render(StatusCode::OK, page("Password set", None, "", body))
-        }
+        Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
         Err(problem) => {
             anonymous(&state, &headers, problem.status, |csrf| invitation_markup(&user, &token, csrf, Some(&problem)))
         }

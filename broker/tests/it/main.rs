@@ -11,5 +11,6 @@ mod http_api;
 mod interop;
 mod metrics;
 mod openapi;
+mod trust;
 mod versions;
 mod web;

@@ -13,11 +13,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpfriends_cluster_tests::{
-    free_port, hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, publish, wait_for, NodeProcess,
-    Service, Subscriber, CLUSTER_SECRET, DEADLINE,
+    hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, publish, wait_for, NodeProcess, Service,
+    Subscriber, CLUSTER_SECRET, DEADLINE,
 };
 
 const CLI_MD: &str = include_str!("../../../docs/cli.md");
+/// The loopback address this test's nodes listen on, so that no other test's
+/// port 0 takes a port picked here before the node binds it.
+const HOST: &str = "127.250.0.1";
 const TOKEN: &str = "settings-test-operator-token-0123456789";
 /// Key secrets: longer than the `min_key_secret_len` the node is given.
 const SECRET: &str = "a-secret-of-twenty-five-c";
@@ -52,7 +55,7 @@ fn serve(settings: &BTreeMap<&'static str, String>) -> Service {
 }
 
 fn addr(settings: &BTreeMap<&'static str, String>, name: &str) -> SocketAddr {
-    settings[name].replace("0.0.0.0", "127.0.0.1").parse().unwrap()
+    settings[name].replace("0.0.0.0", HOST).parse().unwrap()
 }
 
 fn curl(args: &[&str]) -> String {
@@ -178,18 +181,21 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path();
     make_ca(certs, "ca");
-    make_node_cert(certs, "ca", "hpfeeds-tls", "127.0.0.1");
+    make_node_cert(certs, "ca", "hpfeeds-tls", HOST);
     let seed_dir = dir.path().join("seed");
     let seed = NodeProcess::start(&hpfriends_bin(), &seed_dir, &["--cluster-secret", CLUSTER_SECRET]).unwrap();
-    let port = || format!("127.0.0.1:{}", free_port().unwrap());
+    let port = || {
+        let probe = std::net::TcpListener::bind((HOST, 0)).unwrap();
+        format!("{HOST}:{}", probe.local_addr().unwrap().port())
+    };
     let path = |name: &str| certs.join(name).display().to_string();
     let s: BTreeMap<&'static str, String> = [
         ("node_id", "7".to_string()),
         ("data_dir", path("node7")),
-        ("hpfeeds_addr", format!("0.0.0.0:{}", free_port().unwrap())),
+        ("hpfeeds_addr", port().replace(HOST, "0.0.0.0")),
         ("http_addr", port()),
         ("cluster_addr", port()),
-        ("advertise_addr", "127.0.0.1".into()),
+        ("advertise_addr", HOST.into()),
         ("join", seed.cluster_addr.to_string()),
         ("operator_token", TOKEN.into()),
         ("cluster_secret", CLUSTER_SECRET.into()),
@@ -229,11 +235,31 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let status = api(http, "GET", "/api/v1/cluster/status", None);
     assert_eq!(status["node_id"], 7, "{status}");
     let me = status["nodes"].as_array().unwrap().iter().find(|n| n["id"] == 7).cloned().unwrap();
-    assert_eq!(me["hpfeeds_addr"], format!("127.0.0.1:{}", hpfeeds.port()), "advertised, not 0.0.0.0: {me}");
+    assert_eq!(me["hpfeeds_addr"], format!("{HOST}:{}", hpfeeds.port()), "advertised, not 0.0.0.0: {me}");
     assert_eq!(me["cluster_addr"], s["cluster_addr"], "{me}");
     assert_eq!(status["nodes"].as_array().unwrap().len(), 2, "node 7 joined the seed's cluster: {status}");
     seen.extend(["node_id", "http_addr", "hpfeeds_addr", "cluster_addr", "advertise_addr", "operator_token"]);
     seen.extend(["join", "cluster_secret"]);
+
+    // A third node reads the cluster secret from a file and joins too.
+    std::fs::write(certs.join("cluster-secret"), format!("{CLUSTER_SECRET}\n")).unwrap();
+    let third: BTreeMap<&'static str, String> = [
+        ("node_id", "8".to_string()),
+        ("data_dir", path("node8")),
+        ("http_addr", port()),
+        ("hpfeeds_addr", port()),
+        ("cluster_addr", port()),
+        ("join", seed.cluster_addr.to_string()),
+        ("cluster_secret_file", path("cluster-secret")),
+    ]
+    .into();
+    let _third = serve(&third);
+    wait_for("node 8 to join", Duration::from_secs(60), || {
+        let nodes = seed.status().ok()?["nodes"].as_array()?.len();
+        (nodes == 3).then_some(())
+    })
+    .unwrap();
+    seen.insert("cluster_secret_file");
 
     // hpfeeds over TLS with the given certificate.
     let tls = served_certificate(addr(&s, "tls_addr"));
@@ -276,7 +302,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     // Two subscriptions per connection: a third is refused.
     let mut three = Command::new(hpfriends_cluster_tests::hpfeeds_cli().unwrap());
     three
-        .args(["subscribe", "--host", "127.0.0.1", "-p", &hpfeeds.port().to_string(), "-i", "sub", "-s", SECRET])
+        .args(["subscribe", "--host", HOST, "-p", &hpfeeds.port().to_string(), "-i", "sub", "-s", SECRET])
         .args(["-c", "a", "-c", "b", "-c", "z"])
         .env("PYTHONUNBUFFERED", "1");
     let three = Subscriber::start_command(three).unwrap();
@@ -300,7 +326,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     // 1 MiB queued for a subscriber that does not read closes it (16 MiB by default).
     let slow_before = counter(http, "hpfeeds_broker_connection_error_total", "slow_consumer");
     let stalled_args: Vec<String> =
-        ["127.0.0.1".into(), hpfeeds.port().to_string(), "sub".into(), SECRET.into(), "c".into()].into();
+        [HOST.into(), hpfeeds.port().to_string(), "sub".into(), SECRET.into(), "c".into()].into();
     let mut stalled = Service::start("stalled subscriber", python(STALLED_SUBSCRIBER, &stalled_args)).unwrap();
     stalled.wait_for_line("subscribed", DEADLINE).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -330,14 +356,18 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let ttl = invite["expires_at"].as_u64().unwrap() - now;
     assert!((7_100..=7_200).contains(&ttl), "the link lasts 2 hours: {ttl} s");
     seen.extend(["web_url", "invite_ttl_hours"]);
-    let jar = dir.path().join("cookies");
-    let jar = jar.display().to_string();
-    curl(&["-c", &jar, "-o", "/dev/null", &format!("http://{http}/sign-in")]);
-    let csrf = std::fs::read_to_string(&jar).unwrap();
-    let csrf = csrf.lines().find(|l| l.contains("hpfriends_form")).unwrap().rsplit('\t').next().unwrap().to_string();
+    // The cookies are Secure (web_url is https): read and sent by hand.
+    let page = curl(&["-D", "-", "-o", "/dev/null", &format!("http://{http}/sign-in")]);
+    let form_cookie = page
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").filter(|c| c.starts_with("hpfriends_form=")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("the sign-in page sets its form cookie:\n{page}"))
+        .to_string();
+    let csrf = form_cookie.split_once('=').unwrap().1.to_string();
     let headers = curl(&[
         "-b",
-        &jar,
+        &form_cookie,
         "-D",
         "-",
         "-o",
@@ -367,18 +397,19 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     assert!(took < Duration::from_millis(5_500), "drained in {took:?} (grace 1.5 s, window 0.3 s)");
     assert!(took > Duration::from_millis(1_400), "the grace was kept: {took:?}");
     seen.extend(["drain_grace_ms", "drain_close_window_ms"]);
-    drop((three, reader, remote, stalled, subscriber, seed));
+    drop((three, reader, remote, stalled, subscriber));
 
     // The second node: an operator's PKI on the cluster port, the web app over
     // TLS, and the previous command version (an account entry needs version 2).
-    make_node_cert(certs, "ca", "settings-node", "127.0.0.1");
-    make_node_cert(certs, "ca", "web-tls", "127.0.0.1");
+    std::fs::write(certs.join("operator-token"), TOKEN).unwrap();
+    make_node_cert(certs, "ca", "settings-node", HOST);
+    make_node_cert(certs, "ca", "web-tls", HOST);
     let s: BTreeMap<&'static str, String> = [
         ("data_dir", path("solo")),
         ("http_addr", port()),
         ("hpfeeds_addr", port()),
         ("cluster_addr", port()),
-        ("operator_token", TOKEN.into()),
+        ("operator_token_file", path("operator-token")),
         ("cluster_tls_ca", path("ca.pem")),
         ("cluster_tls_cert", path("settings-node.pem")),
         ("cluster_tls_key", path("settings-node.key")),
@@ -402,7 +433,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let auth = format!("Authorization: Bearer {TOKEN}");
     let refused = curl(&["--cacert", &ca, "-H", &auth, "-X", "POST", &url("/api/v1/users/x/invite")]);
     assert!(refused.contains("needs_upgrade"), "version 1 cannot take an account entry: {refused}");
-    seen.insert("command_version");
+    seen.extend(["command_version", "operator_token_file"]);
 
     let seen: BTreeSet<String> = seen.into_iter().map(String::from).collect();
     let missing: Vec<String> = every_setting().into_iter().filter(|k| !seen.contains(k)).collect();

@@ -1,0 +1,123 @@
+//! Trust holds for people (issue 26): limits that hold under concurrency, a
+//! new user signed in, short secrets for the operator only.
+
+use crate::common::start_node;
+
+/// A client that does not follow redirects, a sign-in form's cookie and its
+/// CSRF token (the double-submit cookie of a browser not signed in).
+async fn anonymous_form(base: &str, page: &str) -> (reqwest::Client, String, String) {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = http.get(format!("{base}{page}")).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = cookie.split_once('=').unwrap().1.to_string();
+    (http, cookie, csrf)
+}
+
+#[tokio::test]
+async fn given_forty_wrong_passwords_at_once_then_no_more_than_the_limit_are_checked() {
+    let n = start_node(|_| {}).await;
+    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
+    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
+    let set =
+        hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
+    n.write(set).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let (http, cookie, csrf) = anonymous_form(&base, "/sign-in").await;
+    // The right password is the 21st of 41 sent at once.
+    let tries = (0..41).map(|i| {
+        let (http, url, cookie, csrf) = (http.clone(), format!("{base}/sign-in"), cookie.clone(), csrf.clone());
+        let password = if i == 20 { "correct horse battery" } else { "a wrong password" };
+        tokio::spawn(async move {
+            let form = [("csrf", csrf.as_str()), ("name", "jojo"), ("password", password)];
+            http.post(url).header("cookie", cookie).form(&form).send().await.unwrap().status().as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures::future::join_all(tries).await.into_iter().map(Result::unwrap).collect();
+    let checked = statuses.iter().filter(|s| matches!(s, 401 | 303)).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 10, "{checked} of the burst were checked (the limit is 10): {statuses:?}");
+    assert_eq!(checked + refused, 41, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn given_an_invitation_when_the_password_is_set_then_the_new_user_is_signed_in() {
+    let n = start_node(|_| {}).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let link: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/api/v1/users/newcomer/invite"))
+        .bearer_auth(&n.running.operator_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = link["link"].as_str().unwrap().strip_prefix(&base).unwrap().to_string();
+    let (http, cookie, csrf) = anonymous_form(&base, &path).await;
+    let password = "a good long password";
+    let form = [("csrf", csrf.as_str()), ("password", password), ("confirm", password)];
+    let set = http.post(format!("{base}{path}")).header("cookie", &cookie).form(&form).send().await.unwrap();
+    assert_eq!(set.status(), 303, "{}", set.text().await.unwrap());
+    assert_eq!(set.headers()["location"], "/keys");
+    let session = set.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert!(session.starts_with("hpfriends_session="), "{session}");
+    let keys = http.get(format!("{base}/keys")).header("cookie", session).send().await.unwrap();
+    assert_eq!(keys.status(), 200, "the new user's session opens the pages");
+}
+
+#[tokio::test]
+async fn given_a_user_then_short_secrets_are_refused_even_when_asked_to_keep_them() {
+    let n = start_node(|_| {}).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let http = reqwest::Client::new();
+    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
+    let token: serde_json::Value = http
+        .post(format!("{base}/api/v1/users/jojo/token"))
+        .bearer_auth(&n.running.operator_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let declaration = r#"{"keys": [{"ident": "k", "secret": "x", "owner": "jojo", "publish": ["c"]}]}"#;
+    let apply = |token: String| {
+        http.post(format!("{base}/api/v1/apply?allow_short_secrets=true")).bearer_auth(token).body(declaration).send()
+    };
+    let refused = apply(token["token"].as_str().unwrap().to_string()).await.unwrap();
+    assert_eq!(refused.status(), 403);
+    assert!(n.running.node.read_graph(|g| g.key("k").is_none()), "nothing was made");
+    let imported = apply(n.running.operator_token.clone()).await.unwrap();
+    assert_eq!(imported.status(), 200, "the operator's import keeps an old short secret");
+}
+
+#[tokio::test]
+async fn given_new_names_then_reserved_dot_only_path_like_and_text_reordering_ones_are_refused() {
+    let n = start_node(|c| c.signup = hpfriends_broker::config::Signup::Open).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}")).bearer_auth(&n.running.operator_token).json(&body).send()
+    };
+    for name in ["operator", "Root", "..", "."] {
+        let refused = post("/api/v1/users", serde_json::json!({ "name": name })).await.unwrap();
+        assert_eq!(refused.status(), 400, "user {name:?}");
+    }
+    assert_eq!(post("/api/v1/users", serde_json::json!({"name": "jojo"})).await.unwrap().status(), 200);
+    for (ident, channel) in [("../../../tmp/x", "c"), ("k", "a\u{202E}b")] {
+        let key = serde_json::json!({"ident": ident, "owner": "jojo", "publish": [channel]});
+        assert_eq!(post("/api/v1/keys", key).await.unwrap().status(), 400, "key {ident:?} on {channel:?}");
+    }
+    // Open sign-up: nobody becomes "operator".
+    let (form, cookie, csrf) = anonymous_form(&base, "/sign-up").await;
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("name", "operator"),
+        ("password", "a good long password"),
+        ("confirm", "a good long password"),
+    ];
+    let signed_up = form.post(format!("{base}/sign-up")).header("cookie", cookie).form(&fields).send().await.unwrap();
+    assert_eq!(signed_up.status(), 400);
+    assert!(signed_up.text().await.unwrap().contains("reserved"));
+    assert!(n.running.node.read_graph(|g| !g.has_user("operator") && !g.has_user("..") && g.key("k").is_none()));
+}
