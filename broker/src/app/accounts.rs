@@ -205,6 +205,12 @@ async fn start_session(state: &AppState, actor: Actor) -> Result<String, AppErro
     Ok(secret)
 }
 
+/// When the live session of `cookie` expires.
+pub fn session_expiry(state: &AppState, cookie: &str) -> Option<UnixTime> {
+    let hash = hash_token(cookie);
+    state.node.read_graph(|g| g.session(&hash, now()).map(|s| s.expires_at))
+}
+
 /// The actor a session cookie stands for, if it is live and its user enabled.
 pub fn session_actor(state: &AppState, cookie: &str) -> Option<Actor> {
     let hash = hash_token(cookie);

@@ -157,6 +157,9 @@ struct Live {
     views: tokio::sync::watch::Receiver<u64>,
     pending: VecDeque<Event>,
     done: bool,
+    /// When the session ends by itself: the stream ends then too, even on a
+    /// cluster where nothing changes.
+    expires: tokio::time::Instant,
     _subscribed: Subscribed,
     _ticket: Ticket,
 }
@@ -189,7 +192,9 @@ pub async fn events(
     }
     let subscribed = Subscribed { switchboard: state.switchboard.clone(), conn, channels };
     let views = state.switchboard.watch_views();
+    let expires = session_deadline(&state, &signed.cookie);
     let live = Live {
+        expires,
         state,
         user: me,
         cookie: signed.cookie,
@@ -230,6 +235,13 @@ impl Live {
                         self.end("closed: signed out");
                     }
                 }
+                _ = tokio::time::sleep_until(self.expires) => {
+                    if crate::app::accounts::session_actor(&self.state, &self.cookie).is_none() {
+                        self.end("closed: the sign-in expired");
+                    } else {
+                        self.expires = session_deadline(&self.state, &self.cookie);
+                    }
+                }
                 frames = self.queue.rx.recv() => match frames {
                     Some(frames) => {
                         self.queue.written(frames.len());
@@ -245,6 +257,14 @@ impl Live {
         self.pending.push_back(Event::default().event("closed").data(why));
         self.done = true;
     }
+}
+
+/// When the session of `cookie` expires (now, if it has).
+fn session_deadline(state: &AppState, cookie: &str) -> tokio::time::Instant {
+    let now = crate::app::accounts::now();
+    let left = crate::app::accounts::session_expiry(state, cookie).map_or(0, |at| at.saturating_sub(now));
+    // A second past the expiry, so the check then finds it over.
+    tokio::time::Instant::now() + std::time::Duration::from_secs(left + 1)
 }
 
 /// One event per PUBLISH in `frames` (one frame, or a run of them from a peer).

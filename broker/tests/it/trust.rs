@@ -121,3 +121,39 @@ async fn given_new_names_then_reserved_dot_only_path_like_and_text_reordering_on
     assert!(signed_up.text().await.unwrap().contains("reserved"));
     assert!(n.running.node.read_graph(|g| !g.has_user("operator") && !g.has_user("..") && g.key("k").is_none()));
 }
+
+#[tokio::test]
+async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_the_stream_ends() {
+    let n = start_node(|_| {}).await;
+    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
+    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
+    let set =
+        hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
+    n.write(set).await;
+    // A sign-in that lasts two seconds; nothing changes in the graph after it.
+    let cookie = "ab".repeat(32);
+    let now = hpfriends_broker::app::accounts::now();
+    n.write(hpfriends_graph::Command::StartSession {
+        actor: hpfriends_graph::Actor::User("jojo".into()),
+        session_hash: hpfriends_broker::app::accounts::hash_token(&cookie),
+        expires_at: now + 2,
+        at: now,
+    })
+    .await;
+    let url = format!("http://{}/live/events?channels=c", n.running.http_addr);
+    let mut stream =
+        reqwest::Client::new().get(url).header("cookie", format!("hpfriends_session={cookie}")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("event: closed") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived its sign-in:\n{seen}");
+    assert!(seen.contains("expired"), "{seen}");
+}
