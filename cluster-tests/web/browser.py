@@ -420,6 +420,7 @@ def scenarios(p):
     mark.goto(WEB + "/account")
     accessible(mark, "account")
     mark.get_by_label("Label of a new token").fill("laptop")
+    mark.get_by_label("Your password").fill(PASSWORD)
     mark.get_by_role("button", name="Make token").click()
     token = mark.locator("#new-token").inner_text().strip()
     resp = mark.request.get(WEB + "/api/v1/keys", headers={"Authorization": f"Bearer {token}"})

@@ -245,23 +245,39 @@ pub async fn change_password(
     old: &str,
     new: &str,
 ) -> Result<String, AppError> {
-    // A stolen session must not be a way to guess the password.
-    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, name.as_bytes()) else {
-        return Err(AppError::Limited("too many wrong passwords for this name: wait a minute and try again"));
-    };
-    let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
-    if !verify_password(old, stored).await {
-        return Err(AppError::WrongPassword);
-    }
-    attempt.succeeded();
+    check_own_password(state, ip, name, old).await?;
     let password_hash = hash_password(new).await?;
     let cmd = Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() };
     execute(state, Actor::User(name.to_string()), cmd).await?;
     start_session(state, Actor::User(name.to_string())).await
 }
 
-/// A new API token `USER.SECRET` labelled `label`; shown once.
-pub async fn add_api_token(state: &AppState, actor: Actor, name: &str, label: &str) -> Result<String, AppError> {
+/// A signed-in user's own password, asked again before a lasting change (a
+/// new password, an API token), so a stolen browser session cannot make one.
+/// Limited like sign-ins: a stolen session is no way to guess it.
+async fn check_own_password(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<(), AppError> {
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, name.as_bytes()) else {
+        return Err(AppError::Limited("too many wrong passwords for this name: wait a minute and try again"));
+    };
+    let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
+    if !verify_password(password, stored).await {
+        return Err(AppError::WrongPassword);
+    }
+    attempt.succeeded();
+    Ok(())
+}
+
+/// A new API token `USER.SECRET` labelled `label`, once the user's password
+/// is given again; shown once.
+pub async fn add_api_token(
+    state: &AppState,
+    ip: IpAddr,
+    name: &str,
+    password: &str,
+    label: &str,
+) -> Result<String, AppError> {
+    check_own_password(state, ip, name, password).await?;
+    let actor = Actor::User(name.to_string());
     let token = format!("{name}.{}", new_secret());
     let cmd = Command::AddApiToken {
         name: name.to_string(),

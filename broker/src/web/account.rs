@@ -22,6 +22,8 @@ pub struct AccountForm {
     password: String,
     confirm: String,
     label: String,
+    /// The password, asked again to make a token.
+    token_password: String,
 }
 
 csrf_forms!(AccountForm);
@@ -78,6 +80,7 @@ fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, p
         form.row method="post" action="/account/tokens" {
             (csrf_field(signed))
             (text_input(problem, "label", "Label of a new token", "", InputAttrs { hint: Some("For example laptop or ci."), ..InputAttrs::text() }))
+            (text_input(problem, "token_password", "Your password", "", InputAttrs { kind: "password", autocomplete: Some("current-password"), hint: Some("A token lasts until you revoke it: it is made only with your password."), ..InputAttrs::text() }))
             button type="submit" { "Make token" }
         }
     };
@@ -105,12 +108,15 @@ pub async fn change_password(
     }
 }
 
-pub async fn add_token(State(state): State<AppState>, UserForm(u, f): UserForm<AccountForm>) -> Response {
-    let actor = Actor::User(u.1.clone());
-    match accounts::add_api_token(&state, actor, &u.1, f.label.trim()).await {
+pub async fn add_token(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    UserForm(u, f): UserForm<AccountForm>,
+) -> Response {
+    match accounts::add_api_token(&state, ip, &u.1, &f.token_password, f.label.trim()).await {
         Ok(token) => render(StatusCode::OK, render_account(&state, &u, Some(&token), None)),
         Err(e) => {
-            let p = Problem::of(e, &[(Field::Label, "label")]);
+            let p = Problem::of(e, &[(Field::Label, "label"), (Field::CurrentPassword, "token_password")]);
             render(p.status, render_account(&state, &u, None, Some(&p)))
         }
     }

@@ -157,3 +157,41 @@ async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_th
     assert!(ended.is_ok(), "the stream outlived its sign-in:\n{seen}");
     assert!(seen.contains("expired"), "{seen}");
 }
+
+#[tokio::test]
+async fn given_a_signed_in_browser_then_an_api_token_is_made_only_with_the_password() {
+    let n = start_node(|_| {}).await;
+    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
+    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
+    let set =
+        hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
+    n.write(set).await;
+    let cookie = "cd".repeat(32);
+    let now = hpfriends_broker::app::accounts::now();
+    n.write(hpfriends_graph::Command::StartSession {
+        actor: hpfriends_graph::Actor::User("jojo".into()),
+        session_hash: hpfriends_broker::app::accounts::hash_token(&cookie),
+        expires_at: now + 3600,
+        at: now,
+    })
+    .await;
+    let base = format!("http://{}", n.running.http_addr);
+    let http = reqwest::Client::new();
+    let session = format!("hpfriends_session={cookie}");
+    let page = http.get(format!("{base}/account")).header("cookie", &session).send().await.unwrap();
+    let page = page.text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let make = |password: &'static str| {
+        let form = [("csrf", csrf.clone()), ("label", "laptop".to_string()), ("token_password", password.to_string())];
+        http.post(format!("{base}/account/tokens")).header("cookie", &session).form(&form).send()
+    };
+    let tokens = || n.running.node.read_graph(|g| g.user("jojo").unwrap().account.api_tokens.len());
+    for wrong in ["", "not my password"] {
+        let refused = make(wrong).await.unwrap();
+        assert_eq!(refused.status(), 400, "password {wrong:?}");
+        assert!(refused.text().await.unwrap().contains("token_password-error"), "the message is at the password");
+    }
+    assert_eq!(tokens(), 0, "no token was made");
+    assert_eq!(make("correct horse battery").await.unwrap().status(), 200);
+    assert_eq!(tokens(), 1);
+}
