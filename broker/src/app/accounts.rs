@@ -238,17 +238,24 @@ pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), A
 
 /// Changes the signed-in user's password (the old one must be right); every
 /// session of theirs ends, and the new cookie to set is returned.
+/// With `revoke_tokens`, every API token of theirs is revoked in the same entry.
 pub async fn change_password(
     state: &AppState,
     ip: IpAddr,
     name: &str,
     old: &str,
     new: &str,
+    revoke_tokens: bool,
 ) -> Result<String, AppError> {
     check_own_password(state, ip, name, old).await?;
     let password_hash = hash_password(new).await?;
-    let cmd = Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() };
-    execute(state, Actor::User(name.to_string()), cmd).await?;
+    let mut commands =
+        vec![Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() }];
+    if revoke_tokens {
+        let labels = api_tokens(state, name).into_iter().map(|(label, _)| label);
+        commands.extend(labels.map(|label| Command::RemoveApiToken { name: name.to_string(), label }));
+    }
+    execute(state, Actor::User(name.to_string()), Command::Batch { commands }).await?;
     start_session(state, Actor::User(name.to_string())).await
 }
 

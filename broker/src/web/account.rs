@@ -24,6 +24,8 @@ pub struct AccountForm {
     label: String,
     /// The password, asked again to make a token.
     token_password: String,
+    /// "on" when a password change also revokes every API token.
+    revoke_tokens: String,
 }
 
 csrf_forms!(AccountForm);
@@ -42,6 +44,9 @@ fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, p
             (text_input(problem, "current", "Current password", "", InputAttrs { kind: "password", autocomplete: Some("current-password"), ..InputAttrs::text() }))
             (text_input(problem, "password", "New password", "", InputAttrs { kind: "password", autocomplete: Some("new-password"), hint: Some("At least 10 characters. Every other sign-in of yours ends."), ..InputAttrs::text() }))
             (text_input(problem, "confirm", "The same password again", "", InputAttrs { kind: "password", autocomplete: Some("new-password"), ..InputAttrs::text() }))
+            @if !tokens.is_empty() {
+                label.choice { input type="checkbox" name="revoke_tokens" value="on"; " Also revoke my " (tokens.len()) " API token(s)" }
+            }
             button.primary type="submit" { "Change password" }
         }
         h2 { "Where you are signed in" }
@@ -51,7 +56,8 @@ fn render_account(state: &AppState, u: &SignedInUser, new_token: Option<&str>, p
                 li { "Since " time data-unix=(started) { (started) } ", until " time data-unix=(expires) { (expires) } }
             }
         }
-        (action_button(signed, "/sign-out/everywhere", &[], "Sign out everywhere", Some("Sign out of every browser, this one included?")))
+        (action_button(signed, "/sign-out/everywhere", &[], "Sign out everywhere", Some("Sign out of every browser, this one included? API tokens keep working: revoke them below.")))
+        p.hint { "Signing out everywhere ends browser sign-ins only; API tokens keep working until you revoke them below." }
         h2 { "API tokens" }
         p.lead { "A token lets " code { "hpfriends ctl" } " or a script act as you: " code { "hpfriends ctl --token TOKEN key list" } }
         @if let Some(t) = new_token {
@@ -97,7 +103,7 @@ pub async fn change_password(
     UserForm(u, f): UserForm<AccountForm>,
 ) -> Response {
     let result = match confirmed(&f.password, &f.confirm) {
-        Ok(()) => accounts::change_password(&state, ip, &u.1, &f.current, &f.password)
+        Ok(()) => accounts::change_password(&state, ip, &u.1, &f.current, &f.password, f.revoke_tokens == "on")
             .await
             .map_err(|e| Problem::of(e, &[(Field::CurrentPassword, "current"), (Field::Password, "password")])),
         Err(p) => Err(p),

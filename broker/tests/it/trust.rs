@@ -158,9 +158,9 @@ async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_th
     assert!(seen.contains("expired"), "{seen}");
 }
 
-#[tokio::test]
-async fn given_a_signed_in_browser_then_an_api_token_is_made_only_with_the_password() {
-    let n = start_node(|_| {}).await;
+/// jojo (password "correct horse battery") signed in: the session cookie
+/// and the CSRF token of its forms.
+async fn jojo_signed_in(n: &crate::common::Node) -> (String, String) {
     let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
     n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
     let set =
@@ -175,12 +175,24 @@ async fn given_a_signed_in_browser_then_an_api_token_is_made_only_with_the_passw
         at: now,
     })
     .await;
-    let base = format!("http://{}", n.running.http_addr);
-    let http = reqwest::Client::new();
     let session = format!("hpfriends_session={cookie}");
-    let page = http.get(format!("{base}/account")).header("cookie", &session).send().await.unwrap();
+    let page = reqwest::Client::new()
+        .get(format!("http://{}/account", n.running.http_addr))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     let page = page.text().await.unwrap();
     let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    (session, csrf)
+}
+
+#[tokio::test]
+async fn given_a_signed_in_browser_then_an_api_token_is_made_only_with_the_password() {
+    let n = start_node(|_| {}).await;
+    let (session, csrf) = jojo_signed_in(&n).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let http = reqwest::Client::new();
     let make = |password: &'static str| {
         let form = [("csrf", csrf.clone()), ("label", "laptop".to_string()), ("token_password", password.to_string())];
         http.post(format!("{base}/account/tokens")).header("cookie", &session).form(&form).send()
@@ -194,4 +206,38 @@ async fn given_a_signed_in_browser_then_an_api_token_is_made_only_with_the_passw
     assert_eq!(tokens(), 0, "no token was made");
     assert_eq!(make("correct horse battery").await.unwrap().status(), 200);
     assert_eq!(tokens(), 1);
+}
+
+#[tokio::test]
+async fn given_api_tokens_when_the_password_changes_then_they_are_revoked_if_asked() {
+    let n = start_node(|_| {}).await;
+    let (session, csrf) = jojo_signed_in(&n).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let tokens = || n.running.node.read_graph(|g| g.user("jojo").unwrap().account.api_tokens.len());
+    let form = [("csrf", csrf.as_str()), ("label", "laptop"), ("token_password", "correct horse battery")];
+    http.post(format!("{base}/account/tokens")).header("cookie", &session).form(&form).send().await.unwrap();
+    assert_eq!(tokens(), 1);
+    let change = |old: &'static str, new: &'static str, revoke: &'static str, session: String, csrf: String| {
+        let form = [
+            ("csrf", csrf),
+            ("current", old.into()),
+            ("password", new.into()),
+            ("confirm", new.into()),
+            ("revoke_tokens", revoke.into()),
+        ];
+        http.post(format!("{base}/account/password")).header("cookie", session).form(&form).send()
+    };
+    let kept = change("correct horse battery", "a second long password", "", session, csrf).await.unwrap();
+    assert_eq!(kept.status(), 303);
+    assert_eq!(tokens(), 1, "without the box the token stays");
+    // The change signed every other browser out and this one in again.
+    let session = kept.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page =
+        http.get(format!("{base}/account")).header("cookie", &session).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Also revoke my 1 API token"), "the page offers it");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let revoked = change("a second long password", "a third long password", "on", session, csrf).await.unwrap();
+    assert_eq!(revoked.status(), 303);
+    assert_eq!(tokens(), 0, "with the box every token is revoked");
 }
