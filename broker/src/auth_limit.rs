@@ -50,11 +50,16 @@ impl<K: Hash + Eq + Clone> Table<K> {
         self.buckets.get(key).is_none_or(|b| self.tokens(b, now) >= 1.0)
     }
 
-    /// Gives back what a successful attempt was charged.
+    /// Gives back what a successful attempt was charged; a bucket that is
+    /// full again is dropped, so keys that never fail hold no entry.
     fn refund(&mut self, key: &K, now: Instant) {
         if let Some(b) = self.buckets.get(key).copied() {
-            let tokens = (self.tokens(&b, now) + 1.0).min(self.burst);
-            self.buckets.insert(key.clone(), Bucket { tokens, at: now });
+            let tokens = self.tokens(&b, now) + 1.0;
+            if tokens >= self.burst {
+                self.buckets.remove(key);
+            } else {
+                self.buckets.insert(key.clone(), Bucket { tokens, at: now });
+            }
         }
     }
 
@@ -209,6 +214,10 @@ mod tests {
         limiter.attempt(ip, b"jojo").unwrap().succeeded();
         assert!(limiter.attempt(ip, b"jojo").is_some(), "the right password did not use up the last try");
         assert!(limiter.attempt(ip, b"jojo").is_none());
+        let mark = IpAddr::from([10, 0, 0, 2]);
+        limiter.attempt(mark, b"mark").unwrap().succeeded();
+        let tracked = |l: &AuthLimiter| l.by_key.lock().unwrap().buckets.len();
+        assert_eq!(tracked(&limiter), 1, "a name that never failed holds no entry (only jojo's)");
     }
 
     #[test]
