@@ -192,7 +192,11 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let s: BTreeMap<&'static str, String> = [
         ("node_id", "7".to_string()),
         ("data_dir", path("node7")),
-        ("hpfeeds_addr", port().replace(HOST, "0.0.0.0")),
+        // Free on every address (probed there), as a 0.0.0.0 bind needs.
+        (
+            "hpfeeds_addr",
+            format!("0.0.0.0:{}", std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()),
+        ),
         ("http_addr", port()),
         ("cluster_addr", port()),
         ("advertise_addr", HOST.into()),
