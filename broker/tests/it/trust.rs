@@ -16,11 +16,7 @@ async fn anonymous_form(base: &str, page: &str) -> (reqwest::Client, String, Str
 #[tokio::test]
 async fn given_forty_wrong_passwords_at_once_then_no_more_than_the_limit_are_checked() {
     let n = start_node(|_| {}).await;
-    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
-    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
-    let set =
-        hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
-    n.write(set).await;
+    add_jojo(&n).await;
     let base = format!("http://{}", n.running.http_addr);
     let (http, cookie, csrf) = anonymous_form(&base, "/sign-in").await;
     // The right password is the 21st of 41 sent at once.
@@ -125,24 +121,11 @@ async fn given_new_names_then_reserved_dot_only_path_like_and_text_reordering_on
 #[tokio::test]
 async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_the_stream_ends() {
     let n = start_node(|_| {}).await;
-    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
-    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
-    let set =
-        hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
-    n.write(set).await;
+    add_jojo(&n).await;
     // A sign-in that lasts two seconds; nothing changes in the graph after it.
-    let cookie = "ab".repeat(32);
-    let now = hpfriends_broker::app::accounts::now();
-    n.write(hpfriends_graph::Command::StartSession {
-        actor: hpfriends_graph::Actor::User("jojo".into()),
-        session_hash: hpfriends_broker::app::accounts::hash_token(&cookie),
-        expires_at: now + 2,
-        at: now,
-    })
-    .await;
+    let session = jojo_session(&n, 2).await;
     let url = format!("http://{}/live/events?channels=c", n.running.http_addr);
-    let mut stream =
-        reqwest::Client::new().get(url).header("cookie", format!("hpfriends_session={cookie}")).send().await.unwrap();
+    let mut stream = reqwest::Client::new().get(url).header("cookie", session).send().await.unwrap();
     assert_eq!(stream.status(), 200);
     let mut seen = String::new();
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
@@ -158,24 +141,33 @@ async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_th
     assert!(seen.contains("expired"), "{seen}");
 }
 
-/// jojo (password "correct horse battery") signed in: the session cookie
-/// and the CSRF token of its forms.
-async fn jojo_signed_in(n: &crate::common::Node) -> (String, String) {
+/// The user jojo, with the password "correct horse battery".
+async fn add_jojo(n: &crate::common::Node) {
     let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
     n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
     let set =
         hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
     n.write(set).await;
-    let cookie = "cd".repeat(32);
+}
+
+/// A sign-in of jojo that lasts `seconds`: the `Cookie` header that carries it.
+async fn jojo_session(n: &crate::common::Node, seconds: u64) -> String {
+    let cookie = hpfriends_broker::app::accounts::new_secret();
     let now = hpfriends_broker::app::accounts::now();
     n.write(hpfriends_graph::Command::StartSession {
         actor: hpfriends_graph::Actor::User("jojo".into()),
         session_hash: hpfriends_broker::app::accounts::hash_token(&cookie),
-        expires_at: now + 3600,
+        expires_at: now + seconds,
         at: now,
     })
     .await;
-    let session = format!("hpfriends_session={cookie}");
+    format!("hpfriends_session={cookie}")
+}
+
+/// jojo signed in: the session's `Cookie` header and the CSRF token of its forms.
+async fn jojo_signed_in(n: &crate::common::Node) -> (String, String) {
+    add_jojo(n).await;
+    let session = jojo_session(n, 3600).await;
     let page = reqwest::Client::new()
         .get(format!("http://{}/account", n.running.http_addr))
         .header("cookie", &session)
