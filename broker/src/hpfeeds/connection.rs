@@ -418,10 +418,11 @@ impl Connections {
                             limit: self.config.max_subscriptions,
                         };
                     }
-                    connection.subscribed(&chan);
                     if channels.insert(channel.clone()) {
-                        self.switchboard.subscribe(channel, subscriber.clone());
+                        self.switchboard.subscribe(channel.clone(), subscriber.clone());
                     }
+                    // After the switchboard: a key shown subscribed receives.
+                    connection.subscribed(&chan);
                 }
                 Frame::Unsubscribe { ident: fi, channel } => {
                     if fi != ident {

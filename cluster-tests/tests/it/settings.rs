@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpfriends_cluster_tests::{
-    hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, publish, wait_for, NodeProcess, Service,
+    hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, metric, publish, wait_for, NodeProcess, Service,
     Subscriber, CLUSTER_SECRET, DEADLINE,
 };
 
@@ -331,9 +331,10 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let slow_before = counter(http, "hpfeeds_broker_connection_error_total", "slow_consumer");
     let stalled_args: Vec<String> =
         [HOST.into(), hpfeeds.port().to_string(), "sub".into(), SECRET.into(), "c".into()].into();
-    let mut stalled = Service::start("stalled subscriber", python(STALLED_SUBSCRIBER, &stalled_args)).unwrap();
-    stalled.wait_for_line("subscribed", DEADLINE).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let subscriptions = || metric(http, "hpfeeds_broker_subscriptions").unwrap();
+    let before = subscriptions();
+    let stalled = Service::start("stalled subscriber", python(STALLED_SUBSCRIBER, &stalled_args)).unwrap();
+    wait_for("the stalled subscriber's subscription", DEADLINE, || (subscriptions() > before).then_some(())).unwrap();
     burst(hpfeeds, "pub", "c", 140, 60_000);
     wait_for("the stalled subscriber to be closed", DEADLINE, || {
         (counter(http, "hpfeeds_broker_connection_error_total", "slow_consumer") > slow_before).then_some(())
