@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use hpfriends_cluster_tests::{free_port, hpfriends_bin, http_status, wait_for, NodeProcess, Service, DEADLINE};
+use hpfriends_cluster_tests::{
+    free_port, hpfriends_bin, http_status, run_to_exit, wait_for, NodeProcess, Service, DEADLINE,
+};
 
 const README: &str = include_str!("../../../README.md");
 const CLI_MD: &str = include_str!("../../../docs/cli.md");
@@ -66,43 +68,23 @@ fn bin_dir(dir: &Path) -> PathBuf {
     bins
 }
 
-/// Printed after the block's last command: it ran to its end without a failure.
-const DONE: &str = "__the_block_ran__";
-
-/// Runs `script` with bash in `dir` (in a process group of its own, its
-/// output to a file) until it has run to its end and `complete` holds for
-/// what it and its background jobs printed; then ends the group. Returns
-/// the output; fails the test if the block failed or `complete` never held.
-fn run_script(dir: &Path, script: &str, env: &[(&str, String)], complete: impl Fn(&str) -> bool) -> String {
+/// Runs `script` with bash in `dir`, then ends whatever it left in the
+/// background; returns its output, failing the test if it failed.
+fn run_script(dir: &Path, script: &str, env: &[(&str, String)]) -> String {
     let path = std::env::var("PATH").unwrap_or_default();
-    let full = format!("set -eu\nshopt -s expand_aliases\n{script}\necho {DONE}\nwait\n");
-    let log = dir.join("block.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let mut cmd = Command::new("setsid");
-    cmd.arg("bash").arg("-c").arg(&full).current_dir(dir).stdout(out.try_clone().unwrap()).stderr(out);
+    let full = format!(
+        "set -eu\nshopt -s expand_aliases\n{script}\nsleep 1\nkill $(jobs -p) 2>/dev/null || true\nwait 2>/dev/null || true\n"
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(&full).current_dir(dir);
     cmd.env("PATH", format!("{}:{path}", bin_dir(dir).display())).env("PYTHONUNBUFFERED", "1");
     cmd.env_remove("HPFRIENDS_TOKEN").env_remove("HPFRIENDS_SERVER");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let printed = || std::fs::read_to_string(&log).unwrap_or_default();
-    let finished = wait_for("the block to run to its end", Duration::from_secs(120), || {
-        let text = printed();
-        let failed = child.try_wait().ok().flatten().is_some() && !text.contains(DONE);
-        (failed || (text.contains(DONE) && complete(&text))).then_some(())
-    });
-    // A copy that must not arrive (eve's) would come with those that did:
-    // half a second more shows that none came, then the group ends.
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
-    let _ = child.wait();
-    let text = printed();
-    assert!(
-        finished.is_ok() && text.contains(DONE),
-        "the block failed or did not finish:\n{full}\n--- output ---\n{text}"
-    );
-    text
+    let (exited, status, out) = run_to_exit(cmd, Duration::from_secs(120));
+    assert!(exited && status.success(), "the block failed ({status}):\n{full}\n--- output ---\n{out}");
+    out
 }
 
 fn repo() -> PathBuf {
@@ -131,14 +113,10 @@ fn given_the_readme_walkthrough_when_run_as_written_then_mark_and_alice_receive_
     wait_for("the node to be ready", DEADLINE, || http_status(http_addr, "/readyz").ok().filter(|s| *s == 200))
         .unwrap();
 
+    let out = run_script(dir.path(), &script, &[("HPFRIENDS_SERVER", format!("http://127.0.0.1:{http}"))]);
+    let count = |line: &str| out.lines().filter(|l| l.trim() == line).count();
     let promises = promised(&block);
     assert_eq!(promises.len(), 3, "the walkthrough promises three outputs: {promises:?}");
-    let count = |out: &str, line: &str| out.lines().filter(|l| l.trim() == line).count();
-    // Done once the subscribers printed what they were promised (or more).
-    let env = [("HPFRIENDS_SERVER", format!("http://127.0.0.1:{http}"))];
-    let out =
-        run_script(dir.path(), &script, &env, |out| count(out, &promises[0]) >= 1 && count(out, &promises[1]) >= 2);
-    let count = |line: &str| count(&out, line);
     // Mark's subscriber once, eve's never; then mark's and alice's, not eve's.
     assert_eq!(count(&promises[0]), 1, "jojo's capture reaches mark only:\n{out}");
     assert_eq!(count(&promises[1]), 2, "the relayed message reaches mark and alice only:\n{out}");
@@ -150,7 +128,7 @@ fn given_the_readme_cluster_example_when_run_as_written_then_three_nodes_answer(
     let block = block_after(README, "## A cluster", "sh");
     let (script, ports) = with_free_ports(&block);
     let dir = tempfile::tempdir().unwrap();
-    let out = run_script(dir.path(), &script, &[], |_| true);
+    let out = run_script(dir.path(), &script, &[]);
     // Each node listed with the HTTP address its command gave it.
     for id in 1..=3u16 {
         let http = format!("http 127.0.0.1:{}", ports[&(8080 + id)]);
