@@ -37,6 +37,12 @@ fn every_setting() -> BTreeSet<String> {
         .collect()
 }
 
+/// A port free on every address, below the ephemeral range.
+fn port_below_ephemeral() -> u16 {
+    let start = 20_000 + (std::process::id() % 10_000) as u16;
+    (start..32_000).chain(20_000..start).find(|p| std::net::TcpListener::bind(("0.0.0.0", *p)).is_ok()).unwrap()
+}
+
 /// `hpfriends serve` with `settings`, every other one as a flag, the rest as
 /// variables; returns the node's service once it printed its addresses.
 fn serve(settings: &BTreeMap<&'static str, String>) -> Service {
@@ -192,11 +198,10 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let s: BTreeMap<&'static str, String> = [
         ("node_id", "7".to_string()),
         ("data_dir", path("node7")),
-        // Free on every address (probed there), as a 0.0.0.0 bind needs.
-        (
-            "hpfeeds_addr",
-            format!("0.0.0.0:{}", std::net::TcpListener::bind("0.0.0.0:0").unwrap().local_addr().unwrap().port()),
-        ),
+        // A 0.0.0.0 bind takes the port on every address: one below the
+        // ephemeral range (32768 up), which port-0 binds and connections of
+        // other tests draw from, so none of theirs can be the same.
+        ("hpfeeds_addr", format!("0.0.0.0:{}", port_below_ephemeral())),
         ("http_addr", port()),
         ("cluster_addr", port()),
         ("advertise_addr", HOST.into()),
