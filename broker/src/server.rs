@@ -183,6 +183,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
     let stop_accepting = CancellationToken::new();
     let drain = CancellationToken::new();
     let shutdown = CancellationToken::new();
+    tokio::spawn(connections.clone().forget_removed_keys(shutdown.clone()));
     let tracker = TaskTracker::new();
     let draining = Arc::new(AtomicBool::new(false));
 

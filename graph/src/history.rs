@@ -4,12 +4,12 @@
 //! the entry, so every node records the same history; secrets are never in it.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::accounts::UnixTime;
-use crate::model::{Graph, Target};
+use crate::model::{Graph, GroupId, Target, UserId};
 use crate::{Actor, Command, GraphError};
 
 /// How much history every node keeps: events older than `max_age_days` (by
@@ -66,6 +66,9 @@ pub struct Event {
     /// The node the request came in through.
     pub node: Option<u64>,
     pub actor: Actor,
+    /// The actor's user id when they made it.
+    #[serde(default)]
+    pub actor_id: Option<UserId>,
     /// The command, secrets and hashes taken out: `{"op": "add_share", …}`.
     pub change: serde_json::Value,
     /// Users it names (for a key: its owner).
@@ -75,6 +78,42 @@ pub struct Event {
     pub groups: Vec<String>,
     #[serde(default)]
     pub channels: Vec<String>,
+    /// Which users and groups those names were.
+    #[serde(default)]
+    pub ids: Ids,
+}
+
+/// The ids of the users and groups a change names, as they were when it
+/// was applied: a name taken again later is another user or group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ids {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, UserId>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupId>,
+}
+
+impl Ids {
+    /// The ids `graph` gives the names `command` uses (names it lacks are left out).
+    pub fn of(command: &Command, graph: &Graph) -> Ids {
+        let removed = removed_keys(command, graph);
+        let named = names(command, &removed);
+        Ids {
+            users: named.users.iter().filter_map(|u| Some((u.to_string(), graph.user_id(u)?))).collect(),
+            groups: named.groups.iter().filter_map(|g| Some((g.to_string(), graph.group(g)?.id))).collect(),
+        }
+    }
+
+    /// These ids, and `later`'s for the names these lack.
+    pub fn or(mut self, later: Ids) -> Ids {
+        for (name, id) in later.users {
+            self.users.entry(name).or_insert(id);
+        }
+        for (name, id) in later.groups {
+            self.groups.entry(name).or_insert(id);
+        }
+        self
+    }
 }
 
 impl Event {
@@ -109,8 +148,10 @@ pub struct Record<'a> {
     pub at: Option<UnixTime>,
     pub node: Option<u64>,
     pub actor: &'a Actor,
+    pub actor_id: Option<UserId>,
     #[serde(flatten)]
     pub change: &'a Change<'a>,
+    pub ids: &'a Ids,
 }
 
 /// Fields of commands that hold secrets or their hashes.
@@ -150,6 +191,18 @@ pub fn changes<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Vec<Change
 }
 
 fn change_of<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Change<'a> {
+    let Names { users, groups, channels } = names(command, removed);
+    Change { change: redacted(command), users, groups, channels }
+}
+
+/// The users, groups and channels a command names, each once.
+struct Names<'a> {
+    users: Vec<Cow<'a, str>>,
+    groups: Vec<Cow<'a, str>>,
+    channels: Vec<Cow<'a, str>>,
+}
+
+fn names<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Names<'a> {
     let mut users: Vec<Cow<'a, str>> = Vec::new();
     let mut groups: Vec<Cow<'a, str>> = Vec::new();
     let mut channels: Vec<Cow<'a, str>> = Vec::new();
@@ -205,7 +258,7 @@ fn change_of<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Change<'a> {
         channels.sort();
         channels.dedup();
     }
-    Change { change: redacted(command), users, groups, channels }
+    Names { users, groups, channels }
 }
 
 /// The command with its secrets and hashes emptied (a copy only for the
@@ -233,31 +286,35 @@ fn redacted(command: &Command) -> Cow<'_, Command> {
     Cow::Owned(copy)
 }
 
-/// A user as the history sees them: their name and the groups they now
+/// A user as the history sees them: who they are and the groups they now
 /// administer, belong to or are invited to. Taken from the graph once, so a
 /// long scan of the history does not hold the graph.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
     pub name: String,
-    pub groups: BTreeSet<String>,
+    pub id: UserId,
+    pub groups: BTreeMap<String, GroupId>,
 }
 
 impl Person {
-    pub fn of(name: &str, graph: &Graph) -> Person {
+    /// `None` when `graph` has no user of that name.
+    pub fn of(name: &str, graph: &Graph) -> Option<Person> {
+        let id = graph.user_id(name)?;
         let groups = graph
             .groups()
             .filter(|(_, g)| g.admins.contains(name) || g.members.contains_key(name))
-            .map(|(n, _)| n.to_string())
+            .map(|(n, g)| (n.to_string(), g.id))
             .collect();
-        Person { name: name.to_string(), groups }
+        Some(Person { name: name.to_string(), id, groups })
     }
 
     /// An event touches a user who made it, whom it names (their shares in
-    /// and out, their keys), or a group of theirs.
+    /// and out, their keys), or a group of theirs: this user and these
+    /// groups, not earlier holders of their names.
     pub fn touched_by(&self, event: &Event) -> bool {
-        matches!(&event.actor, Actor::User(a) if *a == self.name)
-            || event.users.contains(&self.name)
-            || event.groups.iter().any(|g| self.groups.contains(g))
+        matches!(&event.actor, Actor::User(a) if *a == self.name && event.actor_id == Some(self.id))
+            || event.ids.users.get(&self.name) == Some(&self.id)
+            || event.ids.groups.iter().any(|(g, id)| self.groups.get(g) == Some(id))
     }
 }
 
@@ -266,8 +323,8 @@ impl Person {
 pub struct Filter {
     /// Who asks: `None` for the operator (everything), else what touches them.
     pub viewer: Option<Person>,
-    /// Events that touch this user.
-    pub user: Option<Person>,
+    /// Events that name this user or that they made, whoever held the name.
+    pub user: Option<String>,
     pub channel: Option<String>,
     pub since: Option<UnixTime>,
     pub until: Option<UnixTime>,
@@ -276,11 +333,15 @@ pub struct Filter {
 impl Filter {
     pub fn matches(&self, event: &Event) -> bool {
         self.viewer.as_ref().is_none_or(|p| p.touched_by(event))
-            && self.user.as_ref().is_none_or(|p| p.touched_by(event))
+            && self.user.as_deref().is_none_or(|u| names_user(event, u))
             && self.channel.as_deref().is_none_or(|c| event.channels.iter().any(|x| x == c))
             && self.since.is_none_or(|s| event.at.is_some_and(|at| at >= s))
             && self.until.is_none_or(|u| event.at.is_some_and(|at| at < u))
     }
+}
+
+fn names_user(event: &Event, user: &str) -> bool {
+    matches!(&event.actor, Actor::User(a) if a == user) || event.users.iter().any(|u| u == user)
 }
 
 #[cfg(test)]
@@ -309,8 +370,43 @@ mod tests {
     }
 
     fn event(actor: Actor, change: Change) -> Event {
-        let record = Record { seq: 0, index: 1, at: Some(1_000), node: Some(1), actor: &actor, change: &change };
+        let record = Record {
+            seq: 0,
+            index: 1,
+            at: Some(1_000),
+            node: Some(1),
+            actor: &actor,
+            actor_id: None,
+            change: &change,
+            ids: &Ids::default(),
+        };
         Event::decode(&serde_json::to_vec(&record).unwrap()).unwrap()
+    }
+
+    /// Applies `command` to `g` and reads back its first event as every node records it.
+    fn recorded(g: &mut Graph, actor: Actor, command: &Command) -> Event {
+        let removed = removed_keys(command, g);
+        let actor_id = match &actor {
+            Actor::User(name) => g.user_id(name),
+            Actor::Operator => None,
+        };
+        let applied = g.apply(command).unwrap();
+        let change = changes(command, &removed).remove(0);
+        let record = Record {
+            seq: 0,
+            index: 1,
+            at: Some(1_000),
+            node: Some(1),
+            actor: &actor,
+            actor_id,
+            change: &change,
+            ids: &applied.ids[0],
+        };
+        Event::decode(&serde_json::to_vec(&record).unwrap()).unwrap()
+    }
+
+    fn seen_by(g: &Graph, name: &str, e: &Event) -> bool {
+        Filter { viewer: Person::of(name, g), ..Filter::default() }.matches(e)
     }
 
     #[test]
@@ -378,20 +474,90 @@ mod tests {
             channel: "cowrie.sessions".into(),
             kind: ShareKind::Shares,
         };
-        let e = event(Actor::User("alice".into()), changes(&share, &RemovedKeys::new()).remove(0));
-        let seen_by = |name: &str| Filter { viewer: Some(Person::of(name, &g)), ..Filter::default() }.matches(&e);
-        assert!(seen_by("alice"), "the actor");
-        assert!(seen_by("carol"), "the group's admin");
-        assert!(seen_by("bob"), "an invited member");
+        let e = recorded(&mut g, Actor::User("alice".into()), &share);
+        assert!(seen_by(&g, "alice", &e), "the actor");
+        assert!(seen_by(&g, "carol", &e), "the group's admin");
+        assert!(seen_by(&g, "bob", &e), "an invited member");
         g.apply(&Command::AddUser { name: "eve".into() }).unwrap();
-        assert!(!Filter { viewer: Some(Person::of("eve", &g)), ..Filter::default() }.matches(&e));
+        assert!(!seen_by(&g, "eve", &e));
         assert!(Filter::default().matches(&e), "the operator");
+        assert!(Filter { user: Some("alice".into()), ..Filter::default() }.matches(&e));
+        assert!(!Filter { user: Some("carol".into()), ..Filter::default() }.matches(&e), "names alice and cert");
 
         let by_channel = Filter { channel: Some("cowrie.sessions".into()), ..Filter::default() };
         assert!(by_channel.matches(&e));
         assert!(!Filter { channel: Some("dionaea".into()), ..Filter::default() }.matches(&e));
         assert!(Filter { since: Some(1_000), until: Some(1_001), ..Filter::default() }.matches(&e));
         assert!(!Filter { until: Some(1_000), ..Filter::default() }.matches(&e));
+    }
+
+    #[test]
+    fn given_a_name_taken_again_then_its_new_holder_sees_nothing_of_the_old_one() {
+        let mut g = graph();
+        let alice = Actor::User("alice".into());
+        let to_bob = Command::AddShare {
+            from: "alice".into(),
+            to: Target::User("bob".into()),
+            channel: "cowrie.sessions".into(),
+            kind: ShareKind::Shares,
+        };
+        let share = recorded(&mut g, alice.clone(), &to_bob);
+        let bobs_own = recorded(
+            &mut g,
+            Actor::User("bob".into()),
+            &Command::AddGroup { name: "bobs".into(), creator: "bob".into() },
+        );
+        let to_cert = Command::AddShare {
+            from: "alice".into(),
+            to: Target::Group("cert".into()),
+            channel: "cowrie.sessions".into(),
+            kind: ShareKind::Shares,
+        };
+        let group_share = recorded(&mut g, alice.clone(), &to_cert);
+        let removed = recorded(&mut g, Actor::Operator, &Command::RemoveUser { name: "bob".into() });
+        let gone = recorded(&mut g, Actor::Operator, &Command::RemoveGroup { name: "cert".into() });
+        assert!([&share, &bobs_own].iter().all(|e| e.ids.users["bob"] == removed.ids.users["bob"]));
+        assert_eq!(group_share.ids.groups["cert"], gone.ids.groups["cert"]);
+
+        // A new bob and a new cert, in one entry.
+        let again = Command::Batch {
+            commands: vec![
+                Command::AddUser { name: "bob".into() },
+                Command::AddGroup { name: "cert".into(), creator: "bob".into() },
+            ],
+        };
+        let applied = g.clone().apply(&again).unwrap();
+        g.apply(&again).unwrap();
+        assert_ne!(applied.ids[0].users["bob"], removed.ids.users["bob"]);
+        assert_ne!(applied.ids[1].groups["cert"], gone.ids.groups["cert"]);
+        for e in [&share, &bobs_own, &group_share, &removed, &gone] {
+            assert!(!seen_by(&g, "bob", e), "the new bob sees {e:?}");
+        }
+        assert!(seen_by(&g, "alice", &share) && seen_by(&g, "alice", &group_share), "alice is still alice");
+        assert!(!seen_by(&g, "carol", &group_share), "the old cert's admin is not in the new one");
+        // The operator sees both bobs, told apart.
+        assert!([&share, &removed].iter().all(|e| Filter::default().matches(e)));
+        assert!(Filter { user: Some("bob".into()), ..Filter::default() }.matches(&share));
+        let new = recorded(&mut g, Actor::User("bob".into()), &Command::AddUser { name: "dave".into() });
+        assert!(seen_by(&g, "bob", &new), "the new bob sees what he does");
+        assert_ne!(new.actor_id, share.ids.users.get("bob").copied());
+    }
+
+    #[test]
+    fn given_groups_of_a_v0_1_0_snapshot_then_restore_numbers_them_after_the_last() {
+        let mut g = graph();
+        g.apply(&Command::AddGroup { name: "abuse".into(), creator: "alice".into() }).unwrap();
+        let mut json = serde_json::to_value(&g).unwrap();
+        json.as_object_mut().unwrap().remove("last_group_id");
+        for group in json["groups"].as_object_mut().unwrap().values_mut() {
+            group.as_object_mut().unwrap().remove("id");
+        }
+        let old: Graph = serde_json::from_value::<Graph>(json).unwrap().restore();
+        let ids: Vec<_> = old.groups().map(|(n, g)| (n.to_string(), g.id)).collect();
+        assert_eq!(ids, [("abuse".to_string(), 1), ("cert".to_string(), 2)]);
+        let mut next = old.clone();
+        next.apply(&Command::AddGroup { name: "new".into(), creator: "bob".into() }).unwrap();
+        assert_eq!(next.group("new").unwrap().id, 3);
     }
 
     #[test]

@@ -21,4 +21,4 @@ pub use command::{Command, COMMAND_VERSION};
 pub use error::{GraphError, Named};
 pub use explain::{explain, explain_all, publishers_reaching, readers_through, Explanation, Hop};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
-pub use model::{Applied, AuthKey, Dirty, Graph, Group, Share, ShareKind, ShareRecord, Target, User, UserId};
+pub use model::{Applied, AuthKey, Dirty, Graph, Group, GroupId, Share, ShareKind, ShareRecord, Target, User, UserId};

@@ -110,8 +110,16 @@ fn is_default<T: Default + PartialEq>(t: &T) -> bool {
     *t == T::default()
 }
 
+/// A group's number: assigned in order of creation from 1, never reused,
+/// the same on every node. A group that takes a removed group's name is
+/// another group: the history tells them apart by this.
+pub type GroupId = u32;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
+    /// 0 only in a snapshot of v0.1.0, until `Graph::restore` numbers it.
+    #[serde(default)]
+    pub id: GroupId,
     pub admins: BTreeSet<String>,
     /// user → accepted the invitation?
     pub members: BTreeMap<String, bool>,
@@ -146,6 +154,9 @@ pub struct Graph {
     users: HashMap<String, User>,
     next_user_id: UserId,
     groups: BTreeMap<String, Group>,
+    /// The largest group id assigned.
+    #[serde(default)]
+    last_group_id: GroupId,
     shares: BTreeMap<String, BTreeMap<String, OutShares>>,
     keys: BTreeMap<String, AuthKey>,
     /// Signed-in browsers by the SHA-256 of their cookie.
@@ -174,6 +185,9 @@ pub struct Dirty {
 pub struct Applied {
     pub dirty: BTreeSet<Dirty>,
     pub keys_changed: bool,
+    /// For each change the history records, in order: the ids of the users
+    /// and groups it names, as they were when it was applied.
+    pub ids: Vec<crate::history::Ids>,
 }
 
 impl Graph {
@@ -196,6 +210,11 @@ impl Graph {
         self.names = vec![None; self.next_user_id as usize];
         for (name, user) in &self.users {
             self.names[user.id as usize] = Some(name.clone());
+        }
+        // Groups of a v0.1.0 snapshot, numbered in name order.
+        for group in self.groups.values_mut().filter(|g| g.id == 0) {
+            self.last_group_id += 1;
+            group.id = self.last_group_id;
         }
         self
     }
@@ -345,13 +364,25 @@ impl Graph {
                 // All or nothing: work on a copy, keep it only if every step succeeds.
                 let mut scratch = self.clone();
                 for c in commands {
-                    scratch.apply_one(c, &mut applied)?;
+                    scratch.apply_recorded(c, &mut applied)?;
                 }
                 *self = scratch;
             }
-            single => self.apply_one(single, &mut applied)?,
+            single => self.apply_recorded(single, &mut applied)?,
         }
         Ok(applied)
+    }
+
+    /// Applies one command and notes the ids of what it names: a removed
+    /// name's as it was, a created one's as it is now.
+    fn apply_recorded(&mut self, cmd: &Command, out: &mut Applied) -> Result<(), GraphError> {
+        let recorded = crate::history::count(cmd) > 0;
+        let before = recorded.then(|| crate::history::Ids::of(cmd, self));
+        self.apply_one(cmd, out)?;
+        if let Some(before) = before {
+            out.ids.push(before.or(crate::history::Ids::of(cmd, self)));
+        }
+        Ok(())
     }
 
     fn apply_one(&mut self, cmd: &Command, out: &mut Applied) -> Result<(), GraphError> {
@@ -374,7 +405,8 @@ impl Graph {
                 if self.users.contains_key(name) {
                     return Err(GraphError::NameTaken(name.clone()));
                 }
-                let mut group = Group::default();
+                self.last_group_id += 1;
+                let mut group = Group { id: self.last_group_id, ..Group::default() };
                 group.admins.insert(creator.clone());
                 group.members.insert(creator.clone(), true);
                 self.groups.insert(name.clone(), group);

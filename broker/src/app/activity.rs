@@ -7,16 +7,17 @@ use hpfriends_graph::{Actor, AuthKey};
 
 use super::types::{KeyActivity, KeyConnection, KeyFailedLogin, UnansweredNode};
 use super::AppError;
+use crate::cluster::proto::nodes::KeyOf;
 use crate::cluster::report::gather;
 use crate::state::AppState;
 
 /// The key's activity on every node (a node that does not answer is named).
 /// Only its owner and the operator may see it.
 pub async fn of_key(state: &AppState, actor: &Actor, ident: &str) -> Result<KeyActivity, AppError> {
-    let owner = state.node.read_graph(|g| g.key(ident).map(|k| k.owner.clone()));
-    let owner = match (owner, actor) {
+    let owner = state.node.read_graph(|g| g.key(ident).and_then(|k| Some((k.owner.clone(), g.user_id(&k.owner)?))));
+    let (owner, owner_id) = match (owner, actor) {
         (Some(owner), Actor::Operator) => owner,
-        (Some(owner), Actor::User(me)) if &owner == me => owner,
+        (Some(owner), Actor::User(me)) if &owner.0 == me => owner,
         _ => return Err(AppError::NotFound(format!("no key {ident:?} of yours"))),
     };
     let mut a = KeyActivity {
@@ -33,7 +34,8 @@ pub async fn of_key(state: &AppState, actor: &Actor, ident: &str) -> Result<KeyA
         unanswered: Vec::new(),
     };
     let since = |t: u64| (t != 0).then_some(t);
-    for (node, report) in gather(state, &[], &[ident.to_string()]).await {
+    let key = KeyOf { ident: ident.to_string(), owner: owner_id };
+    for (node, report) in gather(state, &[], &[key]).await {
         let report = match report {
             Ok(r) => r,
             Err(reason) => {

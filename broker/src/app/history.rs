@@ -1,5 +1,6 @@
 //! The audit trail of the graph. The operator sees every change; a user the
-//! changes that touch them.
+//! changes that touch them: them and their groups, not earlier holders of
+//! those names.
 
 use hpfriends_graph::history::{Filter, Person, Retention};
 use hpfriends_graph::{Actor, Command};
@@ -21,13 +22,11 @@ pub async fn page(state: &AppState, actor: &Actor, q: HistoryQuery) -> Result<Hi
     let time = |what: &str, t: Option<String>| t.map(|t| parse_time(what, &t)).transpose();
     let since = time("since", q.since)?;
     let until = time("until", q.until)?;
-    let filter = state.node.read_graph(|g| {
-        let viewer = match actor {
-            Actor::Operator => None,
-            Actor::User(me) => Some(Person::of(me, g)),
-        };
-        Filter { viewer, user: q.user.as_deref().map(|u| Person::of(u, g)), channel: q.channel, since, until }
-    });
+    let viewer = state.node.read_graph(|g| match actor {
+        Actor::Operator => Ok(None),
+        Actor::User(me) => Person::of(me, g).map(Some).ok_or_else(|| AppError::NotFound(format!("no user {me:?}"))),
+    })?;
+    let filter = Filter { viewer, user: q.user, channel: q.channel, since, until };
     let history = state.node.history().clone();
     let page = tokio::task::spawn_blocking(move || history.page(q.before, limit, |e| filter.matches(e)))
         .await

@@ -2,6 +2,8 @@
 //! with them, `ctl` reads them back, and the OpenAPI description
 //! (`/api/v1/openapi.json`) is generated from them.
 
+use std::collections::BTreeMap;
+
 use hpfriends_graph::{AuthKey, Explanation, ShareKind, ShareRecord, Target};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -381,6 +383,8 @@ pub struct HistoryEvent {
     pub node: Option<u64>,
     /// The user who made it; absent when the operator did.
     pub actor: Option<String>,
+    /// The actor's user id then.
+    pub actor_id: Option<u32>,
     /// The command with every secret and hash taken out, e.g.
     /// `{"op": "add_share", "from": "alice", "to": "bob", "channel": "…", "kind": "shares"}`.
     #[schema(value_type = Object)]
@@ -389,6 +393,10 @@ pub struct HistoryEvent {
     pub users: Vec<String>,
     pub groups: Vec<String>,
     pub channels: Vec<String>,
+    /// The ids those users and groups had then: a name taken again later
+    /// is another user or group, with another id.
+    pub user_ids: BTreeMap<String, u32>,
+    pub group_ids: BTreeMap<String, u32>,
 }
 
 impl From<hpfriends_graph::history::Event> for HistoryEvent {
@@ -402,10 +410,13 @@ impl From<hpfriends_graph::history::Event> for HistoryEvent {
                 hpfriends_graph::Actor::Operator => None,
                 hpfriends_graph::Actor::User(u) => Some(u),
             },
+            actor_id: e.actor_id,
             change: e.change,
             users: e.users,
             groups: e.groups,
             channels: e.channels,
+            user_ids: e.ids.users,
+            group_ids: e.ids.groups,
         }
     }
 }
@@ -456,10 +467,21 @@ impl HistoryEvent {
         text
     }
 
+    /// Who the names were: `alice=u3 bob=u4 cert=g2` (user and group ids then).
+    pub fn identities(&self) -> String {
+        let actor = self.actor.as_ref().zip(self.actor_id).filter(|(a, _)| !self.user_ids.contains_key(*a));
+        let users = actor.into_iter().chain(self.user_ids.iter().map(|(n, id)| (n, *id)));
+        let mut text: Vec<String> = users.map(|(name, id)| format!("{name}=u{id}")).collect();
+        text.extend(self.group_ids.iter().map(|(name, id)| format!("{name}=g{id}")));
+        text.join(" ")
+    }
+
     /// One line of `ctl history`.
     pub fn line(&self) -> String {
         let node = self.node.map(|n| format!("node {n}")).unwrap_or_else(|| "node ?".to_string());
-        format!("{}  #{}  {node}  {}  {}", self.when(), self.index, self.who(), self.what())
+        let ids = self.identities();
+        let ids = if ids.is_empty() { ids } else { format!("  [{ids}]") };
+        format!("{}  #{}  {node}  {}  {}{ids}", self.when(), self.index, self.who(), self.what())
     }
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use super::proto::nodes::nodes_client::NodesClient;
 use super::proto::nodes::nodes_server::{Nodes, NodesServer};
-use super::proto::nodes::{FailedLogin, IdentConnections, KeyActivity, LiveConnection, NodeReport, ReportRequest};
+use super::proto::nodes::{
+    FailedLogin, IdentConnections, KeyActivity, KeyOf, LiveConnection, NodeReport, ReportRequest,
+};
 use hpfriends_consensus::cluster_tls::{ClusterTls, RequirePeer};
 use hpfriends_consensus::NodeId;
 use tonic::codegen::InterceptedService;
@@ -41,7 +43,7 @@ impl Nodes for ReportService {
 }
 
 /// This node's report.
-pub fn local_report(state: &AppState, idents: &[String], activity_of: &[String]) -> NodeReport {
+pub fn local_report(state: &AppState, idents: &[String], activity_of: &[KeyOf]) -> NodeReport {
     let readiness = state.readiness();
     let live = idents
         .iter()
@@ -56,14 +58,14 @@ pub fn local_report(state: &AppState, idents: &[String], activity_of: &[String])
         hpfeeds_connections: state.connections.open_connections() as u64,
         unreachable_peers: readiness.unreachable_peers,
         live,
-        activity: activity_of.iter().map(|ident| key_activity(state, ident)).collect(),
+        activity: activity_of.iter().map(|key| key_activity(state, key)).collect(),
     }
 }
 
-fn key_activity(state: &AppState, ident: &str) -> KeyActivity {
-    let a = state.connections.activity.of(ident);
+fn key_activity(state: &AppState, key: &KeyOf) -> KeyActivity {
+    let a = state.connections.activity.of(&key.ident, key.owner);
     KeyActivity {
-        ident: ident.to_string(),
+        ident: key.ident.clone(),
         published: a.counts.published,
         published_bytes: a.counts.published_bytes,
         delivered: a.counts.delivered,
@@ -88,7 +90,7 @@ fn key_activity(state: &AppState, ident: &str) -> KeyActivity {
 pub async fn gather(
     state: &AppState,
     idents: &[String],
-    activity_of: &[String],
+    activity_of: &[KeyOf],
 ) -> Vec<(NodeId, Result<NodeReport, String>)> {
     let members: Vec<(NodeId, String)> = {
         let m = state.node.metrics().borrow().clone();

@@ -3,6 +3,10 @@
 //! and its last failed logins. Nodes report it to each other
 //! (`cluster/report.rs`), so a key's activity is summed over the cluster.
 //!
+//! Activity belongs to a key as one user holds it: it is kept with the
+//! owner's id, a key that another user creates with the same ident starts
+//! empty, and a removed key's activity goes (`forget_removed`).
+//!
 //! Connections count in their own atomics (no shared lock per message);
 //! their counts are added to the key's totals when they close. Failed logins
 //! are kept only for idents that are keys, a few per key, for a bounded
@@ -12,6 +16,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use hpfriends_consensus::KeyTable;
+use hpfriends_graph::UserId;
 
 use crate::hpfeeds::outbound::Outbound;
 
@@ -28,6 +35,7 @@ fn unix_now() -> u64 {
 /// and the reports (which read it).
 pub struct Connection {
     pub ident: String,
+    pub owner: UserId,
     pub remote: SocketAddr,
     pub since: u64,
     channels: Mutex<Vec<String>>,
@@ -122,19 +130,32 @@ pub struct KeyActivity {
     pub failed_logins: Vec<FailedLogin>,
 }
 
-#[derive(Default)]
 struct Key {
+    owner: UserId,
     /// Counts of its closed connections.
     closed: Counts,
     live: HashMap<u64, Arc<Connection>>,
 }
 
+/// A key's failed logins: when the last came (in `Failures::order`), and the list.
+struct KeyFailures {
+    owner: UserId,
+    last: u64,
+    list: VecDeque<FailedLogin>,
+}
+
 #[derive(Default)]
 struct Failures {
-    by_ident: HashMap<String, (u64, VecDeque<FailedLogin>)>,
+    by_ident: HashMap<String, KeyFailures>,
     /// The last failure's order → ident, to find the key to drop.
     order: BTreeMap<u64, String>,
     next: u64,
+}
+
+impl Key {
+    fn of(owner: UserId) -> Key {
+        Key { owner, closed: Counts::default(), live: HashMap::new() }
+    }
 }
 
 #[derive(Default)]
@@ -145,9 +166,17 @@ pub struct Activity {
 
 impl Activity {
     /// A connection logged in with `ident`.
-    pub fn connected(&self, conn: u64, ident: &str, remote: SocketAddr, out: Outbound) -> Arc<Connection> {
+    pub fn connected(
+        &self,
+        conn: u64,
+        ident: &str,
+        owner: UserId,
+        remote: SocketAddr,
+        out: Outbound,
+    ) -> Arc<Connection> {
         let connection = Arc::new(Connection {
             ident: ident.to_string(),
+            owner,
             remote,
             since: unix_now(),
             channels: Mutex::new(Vec::new()),
@@ -158,7 +187,11 @@ impl Activity {
             out,
         });
         let mut keys = self.keys.lock().expect("activity lock");
-        keys.entry(ident.to_string()).or_default().live.insert(conn, connection.clone());
+        let key = keys.entry(ident.to_string()).or_insert_with(|| Key::of(owner));
+        if key.owner != owner {
+            *key = Key::of(owner);
+        }
+        key.live.insert(conn, connection.clone());
         connection
     }
 
@@ -166,7 +199,7 @@ impl Activity {
     pub fn disconnected(&self, conn: u64, connection: &Connection) {
         let counts = connection.counts();
         let mut keys = self.keys.lock().expect("activity lock");
-        if let Some(key) = keys.get_mut(&connection.ident) {
+        if let Some(key) = keys.get_mut(&connection.ident).filter(|k| k.owner == connection.owner) {
             key.live.remove(&conn);
             key.closed.add(&counts);
         }
@@ -178,20 +211,23 @@ impl Activity {
     }
 
     /// A failed login with the ident of a key (the caller checked it is one).
-    pub fn login_failed(&self, ident: &str, remote: SocketAddr, reason: &'static str) {
+    pub fn login_failed(&self, ident: &str, owner: UserId, remote: SocketAddr, reason: &'static str) {
         let mut f = self.failures.lock().expect("failures lock");
         let f = &mut *f;
         let order = f.next;
         f.next += 1;
         let failure = FailedLogin { at: unix_now(), remote, reason };
         match f.by_ident.get_mut(ident) {
-            Some((last, list)) => {
-                f.order.remove(last);
-                *last = order;
-                if list.len() == FAILURES_PER_KEY {
-                    list.pop_front();
+            Some(key) => {
+                f.order.remove(&key.last);
+                key.last = order;
+                if key.owner != owner {
+                    *key = KeyFailures { owner, last: order, list: VecDeque::new() };
                 }
-                list.push_back(failure);
+                if key.list.len() == FAILURES_PER_KEY {
+                    key.list.pop_front();
+                }
+                key.list.push_back(failure);
             }
             None => {
                 if f.by_ident.len() == KEYS_WITH_FAILURES {
@@ -199,10 +235,21 @@ impl Activity {
                         f.by_ident.remove(&oldest);
                     }
                 }
-                f.by_ident.insert(ident.to_string(), (order, VecDeque::from([failure])));
+                f.by_ident
+                    .insert(ident.to_string(), KeyFailures { owner, last: order, list: VecDeque::from([failure]) });
             }
         }
         f.order.insert(order, ident.to_string());
+    }
+
+    /// Drops the activity of keys that are gone from `keys` or now belong to another user.
+    pub fn forget_removed(&self, keys: &KeyTable) {
+        let held = |ident: &str, owner: UserId| keys.get(ident).is_some_and(|k| k.owner == owner);
+        self.keys.lock().expect("activity lock").retain(|ident, k| held(ident, k.owner));
+        let mut f = self.failures.lock().expect("failures lock");
+        let f = &mut *f;
+        f.by_ident.retain(|ident, k| held(ident, k.owner));
+        f.order.retain(|_, ident| f.by_ident.contains_key(ident));
     }
 
     /// Keys with failed logins kept now (bounded by `KEYS_WITH_FAILURES`).
@@ -210,9 +257,10 @@ impl Activity {
         self.failures.lock().expect("failures lock").by_ident.len()
     }
 
-    pub fn of(&self, ident: &str) -> KeyActivity {
+    /// The activity of `ident` while `owner` held it.
+    pub fn of(&self, ident: &str, owner: UserId) -> KeyActivity {
         let mut activity = KeyActivity::default();
-        if let Some(key) = self.keys.lock().expect("activity lock").get(ident) {
+        if let Some(key) = self.keys.lock().expect("activity lock").get(ident).filter(|k| k.owner == owner) {
             activity.counts = key.closed;
             for c in key.live.values() {
                 activity.counts.add(&c.counts());
@@ -221,8 +269,9 @@ impl Activity {
             }
         }
         activity.live.sort_by_key(|c| (c.since, c.remote));
-        if let Some((_, list)) = self.failures.lock().expect("failures lock").by_ident.get(ident) {
-            activity.failed_logins = list.iter().cloned().collect();
+        if let Some(key) = self.failures.lock().expect("failures lock").by_ident.get(ident).filter(|k| k.owner == owner)
+        {
+            activity.failed_logins = key.list.iter().cloned().collect();
         }
         activity
     }
@@ -243,15 +292,15 @@ mod tests {
         let activity = Activity::default();
         let (out1, _rx1) = outbound(1 << 20, CancellationToken::new());
         let (out2, _rx2) = outbound(1 << 20, CancellationToken::new());
-        let first = activity.connected(1, "sensor", addr(1), out1.clone());
-        let second = activity.connected(2, "sensor", addr(2), out2.clone());
+        let first = activity.connected(1, "sensor", ALICE, addr(1), out1.clone());
+        let second = activity.connected(2, "sensor", ALICE, addr(2), out2.clone());
         first.published(3, 300);
         assert!(out1.deliver(bytes::Bytes::from_static(b"12345"), 2));
         second.subscribed("cowrie.sessions");
         activity.disconnected(1, &first);
         second.published(1, 10);
 
-        let a = activity.of("sensor");
+        let a = activity.of("sensor", ALICE);
         assert_eq!((a.counts.published, a.counts.published_bytes), (4, 310));
         assert_eq!((a.counts.delivered, a.counts.delivered_bytes), (2, 5));
         assert!(a.counts.last_publish.is_some() && a.counts.last_subscribe.is_some());
@@ -260,23 +309,84 @@ mod tests {
             [LiveConnection { remote: addr(2), since: second.since, channels: vec!["cowrie.sessions".into()] }]
         );
         assert_eq!(activity.live_connections("sensor"), 1);
-        assert_eq!(activity.of("other"), KeyActivity::default());
+        assert_eq!(activity.of("other", ALICE), KeyActivity::default());
+    }
+
+    const ALICE: UserId = 1;
+    const MALLORY: UserId = 2;
+
+    fn key_table(keys: &[(&str, UserId)]) -> KeyTable {
+        let entry = |ident: &str, owner| hpfriends_consensus::KeyEntry {
+            key: hpfriends_graph::AuthKey {
+                ident: ident.into(),
+                secret: "secret".into(),
+                owner: String::new(),
+                publish: vec![],
+                subscribe: vec![],
+            },
+            owner,
+        };
+        keys.iter().map(|&(ident, owner)| (ident.to_string(), Arc::new(entry(ident, owner)))).collect()
+    }
+
+    #[test]
+    fn given_an_ident_taken_by_another_user_then_the_old_keys_activity_is_not_theirs() {
+        let activity = Activity::default();
+        let (out, _rx) = outbound(1 << 20, CancellationToken::new());
+        let alices = activity.connected(1, "reused-ident", ALICE, addr(1), out.clone());
+        alices.published(5, 500);
+        activity.login_failed("reused-ident", ALICE, addr(7), "wrong secret");
+        activity.disconnected(1, &alices);
+        assert_eq!(activity.of("reused-ident", ALICE).counts.published, 5);
+
+        // Mallory's key with the same ident: nothing of alice's shows, whatever comes first.
+        assert_eq!(activity.of("reused-ident", MALLORY), KeyActivity::default());
+        activity.login_failed("reused-ident", MALLORY, addr(8), "wrong secret");
+        let hers = activity.of("reused-ident", MALLORY);
+        assert_eq!(hers.failed_logins.iter().map(|f| f.remote).collect::<Vec<_>>(), [addr(8)]);
+        assert_eq!(hers.counts, Counts::default());
+        let mallorys = activity.connected(2, "reused-ident", MALLORY, addr(2), out);
+        mallorys.published(1, 10);
+        assert_eq!(activity.of("reused-ident", MALLORY).counts.published, 1);
+        assert_eq!(activity.of("reused-ident", ALICE), KeyActivity::default(), "alice's is gone");
+    }
+
+    #[test]
+    fn given_keys_removed_then_their_activity_goes() {
+        let activity = Activity::default();
+        let (out, _rx) = outbound(1 << 20, CancellationToken::new());
+        for (conn, ident) in [(1, "kept"), (2, "removed"), (3, "given-away")] {
+            let c = activity.connected(conn, ident, ALICE, addr(conn as u16), out.clone());
+            c.published(1, 1);
+            activity.login_failed(ident, ALICE, addr(9), "wrong secret");
+            activity.disconnected(conn, &c);
+        }
+        activity.forget_removed(&key_table(&[("kept", ALICE), ("given-away", MALLORY)]));
+        assert_eq!(activity.of("kept", ALICE).counts.published, 1);
+        assert_eq!(activity.of("kept", ALICE).failed_logins.len(), 1);
+        assert_eq!(activity.keys_with_failures(), 1);
+        assert_eq!(activity.keys.lock().unwrap().len(), 1);
+        // The bound still holds after entries went: the order map lost them too.
+        for i in 0..KEYS_WITH_FAILURES + 5 {
+            activity.login_failed(&format!("k{i}"), ALICE, addr(1), "wrong secret");
+        }
+        assert_eq!(activity.keys_with_failures(), KEYS_WITH_FAILURES);
     }
 
     #[test]
     fn failed_logins_stay_bounded_under_a_flood() {
         let activity = Activity::default();
         for i in 0..100_000u32 {
-            activity.login_failed(&format!("key-{}", i % 20_000), addr((i % 60_000) as u16), "wrong secret");
+            activity.login_failed(&format!("key-{}", i % 20_000), ALICE, addr((i % 60_000) as u16), "wrong secret");
         }
         assert_eq!(activity.keys_with_failures(), KEYS_WITH_FAILURES);
         // 20,000 keys in turn: each was dropped before its next failure came round.
-        assert_eq!(activity.of("key-19999").failed_logins.len(), 1);
-        assert!(activity.of("key-0").failed_logins.is_empty(), "the key whose last failure is oldest went");
+        assert_eq!(activity.of("key-19999", ALICE).failed_logins.len(), 1);
+        assert!(activity.of("key-0", ALICE).failed_logins.is_empty(), "the key whose last failure is oldest went");
         for _ in 0..30 {
-            activity.login_failed("key-19999", addr(7), "rate limited");
+            activity.login_failed("key-19999", ALICE, addr(7), "rate limited");
         }
-        let kept = activity.of("key-19999").failed_logins;
+        let kept = activity.of("key-19999", ALICE).failed_logins;
         assert_eq!(kept.len(), FAILURES_PER_KEY);
         assert!(kept.iter().all(|f| f.reason == "rate limited" && f.remote == addr(7)));
     }

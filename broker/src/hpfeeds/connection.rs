@@ -192,6 +192,23 @@ impl Connections {
         self.open.load(Ordering::Relaxed)
     }
 
+    /// Each time the key table changes, the activity of keys gone from it goes.
+    pub async fn forget_removed_keys(self: Arc<Self>, stop: CancellationToken) {
+        let mut views = self.switchboard.watch_views();
+        let mut keys = self.switchboard.view().keys.clone();
+        loop {
+            tokio::select! {
+                changed = views.changed() => if changed.is_err() { return },
+                _ = stop.cancelled() => return,
+            }
+            let now = self.switchboard.view().keys.clone();
+            if !Arc::ptr_eq(&now, &keys) {
+                self.activity.forget_removed(&now);
+                keys = now;
+            }
+        }
+    }
+
     /// Connections logged in with `ident` on this node now.
     pub fn live_connections(&self, ident: &str) -> u32 {
         self.activity.live_connections(ident)
@@ -256,7 +273,7 @@ impl Connections {
                 metrics::counter!(telemetry::CONNECTION_READY.name, &ident_label(&label_ident)).increment(1);
                 let authenticated = metrics::gauge!(telemetry::AUTHENTICATED_CONNECTIONS.name);
                 authenticated.increment(1.0);
-                let connection = self.activity.connected(conn, &entry.key.ident, peer, out.clone());
+                let connection = self.activity.connected(conn, &entry.key.ident, entry.owner, peer, out.clone());
                 let subscriber = Subscriber { conn, owner: entry.owner, out: out.clone() };
                 let drained = async {
                     drain.cancelled().await;
@@ -528,9 +545,11 @@ impl Connections {
         let limit_key = hpfeeds_key(peer.ip(), &ident);
         // Failures with a key's ident are shown on that key (not those with unknown idents:
         // nobody to show them to, and a guesser's idents must not push real ones out).
-        let failed_with_key = |reason| match std::str::from_utf8(&ident) {
-            Ok(i) if self.switchboard.view().keys.contains_key(i) => self.activity.login_failed(i, peer, reason),
-            _ => {}
+        let failed_with_key = |reason| {
+            let Ok(i) = std::str::from_utf8(&ident) else { return };
+            if let Some(key) = self.switchboard.view().keys.get(i) {
+                self.activity.login_failed(i, key.owner, peer, reason);
+            }
         };
         let Some(attempt) = self.auth_limit.attempt(peer.ip(), &limit_key) else {
             failed_with_key("too many failed logins: refused unchecked");

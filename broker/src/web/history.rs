@@ -82,9 +82,13 @@ pub async fn show(State(state): State<AppState>, signed: SignedIn, Query(form): 
                         @for e in &page.events {
                             tr {
                                 td { @match e.at { Some(at) => time datetime=(e.when()) data-unix=(at) { (e.when()) }, None => "unknown" } }
-                                td { (e.who()) }
+                                td { @if e.actor.is_none() { strong.operator title="the operator token" { (e.who()) } } @else { (e.who()) } }
                                 td { @if let Some(n) = e.node { (n) } }
-                                td.change { code { (e.what()) } }
+                                td.change {
+                                    code { (e.what()) }
+                                    @let ids = e.identities();
+                                    @if !ids.is_empty() { " " small.ids title="user (u) and group (g) ids then: a name taken again is another id" { (ids) } }
+                                }
                             }
                         }
                     }

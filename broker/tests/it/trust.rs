@@ -1,7 +1,123 @@
-//! Trust holds for people (issue 26): limits that hold under concurrency, a
-//! new user signed in, short secrets for the operator only.
+//! Trust holds for people (issue 26): identities that are never inherited,
+//! limits that hold under concurrency, a new user signed in, short secrets
+//! for the operator only.
 
-use crate::common::start_node;
+use hpfriends_graph::{AuthKey, Command, ShareKind, Target};
+
+use crate::common::{start_node, Client, Node};
+
+/// A user's API token, issued by the operator.
+async fn token_of(n: &Node, name: &str) -> String {
+    let url = format!("http://{}/api/v1/users/{name}/token", n.running.http_addr);
+    let http = reqwest::Client::new();
+    let body: serde_json::Value =
+        http.post(url).bearer_auth(&n.running.operator_token).send().await.unwrap().json().await.unwrap();
+    body["token"].as_str().unwrap().to_string()
+}
+
+/// `GET path` with `token`: 200 and its JSON.
+async fn get_json(n: &Node, token: &str, path: &str) -> serde_json::Value {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}{path}", n.running.http_addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+fn key(ident: &str, owner: &str) -> AuthKey {
+    AuthKey {
+        ident: ident.into(),
+        secret: format!("{owner}-long-secret"),
+        owner: owner.into(),
+        publish: vec!["c".into()],
+        subscribe: vec![],
+    }
+}
+
+fn share(from: &str, to: Target, channel: &str) -> Command {
+    Command::AddShare { from: from.into(), to, channel: channel.into(), kind: ShareKind::Shares }
+}
+
+#[tokio::test]
+async fn given_a_key_removed_when_another_user_takes_its_ident_then_none_of_its_activity_shows() {
+    let n = start_node(|_| {}).await;
+    for name in ["alice", "mallory"] {
+        n.write(Command::AddUser { name: name.into() }).await;
+    }
+    n.write(Command::AddKey(key("reused-ident", "alice"))).await;
+    let addr = n.running.hpfeeds_addr;
+    let mut guess = Client::connect_from(addr, "127.77.7.7".parse().unwrap()).await;
+    let wrong = hpfriends_broker::protocol::frame::auth_hash(&guess.nonce, b"a wrong secret");
+    guess.send(&hpfriends_broker::protocol::frame::encode_auth(b"reused-ident", &wrong)).await;
+    guess.expect_error("Authentication failed for reused-ident").await;
+    let mut sensor = Client::login(addr, "reused-ident", "alice-long-secret").await;
+    sensor.publish("c", b"alice's event").await;
+    let path = "/api/v1/keys/reused-ident/activity";
+    let operator = n.running.operator_token.clone();
+    let alices = crate::common::wait_for(|| async {
+        let a = get_json(&n, &operator, path).await;
+        (a["published"] == 1).then_some(a)
+    })
+    .await;
+    assert!(alices.to_string().contains("127.77.7.7"), "the failed login is alice's to see: {alices}");
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/v1/keys/reused-ident", n.running.http_addr);
+    assert!(http.delete(url).bearer_auth(&operator).send().await.unwrap().status().is_success());
+    n.write(Command::AddKey(key("reused-ident", "mallory"))).await;
+    let mallorys = get_json(&n, &token_of(&n, "mallory").await, path).await;
+    assert_eq!((mallorys["published"].as_u64(), mallorys["delivered"].as_u64()), (Some(0), Some(0)), "{mallorys}");
+    assert_eq!(mallorys["failed_logins"], serde_json::json!([]), "{mallorys}");
+    assert!(!mallorys.to_string().contains("127.77.7.7"), "{mallorys}");
+    let seen_by_operator = get_json(&n, &operator, path).await;
+    assert_eq!(seen_by_operator["published"], 0, "alice's activity went with her key: {seen_by_operator}");
+}
+
+#[tokio::test]
+async fn given_names_taken_again_then_the_new_holders_history_holds_nothing_of_the_old_ones() {
+    let n = start_node(|_| {}).await;
+    for name in ["erin", "alice", "gadmin", "bob"] {
+        n.write(Command::AddUser { name: name.into() }).await;
+    }
+    n.write(Command::AddKey(key("erins-old-key", "erin"))).await;
+    n.write(share("alice", Target::User("erin".into()), "to-old-erin")).await;
+    n.write(Command::AddGroup { name: "cert".into(), creator: "gadmin".into() }).await;
+    n.write(Command::InviteMember { group: "cert".into(), user: "bob".into() }).await;
+    n.write(share("alice", Target::Group("cert".into()), "to-old-cert")).await;
+    // erin is removed; cert goes with its last admin.
+    n.write(Command::RemoveUser { name: "erin".into() }).await;
+    n.write(Command::RemoveUser { name: "gadmin".into() }).await;
+    assert!(n.running.node.read_graph(|g| g.group("cert").is_none()));
+
+    n.write(Command::AddUser { name: "erin".into() }).await;
+    let erin = token_of(&n, "erin").await;
+    let created = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/groups", n.running.http_addr))
+        .bearer_auth(&erin)
+        .json(&serde_json::json!({"name": "cert"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{}", created.text().await.unwrap());
+
+    let seen = get_json(&n, &erin, "/api/v1/history").await;
+    let text = seen.to_string();
+    for old in ["erins-old-key", "to-old-erin", "to-old-cert", "bob", "gadmin", "remove_user"] {
+        assert!(!text.contains(old), "the new erin sees {old}: {text}");
+    }
+    let ops: Vec<&str> =
+        seen["events"].as_array().unwrap().iter().map(|e| e["change"]["op"].as_str().unwrap()).collect();
+    assert!(ops.contains(&"add_group") && ops.contains(&"set_user_token"), "her own changes: {ops:?}");
+
+    // The operator sees both erins, told apart.
+    let all = get_json(&n, &n.running.operator_token, "/api/v1/history?user=erin").await;
+    let ids: std::collections::BTreeSet<u64> =
+        all["events"].as_array().unwrap().iter().filter_map(|e| e["user_ids"]["erin"].as_u64()).collect();
+    assert_eq!(ids.len(), 2, "two erins: {all}");
+}
 
 /// A client that does not follow redirects, a sign-in form's cookie and its
 /// CSRF token (the double-submit cookie of a browser not signed in).

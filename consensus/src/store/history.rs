@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hpfriends_graph::accounts::UnixTime;
-use hpfriends_graph::history::{changes, Event, Record, RemovedKeys, Retention};
-use hpfriends_graph::{Actor, Command};
+use hpfriends_graph::history::{changes, Event, Ids, Record, RemovedKeys, Retention};
+use hpfriends_graph::{Actor, Command, UserId};
 use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{Deserialize, Serialize};
 
@@ -38,36 +38,36 @@ pub struct HistoryState {
 
 impl HistoryState {
     /// Numbers the changes of an applied entry: the job for the recorder.
-    pub(crate) fn number(
-        &mut self,
-        index: u64,
-        origin: Option<Origin>,
-        actor: Actor,
-        command: Command,
-        removed: RemovedKeys,
-        retention: Retention,
-    ) -> Option<Job> {
-        if let Some(at) = origin.map(|o| o.at) {
+    pub(crate) fn number(&mut self, entry: Entry, retention: Retention) -> Option<Job> {
+        if let Some(at) = entry.origin.map(|o| o.at) {
             self.clock = Some(self.clock.map_or(at, |c| c.max(at)));
         }
-        let count = hpfriends_graph::history::count(&command);
+        let count = hpfriends_graph::history::count(&entry.command);
         if count == 0 {
             return None;
         }
         let first_seq = self.next_seq;
         self.next_seq += count;
-        Some(Job { index, first_seq, origin, actor, command, removed, retention, clock: self.clock })
+        Some(Job { entry, first_seq, retention, clock: self.clock })
     }
+}
+
+/// An applied entry, with what its events need to know of the graph as it was.
+pub(crate) struct Entry {
+    pub index: u64,
+    pub origin: Option<Origin>,
+    pub actor: Actor,
+    pub actor_id: Option<UserId>,
+    pub command: Command,
+    pub removed: RemovedKeys,
+    /// Per recorded change (`Applied::ids`).
+    pub ids: Vec<Ids>,
 }
 
 /// One applied entry's changes, to be written.
 pub(crate) struct Job {
-    index: u64,
+    entry: Entry,
     first_seq: u64,
-    origin: Option<Origin>,
-    actor: Actor,
-    command: Command,
-    removed: RemovedKeys,
     retention: Retention,
     clock: Option<UnixTime>,
 }
@@ -84,10 +84,14 @@ fn decode(key: &[u8], value: &[u8]) -> Result<Event, String> {
 /// Adds a job's events to `batch`.
 fn record(db: &DB, batch: &mut WriteBatch, job: &Job) {
     let family = cf(db, CF_HISTORY);
-    let (at, node) = (job.origin.map(|o| o.at), job.origin.map(|o| o.node));
+    let e = &job.entry;
+    let (at, node) = (e.origin.map(|o| o.at), e.origin.map(|o| o.node));
     let mut json = Vec::new();
-    for (seq, change) in (job.first_seq..).zip(changes(&job.command, &job.removed).iter()) {
-        let record = Record { seq, index: job.index, at, node, actor: &job.actor, change };
+    let no_ids = Ids::default();
+    for (i, change) in changes(&e.command, &e.removed).iter().enumerate() {
+        let seq = job.first_seq + i as u64;
+        let ids = e.ids.get(i).unwrap_or(&no_ids);
+        let record = Record { seq, index: e.index, at, node, actor: &e.actor, actor_id: e.actor_id, change, ids };
         json.clear();
         serde_json::to_writer(&mut json, &record).expect("an event serializes");
         batch.put_cf(family, key(seq), &json);
@@ -187,7 +191,7 @@ fn write(db: &DB, jobs: &[Job], first_seq: &mut u64) -> Result<(), String> {
     // Not synced: until a snapshot holds them the log can make them again.
     db.write(batch).map_err(|e| format!("writing the history: {e}"))?;
     for job in jobs {
-        let next_seq = job.first_seq + hpfriends_graph::history::count(&job.command);
+        let next_seq = job.first_seq + hpfriends_graph::history::count(&job.entry.command);
         prune(db, next_seq, first_seq, job.clock, job.retention)?;
     }
     Ok(())
@@ -339,7 +343,16 @@ mod tests {
             let origin = at.map(|at| Origin { node: 1, at });
             let index = self.state.next_seq + 1;
             let command = Command::Batch { commands };
-            let job = self.state.number(index, origin, Actor::Operator, command, RemovedKeys::new(), self.retention);
+            let entry = Entry {
+                index,
+                origin,
+                actor: Actor::Operator,
+                actor_id: None,
+                command,
+                removed: RemovedKeys::new(),
+                ids: Vec::new(),
+            };
+            let job = self.state.number(entry, self.retention);
             self.recorder.send(job.unwrap());
         }
 

@@ -7,7 +7,7 @@ use std::io::Cursor;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use hpfriends_graph::history::Event;
+use hpfriends_graph::history::{Event, Ids};
 use hpfriends_graph::{Actor, AuthKey, Command, Graph, GraphError, LookupMap, SharingIndex, UserId};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
@@ -309,17 +309,31 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     Some(earlier) => earlier.clone(),
                     None => {
                         let removed = hpfriends_graph::history::removed_keys(&req.command, &state.graph);
+                        let actor_id = match &req.actor {
+                            Actor::User(name) => state.graph.user_id(name),
+                            Actor::Operator => None,
+                        };
                         let result = apply_command(state, &req.actor, &req.command, self.command_version);
                         if let Some(id) = req.id {
-                            state.recent.insert(id, result.clone());
+                            state.recent.insert(id, result.as_ref().map(drop).map_err(Clone::clone));
                         }
-                        if result.is_ok() {
-                            let (index, retention) = (entry.log_id.index, state.graph.history_retention());
-                            let job =
-                                state.history.number(index, req.origin, req.actor, req.command, removed, retention);
-                            jobs.extend(job);
+                        match result {
+                            Ok(ids) => {
+                                let (index, retention) = (entry.log_id.index, state.graph.history_retention());
+                                let entry = history::Entry {
+                                    index,
+                                    origin: req.origin,
+                                    actor: req.actor,
+                                    actor_id,
+                                    command: req.command,
+                                    removed,
+                                    ids,
+                                };
+                                jobs.extend(state.history.number(entry, retention));
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
                         }
-                        result
                     }
                 },
             };
@@ -374,7 +388,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 }
 
-fn apply_command(state: &mut MachineState, actor: &Actor, command: &Command, version: u32) -> Result<(), GraphError> {
+/// Applies an entry's command; the ids of what each recorded change names.
+fn apply_command(
+    state: &mut MachineState,
+    actor: &Actor,
+    command: &Command,
+    version: u32,
+) -> Result<Vec<Ids>, GraphError> {
     if command.min_version() > version {
         return Err(GraphError::UnknownCommand(format!("needs command version {}", command.min_version())));
     }
@@ -384,7 +404,7 @@ fn apply_command(state: &mut MachineState, actor: &Actor, command: &Command, ver
     if applied.keys_changed {
         state.keys = Arc::new(key_table(&state.graph));
     }
-    Ok(())
+    Ok(applied.ids)
 }
 
 #[cfg(test)]

@@ -16,6 +16,18 @@ use tokio::net::TcpStream;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// Polls `check` every 20 ms until it gives a value; panics after `WAIT`.
+pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(mut check: impl FnMut() -> F) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not within {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub struct Node {
     pub running: Running,
     pub dir: tempfile::TempDir,
@@ -65,7 +77,17 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Client::start(TcpStream::connect(addr).await.unwrap()).await
+    }
+
+    /// Connects from `source` (any 127.x.y.z works on loopback).
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        Client::start(socket.connect(addr).await.unwrap()).await
+    }
+
+    async fn start(stream: TcpStream) -> Client {
         let mut c = Client { stream, buf: BytesMut::new(), nonce: vec![], broker_name: vec![], ident: String::new() };
         match c.next().await {
             Some(Frame::Info { name, nonce }) => {
