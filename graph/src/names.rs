@@ -65,7 +65,7 @@ fn reorders_text(c: char) -> bool {
 /// proposed, so entries written before them still apply the same on every
 /// node. A user or group name is not reserved and not dots only; an ident
 /// is not a path (no `/` or `\\`, not dots only); a channel or ident has no
-/// control that reorders text.
+/// control that reorders text and no space (History shows `field=value`).
 pub fn check_new_names(command: &Command, graph: &Graph) -> Result<(), GraphError> {
     let person = |what: Named, name: &str| -> Result<(), GraphError> {
         if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
@@ -79,6 +79,9 @@ pub fn check_new_names(command: &Command, graph: &Graph) -> Result<(), GraphErro
     let wire = |what: Named, name: &str| -> Result<(), GraphError> {
         if name.chars().any(reorders_text) {
             return Err(invalid(what, name, "must not contain controls that reorder text".into()));
+        }
+        if name.chars().any(char::is_whitespace) {
+            return Err(invalid(what, name, "must not contain spaces".into()));
         }
         Ok(())
     };

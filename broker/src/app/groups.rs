@@ -69,9 +69,33 @@ pub async fn change(
     let command = match action {
         Membership::Invite => Command::InviteMember { group, user: named("whom to invite")? },
         Membership::Join => Command::AcceptMembership { group, user: acting_user(&actor, user, "join a group")? },
-        Membership::Leave => Command::RemoveMember { group, user: acting_user(&actor, user, "leave a group")? },
-        Membership::Remove => Command::RemoveMember { group, user: named("whom to remove")? },
-        Membership::Admin => Command::AddGroupAdmin { group, user: named("whom to make an admin")? },
+        Membership::Leave => removal(state, group, acting_user(&actor, user, "leave a group")?),
+        Membership::Remove => removal(state, group, named("whom to remove")?),
+        Membership::Admin => {
+            let user = named("whom to make an admin")?;
+            let member = state.node.read_graph(|g| g.group(&group).map(|grp| grp.members.get(&user) == Some(&true)));
+            if member == Some(false) {
+                return Err(AppError::invalid(
+                    Field::User,
+                    format!("{user} is not a member of {group}: only members become admins (invite them first)"),
+                ));
+            }
+            Command::AddGroupAdmin { group, user }
+        }
     };
     execute(state, actor, command).await
+}
+
+/// Removes `user` from `group`. An admin who is not a member (made one before
+/// admins had to be members) is invited first, so the removal ends the role.
+fn removal(state: &AppState, group: String, user: String) -> Command {
+    let admin_only = state.node.read_graph(|g| {
+        g.group(&group).is_some_and(|grp| grp.admins.contains(&user) && !grp.members.contains_key(&user))
+    });
+    let remove = Command::RemoveMember { group: group.clone(), user: user.clone() };
+    if admin_only {
+        Command::Batch { commands: vec![Command::InviteMember { group, user }, remove] }
+    } else {
+        remove
+    }
 }

@@ -216,7 +216,9 @@ async fn given_new_names_then_reserved_dot_only_path_like_and_text_reordering_on
         assert_eq!(refused.status(), 400, "user {name:?}");
     }
     assert_eq!(post("/api/v1/users", serde_json::json!({"name": "jojo"})).await.unwrap().status(), 200);
-    for (ident, channel) in [("../../../tmp/x", "c"), ("k", "a\u{202E}b")] {
+    for (ident, channel) in
+        [("../../../tmp/x", "c"), ("k", "a\u{202E}b"), ("k", "a b"), ("k", "a\u{2028}b"), ("k c", "c")]
+    {
         let key = serde_json::json!({"ident": ident, "owner": "jojo", "publish": [channel]});
         assert_eq!(post("/api/v1/keys", key).await.unwrap().status(), 400, "key {ident:?} on {channel:?}");
     }
@@ -348,4 +350,44 @@ async fn given_api_tokens_when_the_password_changes_then_they_are_revoked_if_ask
     let revoked = change("a second long password", "a third long password", "on", session, csrf).await.unwrap();
     assert_eq!(revoked.status(), 303);
     assert_eq!(tokens(), 0, "with the box every token is revoked");
+}
+
+#[tokio::test]
+async fn given_a_group_then_only_members_become_admins_and_an_admin_who_is_not_one_can_leave_and_be_removed() {
+    let n = start_node(|_| {}).await;
+    for name in ["gadmin", "outsider", "legacy"] {
+        n.write(Command::AddUser { name: name.into() }).await;
+    }
+    n.write(Command::AddGroup { name: "cert".into(), creator: "gadmin".into() }).await;
+    let gadmin = token_of(&n, "gadmin").await;
+    let http = reqwest::Client::new();
+    let base = format!("http://{}/api/v1/groups/cert", n.running.http_addr);
+    let made = http
+        .post(format!("{base}/admins"))
+        .bearer_auth(&gadmin)
+        .json(&serde_json::json!({"user": "outsider"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 400);
+    assert!(made.text().await.unwrap().contains("not a member"));
+    assert!(n.running.node.read_graph(|g| !g.is_group_admin("cert", "outsider")), "nothing changed");
+
+    // Admins made before the rule, who are not members, leave or are removed.
+    for (who, token) in [("legacy", None), ("outsider", Some(gadmin.clone()))] {
+        n.write(Command::AddGroupAdmin { group: "cert".into(), user: who.into() }).await;
+        assert!(n.running.node.read_graph(|g| g.is_group_admin("cert", who)));
+        let (action, token) = match token {
+            None => ("leave", token_of(&n, who).await),
+            Some(t) => ("remove-member", t),
+        };
+        let body = serde_json::json!({"user": who});
+        let done = http.post(format!("{base}/{action}")).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert!(done.status().is_success(), "{action} {who}: {}", done.text().await.unwrap());
+        let (admin, member) = n.running.node.read_graph(|g| {
+            let grp = g.group("cert").unwrap();
+            (grp.admins.contains(who), grp.members.contains_key(who))
+        });
+        assert!(!admin && !member, "{who} is out of cert");
+    }
 }
