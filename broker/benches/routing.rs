@@ -45,7 +45,7 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
         subscribe: vec![],
     };
     let keys: LookupMap<String, Arc<KeyEntry>> =
-        [("pub-key".into(), Arc::new(KeyEntry { key, owner }))].into_iter().collect();
+        [("pub-key".into(), Arc::new(KeyEntry::new(&key, owner)))].into_iter().collect();
     let peers = Arc::new(Peers::new(16 * 1024));
     let switchboard = Switchboard::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), peers);
     let mut receivers = Vec::new();
@@ -100,7 +100,7 @@ fn route_one(s: &mut Setup, buf: &mut BytesMut) {
     };
     let view = s.switchboard.view();
     let entry = view.keys.get(std::str::from_utf8(publish.ident()).unwrap()).unwrap();
-    assert!(entry.key.may_publish(std::str::from_utf8(publish.channel()).unwrap()));
+    assert!(entry.may_publish(std::str::from_utf8(publish.channel()).unwrap()));
     let delivery = s.switchboard.publish(&view, entry.owner, &publish);
     debug_assert_eq!(delivery.delivered, SUBSCRIBERS);
     for rx in &mut s.receivers {

@@ -214,6 +214,8 @@ settings! {
         Check::Range { min: 1, max: 1_000_000 };
     min_key_secret_len: usize = 8, "N", "8", "the shortest key secret a person may set",
         Check::Range { min: 1, max: hpfriends_graph::names::MAX_SECRET_LEN as u64 };
+    max_channels_per_key: usize = 1_000, "N", "1000", "channels a key may list to publish to, and to subscribe to",
+        Check::Range { min: 1, max: 1_000_000 };
     peer_queue_messages: usize = 16 * 1024, "N", "16384",
         "publishes queued for one peer before they are dropped (and the subscribers that would have got them closed)",
         Check::Range { min: 1, max: 10_000_000 };

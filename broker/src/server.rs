@@ -215,6 +215,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         operator_token: operator_token.clone().into(),
         draining: draining.clone(),
         min_key_secret_len: config.min_key_secret_len,
+        max_channels_per_key: config.max_channels_per_key,
         listening,
         listeners: listener_count,
         accounts: accounts.clone(),

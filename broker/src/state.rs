@@ -26,6 +26,7 @@ pub struct AppState {
     pub draining: Arc<AtomicBool>,
     /// Shortest explicit hpfeeds key secret accepted (import may keep shorter ones).
     pub min_key_secret_len: usize,
+    pub max_channels_per_key: usize,
     /// hpfeeds accept loops running now, and how many there should be.
     pub listening: Arc<AtomicUsize>,
     pub listeners: usize,

@@ -84,15 +84,6 @@ pub struct AuthKey {
     pub subscribe: Vec<String>,
 }
 
-impl AuthKey {
-    pub fn may_publish(&self, channel: &str) -> bool {
-        self.publish.iter().any(|c| c == channel)
-    }
-    pub fn may_subscribe(&self, channel: &str) -> bool {
-        self.subscribe.iter().any(|c| c == channel)
-    }
-}
-
 /// A user's number: assigned in order of creation, never reused, the same on
 /// every node. The sharing index and the publish path work with these.
 pub type UserId = u32;

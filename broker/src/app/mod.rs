@@ -27,10 +27,30 @@ pub use error::{AppError, Field};
 use crate::state::AppState;
 
 /// Proposes one command as `actor` and waits until it is applied here. New
-/// names are held to the stricter rules first (`graph::names::check_new_names`).
+/// names are held to the stricter rules first (`graph::names::check_new_names`),
+/// and keys to `max_channels_per_key`.
 pub async fn execute(state: &AppState, actor: Actor, command: Command) -> Result<(), AppError> {
+    refuse_wide_keys(&command, state.max_channels_per_key)?;
     state.node.read_graph(|g| hpfriends_graph::names::check_new_names(&command, g))?;
     state.node.write(actor, command).await.map_err(AppError::from)
+}
+
+/// A key's channel lists are bounded: what a session checks per frame, and
+/// what every node keeps, must not grow without limit.
+fn refuse_wide_keys(command: &Command, max: usize) -> Result<(), AppError> {
+    match command {
+        Command::AddKey(k) if k.publish.len() > max || k.subscribe.len() > max => Err(AppError::invalid(
+            Field::Channel,
+            format!(
+                "key {:?} lists {} channels to publish to and {} to subscribe to: at most {max} each (max_channels_per_key)",
+                k.ident,
+                k.publish.len(),
+                k.subscribe.len()
+            ),
+        )),
+        Command::Batch { commands } => commands.iter().try_for_each(|c| refuse_wide_keys(c, max)),
+        _ => Ok(()),
+    }
 }
 
 /// Whose things a listing shows: the operator may ask for anyone's (or

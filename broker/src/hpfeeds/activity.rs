@@ -12,7 +12,7 @@
 //! are kept only for idents that are keys, a few per key, for a bounded
 //! number of keys: a guesser's flood costs bounded memory.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,8 @@ pub struct Connection {
     pub owner: UserId,
     pub remote: SocketAddr,
     pub since: u64,
-    channels: Mutex<Vec<String>>,
+    /// A set: a SUBSCRIBE costs the log of the connection's subscriptions.
+    channels: Mutex<BTreeSet<String>>,
     published: AtomicU64,
     published_bytes: AtomicU64,
     last_publish: AtomicU64,
@@ -59,13 +60,13 @@ impl Connection {
     pub fn subscribed(&self, channel: &str) {
         self.last_subscribe.store(unix_now(), Ordering::Relaxed);
         let mut channels = self.channels.lock().expect("channels lock");
-        if !channels.iter().any(|c| c == channel) {
-            channels.push(channel.to_string());
+        if !channels.contains(channel) {
+            channels.insert(channel.to_string());
         }
     }
 
     pub fn unsubscribed(&self, channel: &str) {
-        self.channels.lock().expect("channels lock").retain(|c| c != channel);
+        self.channels.lock().expect("channels lock").remove(channel);
     }
 
     fn counts(&self) -> Counts {
@@ -179,7 +180,7 @@ impl Activity {
             owner,
             remote,
             since: unix_now(),
-            channels: Mutex::new(Vec::new()),
+            channels: Mutex::new(BTreeSet::new()),
             published: AtomicU64::new(0),
             published_bytes: AtomicU64::new(0),
             last_publish: AtomicU64::new(0),
@@ -264,7 +265,7 @@ impl Activity {
             activity.counts = key.closed;
             for c in key.live.values() {
                 activity.counts.add(&c.counts());
-                let channels = c.channels.lock().expect("channels lock").clone();
+                let channels = c.channels.lock().expect("channels lock").iter().cloned().collect();
                 activity.live.push(LiveConnection { remote: c.remote, since: c.since, channels });
             }
         }
@@ -316,15 +317,15 @@ mod tests {
     const MALLORY: UserId = 2;
 
     fn key_table(keys: &[(&str, UserId)]) -> KeyTable {
-        let entry = |ident: &str, owner| hpfriends_consensus::KeyEntry {
-            key: hpfriends_graph::AuthKey {
+        let entry = |ident: &str, owner| {
+            let key = hpfriends_graph::AuthKey {
                 ident: ident.into(),
                 secret: "secret".into(),
                 owner: String::new(),
                 publish: vec![],
                 subscribe: vec![],
-            },
-            owner,
+            };
+            hpfriends_consensus::KeyEntry::new(&key, owner)
         };
         keys.iter().map(|&(ident, owner)| (ident.to_string(), Arc::new(entry(ident, owner)))).collect()
     }

@@ -390,7 +390,7 @@ impl Connections {
                         return revoked(key);
                     };
                     let chan = String::from_utf8_lossy(publish.channel());
-                    if !current.key.may_publish(&chan) {
+                    if !current.may_publish(&chan) {
                         return CloseReason::PublishDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
                     let d = self.switchboard.publish(&view, current.owner, &publish);
@@ -425,7 +425,7 @@ impl Connections {
                     let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
                         return revoked(key);
                     };
-                    if !current.key.may_subscribe(&chan) {
+                    if !current.may_subscribe(&chan) {
                         return CloseReason::SubscribeDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
                     if channels.len() >= self.config.max_subscriptions && !channels.contains(&channel) {
@@ -472,7 +472,7 @@ impl Connections {
             return Some(revoked(key));
         };
         let denied: Vec<Bytes> =
-            channels.iter().filter(|c| !current.key.may_subscribe(&String::from_utf8_lossy(c))).cloned().collect();
+            channels.iter().filter(|c| !current.may_subscribe(&String::from_utf8_lossy(c))).cloned().collect();
         for channel in denied {
             channels.remove(&channel);
             self.switchboard.unsubscribe(&channel, subscriber.conn);

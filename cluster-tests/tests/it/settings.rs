@@ -219,6 +219,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
         ("max_connections", "8".into()),
         ("max_subscriptions_per_connection", "2".into()),
         ("min_key_secret_len", "20".into()),
+        ("max_channels_per_key", "5".into()),
         ("peer_queue_messages", "4".into()),
         ("snapshot_every_logs", "3".into()),
         ("drain_grace_ms", "1500".into()),
@@ -295,6 +296,11 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let short = api(http, "POST", "/api/v1/keys", Some(r#"{"ident": "k", "owner": "u", "secret": "twelve-chars"}"#));
     assert!(short["error"]["message"].as_str().unwrap().contains("shorter than 20"), "{short}");
     seen.insert("min_key_secret_len");
+    let six =
+        format!(r#"{{"ident": "k", "owner": "u", "secret": "{SECRET}", "subscribe": ["1", "2", "3", "4", "5", "6"]}}"#);
+    let wide = api(http, "POST", "/api/v1/keys", Some(&six));
+    assert!(wide["error"]["message"].as_str().unwrap().contains("at most 5 each"), "{wide}");
+    seen.insert("max_channels_per_key");
     for (ident, body) in [
         ("pub", r#""publish": ["c", "p"], "subscribe": []"#),
         ("sub", r#""publish": [], "subscribe": ["c", "p", "a", "b", "z"]"#),

@@ -28,11 +28,31 @@ const KEY_DATA: &[u8] = b"current-data";
 /// (four bytes and more per byte); read when the two keys are not there.
 const KEY_V0_1: &[u8] = b"current";
 
-/// An authkey with its owner's id, as the publish path uses it.
+/// An authkey with its owner's id, as the publish path uses it: its channel
+/// lists sorted, so checking a frame costs the log of their length.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
     pub key: AuthKey,
     pub owner: UserId,
+}
+
+impl KeyEntry {
+    pub fn new(key: &AuthKey, owner: UserId) -> KeyEntry {
+        let mut key = key.clone();
+        for list in [&mut key.publish, &mut key.subscribe] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        KeyEntry { key, owner }
+    }
+
+    pub fn may_publish(&self, channel: &str) -> bool {
+        self.key.publish.binary_search_by(|c| c.as_str().cmp(channel)).is_ok()
+    }
+
+    pub fn may_subscribe(&self, channel: &str) -> bool {
+        self.key.subscribe.binary_search_by(|c| c.as_str().cmp(channel)).is_ok()
+    }
 }
 
 /// Authkeys by ident.
@@ -148,7 +168,7 @@ fn key_table(graph: &Graph) -> KeyTable {
         .filter(|k| graph.is_enabled(&k.owner)) // a disabled user's keys log nobody in
         .filter_map(|k| {
             let owner = graph.user_id(&k.owner)?; // every key has an existing owner
-            Some((k.ident.clone(), Arc::new(KeyEntry { key: k.clone(), owner })))
+            Some((k.ident.clone(), Arc::new(KeyEntry::new(k, owner))))
         })
         .collect()
 }
@@ -410,6 +430,23 @@ fn apply_command(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_entry_allows_exactly_the_channels_its_key_lists() {
+        let listed: Vec<String> = ["z", "a", "m", "a", "cowrie.sessions", "é"].map(String::from).to_vec();
+        let key = AuthKey {
+            ident: "k".into(),
+            secret: "s".into(),
+            owner: "u".into(),
+            publish: listed.clone(),
+            subscribe: listed[..2].to_vec(),
+        };
+        let entry = KeyEntry::new(&key, 7);
+        for channel in ["z", "a", "m", "cowrie.sessions", "é", "b", "", "cowrie", "zz"] {
+            assert_eq!(entry.may_publish(channel), listed.iter().any(|c| c == channel), "{channel:?}");
+            assert_eq!(entry.may_subscribe(channel), listed[..2].iter().any(|c| c == channel), "{channel:?}");
+        }
+    }
 
     #[tokio::test]
     async fn given_a_snapshot_of_v0_1_0_then_it_loads_and_the_next_one_is_stored_as_bytes() {
