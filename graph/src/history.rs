@@ -287,7 +287,7 @@ fn redacted(command: &Command) -> Cow<'_, Command> {
 }
 
 /// A user as the history sees them: who they are and the groups they now
-/// administer, belong to or are invited to. Taken from the graph once, so a
+/// administer or belong to (not those they are only invited to). Taken from the graph once, so a
 /// long scan of the history does not hold the graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
@@ -302,7 +302,7 @@ impl Person {
         let id = graph.user_id(name)?;
         let groups = graph
             .groups()
-            .filter(|(_, g)| g.admins.contains(name) || g.members.contains_key(name))
+            .filter(|(_, g)| g.admins.contains(name) || g.members.get(name) == Some(&true))
             .map(|(n, g)| (n.to_string(), g.id))
             .collect();
         Some(Person { name: name.to_string(), id, groups })
@@ -477,7 +477,9 @@ mod tests {
         let e = recorded(&mut g, Actor::User("alice".into()), &share);
         assert!(seen_by(&g, "alice", &e), "the actor");
         assert!(seen_by(&g, "carol", &e), "the group's admin");
-        assert!(seen_by(&g, "bob", &e), "an invited member");
+        assert!(!seen_by(&g, "bob", &e), "an invited user, until he joins");
+        g.apply(&Command::AcceptMembership { group: "cert".into(), user: "bob".into() }).unwrap();
+        assert!(seen_by(&g, "bob", &e), "a member");
         g.apply(&Command::AddUser { name: "eve".into() }).unwrap();
         assert!(!seen_by(&g, "eve", &e));
         assert!(Filter::default().matches(&e), "the operator");

@@ -48,16 +48,34 @@ pub fn of(state: &AppState, me: &str, wanted: &str) -> Audience {
     })
 }
 
-/// Who an accepted share to `to` on `channel` would add to my readers.
-pub fn preview(state: &AppState, me: &str, to: &str, channel: &str) -> Result<Vec<String>, AppError> {
+/// Who an accepted share would add to my readers. Only those it reaches
+/// directly are named (the user, or the group's members when I am in the
+/// group): whom the recipient relays to is theirs to tell; those are counted,
+/// and named on the Audience page once the share is accepted.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Preview {
+    pub named: Vec<String>,
+    pub more: usize,
+}
+
+pub fn preview(state: &AppState, me: &str, to: &str, channel: &str) -> Result<Preview, AppError> {
     let to = Target::parse(to);
     state.node.read_index(|g, index| {
-        match &to {
+        let direct: BTreeSet<&str> = match &to {
             Target::User(u) if !g.has_user(u) => return Err(GraphError::UnknownUser(u.clone()).into()),
-            Target::Group(x) if g.group(x).is_none() => return Err(GraphError::UnknownGroup(x.clone()).into()),
-            _ => {}
-        }
+            Target::User(u) => BTreeSet::from([u.as_str()]),
+            Target::Group(x) => match g.group(x) {
+                None => return Err(GraphError::UnknownGroup(x.clone()).into()),
+                Some(grp) if grp.admins.contains(me) || grp.members.get(me) == Some(&true) => {
+                    grp.accepted_members().collect()
+                }
+                Some(_) => BTreeSet::new(),
+            },
+        };
         let now: BTreeSet<String> = index.reader_names(g, me, channel).into_iter().collect();
-        Ok(readers_through(g, me, &to, channel).into_iter().filter(|r| !now.contains(r)).collect())
+        let added: Vec<String> =
+            readers_through(g, me, &to, channel).into_iter().filter(|r| !now.contains(r)).collect();
+        let (named, others): (Vec<String>, Vec<String>) = added.into_iter().partition(|r| direct.contains(r.as_str()));
+        Ok(Preview { named, more: others.len() })
     })
 }

@@ -6,15 +6,30 @@ use super::types::{GroupInfo, MemberInfo};
 use super::{acting_user, execute, AppError, Field};
 use crate::state::AppState;
 
-/// Every group, or those `member` belongs to, is invited to or administers.
-pub fn list(state: &AppState, member: Option<&str>) -> Vec<GroupInfo> {
+/// Every group as `viewer` may see it: the operator, a group's admins and
+/// members see it whole; an invited user its admins; anyone its name.
+/// `mine`: only the groups the viewer administers, belongs to or is invited to.
+pub fn list(state: &AppState, viewer: &Actor, mine: bool) -> Vec<GroupInfo> {
     state.node.read_graph(|g| {
         g.groups()
-            .filter(|(_, grp)| member.is_none_or(|m| grp.members.contains_key(m) || grp.admins.contains(m)))
-            .map(|(name, grp)| GroupInfo {
-                name: name.to_string(),
-                admins: grp.admins.iter().cloned().collect(),
-                members: grp.members.iter().map(|(u, a)| MemberInfo { user: u.clone(), accepted: *a }).collect(),
+            .filter_map(|(name, grp)| {
+                let (inside, invited) = match viewer {
+                    Actor::Operator => (true, false),
+                    Actor::User(me) => (
+                        grp.admins.contains(me) || grp.members.get(me) == Some(&true),
+                        grp.members.get(me) == Some(&false),
+                    ),
+                };
+                if mine && !inside && !invited {
+                    return None;
+                }
+                Some(GroupInfo {
+                    name: name.to_string(),
+                    admins: (inside || invited).then(|| grp.admins.iter().cloned().collect()),
+                    members: inside.then(|| {
+                        grp.members.iter().map(|(u, a)| MemberInfo { user: u.clone(), accepted: *a }).collect()
+                    }),
+                })
             })
             .collect()
     })

@@ -116,12 +116,17 @@ pub struct UserList {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UserInfo {
     pub name: String,
-    pub has_token: bool,
+    /// The rest is shown to the operator, and to a user about themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_token: Option<bool>,
     /// Can sign in to the web app.
-    pub has_password: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_password: Option<bool>,
     /// An invitation or password-reset link is open.
-    pub invited: bool,
-    pub disabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invited: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
 }
 
 /// A one-time link to set a password: give it to the person, it is not shown again.
@@ -170,8 +175,21 @@ pub struct GroupList {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct GroupInfo {
     pub name: String,
-    pub admins: Vec<String>,
-    pub members: Vec<MemberInfo>,
+    /// Shown to the group's admins, members and invited users (and the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admins: Option<Vec<String>>,
+    /// Shown to the group's admins and members (and the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberInfo>>,
+}
+
+impl GroupInfo {
+    pub fn admins(&self) -> &[String] {
+        self.admins.as_deref().unwrap_or_default()
+    }
+    pub fn members(&self) -> &[MemberInfo] {
+        self.members.as_deref().unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

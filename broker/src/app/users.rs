@@ -6,17 +6,25 @@ use super::types::UserInfo;
 use super::{execute, AppError};
 use crate::state::AppState;
 
-/// Every user (users find each other by name to share).
-pub fn list(state: &AppState) -> Vec<UserInfo> {
+/// Every user: names for everyone (users find each other by name to
+/// share), their account's state for the operator and the user themselves.
+pub fn list(state: &AppState, viewer: &Actor) -> Vec<UserInfo> {
     let now = super::accounts::now();
     state.node.read_graph(|g| {
         g.users()
-            .map(|(n, u)| UserInfo {
-                name: n.to_string(),
-                has_token: u.token_hash.is_some(),
-                has_password: u.account.password_hash.is_some(),
-                invited: u.account.invitation.as_ref().is_some_and(|i| now < i.expires_at),
-                disabled: u.account.disabled,
+            .map(|(n, u)| {
+                let shown = match viewer {
+                    Actor::Operator => true,
+                    Actor::User(me) => me == n,
+                };
+                let fact = |f: bool| shown.then_some(f);
+                UserInfo {
+                    name: n.to_string(),
+                    has_token: fact(u.token_hash.is_some()),
+                    has_password: fact(u.account.password_hash.is_some()),
+                    invited: fact(u.account.invitation.as_ref().is_some_and(|i| now < i.expires_at)),
+                    disabled: fact(u.account.disabled),
+                }
             })
             .collect()
     })

@@ -72,10 +72,13 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Quer
             button type="submit" { "Show who would be added" }
         }
         @match &previewed {
-            Some(Ok(added)) if added.is_empty() => p role="status" { "Nobody new: everyone it reaches reads your data there already." },
+            Some(Ok(added)) if added.named.is_empty() && added.more == 0 => p role="status" { "Nobody new: everyone it reaches reads your data there already." },
             Some(Ok(added)) => div role="status" {
-                p { "Once accepted, " (added.len()) " more would read your data on " code { (q.on.trim()) } ":" }
-                ul.names { @for a in added { li { (a) } } }
+                p { "Once accepted, " (added.named.len() + added.more) " more would read your data on " code { (q.on.trim()) } ":" }
+                ul.names {
+                    @for a in &added.named { li { (a) } }
+                    @if added.more > 0 { li.more { (added.more) " further along, through shares that are theirs (named here once yours is accepted)" } }
+                }
             },
             Some(Err(e)) => p.error role="alert" { (e) },
             None => {},

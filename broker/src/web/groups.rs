@@ -31,14 +31,15 @@ const GROUP_FIELDS: [(Field, &str); 3] = [(Field::Group, "name"), (Field::Name, 
 
 fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
-    let groups: Vec<GroupInfo> = groups::list(state, Some(me));
+    let groups: Vec<GroupInfo> = groups::list(state, &Actor::User(me.clone()), true);
     let body = html! {
         p.lead { "Share with a group and every member who accepted reads it. Admins invite and remove members." }
         (error_for(problem, "form"))
         @if groups.is_empty() { p.empty { "You are in no group yet." } }
         @for (gi, g) in groups.iter().enumerate() {
-            @let admin = g.admins.contains(me);
-            @let invited = g.members.iter().any(|m| &m.user == me && !m.accepted);
+            @let admin = g.admins().contains(me);
+            // Of my groups, only one I am invited to hides its members.
+            @let invited = g.members.is_none();
             @let base = format!("/groups/{}", urlencode(&g.name));
             section.group aria-labelledby=(format!("g-{}", g.name)) {
                 h2 id=(format!("g-{}", g.name)) { (g.name) @if admin { " " span.badge { "admin" } } @if invited { " " span.pending { "invited" } } }
@@ -48,13 +49,13 @@ fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, p
                     (action_button(signed, &format!("{base}/leave"), &[], "Decline", None))
                 }
                 ul.members {
-                    @for m in &g.members {
+                    @for m in g.members() {
                         li {
                             (m.user)
-                            @if g.admins.contains(&m.user) { " " span.badge { "admin" } }
+                            @if g.admins().contains(&m.user) { " " span.badge { "admin" } }
                             @if !m.accepted { " " span.pending { "invited" } }
                             @if admin && &m.user != me {
-                                @if m.accepted && !g.admins.contains(&m.user) {
+                                @if m.accepted && !g.admins().contains(&m.user) {
                                     (action_button(signed, &format!("{base}/admin"), &[("user", &m.user)], "Make admin", None))
                                 }
                                 (action_button(signed, &format!("{base}/remove"), &[("user", &m.user)], "Remove", Some("Remove this member?")))
@@ -72,7 +73,7 @@ fn render_groups(state: &AppState, u: &SignedInUser, form: Option<&GroupForm>, p
                         button type="submit" { "Invite" }
                     }
                 }
-                @if !invited && !(admin && g.admins.len() == 1) {
+                @if !invited && !(admin && g.admins().len() == 1) {
                     (action_button(signed, &format!("{base}/leave"), &[], "Leave group", Some("Leave this group?")))
                 }
             }

@@ -78,7 +78,7 @@ async fn render_operator(
     link: Option<(&str, &str)>,
     problem: Option<&Problem>,
 ) -> Markup {
-    let users = users::list(state);
+    let users = users::list(state, &hpfriends_graph::Actor::Operator);
     let cluster = cluster_markup(state).await;
     let body = html! {
         h2 { "Users" }
@@ -104,14 +104,14 @@ async fn render_operator(
                     tr {
                         th scope="row" { (u.name) }
                         td {
-                            @if u.disabled { span.bad { "disabled" } }
-                            @else if u.has_password { span.ok { "active" } }
-                            @else if u.invited { span.pending { "invited" } }
+                            @if u.disabled == Some(true) { span.bad { "disabled" } }
+                            @else if u.has_password == Some(true) { span.ok { "active" } }
+                            @else if u.invited == Some(true) { span.pending { "invited" } }
                             @else { span.muted { "no password" } }
                         }
                         td.actions {
-                            (action_button(signed, &format!("{base}/reset"), &[], if u.has_password { "Reset password" } else { "New invitation" }, None))
-                            @if u.disabled {
+                            (action_button(signed, &format!("{base}/reset"), &[], if u.has_password == Some(true) { "Reset password" } else { "New invitation" }, None))
+                            @if u.disabled == Some(true) {
                                 (action_button(signed, &format!("{base}/enable"), &[], "Enable", None))
                             } @else {
                                 (action_button(signed, &format!("{base}/disable"), &[], "Disable", Some("Disable this user? Their sessions, tokens and keys stop working at once.")))

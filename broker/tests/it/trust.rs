@@ -391,3 +391,73 @@ async fn given_a_group_then_only_members_become_admins_and_an_admin_who_is_not_o
         assert!(!admin && !member, "{who} is out of cert");
     }
 }
+
+#[tokio::test]
+async fn given_users_groups_and_relays_then_each_user_sees_what_docs_sharing_md_says() {
+    let n = start_node(|_| {}).await;
+    let (session, _) = jojo_signed_in(&n).await;
+    for name in ["alice", "carol", "gadmin", "invitee", "member", "outsider"] {
+        n.write(Command::AddUser { name: name.into() }).await;
+    }
+    n.write(Command::AddGroup { name: "cert".into(), creator: "gadmin".into() }).await;
+    for (user, accept) in [("member", true), ("invitee", false)] {
+        n.write(Command::InviteMember { group: "cert".into(), user: user.into() }).await;
+        if accept {
+            n.write(Command::AcceptMembership { group: "cert".into(), user: user.into() }).await;
+        }
+    }
+    n.write(share("alice", Target::Group("cert".into()), "to-cert")).await;
+    let relay = Command::AddShare {
+        from: "alice".into(),
+        to: Target::User("carol".into()),
+        channel: "relay.chan".into(),
+        kind: ShareKind::SharesAll,
+    };
+    n.write(relay).await;
+    n.write(Command::AcceptShare {
+        from: "alice".into(),
+        to: Target::User("carol".into()),
+        channel: "relay.chan".into(),
+    })
+    .await;
+    let operator = n.running.operator_token.clone();
+    let (outsider, invitee, member) =
+        (token_of(&n, "outsider").await, token_of(&n, "invitee").await, token_of(&n, "member").await);
+
+    // Users: names for everyone, the account's state to the operator and to oneself.
+    let users = get_json(&n, &outsider, "/api/v1/users").await;
+    for u in users["users"].as_array().unwrap() {
+        let own = u["name"] == "outsider";
+        assert_eq!(u.get("has_password").is_some(), own, "{u}");
+        assert_eq!(u.get("disabled").is_some(), own, "{u}");
+    }
+    let all = get_json(&n, &operator, "/api/v1/users").await;
+    assert!(all["users"].as_array().unwrap().iter().all(|u| u["invited"].is_boolean()), "{all}");
+
+    // Groups: the name to anyone, the admins to the invited, the members to members.
+    let cert = |list: serde_json::Value| list["groups"].as_array().unwrap()[0].clone();
+    assert_eq!(cert(get_json(&n, &outsider, "/api/v1/groups").await), serde_json::json!({"name": "cert"}));
+    let invited = cert(get_json(&n, &invitee, "/api/v1/groups").await);
+    assert_eq!((invited["admins"].clone(), invited.get("members")), (serde_json::json!(["gadmin"]), None));
+    let whole = cert(get_json(&n, &member, "/api/v1/groups").await);
+    assert_eq!(whole["members"].as_array().unwrap().len(), 3, "{whole}");
+
+    // History: the shares to a group belong to its members, not to those only invited.
+    assert!(!get_json(&n, &invitee, "/api/v1/history").await.to_string().contains("to-cert"));
+    assert!(get_json(&n, &member, "/api/v1/history").await.to_string().contains("to-cert"));
+
+    // The Audience preview names alice, and only counts whom she relays to.
+    let page = reqwest::Client::new()
+        .get(format!("http://{}/audience?to=alice&on=relay.chan", n.running.http_addr))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let preview = &page[page.find("Before you offer a share").unwrap()..];
+    assert!(preview.contains("<li>alice</li>"), "{preview}");
+    assert!(preview.contains("1 further along"), "{preview}");
+    assert!(!page.contains("carol"), "alice's relay is hers to tell: {page}");
+}

@@ -20,11 +20,17 @@ pub async fn run(api: &Api, cmd: &GroupCmd) -> anyhow::Result<Output> {
                 .iter()
                 .map(|g| {
                     let members: Vec<String> = g
-                        .members
+                        .members()
                         .iter()
                         .map(|m| if m.accepted { m.user.clone() } else { format!("{} (invited)", m.user) })
                         .collect();
-                    format!("{}  admins: {}  members: {}", g.name, g.admins.join(","), members.join(", "))
+                    match (&g.admins, &g.members) {
+                        (Some(admins), Some(_)) => {
+                            format!("{}  admins: {}  members: {}", g.name, admins.join(","), members.join(", "))
+                        }
+                        (Some(admins), None) => format!("{}  admins: {}  (you are invited)", g.name, admins.join(",")),
+                        _ => g.name.clone(),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join("\n");

@@ -10,10 +10,11 @@ use crate::app::types::{Done, GroupList, MemberChange, NewGroup};
 use crate::http::auth::Caller;
 use crate::state::AppState;
 
-/// Every group with its admins and members.
+/// Every group's name; its admins to its admins, members and invited users;
+/// its members to its admins and members (the operator sees everything).
 #[utoipa::path(get, path = "/api/v1/groups", tag = "groups", responses((status = 200, body = GroupList), ApiErrors))]
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Reply<GroupList> {
-    Ok(Json(GroupList { groups: groups::list(&state, None) }))
+pub async fn list(State(state): State<AppState>, Caller(actor): Caller) -> Reply<GroupList> {
+    Ok(Json(GroupList { groups: groups::list(&state, &actor, false) }))
 }
 
 /// A new group; its creator is its first admin and a member.

@@ -10,10 +10,11 @@ use crate::app::{accounts, users};
 use crate::http::auth::Caller;
 use crate::state::AppState;
 
-/// Every user's name (users find each other by name to share).
+/// Every user's name (users find each other by name to share); the state
+/// of their account to the operator, and to a user about themselves.
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", responses((status = 200, body = UserList), ApiErrors))]
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Reply<UserList> {
-    Ok(Json(UserList { users: users::list(&state) }))
+pub async fn list(State(state): State<AppState>, Caller(actor): Caller) -> Reply<UserList> {
+    Ok(Json(UserList { users: users::list(&state, &actor) }))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUser, responses((status = 200, body = Done), ApiErrors))]
