@@ -161,6 +161,9 @@ pub struct Graph {
     /// Names by id. Derived; `None` for removed users.
     #[serde(skip)]
     names: Vec<Option<String>>,
+    /// Names in order, for listings and completion without a sort. Derived.
+    #[serde(skip)]
+    sorted_names: BTreeSet<String>,
 }
 
 /// A place in the graph whose accepted out-edges on a channel changed: the
@@ -202,6 +205,7 @@ impl Graph {
         for (name, user) in &self.users {
             self.names[user.id as usize] = Some(name.clone());
         }
+        self.sorted_names = self.users.keys().cloned().collect();
         // Groups of a v0.1.0 snapshot, numbered in name order.
         for group in self.groups.values_mut().filter(|g| g.id == 0) {
             self.last_group_id += 1;
@@ -217,9 +221,17 @@ impl Graph {
     }
     /// Every user, sorted by name.
     pub fn users(&self) -> impl Iterator<Item = (&str, &User)> {
-        let mut all: Vec<(&str, &User)> = self.users.iter().map(|(n, u)| (n.as_str(), u)).collect();
-        all.sort_unstable_by_key(|(n, _)| *n);
-        all.into_iter()
+        self.sorted_names.iter().map(|n| (n.as_str(), &self.users[n]))
+    }
+    /// User names from `from` on, in order: a prefix search costs what it returns.
+    pub fn user_names_from<'a>(&'a self, from: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        use std::ops::Bound;
+        self.sorted_names.range::<str, _>((Bound::Included(from), Bound::Unbounded)).map(String::as_str)
+    }
+    /// Group names from `from` on, in order.
+    pub fn group_names_from<'a>(&'a self, from: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        use std::ops::Bound;
+        self.groups.range::<str, _>((Bound::Included(from), Bound::Unbounded)).map(|(n, _)| n.as_str())
     }
     pub fn user_count(&self) -> usize {
         self.users.len()
@@ -533,6 +545,7 @@ impl Graph {
         self.next_user_id += 1;
         self.users.insert(name.to_string(), User { id, ..User::default() });
         self.names.push(Some(name.to_string()));
+        self.sorted_names.insert(name.to_string());
         Ok(())
     }
 
@@ -653,6 +666,30 @@ impl Graph {
         self.end_sessions_of(name);
         if let Some(user) = self.users.remove(name) {
             self.names[user.id as usize] = None;
+            self.sorted_names.remove(name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_users_added_removed_and_restored_then_names_from_a_prefix_come_in_order() {
+        let mut g = Graph::new();
+        for name in ["bob", "alice", "alfred", "carol", "al"] {
+            g.apply(&Command::AddUser { name: name.into() }).unwrap();
+        }
+        g.apply(&Command::RemoveUser { name: "alfred".into() }).unwrap();
+        let starting = |g: &Graph, p: &str| -> Vec<String> {
+            g.user_names_from(p).take_while(|n| n.starts_with(p)).map(str::to_string).collect()
+        };
+        assert_eq!(starting(&g, "al"), ["al", "alice"]);
+        assert_eq!(starting(&g, "b"), ["bob"]);
+        assert!(starting(&g, "d").is_empty());
+        let restored: Graph = serde_json::from_str::<Graph>(&serde_json::to_string(&g).unwrap()).unwrap().restore();
+        assert_eq!(restored, g, "the order is derived, and derived alike");
+        assert_eq!(g.users().map(|(n, _)| n).collect::<Vec<_>>(), ["al", "alice", "bob", "carol"]);
     }
 }

@@ -58,10 +58,11 @@ pub fn names_starting(state: &AppState, typed: &str, groups: bool, max: usize) -
     state.node.read_graph(|g| {
         let mut out: Vec<String> = Vec::new();
         if !typed.starts_with("group:") {
-            out.extend(g.users().map(|(n, _)| n).filter(|n| n.starts_with(prefix)).take(max).map(str::to_string));
+            let users = g.user_names_from(prefix).take_while(|n| n.starts_with(prefix));
+            out.extend(users.take(max).map(str::to_string));
         }
         if groups {
-            let groups = g.groups().map(|(n, _)| n).filter(|n| n.starts_with(prefix));
+            let groups = g.group_names_from(prefix).take_while(|n| n.starts_with(prefix));
             out.extend(groups.take(max.saturating_sub(out.len())).map(|n| format!("group:{n}")));
         }
         out
