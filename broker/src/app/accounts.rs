@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use hmac::{Hmac, Mac};
 use hpfriends_graph::accounts::UnixTime;
 use hpfriends_graph::{Actor, Command};
 use sha2::{Digest, Sha256};
@@ -193,7 +194,10 @@ pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Resu
 }
 
 async fn start_session(state: &AppState, actor: Actor) -> Result<String, AppError> {
-    let secret = new_secret();
+    let secret = match actor {
+        Actor::Operator => operator_cookie(state, &new_secret()),
+        Actor::User(_) => new_secret(),
+    };
     let at = now();
     let cmd = Command::StartSession {
         actor: actor.clone(),
@@ -211,17 +215,41 @@ pub fn session_expiry(state: &AppState, cookie: &str) -> Option<UnixTime> {
     state.node.read_graph(|g| g.session(&hash, now()).map(|s| s.expires_at))
 }
 
-/// The actor a session cookie stands for, if it is live and its user enabled.
+/// The actor a session cookie stands for, if it is live and its user
+/// enabled; an operator's, if it was made with this node's operator token.
 pub fn session_actor(state: &AppState, cookie: &str) -> Option<Actor> {
     let hash = hash_token(cookie);
     let now = now();
-    state.node.read_graph(|g| {
+    let actor = state.node.read_graph(|g| {
         let actor = g.session(&hash, now)?.actor.clone();
         match &actor {
             Actor::User(u) if !g.is_enabled(u) => None,
             _ => Some(actor),
         }
-    })
+    })?;
+    match actor {
+        Actor::Operator if !is_operator_cookie(state, cookie) => None,
+        actor => Some(actor),
+    }
+}
+
+/// An operator's cookie is `RANDOM.MAC`, the MAC keyed with the operator
+/// token: when the token changes, every operator session ends with it.
+fn operator_cookie(state: &AppState, random: &str) -> String {
+    format!("{random}.{}", hex::encode(operator_mac(state, random).finalize().into_bytes()))
+}
+
+fn operator_mac(state: &AppState, random: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(state.operator_token.as_bytes()).expect("HMAC takes any key");
+    mac.update(b"hpfriends operator session\0");
+    mac.update(random.as_bytes());
+    mac
+}
+
+fn is_operator_cookie(state: &AppState, cookie: &str) -> bool {
+    let Some((random, tag)) = cookie.split_once('.') else { return false };
+    let Ok(tag) = hex::decode(tag) else { return false };
+    operator_mac(state, random).verify_slice(&tag).is_ok()
 }
 
 pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<(), AppError> {

@@ -72,7 +72,12 @@ pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_string())
-        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+        .filter(|v| well_formed(v))
+}
+
+/// 64 hex digits; an operator's session has two such parts (`RANDOM.MAC`).
+fn well_formed(value: &str) -> bool {
+    value.split('.').count() <= 2 && value.split('.').all(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `Set-Cookie` for `value`: HttpOnly, SameSite=Strict, Secure over https;

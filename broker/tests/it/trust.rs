@@ -461,3 +461,37 @@ async fn given_users_groups_and_relays_then_each_user_sees_what_docs_sharing_md_
     assert!(preview.contains("1 further along"), "{preview}");
     assert!(!page.contains("carol"), "alice's relay is hers to tell: {page}");
 }
+
+#[tokio::test]
+async fn given_an_operator_signed_in_when_the_operator_token_changes_then_the_session_ends() {
+    let first = "the-first-operator-token-0123456789abcdef";
+    let n = start_node(|c| c.operator_token = Some(first.into())).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let (http, cookie, csrf) = anonymous_form(&base, "/sign-in").await;
+    let form = [("csrf", csrf.as_str()), ("token", first)];
+    let signed =
+        http.post(format!("{base}/sign-in/operator")).header("cookie", &cookie).form(&form).send().await.unwrap();
+    assert_eq!(signed.status(), 303);
+    let session = signed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let operator_page = |base: String, session: String| async move {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        http.get(format!("{base}/operator")).header("cookie", session).send().await.unwrap().status().as_u16()
+    };
+    assert_eq!(operator_page(base.clone(), session.clone()).await, 200);
+
+    // The same node, the same data, another token.
+    let Node { running, dir } = n;
+    running.stop().await;
+    let mut config = hpfriends_broker::config::Config {
+        data_dir: dir.path().join("data"),
+        hpfeeds_addr: "127.0.0.1:0".into(),
+        http_addr: "127.0.0.1:0".into(),
+        cluster_addr: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    config.operator_token = Some("the-second-operator-token-0123456789abcdef".into());
+    let again = hpfriends_broker::server::start(&config).await.unwrap();
+    again.node.wait_ready(crate::common::WAIT).await.unwrap();
+    let base = format!("http://{}", again.http_addr);
+    assert_eq!(operator_page(base, session).await, 303, "signed out: back to the sign-in page");
+}
