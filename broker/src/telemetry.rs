@@ -149,6 +149,13 @@ pub const INDEX_BUILD_SECONDS: Metric =
     metric("hpfriends_index_build_seconds", Gauge, "time of the last full sharing-index build (snapshot load)", true);
 pub const GRAPH_SIZE: Metric =
     metric("hpfriends_graph_size", Gauge, "users, groups, shares and keys in the graph, by kind", false);
+pub const LIVE_STREAMS: Metric = metric("hpfriends_live_streams", Gauge, "Live pages streaming from this node", true);
+pub const LIVE_STREAMS_REFUSED: Metric = metric(
+    "hpfriends_live_streams_refused_total",
+    Counter,
+    "Live pages refused, by the limit they hit (`limit`: user, address, node)",
+    false,
+);
 
 /// Every metric, each once.
 pub const ALL: &[Metric] = &[
@@ -185,6 +192,8 @@ pub const ALL: &[Metric] = &[
     INDEX_GENERATION,
     INDEX_BUILD_SECONDS,
     GRAPH_SIZE,
+    LIVE_STREAMS,
+    LIVE_STREAMS_REFUSED,
 ];
 
 /// Bucket bounds of the publish-size histogram, in bytes.

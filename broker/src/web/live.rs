@@ -6,8 +6,9 @@
 //! its queue. A browser that stops reading is closed as a slow consumer;
 //! publishers never wait for it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::net::IpAddr;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -21,13 +22,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::forms::channel_list;
 use super::layout::{page, render, text_input, InputAttrs};
-use super::session::SignedInUser;
+use super::session::{ClientIp, SignedInUser};
 use crate::hpfeeds::close::CloseReason;
 use crate::hpfeeds::outbound::{outbound, OutboundReceiver};
 use crate::protocol::frame::{decode, Limits};
 use crate::protocol::Frame;
 use crate::routing::{Subscriber, Switchboard};
 use crate::state::AppState;
+use crate::telemetry;
 
 /// Channels one page may watch.
 pub const MAX_CHANNELS: usize = 16;
@@ -35,45 +37,74 @@ pub const MAX_CHANNELS: usize = 16;
 pub const QUEUE_BYTES: usize = 1 << 20;
 /// Payload bytes sent to the browser per message; the size tells the rest.
 const SHOWN_BYTES: usize = 16 * 1024;
-/// Live streams open at once, per user and per node: each may hold a queue.
+/// Live streams open at once, per user, per client address and per node:
+/// each may hold a queue. The address bound keeps a few hundred accounts of
+/// one attacker (open sign-up) from taking every place of the node.
 pub const STREAMS_PER_USER: usize = 4;
+pub const STREAMS_PER_ADDRESS: usize = 32;
 pub const STREAMS_PER_NODE: usize = 1_000;
 
-/// The Live streams open on this node, by user.
+/// The Live streams open on this node, by user and by address.
 #[derive(Default)]
 pub struct Streams {
-    open: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+    open: std::sync::Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    by_user: HashMap<String, usize>,
+    by_address: HashMap<IpAddr, usize>,
+    total: usize,
 }
 
 /// One open stream; closing it (dropping this) frees its place.
 struct Ticket {
     streams: std::sync::Arc<Streams>,
     user: String,
+    address: IpAddr,
 }
 
 impl Streams {
-    fn open(self: &std::sync::Arc<Self>, user: &str) -> Result<Ticket, String> {
+    fn open(self: &std::sync::Arc<Self>, user: &str, address: IpAddr) -> Result<Ticket, String> {
         let mut open = self.open.lock().expect("live streams lock");
-        if open.get(user).copied().unwrap_or(0) >= STREAMS_PER_USER {
-            return Err(format!("you have {STREAMS_PER_USER} Live pages open already: close one first"));
+        let refused = |limit: &'static str, why: String| {
+            metrics::counter!(telemetry::LIVE_STREAMS_REFUSED.name, "limit" => limit).increment(1);
+            Err(why)
+        };
+        if open.by_user.get(user).copied().unwrap_or(0) >= STREAMS_PER_USER {
+            return refused("user", format!("you have {STREAMS_PER_USER} Live pages open already: close one first"));
         }
-        if open.values().sum::<usize>() >= STREAMS_PER_NODE {
-            return Err("this node streams to as many Live pages as it may now: try again later".into());
+        if open.by_address.get(&address).copied().unwrap_or(0) >= STREAMS_PER_ADDRESS {
+            return refused("address", format!("{STREAMS_PER_ADDRESS} Live pages are open from your address already"));
         }
-        *open.entry(user.to_string()).or_default() += 1;
-        Ok(Ticket { streams: self.clone(), user: user.to_string() })
+        if open.total >= STREAMS_PER_NODE {
+            return refused("node", "this node streams to as many Live pages as it may now: try again later".into());
+        }
+        *open.by_user.entry(user.to_string()).or_default() += 1;
+        *open.by_address.entry(address).or_default() += 1;
+        open.total += 1;
+        metrics::gauge!(telemetry::LIVE_STREAMS.name).set(open.total as f64);
+        Ok(Ticket { streams: self.clone(), user: user.to_string(), address })
+    }
+}
+
+/// Counts one place less; the entry goes at zero, so the maps hold only open streams.
+fn release<K: std::hash::Hash + Eq>(map: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         let mut open = self.streams.open.lock().expect("live streams lock");
-        if let Some(n) = open.get_mut(&self.user) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.user);
-            }
-        }
+        release(&mut open.by_user, &self.user);
+        release(&mut open.by_address, &self.address);
+        open.total -= 1;
+        metrics::gauge!(telemetry::LIVE_STREAMS.name).set(open.total as f64);
     }
 }
 
@@ -168,6 +199,7 @@ pub async fn events(
     State(state): State<AppState>,
     State(streams): State<std::sync::Arc<Streams>>,
     u: SignedInUser,
+    ClientIp(ip): ClientIp,
     Query(q): Query<LiveQuery>,
 ) -> Response {
     let SignedInUser(signed, me) = u;
@@ -179,7 +211,7 @@ pub async fn events(
     let Some(owner) = state.node.read_graph(|g| g.user_id(&me)) else {
         return StatusCode::FORBIDDEN.into_response();
     };
-    let ticket = match streams.open(&me) {
+    let ticket = match streams.open(&me, ip) {
         Ok(t) => t,
         Err(why) => return (StatusCode::TOO_MANY_REQUESTS, why).into_response(),
     };
@@ -328,13 +360,29 @@ mod tests {
     #[test]
     fn given_four_open_streams_then_a_fifth_of_that_user_is_refused_until_one_closes() {
         let streams = std::sync::Arc::new(Streams::default());
-        let tickets: Vec<Ticket> = (0..STREAMS_PER_USER).map(|_| streams.open("jojo").unwrap()).collect();
-        assert!(streams.open("jojo").err().expect("a fifth is refused").contains("close one first"));
-        let other = streams.open("mark").unwrap();
+        let here = IpAddr::from([192, 0, 2, 1]);
+        let tickets: Vec<Ticket> = (0..STREAMS_PER_USER).map(|_| streams.open("jojo", here).unwrap()).collect();
+        assert!(streams.open("jojo", here).err().expect("a fifth is refused").contains("close one first"));
+        let other = streams.open("mark", here).unwrap();
         drop(tickets);
         drop(other);
-        assert!(streams.open.lock().unwrap().is_empty());
-        assert!(streams.open("jojo").is_ok());
+        let open = streams.open.lock().unwrap();
+        assert!(open.by_user.is_empty() && open.by_address.is_empty() && open.total == 0);
+        drop(open);
+        assert!(streams.open("jojo", here).is_ok());
+    }
+
+    #[test]
+    fn given_many_accounts_from_one_address_then_they_get_a_bounded_share_of_the_node() {
+        let streams = std::sync::Arc::new(Streams::default());
+        let (one, other) = (IpAddr::from([192, 0, 2, 1]), IpAddr::from([192, 0, 2, 2]));
+        let held: Vec<Ticket> =
+            (0..STREAMS_PER_ADDRESS).map(|i| streams.open(&format!("u{i}"), one).unwrap()).collect();
+        let refused = streams.open("one-more", one).err().expect("the address is full");
+        assert!(refused.contains("from your address"), "{refused}");
+        assert!(streams.open("one-more", other).is_ok(), "another address still gets a place");
+        drop(held);
+        assert!(streams.open("one-more", one).is_ok());
     }
 
     #[test]
