@@ -70,6 +70,7 @@ pub struct AccountSettings {
     /// Session cookies carry `Secure` (the web app is reached over https).
     pub secure_cookies: bool,
     pub sign_in_limit: AuthLimiter,
+    pub unknown_cookie_limit: AuthLimiter,
 }
 
 impl AccountSettings {
@@ -84,6 +85,7 @@ impl AccountSettings {
             secure_cookies: web_url.starts_with("https://") || config.web_tls_cert.is_some(),
             web_url,
             sign_in_limit: AuthLimiter::for_sign_in(),
+            unknown_cookie_limit: AuthLimiter::for_unknown_cookies(),
         })
     }
 }

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{execute, AppError};
+use crate::auth_limit::Client;
 use crate::config::Signup;
 use crate::state::AppState;
 
@@ -133,13 +134,14 @@ pub fn invitation_of(state: &AppState, token: &str) -> Option<String> {
 
 /// Sets the password through an invitation link (the graph checks the link
 /// again) and signs the user in, as a sign-up does: the cookie value to set.
-pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<String, AppError> {
+pub async fn accept_invitation(state: &AppState, token: &str, password: &str) -> Result<NewSession, AppError> {
     let name = invitation_of(state, token).ok_or(AppError::InvalidInvitation)?;
     let password_hash = hash_password(password).await?;
     let cmd =
         Command::SetPassword { name: name.clone(), password_hash, invitation: Some(hash_token(token)), at: now() };
     execute(state, Actor::User(name.clone()), cmd).await?;
-    start_session(state, Actor::User(name)).await
+    let session = start_session(state, Actor::User(name.clone())).await?;
+    Ok(NewSession { session, device: device_cookie(state, &name, &new_secret()) })
 }
 
 /// `signup = "open"`: a new user with a password, in one entry. Each
@@ -149,9 +151,9 @@ pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -
     if state.accounts.signup != Signup::Open {
         return Err(AppError::Forbidden("accounts are made by invitation here: ask the operator".into()));
     }
+    // Charged and never given back: every sign-up counts (the key is the address's own).
     let key = format!("\0sign-up {ip}");
-    // Charged and never given back: every sign-up counts.
-    let Some(_charged) = state.accounts.sign_in_limit.attempt(ip, key.as_bytes()) else {
+    let Some(_charged) = state.accounts.sign_in_limit.attempt(Client::Address(ip), key.as_bytes()) else {
         return Err(AppError::Limited("too many new accounts from this address: wait a minute"));
     };
     let password_hash = hash_password(password).await?;
@@ -163,10 +165,27 @@ pub async fn sign_up(state: &AppState, ip: IpAddr, name: &str, password: &str) -
     execute(state, Actor::Operator, Command::Batch { commands }).await
 }
 
-/// Checks a name and password (limited per name and per address) and starts a
-/// session: the cookie value to set.
-pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<String, AppError> {
-    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, name.as_bytes()) else {
+/// A new sign-in: the session cookie, and the device cookie that makes the
+/// browser a known client of this name from now on.
+pub struct NewSession {
+    pub session: String,
+    pub device: String,
+}
+
+/// Checks a name and password and starts a session. Limited per client: a
+/// browser whose `device` cookie says it signed in as `name` before has a
+/// budget of its own, so failures elsewhere never lock its user out; any
+/// other is limited per name and per address (`auth_limit.rs`).
+pub async fn sign_in(
+    state: &AppState,
+    ip: IpAddr,
+    device: Option<&str>,
+    name: &str,
+    password: &str,
+) -> Result<NewSession, AppError> {
+    let known = device.filter(|d| is_device_of(state, name, d));
+    let client = known.map_or(Client::Address(ip), |d| Client::Known(d.as_bytes()));
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(client, name.as_bytes()) else {
         return Err(AppError::Limited(
             "too many failed sign-ins for this name or from this address: wait a minute and try again",
         ));
@@ -178,19 +197,52 @@ pub async fn sign_in(state: &AppState, ip: IpAddr, name: &str, password: &str) -
         return Err(AppError::BadCredentials("wrong name or password"));
     }
     attempt.succeeded();
-    start_session(state, Actor::User(name.to_string())).await
+    let session = start_session(state, Actor::User(name.to_string())).await?;
+    Ok(NewSession { session, device: device_cookie(state, name, &new_secret()) })
 }
 
-/// The operator signs in to the web app with the operator token.
-pub async fn sign_in_operator(state: &AppState, ip: IpAddr, token: &str) -> Result<String, AppError> {
-    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, b"\0operator") else {
+/// The name the operator's sign-ins are limited under.
+const OPERATOR_KEY: &str = "\0operator";
+
+/// The operator signs in to the web app with the operator token; limited like a user's sign-in.
+pub async fn sign_in_operator(
+    state: &AppState,
+    ip: IpAddr,
+    device: Option<&str>,
+    token: &str,
+) -> Result<NewSession, AppError> {
+    let known = device.filter(|d| is_device_of(state, OPERATOR_KEY, d));
+    let client = known.map_or(Client::Address(ip), |d| Client::Known(d.as_bytes()));
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(client, OPERATOR_KEY.as_bytes()) else {
         return Err(AppError::Limited("too many failed sign-ins: wait a minute"));
     };
     if !is_operator_token(state, token) {
         return Err(AppError::BadCredentials("that is not the operator token"));
     }
     attempt.succeeded();
-    start_session(state, Actor::Operator).await
+    let session = start_session(state, Actor::Operator).await?;
+    Ok(NewSession { session, device: device_cookie(state, OPERATOR_KEY, &new_secret()) })
+}
+
+/// A device cookie is `NONCE.TAG`, the tag an HMAC of the name and nonce
+/// keyed with the node's operator token: any node with the same token knows it.
+fn device_cookie(state: &AppState, name: &str, nonce: &str) -> String {
+    format!("{nonce}.{}", hex::encode(device_mac(state, name, nonce).finalize().into_bytes()))
+}
+
+fn device_mac(state: &AppState, name: &str, nonce: &str) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(state.operator_token.as_bytes()).expect("HMAC takes any key");
+    mac.update(b"hpfriends device\0");
+    mac.update(name.as_bytes());
+    mac.update(b"\0");
+    mac.update(nonce.as_bytes());
+    mac
+}
+
+fn is_device_of(state: &AppState, name: &str, cookie: &str) -> bool {
+    let Some((nonce, tag)) = cookie.split_once('.') else { return false };
+    let Ok(tag) = hex::decode(tag) else { return false };
+    device_mac(state, name, nonce).verify_slice(&tag).is_ok()
 }
 
 async fn start_session(state: &AppState, actor: Actor) -> Result<String, AppError> {
@@ -269,13 +321,13 @@ pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), A
 /// With `revoke_tokens`, every API token of theirs is revoked in the same entry.
 pub async fn change_password(
     state: &AppState,
-    ip: IpAddr,
+    session: &str,
     name: &str,
     old: &str,
     new: &str,
     revoke_tokens: bool,
 ) -> Result<String, AppError> {
-    check_own_password(state, ip, name, old).await?;
+    check_own_password(state, session, name, old).await?;
     let password_hash = hash_password(new).await?;
     let mut commands =
         vec![Command::SetPassword { name: name.to_string(), password_hash, invitation: None, at: now() }];
@@ -289,9 +341,11 @@ pub async fn change_password(
 
 /// A signed-in user's own password, asked again before a lasting change (a
 /// new password, an API token), so a stolen browser session cannot make one.
-/// Limited like sign-ins: a stolen session is no way to guess it.
-async fn check_own_password(state: &AppState, ip: IpAddr, name: &str, password: &str) -> Result<(), AppError> {
-    let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, name.as_bytes()) else {
+/// Each session has a budget of its own: a stolen one is no way to guess the
+/// password, nor to lock its user out.
+async fn check_own_password(state: &AppState, session: &str, name: &str, password: &str) -> Result<(), AppError> {
+    let session = hash_token(session);
+    let Some(attempt) = state.accounts.sign_in_limit.attempt(Client::Known(session.as_bytes()), name.as_bytes()) else {
         return Err(AppError::Limited("too many wrong passwords for this name: wait a minute and try again"));
     };
     let stored = state.node.read_graph(|g| g.user(name).and_then(|u| u.account.password_hash.clone()));
@@ -306,12 +360,12 @@ async fn check_own_password(state: &AppState, ip: IpAddr, name: &str, password: 
 /// is given again; shown once.
 pub async fn add_api_token(
     state: &AppState,
-    ip: IpAddr,
+    session: &str,
     name: &str,
     password: &str,
     label: &str,
 ) -> Result<String, AppError> {
-    check_own_password(state, ip, name, password).await?;
+    check_own_password(state, session, name, password).await?;
     let actor = Actor::User(name.to_string());
     let token = format!("{name}.{}", new_secret());
     let cmd = Command::AddApiToken {

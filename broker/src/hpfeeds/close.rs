@@ -12,7 +12,7 @@ pub enum CloseReason {
     AuthFailed {
         ident: String,
     },
-    /// Too many failed AUTHs from the client's address; refused unchecked.
+    /// Too many failed AUTHs for the ident or from the client's address; refused unchecked.
     AuthRateLimited,
     FirstNotAuth,
     LoginTimeout,
@@ -90,7 +90,7 @@ impl CloseReason {
     pub fn error_text(&self) -> Option<String> {
         let text = match self {
             CloseReason::AuthFailed { ident } => format!("Authentication failed for {ident}"),
-            CloseReason::AuthRateLimited => "Too many failed logins from this address, try again later".into(),
+            CloseReason::AuthRateLimited => "Too many failed logins, try again later".into(),
             CloseReason::FirstNotAuth => "First message was not AUTH".into(),
             CloseReason::WrongIdent { ident } => format!("Invalid authkey in message, ident={ident}"),
             CloseReason::PublishDenied { ident, chan } => {

@@ -22,7 +22,7 @@ use super::activity::{Activity, Connection};
 use super::close::{subscription_dropped_text, CloseReason};
 use super::outbound::outbound;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
-use crate::auth_limit::{hpfeeds_key, AuthLimiter};
+use crate::auth_limit::{hpfeeds_key, AuthLimiter, Client, KnownClients};
 use crate::protocol::codec::CodecError;
 use crate::protocol::frame::{auth_hash, encode_error, encode_info, MAX_AUTH_BODY};
 use crate::protocol::{Codec, Frame, Limits};
@@ -51,6 +51,8 @@ pub struct Connections {
     /// The close window now (µs); zero once the node stops at once.
     close_window_us: AtomicU64,
     auth_limit: AuthLimiter,
+    /// Where each ident has logged in from: those are known clients to the limiter.
+    known_clients: std::sync::Mutex<KnownClients>,
     /// Failed logins are logged at a bounded rate.
     failure_log: std::sync::Mutex<LogBudget>,
     /// Open connections.
@@ -176,6 +178,7 @@ impl Connections {
             publish_metrics,
             close_window_us,
             auth_limit: AuthLimiter::for_hpfeeds(),
+            known_clients: Default::default(),
             failure_log: std::sync::Mutex::new(LogBudget::per_second(FAILED_LOGINS_LOGGED_PER_SEC)),
             open: std::sync::atomic::AtomicUsize::new(0),
             activity: Activity::default(),
@@ -542,7 +545,9 @@ impl Connections {
         let Frame::Auth { ident, hash } = next_frame(reader).await? else {
             return Err(CloseReason::FirstNotAuth);
         };
-        let limit_key = hpfeeds_key(peer.ip(), &ident);
+        let from = hpfeeds_key(peer.ip(), &ident);
+        let known = self.known_clients.lock().expect("known clients lock").contains(&from);
+        let client = if known { Client::Known(&from) } else { Client::Address(peer.ip()) };
         // Failures with a key's ident are shown on that key (not those with unknown idents:
         // nobody to show them to, and a guesser's idents must not push real ones out).
         let failed_with_key = |reason| {
@@ -551,13 +556,18 @@ impl Connections {
                 self.activity.login_failed(i, key.owner, peer, reason);
             }
         };
-        let Some(attempt) = self.auth_limit.attempt(peer.ip(), &limit_key) else {
+        let Some(attempt) = self.auth_limit.attempt(client, &ident) else {
             failed_with_key("too many failed logins: refused unchecked");
             return Err(CloseReason::AuthRateLimited);
         };
         let result = check_auth(&self.switchboard, &ident, &hash, nonce);
         match &result {
-            Ok(_) => attempt.succeeded(),
+            Ok(_) => {
+                attempt.succeeded();
+                if !known {
+                    self.known_clients.lock().expect("known clients lock").remember(from);
+                }
+            }
             Err(_) => failed_with_key("wrong secret"),
         }
         result

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::forms::{csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
-use super::session::{set_cookie, ClientIp, SignedInUser, SESSION_COOKIE};
+use super::session::{set_cookie, SignedInUser, SESSION_COOKIE};
 use super::sign_in::confirmed;
 use crate::app::{accounts, Field};
 use crate::state::AppState;
@@ -97,15 +97,13 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
     render(StatusCode::OK, render_account(&state, &u, None, None))
 }
 
-pub async fn change_password(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    UserForm(u, f): UserForm<AccountForm>,
-) -> Response {
+pub async fn change_password(State(state): State<AppState>, UserForm(u, f): UserForm<AccountForm>) -> Response {
     let result = match confirmed(&f.password, &f.confirm) {
-        Ok(()) => accounts::change_password(&state, ip, &u.1, &f.current, &f.password, f.revoke_tokens == "on")
-            .await
-            .map_err(|e| Problem::of(e, &[(Field::CurrentPassword, "current"), (Field::Password, "password")])),
+        Ok(()) => {
+            accounts::change_password(&state, &u.0.cookie, &u.1, &f.current, &f.password, f.revoke_tokens == "on")
+                .await
+                .map_err(|e| Problem::of(e, &[(Field::CurrentPassword, "current"), (Field::Password, "password")]))
+        }
         Err(p) => Err(p),
     };
     match result {
@@ -114,12 +112,8 @@ pub async fn change_password(
     }
 }
 
-pub async fn add_token(
-    State(state): State<AppState>,
-    ClientIp(ip): ClientIp,
-    UserForm(u, f): UserForm<AccountForm>,
-) -> Response {
-    match accounts::add_api_token(&state, ip, &u.1, &f.token_password, f.label.trim()).await {
+pub async fn add_token(State(state): State<AppState>, UserForm(u, f): UserForm<AccountForm>) -> Response {
+    match accounts::add_api_token(&state, &u.0.cookie, &u.1, &f.token_password, f.label.trim()).await {
         Ok(token) => render(StatusCode::OK, render_account(&state, &u, Some(&token), None)),
         Err(e) => {
             let p = Problem::of(e, &[(Field::Label, "label"), (Field::CurrentPassword, "token_password")]);

@@ -20,6 +20,9 @@ use crate::state::AppState;
 pub const SESSION_COOKIE: &str = "hpfriends_session";
 /// The double-submit CSRF cookie of forms sent before signing in.
 pub const FORM_COOKIE: &str = "hpfriends_form";
+/// Set at each sign-in: the browser is a known client of that name from then
+/// on (`app::accounts::sign_in`), with a sign-in budget of its own.
+pub const DEVICE_COOKIE: &str = "hpfriends_device";
 
 /// A signed-in browser: the user's, or the operator's.
 pub struct SignedIn {
@@ -86,7 +89,11 @@ pub fn set_cookie(state: &AppState, name: &str, value: Option<&str>) -> (header:
     let secure = if state.accounts.secure_cookies { "; Secure" } else { "" };
     let text = match value {
         Some(v) => {
-            let max_age = if name == SESSION_COOKIE { state.accounts.session_ttl.as_secs() } else { 24 * 3600 };
+            let max_age = match name {
+                SESSION_COOKIE => state.accounts.session_ttl.as_secs(),
+                DEVICE_COOKIE => 365 * 24 * 3600,
+                _ => 24 * 3600,
+            };
             format!("{name}={v}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
         }
         None => format!("{name}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
@@ -107,11 +114,12 @@ impl FromRequestParts<WebState> for SignedIn {
             // Signed in through another node a moment ago: wait until this
             // node has applied what the leader committed, then look again.
             // That costs the leader a round trip, so unknown cookies are
-            // limited per address like failed sign-ins.
+            // limited per address (by a limiter of their own: they never
+            // cost anyone a sign-in).
             let ip =
                 ClientIp::from_request_parts(parts, state).await.map(|c| c.0).unwrap_or(std::net::IpAddr::from([0; 4]));
-            let key = format!("\0unknown cookie {ip}");
-            if let Some(attempt) = state.accounts.sign_in_limit.attempt(ip, key.as_bytes()) {
+            let limit = &state.accounts.unknown_cookie_limit;
+            if let Some(attempt) = limit.attempt(crate::auth_limit::Client::Address(ip), b"\0unknown cookie") {
                 if state.node.read_barrier().await.is_ok() {
                     actor = session_actor(state, &cookie);
                 }

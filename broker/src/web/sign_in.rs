@@ -2,13 +2,14 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::forms::{csrf_forms, AnonymousForm, SessionForm};
 use super::layout::{message_page, page, render, text_input, InputAttrs, Problem};
-use super::session::{anonymous_form_token, set_cookie, ClientIp, FORM_COOKIE, SESSION_COOKIE};
+use super::session::{anonymous_form_token, cookie, set_cookie, ClientIp, DEVICE_COOKIE, FORM_COOKIE, SESSION_COOKIE};
+use crate::app::accounts::NewSession;
 use crate::app::{accounts, AppError, Field};
 use crate::config::Signup;
 use crate::state::AppState;
@@ -70,8 +71,10 @@ pub async fn form_page(State(state): State<AppState>, headers: HeaderMap) -> Res
     anonymous(&state, &headers, StatusCode::OK, |csrf| sign_in_markup(&state, csrf, "", None))
 }
 
-fn signed_in_response(state: &AppState, cookie: &str, to: &str) -> Response {
-    ([set_cookie(state, SESSION_COOKIE, Some(cookie))], Redirect::to(to)).into_response()
+fn signed_in_response(state: &AppState, new: &NewSession, to: &str) -> Response {
+    let cookies =
+        [set_cookie(state, SESSION_COOKIE, Some(&new.session)), set_cookie(state, DEVICE_COOKIE, Some(&new.device))];
+    (AppendHeaders(cookies), Redirect::to(to)).into_response()
 }
 
 pub async fn submit(
@@ -79,8 +82,9 @@ pub async fn submit(
     ClientIp(ip): ClientIp,
     AnonymousForm(headers, f): AnonymousForm<SignInForm>,
 ) -> Response {
-    match accounts::sign_in(&state, ip, f.name.trim(), &f.password).await {
-        Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
+    let device = cookie(&headers, DEVICE_COOKIE);
+    match accounts::sign_in(&state, ip, device.as_deref(), f.name.trim(), &f.password).await {
+        Ok(new) => signed_in_response(&state, &new, "/keys"),
         Err(e) => {
             let problem = Problem::of(e, &[(Field::Password, "password")]);
             anonymous(&state, &headers, problem.status, |csrf| sign_in_markup(&state, csrf, &f.name, Some(&problem)))
@@ -93,8 +97,9 @@ pub async fn submit_operator(
     ClientIp(ip): ClientIp,
     AnonymousForm(headers, f): AnonymousForm<SignInForm>,
 ) -> Response {
-    match accounts::sign_in_operator(&state, ip, f.token.trim()).await {
-        Ok(cookie) => signed_in_response(&state, &cookie, "/operator"),
+    let device = cookie(&headers, DEVICE_COOKIE);
+    match accounts::sign_in_operator(&state, ip, device.as_deref(), f.token.trim()).await {
+        Ok(new) => signed_in_response(&state, &new, "/operator"),
         Err(e) => {
             let problem = Problem { field: "token", ..Problem::of(e, &[]) };
             anonymous(&state, &headers, problem.status, |csrf| sign_in_markup(&state, csrf, "", Some(&problem)))
@@ -254,8 +259,8 @@ pub async fn sign_up(
         Err(p) => Err(p),
     };
     match result {
-        Ok(()) => match accounts::sign_in(&state, ip, name, &f.password).await {
-            Ok(cookie) => signed_in_response(&state, &cookie, "/keys"),
+        Ok(()) => match accounts::sign_in(&state, ip, None, name, &f.password).await {
+            Ok(new) => signed_in_response(&state, &new, "/keys"),
             Err(e) => message_page(
                 e.status(),
                 "Account made",

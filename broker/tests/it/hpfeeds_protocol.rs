@@ -313,7 +313,7 @@ async fn given_many_failed_logins_from_one_address_then_it_is_refused_unchecked_
         match c.next().await {
             Some(hpfriends_broker::protocol::Frame::Error { message }) => {
                 let text = String::from_utf8_lossy(&message).into_owned();
-                if text == "Too many failed logins from this address, try again later" {
+                if text == "Too many failed logins, try again later" {
                     refused_at = Some(attempt);
                     break;
                 }
@@ -325,7 +325,7 @@ async fn given_many_failed_logins_from_one_address_then_it_is_refused_unchecked_
     assert_eq!(refused_at, Some(20), "twenty failures, then the address waits");
     // Even the right secret waits now: nothing is checked for this address.
     let mut c = Client::login(addr, "mark-key", "m").await;
-    c.expect_error("Too many failed logins from this address, try again later").await;
+    c.expect_error("Too many failed logins, try again later").await;
     let metrics = hpfriends_broker::telemetry::prometheus().render();
     assert!(metrics.contains("hpfeeds_broker_connection_error_total{category=\"auth_rate_limited\"}"), "{metrics}");
 }

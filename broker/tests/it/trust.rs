@@ -495,3 +495,127 @@ async fn given_an_operator_signed_in_when_the_operator_token_changes_then_the_se
     let base = format!("http://{}", again.http_addr);
     assert_eq!(operator_page(base, session).await, 303, "signed out: back to the sign-in page");
 }
+
+/// A browser at `ip` (any 127.x.y.z): it keeps the cookies it is given and
+/// does not follow redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookies: std::collections::BTreeMap<String, String>,
+}
+
+fn browser_from(ip: [u8; 4]) -> Browser {
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    Browser { http, cookies: Default::default() }
+}
+
+impl Browser {
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> reqwest::Response {
+        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let response = request.header("cookie", jar.join("; ")).send().await.unwrap();
+        for set in response.headers().get_all("set-cookie") {
+            let pair = set.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            self.cookies.insert(name.to_string(), value.to_string());
+        }
+        response
+    }
+
+    /// Signs in through a web form: the status.
+    async fn sign_in(&mut self, base: &str, path: &str, fields: &[(&str, &str)]) -> u16 {
+        let page = self.send(self.http.get(format!("{base}/sign-in"))).await.text().await.unwrap();
+        let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.send(self.http.post(format!("{base}{path}")).form(&form)).await.status().as_u16()
+    }
+}
+
+#[tokio::test]
+async fn given_wrong_passwords_and_junk_cookies_from_anywhere_then_known_browsers_still_sign_in() {
+    let n = start_node(|_| {}).await;
+    add_jojo(&n).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let (mut jojos, mut operators) = (browser_from([127, 10, 0, 1]), browser_from([127, 10, 0, 2]));
+    let jojo = [("name", "jojo"), ("password", "correct horse battery")];
+    let operator = [("token", n.running.operator_token.as_str())];
+    assert_eq!(jojos.sign_in(&base, "/sign-in", &jojo).await, 303);
+    assert_eq!(operators.sign_in(&base, "/sign-in/operator", &operator).await, 303);
+
+    // Wrong passwords for jojo and wrong operator tokens, from several addresses.
+    for i in 0..6u8 {
+        let mut attacker = browser_from([127, 66, 0, i]);
+        for _ in 0..3 {
+            attacker.sign_in(&base, "/sign-in", &[("name", "jojo"), ("password", "a wrong guess")]).await;
+            attacker.sign_in(&base, "/sign-in/operator", &[("token", "not-the-operator-token")]).await;
+        }
+    }
+    let mut stranger = browser_from([127, 66, 1, 1]);
+    assert_eq!(stranger.sign_in(&base, "/sign-in", &jojo).await, 429, "an unknown browser waits");
+    assert_eq!(stranger.sign_in(&base, "/sign-in/operator", &operator).await, 429);
+    assert_eq!(jojos.sign_in(&base, "/sign-in", &jojo).await, 303, "jojo's own browser is not locked out");
+    assert_eq!(operators.sign_in(&base, "/sign-in/operator", &operator).await, 303, "nor the operator's");
+
+    // 60 junk session cookies from an address cost its sign-ins nothing.
+    let mut junk = browser_from([127, 10, 0, 3]);
+    for i in 0..60u32 {
+        let cookie = format!("hpfriends_session={i:064x}");
+        let page = junk.http.get(format!("{base}/keys")).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(page.status(), 303);
+    }
+    add_user_with_password(&n, "mark").await;
+    let mark = [("name", "mark"), ("password", "correct horse battery")];
+    assert_eq!(junk.sign_in(&base, "/sign-in", &mark).await, 303);
+}
+
+async fn add_user_with_password(n: &Node, name: &str) {
+    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
+    n.write(Command::AddUser { name: name.into() }).await;
+    n.write(Command::SetPassword { name: name.into(), password_hash: hash, invitation: None, at: 1 }).await;
+}
+
+#[tokio::test]
+async fn given_guesses_for_one_ident_from_ten_addresses_then_few_are_checked_and_the_sensor_still_logs_in() {
+    let n = start_node(|_| {}).await;
+    n.write(Command::AddUser { name: "alice".into() }).await;
+    n.write(Command::AddKey(AuthKey { subscribe: vec!["c".into()], ..key("sensor", "alice") })).await;
+    let addr = n.running.hpfeeds_addr;
+    let home: std::net::IpAddr = "127.20.0.1".parse().unwrap();
+    let login_from = |ip: std::net::IpAddr, secret: &'static str| async move {
+        let mut c = Client::connect_from(addr, ip).await;
+        let hash = hpfriends_broker::protocol::frame::auth_hash(&c.nonce, secret.as_bytes());
+        c.send(&hpfriends_broker::protocol::frame::encode_auth(b"sensor", &hash)).await;
+        c.ident = "sensor".into();
+        c
+    };
+    // The sensor has logged in from home before.
+    let mut sensor = login_from(home, "alice-long-secret").await;
+    sensor.subscribe("c").await;
+    sensor.sync("c", "hello").await;
+    drop(sensor);
+
+    let mut checked = 0;
+    for i in 0..10u8 {
+        for _ in 0..21 {
+            let mut guess = login_from(std::net::IpAddr::from([127, 21, 0, i]), "a wrong guess").await;
+            match guess.next().await {
+                Some(hpfriends_broker::protocol::Frame::Error { message })
+                    if message.starts_with(b"Authentication failed") =>
+                {
+                    checked += 1
+                }
+                Some(hpfriends_broker::protocol::Frame::Error { message }) => {
+                    assert_eq!(&message[..], b"Too many failed logins, try again later")
+                }
+                other => panic!("expected an ERROR, got {other:?}"),
+            }
+        }
+    }
+    assert!(checked <= 50, "{checked} of 210 guesses were checked (the ident's budget is 50)");
+    let mut again = login_from(home, "alice-long-secret").await;
+    again.subscribe("c").await;
+    again.sync("c", "still logged in from home").await;
+}
