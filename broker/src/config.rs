@@ -203,6 +203,12 @@ settings! {
         Check::Range { min: 1, max: 3_600 };
     http_header_timeout_ms: u64 = 10_000, "N", "10000",
         "an HTTP request head must arrive within this (a whole request within 60 s)", Check::Range { min: 1, max: 600_000 };
+    http_max_connections: usize = 512, "N", "512",
+        "HTTP connections open at once (past it new ones are closed; at most 512, within the descriptors kept beside hpfeeds clients)",
+        Check::Range { min: 1, max: 512 };
+    http_max_connections_per_address: usize = 64, "N", "64",
+        "HTTP connections open at once from one address (raise it behind a load balancer that does not send the PROXY protocol)",
+        Check::Range { min: 1, max: 512 };
     max_publish_bytes: usize = 1024 * 1024, "N", "1048576", "the largest PUBLISH payload (at most 64 MiB)",
         Check::Range { min: 1, max: 64 * 1024 * 1024 };
     max_outbound_bytes: usize = 16 * 1024 * 1024, "N", "16777216",

@@ -254,6 +254,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         http_routes(state),
         web_tls,
         config.http_header_timeout(),
+        http::serve::Caps { total: config.http_max_connections, per_address: config.http_max_connections_per_address },
         shutdown.clone(),
     ));
     tracing::info!(%hpfeeds_addr, %http_addr, %cluster_addr, node_id = config.node_id, "serving");
@@ -475,7 +476,8 @@ async fn join_cluster(node: &ConsensusNode, member: &str, id: u64, info: &NodeIn
 }
 
 /// File descriptors kept for everything but hpfeeds clients: listeners,
-/// HTTP requests, peers, RocksDB.
+/// HTTP connections (at most `http_max_connections`, 512), peers (the
+/// cluster port bounds its handshakes), RocksDB.
 const RESERVED_FDS: u64 = 1024;
 
 /// Raises the soft file descriptor limit to the hard one, and checks that

@@ -149,6 +149,14 @@ pub const INDEX_BUILD_SECONDS: Metric =
     metric("hpfriends_index_build_seconds", Gauge, "time of the last full sharing-index build (snapshot load)", true);
 pub const GRAPH_SIZE: Metric =
     metric("hpfriends_graph_size", Gauge, "users, groups, shares and keys in the graph, by kind", false);
+pub const HTTP_CONNECTIONS: Metric =
+    metric("hpfriends_http_connections", Gauge, "HTTP connections open (web app, API, metrics)", true);
+pub const HTTP_CONNECTIONS_REFUSED: Metric = metric(
+    "hpfriends_http_connections_refused_total",
+    Counter,
+    "HTTP connections closed at once, by the cap they hit (`limit`: address, node)",
+    false,
+);
 pub const LIVE_STREAMS: Metric = metric("hpfriends_live_streams", Gauge, "Live pages streaming from this node", true);
 pub const LIVE_STREAMS_REFUSED: Metric = metric(
     "hpfriends_live_streams_refused_total",
@@ -192,6 +200,8 @@ pub const ALL: &[Metric] = &[
     INDEX_GENERATION,
     INDEX_BUILD_SECONDS,
     GRAPH_SIZE,
+    HTTP_CONNECTIONS,
+    HTTP_CONNECTIONS_REFUSED,
     LIVE_STREAMS,
     LIVE_STREAMS_REFUSED,
 ];

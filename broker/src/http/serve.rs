@@ -1,8 +1,12 @@
 //! The HTTP server: hyper's HTTP/1.1, over TLS when the node has a web
 //! certificate, with a deadline for the TLS handshake and the request head
 //! and one for the whole request, so half-sent requests cannot hold file
-//! descriptors (and with them the hpfeeds listener) for ever.
+//! descriptors (and with them the hpfeeds listener) for ever, and caps on the
+//! connections open at once, in all and per address.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -15,15 +19,72 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Layer;
 
+use crate::telemetry;
+
+/// How many HTTP connections may be open at once: in all and per address.
+/// Past either a new connection is closed at once, so a flood of HTTP
+/// connections cannot take the descriptors hpfeeds clients, peers and
+/// storage need.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    pub total: usize,
+    pub per_address: usize,
+}
+
+#[derive(Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+/// One open connection's place; dropping it frees the place.
+struct Place {
+    open: Arc<Mutex<Open>>,
+    ip: IpAddr,
+}
+
+impl Place {
+    fn take(open: &Arc<Mutex<Open>>, caps: Caps, ip: IpAddr) -> Result<Place, &'static str> {
+        let mut o = open.lock().expect("http connections lock");
+        if o.total >= caps.total {
+            return Err("node");
+        }
+        let from = o.by_address.entry(ip).or_default();
+        if *from >= caps.per_address {
+            return Err("address");
+        }
+        *from += 1;
+        o.total += 1;
+        metrics::gauge!(telemetry::HTTP_CONNECTIONS.name).set(o.total as f64);
+        Ok(Place { open: open.clone(), ip })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().expect("http connections lock");
+        o.total -= 1;
+        if let Some(n) = o.by_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                o.by_address.remove(&self.ip);
+            }
+        }
+        metrics::gauge!(telemetry::HTTP_CONNECTIONS.name).set(o.total as f64);
+    }
+}
+
 /// Serves `app` on `listener` until `shutdown`; then lets open requests finish.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
     header_timeout: Duration,
+    caps: Caps,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
+    let open = Arc::new(Mutex::new(Open::default()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -37,11 +98,20 @@ pub async fn serve(
                 }
             },
         };
+        let place = match Place::take(&open, caps, peer.ip()) {
+            Ok(place) => place,
+            Err(limit) => {
+                metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED.name, "limit" => limit).increment(1);
+                drop(stream);
+                continue;
+            }
+        };
         // Handlers that limit per address (web sign-in) read it from here.
         let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
         let shutdown = shutdown.clone();
         let tls = tls.clone();
         connections.spawn(async move {
+            let _place = place;
             match tls {
                 None => serve_connection(stream, service, header_timeout, shutdown).await,
                 // The handshake gets the same deadline as a request head.
