@@ -581,6 +581,27 @@ def cluster(p):
         if page.url.endswith("/sign-in") or time.time() - started > 2:
             break
     check(page.url.endswith("/sign-in"), f"the session is gone on node 1 ({time.time() - started:.3f} s after)")
+    # Signing out everywhere is one entry, applied in log order: a sign-in
+    # through node 1 just before it is ended too, though node 2 took the request.
+    survived = 0
+    for _ in range(12):
+        everywhere = browser.new_context().new_page()
+        sign_in(everywhere, "roamer", URLS[1])
+        everywhere.goto(URLS[1] + "/account")
+        fresh = browser.new_context().new_page()
+        sign_in(fresh, "roamer", URLS[0])
+        everywhere.once("dialog", lambda d: d.accept())
+        everywhere.get_by_role("button", name="Sign out everywhere").click()
+        everywhere.wait_for_url("**/sign-in")
+        started = time.time()
+        while True:
+            fresh.goto(URLS[0] + "/keys")
+            if fresh.url.endswith("/sign-in") or time.time() - started > 2:
+                break
+        survived += 0 if fresh.url.endswith("/sign-in") else 1
+        fresh.context.close()
+        everywhere.context.close()
+    check(survived == 0, f"signing out everywhere through node 2 ended the sign-ins through node 1 ({survived} of 12 survived)")
     # Disabled through node 1: the sensor logged in on node 3 is closed.
     operator.once("dialog", lambda d: d.accept())
     operator.locator("tr", has_text="roamer").get_by_role("button", name="Disable").click()

@@ -159,6 +159,7 @@ impl Graph {
                 // Signing out twice, or after expiry, is not an error.
                 self.sessions.remove(session_hash);
             }
+            Command::EndSessionsOf { actor } => self.sessions.retain(|_, s| s.actor != *actor),
             Command::AddApiToken { name, label, token_hash, at } => {
                 check_name(crate::Named::TokenLabel, label)?;
                 check_hash("a token", token_hash)?;
@@ -218,6 +219,23 @@ mod tests {
 
     fn sign_in(hash: String, at: UnixTime) -> Command {
         Command::StartSession { actor: Actor::User("jojo".into()), session_hash: hash, expires_at: at + 50, at }
+    }
+
+    #[test]
+    fn given_sessions_when_one_signs_out_everywhere_then_every_session_of_theirs_the_log_holds_ends() {
+        let mut g = invited("jojo");
+        g.apply(&set_password(Some(H1), 10)).unwrap();
+        let hash = |n: u8| format!("{n:064x}");
+        for (n, at) in [(1, 11), (2, 12)] {
+            g.apply(&sign_in(hash(n), at)).unwrap();
+        }
+        let operator = Command::StartSession { actor: Actor::Operator, session_hash: hash(3), expires_at: 99, at: 12 };
+        g.apply(&operator).unwrap();
+        g.apply(&Command::EndSessionsOf { actor: Actor::User("jojo".into()) }).unwrap();
+        assert!(g.sessions_of(&Actor::User("jojo".into())).next().is_none(), "jojo's sessions, both, ended");
+        assert!(g.session(&hash(3), 13).is_some(), "the operator's stays");
+        g.apply(&sign_in(hash(4), 14)).unwrap();
+        assert!(g.session(&hash(4), 15).is_some(), "a sign-in after it lives");
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
             }
         }
         Command::StartSession { actor: Actor::Operator, .. } => deny("only the operator signs in as operator".into()),
+        Command::EndSessionsOf { actor: Actor::User(name) } if name == me => Ok(()),
+        Command::EndSessionsOf { .. } => deny("a user may only end their own sessions".into()),
         Command::EndSession { session_hash } => match graph.session_owner(session_hash) {
             Some(Actor::User(owner)) if owner == me => Ok(()),
             None => Ok(()),
@@ -223,6 +225,12 @@ mod tests {
                 &["jojo"],
                 "a user may only end their own sessions",
             ),
+            (
+                Command::EndSessionsOf { actor: Actor::User("jojo".into()) },
+                &["jojo"],
+                "a user may only end their own sessions",
+            ),
+            (Command::EndSessionsOf { actor: Actor::Operator }, &[], "a user may only end their own sessions"),
             // Unknown sessions: ending one is not an error for anyone.
             (Command::EndSession { session_hash: HASH.into() }, &["jojo", "mark", "ada", "mem", "inv", "dis"], ""),
             (
@@ -360,9 +368,10 @@ mod tests {
             Command::RemoveApiToken { .. } => 20,
             Command::SetHistoryRetention(_) => 21,
             Command::Batch { .. } => 22,
+            Command::EndSessionsOf { .. } => 23,
         }
     }
-    const KINDS: usize = 23;
+    const KINDS: usize = 24;
 
     #[test]
     fn given_every_command_kind_then_the_table_has_a_row_for_it() {

@@ -104,6 +104,12 @@ pub enum Command {
     EndSession {
         session_hash: String,
     },
+    /// Signing out everywhere: ends every session of `actor` the graph holds
+    /// when the entry is applied, so one started through another node just
+    /// before is ended too (the log decides, not what one node knew).
+    EndSessionsOf {
+        actor: crate::Actor,
+    },
     AddApiToken {
         name: String,
         label: String,
@@ -142,6 +148,7 @@ impl Command {
                 | Command::SetUserDisabled { .. }
                 | Command::StartSession { .. }
                 | Command::EndSession { .. }
+                | Command::EndSessionsOf { .. }
                 | Command::AddApiToken { .. }
                 | Command::RemoveApiToken { .. }
         )

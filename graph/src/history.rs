@@ -174,7 +174,7 @@ pub type RemovedKeys = std::collections::BTreeMap<String, crate::AuthKey>;
 pub fn count(command: &Command) -> u64 {
     match command {
         Command::Batch { commands } => commands.iter().map(count).sum(),
-        Command::StartSession { .. } | Command::EndSession { .. } => 0,
+        Command::StartSession { .. } | Command::EndSession { .. } | Command::EndSessionsOf { .. } => 0,
         _ => 1,
     }
 }
@@ -185,7 +185,7 @@ pub fn count(command: &Command) -> u64 {
 pub fn changes<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Vec<Change<'a>> {
     match command {
         Command::Batch { commands } => commands.iter().flat_map(|c| changes(c, removed)).collect(),
-        Command::StartSession { .. } | Command::EndSession { .. } => Vec::new(),
+        Command::StartSession { .. } | Command::EndSession { .. } | Command::EndSessionsOf { .. } => Vec::new(),
         single => vec![change_of(single, removed)],
     }
 }
@@ -248,7 +248,10 @@ fn names<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Names<'a> {
             }
         }
         Command::SetHistoryRetention(_) => {}
-        Command::StartSession { .. } | Command::EndSession { .. } | Command::Batch { .. } => {}
+        Command::StartSession { .. }
+        | Command::EndSession { .. }
+        | Command::EndSessionsOf { .. }
+        | Command::Batch { .. } => {}
     }
     if users.len() > 1 {
         users.sort();

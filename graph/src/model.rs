@@ -522,6 +522,7 @@ impl Graph {
             | Command::SetUserDisabled { .. }
             | Command::StartSession { .. }
             | Command::EndSession { .. }
+            | Command::EndSessionsOf { .. }
             | Command::AddApiToken { .. }
             | Command::RemoveApiToken { .. } => self.apply_account(cmd, &mut out.keys_changed)?,
             Command::SetHistoryRetention(retention) => {

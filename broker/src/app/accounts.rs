@@ -308,12 +308,10 @@ pub async fn sign_out(state: &AppState, actor: Actor, cookie: &str) -> Result<()
     execute(state, actor, Command::EndSession { session_hash: hash_token(cookie) }).await
 }
 
-/// Ends every session of the actor, on every node, in one entry.
+/// Ends every session of the actor, on every node, in one entry: every
+/// session the log holds before it, whichever node it was started through.
 pub async fn sign_out_everywhere(state: &AppState, actor: Actor) -> Result<(), AppError> {
-    let commands: Vec<Command> = state.node.read_graph(|g| {
-        g.sessions_of(&actor).map(|(hash, _)| Command::EndSession { session_hash: hash.to_string() }).collect()
-    });
-    execute(state, actor, Command::Batch { commands }).await
+    execute(state, actor.clone(), Command::EndSessionsOf { actor }).await
 }
 
 /// Changes the signed-in user's password (the old one must be right); every
