@@ -266,8 +266,16 @@ fn field<'a>(line: &'a str, key: &str) -> anyhow::Result<&'a str> {
 /// A minimal HTTP/1.1 GET (status, body), enough for health checks and
 /// `/metrics` without a client library.
 pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_get_over(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?, addr, path)
+}
+
+/// `http_get` from `source` (any 127.x.y.z).
+pub fn http_get_from(source: [u8; 4], addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    http_get_over(connect_from(source, addr)?, addr, path)
+}
+
+fn http_get_over(mut s: std::net::TcpStream, addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
@@ -275,6 +283,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
     let status = response.get(9..12).context("short status line")?.parse()?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// A TCP connection to `to` from `source` (any 127.x.y.z).
+pub fn connect_from(source: [u8; 4], to: SocketAddr) -> anyhow::Result<std::net::TcpStream> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        socket.connect(to).await?.into_std()
+    })?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
 }
 
 /// Runs `cmd`, which must exit by itself within `timeout` (it is killed

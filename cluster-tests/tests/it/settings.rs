@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpfriends_cluster_tests::{
-    hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, metric, publish, wait_for, NodeProcess, Service,
-    Subscriber, CLUSTER_SECRET, DEADLINE,
+    connect_from, hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, metric, publish, wait_for,
+    NodeProcess, Service, Subscriber, CLUSTER_SECRET, DEADLINE,
 };
 
 const CLI_MD: &str = include_str!("../../../docs/cli.md");
@@ -173,18 +173,6 @@ fn burst(hpfeeds: SocketAddr, ident: &str, channel: &str, count: usize, size: us
     assert!(String::from_utf8_lossy(&out.stdout).contains("published"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A TCP connection to `to` from `source` (any 127.x.y.z).
-fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
-    let stream = runtime.block_on(async {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(SocketAddr::from((source, 0))).unwrap();
-        socket.connect(to).await.unwrap().into_std().unwrap()
-    });
-    stream.set_nonblocking(false).unwrap();
-    stream
-}
-
 /// The sum of a counter's labelled series in `/metrics`.
 fn counter(http: SocketAddr, name: &str, label: &str) -> f64 {
     let (_, body) = http_get(http, "/metrics").unwrap();
@@ -302,7 +290,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     // HTTP connections: 3 from one address, 5 in all; past either the next is
     // closed at once (made well within the 700 ms a silent one is given).
     let mut held: Vec<TcpStream> =
-        [1, 1, 1, 1, 2, 2, 3].iter().map(|&last| connect_from([127, 250, 1, last], http)).collect();
+        [1, 1, 1, 1, 2, 2, 3].iter().map(|&last| connect_from([127, 250, 1, last], http).unwrap()).collect();
     for closed in [3, 6] {
         held[closed].set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         assert_eq!(held[closed].read(&mut [0u8; 1]).unwrap(), 0, "connection {closed} is closed at once");
@@ -311,7 +299,9 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     wait_for("the node to see the held HTTP connections close", DEADLINE, || http_get(http, "/metrics").ok()).unwrap();
     let refused =
         |limit: &str| counter(http, "hpfriends_http_connections_refused_total", &format!("limit=\"{limit}\""));
-    assert_eq!((refused("address"), refused("node")), (1.0, 1.0), "the 4th from one address, the 6th in all");
+    // The 4th from one address, the 6th in all (and any /metrics asked before the node saw the others close).
+    assert_eq!(refused("address"), 1.0);
+    assert!(refused("node") >= 1.0);
     seen.extend(["http_max_connections", "http_max_connections_per_address"]);
 
     // Connections: 8 at most (one more gets the connection-limit ERROR).
