@@ -247,10 +247,12 @@ impl ConsensusNode {
     /// Proposes `command` on behalf of `actor`; returns once it is committed
     /// and applied by the leader. On a follower it is forwarded to the leader,
     /// retried across leader changes until `WRITE_DEADLINE`. A write the
-    /// actor may not make is refused here, against this node's graph, so it
-    /// never becomes a log entry; apply checks again, authoritatively.
+    /// actor may not make, or that would not apply, is refused here, against
+    /// this node's graph, so it never becomes a log entry; apply checks
+    /// again, authoritatively.
     pub async fn write(&self, actor: Actor, command: Command) -> Result<(), WriteError> {
         self.read_graph(|g| hpfriends_graph::authorize(&actor, &command, g)).map_err(GraphError::from)?;
+        self.dry_run(&command).await?;
         self.check_voters_read(&command).await?;
         let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let request = Request {
@@ -278,6 +280,18 @@ impl ConsensusNode {
             }
         })
         .await
+    }
+
+    /// Refuses a command that would not apply (`Graph::dry_run`, at the cost of
+    /// what it names). Before refusing, this node catches up with the leader
+    /// and looks again: what was changed through another node a moment ago
+    /// is not refused here for not being known yet.
+    async fn dry_run(&self, command: &Command) -> Result<(), WriteError> {
+        if self.read_graph(|g| g.dry_run(command)).is_ok() {
+            return Ok(());
+        }
+        let _ = self.read_barrier().await;
+        self.read_graph(|g| g.dry_run(command)).map_err(WriteError::from)
     }
 
     /// Refuses a command whose entry kind some voter cannot read yet: during a

@@ -6,6 +6,7 @@ pub mod accounts;
 mod authz;
 mod command;
 pub mod declare;
+mod dry_run;
 mod error;
 mod explain;
 pub mod history;

@@ -214,6 +214,29 @@ impl Graph {
         self
     }
 
+    /// A graph with none of this one's entries but its counters and settings:
+    /// what `dry_run` fills with the entries a command names.
+    pub(crate) fn empty_like(&self) -> Graph {
+        Graph {
+            next_user_id: self.next_user_id,
+            last_group_id: self.last_group_id,
+            history_retention: self.history_retention,
+            ..Graph::default()
+        }
+    }
+    pub(crate) fn put_user(&mut self, name: &str, user: User) {
+        self.users.insert(name.to_string(), user);
+    }
+    pub(crate) fn put_group(&mut self, name: &str, group: Group) {
+        self.groups.insert(name.to_string(), group);
+    }
+    pub(crate) fn put_key(&mut self, key: AuthKey) {
+        self.keys.insert(key.ident.clone(), key);
+    }
+    pub(crate) fn put_share(&mut self, from: &str, to: &Target, channel: &str, share: Share) {
+        self.insert_share(from, to, channel, share);
+    }
+
     // ---- queries ----
 
     pub fn has_user(&self, name: &str) -> bool {

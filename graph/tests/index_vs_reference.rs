@@ -216,3 +216,46 @@ fn given_graph_serialized_when_restored_then_equal_and_usable() {
     back.apply(&Command::RemoveUser { name: "b".into() }).unwrap();
     assert_eq!(back.share_count(), 0);
 }
+
+const HASH: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+/// Every kind of command, batches of a few included.
+fn any_command() -> impl Strategy<Value = Command> {
+    let more = prop_oneof![
+        1 => (group(), user()).prop_map(|(group, user)| Command::AddGroupAdmin { group, user }),
+        1 => user().prop_map(|ident| Command::RemoveKey { ident }),
+        1 => user().prop_map(|name| Command::SetUserToken { name, token_hash: HASH.into() }),
+        1 => prop_oneof![user(), group()].prop_map(|name| Command::InviteUser { name, token_hash: HASH.into(), expires_at: 9 }),
+        1 => user().prop_map(|name| Command::SetUserDisabled { name, disabled: true }),
+        1 => user().prop_map(|name| Command::StartSession {
+            actor: hpfriends_graph::Actor::User(name), session_hash: HASH.into(), expires_at: 9, at: 1 }),
+        1 => user().prop_map(|name| Command::EndSessionsOf { actor: hpfriends_graph::Actor::User(name) }),
+        1 => user().prop_map(|name| Command::RemoveApiToken { name, label: "l".into() }),
+        1 => (group(), user()).prop_map(|(name, creator)| Command::AddGroup { name: format!("{name}x"), creator }),
+        1 => (user(), user()).prop_map(|(name, creator)| Command::AddGroup { name, creator }),
+    ];
+    let single = prop_oneof![3 => command(), 1 => more];
+    prop_oneof![4 => single.clone(), 1 => prop::collection::vec(single, 1..4).prop_map(|commands| Command::Batch { commands })]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// A dry run on the slice of what a command names refuses exactly what
+    /// applying it to the whole graph refuses, with the same error.
+    #[test]
+    fn given_random_commands_then_a_dry_run_answers_as_apply_does(
+        with_setup in any::<bool>(),
+        cmds in prop::collection::vec(any_command(), 0..50),
+    ) {
+        let mut graph = Graph::new();
+        let setup = USERS.iter().map(|u| Command::AddUser { name: u.to_string() });
+        for cmd in setup.filter(|_| with_setup).chain(cmds) {
+            let applied = graph.clone().apply(&cmd).map(drop);
+            prop_assert_eq!(graph.dry_run(&cmd), applied.clone(), "{:?}", cmd);
+            if applied.is_ok() {
+                graph.apply(&cmd).unwrap();
+            }
+        }
+    }
+}

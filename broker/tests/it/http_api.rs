@@ -308,5 +308,21 @@ async fn given_refused_writes_then_the_raft_log_stays_as_it_was() {
     let names: Vec<String> = (0..100_000).map(|i| format!("user-with-a-long-name-{i:08}")).collect();
     let (status, body) = api.post("/api/v1/apply", &eve, json!({ "users": names })).await;
     assert_eq!(status, 413, "{body}");
+    // Requests the operator may make but that would not apply: refused before proposing.
+    for (path, body) in [
+        ("/api/v1/users", json!({"name": "jojo"})),
+        ("/api/v1/users", json!({"name": "bad name!"})),
+        ("/api/v1/keys", json!({"ident": "k-of-nobody", "owner": "nobody", "secret": "a-long-secret"})),
+        ("/api/v1/shares", json!({"from": "jojo", "to": "nobody", "channel": "c"})),
+        ("/api/v1/groups", json!({"name": "jojo", "admin": "jojo"})),
+    ] {
+        let (status, reply) = api.post(path, &op, body.clone()).await;
+        assert!((400..500).contains(&status), "{path} {body}: {status} {reply}");
+    }
+    let key = json!({"ident": "k2", "secret": "a-long-secret", "owner": "fine-user", "publish": ["bell\u{7}channel"]});
+    let refused_declaration = json!({"users": ["fine-user"], "keys": [key]});
+    let (status, reply) = api.post("/api/v1/apply", &op, refused_declaration).await;
+    assert!((400..500).contains(&status), "{status} {reply}");
+    assert!(n.running.node.read_graph(|g| !g.has_user("fine-user")), "all or nothing");
     assert_eq!(log_index(), before, "no refused request became a log entry");
 }
