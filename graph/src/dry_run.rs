@@ -89,7 +89,7 @@ impl Graph {
     pub fn dry_run(&self, command: &Command) -> Result<(), GraphError> {
         let mut named = Named::default();
         named.add(command);
-        self.slice(&named).apply(command).map(drop)
+        self.slice(&named).apply_on_copy(command).map(drop)
     }
 
     fn slice(&self, named: &Named) -> Graph {

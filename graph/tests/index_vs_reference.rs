@@ -242,7 +242,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     /// A dry run on the slice of what a command names refuses exactly what
-    /// applying it to the whole graph refuses, with the same error.
+    /// applying it to the whole graph refuses, with the same error; and a
+    /// batch applied in place (after its dry run) leaves the graph as
+    /// applying it on a copy does, refused or not.
     #[test]
     fn given_random_commands_then_a_dry_run_answers_as_apply_does(
         with_setup in any::<bool>(),
@@ -251,11 +253,12 @@ proptest! {
         let mut graph = Graph::new();
         let setup = USERS.iter().map(|u| Command::AddUser { name: u.to_string() });
         for cmd in setup.filter(|_| with_setup).chain(cmds) {
-            let applied = graph.clone().apply(&cmd).map(drop);
-            prop_assert_eq!(graph.dry_run(&cmd), applied.clone(), "{:?}", cmd);
-            if applied.is_ok() {
-                graph.apply(&cmd).unwrap();
-            }
+            let mut on_copy = graph.clone();
+            let defined = on_copy.apply_on_copy(&cmd);
+            prop_assert_eq!(graph.dry_run(&cmd), defined.clone().map(drop), "{:?}", cmd);
+            let in_place = graph.apply(&cmd);
+            prop_assert_eq!(in_place, defined, "{:?}", cmd);
+            prop_assert_eq!(&graph, &on_copy, "{:?}", cmd);
         }
     }
 }
