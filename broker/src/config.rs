@@ -24,6 +24,8 @@ pub enum Check {
     Addr,
     /// At most an hour, in milliseconds.
     UpToAnHour,
+    /// Comma-separated IP addresses or networks (`10.0.0.5,192.0.2.0/24`).
+    Nets,
 }
 
 /// One setting as the flags, the environment and docs/cli.md see it.
@@ -209,6 +211,9 @@ settings! {
     http_max_connections_per_address: usize = 64, "N", "64",
         "HTTP connections open at once from one address (raise it behind a load balancer that does not send the PROXY protocol)",
         Check::Range { min: 1, max: 512 };
+    proxy_protocol_from: Option<String> = None, "NETS", "none",
+        "load balancers whose HTTP connections may start with a PROXY protocol v2 header (comma-separated addresses or networks): the client's address is taken from it",
+        Check::Nets;
     max_publish_bytes: usize = 1024 * 1024, "N", "1048576", "the largest PUBLISH payload (at most 64 MiB)",
         Check::Range { min: 1, max: 64 * 1024 * 1024 };
     max_outbound_bytes: usize = 16 * 1024 * 1024, "N", "16777216",
@@ -270,6 +275,8 @@ pub enum ConfigError {
     NodeIdZero,
     #[error("{field} = {value:?} is not a socket address (host:port): {reason}")]
     BadAddress { field: &'static str, value: String, reason: String },
+    #[error("{field} = {value:?}: {reason}")]
+    BadNets { field: &'static str, value: String, reason: String },
     #[error("tls_cert and tls_key must be given together")]
     TlsHalf,
     #[error("web_tls_cert and web_tls_key must be given together")]
@@ -324,6 +331,15 @@ impl Config {
                     return Err(ConfigError::DrainTooLong { field, value })
                 }
                 (Check::Addr, _) => check_addr(field, (setting.text)(self).unwrap_or_default())?,
+                (Check::Nets, _) => {
+                    if let Some(text) = (setting.text)(self) {
+                        parse_nets(text).map_err(|reason| ConfigError::BadNets {
+                            field,
+                            value: text.to_string(),
+                            reason,
+                        })?;
+                    }
+                }
                 _ => {}
             }
         }
@@ -413,6 +429,26 @@ pub fn check_secret(setting: &'static str, value: &str) -> Result<(), ConfigErro
         return Err(ConfigError::WeakSecret { setting, len: value.chars().count() });
     }
     Ok(())
+}
+
+/// `10.0.0.5,192.0.2.0/24,2001:db8::/32`: addresses or networks, comma-separated.
+pub fn parse_nets(text: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<ipnet::IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{t:?} is not an IP address or network (like 10.0.0.5 or 192.0.2.0/24)"))
+        })
+        .collect()
+}
+
+impl Config {
+    /// `proxy_protocol_from` as networks (checked by `validate`).
+    pub fn proxy_protocol_nets(&self) -> Vec<ipnet::IpNet> {
+        self.proxy_protocol_from.as_deref().map(|t| parse_nets(t).unwrap_or_default()).unwrap_or_default()
+    }
 }
 
 fn check_addr(field: &'static str, value: &str) -> Result<(), ConfigError> {

@@ -255,6 +255,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         web_tls,
         config.http_header_timeout(),
         http::serve::Caps { total: config.http_max_connections, per_address: config.http_max_connections_per_address },
+        config.proxy_protocol_nets(),
         shutdown.clone(),
     ));
     tracing::info!(%hpfeeds_addr, %http_addr, %cluster_addr, node_id = config.node_id, "serving");

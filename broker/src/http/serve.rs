@@ -5,7 +5,7 @@
 //! connections open at once, in all and per address.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -74,13 +74,17 @@ impl Drop for Place {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown`; then lets open requests finish.
+/// Serves `app` on `listener` until `shutdown`; then lets open requests
+/// finish. A connection from one of `proxies` (load balancers) may start with
+/// a PROXY protocol v2 header: the client's address is taken from it, for
+/// the caps and for everything that limits per address.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<TlsAcceptor>,
     header_timeout: Duration,
     caps: Caps,
+    proxies: Vec<ipnet::IpNet>,
     shutdown: CancellationToken,
 ) {
     let connections = TaskTracker::new();
@@ -98,33 +102,109 @@ pub async fn serve(
                 }
             },
         };
-        let place = match Place::take(&open, caps, peer.ip()) {
-            Ok(place) => place,
-            Err(limit) => {
-                metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED.name, "limit" => limit).increment(1);
-                drop(stream);
-                continue;
-            }
+        let proxied = proxies.iter().any(|net| net.contains(&peer.ip()));
+        // A client's place is taken at once; a load balancer's connection
+        // takes its client's once the header has told who that is.
+        let early = match proxied {
+            true => None,
+            false => match Place::take(&open, caps, peer.ip()) {
+                Ok(place) => Some(place),
+                Err(limit) => {
+                    refused(limit);
+                    continue;
+                }
+            },
         };
-        // Handlers that limit per address (web sign-in) read it from here.
-        let service = TowerToHyperService::new(Extension(ConnectInfo(peer)).layer(app.clone()));
-        let shutdown = shutdown.clone();
-        let tls = tls.clone();
+        let (app, open, shutdown, tls) = (app.clone(), open.clone(), shutdown.clone(), tls.clone());
         connections.spawn(async move {
-            let _place = place;
+            let mut stream = stream;
+            let (client, _place) = match early {
+                Some(place) => (peer, place),
+                None => {
+                    let client = match tokio::time::timeout(header_timeout, proxy_header(&mut stream)).await {
+                        Ok(Ok(client)) => client.unwrap_or(peer),
+                        Ok(Err(e)) => return tracing::debug!(%peer, "bad PROXY protocol header: {e}"),
+                        Err(_) => return tracing::debug!(%peer, "no request within the header timeout"),
+                    };
+                    match Place::take(&open, caps, client.ip()) {
+                        Ok(place) => (client, place),
+                        Err(limit) => return refused(limit),
+                    }
+                }
+            };
+            // Handlers that limit per address (web sign-in) read it from here.
+            let service = TowerToHyperService::new(Extension(ConnectInfo(client)).layer(app));
             match tls {
                 None => serve_connection(stream, service, header_timeout, shutdown).await,
                 // The handshake gets the same deadline as a request head.
                 Some(tls) => match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
                     Ok(Ok(stream)) => serve_connection(stream, service, header_timeout, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(%peer, "web TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "web TLS handshake timed out"),
+                    Ok(Err(e)) => tracing::debug!(%client, "web TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!(%client, "web TLS handshake timed out"),
                 },
             }
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+fn refused(limit: &'static str) {
+    metrics::counter!(telemetry::HTTP_CONNECTIONS_REFUSED.name, "limit" => limit).increment(1);
+}
+
+/// The 12 bytes a PROXY protocol v2 header starts with (HAProxy's
+/// proxy-protocol.txt, 2.2): no HTTP request or TLS hello starts with them.
+const PROXY_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
+/// Longest address block and TLVs taken.
+const MAX_PROXY_BLOCK: usize = 1024;
+
+/// Reads a PROXY protocol v2 header if the connection starts with one (and
+/// nothing if it does not: the balancer's own health checks may send none).
+/// `Some(client)` for a proxied TCP connection over IPv4 or IPv6; `None` for
+/// a LOCAL one (the balancer itself) or no header.
+async fn proxy_header(stream: &mut tokio::net::TcpStream) -> std::io::Result<Option<SocketAddr>> {
+    use tokio::io::AsyncReadExt;
+    let invalid = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+    let mut head = [0u8; 16];
+    loop {
+        let seen = stream.peek(&mut head).await?;
+        if seen == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let n = seen.min(PROXY_SIGNATURE.len());
+        if head[..n] != PROXY_SIGNATURE[..n] {
+            return Ok(None);
+        }
+        if seen == head.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    stream.read_exact(&mut head).await?;
+    let (version, command) = (head[12] >> 4, head[12] & 0x0f);
+    if version != 2 {
+        return Err(invalid("only version 2 of the PROXY protocol is taken"));
+    }
+    let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+    if len > MAX_PROXY_BLOCK {
+        return Err(invalid("the address block is too long"));
+    }
+    let mut block = vec![0u8; len];
+    stream.read_exact(&mut block).await?;
+    let address = |ip: IpAddr, port: &[u8]| SocketAddr::new(ip, u16::from_be_bytes([port[0], port[1]]));
+    match (command, head[13]) {
+        (0, _) => Ok(None),
+        // TCP over IPv4: source, destination, source port, destination port.
+        (1, 0x11) if len >= 12 => {
+            Ok(Some(address(IpAddr::from(<[u8; 4]>::try_from(&block[..4]).expect("4 bytes")), &block[8..10])))
+        }
+        (1, 0x21) if len >= 36 => {
+            Ok(Some(address(IpAddr::from(<[u8; 16]>::try_from(&block[..16]).expect("16 bytes")), &block[32..34])))
+        }
+        (1, _) => Err(invalid("only TCP over IPv4 or IPv6 is taken")),
+        _ => Err(invalid("an unknown command")),
+    }
 }
 
 async fn serve_connection<IO, S>(io: IO, service: S, header_timeout: Duration, shutdown: CancellationToken)

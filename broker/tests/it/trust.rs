@@ -619,3 +619,49 @@ async fn given_guesses_for_one_ident_from_ten_addresses_then_few_are_checked_and
     again.subscribe("c").await;
     again.sync("c", "still logged in from home").await;
 }
+
+/// A PROXY protocol v2 header saying a TCP/IPv4 client at `client` reached the balancer.
+fn proxy_v2(client: std::net::SocketAddrV4) -> Vec<u8> {
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend_from_slice(&[0x21, 0x11, 0, 12]);
+    header.extend_from_slice(&client.ip().octets());
+    header.extend_from_slice(&[127, 0, 0, 1]);
+    header.extend_from_slice(&client.port().to_be_bytes());
+    header.extend_from_slice(&80u16.to_be_bytes());
+    header
+}
+
+/// Sends `first` then a `/healthz` request on a new connection: whether it is answered 200.
+async fn healthz_after(http: std::net::SocketAddr, first: &[u8]) -> (bool, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(http).await.unwrap();
+    let _ = s.write_all(first).await;
+    let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(crate::common::WAIT, s.read(&mut buf)).await.unwrap().unwrap_or(0);
+    (buf[..n].starts_with(b"HTTP/1.1 200"), s)
+}
+
+#[tokio::test]
+async fn given_a_load_balancer_that_sends_the_proxy_protocol_then_each_client_has_its_own_address() {
+    let n = start_node(|c| {
+        c.proxy_protocol_from = Some("10.9.9.9, 127.0.0.1/32".into());
+        c.http_max_connections_per_address = 1;
+    })
+    .await;
+    let http = n.running.http_addr;
+    let (a, b) = ("203.0.113.7:4444".parse().unwrap(), "203.0.113.8:4444".parse().unwrap());
+    let (answered, held) = healthz_after(http, &proxy_v2(a)).await;
+    assert!(answered, "a proxied client is served");
+    let (answered, _b) = healthz_after(http, &proxy_v2(b)).await;
+    assert!(answered, "another client behind the same balancer has its own place");
+    let (answered, _) = healthz_after(http, &proxy_v2(a)).await;
+    assert!(!answered, "a second connection of the first client is over its cap");
+    drop(held);
+    // The balancer's own check, without a header, is served too.
+    assert!(healthz_after(http, b"").await.0);
+
+    // From an address not named, a header is not taken: the request is refused.
+    let strict = start_node(|c| c.proxy_protocol_from = Some("10.9.9.9".into())).await;
+    assert!(!healthz_after(strict.running.http_addr, &proxy_v2(a)).await.0);
+}

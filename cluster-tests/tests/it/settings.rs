@@ -7,7 +7,7 @@
 //! app over TLS and the previous command version.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -216,6 +216,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
         ("http_header_timeout_ms", "700".into()),
         ("http_max_connections", "5".into()),
         ("http_max_connections_per_address", "3".into()),
+        ("proxy_protocol_from", "127.250.1.9".into()),
         ("max_publish_bytes", "65536".into()),
         ("max_outbound_bytes", "1048576".into()),
         ("max_connections", "8".into()),
@@ -303,6 +304,17 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     assert_eq!(refused("address"), 1.0);
     assert!(refused("node") >= 1.0);
     seen.extend(["http_max_connections", "http_max_connections_per_address"]);
+
+    // A PROXY protocol v2 header from the balancer named is taken; the request after it is served.
+    let mut balancer = connect_from([127, 250, 1, 9], http).unwrap();
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    header.extend_from_slice(&[203, 0, 113, 7, 127, 250, 0, 1, 0x11, 0x5c, 0, 80]);
+    balancer.write_all(&header).unwrap();
+    balancer.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    balancer.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    seen.insert("proxy_protocol_from");
 
     // Connections: 8 at most (one more gets the connection-limit ERROR).
     let held: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(hpfeeds).unwrap()).collect();
