@@ -73,6 +73,7 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
     assert!(build.status.success(), "build-images failed:\n{}", String::from_utf8_lossy(&build.stderr));
 
     let (hpfeeds_port, api_port, prom_port) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+    let web_port = free_port().unwrap();
     let stack = Stack {
         compose,
         project: format!("hpfriends-test-{}", std::process::id()),
@@ -80,6 +81,7 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
             ("HPFEEDS_PORT".into(), hpfeeds_port.to_string()),
             ("API_PORT".into(), api_port.to_string()),
             ("PROMETHEUS_PORT".into(), prom_port.to_string()),
+            ("WEB_PORT".into(), web_port.to_string()),
             ("HPFRIENDS_OPERATOR_TOKEN".into(), TOKEN.into()),
             ("HPFRIENDS_CLUSTER_SECRET".into(), "compose-test-cluster-secret-0123456789".into()),
         ],
@@ -125,4 +127,12 @@ fn given_docker_then_compose_stack_builds_starts_and_serves_hpfeeds_through_hapr
     // user, through the share, proves the graph is on it.
     sync(lb, &sub, "pub", "pub-secret", "c", "shared-through-haproxy").unwrap();
     assert!(sub.saw("publish to c by pub: b'shared-through-haproxy'"), "{:?}", sub.lines());
+
+    // The web app through HAProxy, which sends the browser's address in a PROXY
+    // protocol header that the nodes take from it alone.
+    let web: SocketAddr = format!("127.0.0.1:{web_port}").parse().unwrap();
+    let page = wait_for("the web app through HAProxy", DEADLINE, || {
+        hpfriends_cluster_tests::http_get(web, "/sign-in").ok().filter(|(status, _)| *status == 200)
+    });
+    assert!(page.is_ok_and(|(_, body)| body.contains("Sign in")), "{}", stack.logs());
 }

@@ -152,7 +152,11 @@ fn given_a_cluster_of_the_previous_release_then_account_entries_wait_until_every
 
 #[test]
 fn given_rolling_restart_through_haproxy_under_load_then_writes_succeed_and_clients_barely_notice() {
-    let mut c = cluster();
+    // deploy/haproxy.cfg sends the PROXY protocol to the web backend.
+    let args = [DRAIN_ARGS, &["--proxy-protocol-from", "127.0.0.1"]].concat();
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &args).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
     let mut haproxy = HaProxy::start(&c.nodes, c.dir.path()).unwrap();
     let (hp_port, web_addr) = (haproxy.hpfeeds_addr.port(), haproxy.web_addr);
     // The web app is served through the same HAProxy (deploy/README.md).
