@@ -478,6 +478,19 @@ async fn given_an_operator_signed_in_when_the_operator_token_changes_then_the_se
         http.get(format!("{base}/operator")).header("cookie", session).send().await.unwrap().status().as_u16()
     };
     assert_eq!(operator_page(base.clone(), session.clone()).await, 200);
+    // The operator's changes show as the operator's, unlike any user's name.
+    n.write(Command::AddUser { name: "jojo".into() }).await;
+    let history = reqwest::Client::new()
+        .get(format!("{base}/history"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(history.contains(r#"<strong class="operator""#), "{history}");
+    assert!(history.contains("jojo=u0"), "the ids the names had: {history}");
 
     // The same node, the same data, another token.
     let Node { running, dir } = n;
