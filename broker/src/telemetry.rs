@@ -131,6 +131,12 @@ pub const CLUSTER_AUTH_REFUSED: Metric = metric(
     "connections to the cluster port refused (failed TLS handshake, no peer certificate, too many handshakes)",
     true,
 );
+pub const CLUSTER_HANDSHAKES_ENDED: Metric = metric(
+    "hpfriends_cluster_handshakes_ended",
+    Gauge,
+    "connections to the cluster port that closed or stalled before their TLS handshake was done (peers restarting, partitions healing; not refusals)",
+    true,
+);
 pub const RAFT_ROLE: Metric =
     metric("hpfriends_raft_role", Gauge, "1 for this node's current Raft role, by role", false);
 pub const RAFT_TERM: Metric = metric("hpfriends_raft_term", Gauge, "current Raft term", true);
@@ -190,6 +196,7 @@ pub const ALL: &[Metric] = &[
     FANOUT_DROPPED,
     PEER_LINK_UP,
     CLUSTER_AUTH_REFUSED,
+    CLUSTER_HANDSHAKES_ENDED,
     RAFT_ROLE,
     RAFT_TERM,
     RAFT_IS_LEADER,

@@ -69,6 +69,8 @@ struct Inner {
     /// PKI: `None`, the peer's certificate must name the host it was reached at.
     server_name: Option<ServerName<'static>>,
     refused: AtomicU64,
+    /// Connections that closed or stalled before their handshake was done.
+    handshakes_ended: AtomicU64,
     refusal_log: Mutex<LogBudget>,
     /// Outbound connections leave from this address (the IP of the node's
     /// cluster address), so peers and firewalls see the cluster interface.
@@ -154,6 +156,7 @@ impl ClusterTls {
                 acceptor: TlsAcceptor::from(Arc::new(server)),
                 server_name,
                 refused: AtomicU64::new(0),
+                handshakes_ended: AtomicU64::new(0),
                 refusal_log: Mutex::new(LogBudget::per_second(REFUSALS_LOGGED_PER_SEC)),
                 source_ip: None,
             }),
@@ -169,6 +172,13 @@ impl ClusterTls {
     /// Connections and requests refused so far (`hpfriends_cluster_auth_refused`).
     pub fn refused(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Inbound connections that closed, or sent nothing, before their TLS
+    /// handshake was done (`hpfriends_cluster_handshakes_ended`): peers
+    /// restarting or a partition healing, not refusals.
+    pub fn handshakes_ended(&self) -> u64 {
+        self.inner.handshakes_ended.load(Ordering::Relaxed)
     }
 
     /// A gRPC channel to a peer's cluster address, connected on first use.
@@ -305,13 +315,23 @@ impl ClusterTls {
                     let _ = tcp.set_nodelay(true);
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.inner.acceptor.accept(tcp)).await;
                     drop(slot);
+                    let ended = |why: String| {
+                        tls.inner.handshakes_ended.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%remote, "a cluster connection ended before its TLS handshake: {why}");
+                    };
+                    // Only what TLS itself refused (a certificate, an alert, bytes that
+                    // are not TLS) is a refusal; a connection that closes or stalls
+                    // half-way is a peer restarting or a partition healing.
                     let why = match handshake {
                         Ok(Ok(stream)) => {
                             let _ = tx.send(Ok(PeerStream { tls: stream, info: PeerConnection { remote } })).await;
                             return;
                         }
-                        Ok(Err(e)) => tls_error(&e).unwrap_or_else(|| e.to_string()),
-                        Err(_) => "no TLS handshake within 10 s".to_string(),
+                        Ok(Err(e)) => match tls_error(&e) {
+                            Some(why) => why,
+                            None => return ended(e.to_string()),
+                        },
+                        Err(_) => return ended(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")),
                     };
                     tls.refuse(|| {
                         tracing::warn!(
@@ -565,6 +585,25 @@ mod tests {
         })
         .await
         .expect("the server counts the refused handshake");
+    }
+
+    #[tokio::test]
+    async fn given_a_connection_that_closes_mid_handshake_then_it_is_counted_as_ended_not_refused() {
+        let server_tls = ClusterTls::new(Trust::Secret(b"the-secret-of-cluster-one-0123456789".to_vec()), 1).unwrap();
+        let (addr, _incoming) = server(&server_tls).await;
+        drop(TcpStream::connect(addr).await.unwrap());
+        // Half a ClientHello, then gone.
+        let mut half = TcpStream::connect(addr).await.unwrap();
+        half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).await.unwrap();
+        drop(half);
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while server_tls.handshakes_ended() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("both counted as ended");
+        assert_eq!(server_tls.refused(), 0, "no refusal: nothing was refused");
     }
 
     #[tokio::test]

@@ -53,6 +53,9 @@ pub enum WriteError {
     NotLeader { leader: Option<(NodeId, NodeInfo)> },
     #[error("the cluster cannot commit writes now: {0}")]
     Unavailable(String),
+    /// A consistent read could not learn what the leader has committed.
+    #[error("the cluster cannot confirm a consistent read now: {0}")]
+    ReadUnavailable(String),
     #[error("membership change refused: {0}")]
     Membership(String),
     /// The entry kind is newer than what some voter runs; nothing was written.
@@ -427,13 +430,17 @@ impl ConsensusNode {
                     Err(e) => Attempt::Retry(e),
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| match e {
+                WriteError::Unavailable(why) => WriteError::ReadUnavailable(why),
+                other => other,
+            })?;
         if let Some(index) = index {
             self.raft
                 .wait(Some(WRITE_DEADLINE))
                 .applied_index_at_least(Some(index), "linearizable read")
                 .await
-                .map_err(|e| WriteError::Unavailable(format!("did not catch up with the leader: {e}")))?;
+                .map_err(|e| WriteError::ReadUnavailable(format!("did not catch up with the leader: {e}")))?;
         }
         Ok(())
     }

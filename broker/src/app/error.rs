@@ -146,7 +146,9 @@ impl AppError {
                 WriteError::Rejected(_) | WriteError::Membership(_) | WriteError::NeedsUpgrade(_) => {
                     StatusCode::CONFLICT
                 }
-                WriteError::NotLeader { .. } | WriteError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                WriteError::NotLeader { .. } | WriteError::Unavailable(_) | WriteError::ReadUnavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             },
             AppError::Invalid { .. }
             | AppError::WeakPassword(_)
@@ -167,7 +169,7 @@ impl AppError {
             AppError::Cluster(w) => match w {
                 WriteError::Rejected(e) => e.code(),
                 WriteError::NotLeader { .. } => "not_leader",
-                WriteError::Unavailable(_) => "no_quorum",
+                WriteError::Unavailable(_) | WriteError::ReadUnavailable(_) => "no_quorum",
                 WriteError::Membership(_) => "membership_refused",
                 WriteError::NeedsUpgrade(_) => "needs_upgrade",
             },

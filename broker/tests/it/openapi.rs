@@ -60,6 +60,11 @@ async fn given_a_node_then_its_openapi_description_names_every_route_and_every_e
             continue;
         }
         assert!(paths.contains_key(route), "the description lacks {route}");
+        // The consistent-reads layer serves every GET of the API.
+        if let Some(get) = paths[route].get("get").filter(|_| route.starts_with("/api/")) {
+            let params = get["parameters"].as_array().map(Vec::as_slice).unwrap_or_default();
+            assert!(params.iter().any(|p| p["name"] == "consistent"), "GET {route} does not list `consistent`");
+        }
     }
     let described: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
         .as_array()

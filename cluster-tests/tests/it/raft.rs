@@ -164,6 +164,9 @@ fn given_one_node_partitioned_then_majority_writes_minority_refuses_and_catches_
     println!("minority write refused after {:?}: {err}", started.elapsed());
     assert!(err.contains("503") && err.contains("no quorum"), "{err}");
     assert!(users(c.node(cut)).contains(&"before".to_string()));
+    // A consistent read there says it is a read that cannot be confirmed.
+    let err = c.node(cut).ctl(&["--consistent", "user", "list"]).unwrap_err().to_string();
+    assert!(err.contains("503") && err.contains("cannot confirm a consistent read"), "{err}");
 
     c.heal();
     wait_users(c.node(cut), &["before", "during-1", "during-2"]);

@@ -83,7 +83,7 @@ pub enum ApiErrors {
         super::history::set_retention,
     ),
     components(schemas(ErrorCode, ErrorBody, ErrorDetail)),
-    modifiers(&BearerToken),
+    modifiers(&BearerToken, &ConsistentReads),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
@@ -97,6 +97,35 @@ impl Modify for BearerToken {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Every `GET /api/…` takes `?consistent=true` (`consistent_reads`, a layer
+/// over all of them), so the description says so for each, not only where a
+/// query type happens to list it.
+struct ConsistentReads;
+
+impl Modify for ConsistentReads {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        use utoipa::openapi::Required;
+        for (path, item) in api.paths.paths.iter_mut().filter(|(p, _)| p.starts_with("/api/")) {
+            let Some(get) = item.get.as_mut() else { continue };
+            let parameters = get.parameters.get_or_insert_with(Vec::new);
+            if parameters.iter().any(|p| p.name == "consistent") || path == "/api/v1/openapi.json" {
+                continue;
+            }
+            parameters.push(
+                ParameterBuilder::new()
+                    .name("consistent")
+                    .parameter_in(ParameterIn::Query)
+                    .required(Required::False)
+                    .description(Some("Wait until this node has applied everything committed before the request."))
+                    .schema(Some(ObjectBuilder::new().schema_type(Type::Boolean)))
+                    .build(),
+            );
+        }
     }
 }
 
