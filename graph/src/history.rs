@@ -500,25 +500,19 @@ mod tests {
     fn given_a_name_taken_again_then_its_new_holder_sees_nothing_of_the_old_one() {
         let mut g = graph();
         let alice = Actor::User("alice".into());
-        let to_bob = Command::AddShare {
+        let from_alice = |to: Target| Command::AddShare {
             from: "alice".into(),
-            to: Target::User("bob".into()),
+            to,
             channel: "cowrie.sessions".into(),
             kind: ShareKind::Shares,
         };
-        let share = recorded(&mut g, alice.clone(), &to_bob);
+        let share = recorded(&mut g, alice.clone(), &from_alice(Target::User("bob".into())));
         let bobs_own = recorded(
             &mut g,
             Actor::User("bob".into()),
             &Command::AddGroup { name: "bobs".into(), creator: "bob".into() },
         );
-        let to_cert = Command::AddShare {
-            from: "alice".into(),
-            to: Target::Group("cert".into()),
-            channel: "cowrie.sessions".into(),
-            kind: ShareKind::Shares,
-        };
-        let group_share = recorded(&mut g, alice.clone(), &to_cert);
+        let group_share = recorded(&mut g, alice.clone(), &from_alice(Target::Group("cert".into())));
         let removed = recorded(&mut g, Actor::Operator, &Command::RemoveUser { name: "bob".into() });
         let gone = recorded(&mut g, Actor::Operator, &Command::RemoveGroup { name: "cert".into() });
         assert!([&share, &bobs_own].iter().all(|e| e.ids.users["bob"] == removed.ids.users["bob"]));

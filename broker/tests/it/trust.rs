@@ -183,20 +183,12 @@ async fn given_a_user_then_short_secrets_are_refused_even_when_asked_to_keep_the
     let base = format!("http://{}", n.running.http_addr);
     let http = reqwest::Client::new();
     n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
-    let token: serde_json::Value = http
-        .post(format!("{base}/api/v1/users/jojo/token"))
-        .bearer_auth(&n.running.operator_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = token_of(&n, "jojo").await;
     let declaration = r#"{"keys": [{"ident": "k", "secret": "x", "owner": "jojo", "publish": ["c"]}]}"#;
     let apply = |token: String| {
         http.post(format!("{base}/api/v1/apply?allow_short_secrets=true")).bearer_auth(token).body(declaration).send()
     };
-    let refused = apply(token["token"].as_str().unwrap().to_string()).await.unwrap();
+    let refused = apply(token).await.unwrap();
     assert_eq!(refused.status(), 403);
     assert!(n.running.node.read_graph(|g| g.key("k").is_none()), "nothing was made");
     let imported = apply(n.running.operator_token.clone()).await.unwrap();
@@ -261,11 +253,7 @@ async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_th
 
 /// The user jojo, with the password "correct horse battery".
 async fn add_jojo(n: &crate::common::Node) {
-    let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
-    n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
-    let set =
-        hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash: hash, invitation: None, at: 1 };
-    n.write(set).await;
+    add_user_with_password(n, "jojo").await;
 }
 
 /// A sign-in of jojo that lasts `seconds`: the `Cookie` header that carries it.
@@ -584,6 +572,7 @@ async fn given_wrong_passwords_and_junk_cookies_from_anywhere_then_known_browser
     assert_eq!(junk.sign_in(&base, "/sign-in", &mark).await, 303);
 }
 
+/// A user with the password "correct horse battery".
 async fn add_user_with_password(n: &Node, name: &str) {
     let hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
     n.write(Command::AddUser { name: name.into() }).await;
