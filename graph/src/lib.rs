@@ -13,6 +13,7 @@ pub mod history;
 mod index;
 mod model;
 pub mod names;
+mod past;
 /// A seeded generator of large graphs, for benchmarks (not behind a feature:
 /// one build of this crate serves the binary, the tests and the fuzz targets).
 pub mod synthetic;
@@ -22,4 +23,7 @@ pub use command::{Command, COMMAND_VERSION};
 pub use error::{GraphError, Named};
 pub use explain::{explain, explain_all, publishers_reaching, readers_through, Explanation, Hop};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
-pub use model::{Applied, AuthKey, Dirty, Graph, Group, GroupId, Share, ShareKind, ShareRecord, Target, User, UserId};
+pub use model::{
+    Applied, AuthKey, Dirty, Graph, Group, GroupId, Position, Share, ShareKind, ShareRecord, Target, User, UserId,
+};
+pub use past::PastReaders;

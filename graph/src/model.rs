@@ -69,7 +69,16 @@ impl ShareKind {
 pub struct Share {
     pub kind: ShareKind,
     pub accepted: bool,
+    /// The log position that accepted it (0: before positions were kept).
+    /// An archived message passes this share only if published at or after it.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub since: Position,
 }
+
+/// A place in the Raft log: the index of the entry a change was applied at.
+/// Archived messages carry the position their node had applied when they
+/// were published, so "did this path exist then" is a comparison.
+pub type Position = u64;
 
 /// An hpfeeds credential. Keys are the only thing the wire protocol sees.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -114,6 +123,10 @@ pub struct Group {
     pub admins: BTreeSet<String>,
     /// user → accepted the invitation?
     pub members: BTreeMap<String, bool>,
+    /// The position at which each accepted member joined (none: before
+    /// positions were kept).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub joined: BTreeMap<String, Position>,
 }
 
 impl Group {
@@ -164,6 +177,10 @@ pub struct Graph {
     /// Names in order, for listings and completion without a sort. Derived.
     #[serde(skip)]
     sorted_names: BTreeSet<String>,
+    /// The log position of the change being applied (set by the state
+    /// machine before each entry): what accepted shares and joins record.
+    #[serde(default, skip_serializing_if = "is_default")]
+    position: Position,
 }
 
 /// A place in the graph whose accepted out-edges on a channel changed: the
@@ -221,6 +238,7 @@ impl Graph {
             next_user_id: self.next_user_id,
             last_group_id: self.last_group_id,
             history_retention: self.history_retention,
+            position: self.position,
             ..Graph::default()
         }
     }
@@ -285,6 +303,12 @@ impl Graph {
         self.history_retention
     }
 
+    /// The log position the next change is applied at: accepted shares and
+    /// joined members record it (`past.rs`).
+    pub fn set_position(&mut self, position: Position) {
+        self.position = position;
+    }
+
     pub fn key(&self, ident: &str) -> Option<&AuthKey> {
         self.keys.get(ident)
     }
@@ -303,6 +327,17 @@ impl Graph {
     /// Senders with at least one share on `channel`, with their out-edges.
     pub fn senders_on(&self, channel: &str) -> impl Iterator<Item = (&str, &OutShares)> {
         self.shares.get(channel).into_iter().flatten().map(|(f, o)| (f.as_str(), o))
+    }
+    /// Senders of the shares to `to` on `channel`, whatever their state.
+    pub(crate) fn senders_to<'a>(&'a self, to: &Target, channel: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        use std::ops::Bound;
+        let start = (channel.to_string(), String::new());
+        self.inbound
+            .get(to)
+            .into_iter()
+            .flat_map(move |set| set.range((Bound::Included(start.clone()), Bound::Unbounded)))
+            .take_while(move |(c, _)| c == channel)
+            .map(|(_, from)| from.as_str())
     }
     pub fn out_shares(&self, from: &str, channel: &str) -> Option<&OutShares> {
         self.shares.get(channel)?.get(from)
@@ -459,6 +494,7 @@ impl Graph {
                 let mut group = Group { id: self.last_group_id, ..Group::default() };
                 group.admins.insert(creator.clone());
                 group.members.insert(creator.clone(), true);
+                group.joined.insert(creator.clone(), self.position);
                 self.groups.insert(name.clone(), group);
             }
             Command::RemoveGroup { name } => {
@@ -490,7 +526,9 @@ impl Graph {
                     None => return Err(GraphError::NotInvited { group: group.clone(), user: user.clone() }),
                     Some(true) => {} // accepting twice is harmless
                     Some(false) => {
-                        self.groups.get_mut(group).expect("checked").members.insert(user.clone(), true);
+                        let g = self.groups.get_mut(group).expect("checked");
+                        g.members.insert(user.clone(), true);
+                        g.joined.insert(user.clone(), self.position);
                         self.mark_group_edges(group, out);
                     }
                 }
@@ -505,6 +543,7 @@ impl Graph {
                 }
                 let g = self.groups.get_mut(group).expect("checked");
                 g.members.remove(user);
+                g.joined.remove(user);
                 g.admins.remove(user);
                 if accepted {
                     self.mark_group_edges(group, out);
@@ -524,18 +563,20 @@ impl Graph {
                         channel: channel.clone(),
                     });
                 }
-                let share = Share { kind: *kind, accepted: false };
+                let share = Share { kind: *kind, accepted: false, since: 0 };
                 self.insert_share(from, to, channel, share);
             }
             Command::AcceptShare { from, to, channel } => {
                 let share = self.need_share(from, to, channel)?;
                 if !share.accepted {
-                    self.shares
+                    let share = self
+                        .shares
                         .get_mut(channel)
                         .and_then(|m| m.get_mut(from))
                         .and_then(|o| o.get_mut(to))
-                        .expect("checked")
-                        .accepted = true;
+                        .expect("checked");
+                    share.accepted = true;
+                    share.since = self.position;
                     let at = self.users[from].id;
                     out.dirty.insert(Dirty { channel: channel.clone(), at });
                 }
@@ -699,6 +740,7 @@ impl Graph {
         for group in groups {
             let g = self.groups.get_mut(&group).expect("listed");
             let was_accepted = g.members.remove(name).unwrap_or(false);
+            g.joined.remove(name);
             g.admins.remove(name);
             if g.admins.is_empty() {
                 self.mark_group_edges(&group, out);

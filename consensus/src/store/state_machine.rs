@@ -333,6 +333,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                             Actor::User(name) => state.graph.user_id(name),
                             Actor::Operator => None,
                         };
+                        state.graph.set_position(entry.log_id.index);
                         let result = apply_command(state, &req.actor, &req.command, self.command_version);
                         if let Some(id) = req.id {
                             state.recent.insert(id, result.as_ref().map(drop).map_err(Clone::clone));
