@@ -47,7 +47,7 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
     let keys: LookupMap<String, Arc<KeyEntry>> =
         [("pub-key".into(), Arc::new(KeyEntry::new(&key, owner)))].into_iter().collect();
     let peers = Arc::new(Peers::new(16 * 1024));
-    let switchboard = Switchboard::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), peers);
+    let switchboard = Switchboard::new(Arc::new(View { index, keys: Arc::new(keys), last_applied: None }), peers, None);
     let mut receivers = Vec::new();
     for (i, r) in readers.iter().enumerate() {
         let (out, rx) = outbound(usize::MAX / 2, CancellationToken::new());

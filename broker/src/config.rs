@@ -251,9 +251,45 @@ settings! {
         "serve the web app and API over TLS with this certificate (re-read when the file changes); session cookies become Secure",
         Check::None;
     web_tls_key: Option<PathBuf> = None, "F", "none", "its key", Check::None;
+    archive: bool = true, "BOOL", "true",
+        "keep the messages published on this node, for those who missed them (`GET /api/v1/messages`, `ctl messages`)",
+        Check::None;
+    archive_keep: Span = Span(Duration::from_secs(7 * 86_400)), "AGE", "`7d`",
+        "how long archived messages are kept (`12h`, `7d`, `30d`)", Check::Range { min: 1, max: 10 * 365 * 86_400 };
+    archive_max_bytes: u64 = 1 << 30, "N", "1073741824",
+        "the most the archive holds on this node, in bytes; the oldest messages go first",
+        Check::Range { min: 1, max: u64::MAX };
     command_version: u32 = hpfriends_graph::COMMAND_VERSION, "N", "this build's (2)",
         "rehearsing an upgrade only: one below this build's version makes the node announce and read only the previous release's entries",
         Check::None, hidden;
+}
+
+/// A length of time written as people write it: `90s`, `12h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span(pub Duration);
+
+impl Value for Span {
+    fn parse(text: &str) -> Result<Self, String> {
+        humantime::parse_duration(text.trim())
+            .map(Span)
+            .map_err(|e| format!("{text:?} is not a length of time like 90s, 12h or 7d: {e}"))
+    }
+    /// In seconds.
+    fn number(&self) -> Option<u64> {
+        Some(self.0.as_secs())
+    }
+}
+
+impl Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Span {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Span::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //! benches and the fuzz targets use; everything else is the crate's own.
 
 pub mod app;
+pub mod archive;
 pub(crate) mod auth_limit;
 pub mod bench;
 pub mod cli;

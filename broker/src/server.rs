@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archive::{self, Archive};
 use crate::cluster::peers::Peers;
 use crate::config::Config;
 use crate::hpfeeds::connection::{ConnectionConfig, Connections};
@@ -52,6 +53,7 @@ pub struct Running {
     pub switchboard: Arc<Switchboard>,
     pub peers: Arc<Peers>,
     connections: Arc<Connections>,
+    archive: Option<Arc<Archive>>,
     draining: Arc<AtomicBool>,
     grace: Duration,
     close_window: Duration,
@@ -153,7 +155,15 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
     // Before the node starts: loading the snapshot and replaying the log
     // already apply, and the switchboard takes each result as its view.
     let peers = Arc::new(Peers::new(config.peer_queue_messages));
-    let switchboard = Arc::new(Switchboard::new(Arc::default(), peers.clone()));
+    let archive = match config.archive {
+        true => Some(Archive::open(
+            &config.data_dir.join("archive"),
+            config.node_id,
+            archive::Retention { keep: config.archive_keep.0, max_bytes: config.archive_max_bytes },
+        )?),
+        false => None,
+    };
+    let switchboard = Arc::new(Switchboard::new(Arc::default(), peers.clone(), archive.clone()));
     let node = Arc::new(
         ConsensusNode::start(NodeOptions {
             node_id: config.node_id,
@@ -220,6 +230,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         listeners: listener_count,
         accounts: accounts.clone(),
         connections: connections.clone(),
+        archive: archive.clone(),
     };
     let grpc_shutdown = shutdown.clone();
     let raft_service = node.grpc_service();
@@ -275,6 +286,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         switchboard,
         peers,
         connections,
+        archive,
         draining,
         grace: config.drain_grace(),
         close_window: config.drain_close_window(),
@@ -345,6 +357,10 @@ impl Running {
         stop_within(self.links_task, "the links to peers").await;
         if tokio::time::timeout(SERVER_STOP_TIMEOUT, self.node.shutdown()).await.is_err() {
             tracing::warn!("Raft did not stop within {SERVER_STOP_TIMEOUT:?}");
+        }
+        // Every connection is closed: nothing more is offered to the archive.
+        if let Some(archive) = self.archive {
+            let _ = tokio::task::spawn_blocking(move || archive.stop()).await;
         }
     }
 }

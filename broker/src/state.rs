@@ -33,6 +33,8 @@ pub struct AppState {
     pub accounts: Arc<AccountSettings>,
     /// hpfeeds connections of this node (who is logged in now).
     pub connections: Arc<Connections>,
+    /// The messages published on this node (`None` with `archive = false`).
+    pub archive: Option<Arc<crate::archive::Archive>>,
 }
 
 impl AppState {

@@ -170,6 +170,28 @@ pub const LIVE_STREAMS_REFUSED: Metric = metric(
     "Live pages refused, by the limit they hit (`limit`: user, address, node)",
     false,
 );
+pub const ARCHIVE_BYTES: Metric = metric(
+    "hpfriends_archive_bytes",
+    Gauge,
+    "bytes of messages in this node's archive (as archive_max_bytes counts them)",
+    true,
+);
+pub const ARCHIVE_MESSAGES: Metric =
+    metric("hpfriends_archive_messages", Gauge, "messages in this node's archive", true);
+pub const ARCHIVE_WRITE_LAG: Metric = metric(
+    "hpfriends_archive_write_lag_seconds",
+    Gauge,
+    "from publish to archive write, of the oldest message of the last batch written",
+    true,
+);
+pub const ARCHIVE_OLDEST_AGE: Metric =
+    metric("hpfriends_archive_oldest_seconds", Gauge, "age of the oldest message in this node's archive", true);
+pub const ARCHIVE_DROPPED: Metric = metric(
+    "hpfriends_archive_dropped_total",
+    Counter,
+    "messages not archived because storage fell behind (they were still delivered live)",
+    true,
+);
 
 /// Every metric, each once.
 pub const ALL: &[Metric] = &[
@@ -211,6 +233,11 @@ pub const ALL: &[Metric] = &[
     HTTP_CONNECTIONS_REFUSED,
     LIVE_STREAMS,
     LIVE_STREAMS_REFUSED,
+    ARCHIVE_BYTES,
+    ARCHIVE_MESSAGES,
+    ARCHIVE_WRITE_LAG,
+    ARCHIVE_OLDEST_AGE,
+    ARCHIVE_DROPPED,
 ];
 
 /// Bucket bounds of the publish-size histogram, in bytes.

@@ -62,7 +62,12 @@ fn step() -> impl Strategy<Value = Step> {
 fn timeline() -> impl Strategy<Value = Vec<Step>> {
     // Most timelines start with everyone and both groups, so that the rest has something to act on.
     let mut setup: Vec<Step> = USERS.iter().map(|u| Step::Change(Command::AddUser { name: u.to_string() })).collect();
-    setup.extend(GROUPS.iter().zip(USERS).map(|(g, u)| Step::Change(Command::AddGroup { name: g.to_string(), creator: u.to_string() })));
+    setup.extend(
+        GROUPS
+            .iter()
+            .zip(USERS)
+            .map(|(g, u)| Step::Change(Command::AddGroup { name: g.to_string(), creator: u.to_string() })),
+    );
     (prop::bool::weighted(0.9), prop::collection::vec(step(), 0..100)).prop_map(move |(with_setup, rest)| {
         let mut all = if with_setup { setup.clone() } else { vec![] };
         all.extend(rest);
@@ -79,7 +84,10 @@ enum Edge {
 }
 
 fn edges_of(graph: &Graph) -> BTreeSet<Edge> {
-    let shares = graph.all_shares().filter(|s| s.accepted).map(|s| Edge::Share(s.from, s.to, s.channel, s.kind == ShareKind::SharesAll));
+    let shares = graph
+        .all_shares()
+        .filter(|s| s.accepted)
+        .map(|s| Edge::Share(s.from, s.to, s.channel, s.kind == ShareKind::SharesAll));
     let members = graph.groups().flat_map(|(name, g)| {
         g.members.iter().filter(|(_, accepted)| **accepted).map(move |(u, _)| Edge::Member(name.to_string(), u.clone()))
     });
@@ -131,7 +139,15 @@ impl Reference {
         next
     }
 
-    fn walk(&self, at_user: &str, reader: &str, channel: &str, at: Position, first: bool, visited: &mut Vec<String>) -> bool {
+    fn walk(
+        &self,
+        at_user: &str,
+        reader: &str,
+        channel: &str,
+        at: Position,
+        first: bool,
+        visited: &mut Vec<String>,
+    ) -> bool {
         for next in self.steps_from(at_user, channel, at, first) {
             if next == reader {
                 return true;
@@ -228,8 +244,11 @@ fn given_a_share_accepted_after_a_message_then_only_later_messages_are_read() {
         channel: "c".into(),
         kind,
     };
-    let accept =
-        |from: &str, to: &str| Command::AcceptShare { from: from.into(), to: Target::User(to.into()), channel: "c".into() };
+    let accept = |from: &str, to: &str| Command::AcceptShare {
+        from: from.into(),
+        to: Target::User(to.into()),
+        channel: "c".into(),
+    };
     apply(&mut g, share("jojo", "mark", ShareKind::Shares));
     let before = apply(&mut g, share("mark", "alice", ShareKind::SharesAll));
     let accepted = apply(&mut g, accept("jojo", "mark"));
@@ -242,7 +261,10 @@ fn given_a_share_accepted_after_a_message_then_only_later_messages_are_read() {
     assert!(!alice.may_read(jojo, accepted), "the relay was accepted later");
     assert!(alice.may_read(jojo, relayed));
     assert!(alice.may_read(g.user_id("alice").unwrap(), 0), "one's own messages, always");
-    let removed = apply(&mut g, Command::RemoveShare { from: "jojo".into(), to: Target::User("mark".into()), channel: "c".into() });
+    let removed = apply(
+        &mut g,
+        Command::RemoveShare { from: "jojo".into(), to: Target::User("mark".into()), channel: "c".into() },
+    );
     assert!(!g.past_readers("mark", "c").unwrap().may_read(jojo, removed - 1), "a removed share closes the past too");
 }
 
@@ -261,7 +283,10 @@ fn given_a_member_who_joined_after_a_message_then_the_group_share_does_not_open_
     }
     apply(&mut g, Command::AddGroup { name: "cert".into(), creator: "mark".into() });
     let to = Target::Group("cert".into());
-    apply(&mut g, Command::AddShare { from: "jojo".into(), to: to.clone(), channel: "c".into(), kind: ShareKind::Shares });
+    apply(
+        &mut g,
+        Command::AddShare { from: "jojo".into(), to: to.clone(), channel: "c".into(), kind: ShareKind::Shares },
+    );
     let shared = apply(&mut g, Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
     apply(&mut g, Command::InviteMember { group: "cert".into(), user: "bob".into() });
     let joined = apply(&mut g, Command::AcceptMembership { group: "cert".into(), user: "bob".into() });

@@ -64,6 +64,8 @@ pub enum Field {
     Label,
     Limit,
     Time,
+    /// A page's cursor.
+    Cursor,
 }
 
 impl AppError {

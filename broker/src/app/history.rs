@@ -35,25 +35,9 @@ pub async fn page(state: &AppState, actor: &Actor, q: HistoryQuery) -> Result<Hi
     Ok(HistoryPage { events: page.events.into_iter().map(Into::into).collect(), next: page.next })
 }
 
-/// RFC 3339 (`2026-12-01T00:00:00Z`, or a date alone) or Unix seconds.
+/// RFC 3339 (`2026-12-01T00:00:00Z`, or a date alone) or Unix seconds; in seconds.
 pub fn parse_time(what: &str, text: &str) -> Result<u64, AppError> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(secs);
-    }
-    let full = if text.len() == 10 { format!("{text}T00:00:00Z") } else { text.to_string() };
-    humantime::parse_rfc3339_weak(&full)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .ok_or_else(|| {
-            AppError::invalid(
-                Field::Time,
-                format!(
-                    "{what} must be a time like 2026-12-01T00:00:00Z, a date like 2026-12-01 or Unix seconds, not {text:?}"
-                ),
-            )
-        })
+    super::messages::parse_instant(what, text).map(|us| us / 1_000_000)
 }
 
 /// How much history every node keeps.

@@ -16,6 +16,7 @@ pub(crate) mod graph;
 pub(crate) mod groups;
 pub(crate) mod history;
 pub(crate) mod keys;
+pub(crate) mod messages;
 pub(crate) mod shares;
 pub(crate) mod types;
 pub(crate) mod users;

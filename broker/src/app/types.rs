@@ -377,6 +377,47 @@ pub struct HistoryQuery {
     pub consistent: Option<bool>,
 }
 
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    /// The channel to read.
+    pub channel: String,
+    /// From this time on: RFC 3339 (`2026-12-01T08:00:00.250Z`) or Unix seconds;
+    /// the oldest message kept when not given.
+    pub since: Option<String>,
+    /// Before this time.
+    pub until: Option<String>,
+    /// Only the messages of this key (ident).
+    pub publisher: Option<String>,
+    /// Messages per page, 1 to 10000 (1000 when not given). A page may hold
+    /// fewer and still link to a next one: pages are also bounded in bytes
+    /// and in messages looked at.
+    pub limit: Option<usize>,
+    /// Continue after the page this came from (its `Link: <…>; rel="next"`).
+    pub cursor: Option<String>,
+    /// Wait until this node has applied everything committed before the request.
+    #[allow(dead_code)] // taken by the consistent-reads layer; here to be accepted and described
+    pub consistent: Option<bool>,
+}
+
+/// One archived message: a line of `GET /api/v1/messages`'s NDJSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ArchivedMessage {
+    /// When it was published, by its node's clock: RFC 3339 with microseconds.
+    pub time: String,
+    pub ident: String,
+    pub channel: String,
+    /// The node it was published on, and its number there: together they name it.
+    pub node: u64,
+    pub seq: u64,
+    /// The payload, base64 (standard, padded).
+    pub payload_b64: String,
+    /// The payload as text, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+}
+
 /// One page of the history.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HistoryPage {
@@ -589,4 +630,18 @@ impl KeyActivity {
         }
         out
     }
+}
+
+/// A path segment or query value: unreserved characters kept, the rest
+/// escaped (the web app's links, `ctl`'s requests, the API's own links).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -235,7 +235,7 @@ mod tests {
         use crate::hpfeeds::connection::ConnectionConfig;
         use crate::routing::{Switchboard, View};
 
-        let switchboard = Arc::new(Switchboard::new(Arc::new(View::default()), Arc::new(Peers::new(10))));
+        let switchboard = Arc::new(Switchboard::new(Arc::new(View::default()), Arc::new(Peers::new(10)), None));
         let config = ConnectionConfig {
             broker_name: "hpfriends".into(),
             login_timeout: std::time::Duration::from_secs(5),

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use hpfriends_consensus::{KeyTable, LogId, OnApply};
 use hpfriends_graph::{may_read, Readers, SharingIndex, UserId};
 
+use crate::archive::Archive;
 use crate::cluster::peers::Peers;
 use crate::hpfeeds::outbound::Outbound;
 use crate::protocol::PublishFrame;
@@ -50,6 +51,8 @@ pub struct Switchboard {
     view_changed: tokio::sync::watch::Sender<u64>,
     /// The peers publishes are forwarded to, and told of local interest.
     peers: Arc<Peers>,
+    /// Where this node's own publishes are kept (`archive = true`).
+    archive: Option<Arc<Archive>>,
 }
 
 /// What one delivery did, for metrics: how many subscriber queues took it
@@ -61,13 +64,14 @@ pub struct Delivery {
 }
 
 impl Switchboard {
-    pub fn new(view: Arc<View>, peers: Arc<Peers>) -> Self {
+    pub fn new(view: Arc<View>, peers: Arc<Peers>, archive: Option<Arc<Archive>>) -> Self {
         Switchboard {
             subscriptions: ArcSwap::from_pointee(Table::default()),
             subscriptions_write: Mutex::new(()),
             view: ArcSwap::new(view),
             view_changed: tokio::sync::watch::Sender::new(0),
             peers,
+            archive,
         }
     }
 
@@ -97,6 +101,9 @@ impl Switchboard {
         let channel = publish.channel();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
         self.peers.forward(owner, publish, readers);
+        if let Some(archive) = &self.archive {
+            archive.offer(owner, view.last_applied.map_or(0, |l| l.index), publish);
+        }
         self.deliver_local(owner, channel, publish.raw(), 1, readers)
     }
 
@@ -251,7 +258,7 @@ mod tests {
     fn switchboard() -> (Switchboard, Graph) {
         let g = Fixture::new().users(&["jojo", "mark", "eve"]).share("jojo", "mark", "c").graph();
         let view = View { index: SharingIndex::build(&g), keys: Arc::default(), last_applied: None };
-        (Switchboard::new(Arc::new(view), Arc::new(Peers::new(QUEUE))), g)
+        (Switchboard::new(Arc::new(view), Arc::new(Peers::new(QUEUE)), None), g)
     }
 
     fn subscribe(

@@ -8,10 +8,10 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::keys::urlencode;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedInUser;
 use crate::app::audience;
+use crate::app::types::urlencode;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]

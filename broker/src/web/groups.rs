@@ -9,10 +9,10 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::forms::{csrf_forms, UserForm};
-use super::keys::urlencode;
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
 use crate::app::groups::{self, Membership};
+use crate::app::types::urlencode;
 use crate::app::types::GroupInfo;
 use crate::app::{AppError, Field};
 use crate::state::AppState;

@@ -7,10 +7,10 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::keys::urlencode;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedIn;
 use crate::app::history;
+use crate::app::types::urlencode;
 use crate::app::types::HistoryQuery;
 use crate::state::AppState;
 

@@ -11,7 +11,7 @@ use super::forms::{channel_list, csrf_forms, UserForm};
 use super::layout::{action_button, csrf_field, error_for, page, render, text_input, InputAttrs, Problem};
 use super::session::SignedInUser;
 use crate::app::activity::presence;
-use crate::app::types::{KeyChannels, NewKey};
+use crate::app::types::{urlencode, KeyChannels, NewKey};
 use crate::app::{keys, AppError, Field};
 use crate::state::AppState;
 
@@ -106,18 +106,6 @@ fn channels(list: &[String]) -> Markup {
         @if list.is_empty() { span.muted { "none" } }
         @for c in list { code.chip { (c) } " " }
     }
-}
-
-pub fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The secret, once, with settings to paste into the sensors people run.

@@ -9,11 +9,11 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::forms::{csrf_forms, SessionForm};
-use super::keys::urlencode;
 use super::layout::{
     action_button, csrf_field, error_for, message_page, page, render, text_input, InputAttrs, Problem,
 };
 use super::session::SignedIn;
+use crate::app::types::urlencode;
 use crate::app::{accounts, cluster, users, Field};
 use crate::state::AppState;
 

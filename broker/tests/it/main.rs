@@ -4,6 +4,7 @@
 
 mod common;
 
+mod archive;
 mod bench_tool;
 mod drain;
 mod hpfeeds_protocol;

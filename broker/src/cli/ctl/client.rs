@@ -55,6 +55,29 @@ impl Api {
         serde_json::from_str(&text).with_context(|| format!("unexpected answer from {url}: {text}"))
     }
 
+    /// A GET whose answer is lines of JSON (NDJSON), with the path of the
+    /// next page from its `Link: <…>; rel="next"`.
+    pub async fn get_lines(&self, path: &str) -> anyhow::Result<(String, Option<String>)> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let next = resp
+            .headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix('<')?.split_once(">; rel=\"next\"").map(|(p, _)| p.to_string()));
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error.message).unwrap_or(text);
+            bail!("{status}: {message}");
+        }
+        Ok((text, next))
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         if self.consistent {
             let sep = if path.contains('?') { '&' } else { '?' };
@@ -76,15 +99,7 @@ impl Api {
     }
 }
 
-/// Path segments and query values: keep unreserved characters, escape the rest.
-pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use crate::app::types::urlencode as enc;
 
 /// `path`, with `?key=value` when a filter is given.
 pub fn filtered(path: &str, key: &str, value: Option<&str>) -> String {

@@ -12,6 +12,7 @@ mod graph;
 mod groups;
 mod history;
 mod keys;
+mod messages;
 mod shares;
 mod users;
 
@@ -62,6 +63,26 @@ pub enum CtlCommand {
     Cluster(ClusterCmd),
     /// Changes of the graph, newest first: who made them, when, through which node.
     History(HistoryArgs),
+    /// Archived messages of a channel that you may read, oldest first.
+    Messages(MessagesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MessagesArgs {
+    #[arg(long)]
+    pub channel: String,
+    /// From this time on: an age (`15m`, `1h`, `2d`), 2026-12-01T08:00:00Z, a date or Unix seconds.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Before this time (the same forms).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only the messages of this key.
+    #[arg(long)]
+    pub publisher: Option<String>,
+    /// At most this many messages.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +241,10 @@ pub enum ClusterCmd {
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<()> {
     let api = Api::new(args.server.clone(), args.token.clone(), args.consistent);
+    if let CtlCommand::Messages(m) = &args.command {
+        // Printed as they come, a line each: they may be many.
+        return messages::print(&api, m, args.json).await;
+    }
     let Output { json, text } = execute(&api, &args.command).await?;
     if args.json {
         println!("{}", serde_json::to_string(&json)?);
@@ -242,5 +267,6 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<Output> {
         C::Key(k) => keys::run(api, k).await,
         C::Cluster(c) => cluster::run(api, c).await,
         C::History(h) => history::run(api, h).await,
+        C::Messages(_) => unreachable!("printed by run"),
     }
 }

@@ -18,6 +18,7 @@ pub mod groups;
 pub mod health;
 pub mod history;
 pub mod keys;
+pub mod messages;
 pub mod openapi;
 pub mod shares;
 pub mod users;
@@ -60,6 +61,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/cluster/leave", post(cluster::leave))
         .route("/api/v1/history", get(history::list))
         .route("/api/v1/history/retention", get(history::retention).put(history::set_retention))
+        .route("/api/v1/messages", get(messages::list))
 }
 
 /// `GET /api/…?consistent=true`: wait until this node has applied everything

@@ -81,6 +81,7 @@ pub enum ApiErrors {
         super::history::list,
         super::history::retention,
         super::history::set_retention,
+        super::messages::list,
     ),
     components(schemas(ErrorCode, ErrorBody, ErrorDetail)),
     modifiers(&BearerToken, &ConsistentReads),

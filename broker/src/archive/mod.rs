@@ -1,0 +1,275 @@
+//! The message archive: every node keeps what is published on it, so a reader
+//! can get what it missed (`GET /api/v1/messages`, `ctl messages`).
+//!
+//! The publish path never waits for it: `Archive::offer` stamps the message
+//! and hands it to the writer thread through a queue bounded in bytes. When
+//! storage falls behind and the queue is full, the archive drops the message
+//! (counted in `hpfriends_archive_dropped_total`, logged at most every 10 s),
+//! never live delivery. The writer takes what has queued up as one batch,
+//! writes it in one RocksDB write, and expires what is older than
+//! `archive_keep` or beyond `archive_max_bytes`, oldest first.
+
+pub mod store;
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hpfriends_graph::{PastReaders, Position, UserId};
+
+use crate::protocol::PublishFrame;
+use crate::telemetry;
+use store::Store;
+pub use store::{Id, Message};
+
+/// Bytes of messages waiting for the writer, at most: past it the archive drops.
+const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+/// Messages in one write, at most.
+const BATCH: usize = 4096;
+/// How often the writer expires old messages and reports, when idle.
+const TICK: Duration = Duration::from_secs(1);
+/// Drops are logged at most this often.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    pub keep: Duration,
+    pub max_bytes: u64,
+}
+
+struct Pending {
+    frame: PublishFrame,
+    owner: UserId,
+    position: Position,
+    time_us: u64,
+}
+
+enum Job {
+    Message(Pending),
+    /// Answers once everything queued before it is written.
+    Flush(mpsc::Sender<()>),
+    Stop,
+}
+
+pub struct Archive {
+    node: u64,
+    store: Arc<Store>,
+    jobs: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+impl Archive {
+    /// Opens (or creates) the archive in `dir` and starts its writer thread.
+    pub fn open(dir: &Path, node: u64, retention: Retention) -> anyhow::Result<Arc<Archive>> {
+        let store = Arc::new(Store::open(dir)?);
+        let (jobs, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let writer = Writer { node, store: store.clone(), queued: queued.clone(), dropped: dropped.clone(), retention };
+        let handle = std::thread::Builder::new().name("archive".into()).spawn(move || writer.run(rx))?;
+        Ok(Arc::new(Archive { node, store, jobs, queued, dropped, writer: Mutex::new(Some(handle)) }))
+    }
+
+    /// Hands a publish to the writer, or drops it from the archive (never from
+    /// delivery) when the writer is this far behind. The publish path's only
+    /// cost: a clock read, a counter and a queue push.
+    pub fn offer(&self, owner: UserId, position: Position, frame: &PublishFrame) {
+        let size = frame.raw().len();
+        if self.queued.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let pending = Pending { frame: frame.clone(), owner, position, time_us: now_us() };
+        if self.jobs.send(Job::Message(pending)).is_err() {
+            self.queued.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
+
+    /// Waits until everything offered so far is written (tests, and the drain).
+    pub fn flush(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.jobs.send(Job::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        }
+    }
+
+    /// Writes what is queued and stops the writer.
+    pub fn stop(&self) {
+        let _ = self.jobs.send(Job::Stop);
+        if let Some(handle) = self.writer.lock().expect("archive writer lock poisoned").take() {
+            let _ = handle.join();
+        }
+    }
+
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.store.bytes()
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.store.messages()
+    }
+
+    pub fn oldest(&self) -> Option<Id> {
+        self.store.oldest()
+    }
+
+    /// Reads one page of `channel` for a reader (blocking: call it off the
+    /// runtime's threads). Stops at `limit` messages, `max_bytes` of payload
+    /// or `max_scanned` messages looked at, whichever comes first.
+    pub fn read(&self, q: &Read, readers: &PastReaders) -> anyhow::Result<Page> {
+        let mut page = Page::default();
+        let (mut scanned, mut bytes) = (0, 0);
+        self.store.scan(&q.channel, q.from, q.until_us, |m| {
+            scanned += 1;
+            page.last = Some(m.id);
+            let wanted = q.publisher.as_ref().is_none_or(|p| *p == m.ident);
+            if wanted && readers.may_read(m.owner, m.position) {
+                bytes += m.payload.len();
+                page.messages.push(m);
+            }
+            if page.messages.len() >= q.limit || bytes >= q.max_bytes || scanned >= q.max_scanned {
+                page.more = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        })?;
+        Ok(page)
+    }
+}
+
+/// One page's bounds.
+pub struct Read {
+    pub channel: Vec<u8>,
+    pub from: Id,
+    pub until_us: u64,
+    pub publisher: Option<Vec<u8>>,
+    pub limit: usize,
+    pub max_bytes: usize,
+    pub max_scanned: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Page {
+    pub messages: Vec<Message>,
+    /// The last message looked at: the next page starts after it.
+    pub last: Option<Id>,
+    /// The page stopped at a bound: there may be more.
+    pub more: bool,
+}
+
+struct Writer {
+    node: u64,
+    store: Arc<Store>,
+    queued: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+    retention: Retention,
+}
+
+impl Writer {
+    fn run(self, jobs: mpsc::Receiver<Job>) {
+        let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
+        let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
+        let (mut last_tick, mut last_drop_log, mut dropped_seen) =
+            (std::time::Instant::now(), std::time::Instant::now(), 0);
+        self.report(None);
+        self.report_oldest();
+        loop {
+            let mut stop = false;
+            let first = match jobs.recv_timeout(TICK) {
+                Ok(job) => Some(job),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut oldest_us = None;
+            let (mut next, mut taken) = (first, 0);
+            while let Some(job) = next.take() {
+                taken += 1;
+                match job {
+                    Job::Message(p) => {
+                        self.queued.fetch_sub(p.frame.raw().len(), Ordering::Relaxed);
+                        oldest_us.get_or_insert(p.time_us);
+                        batch.push(Message {
+                            id: Id { time_us: p.time_us, node: self.node, seq: self.store.take_seq() },
+                            owner: p.owner,
+                            position: p.position,
+                            ident: p.frame.ident().to_vec(),
+                            channel: p.frame.channel().to_vec(),
+                            payload: p.frame.payload().to_vec(),
+                        });
+                    }
+                    Job::Flush(done) => waiting.push(done),
+                    Job::Stop => stop = true,
+                }
+                if taken < BATCH {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                if let Err(e) = self.store.append(&batch) {
+                    self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    tracing::error!("archive: cannot write {} messages: {e}", batch.len());
+                }
+                batch.clear();
+            }
+            let full = self.store.bytes() > self.retention.max_bytes;
+            if full || last_tick.elapsed() >= TICK || stop || !waiting.is_empty() {
+                last_tick = std::time::Instant::now();
+                self.expire();
+                let dropped = self.dropped.load(Ordering::Relaxed);
+                metrics::counter!(telemetry::ARCHIVE_DROPPED.name).increment(dropped - dropped_seen);
+                if dropped > dropped_seen && last_drop_log.elapsed() >= DROP_LOG_EVERY {
+                    tracing::warn!(
+                        dropped = dropped - dropped_seen,
+                        "archive: storage fell behind, messages not archived"
+                    );
+                    last_drop_log = std::time::Instant::now();
+                }
+                dropped_seen = dropped;
+                self.report_oldest();
+            }
+            self.report(oldest_us);
+            for done in waiting.drain(..) {
+                let _ = done.send(());
+            }
+            if stop {
+                break;
+            }
+        }
+    }
+
+    fn expire(&self) {
+        let keep_from = now_us().saturating_sub(self.retention.keep.as_micros() as u64);
+        if let Err(e) = self.store.expire(keep_from, self.retention.max_bytes) {
+            tracing::error!("archive: cannot expire old messages: {e}");
+        }
+    }
+
+    /// The gauges; `written_from_us` is when the oldest message of the batch
+    /// just written was published.
+    fn report(&self, written_from_us: Option<u64>) {
+        metrics::gauge!(telemetry::ARCHIVE_BYTES.name).set(self.store.bytes() as f64);
+        metrics::gauge!(telemetry::ARCHIVE_MESSAGES.name).set(self.store.messages() as f64);
+        if let Some(t) = written_from_us {
+            metrics::gauge!(telemetry::ARCHIVE_WRITE_LAG.name).set(now_us().saturating_sub(t) as f64 / 1e6);
+        }
+    }
+
+    fn report_oldest(&self) {
+        let age = self.store.oldest().map_or(0.0, |id| now_us().saturating_sub(id.time_us) as f64 / 1e6);
+        metrics::gauge!(telemetry::ARCHIVE_OLDEST_AGE.name).set(age);
+    }
+}
