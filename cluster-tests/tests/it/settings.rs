@@ -232,6 +232,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
         ("invite_ttl_hours", "2".into()),
         ("session_ttl_hours", "3".into()),
         ("web_url", "https://hpfriends.example.org".into()),
+        ("archive_max_bytes", "2000000".into()),
     ]
     .into();
     let mut seen = BTreeSet::new();
@@ -264,6 +265,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
         ("cluster_addr", port()),
         ("join", seed.cluster_addr.to_string()),
         ("cluster_secret_file", path("cluster-secret")),
+        ("archive_keep", "4s".into()),
     ]
     .into();
     let _third = serve(&third);
@@ -383,6 +385,25 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     })
     .unwrap();
     seen.insert("max_outbound_bytes");
+    // The burst was 8.4 MB: the archive keeps 2 MB of it (1 GiB by default).
+    let archived = wait_for("the burst archived", DEADLINE, || {
+        Some(metric(http, "hpfriends_archive_bytes").unwrap()).filter(|b| *b >= 1_000_000.0)
+    })
+    .unwrap();
+    assert!(archived <= 2_000_000.0, "the archive holds {archived} bytes");
+    seen.insert("archive_max_bytes");
+    // Node 8 keeps its archive for 4 s (7 days by default).
+    let (third_hpfeeds, third_http) = (third["hpfeeds_addr"].parse().unwrap(), third["http_addr"].parse().unwrap());
+    assert!(!publish(third_hpfeeds, "pub", SECRET, "c", "kept-a-second").unwrap().contains("error"));
+    wait_for("node 8 to archive", DEADLINE, || {
+        (metric(third_http, "hpfriends_archive_messages").ok()? >= 1.0).then_some(())
+    })
+    .unwrap();
+    wait_for("node 8 to let it go", DEADLINE, || {
+        (metric(third_http, "hpfriends_archive_messages").ok()? == 0.0).then_some(())
+    })
+    .unwrap();
+    seen.insert("archive_keep");
 
     // Four publishes queued for a peer at most: a burst toward the seed drops.
     let remote = Subscriber::start(seed.hpfeeds_addr, "sub", SECRET, "p").unwrap();
@@ -463,6 +484,7 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
         ("web_tls_cert", path("web-tls.pem")),
         ("web_tls_key", path("web-tls.key")),
         ("command_version", "1".into()),
+        ("archive", "false".into()),
     ]
     .into();
     let _solo = serve(&s);
@@ -481,6 +503,9 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     let refused = curl(&["--cacert", &ca, "-H", &auth, "-X", "POST", &url("/api/v1/users/x/invite")]);
     assert!(refused.contains("needs_upgrade"), "version 1 cannot take an account entry: {refused}");
     seen.extend(["command_version", "operator_token_file"]);
+    assert!(!certs.join("solo/archive").exists(), "no archive on disk with archive = false");
+    assert!(certs.join("node7/archive").exists());
+    seen.insert("archive");
 
     let seen: BTreeSet<String> = seen.into_iter().map(String::from).collect();
     let missing: Vec<String> = every_setting().into_iter().filter(|k| !seen.contains(k)).collect();
