@@ -151,6 +151,14 @@ impl Archive {
     }
 }
 
+/// The writer must not touch RocksDB while the process exits (RocksDB's
+/// statics go first, and a lock it takes then aborts the process).
+impl Drop for Archive {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// One page's bounds.
 pub struct Read {
     pub channel: Vec<u8>,
