@@ -186,6 +186,12 @@ pub const ARCHIVE_WRITE_LAG: Metric = metric(
 );
 pub const ARCHIVE_OLDEST_AGE: Metric =
     metric("hpfriends_archive_oldest_seconds", Gauge, "age of the oldest message in this node's archive", true);
+pub const ARCHIVE_COPY_LAG: Metric = metric(
+    "hpfriends_archive_copy_lag_seconds",
+    Gauge,
+    "from publish to this node's copy, of the newest message of the last batch copied from each node (`from`)",
+    false,
+);
 pub const ARCHIVE_DROPPED: Metric = metric(
     "hpfriends_archive_dropped_total",
     Counter,
@@ -237,6 +243,7 @@ pub const ALL: &[Metric] = &[
     ARCHIVE_MESSAGES,
     ARCHIVE_WRITE_LAG,
     ARCHIVE_OLDEST_AGE,
+    ARCHIVE_COPY_LAG,
     ARCHIVE_DROPPED,
 ];
 

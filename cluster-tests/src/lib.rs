@@ -567,6 +567,36 @@ pub fn publish_with(
     Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Publishes `{prefix}-0` … `{prefix}-{count - 1}` on one connection of the
+/// real hpfeeds client library, in that order.
+pub fn publish_numbered(
+    addr: SocketAddr,
+    ident: &str,
+    secret: &str,
+    channel: &str,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    const SCRIPT: &str = r#"
+import sys, hpfeeds
+host, port, ident, secret, chan, prefix, count = sys.argv[1:8]
+c = hpfeeds.new(host, int(port), ident, secret)
+for i in range(int(count)):
+    c.publish(chan, f'{prefix}-{i}'.encode())
+c.close()
+print('published', flush=True)
+"#;
+    let out = Command::new(hpfeeds_python()?)
+        .arg("-c")
+        .arg(SCRIPT)
+        .args([&addr.ip().to_string(), &addr.port().to_string(), ident, secret, channel, prefix, &count.to_string()])
+        .output()?;
+    if !String::from_utf8_lossy(&out.stdout).contains("published") {
+        bail!("publishing {prefix}-*: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// Publishes `marker` with `ident` (a key of the subscriber's own owner) until
 /// `sub` prints it: the subscription is then live.
 pub fn sync(

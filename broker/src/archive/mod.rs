@@ -49,6 +49,12 @@ struct Pending {
 
 enum Job {
     Message(Pending),
+    /// Messages another node holds, sent by node `from`: kept if new here.
+    Copies {
+        from: u64,
+        messages: Vec<Message>,
+        done: tokio::sync::oneshot::Sender<()>,
+    },
     /// Answers once everything queued before it is written.
     Flush(mpsc::Sender<()>),
     Stop,
@@ -61,6 +67,8 @@ pub struct Archive {
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Bumped after each write: what follows the archive (copies to other nodes) looks again.
+    written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 fn now_us() -> u64 {
@@ -74,9 +82,17 @@ impl Archive {
         let (jobs, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
-        let writer = Writer { node, store: store.clone(), queued: queued.clone(), dropped: dropped.clone(), retention };
+        let written = Arc::new(tokio::sync::watch::Sender::new(0));
+        let writer = Writer {
+            node,
+            store: store.clone(),
+            queued: queued.clone(),
+            dropped: dropped.clone(),
+            written: written.clone(),
+            retention,
+        };
         let handle = std::thread::Builder::new().name("archive".into()).spawn(move || writer.run(rx))?;
-        Ok(Arc::new(Archive { node, store, jobs, queued, dropped, writer: Mutex::new(Some(handle)) }))
+        Ok(Arc::new(Archive { node, store, jobs, queued, dropped, writer: Mutex::new(Some(handle)), written }))
     }
 
     /// Hands a publish to the writer, or drops it from the archive (never from
@@ -93,6 +109,31 @@ impl Archive {
         if self.jobs.send(Job::Message(pending)).is_err() {
             self.queued.fetch_sub(size, Ordering::Relaxed);
         }
+    }
+
+    /// Keeps what `from` sent of another node's archive (what this one does
+    /// not hold yet), and returns once it is written: a follower that reads
+    /// faster than this disk writes waits here.
+    pub async fn copy(&self, from: u64, messages: Vec<Message>) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Job::Copies { from, messages, done }).is_ok() {
+            let _ = written.await;
+        }
+    }
+
+    /// How far this archive holds each publishing node's messages.
+    pub fn marks(&self) -> std::collections::HashMap<u64, u64> {
+        self.store.marks()
+    }
+
+    /// `node`'s messages from `from` on, in order (blocking).
+    pub fn scan_origin(&self, node: u64, from: u64, max: usize, max_bytes: usize) -> anyhow::Result<Vec<Message>> {
+        self.store.scan_origin(node, from, max, max_bytes)
+    }
+
+    /// Changes after each write.
+    pub fn watch_written(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.written.subscribe()
     }
 
     /// Waits until everything offered so far is written (tests, and the drain).
@@ -151,6 +192,23 @@ impl Archive {
     }
 }
 
+/// Whether a copy of another node's message, sent by node `from`, is kept.
+/// Each node's messages are kept in order of their numbers: from their own
+/// node any number at or past the mark (the ones skipped expired there), from
+/// a node that relays them only the next one (so a relay that lacks some
+/// cannot make this archive skip them). A node's own messages never come back.
+fn keep_copy(marks: &mut std::collections::HashMap<u64, u64>, own: u64, from: u64, id: &Id) -> bool {
+    if id.node == own {
+        return false;
+    }
+    let mark = marks.entry(id.node).or_default();
+    let keep = if from == id.node { id.seq >= *mark } else { id.seq == *mark };
+    if keep {
+        *mark = id.seq + 1;
+    }
+    keep
+}
+
 /// The writer must not touch RocksDB while the process exits (RocksDB's
 /// statics go first, and a lock it takes then aborts the process).
 impl Drop for Archive {
@@ -184,6 +242,7 @@ struct Writer {
     store: Arc<Store>,
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
+    written: Arc<tokio::sync::watch::Sender<u64>>,
     retention: Retention,
 }
 
@@ -191,6 +250,9 @@ impl Writer {
     fn run(self, jobs: mpsc::Receiver<Job>) {
         let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
         let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
+        let mut copied: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
+        // What the store will hold once `batch` is written.
+        let mut marks = self.store.marks();
         let (mut last_tick, mut last_drop_log, mut dropped_seen) =
             (std::time::Instant::now(), std::time::Instant::now(), 0);
         self.report(None);
@@ -210,14 +272,25 @@ impl Writer {
                     Job::Message(p) => {
                         self.queued.fetch_sub(p.frame.raw().len(), Ordering::Relaxed);
                         oldest_us.get_or_insert(p.time_us);
+                        let next = marks.entry(self.node).or_default();
+                        let seq = *next;
+                        *next += 1;
                         batch.push(Message {
-                            id: Id { time_us: p.time_us, node: self.node, seq: self.store.take_seq() },
+                            id: Id { time_us: p.time_us, node: self.node, seq },
                             owner: p.owner,
                             position: p.position,
                             ident: p.frame.ident().to_vec(),
                             channel: p.frame.channel().to_vec(),
                             payload: p.frame.payload().to_vec(),
                         });
+                    }
+                    Job::Copies { from, messages, done } => {
+                        for m in messages {
+                            if keep_copy(&mut marks, self.node, from, &m.id) {
+                                batch.push(m);
+                            }
+                        }
+                        copied.push(done);
                     }
                     Job::Flush(done) => waiting.push(done),
                     Job::Stop => stop = true,
@@ -230,8 +303,13 @@ impl Writer {
                 if let Err(e) = self.store.append(&batch) {
                     self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     tracing::error!("archive: cannot write {} messages: {e}", batch.len());
+                    marks = self.store.marks();
                 }
                 batch.clear();
+                self.written.send_modify(|n| *n += 1);
+            }
+            for done in copied.drain(..) {
+                let _ = done.send(());
             }
             let full = self.store.bytes() > self.retention.max_bytes;
             if full || last_tick.elapsed() >= TICK || stop || !waiting.is_empty() {
@@ -279,5 +357,28 @@ impl Writer {
     fn report_oldest(&self) {
         let age = self.store.oldest().map_or(0.0, |id| now_us().saturating_sub(id.time_us) as f64 / 1e6);
         metrics::gauge!(telemetry::ARCHIVE_OLDEST_AGE.name).set(age);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_copies_from_the_origin_and_from_relays_then_each_is_kept_once_in_order_and_relays_never_skip() {
+        let mut marks = std::collections::HashMap::new();
+        let id = |node, seq| Id { time_us: 1, node, seq };
+        // From node 2 itself: in order, and past what expired there.
+        assert!(keep_copy(&mut marks, 1, 2, &id(2, 0)));
+        assert!(!keep_copy(&mut marks, 1, 2, &id(2, 0)), "once");
+        assert!(keep_copy(&mut marks, 1, 2, &id(2, 5)), "1 to 4 expired on node 2");
+        // Node 2's messages relayed by node 3: only the next one.
+        assert!(!keep_copy(&mut marks, 1, 3, &id(2, 7)), "a relay that lacks 6 cannot skip it");
+        assert!(keep_copy(&mut marks, 1, 3, &id(2, 6)));
+        assert!(keep_copy(&mut marks, 1, 3, &id(2, 7)));
+        // This node's own messages never come back.
+        assert!(!keep_copy(&mut marks, 1, 2, &id(1, 0)));
+        assert_eq!(marks.get(&2), Some(&8));
+        assert_eq!(marks.get(&1), None);
     }
 }

@@ -5,27 +5,33 @@
 //!   ident, payload. A replay of one channel is one range scan.
 //! - `by_time`: time | node | seq → size, channel. Retention takes the oldest
 //!   through it, whatever their channel.
-//! - `meta`: the totals (bytes, messages) and this node's next sequence
-//!   number, written in the same batch as the messages they count.
+//! - `by_origin`: node | seq → time, channel. The copies to other nodes read
+//!   each publishing node's messages in order through it.
+//! - `meta`: the totals (bytes, messages) and, per publishing node, the next
+//!   sequence number held (`mark`), written in the same batch as the messages.
 //!
 //! Numbers are big-endian, so keys sort as (time, node, seq).
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use hpfriends_graph::{Position, UserId};
 use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
 const CF_MESSAGES: &str = "messages";
 const CF_BY_TIME: &str = "by_time";
+const CF_BY_ORIGIN: &str = "by_origin";
 const CF_META: &str = "meta";
 const META_BYTES: &[u8] = b"bytes";
 const META_MESSAGES: &[u8] = b"messages";
-const META_NEXT_SEQ: &[u8] = b"next_seq";
-/// What a message costs besides its ident, channel and payload: both keys and
+/// Followed by the node id: the mark of that node's messages.
+const META_MARK: &[u8] = b"mark/";
+/// What a message costs besides its ident, channel and payload: its keys and
 /// the fixed fields.
-const OVERHEAD: u64 = 2 * 24 + 1 + 4 + 8 + 1 + 4;
+const OVERHEAD: u64 = 3 * 24 + 1 + 4 + 8 + 1 + 8 + 8;
 
 /// Where a message is in the archive of every node: when, on which node it
 /// was published, and its number there. Sorts oldest first.
@@ -86,7 +92,28 @@ pub struct Message {
 impl Message {
     /// What it counts for in `archive_max_bytes`.
     pub fn size(&self) -> u64 {
-        OVERHEAD + self.ident.len() as u64 + 2 * self.channel.len() as u64 + self.payload.len() as u64
+        OVERHEAD + self.ident.len() as u64 + 3 * self.channel.len() as u64 + self.payload.len() as u64
+    }
+
+    /// The value under its `messages` key.
+    fn value(&self) -> Vec<u8> {
+        let mut value = Vec::with_capacity(13 + self.ident.len() + self.payload.len());
+        value.extend_from_slice(&self.owner.to_be_bytes());
+        value.extend_from_slice(&self.position.to_be_bytes());
+        value.push(self.ident.len() as u8);
+        value.extend_from_slice(&self.ident);
+        value.extend_from_slice(&self.payload);
+        value
+    }
+
+    fn decode(id: Id, channel: &[u8], value: &[u8]) -> anyhow::Result<Message> {
+        let damaged = || anyhow::anyhow!("archive message damaged");
+        let owner = UserId::from_be_bytes(value.get(..4).ok_or_else(damaged)?.try_into()?);
+        let position = Position::from_be_bytes(value.get(4..12).ok_or_else(damaged)?.try_into()?);
+        let ident_len = *value.get(12).ok_or_else(damaged)? as usize;
+        let ident = value.get(13..13 + ident_len).ok_or_else(damaged)?.to_vec();
+        let payload = value[13 + ident_len..].to_vec();
+        Ok(Message { id, owner, position, ident, channel: channel.to_vec(), payload })
     }
 }
 
@@ -98,12 +125,20 @@ fn message_key(channel: &[u8], id: &Id) -> Vec<u8> {
     k
 }
 
+fn origin_key(node: u64, seq: u64) -> [u8; 16] {
+    let mut k = [0; 16];
+    k[..8].copy_from_slice(&node.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
 pub struct Store {
     db: DB,
     bytes: AtomicU64,
     messages: AtomicU64,
-    /// Only the writer thread moves it.
-    next_seq: AtomicU64,
+    /// Per publishing node, the next sequence number not held: below it,
+    /// everything is held or expired. Only the writer thread moves it.
+    marks: Mutex<HashMap<u64, u64>>,
 }
 
 fn read_u64(db: &DB, key: &[u8]) -> anyhow::Result<u64> {
@@ -122,7 +157,7 @@ impl Store {
         // The broker's descriptors are for clients.
         opts.set_max_open_files(256);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = [CF_MESSAGES, CF_BY_TIME, CF_META].map(|n| {
+        let cfs = [CF_MESSAGES, CF_BY_TIME, CF_BY_ORIGIN, CF_META].map(|n| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
             ColumnFamilyDescriptor::new(n, o)
@@ -131,8 +166,21 @@ impl Store {
             .map_err(|e| anyhow::anyhow!("cannot open the archive in {}: {e}", dir.display()))?;
         let bytes = read_u64(&db, META_BYTES)?;
         let messages = read_u64(&db, META_MESSAGES)?;
-        let next_seq = read_u64(&db, META_NEXT_SEQ)?;
-        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), next_seq: next_seq.into() })
+        let mut marks = HashMap::new();
+        let meta = db.cf_handle(CF_META).expect("opened with it");
+        for item in db.iterator_cf(meta, IteratorMode::From(META_MARK, rocksdb::Direction::Forward)) {
+            let (key, value) = item?;
+            let Some(node) = key.strip_prefix(META_MARK) else { break };
+            let damaged = || anyhow::anyhow!("archive meta damaged");
+            let node = u64::from_be_bytes(node.try_into().map_err(|_| damaged())?);
+            marks.insert(node, u64::from_be_bytes(value.as_ref().try_into().map_err(|_| damaged())?));
+        }
+        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks) })
+    }
+
+    /// How far this archive holds each publishing node's messages.
+    pub fn marks(&self) -> HashMap<u64, u64> {
+        self.marks.lock().expect("archive marks lock poisoned").clone()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -143,45 +191,47 @@ impl Store {
         self.messages.load(Ordering::Relaxed)
     }
 
-    /// The next sequence number of this node's own messages.
-    pub fn take_seq(&self) -> u64 {
-        self.next_seq.fetch_add(1, Ordering::Relaxed)
-    }
-
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("opened with it")
     }
 
-    /// Writes the messages and the new totals in one batch (not synced: an
-    /// archive that loses its last moments in a power cut still has the rest,
-    /// and the other nodes' copies).
+    /// Writes the messages, the new totals and marks in one batch (not
+    /// synced: an archive that loses its last moments in a power cut still
+    /// has the rest, and the other nodes' copies). Each message's sequence
+    /// number must be at or past its node's mark (the writer sees to it).
     pub fn append(&self, messages: &[Message]) -> anyhow::Result<()> {
-        let (m, t) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME));
+        let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
         let mut batch = WriteBatch::default();
         let mut added = 0;
+        let mut marks = self.marks();
         for msg in messages {
-            let mut value = Vec::with_capacity(13 + msg.ident.len() + msg.payload.len());
-            value.extend_from_slice(&msg.owner.to_be_bytes());
-            value.extend_from_slice(&msg.position.to_be_bytes());
-            value.push(msg.ident.len() as u8);
-            value.extend_from_slice(&msg.ident);
-            value.extend_from_slice(&msg.payload);
-            batch.put_cf(m, message_key(&msg.channel, &msg.id), value);
+            batch.put_cf(m, message_key(&msg.channel, &msg.id), msg.value());
             let size = msg.size();
             let mut by_time = Vec::with_capacity(8 + msg.channel.len());
             by_time.extend_from_slice(&size.to_be_bytes());
             by_time.extend_from_slice(&msg.channel);
             batch.put_cf(t, msg.id.bytes(), by_time);
+            let mut by_origin = Vec::with_capacity(8 + msg.channel.len());
+            by_origin.extend_from_slice(&msg.id.time_us.to_be_bytes());
+            by_origin.extend_from_slice(&msg.channel);
+            batch.put_cf(o, origin_key(msg.id.node, msg.id.seq), by_origin);
             added += size;
+            let mark = marks.entry(msg.id.node).or_default();
+            *mark = (*mark).max(msg.id.seq + 1);
         }
         let bytes = self.bytes() + added;
         let count = self.messages() + messages.len() as u64;
         self.put_totals(&mut batch, bytes, count);
+        let meta = self.cf(CF_META);
+        for (node, mark) in &marks {
+            batch.put_cf(meta, [META_MARK, &node.to_be_bytes()].concat(), mark.to_be_bytes());
+        }
         let mut w = WriteOptions::default();
         w.set_sync(false);
         self.db.write_opt(batch, &w)?;
         self.bytes.store(bytes, Ordering::Relaxed);
         self.messages.store(count, Ordering::Relaxed);
+        *self.marks.lock().expect("archive marks lock poisoned") = marks;
         Ok(())
     }
 
@@ -189,7 +239,40 @@ impl Store {
         let meta = self.cf(CF_META);
         batch.put_cf(meta, META_BYTES, bytes.to_be_bytes());
         batch.put_cf(meta, META_MESSAGES, messages.to_be_bytes());
-        batch.put_cf(meta, META_NEXT_SEQ, self.next_seq.load(Ordering::Relaxed).to_be_bytes());
+    }
+
+    /// `node`'s messages from sequence number `from` on, in order, until
+    /// `max` of them or `max_bytes` of payload.
+    pub fn scan_origin(&self, node: u64, from: u64, max: usize, max_bytes: usize) -> anyhow::Result<Vec<Message>> {
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(match node.checked_add(1) {
+            Some(next) => origin_key(next, 0).to_vec(),
+            None => vec![0xff; 17],
+        });
+        let start = origin_key(node, from);
+        let it = self.db.iterator_cf_opt(
+            self.cf(CF_BY_ORIGIN),
+            opts,
+            IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        let (mut out, mut bytes) = (Vec::new(), 0);
+        for item in it {
+            let (key, value) = item?;
+            let damaged = || anyhow::anyhow!("archive origin index damaged");
+            let seq = u64::from_be_bytes(key.get(8..16).ok_or_else(damaged)?.try_into()?);
+            let time_us = u64::from_be_bytes(value.get(..8).ok_or_else(damaged)?.try_into()?);
+            let id = Id { time_us, node, seq };
+            let channel = &value[8..];
+            // Expired between the two reads: skipped.
+            let Some(stored) = self.db.get_cf(self.cf(CF_MESSAGES), message_key(channel, &id))? else { continue };
+            let message = Message::decode(id, channel, &stored)?;
+            bytes += message.payload.len();
+            out.push(message);
+            if out.len() >= max || bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The oldest message's id.
@@ -204,7 +287,7 @@ impl Store {
         const CHUNK: usize = 10_000;
         let mut deleted = 0;
         loop {
-            let (m, t) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME));
+            let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
             let mut batch = WriteBatch::default();
             let (mut bytes, mut count, mut in_batch) = (self.bytes(), self.messages(), 0);
             for item in self.db.iterator_cf(t, IteratorMode::Start) {
@@ -216,6 +299,7 @@ impl Store {
                 let size = u64::from_be_bytes(value[..8].try_into()?);
                 batch.delete_cf(t, &key);
                 batch.delete_cf(m, message_key(&value[8..], &id));
+                batch.delete_cf(o, origin_key(id.node, id.seq));
                 bytes = bytes.saturating_sub(size);
                 count = count.saturating_sub(1);
                 in_batch += 1;
@@ -254,15 +338,8 @@ impl Store {
         let prefix = 1 + channel.len();
         for item in it {
             let (key, value) = item?;
-            let damaged = || anyhow::anyhow!("archive message damaged");
-            let id = Id::from_bytes(&key[prefix..]).ok_or_else(damaged)?;
-            let owner = UserId::from_be_bytes(value.get(..4).ok_or_else(damaged)?.try_into()?);
-            let position = Position::from_be_bytes(value.get(4..12).ok_or_else(damaged)?.try_into()?);
-            let ident_len = *value.get(12).ok_or_else(damaged)? as usize;
-            let ident = value.get(13..13 + ident_len).ok_or_else(damaged)?.to_vec();
-            let payload = value[13 + ident_len..].to_vec();
-            let message = Message { id, owner, position, ident, channel: channel.to_vec(), payload };
-            if visit(message).is_break() {
+            let id = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
+            if visit(Message::decode(id, channel, &value)?).is_break() {
                 break;
             }
         }

@@ -23,6 +23,7 @@ use crate::routing::Switchboard;
 use peers::{LinkQueue, LinkState, Peers};
 use runs::{for_each_run, RunsError, MAX_PEER_MESSAGE};
 
+pub(crate) mod copies;
 pub mod peers;
 pub mod proto;
 pub(crate) mod report;
@@ -138,13 +139,7 @@ pub async fn maintain_links(
     let mut metrics = node.metrics();
     let mut running: HashMap<NodeId, (String, CancellationToken)> = HashMap::new();
     loop {
-        let members: HashMap<NodeId, String> = metrics
-            .borrow_and_update()
-            .membership_config
-            .nodes()
-            .filter(|(id, _)| **id != node.id())
-            .map(|(id, info)| (*id, info.cluster_addr.clone()))
-            .collect();
+        let members = other_members(&metrics.borrow_and_update(), node.id());
         running.retain(|id, (addr, stop)| {
             let keep = members.get(id) == Some(addr);
             if !keep {
@@ -174,6 +169,15 @@ pub async fn maintain_links(
             changed = metrics.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// The other members of the Raft membership, with their cluster addresses.
+fn other_members(m: &hpfriends_consensus::RaftMetrics, own: NodeId) -> HashMap<NodeId, String> {
+    m.membership_config
+        .nodes()
+        .filter(|(id, _)| **id != own)
+        .map(|(id, info)| (*id, info.cluster_addr.clone()))
+        .collect()
 }
 
 /// Messages handed to gRPC and not yet encoded, per link.

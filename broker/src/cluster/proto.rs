@@ -1,5 +1,5 @@
 //! The cluster's generated gRPC types (`broker/proto/`): the fan-out links
-//! between nodes and each node's report to the others.
+//! between nodes, each node's report to the others and the archive's copies.
 
 /// Generated from `broker/proto/fanout.proto`.
 pub mod fanout {
@@ -9,4 +9,9 @@ pub mod fanout {
 /// Generated from `broker/proto/nodes.proto`.
 pub mod nodes {
     tonic::include_proto!("hpfriends.nodes.v1");
+}
+
+/// Generated from `broker/proto/archive.proto`.
+pub mod archive {
+    tonic::include_proto!("hpfriends.archive.v1");
 }

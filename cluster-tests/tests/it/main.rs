@@ -1,6 +1,7 @@
 //! Tests against real `hpfriends` processes, one binary for all of them
 //! (see ARCHITECTURE.md, "Tests").
 
+mod archive;
 mod compose;
 mod docs;
 mod fanout;

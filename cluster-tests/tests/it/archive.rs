@@ -1,0 +1,106 @@
+//! The archive on a three-node cluster (issue 27): what is published on any
+//! node is replayed through every node, a node that was down catches up, and
+//! killing the publisher's node right after it published loses nothing.
+//! Real processes, the real hpfeeds client library, `ctl messages`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use hpfriends_cluster_tests::{hpfriends_bin, publish_numbered, wait_for, Cluster, NodeProcess, DEADLINE};
+
+const GRAPH: &str = r#"{
+  "users": ["jojo", "mark"],
+  "shares": [{"from": "jojo", "to": "mark", "channel": "c", "kind": "shares"}],
+  "keys": [
+    {"ident": "jojo-sensor", "secret": "j", "owner": "jojo", "publish": ["c"]},
+    {"ident": "mark-key", "secret": "m", "owner": "mark", "subscribe": ["c"]}
+  ]
+}"#;
+
+fn token(node: &NodeProcess, user: &str) -> String {
+    let answer: serde_json::Value = serde_json::from_str(&node.ctl(&["user", "token", user]).unwrap()).unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
+/// The payloads `ctl messages` gives mark through `node`, in the order given.
+fn replay(node: &NodeProcess, token: &str) -> Vec<String> {
+    let out = node.ctl_as(token, &["messages", "--channel", "c", "--limit", "100000"]).unwrap();
+    out.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].as_str().unwrap().into())
+        .collect()
+}
+
+fn numbered(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
+
+/// Waits until `node` replays exactly `want` (as a set, each once); returns how long it took.
+fn wait_replayed(node: &NodeProcess, token: &str, want: &BTreeSet<String>) -> Duration {
+    let start = Instant::now();
+    wait_for("the archive to hold every message", DEADLINE, || {
+        let got = replay(node, token);
+        let set: BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(set.len(), got.len(), "no message twice");
+        (set == *want).then_some(())
+    })
+    .unwrap();
+    start.elapsed()
+}
+
+#[test]
+fn given_publishes_on_every_node_then_each_node_replays_all_of_them_in_order_and_a_node_that_was_down_catches_up() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let mark = token(&c.nodes[0], "mark");
+    let mut want = BTreeSet::new();
+    for (i, n) in c.nodes.iter().enumerate() {
+        let prefix = format!("from-node-{}", i + 1);
+        publish_numbered(n.hpfeeds_addr, "jojo-sensor", "j", "c", &prefix, 200).unwrap();
+        want.extend(numbered(&prefix, 200));
+    }
+    for (id, n) in (1..).zip(&c.nodes) {
+        let took = wait_replayed(n, &mark, &want);
+        println!("node {id} held all 600 within {took:?} of the last publish");
+    }
+    // Each publisher's messages in the order it published them, on every node.
+    for (id, n) in (1..).zip(&c.nodes) {
+        let got = replay(n, &mark);
+        for i in 1..=3 {
+            let prefix = format!("from-node-{i}-");
+            let mine: Vec<&String> = got.iter().filter(|p| p.starts_with(&prefix)).collect();
+            let order: Vec<usize> = mine.iter().map(|p| p[prefix.len()..].parse().unwrap()).collect();
+            assert_eq!(order, (0..200).collect::<Vec<_>>(), "node {id}: node {i}'s messages in order");
+        }
+    }
+
+    // Node 3 is down while node 1 takes more; back, it catches up.
+    c.node(3).kill();
+    publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "while-3-was-down", 300).unwrap();
+    want.extend(numbered("while-3-was-down", 300));
+    c.node(3).restart().unwrap();
+    c.node(3).wait_ready().unwrap();
+    let took = wait_replayed(&c.nodes[2], &mark, &want);
+    println!("node 3 caught up 300 messages within {took:?} of being ready");
+}
+
+#[test]
+fn given_the_publishers_node_killed_a_second_after_it_published_then_the_others_hold_every_message() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let mark = token(&c.nodes[0], "mark");
+    publish_numbered(c.nodes[2].hpfeeds_addr, "jojo-sensor", "j", "c", "before-the-kill", 1000).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    c.node(3).kill();
+    let want: BTreeSet<String> = numbered("before-the-kill", 1000).into_iter().collect();
+    for n in &c.nodes[..2] {
+        wait_replayed(n, &mark, &want);
+    }
+}
