@@ -237,6 +237,12 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
     let fanout_service =
         crate::cluster::service(switchboard.clone(), peers.clone(), node.cluster_tls().clone(), shutdown.clone());
     let report_service = crate::cluster::report::service(state.clone(), node.cluster_tls().clone());
+    let copy_service = archive
+        .as_ref()
+        .map(|a| crate::cluster::copies::service(a.clone(), node.cluster_tls().clone(), shutdown.clone()));
+    if let Some(a) = &archive {
+        tokio::spawn(crate::cluster::copies::follow_peers(node.clone(), a.clone(), shutdown.clone()));
+    }
     let incoming = node.cluster_tls().incoming(cluster_listener);
     let links_task = tokio::spawn(crate::cluster::maintain_links(
         node.clone(),
@@ -256,6 +262,7 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
             .add_service(raft_service)
             .add_service(fanout_service)
             .add_service(report_service)
+            .add_optional_service(copy_service)
             .serve_with_incoming_shutdown(incoming, grpc_shutdown.cancelled_owned())
             .await
     });
