@@ -65,6 +65,7 @@ fn wide(add_users: bool) -> Vec<Command> {
             to: to.clone(),
             channel: channel.clone(),
             kind: ShareKind::Shares,
+            with_history: false,
         });
         cmds.push(Command::AcceptShare { from: "source".into(), to, channel });
         cmds.push(Command::AddKey(AuthKey {

@@ -102,6 +102,7 @@ fn main() {
                 to: to.clone(),
                 channel: channel.clone(),
                 kind: ShareKind::Shares,
+                with_history: false,
             });
             cmds.push(Command::AcceptShare { from: wide.into(), to, channel });
         }

@@ -71,6 +71,7 @@ fn empty_graph() -> Setup {
             to: to.clone(),
             channel: "ch".into(),
             kind: ShareKind::Shares,
+            with_history: false,
         });
         cmds.push(Command::AcceptShare { from: "publisher".into(), to, channel: "ch".into() });
     }

@@ -57,6 +57,7 @@ pub fn from_hpfeeds_auth(json: &str) -> anyhow::Result<Declaration> {
                     channel: channel.to_string(),
                     kind: ShareKind::Shares,
                     accepted: true,
+                    with_history: false,
                 });
             }
         }

@@ -39,6 +39,7 @@ fn declaration() -> Command {
             to: to.clone(),
             channel: channel.clone(),
             kind: ShareKind::Shares,
+            with_history: false,
         });
         commands.push(Command::AcceptShare { from, to, channel });
     }

@@ -65,7 +65,15 @@ fn main() {
         let to = Target::User(user_name(rng.below(shape.users)));
         let channel = channel_name(rng.skewed(shape.channels, 2.0));
         let kind = if i % 10 == 0 { ShareKind::SharesAll } else { ShareKind::Shares };
-        if g.apply(&Command::AddShare { from: from.clone(), to: to.clone(), channel: channel.clone(), kind }).is_err() {
+        if g.apply(&Command::AddShare {
+            from: from.clone(),
+            to: to.clone(),
+            channel: channel.clone(),
+            kind,
+            with_history: false,
+        })
+        .is_err()
+        {
             continue;
         }
         let t = Instant::now();

@@ -275,6 +275,7 @@ mod tests {
                     to: Target::User("mark".into()),
                     channel: "c".into(),
                     kind: ShareKind::Shares,
+                    with_history: false,
                 },
                 &["jojo"],
                 "{me} cannot offer jojo's data",

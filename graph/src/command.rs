@@ -59,6 +59,9 @@ pub enum Command {
         to: Target,
         channel: String,
         kind: ShareKind,
+        /// Once accepted, it opens the archive from before it was (docs/sharing.md, "The past").
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        with_history: bool,
     },
     AcceptShare {
         from: String,

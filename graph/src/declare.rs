@@ -46,6 +46,9 @@ pub struct ShareDecl {
     pub kind: ShareKind,
     #[serde(default = "yes")]
     pub accepted: bool,
+    /// Opens the archive from before it was accepted (docs/sharing.md, "The past").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_history: bool,
 }
 
 fn yes() -> bool {
@@ -113,13 +116,19 @@ pub fn plan(decl: &Declaration, graph: &Graph) -> Result<Vec<Command>, Declarati
     for s in &decl.shares {
         let (from, to, channel) = (s.from.clone(), s.to.clone(), s.channel.clone());
         let existing = graph.share(&s.from, &s.to, &s.channel);
-        let add = Command::AddShare { from: from.clone(), to: to.clone(), channel: channel.clone(), kind: s.kind };
+        let add = Command::AddShare {
+            from: from.clone(),
+            to: to.clone(),
+            channel: channel.clone(),
+            kind: s.kind,
+            with_history: s.with_history,
+        };
         let accepted_now = match existing {
             None => {
                 cmds.push(add);
                 false
             }
-            Some(e) if e.kind != s.kind => {
+            Some(e) if e.kind != s.kind || e.with_history != s.with_history => {
                 cmds.push(Command::RemoveShare { from: from.clone(), to: to.clone(), channel: channel.clone() });
                 cmds.push(add);
                 false

@@ -476,6 +476,7 @@ mod tests {
             to: Target::Group("cert".into()),
             channel: "cowrie.sessions".into(),
             kind: ShareKind::Shares,
+            with_history: false,
         };
         let e = recorded(&mut g, Actor::User("alice".into()), &share);
         assert!(seen_by(&g, "alice", &e), "the actor");
@@ -505,6 +506,7 @@ mod tests {
             to,
             channel: "cowrie.sessions".into(),
             kind: ShareKind::Shares,
+            with_history: false,
         };
         let share = recorded(&mut g, alice.clone(), &from_alice(Target::User("bob".into())));
         let bobs_own = recorded(

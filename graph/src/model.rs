@@ -73,6 +73,9 @@ pub struct Share {
     /// An archived message passes this share only if published at or after it.
     #[serde(default, skip_serializing_if = "is_default")]
     pub since: Position,
+    /// Opens the archive from before it was accepted.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub with_history: bool,
 }
 
 /// A place in the Raft log: the index of the entry a change was applied at.
@@ -146,6 +149,9 @@ pub struct ShareRecord {
     pub channel: String,
     pub kind: ShareKind,
     pub accepted: bool,
+    /// Once accepted, the reader gets the archive from before it was too.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub with_history: bool,
 }
 
 /// Out-edges of one user on one channel.
@@ -351,6 +357,7 @@ impl Graph {
                     channel: channel.clone(),
                     kind: s.kind,
                     accepted: s.accepted,
+                    with_history: s.with_history,
                 })
             })
         })
@@ -366,6 +373,7 @@ impl Graph {
             channel: channel.to_string(),
             kind: s.kind,
             accepted: s.accepted,
+            with_history: s.with_history,
         };
         let mut out: Vec<ShareRecord> = Vec::new();
         for channel in self.shares.keys() {
@@ -549,7 +557,7 @@ impl Graph {
                     self.mark_group_edges(group, out);
                 }
             }
-            Command::AddShare { from, to, channel, kind } => {
+            Command::AddShare { from, to, channel, kind, with_history } => {
                 self.need_user(from)?;
                 check_wire_name(Named::Channel, channel)?;
                 self.need_target(to)?;
@@ -563,7 +571,7 @@ impl Graph {
                         channel: channel.clone(),
                     });
                 }
-                let share = Share { kind: *kind, accepted: false, since: 0 };
+                let share = Share { kind: *kind, accepted: false, since: 0, with_history: *with_history };
                 self.insert_share(from, to, channel, share);
             }
             Command::AcceptShare { from, to, channel } => {

@@ -149,6 +149,7 @@ mod tests {
             to: crate::Target::User("mark".into()),
             channel: channel.into(),
             kind: crate::ShareKind::Shares,
+            with_history: false,
         };
         assert!(refused(share("x\u{202E}y")));
         assert!(refused(Command::Batch { commands: vec![Command::AddUser { name: "root".into() }] }));

@@ -5,7 +5,8 @@
 //! that lets V read P's messages now (the delivery rule) was already in place
 //! at t: every share on it accepted, and every group membership it passes
 //! through joined, at a position ≤ t. A share accepted today does not open
-//! last week; a share removed and offered again opens from its new acceptance.
+//! last week, unless it was offered `with_history`; a share removed and
+//! offered again opens from its new acceptance.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -62,7 +63,8 @@ impl Graph {
             for (to, joined) in direct.chain(groups) {
                 for sender in self.senders_to(&to, channel) {
                     let Some(share) = self.share(sender, &to, channel).filter(|s| s.accepted) else { continue };
-                    let via = cost.max(share.since).max(joined);
+                    let since = if share.with_history { 0 } else { share.since };
+                    let via = cost.max(since).max(joined);
                     let Some(id) = self.user_id(sender) else { continue };
                     from.entry(id).and_modify(|c| *c = (*c).min(via)).or_insert(via);
                     if share.kind == ShareKind::SharesAll && relay.get(sender).is_none_or(|c| via < *c) {

@@ -27,7 +27,7 @@ impl Fixture {
     /// `from` offers `channel` to `to` (a user, or `group:NAME`); not accepted yet.
     pub fn offer(mut self, from: &str, to: &str, channel: &str) -> Fixture {
         let (from, to, channel) = (from.to_string(), Target::parse(to), channel.to_string());
-        self.commands.push(Command::AddShare { from, to, channel, kind: ShareKind::Shares });
+        self.commands.push(Command::AddShare { from, to, channel, kind: ShareKind::Shares, with_history: false });
         self
     }
 
@@ -192,7 +192,13 @@ pub fn commands(shape: &Shape) -> Vec<Command> {
             Target::User(user_name(rng.below(shape.users)))
         };
         let kind = if rng.unit() < shape.relay_fraction { ShareKind::SharesAll } else { ShareKind::Shares };
-        cmds.push(Command::AddShare { from: from.clone(), to: to.clone(), channel: channel.clone(), kind });
+        cmds.push(Command::AddShare {
+            from: from.clone(),
+            to: to.clone(),
+            channel: channel.clone(),
+            kind,
+            with_history: false,
+        });
         cmds.push(Command::AcceptShare { from, to, channel });
     }
     cmds

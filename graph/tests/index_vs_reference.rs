@@ -40,7 +40,7 @@ fn command() -> impl Strategy<Value = Command> {
         2 => (group(), user()).prop_map(|(group, user)| Command::AcceptMembership { group, user }),
         1 => (group(), user()).prop_map(|(group, user)| Command::RemoveMember { group, user }),
         5 => (user(), target(), channel(), kind())
-            .prop_map(|(from, to, channel, kind)| Command::AddShare { from, to, channel, kind }),
+            .prop_map(|(from, to, channel, kind)| Command::AddShare { from, to, channel, kind, with_history: false }),
         5 => (user(), target(), channel()).prop_map(|(from, to, channel)| Command::AcceptShare { from, to, channel }),
         2 => (user(), target(), channel()).prop_map(|(from, to, channel)| Command::RemoveShare { from, to, channel }),
         1 => (user(), user()).prop_map(|(ident, owner)| Command::AddKey(AuthKey {
@@ -169,7 +169,7 @@ proptest! {
         }
         let preview = readers_through(&graph, &from, &to, &c);
         let before = reference_readers(&graph, &from, &c);
-        let offer = Command::AddShare { from: from.clone(), to: to.clone(), channel: c.clone(), kind };
+        let offer = Command::AddShare { from: from.clone(), to: to.clone(), channel: c.clone(), kind, with_history: false };
         let accept = Command::AcceptShare { from: from.clone(), to: to.clone(), channel: c.clone() };
         graph.apply(&Command::Batch { commands: vec![offer, accept] }).unwrap();
         let after = reference_readers(&graph, &from, &c);
@@ -186,7 +186,7 @@ proptest! {
         let batch = Command::Batch { commands: vec![
             Command::AddUser { name: "fresh".into() },
             Command::AddShare { from: "fresh".into(), to: Target::User("nobody".into()),
-                channel: "c0".into(), kind: ShareKind::Shares },
+                channel: "c0".into(), kind: ShareKind::Shares, with_history: false },
         ]};
         prop_assert!(graph.apply(&batch).is_err());
         prop_assert_eq!(graph, before);
@@ -204,6 +204,7 @@ fn given_graph_serialized_when_restored_then_equal_and_usable() {
             to: Target::User("b".into()),
             channel: "c".into(),
             kind: ShareKind::Shares,
+            with_history: false,
         },
         Command::AcceptShare { from: "a".into(), to: Target::User("b".into()), channel: "c".into() },
     ] {

@@ -47,8 +47,9 @@ fn step() -> impl Strategy<Value = Step> {
         3 => (group(), user()).prop_map(|(group, user)| Step::Change(Command::InviteMember { group, user })),
         3 => (group(), user()).prop_map(|(group, user)| Step::Change(Command::AcceptMembership { group, user })),
         1 => (group(), user()).prop_map(|(group, user)| Step::Change(Command::RemoveMember { group, user })),
-        5 => (user(), target(), channel(), kind())
-            .prop_map(|(from, to, channel, kind)| Step::Change(Command::AddShare { from, to, channel, kind })),
+        5 => (user(), target(), channel(), kind(), prop::bool::weighted(0.3)).prop_map(|(from, to, channel, kind, with_history)| {
+            Step::Change(Command::AddShare { from, to, channel, kind, with_history })
+        }),
         5 => (user(), target(), channel())
             .prop_map(|(from, to, channel)| Step::Change(Command::AcceptShare { from, to, channel })),
         2 => (user(), target(), channel())
@@ -76,10 +77,10 @@ fn timeline() -> impl Strategy<Value = Vec<Step>> {
 }
 
 /// An edge as the reference sees it: an accepted share (from, to, channel,
-/// relays?) or a joined membership (group, user).
+/// relays?, with its history?) or a joined membership (group, user).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Edge {
-    Share(String, Target, String, bool),
+    Share(String, Target, String, bool, bool),
     Member(String, String),
 }
 
@@ -87,7 +88,7 @@ fn edges_of(graph: &Graph) -> BTreeSet<Edge> {
     let shares = graph
         .all_shares()
         .filter(|s| s.accepted)
-        .map(|s| Edge::Share(s.from, s.to, s.channel, s.kind == ShareKind::SharesAll));
+        .map(|s| Edge::Share(s.from, s.to, s.channel, s.kind == ShareKind::SharesAll, s.with_history));
     let members = graph.groups().flat_map(|(name, g)| {
         g.members.iter().filter(|(_, accepted)| **accepted).map(move |(u, _)| Edge::Member(name.to_string(), u.clone()))
     });
@@ -104,7 +105,9 @@ impl Reference {
         let now = edges_of(graph);
         self.since.retain(|e, _| now.contains(e));
         for e in now {
-            self.since.entry(e).or_insert(position);
+            // A share with its history counts as in place from the start.
+            let since = if matches!(e, Edge::Share(.., true)) { 0 } else { position };
+            self.since.entry(e).or_insert(since);
         }
     }
 
@@ -119,7 +122,7 @@ impl Reference {
     fn steps_from(&self, from: &str, channel: &str, at: Position, first: bool) -> Vec<String> {
         let mut next = Vec::new();
         for (edge, since) in &self.since {
-            let Edge::Share(f, to, c, relays) = edge else { continue };
+            let Edge::Share(f, to, c, relays, _) = edge else { continue };
             if f != from || c != channel || *since > at || (!first && !relays) {
                 continue;
             }
@@ -243,6 +246,7 @@ fn given_a_share_accepted_after_a_message_then_only_later_messages_are_read() {
         to: Target::User(to.into()),
         channel: "c".into(),
         kind,
+        with_history: false,
     };
     let accept = |from: &str, to: &str| Command::AcceptShare {
         from: from.into(),
@@ -285,7 +289,13 @@ fn given_a_member_who_joined_after_a_message_then_the_group_share_does_not_open_
     let to = Target::Group("cert".into());
     apply(
         &mut g,
-        Command::AddShare { from: "jojo".into(), to: to.clone(), channel: "c".into(), kind: ShareKind::Shares },
+        Command::AddShare {
+            from: "jojo".into(),
+            to: to.clone(),
+            channel: "c".into(),
+            kind: ShareKind::Shares,
+            with_history: false,
+        },
     );
     let shared = apply(&mut g, Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
     apply(&mut g, Command::InviteMember { group: "cert".into(), user: "bob".into() });

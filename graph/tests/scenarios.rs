@@ -65,6 +65,7 @@ fn run_file(path: &Path) {
                     "shares_all" => ShareKind::SharesAll,
                     other => panic!("{line}: unknown kind {other}"),
                 },
+                with_history: false,
             },
             ["accept", _, "->", _, _] => Command::AcceptShare { from: s(1), to: Target::parse(w[3]), channel: s(4) },
             ["remove", _, "->", _, _] => Command::RemoveShare { from: s(1), to: Target::parse(w[3]), channel: s(4) },

@@ -32,7 +32,8 @@ pub fn offers_to(state: &AppState, me: &str) -> Result<Vec<ShareRecord>, AppErro
 pub async fn offer(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {
     let from = acting_user(&actor, b.from, "offer a share")?;
     let kind = b.kind.ok_or_else(|| AppError::invalid(Field::Kind, "missing field `kind`: shares or shares_all"))?;
-    execute(state, actor, Command::AddShare { from, to: b.to, channel: b.channel, kind }).await
+    let add = Command::AddShare { from, to: b.to, channel: b.channel, kind, with_history: b.with_history };
+    execute(state, actor, add).await
 }
 
 pub async fn accept(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {

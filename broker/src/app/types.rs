@@ -216,6 +216,10 @@ pub struct ShareRequest {
     pub channel: String,
     #[serde(default)]
     pub kind: Option<ShareKind>,
+    /// Offering: once accepted, the recipient reads the archive from before
+    /// too (docs/sharing.md, "The past"). Ignored when accepting or removing.
+    #[serde(default)]
+    pub with_history: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

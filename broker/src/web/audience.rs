@@ -22,6 +22,8 @@ pub struct AudienceQuery {
     /// The share to preview.
     to: String,
     on: String,
+    /// The previewed share would carry its history (a checkbox).
+    history: String,
 }
 
 fn readers_table(channel: &str, readers: &[(String, String)]) -> Markup {
@@ -69,6 +71,10 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Quer
         form.card method="get" action="/audience#preview" {
             (text_input(None, "to", "With (a user, or group:NAME)", &q.to, InputAttrs { complete: Some("targets"), autocomplete: Some("off"), ..InputAttrs::text() }))
             (text_input(None, "on", "On channel", &q.on, InputAttrs::text()))
+            label.choice {
+                input type="checkbox" name="history" value="yes" checked[!q.history.is_empty()];
+                " With its history"
+            }
             button type="submit" { "Show who would be added" }
         }
         @match &previewed {
@@ -78,6 +84,11 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Quer
                 ul.names {
                     @for a in &added.named { li { (a) } }
                     @if added.more > 0 { li.more { (added.more) " further along, through shares that are theirs (named here once yours is accepted)" } }
+                }
+                @if q.history.is_empty() {
+                    p.hint { "They read what you publish from the moment it is accepted, not before." }
+                } @else {
+                    p.hint { "With its history: they also read what you published before, as far back as the archive keeps it." }
                 }
             },
             Some(Err(e)) => p.error role="alert" { (e) },

@@ -23,6 +23,8 @@ pub struct ShareForm {
     to: String,
     channel: String,
     kind: String,
+    /// A checkbox: present when ticked.
+    with_history: Option<String>,
 }
 
 impl ShareForm {
@@ -32,7 +34,13 @@ impl ShareForm {
             "shares_all" => Some(ShareKind::SharesAll),
             _ => None,
         };
-        ShareRequest { from, to: Target::parse(self.to.trim()), channel: self.channel.trim().to_string(), kind }
+        ShareRequest {
+            from,
+            to: Target::parse(self.to.trim()),
+            channel: self.channel.trim().to_string(),
+            kind,
+            with_history: self.with_history.is_some(),
+        }
     }
 }
 
@@ -81,7 +89,9 @@ fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, p
                     @for s in &out {
                         @let to = s.to.to_string();
                         tr {
-                            td { (to) } td { code { (s.channel) } } td { (s.kind.as_str()) } td { (status(s)) }
+                            td { (to) } td { code { (s.channel) } }
+                            td { (s.kind.as_str()) @if s.with_history { br; small.muted { "with its history" } } }
+                            td { (status(s)) }
                             td.actions { (action_button(signed, "/shares/revoke", &share_fields(s, &to), "Revoke", Some("Revoke this share? Delivery stops at once."))) }
                         }
                     }
@@ -105,6 +115,10 @@ fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, p
                     }
                 }
                 (error_for(problem, "kind"))
+            }
+            label.choice {
+                input type="checkbox" name="with_history" value="yes" checked[form.is_some_and(|f| f.with_history.is_some())];
+                " With its history: once accepted, they also read what you published before (within the archive's retention)"
             }
             p.hint { "Before offering, see on " a href="/audience" { "Audience" } " who would be added." }
             button.primary type="submit" { "Offer share" }

@@ -56,7 +56,7 @@ fn key(ident: &str, owner: &str) -> Command {
 }
 
 fn offer(from: &str, to: Target, kind: ShareKind) -> Command {
-    Command::AddShare { from: from.into(), to, channel: "c".into(), kind }
+    Command::AddShare { from: from.into(), to, channel: "c".into(), kind, with_history: false }
 }
 
 fn accept(from: &str, to: Target) -> Command {
@@ -80,12 +80,12 @@ async fn publish_as_jojo(n: &Node, jojo: &mut Client, token: &str, payload: &str
 #[tokio::test]
 async fn given_shares_made_and_removed_over_time_then_each_user_replays_what_the_rule_allows() {
     let n = start_node(|_| {}).await;
-    for name in ["jojo", "mark", "alice", "eve", "bob"] {
+    for name in ["jojo", "mark", "alice", "eve", "bob", "carol"] {
         n.write(Command::AddUser { name: name.into() }).await;
     }
     n.write(key("jojo-k", "jojo")).await;
     let mut tokens = std::collections::HashMap::new();
-    for name in ["jojo", "mark", "alice", "eve", "bob"] {
+    for name in ["jojo", "mark", "alice", "eve", "bob", "carol"] {
         tokens.insert(name, token_of(&n, name).await);
     }
     let jojo_token = &tokens["jojo"];
@@ -110,9 +110,19 @@ async fn given_shares_made_and_removed_over_time_then_each_user_replays_what_the
     publish_as_jojo(&n, &mut jojo, jojo_token, "bob-invited").await;
     n.write(Command::AcceptMembership { group: "cert".into(), user: "bob".into() }).await;
     publish_as_jojo(&n, &mut jojo, jojo_token, "bob-joined").await;
+    // Offered with its history, after everything: carol reads all of it.
+    let with_history = Command::AddShare {
+        from: "jojo".into(),
+        to: user("carol"),
+        channel: "c".into(),
+        kind: ShareKind::Shares,
+        with_history: true,
+    };
+    n.write(with_history).await;
+    n.write(accept("jojo", user("carol"))).await;
 
     let all = ["before-any-share", "offered", "accepted", "relayed", "to-eve", "bob-invited", "bob-joined"];
-    let expected: [(&str, &[&str]); 5] = [
+    let expected: [(&str, &[&str]); 6] = [
         ("jojo", &all),
         // An offer carries nothing, in the past as now.
         ("mark", &all[2..]),
@@ -122,6 +132,8 @@ async fn given_shares_made_and_removed_over_time_then_each_user_replays_what_the
         ("eve", &[]),
         // A member from when they joined, not from the invitation.
         ("bob", &all[6..]),
+        // A share with its history opens the past.
+        ("carol", &all),
     ];
     for (reader, want) in expected {
         let (status, lines, _, text) = messages(&n, &tokens[reader], "channel=c").await;

@@ -270,6 +270,7 @@ async fn given_a_user_then_they_see_names_but_not_addresses_or_shares_of_a_group
         to: hpfriends_graph::Target::Group("honeynet".into()),
         channel: "g".into(),
         kind: hpfriends_graph::ShareKind::Shares,
+        with_history: false,
     })
     .await;
     let eve = user_token(&api, &op, "eve").await;

@@ -38,7 +38,7 @@ fn key(ident: &str, owner: &str) -> AuthKey {
 }
 
 fn share(from: &str, to: Target, channel: &str) -> Command {
-    Command::AddShare { from: from.into(), to, channel: channel.into(), kind: ShareKind::Shares }
+    Command::AddShare { from: from.into(), to, channel: channel.into(), kind: ShareKind::Shares, with_history: false }
 }
 
 #[tokio::test]
@@ -400,6 +400,7 @@ async fn given_users_groups_and_relays_then_each_user_sees_what_docs_sharing_md_
         to: Target::User("carol".into()),
         channel: "relay.chan".into(),
         kind: ShareKind::SharesAll,
+        with_history: false,
     };
     n.write(relay).await;
     n.write(Command::AcceptShare {

@@ -40,7 +40,13 @@ async fn given_writes_when_node_restarts_then_graph_and_index_recovered() {
     let to = Target::User("mark".into());
     node.write(
         Actor::Operator,
-        Command::AddShare { from: "jojo".into(), to: to.clone(), channel: "c".into(), kind: ShareKind::Shares },
+        Command::AddShare {
+            from: "jojo".into(),
+            to: to.clone(),
+            channel: "c".into(),
+            kind: ShareKind::Shares,
+            with_history: false,
+        },
     )
     .await
     .unwrap();

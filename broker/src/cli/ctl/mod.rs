@@ -196,6 +196,9 @@ pub enum ShareCmd {
         share: ShareRef,
         #[arg(long, value_parser = ["shares", "shares_all"])]
         kind: String,
+        /// Once accepted, the recipient also reads the archive from before.
+        #[arg(long)]
+        with_history: bool,
     },
     Accept(ShareRef),
     Remove(ShareRef),

@@ -6,28 +6,35 @@ use super::client::{filtered, Api, Output};
 use super::{ShareCmd, ShareRef};
 use crate::app::types::{Done, ShareList, ShareRequest};
 
-fn request(s: &ShareRef, kind: Option<ShareKind>) -> ShareRequest {
-    ShareRequest { from: Some(s.from.clone()), to: Target::parse(&s.to), channel: s.channel.clone(), kind }
+fn request(s: &ShareRef, kind: Option<ShareKind>, with_history: bool) -> ShareRequest {
+    ShareRequest {
+        from: Some(s.from.clone()),
+        to: Target::parse(&s.to),
+        channel: s.channel.clone(),
+        kind,
+        with_history,
+    }
 }
 
 pub async fn run(api: &Api, cmd: &ShareCmd) -> anyhow::Result<Output> {
     let (path, body, text) = match cmd {
-        ShareCmd::Add { share, kind } => {
+        ShareCmd::Add { share, kind, with_history } => {
             let parsed = if kind == "shares_all" { ShareKind::SharesAll } else { ShareKind::Shares };
+            let history = if *with_history { ", with its history" } else { "" };
             let text = format!(
-                "{} offers {} to {} ({kind}); it carries data once accepted",
+                "{} offers {} to {} ({kind}{history}); it carries data once accepted",
                 share.from, share.channel, share.to
             );
-            ("/api/v1/shares", request(share, Some(parsed)), text)
+            ("/api/v1/shares", request(share, Some(parsed), *with_history), text)
         }
         ShareCmd::Accept(share) => (
             "/api/v1/shares/accept",
-            request(share, None),
+            request(share, None, false),
             format!("accepted {} -> {} on {}", share.from, share.to, share.channel),
         ),
         ShareCmd::Remove(share) => (
             "/api/v1/shares/remove",
-            request(share, None),
+            request(share, None, false),
             format!("removed {} -> {} on {}", share.from, share.to, share.channel),
         ),
         ShareCmd::List { user } => {
@@ -41,7 +48,8 @@ pub async fn run(api: &Api, cmd: &ShareCmd) -> anyhow::Result<Output> {
                         ShareKind::SharesAll => "shares_all",
                     };
                     let state = if s.accepted { "accepted" } else { "pending" };
-                    format!("{} -> {}  {}  {kind}  {state}", s.from, s.to, s.channel)
+                    let history = if s.with_history { "  with history" } else { "" };
+                    format!("{} -> {}  {}  {kind}  {state}{history}", s.from, s.to, s.channel)
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
