@@ -103,7 +103,7 @@ class Target:
             wait_port(p, "the relay")
             self.pub, self.sub = [p], [p]
         elif self.name.startswith("hpfriends"):
-            nodes = 3 if self.name == "hpfriends-3" else 1
+            nodes = 3 if self.name.startswith("hpfriends-3") else 1
             ports = [(free_port(), free_port(), free_port()) for _ in range(nodes)]
             for i, (hp, http, cl) in enumerate(ports):
                 args = [self.binary, "serve", "--node-id", str(i + 1), "--data-dir", f"{d}/node{i + 1}",
@@ -236,7 +236,10 @@ def main():
     with open(a.out, "w") as out:
         for rnd in range(1, a.rounds + 1):
             for name in targets:
-                t = Target(name, a.binary, a.venv, workdir)
+                # hpfriends-1-noarchive: one node with `archive = false`, beside
+                # hpfriends-1 (the archive on, as by default) for its cost.
+                config = "archive = false\n" if name.endswith("-noarchive") else None
+                t = Target(name, a.binary, a.venv, workdir, config)
                 t.start()
                 try:
                     for wname, wargs in workloads:
@@ -270,6 +273,15 @@ def print_tables(results, targets, workloads):
         cells = [fmt_rate(med[t]) if med[t] else "error" for t in targets]
         ratio = lambda other: f"{med['hpfriends-1'] / med[other]:.2f}×" if med.get("hpfriends-1") and med.get(other) else "—"
         print(f"| {wname} | " + " | ".join(cells) + f" | {ratio('relay')} | {ratio('nats')} | {ratio('hpfeeds3')} |")
+    if "hpfriends-1-noarchive" in targets:
+        print("\n### The archive's cost: hpfriends-1 (archive on) ÷ hpfriends-1-noarchive, delivered/s\n")
+        print("| workload | archive on | archive off | on ÷ off |")
+        print("|---|---|---|---|")
+        for wname, _ in workloads:
+            on = median_of(results.get((wname, "hpfriends-1"), []), lambda r: r["delivered_per_s"])
+            off = median_of(results.get((wname, "hpfriends-1-noarchive"), []), lambda r: r["delivered_per_s"])
+            if on and off:
+                print(f"| {wname} | {fmt_rate(on)} | {fmt_rate(off)} | {on / off:.2f}× |")
     print("\n### Loss and closes (sum over rounds): lost messages / subscribers closed by the server\n")
     print("| workload | " + " | ".join(targets) + " |")
     print("|---" * (len(targets) + 1) + "|")

@@ -26,7 +26,7 @@ use store::Store;
 pub use store::{Id, Message};
 
 /// Bytes of messages waiting for the writer, at most: past it the archive drops.
-const QUEUE_BYTES: usize = 64 * 1024 * 1024;
+const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages in one write, at most.
 const BATCH: usize = 4096;
 /// How often the writer expires old messages and reports, when idle.
