@@ -8,7 +8,7 @@ use hpfriends_graph::{Actor, Named};
 
 use super::types::{ArchivedMessage, MessagesQuery};
 use super::{AppError, Field};
-use crate::archive::{self, Id};
+use crate::archive::{self, Cursor};
 use crate::state::AppState;
 
 /// Messages per page when the caller does not say, and at most.
@@ -46,13 +46,12 @@ pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<M
     if since > until {
         return Err(AppError::invalid(Field::Time, "since is after until"));
     }
-    let mut from = Id { time_us: since, node: 0, seq: 0 };
-    if let Some(cursor) = &q.cursor {
-        let after = Id::from_cursor(cursor).ok_or_else(|| {
-            AppError::invalid(Field::Cursor, format!("cursor {cursor:?} is not one this API gave (48 hex digits)"))
-        })?;
-        from = from.max(after.next());
-    }
+    let after = match &q.cursor {
+        Some(cursor) => Some(Cursor::decode(cursor).ok_or_else(|| {
+            AppError::invalid(Field::Cursor, format!("cursor {cursor:?} is not one this API gave (56 hex digits)"))
+        })?),
+        None => None,
+    };
     let readers = state.node.read_graph(|g| {
         let listed = g.keys().any(|k| k.publish.iter().chain(&k.subscribe).any(|c| *c == q.channel));
         if !listed {
@@ -62,8 +61,9 @@ pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<M
     })?;
     let read = archive::Read {
         channel: q.channel.into_bytes(),
-        from,
+        since_us: since,
         until_us: until,
+        after,
         publisher: q.publisher.map(String::into_bytes),
         limit,
         max_bytes: PAGE_BYTES,
@@ -73,7 +73,7 @@ pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<M
         .await
         .map_err(|e| AppError::Internal(format!("reading the archive: {e}")))?
         .map_err(|e| AppError::Internal(format!("reading the archive: {e}")))?;
-    let next = page.more.then(|| page.last.map(|id| id.cursor())).flatten();
+    let next = page.more.then(|| page.last.map(|c| c.encode())).flatten();
     Ok(MessagesPage { messages: page.messages.into_iter().map(to_api).collect(), next })
 }
 
@@ -86,7 +86,7 @@ fn to_api(m: archive::Message) -> ArchivedMessage {
         node: m.id.node,
         seq: m.id.seq,
         payload_b64: base64::engine::general_purpose::STANDARD.encode(&m.payload),
-        payload: String::from_utf8(m.payload).ok(),
+        payload: String::from_utf8(m.payload.to_vec()).ok(),
     }
 }
 

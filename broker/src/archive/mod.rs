@@ -23,7 +23,7 @@ use hpfriends_graph::{PastReaders, Position, UserId};
 use crate::protocol::PublishFrame;
 use crate::telemetry;
 use store::Store;
-pub use store::{Id, Message};
+pub use store::{Cursor, Id, Message};
 
 /// Bytes of messages waiting for the writer, at most: past it the archive drops.
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
@@ -174,9 +174,9 @@ impl Archive {
     pub fn read(&self, q: &Read, readers: &PastReaders) -> anyhow::Result<Page> {
         let mut page = Page::default();
         let (mut scanned, mut bytes) = (0, 0);
-        self.store.scan(&q.channel, q.from, q.until_us, |m| {
+        self.store.scan(&q.channel, q.since_us, q.until_us, q.after, |m, cursor| {
             scanned += 1;
-            page.last = Some(m.id);
+            page.last = Some(cursor);
             let wanted = q.publisher.as_ref().is_none_or(|p| *p == m.ident);
             if wanted && readers.may_read(m.owner, m.position) {
                 bytes += m.payload.len();
@@ -220,8 +220,10 @@ impl Drop for Archive {
 /// One page's bounds.
 pub struct Read {
     pub channel: Vec<u8>,
-    pub from: Id,
+    pub since_us: u64,
     pub until_us: u64,
+    /// Continue after this (a page's `last`).
+    pub after: Option<Cursor>,
     pub publisher: Option<Vec<u8>>,
     pub limit: usize,
     pub max_bytes: usize,
@@ -231,8 +233,8 @@ pub struct Read {
 #[derive(Debug, Default)]
 pub struct Page {
     pub messages: Vec<Message>,
-    /// The last message looked at: the next page starts after it.
-    pub last: Option<Id>,
+    /// Just past the last message looked at: the next page starts there.
+    pub last: Option<Cursor>,
     /// The page stopped at a bound: there may be more.
     pub more: bool,
 }
@@ -275,13 +277,15 @@ impl Writer {
                         let next = marks.entry(self.node).or_default();
                         let seq = *next;
                         *next += 1;
+                        // Parts of the received frame, not copies.
+                        let raw = p.frame.raw();
                         batch.push(Message {
                             id: Id { time_us: p.time_us, node: self.node, seq },
                             owner: p.owner,
                             position: p.position,
-                            ident: p.frame.ident().to_vec(),
-                            channel: p.frame.channel().to_vec(),
-                            payload: p.frame.payload().to_vec(),
+                            ident: raw.slice_ref(p.frame.ident()),
+                            channel: raw.slice_ref(p.frame.channel()),
+                            payload: raw.slice_ref(p.frame.payload()),
                         });
                     }
                     Job::Copies { from, messages, done } => {

@@ -1,25 +1,33 @@
 //! The archive on disk: a RocksDB database of its own beside the Raft store
-//! (`<data_dir>/archive`), never in the graph's log. Three column families:
+//! (`<data_dir>/archive`), never in the graph's log.
 //!
-//! - `messages`: channel (length first) | time | node | seq → owner, position,
-//!   ident, payload. A replay of one channel is one range scan.
-//! - `by_time`: time | node | seq → size, channel. Retention takes the oldest
-//!   through it, whatever their channel.
-//! - `by_origin`: node | seq → time, channel. The copies to other nodes read
-//!   each publishing node's messages in order through it.
+//! Messages are stored in chunks: the messages of one writer batch with the
+//! same channel and publishing node, one RocksDB value (at most a minute and
+//! 256 KiB of them). A key per message cost three memtable inserts each and held the
+//! writer to half a million messages a second; a chunk costs three per
+//! batch. Four column families:
+//!
+//! - `messages`: channel (length first) | first message's id → the chunk. A
+//!   replay of one channel is one range scan.
+//! - `by_time`: first message's id → newest time, size, count, channel.
+//!   Retention takes the oldest chunks through it, whatever their channel.
+//! - `by_origin`: node | first seq → last seq, first time, channel. The
+//!   copies to other nodes read each publishing node's messages in order
+//!   through it.
 //! - `meta`: the totals (bytes, messages) and, per publishing node, the next
-//!   sequence number held (`mark`), written in the same batch as the messages.
+//!   sequence number held (`mark`), written in the same batch as the chunks.
 //!
 //! Numbers are big-endian, so keys sort as (time, node, seq).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use bytes::{Buf, BufMut, Bytes};
 use hpfriends_graph::{Position, UserId};
-use rocksdb::{ColumnFamilyDescriptor, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 
 const CF_MESSAGES: &str = "messages";
 const CF_BY_TIME: &str = "by_time";
@@ -27,13 +35,20 @@ const CF_BY_ORIGIN: &str = "by_origin";
 const CF_META: &str = "meta";
 const META_BYTES: &[u8] = b"bytes";
 const META_MESSAGES: &[u8] = b"messages";
-/// Bytes of memtables, all column families together.
-const MEMTABLES: usize = 32 * 1024 * 1024;
 /// Followed by the node id: the mark of that node's messages.
 const META_MARK: &[u8] = b"mark/";
-/// What a message costs besides its ident, channel and payload: its keys and
-/// the fixed fields.
-const OVERHEAD: u64 = 3 * 24 + 1 + 4 + 8 + 1 + 8 + 8;
+/// Bytes of memtables, all column families together.
+const MEMTABLES: usize = 32 * 1024 * 1024;
+/// The longest time one chunk spans: a replay from a time starts this much
+/// earlier in the channel's keys.
+pub const CHUNK_SPAN_US: u64 = 60_000_000;
+/// A chunk is cut once its messages pass this many bytes (retention and
+/// reads work in whole chunks).
+const CHUNK_BYTES: u64 = 256 * 1024;
+/// What a message costs besides its ident and payload (its fixed fields), and
+/// a chunk besides its messages (its keys and index entries).
+const RECORD_OVERHEAD: u64 = 8 + 8 + 8 + 4 + 8 + 1 + 4;
+const CHUNK_OVERHEAD: u64 = 3 * 24 + 64;
 
 /// Where a message is in the archive of every node: when, on which node it
 /// was published, and its number there. Sorts oldest first.
@@ -59,22 +74,27 @@ impl Id {
         (b.len() == 24).then_some(())?;
         Some(Id { time_us: n(0..8)?, node: n(8..16)?, seq: n(16..24)? })
     }
+}
 
-    /// The opaque cursor of the API: the last message of a page.
-    pub fn cursor(&self) -> String {
-        hex::encode(self.bytes())
+/// Where a page stopped: a chunk and how many of its messages were looked at.
+/// The API's opaque cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    chunk: Id,
+    taken: u32,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let mut b = self.chunk.bytes().to_vec();
+        b.extend_from_slice(&self.taken.to_be_bytes());
+        hex::encode(b)
     }
 
-    pub fn from_cursor(text: &str) -> Option<Id> {
-        Id::from_bytes(&hex::decode(text).ok()?)
-    }
-
-    /// The smallest id after this one.
-    pub fn next(&self) -> Id {
-        match self.seq.checked_add(1) {
-            Some(seq) => Id { seq, ..*self },
-            None => Id { time_us: self.time_us, node: self.node + 1, seq: 0 },
-        }
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let b = hex::decode(text).ok()?;
+        (b.len() == 28).then_some(())?;
+        Some(Cursor { chunk: Id::from_bytes(&b[..24])?, taken: u32::from_be_bytes(b[24..].try_into().ok()?) })
     }
 }
 
@@ -86,37 +106,57 @@ pub struct Message {
     pub owner: UserId,
     /// The log position the publishing node had applied: which paths existed.
     pub position: Position,
-    pub ident: Vec<u8>,
-    pub channel: Vec<u8>,
-    pub payload: Vec<u8>,
+    pub ident: Bytes,
+    pub channel: Bytes,
+    pub payload: Bytes,
 }
 
 impl Message {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.put_u64(self.id.time_us);
+        out.put_u64(self.id.node);
+        out.put_u64(self.id.seq);
+        out.put_u32(self.owner);
+        out.put_u64(self.position);
+        out.put_u8(self.ident.len() as u8);
+        out.put_slice(&self.ident);
+        out.put_u32(self.payload.len() as u32);
+        out.put_slice(&self.payload);
+    }
+
     /// What it counts for in `archive_max_bytes`.
-    pub fn size(&self) -> u64 {
-        OVERHEAD + self.ident.len() as u64 + 3 * self.channel.len() as u64 + self.payload.len() as u64
+    fn size(&self) -> u64 {
+        RECORD_OVERHEAD + self.ident.len() as u64 + self.payload.len() as u64
     }
+}
 
-    /// The value under its `messages` key.
-    fn value(&self) -> Vec<u8> {
-        let mut value = Vec::with_capacity(13 + self.ident.len() + self.payload.len());
-        value.extend_from_slice(&self.owner.to_be_bytes());
-        value.extend_from_slice(&self.position.to_be_bytes());
-        value.push(self.ident.len() as u8);
-        value.extend_from_slice(&self.ident);
-        value.extend_from_slice(&self.payload);
-        value
-    }
-
-    fn decode(id: Id, channel: &[u8], value: &[u8]) -> anyhow::Result<Message> {
-        let damaged = || anyhow::anyhow!("archive message damaged");
-        let owner = UserId::from_be_bytes(value.get(..4).ok_or_else(damaged)?.try_into()?);
-        let position = Position::from_be_bytes(value.get(4..12).ok_or_else(damaged)?.try_into()?);
-        let ident_len = *value.get(12).ok_or_else(damaged)? as usize;
-        let ident = value.get(13..13 + ident_len).ok_or_else(damaged)?.to_vec();
-        let payload = value[13 + ident_len..].to_vec();
-        Ok(Message { id, owner, position, ident, channel: channel.to_vec(), payload })
-    }
+/// The messages of a chunk, decoded one by one from its value.
+fn records(channel: Bytes, mut value: Bytes) -> impl Iterator<Item = anyhow::Result<Message>> {
+    std::iter::from_fn(move || {
+        if value.is_empty() {
+            return None;
+        }
+        let damaged = || anyhow::anyhow!("archive chunk damaged");
+        if value.len() < 37 {
+            value.clear();
+            return Some(Err(damaged()));
+        }
+        let id = Id { time_us: value.get_u64(), node: value.get_u64(), seq: value.get_u64() };
+        let (owner, position) = (value.get_u32(), value.get_u64());
+        let ident_len = value.get_u8() as usize;
+        if value.len() < ident_len + 4 {
+            value.clear();
+            return Some(Err(damaged()));
+        }
+        let ident = value.split_to(ident_len);
+        let payload_len = value.get_u32() as usize;
+        if value.len() < payload_len {
+            value.clear();
+            return Some(Err(damaged()));
+        }
+        let payload = value.split_to(payload_len);
+        Some(Ok(Message { id, owner, position, ident, channel: channel.clone(), payload }))
+    })
 }
 
 fn message_key(channel: &[u8], id: &Id) -> Vec<u8> {
@@ -161,6 +201,9 @@ impl Store {
         // Memtables of all families together: RocksDB's default (64 MiB per
         // family, two each) tripled the node's memory under load.
         opts.set_db_write_buffer_size(MEMTABLES);
+        // The small families' memtables would otherwise keep every WAL file
+        // alive until they fill: a gigabyte of WAL for a few of data.
+        opts.set_max_total_wal_size(2 * MEMTABLES as u64);
         let cfs = [CF_MESSAGES, CF_BY_TIME, CF_BY_ORIGIN, CF_META].map(|n| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -174,7 +217,7 @@ impl Store {
         let messages = read_u64(&db, META_MESSAGES)?;
         let mut marks = HashMap::new();
         let meta = db.cf_handle(CF_META).expect("opened with it");
-        for item in db.iterator_cf(meta, IteratorMode::From(META_MARK, rocksdb::Direction::Forward)) {
+        for item in db.iterator_cf(meta, IteratorMode::From(META_MARK, Direction::Forward)) {
             let (key, value) = item?;
             let Some(node) = key.strip_prefix(META_MARK) else { break };
             let damaged = || anyhow::anyhow!("archive meta damaged");
@@ -182,11 +225,6 @@ impl Store {
             marks.insert(node, u64::from_be_bytes(value.as_ref().try_into().map_err(|_| damaged())?));
         }
         Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks) })
-    }
-
-    /// How far this archive holds each publishing node's messages.
-    pub fn marks(&self) -> HashMap<u64, u64> {
-        self.marks.lock().expect("archive marks lock poisoned").clone()
     }
 
     pub fn bytes(&self) -> u64 {
@@ -197,33 +235,69 @@ impl Store {
         self.messages.load(Ordering::Relaxed)
     }
 
+    /// How far this archive holds each publishing node's messages.
+    pub fn marks(&self) -> HashMap<u64, u64> {
+        self.marks.lock().expect("archive marks lock poisoned").clone()
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("opened with it")
     }
 
-    /// Writes the messages, the new totals and marks in one batch (not
-    /// synced: an archive that loses its last moments in a power cut still
-    /// has the rest, and the other nodes' copies). Each message's sequence
-    /// number must be at or past its node's mark (the writer sees to it).
+    /// Writes the messages as chunks, with the new totals and marks, in one
+    /// batch (not synced: an archive that loses its last moments in a power
+    /// cut still has the rest, and the other nodes' copies). Each node's
+    /// messages come in the order of their numbers, at or past its mark (the
+    /// writer sees to it).
     pub fn append(&self, messages: &[Message]) -> anyhow::Result<()> {
         let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
-        let mut batch = WriteBatch::default();
-        let mut added = 0;
-        let mut marks = self.marks();
+        let mut groups: BTreeMap<(&[u8], u64), Vec<&Message>> = BTreeMap::new();
         for msg in messages {
-            batch.put_cf(m, message_key(&msg.channel, &msg.id), msg.value());
-            let size = msg.size();
-            let mut by_time = Vec::with_capacity(8 + msg.channel.len());
-            by_time.extend_from_slice(&size.to_be_bytes());
-            by_time.extend_from_slice(&msg.channel);
-            batch.put_cf(t, msg.id.bytes(), by_time);
-            let mut by_origin = Vec::with_capacity(8 + msg.channel.len());
-            by_origin.extend_from_slice(&msg.id.time_us.to_be_bytes());
-            by_origin.extend_from_slice(&msg.channel);
-            batch.put_cf(o, origin_key(msg.id.node, msg.id.seq), by_origin);
-            added += size;
-            let mark = marks.entry(msg.id.node).or_default();
-            *mark = (*mark).max(msg.id.seq + 1);
+            groups.entry((&msg.channel[..], msg.id.node)).or_default().push(msg);
+        }
+        let mut batch = WriteBatch::default();
+        let (mut added, mut marks) = (0, self.marks());
+        for ((channel, node), group) in groups {
+            // Cut where a chunk would span more than a minute or CHUNK_BYTES.
+            let mut rest = &group[..];
+            while let Some(first) = rest.first() {
+                let mut filled = 0;
+                let n = rest
+                    .iter()
+                    .take_while(|m| {
+                        filled += m.size();
+                        m.id.time_us.abs_diff(first.id.time_us) < CHUNK_SPAN_US
+                            && (filled <= CHUNK_BYTES || filled == m.size())
+                    })
+                    .count();
+                let (chunk, tail) = rest.split_at(n);
+                rest = tail;
+                let first_id = chunk.iter().map(|m| m.id.time_us).min().map(|t| Id { time_us: t, ..first.id });
+                let first_id = first_id.expect("a chunk holds messages");
+                let newest = chunk.iter().map(|m| m.id.time_us).max().unwrap_or(0);
+                let last_seq = chunk.last().map_or(0, |m| m.id.seq);
+                let mut value = Vec::with_capacity(chunk.iter().map(|m| m.size() as usize).sum());
+                let mut size = CHUNK_OVERHEAD + channel.len() as u64;
+                for msg in chunk {
+                    msg.put(&mut value);
+                    size += msg.size();
+                }
+                batch.put_cf(m, message_key(channel, &first_id), value);
+                let mut by_time = Vec::with_capacity(20 + channel.len());
+                by_time.put_u64(newest);
+                by_time.put_u64(size);
+                by_time.put_u32(chunk.len() as u32);
+                by_time.put_slice(channel);
+                batch.put_cf(t, first_id.bytes(), by_time);
+                let mut by_origin = Vec::with_capacity(16 + channel.len());
+                by_origin.put_u64(last_seq);
+                by_origin.put_u64(first_id.time_us);
+                by_origin.put_slice(channel);
+                batch.put_cf(o, origin_key(node, first_id.seq), by_origin);
+                added += size;
+                let mark = marks.entry(node).or_default();
+                *mark = (*mark).max(last_seq + 1);
+            }
         }
         let bytes = self.bytes() + added;
         let count = self.messages() + messages.len() as u64;
@@ -248,32 +322,42 @@ impl Store {
     }
 
     /// `node`'s messages from sequence number `from` on, in order, until
-    /// `max` of them or `max_bytes` of payload.
+    /// `max` of them or `max_bytes` of payload (whole chunks: a little more).
     pub fn scan_origin(&self, node: u64, from: u64, max: usize, max_bytes: usize) -> anyhow::Result<Vec<Message>> {
+        let o = self.cf(CF_BY_ORIGIN);
+        // The chunk holding `from` starts at or before it.
+        let mut start = origin_key(node, from).to_vec();
+        let mut back = self.db.raw_iterator_cf(o);
+        back.seek_for_prev(origin_key(node, from));
+        if let (Some(key), Some(value)) = (back.key(), back.value()) {
+            let last = value.get(..8).map(|v| u64::from_be_bytes(v.try_into().expect("8 bytes")));
+            if key.starts_with(&node.to_be_bytes()) && last.is_some_and(|l| l >= from) {
+                start = key.to_vec();
+            }
+        }
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(match node.checked_add(1) {
             Some(next) => origin_key(next, 0).to_vec(),
             None => vec![0xff; 17],
         });
-        let start = origin_key(node, from);
-        let it = self.db.iterator_cf_opt(
-            self.cf(CF_BY_ORIGIN),
-            opts,
-            IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
         let (mut out, mut bytes) = (Vec::new(), 0);
-        for item in it {
+        for item in self.db.iterator_cf_opt(o, opts, IteratorMode::From(&start, Direction::Forward)) {
             let (key, value) = item?;
             let damaged = || anyhow::anyhow!("archive origin index damaged");
-            let seq = u64::from_be_bytes(key.get(8..16).ok_or_else(damaged)?.try_into()?);
-            let time_us = u64::from_be_bytes(value.get(..8).ok_or_else(damaged)?.try_into()?);
-            let id = Id { time_us, node, seq };
-            let channel = &value[8..];
+            let first_seq = u64::from_be_bytes(key.get(8..16).ok_or_else(damaged)?.try_into()?);
+            let time_us = u64::from_be_bytes(value.get(8..16).ok_or_else(damaged)?.try_into()?);
+            let channel = Bytes::copy_from_slice(&value[16..]);
+            let id = Id { time_us, node, seq: first_seq };
             // Expired between the two reads: skipped.
-            let Some(stored) = self.db.get_cf(self.cf(CF_MESSAGES), message_key(channel, &id))? else { continue };
-            let message = Message::decode(id, channel, &stored)?;
-            bytes += message.payload.len();
-            out.push(message);
+            let Some(chunk) = self.db.get_cf(self.cf(CF_MESSAGES), message_key(&channel, &id))? else { continue };
+            for msg in records(channel, Bytes::from(chunk)) {
+                let msg = msg?;
+                if msg.id.seq < from {
+                    continue;
+                }
+                bytes += msg.payload.len();
+                out.push(msg);
+            }
             if out.len() >= max || bytes >= max_bytes {
                 break;
             }
@@ -281,72 +365,88 @@ impl Store {
         Ok(out)
     }
 
-    /// The oldest message's id.
+    /// The oldest chunk's first id.
     pub fn oldest(&self) -> Option<Id> {
         let mut it = self.db.iterator_cf(self.cf(CF_BY_TIME), IteratorMode::Start);
         it.next().and_then(|r| r.ok()).and_then(|(k, _)| Id::from_bytes(&k))
     }
 
-    /// Deletes the oldest messages while they are older than `keep_from_us`
-    /// or the archive holds more than `max_bytes`. Returns how many went.
+    /// Deletes the oldest chunks while their newest message is older than
+    /// `keep_from_us` or the archive holds more than `max_bytes`. Returns how
+    /// many messages went.
     pub fn expire(&self, keep_from_us: u64, max_bytes: u64) -> anyhow::Result<u64> {
-        const CHUNK: usize = 10_000;
+        const CHUNKS: usize = 1_000;
         let mut deleted = 0;
         loop {
             let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
             let mut batch = WriteBatch::default();
-            let (mut bytes, mut count, mut in_batch) = (self.bytes(), self.messages(), 0);
+            let (mut bytes, mut count, mut chunks) = (self.bytes(), self.messages(), 0);
             for item in self.db.iterator_cf(t, IteratorMode::Start) {
                 let (key, value) = item?;
-                let id = Id::from_bytes(&key).ok_or_else(|| anyhow::anyhow!("archive index damaged"))?;
-                if (id.time_us >= keep_from_us && bytes <= max_bytes) || in_batch == CHUNK {
+                let damaged = || anyhow::anyhow!("archive index damaged");
+                let id = Id::from_bytes(&key).ok_or_else(damaged)?;
+                let newest = u64::from_be_bytes(value.get(..8).ok_or_else(damaged)?.try_into()?);
+                if (newest >= keep_from_us && bytes <= max_bytes) || chunks == CHUNKS {
                     break;
                 }
-                let size = u64::from_be_bytes(value[..8].try_into()?);
+                let size = u64::from_be_bytes(value.get(8..16).ok_or_else(damaged)?.try_into()?);
+                let n = u32::from_be_bytes(value.get(16..20).ok_or_else(damaged)?.try_into()?) as u64;
                 batch.delete_cf(t, &key);
-                batch.delete_cf(m, message_key(&value[8..], &id));
+                batch.delete_cf(m, message_key(&value[20..], &id));
                 batch.delete_cf(o, origin_key(id.node, id.seq));
                 bytes = bytes.saturating_sub(size);
-                count = count.saturating_sub(1);
-                in_batch += 1;
+                count = count.saturating_sub(n);
+                deleted += n;
+                chunks += 1;
             }
-            if in_batch == 0 {
+            if chunks == 0 {
                 return Ok(deleted);
             }
             self.put_totals(&mut batch, bytes, count);
             self.db.write(batch)?;
             self.bytes.store(bytes, Ordering::Relaxed);
             self.messages.store(count, Ordering::Relaxed);
-            deleted += in_batch as u64;
-            if in_batch < CHUNK {
+            if chunks < CHUNKS {
                 return Ok(deleted);
             }
         }
     }
 
-    /// Visits the messages of `channel` from `from` (inclusive) to `until_us`
-    /// (exclusive), oldest first, until `visit` breaks.
+    /// Visits the messages of `channel` from `since_us` to `until_us`
+    /// (exclusive), chunk by chunk in the order of their first message, each
+    /// chunk's in order, starting after `after` when given, until `visit`
+    /// breaks. `visit` is given each message and the cursor just past it.
     pub fn scan(
         &self,
         channel: &[u8],
-        from: Id,
+        since_us: u64,
         until_us: u64,
-        mut visit: impl FnMut(Message) -> ControlFlow<()>,
+        after: Option<Cursor>,
+        mut visit: impl FnMut(Message, Cursor) -> ControlFlow<()>,
     ) -> anyhow::Result<()> {
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(message_key(channel, &Id { time_us: until_us, node: 0, seq: 0 }));
+        let from = match after {
+            Some(c) => c.chunk,
+            None => Id { time_us: since_us.saturating_sub(CHUNK_SPAN_US), node: 0, seq: 0 },
+        };
         let start = message_key(channel, &from);
-        let it = self.db.iterator_cf_opt(
-            self.cf(CF_MESSAGES),
-            opts,
-            IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
+        let it = self.db.iterator_cf_opt(self.cf(CF_MESSAGES), opts, IteratorMode::From(&start, Direction::Forward));
         let prefix = 1 + channel.len();
+        let channel = Bytes::copy_from_slice(channel);
         for item in it {
             let (key, value) = item?;
-            let id = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
-            if visit(Message::decode(id, channel, &value)?).is_break() {
-                break;
+            let chunk = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
+            let skip = after.filter(|c| c.chunk == chunk).map_or(0, |c| c.taken as usize);
+            for (i, msg) in records(channel.clone(), Bytes::from(value.into_vec())).enumerate().skip(skip) {
+                let msg = msg?;
+                let cursor = Cursor { chunk, taken: i as u32 + 1 };
+                if msg.id.time_us < since_us || msg.id.time_us >= until_us {
+                    continue;
+                }
+                if visit(msg, cursor).is_break() {
+                    return Ok(());
+                }
             }
         }
         Ok(())

@@ -112,9 +112,9 @@ fn to_proto(m: Message) -> Stored {
         time_us: m.id.time_us,
         owner: m.owner,
         position: m.position,
-        ident: m.ident.into(),
-        channel: m.channel.into(),
-        payload: m.payload.into(),
+        ident: m.ident,
+        channel: m.channel,
+        payload: m.payload,
     }
 }
 
@@ -123,9 +123,9 @@ fn from_proto(s: Stored) -> Message {
         id: Id { time_us: s.time_us, node: s.node, seq: s.seq },
         owner: s.owner,
         position: s.position,
-        ident: s.ident.to_vec(),
-        channel: s.channel.to_vec(),
-        payload: s.payload.to_vec(),
+        ident: s.ident,
+        channel: s.channel,
+        payload: s.payload,
     }
 }
 
