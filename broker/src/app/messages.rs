@@ -26,7 +26,8 @@ pub struct MessagesPage {
     pub next: Option<String>,
 }
 
-/// One page of `channel`'s archived messages that `actor` may read, oldest first.
+/// One page of `channel`'s archived messages that `actor` may read, oldest
+/// first by chunk (each publisher's in the order published).
 pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<MessagesPage, AppError> {
     let Some(archive) = state.archive.clone() else {
         return Err(AppError::NotFound("this node keeps no archive (archive = false)".into()));

@@ -12,8 +12,9 @@ use crate::http::auth::Caller;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
-/// What was published on a channel that the caller may read, oldest first,
-/// one JSON object per line. A message reaches the caller if the sharing
+/// What was published on a channel that the caller may read, oldest first
+/// (each publisher's messages in the order published; different nodes'
+/// interleaved by the batches the archive wrote), one JSON object per line. A message reaches the caller if the sharing
 /// graph lets them read its publisher now and the path that lets them was in
 /// place when it was published (docs/sharing.md, "The past"). When there may
 /// be more, `Link: <…>; rel="next"` gives the next page.
