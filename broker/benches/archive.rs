@@ -1,0 +1,154 @@
+//! Reading the archive back: one node in this process, a million messages of
+//! 256 B published to it over hpfeeds, then `GET /api/v1/messages` page by
+//! page (10,000 a page, following `Link`) as the reader, five rounds; prints
+//! messages per second per round and their median, and the archive's bytes
+//! on disk per message.
+//!
+//! cargo bench -p hpfriends --bench archive
+
+use std::time::{Duration, Instant};
+
+use hpfriends_broker::config::Config;
+use hpfriends_broker::protocol::frame::{auth_hash, encode_auth, encode_publish};
+use hpfriends_broker::server::start;
+use hpfriends_cluster_tests::median;
+use hpfriends_graph::{Actor, AuthKey, Command, ShareKind, Target};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const MESSAGES: usize = 1_000_000;
+const ROUNDS: usize = 5;
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            hpfeeds_addr: "127.0.0.1:0".into(),
+            http_addr: "127.0.0.1:0".into(),
+            cluster_addr: "127.0.0.1:0".into(),
+            min_key_secret_len: 1,
+            ..Config::default()
+        };
+        let running = start(&config).await.unwrap();
+        running.node.wait_ready(Duration::from_secs(30)).await.unwrap();
+        let key = |ident: &str, owner: &str, publish: bool| {
+            let channels = vec!["bench".to_string()];
+            Command::AddKey(AuthKey {
+                ident: ident.into(),
+                secret: ident.into(),
+                owner: owner.into(),
+                publish: if publish { channels.clone() } else { vec![] },
+                subscribe: if publish { vec![] } else { channels },
+            })
+        };
+        let to = Target::User("analyst".into());
+        let commands = vec![
+            Command::AddUser { name: "sensors".into() },
+            Command::AddUser { name: "analyst".into() },
+            key("pub", "sensors", true),
+            key("sub", "analyst", false),
+            Command::AddShare {
+                from: "sensors".into(),
+                to: to.clone(),
+                channel: "bench".into(),
+                kind: ShareKind::Shares,
+                with_history: false,
+            },
+            Command::AcceptShare { from: "sensors".into(), to, channel: "bench".into() },
+        ];
+        running.node.write(Actor::Operator, Command::Batch { commands }).await.unwrap();
+        let http = reqwest::Client::new();
+        let base = format!("http://{}", running.http_addr);
+        let token: serde_json::Value = http
+            .post(format!("{base}/api/v1/users/analyst/token"))
+            .bearer_auth(&running.operator_token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = token["token"].as_str().unwrap().to_string();
+
+        // Publish, at the pace the archive keeps up with (a pause when it lags).
+        let mut s = tokio::net::TcpStream::connect(running.hpfeeds_addr).await.unwrap();
+        let mut info = [0u8; 256];
+        let n = s.read(&mut info).await.unwrap();
+        let nonce = &info[6 + info[5] as usize..n];
+        s.write_all(&encode_auth(b"pub", &auth_hash(nonce, b"pub"))).await.unwrap();
+        let payload = vec![b'x'; 256];
+        for i in 0..MESSAGES / 1000 {
+            let mut burst = Vec::with_capacity(1000 * 280);
+            for j in 0..1000 {
+                let mut p = payload.clone();
+                p[..8].copy_from_slice(&((i * 1000 + j) as u64).to_be_bytes());
+                burst.extend_from_slice(&encode_publish(b"pub", b"bench", &p));
+            }
+            s.write_all(&burst).await.unwrap();
+            if i % 50 == 49 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let archived = loop {
+            let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            let value =
+                |name: &str| text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).unwrap_or(0.0);
+            let (archived, dropped) = (value("hpfriends_archive_messages "), value("hpfriends_archive_dropped_total "));
+            if archived + dropped >= MESSAGES as f64 {
+                println!(
+                    "published {MESSAGES} messages of 256 B: {archived} archived, {dropped} dropped from the archive"
+                );
+                break archived as usize;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let disk: u64 = walk(&dir.path().join("data/archive"));
+        println!("archive on disk: {disk} bytes, {:.1} B per message", disk as f64 / archived as f64);
+
+        let mut rates = Vec::new();
+        for round in 1..=ROUNDS {
+            let start = Instant::now();
+            let mut path = "/api/v1/messages?channel=bench&limit=10000".to_string();
+            let mut read = 0;
+            loop {
+                let r = http.get(format!("{base}{path}")).bearer_auth(&token).send().await.unwrap();
+                assert!(r.status().is_success());
+                let next = r
+                    .headers()
+                    .get("link")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| Some(v.strip_prefix('<')?.split_once(">; rel=\"next\"")?.0.to_string()));
+                let body = r.bytes().await.unwrap();
+                read += body.iter().filter(|b| **b == b'\n').count();
+                match next {
+                    Some(p) => path = p,
+                    None => break,
+                }
+            }
+            let took = start.elapsed();
+            assert_eq!(read, archived, "every archived message read once");
+            let rate = read as f64 / took.as_secs_f64();
+            println!("round {round}: {read} messages in {took:.2?}: {rate:.0} messages/s");
+            rates.push(rate);
+        }
+        println!("replay to one reader, median of {ROUNDS} rounds: {:.0} messages/s", median(rates));
+        running.stop().await;
+    });
+}
+
+/// Bytes of the files under `dir`.
+fn walk(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
