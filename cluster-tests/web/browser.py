@@ -381,6 +381,9 @@ def scenarios(p):
     expect(jojo.get_by_role("heading", name="Key jojo-sensor")).to_be_visible()
     published = jojo.locator("dl.stats dd").first.inner_text()
     check(re.match(r"[1-9]\d* messages", published), f"jojo's key page counts what it published ({published!r})")
+    kept = jojo.get_by_role("heading", name="Kept").locator("xpath=following-sibling::p[1]").inner_text()
+    check("kept in the archive for 7days" in kept and re.search(r"holds [1-9]\d* messages", kept) is not None,
+          f"jojo's key page says how long what it publishes is kept ({kept!r})")
     accessible(jojo, "key-activity")
 
     # A share revoked in the browser stops delivery, to hpfeeds subscribers and to the Live page.

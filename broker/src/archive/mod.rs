@@ -62,6 +62,7 @@ enum Job {
 
 pub struct Archive {
     node: u64,
+    retention: Retention,
     store: Arc<Store>,
     jobs: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
@@ -92,7 +93,16 @@ impl Archive {
             retention,
         };
         let handle = std::thread::Builder::new().name("archive".into()).spawn(move || writer.run(rx))?;
-        Ok(Arc::new(Archive { node, store, jobs, queued, dropped, writer: Mutex::new(Some(handle)), written }))
+        Ok(Arc::new(Archive {
+            node,
+            retention,
+            store,
+            jobs,
+            queued,
+            dropped,
+            writer: Mutex::new(Some(handle)),
+            written,
+        }))
     }
 
     /// Hands a publish to the writer, or drops it from the archive (never from
@@ -154,6 +164,10 @@ impl Archive {
 
     pub fn node(&self) -> u64 {
         self.node
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
     }
 
     pub fn bytes(&self) -> u64 {

@@ -36,6 +36,20 @@ pub async fn show(State(state): State<AppState>, signed: SignedIn, Path(ident): 
             dt { "Delivered to it" } dd { (a.delivered) " messages, " (a.delivered_bytes) " bytes" }
             dt { "Last subscribed" } dd { (last(a.last_subscribe)) }
         }
+        h2 { "Kept" }
+        @match &state.archive {
+            Some(archive) => {
+                @let r = archive.retention();
+                p {
+                    "What this key publishes is kept in the archive for " (humantime::format_duration(r.keep))
+                    " on every node (at most " (r.max_bytes) " bytes per node, oldest first), for those its data is shared with to read back ("
+                    code { "ctl messages" } "). This node holds " (archive.messages()) " messages of all keys"
+                    @if let Some(oldest) = archive.oldest() { ", the oldest from " (time(oldest.time_us / 1_000_000)) }
+                    "."
+                }
+            }
+            None => p { "This node keeps no archive (" code { "archive = false" } "): what this key publishes is delivered live only." },
+        }
         h2 { "Connected now" }
         @if a.connections.is_empty() { p.empty { "Not connected anywhere." } }
         @else {

@@ -104,3 +104,26 @@ fn given_the_publishers_node_killed_a_second_after_it_published_then_the_others_
         wait_replayed(n, &mark, &want);
     }
 }
+
+#[test]
+fn given_a_short_retention_then_every_node_lets_the_same_messages_go() {
+    let c = Cluster::start(&hpfriends_bin(), 3, &["--archive-keep", "3s"]).unwrap();
+    let mut c = c;
+    c.wait_leader(DEADLINE).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let mark = token(&c.nodes[0], "mark");
+    publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "short-lived", 100).unwrap();
+    let want: BTreeSet<String> = numbered("short-lived", 100).into_iter().collect();
+    for n in &c.nodes {
+        wait_replayed(n, &mark, &want);
+    }
+    // Timed by the publishing node's clock, the same copies expire on every node.
+    for n in &c.nodes {
+        wait_replayed(n, &mark, &BTreeSet::new());
+        let kept = hpfriends_cluster_tests::metric(n.http_addr, "hpfriends_archive_messages").unwrap();
+        assert_eq!(kept, 0.0, "nothing left in the archive");
+    }
+}
