@@ -1,14 +1,15 @@
 //! The archive read back: what a user may read of what was published on a
 //! channel, by the rule of docs/sharing.md ("The past").
 
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
-use hpfriends_graph::{Actor, Named};
+use hpfriends_graph::{Actor, Named, PastReaders};
 
 use super::types::{ArchivedMessage, MessagesQuery};
 use super::{AppError, Field};
-use crate::archive::{self, Cursor};
+use crate::archive::{self, Archive, Cursor};
 use crate::state::AppState;
 
 /// Messages per page when the caller does not say, and at most.
@@ -26,9 +27,19 @@ pub struct MessagesPage {
     pub next: Option<String>,
 }
 
-/// One page of `channel`'s archived messages that `actor` may read, oldest
-/// first by chunk (each publisher's in the order published).
-pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<MessagesPage, AppError> {
+/// What a read of the archive is about, checked.
+struct Asked {
+    archive: Arc<Archive>,
+    me: String,
+    channel: String,
+    since: u64,
+    until: u64,
+    after: Option<Cursor>,
+    publisher: Option<Vec<u8>>,
+    limit: usize,
+}
+
+fn asked(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<Asked, AppError> {
     let Some(archive) = state.archive.clone() else {
         return Err(AppError::NotFound("this node keeps no archive (archive = false)".into()));
     };
@@ -53,29 +64,138 @@ pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<M
         })?),
         None => None,
     };
-    let readers = state.node.read_graph(|g| {
-        let listed = g.keys().any(|k| k.publish.iter().chain(&k.subscribe).any(|c| *c == q.channel));
-        if !listed {
-            return Err(AppError::NotFound(format!("unknown channel {:?}: no key lists it", q.channel)));
-        }
-        g.past_readers(me, &q.channel).ok_or_else(|| AppError::NotFound(format!("no user {me:?}")))
-    })?;
-    let read = archive::Read {
-        channel: q.channel.into_bytes(),
-        since_us: since,
-        until_us: until,
+    let asked = Asked {
+        archive,
+        me: me.clone(),
+        channel: q.channel,
+        since,
+        until,
         after,
         publisher: q.publisher.map(String::into_bytes),
+        limit,
+    };
+    readers(state, &asked)?;
+    Ok(asked)
+}
+
+/// The rule of the past for the caller on the channel, as the graph is now.
+fn readers(state: &AppState, a: &Asked) -> Result<PastReaders, AppError> {
+    state.node.read_graph(|g| {
+        let listed = g.keys().any(|k| k.publish.iter().chain(&k.subscribe).any(|c| *c == a.channel));
+        if !listed {
+            return Err(AppError::NotFound(format!("unknown channel {:?}: no key lists it", a.channel)));
+        }
+        g.past_readers(&a.me, &a.channel).ok_or_else(|| AppError::NotFound(format!("no user {:?}", a.me)))
+    })
+}
+
+/// One page of what `a` asks for, from `after`.
+async fn read(a: &Asked, readers: PastReaders, after: Option<Cursor>, limit: usize) -> Result<archive::Page, AppError> {
+    let read = archive::Read {
+        channel: a.channel.clone().into_bytes(),
+        since_us: a.since,
+        until_us: a.until,
+        after,
+        publisher: a.publisher.clone(),
         limit,
         max_bytes: PAGE_BYTES,
         max_scanned: PAGE_SCAN,
     };
-    let page = tokio::task::spawn_blocking(move || archive.read(&read, &readers))
+    let archive = a.archive.clone();
+    tokio::task::spawn_blocking(move || archive.read(&read, &readers))
         .await
         .map_err(|e| AppError::Internal(format!("reading the archive: {e}")))?
-        .map_err(|e| AppError::Internal(format!("reading the archive: {e}")))?;
+        .map_err(|e| AppError::Internal(format!("reading the archive: {e}")))
+}
+
+/// One page of `channel`'s archived messages that `actor` may read, oldest
+/// first by chunk (each publisher's in the order published).
+pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<MessagesPage, AppError> {
+    let a = asked(state, actor, q)?;
+    let page = read(&a, readers(state, &a)?, a.after, a.limit).await?;
     let next = page.more.then(|| page.last.map(|c| c.encode())).flatten();
     Ok(MessagesPage { messages: page.messages.into_iter().map(to_api).collect(), next })
+}
+
+/// Messages sent ahead of a follower's reading.
+const FOLLOW_AHEAD: usize = 16;
+/// A follower with nothing new looks again at least this often.
+const FOLLOW_LOOK: Duration = Duration::from_secs(1);
+
+/// What `page` gives, every page of it, then each message the archive keeps
+/// next, as it is written, until the receiver is dropped: every message the
+/// caller may read once, none missed where the one turns into the other.
+///
+/// The seam: the archive's marks are taken first (per publishing node, the
+/// next number it does not hold); the pages give only what is below them,
+/// and following reads each node's messages in order from them
+/// (`Archive::scan_origin`, as the copies do). Who may read what is asked of
+/// the graph again at every page and every look, so a removed share stops
+/// the stream's messages of its publisher at once.
+pub async fn follow(
+    state: &AppState,
+    actor: &Actor,
+    q: MessagesQuery,
+) -> Result<tokio::sync::mpsc::Receiver<ArchivedMessage>, AppError> {
+    if q.until.is_some() || q.cursor.is_some() {
+        return Err(AppError::invalid(Field::Time, "follow reads on from since: until and cursor cannot be given"));
+    }
+    let a = asked(state, actor, q)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(FOLLOW_AHEAD);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let marks = a.archive.marks();
+        let below = |m: &archive::Message| m.id.seq < marks.get(&m.id.node).copied().unwrap_or(0);
+        let mut after = None;
+        loop {
+            let Ok(readers) = readers(&state, &a) else { return };
+            let Ok(page) = read(&a, readers, after, MAX_LIMIT).await else { return };
+            for m in page.messages.into_iter().filter(below) {
+                if tx.send(to_api(m)).await.is_err() {
+                    return;
+                }
+            }
+            match (page.more, page.last) {
+                (true, Some(last)) => after = Some(last),
+                _ => break,
+            }
+        }
+        let mut at = marks;
+        let mut written = a.archive.watch_written();
+        let channel = a.channel.as_bytes();
+        loop {
+            let Ok(readers) = readers(&state, &a) else { return };
+            let mut moved = false;
+            for (node, held) in a.archive.marks() {
+                let from = at.get(&node).copied().unwrap_or(0);
+                if from >= held {
+                    continue;
+                }
+                let archive = a.archive.clone();
+                let scan = tokio::task::spawn_blocking(move || archive.scan_origin(node, from, 1024, PAGE_BYTES));
+                let Ok(Ok(messages)) = scan.await else { return };
+                moved |= !messages.is_empty();
+                for m in messages {
+                    at.insert(node, m.id.seq + 1);
+                    let wanted = &m.channel[..] == channel
+                        && a.publisher.as_deref().is_none_or(|p| p == &m.ident[..])
+                        && m.id.time_us >= a.since
+                        && readers.may_read(m.owner, m.position);
+                    if wanted && tx.send(to_api(m)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            if !moved {
+                tokio::select! {
+                    _ = tx.closed() => return,
+                    _ = written.changed() => {}
+                    _ = tokio::time::sleep(FOLLOW_LOOK) => {}
+                }
+            }
+        }
+    });
+    Ok(rx)
 }
 
 fn to_api(m: archive::Message) -> ArchivedMessage {

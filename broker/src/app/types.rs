@@ -400,6 +400,9 @@ pub struct MessagesQuery {
     pub limit: Option<usize>,
     /// Continue after the page this came from (its `Link: <…>; rel="next"`).
     pub cursor: Option<String>,
+    /// Give every page at once, then each message as the archive keeps it,
+    /// until the caller hangs up (no `until`, no `cursor`, no `Link`).
+    pub follow: Option<bool>,
     /// Wait until this node has applied everything committed before the request.
     #[allow(dead_code)] // taken by the consistent-reads layer; here to be accepted and described
     pub consistent: Option<bool>,

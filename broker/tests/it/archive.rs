@@ -261,3 +261,40 @@ async fn given_the_archive_off_then_messages_are_not_kept_and_the_api_says_so() 
     assert!(text.contains("archive = false"), "{text}");
     assert!(!n.running_data_dir().join("archive").exists());
 }
+
+#[tokio::test]
+async fn given_a_follower_while_messages_are_published_then_each_comes_once_and_in_order_across_the_seam() {
+    let n = start_node(|_| {}).await;
+    n.write(Command::AddUser { name: "jojo".into() }).await;
+    n.write(key("jojo-k", "jojo")).await;
+    let token = token_of(&n, "jojo").await;
+    let mut c = Client::login(n.running.hpfeeds_addr, "jojo-k", "s").await;
+    for i in 0..300 {
+        c.publish("c", format!("m{i:03}").as_bytes()).await;
+    }
+    // Follow at once, while the first ones are still being archived and more come.
+    let url = format!("http://{}/api/v1/messages?channel=c&follow=true", n.running.http_addr);
+    let mut response = reqwest::Client::new().get(url).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    for i in 300..600 {
+        c.publish("c", format!("m{i:03}").as_bytes()).await;
+    }
+    let mut text = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while text.lines().count() < 600 {
+            let chunk = response.chunk().await.unwrap().expect("the answer goes on");
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "600 messages within 10 s, got {}", text.lines().count());
+    let got: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["payload"].as_str().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (0..600).map(|i| format!("m{i:03}")).collect();
+    assert_eq!(got, want, "each once, in order");
+
+    let (status, _, _, text) = messages(&n, &token, "channel=c&follow=true&until=2999-01-01").await;
+    assert_eq!(status, 400, "{text}");
+}

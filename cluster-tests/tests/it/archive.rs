@@ -127,3 +127,44 @@ fn given_a_short_retention_then_every_node_lets_the_same_messages_go() {
         assert_eq!(kept, 0.0, "nothing left in the archive");
     }
 }
+
+#[test]
+fn given_ctl_messages_follow_on_one_node_then_what_is_published_on_another_arrives_once_each() {
+    use std::io::BufRead;
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let mark = token(&c.nodes[0], "mark");
+    publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "before", 100).unwrap();
+    let mut follower = std::process::Command::new(hpfriends_bin())
+        .args(["ctl", "--json", "--server", &c.nodes[2].url(), "--token", &mark])
+        .args(["messages", "--channel", "c", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = follower.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if tx.send(v["payload"].as_str().unwrap().to_string()).is_err() {
+                return;
+            }
+        }
+    });
+    publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "after", 100).unwrap();
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(p) => got.push(p),
+            Err(_) => break,
+        }
+    }
+    let _ = follower.kill();
+    let mut want = numbered("before", 100);
+    want.extend(numbered("after", 100));
+    assert_eq!(got, want, "node 3 follows node 1's publishes: each once, in order");
+}

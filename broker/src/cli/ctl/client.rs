@@ -78,6 +78,37 @@ impl Api {
         Ok((text, next))
     }
 
+    /// A GET whose answer is lines that do not end (`follow=true`): `line` is
+    /// called with each as it comes, until the server ends the answer.
+    pub async fn follow_lines(
+        &self,
+        path: &str,
+        mut line: impl FnMut(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let mut req = self.http.get(&url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let mut resp = req.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error.message).unwrap_or(text);
+            bail!("{status}: {message}");
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let rest = pending.split_off(end + 1);
+                line(std::str::from_utf8(&pending[..end])?)?;
+                pending = rest;
+            }
+        }
+        Ok(())
+    }
+
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         if self.consistent {
             let sep = if path.contains('?') { '&' } else { '?' };

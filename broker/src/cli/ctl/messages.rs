@@ -19,6 +19,9 @@ pub async fn print(api: &Api, args: &MessagesArgs, json: bool) -> anyhow::Result
     if let Some(p) = &args.publisher {
         query.push_str(&format!("&publisher={}", enc(p)));
     }
+    if args.follow {
+        return api.follow_lines(&format!("/api/v1/messages?{query}&follow=true"), |line| print_line(line, json)).await;
+    }
     let mut path = format!("/api/v1/messages?{query}&limit={}", args.limit.clamp(1, MAX_LIMIT));
     let mut printed = 0;
     loop {
@@ -27,15 +30,7 @@ pub async fn print(api: &Api, args: &MessagesArgs, json: bool) -> anyhow::Result
             if printed == args.limit {
                 return Ok(());
             }
-            if json {
-                println!("{line}");
-            } else {
-                let m: ArchivedMessage = serde_json::from_str(line)?;
-                match &m.payload {
-                    Some(text) => println!("{}  {}  {text}", m.time, m.ident),
-                    None => println!("{}  {}  base64:{}", m.time, m.ident, m.payload_b64),
-                }
-            }
+            print_line(line, json)?;
             printed += 1;
         }
         match next {
@@ -43,6 +38,20 @@ pub async fn print(api: &Api, args: &MessagesArgs, json: bool) -> anyhow::Result
             _ => return Ok(()),
         }
     }
+}
+
+/// One message: the API's line, or time, ident and payload for people.
+fn print_line(line: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{line}");
+        return Ok(());
+    }
+    let m: ArchivedMessage = serde_json::from_str(line)?;
+    match &m.payload {
+        Some(text) => println!("{}  {}  {text}", m.time, m.ident),
+        None => println!("{}  {}  base64:{}", m.time, m.ident, m.payload_b64),
+    }
+    Ok(())
 }
 
 /// An age (`15m`, `1h`, `2d`) becomes the time that long ago; anything else

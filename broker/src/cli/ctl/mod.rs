@@ -83,6 +83,10 @@ pub struct MessagesArgs {
     /// At most this many messages.
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+    /// Then go on printing each message as it is archived, until interrupted
+    /// (no --until, no --limit).
+    #[arg(long, conflicts_with_all = ["until", "limit"])]
+    pub follow: bool,
 }
 
 #[derive(Args, Debug)]

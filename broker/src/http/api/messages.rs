@@ -17,7 +17,8 @@ use crate::state::AppState;
 /// interleaved by the batches the archive wrote), one JSON object per line. A message reaches the caller if the sharing
 /// graph lets them read its publisher now and the path that lets them was in
 /// place when it was published (docs/sharing.md, "The past"). When there may
-/// be more, `Link: <…>; rel="next"` gives the next page.
+/// be more, `Link: <…>; rel="next"` gives the next page. With `follow=true`
+/// the answer does not end: every page, then each message as it is archived.
 #[utoipa::path(get, path = "/api/v1/messages", tag = "messages", params(MessagesQuery),
     responses((status = 200, description = "One message per line", body = ArchivedMessage, content_type = "application/x-ndjson"), ApiErrors))]
 pub async fn list(
@@ -26,6 +27,17 @@ pub async fn list(
     query: QueryOf<MessagesQuery>,
 ) -> Result<Response, ApiError> {
     let axum::extract::Query(q) = query?;
+    if q.follow == Some(true) {
+        use futures::StreamExt;
+        let messages = messages::follow(&state, &actor, q).await?;
+        let lines = tokio_stream::wrappers::ReceiverStream::new(messages).map(|m| {
+            let mut line = serde_json::to_vec(&m).unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
+        });
+        let body = axum::body::Body::from_stream(lines);
+        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+    }
     let again = next_query(&q);
     let page = messages::page(&state, &actor, q).await?;
     let mut body = Vec::with_capacity(page.messages.iter().map(|m| m.payload_b64.len() * 2 + 128).sum());
