@@ -163,7 +163,9 @@ pub async fn follow(
         let mut at = marks;
         let mut written = a.archive.watch_written();
         let channel = a.channel.as_bytes();
-        loop {
+        // Until the reader hangs up: checked on every look, as a busy archive
+        // may hold nothing for it to be sent for a long while.
+        while !tx.is_closed() {
             let Ok(readers) = readers(&state, &a) else { return };
             let mut moved = false;
             for (node, held) in a.archive.marks() {

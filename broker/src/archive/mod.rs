@@ -55,20 +55,18 @@ enum Job {
         messages: Vec<Message>,
         done: tokio::sync::oneshot::Sender<()>,
     },
-    /// Answers once everything queued before it is written.
-    Flush(mpsc::Sender<()>),
     Stop,
 }
 
 pub struct Archive {
-    node: u64,
     retention: Retention,
     store: Arc<Store>,
     jobs: mpsc::Sender<Job>,
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
-    /// Bumped after each write: what follows the archive (copies to other nodes) looks again.
+    /// Bumped after each write: what follows the archive (copies to other
+    /// nodes, `follow=true` readers) looks again.
     written: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -93,16 +91,7 @@ impl Archive {
             retention,
         };
         let handle = std::thread::Builder::new().name("archive".into()).spawn(move || writer.run(rx))?;
-        Ok(Arc::new(Archive {
-            node,
-            retention,
-            store,
-            jobs,
-            queued,
-            dropped,
-            writer: Mutex::new(Some(handle)),
-            written,
-        }))
+        Ok(Arc::new(Archive { retention, store, jobs, queued, dropped, writer: Mutex::new(Some(handle)), written }))
     }
 
     /// Hands a publish to the writer, or drops it from the archive (never from
@@ -146,14 +135,6 @@ impl Archive {
         self.written.subscribe()
     }
 
-    /// Waits until everything offered so far is written (tests, and the drain).
-    pub fn flush(&self) {
-        let (tx, rx) = mpsc::channel();
-        if self.jobs.send(Job::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(10));
-        }
-    }
-
     /// Writes what is queued and stops the writer.
     pub fn stop(&self) {
         let _ = self.jobs.send(Job::Stop);
@@ -162,16 +143,8 @@ impl Archive {
         }
     }
 
-    pub fn node(&self) -> u64 {
-        self.node
-    }
-
     pub fn retention(&self) -> Retention {
         self.retention
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.store.bytes()
     }
 
     pub fn messages(&self) -> u64 {
@@ -265,7 +238,6 @@ struct Writer {
 impl Writer {
     fn run(self, jobs: mpsc::Receiver<Job>) {
         let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
-        let mut waiting: Vec<mpsc::Sender<()>> = Vec::new();
         let mut copied: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         // What the store will hold once `batch` is written.
         let mut marks = self.store.marks();
@@ -310,7 +282,6 @@ impl Writer {
                         }
                         copied.push(done);
                     }
-                    Job::Flush(done) => waiting.push(done),
                     Job::Stop => stop = true,
                 }
                 if taken < BATCH {
@@ -330,7 +301,7 @@ impl Writer {
                 let _ = done.send(());
             }
             let full = self.store.bytes() > self.retention.max_bytes;
-            if full || last_tick.elapsed() >= TICK || stop || !waiting.is_empty() {
+            if full || last_tick.elapsed() >= TICK || stop {
                 last_tick = std::time::Instant::now();
                 self.expire();
                 let dropped = self.dropped.load(Ordering::Relaxed);
@@ -346,9 +317,6 @@ impl Writer {
                 self.report_oldest();
             }
             self.report(oldest_us);
-            for done in waiting.drain(..) {
-                let _ = done.send(());
-            }
             if stop {
                 break;
             }
