@@ -228,18 +228,35 @@ proptest! {
     }
 }
 
+/// A graph whose changes apply at positions 1, 2, 3, …, as the log's entries do.
+#[derive(Default)]
+struct Timeline {
+    graph: Graph,
+    at: Position,
+}
+
+impl Timeline {
+    /// Applies `c` at the next position; returns it.
+    fn apply(&mut self, c: Command) -> Position {
+        self.at += 1;
+        self.graph.set_position(self.at);
+        self.graph.apply(&c).unwrap();
+        self.at
+    }
+}
+
+impl std::ops::Deref for Timeline {
+    type Target = Graph;
+    fn deref(&self) -> &Graph {
+        &self.graph
+    }
+}
+
 #[test]
 fn given_a_share_accepted_after_a_message_then_only_later_messages_are_read() {
-    let mut g = Graph::new();
-    let mut at = 0;
-    let mut apply = |g: &mut Graph, c: Command| {
-        at += 1;
-        g.set_position(at);
-        g.apply(&c).unwrap();
-        at
-    };
+    let mut g = Timeline::default();
     for name in ["jojo", "mark", "alice"] {
-        apply(&mut g, Command::AddUser { name: name.into() });
+        g.apply(Command::AddUser { name: name.into() });
     }
     let share = |from: &str, to: &str, kind| Command::AddShare {
         from: from.into(),
@@ -253,10 +270,10 @@ fn given_a_share_accepted_after_a_message_then_only_later_messages_are_read() {
         to: Target::User(to.into()),
         channel: "c".into(),
     };
-    apply(&mut g, share("jojo", "mark", ShareKind::Shares));
-    let before = apply(&mut g, share("mark", "alice", ShareKind::SharesAll));
-    let accepted = apply(&mut g, accept("jojo", "mark"));
-    let relayed = apply(&mut g, accept("mark", "alice"));
+    g.apply(share("jojo", "mark", ShareKind::Shares));
+    let before = g.apply(share("mark", "alice", ShareKind::SharesAll));
+    let accepted = g.apply(accept("jojo", "mark"));
+    let relayed = g.apply(accept("mark", "alice"));
     let jojo = g.user_id("jojo").unwrap();
     let mark = g.past_readers("mark", "c").unwrap();
     assert!(!mark.may_read(jojo, before), "published before the share was accepted");
@@ -265,41 +282,29 @@ fn given_a_share_accepted_after_a_message_then_only_later_messages_are_read() {
     assert!(!alice.may_read(jojo, accepted), "the relay was accepted later");
     assert!(alice.may_read(jojo, relayed));
     assert!(alice.may_read(g.user_id("alice").unwrap(), 0), "one's own messages, always");
-    let removed = apply(
-        &mut g,
-        Command::RemoveShare { from: "jojo".into(), to: Target::User("mark".into()), channel: "c".into() },
-    );
+    let removed =
+        g.apply(Command::RemoveShare { from: "jojo".into(), to: Target::User("mark".into()), channel: "c".into() });
     assert!(!g.past_readers("mark", "c").unwrap().may_read(jojo, removed - 1), "a removed share closes the past too");
 }
 
 #[test]
 fn given_a_member_who_joined_after_a_message_then_the_group_share_does_not_open_it() {
-    let mut g = Graph::new();
-    let mut at = 0;
-    let mut apply = |g: &mut Graph, c: Command| {
-        at += 1;
-        g.set_position(at);
-        g.apply(&c).unwrap();
-        at
-    };
+    let mut g = Timeline::default();
     for name in ["jojo", "mark", "bob"] {
-        apply(&mut g, Command::AddUser { name: name.into() });
+        g.apply(Command::AddUser { name: name.into() });
     }
-    apply(&mut g, Command::AddGroup { name: "cert".into(), creator: "mark".into() });
+    g.apply(Command::AddGroup { name: "cert".into(), creator: "mark".into() });
     let to = Target::Group("cert".into());
-    apply(
-        &mut g,
-        Command::AddShare {
-            from: "jojo".into(),
-            to: to.clone(),
-            channel: "c".into(),
-            kind: ShareKind::Shares,
-            with_history: false,
-        },
-    );
-    let shared = apply(&mut g, Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
-    apply(&mut g, Command::InviteMember { group: "cert".into(), user: "bob".into() });
-    let joined = apply(&mut g, Command::AcceptMembership { group: "cert".into(), user: "bob".into() });
+    g.apply(Command::AddShare {
+        from: "jojo".into(),
+        to: to.clone(),
+        channel: "c".into(),
+        kind: ShareKind::Shares,
+        with_history: false,
+    });
+    let shared = g.apply(Command::AcceptShare { from: "jojo".into(), to, channel: "c".into() });
+    g.apply(Command::InviteMember { group: "cert".into(), user: "bob".into() });
+    let joined = g.apply(Command::AcceptMembership { group: "cert".into(), user: "bob".into() });
     let jojo = g.user_id("jojo").unwrap();
     assert!(g.past_readers("mark", "c").unwrap().may_read(jojo, shared), "a member since before");
     let bob = g.past_readers("bob", "c").unwrap();

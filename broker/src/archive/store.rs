@@ -41,7 +41,7 @@ const META_MARK: &[u8] = b"mark/";
 const MEMTABLES: usize = 32 * 1024 * 1024;
 /// The longest time one chunk spans: a replay from a time starts this much
 /// earlier in the channel's keys.
-pub const CHUNK_SPAN_US: u64 = 60_000_000;
+const CHUNK_SPAN_US: u64 = 60_000_000;
 /// A chunk is cut once its messages pass this many bytes (retention and
 /// reads work in whole chunks).
 const CHUNK_BYTES: u64 = 256 * 1024;

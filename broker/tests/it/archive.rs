@@ -9,20 +9,6 @@ use hpfriends_graph::{AuthKey, Command, ShareKind, Target};
 
 use crate::common::{start_node, wait_for, Client, Node};
 
-async fn token_of(n: &Node, name: &str) -> String {
-    let url = format!("http://{}/api/v1/users/{name}/token", n.running.http_addr);
-    let body: serde_json::Value = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(&n.running.operator_token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["token"].as_str().unwrap().to_string()
-}
-
 /// `GET /api/v1/messages?query` as `token`: the status, the lines and the Link header.
 async fn messages(n: &Node, token: &str, query: &str) -> (u16, Vec<serde_json::Value>, Option<String>, String) {
     let response = reqwest::Client::new()
@@ -86,7 +72,7 @@ async fn given_shares_made_and_removed_over_time_then_each_user_replays_what_the
     n.write(key("jojo-k", "jojo")).await;
     let mut tokens = std::collections::HashMap::new();
     for name in ["jojo", "mark", "alice", "eve", "bob", "carol"] {
-        tokens.insert(name, token_of(&n, name).await);
+        tokens.insert(name, n.user_token(name).await);
     }
     let jojo_token = &tokens["jojo"];
     let mut jojo = Client::login(n.running.hpfeeds_addr, "jojo-k", "s").await;
@@ -160,7 +146,7 @@ async fn given_many_messages_then_pages_follow_each_other_and_bad_queries_are_re
     n.write(Command::AddUser { name: "jojo".into() }).await;
     n.write(key("jojo-k", "jojo")).await;
     n.write(key("jojo-2", "jojo")).await;
-    let token = token_of(&n, "jojo").await;
+    let token = n.user_token("jojo").await;
     let mut one = Client::login(n.running.hpfeeds_addr, "jojo-k", "s").await;
     let mut two = Client::login(n.running.hpfeeds_addr, "jojo-2", "s").await;
     for i in 0..25 {
@@ -221,8 +207,8 @@ async fn given_retention_by_age_and_by_bytes_then_the_oldest_go_first() {
         n.write(Command::AddUser { name: "jojo".into() }).await;
         n.write(key("jojo-k", "jojo")).await;
     }
-    let age_token = token_of(&by_age, "jojo").await;
-    let bytes_token = token_of(&by_bytes, "jojo").await;
+    let age_token = by_age.user_token("jojo").await;
+    let bytes_token = by_bytes.user_token("jojo").await;
 
     let mut c = Client::login(by_age.running.hpfeeds_addr, "jojo-k", "s").await;
     c.publish("c", b"old").await;
@@ -255,7 +241,7 @@ async fn given_the_archive_off_then_messages_are_not_kept_and_the_api_says_so() 
     let n = start_node(|c| c.archive = false).await;
     n.write(Command::AddUser { name: "jojo".into() }).await;
     n.write(key("jojo-k", "jojo")).await;
-    let token = token_of(&n, "jojo").await;
+    let token = n.user_token("jojo").await;
     let (status, _, _, text) = messages(&n, &token, "channel=c").await;
     assert_eq!(status, 404);
     assert!(text.contains("archive = false"), "{text}");
@@ -267,7 +253,7 @@ async fn given_a_follower_while_messages_are_published_then_each_comes_once_and_
     let n = start_node(|_| {}).await;
     n.write(Command::AddUser { name: "jojo".into() }).await;
     n.write(key("jojo-k", "jojo")).await;
-    let token = token_of(&n, "jojo").await;
+    let token = n.user_token("jojo").await;
     let mut c = Client::login(n.running.hpfeeds_addr, "jojo-k", "s").await;
     for i in 0..300 {
         c.publish("c", format!("m{i:03}").as_bytes()).await;

@@ -6,13 +6,9 @@ use hpfriends_graph::{AuthKey, Command, ShareKind, Target};
 
 use crate::common::{start_node, Client, Node};
 
-/// A user's API token, issued by the operator.
-async fn token_of(n: &Node, name: &str) -> String {
-    let url = format!("http://{}/api/v1/users/{name}/token", n.running.http_addr);
-    let http = reqwest::Client::new();
-    let body: serde_json::Value =
-        http.post(url).bearer_auth(&n.running.operator_token).send().await.unwrap().json().await.unwrap();
-    body["token"].as_str().unwrap().to_string()
+/// A page of the web app as the browser with `cookie` sees it.
+async fn page_text(url: &str, cookie: &str) -> String {
+    reqwest::Client::new().get(url).header("cookie", cookie).send().await.unwrap().text().await.unwrap()
 }
 
 /// `GET path` with `token`: 200 and its JSON.
@@ -68,7 +64,7 @@ async fn given_a_key_removed_when_another_user_takes_its_ident_then_none_of_its_
     let url = format!("http://{}/api/v1/keys/reused-ident", n.running.http_addr);
     assert!(http.delete(url).bearer_auth(&operator).send().await.unwrap().status().is_success());
     n.write(Command::AddKey(key("reused-ident", "mallory"))).await;
-    let mallorys = get_json(&n, &token_of(&n, "mallory").await, path).await;
+    let mallorys = get_json(&n, &n.user_token("mallory").await, path).await;
     assert_eq!((mallorys["published"].as_u64(), mallorys["delivered"].as_u64()), (Some(0), Some(0)), "{mallorys}");
     assert_eq!(mallorys["failed_logins"], serde_json::json!([]), "{mallorys}");
     assert!(!mallorys.to_string().contains("127.77.7.7"), "{mallorys}");
@@ -93,7 +89,7 @@ async fn given_names_taken_again_then_the_new_holders_history_holds_nothing_of_t
     assert!(n.running.node.read_graph(|g| g.group("cert").is_none()));
 
     n.write(Command::AddUser { name: "erin".into() }).await;
-    let erin = token_of(&n, "erin").await;
+    let erin = n.user_token("erin").await;
     let created = reqwest::Client::new()
         .post(format!("http://{}/api/v1/groups", n.running.http_addr))
         .bearer_auth(&erin)
@@ -183,7 +179,7 @@ async fn given_a_user_then_short_secrets_are_refused_even_when_asked_to_keep_the
     let base = format!("http://{}", n.running.http_addr);
     let http = reqwest::Client::new();
     n.write(hpfriends_graph::Command::AddUser { name: "jojo".into() }).await;
-    let token = token_of(&n, "jojo").await;
+    let token = n.user_token("jojo").await;
     let declaration = r#"{"keys": [{"ident": "k", "secret": "x", "owner": "jojo", "publish": ["c"]}]}"#;
     let apply = |token: String| {
         http.post(format!("{base}/api/v1/apply?allow_short_secrets=true")).bearer_auth(token).body(declaration).send()
@@ -347,7 +343,7 @@ async fn given_a_group_then_only_members_become_admins_and_an_admin_who_is_not_o
         n.write(Command::AddUser { name: name.into() }).await;
     }
     n.write(Command::AddGroup { name: "cert".into(), creator: "gadmin".into() }).await;
-    let gadmin = token_of(&n, "gadmin").await;
+    let gadmin = n.user_token("gadmin").await;
     let http = reqwest::Client::new();
     let base = format!("http://{}/api/v1/groups/cert", n.running.http_addr);
     let made = http
@@ -366,7 +362,7 @@ async fn given_a_group_then_only_members_become_admins_and_an_admin_who_is_not_o
         n.write(Command::AddGroupAdmin { group: "cert".into(), user: who.into() }).await;
         assert!(n.running.node.read_graph(|g| g.is_group_admin("cert", who)));
         let (action, token) = match token {
-            None => ("leave", token_of(&n, who).await),
+            None => ("leave", n.user_token(who).await),
             Some(t) => ("remove-member", t),
         };
         let body = serde_json::json!({"user": who});
@@ -411,7 +407,7 @@ async fn given_users_groups_and_relays_then_each_user_sees_what_docs_sharing_md_
     .await;
     let operator = n.running.operator_token.clone();
     let (outsider, invitee, member) =
-        (token_of(&n, "outsider").await, token_of(&n, "invitee").await, token_of(&n, "member").await);
+        (n.user_token("outsider").await, n.user_token("invitee").await, n.user_token("member").await);
 
     // Users: names for everyone, the account's state to the operator and to oneself.
     let users = get_json(&n, &outsider, "/api/v1/users").await;
@@ -436,15 +432,7 @@ async fn given_users_groups_and_relays_then_each_user_sees_what_docs_sharing_md_
     assert!(get_json(&n, &member, "/api/v1/history").await.to_string().contains("to-cert"));
 
     // The Audience preview names alice, and only counts whom she relays to.
-    let page = reqwest::Client::new()
-        .get(format!("http://{}/audience?to=alice&on=relay.chan", n.running.http_addr))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&format!("http://{}/audience?to=alice&on=relay.chan", n.running.http_addr), &session).await;
     let preview = &page[page.find("Before you offer a share").unwrap()..];
     assert!(preview.contains("<li>alice</li>"), "{preview}");
     assert!(preview.contains("1 further along"), "{preview}");
@@ -469,15 +457,7 @@ async fn given_an_operator_signed_in_when_the_operator_token_changes_then_the_se
     assert_eq!(operator_page(base.clone(), session.clone()).await, 200);
     // The operator's changes show as the operator's, unlike any user's name.
     n.write(Command::AddUser { name: "jojo".into() }).await;
-    let history = reqwest::Client::new()
-        .get(format!("{base}/history"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let history = page_text(&format!("{base}/history"), &session).await;
     assert!(history.contains(r#"<strong class="operator""#), "{history}");
     assert!(history.contains("jojo=u0"), "the ids the names had: {history}");
 

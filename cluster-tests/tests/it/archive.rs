@@ -30,6 +30,18 @@ fn replay(node: &NodeProcess, token: &str) -> Vec<String> {
         .collect()
 }
 
+/// Three nodes with GRAPH applied, each ready; and mark's token.
+fn three_nodes(extra: &[&str]) -> (Cluster, String) {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, extra).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    c.nodes[0].apply(GRAPH).unwrap();
+    for n in &c.nodes {
+        n.wait_ready().unwrap();
+    }
+    let mark = token(&c.nodes[0], "mark");
+    (c, mark)
+}
+
 fn numbered(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix}-{i}")).collect()
 }
@@ -49,13 +61,7 @@ fn wait_replayed(node: &NodeProcess, token: &str, want: &BTreeSet<String>) -> Du
 
 #[test]
 fn given_publishes_on_every_node_then_each_node_replays_all_of_them_in_order_and_a_node_that_was_down_catches_up() {
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
-    c.wait_leader(DEADLINE).unwrap();
-    c.nodes[0].apply(GRAPH).unwrap();
-    for n in &c.nodes {
-        n.wait_ready().unwrap();
-    }
-    let mark = token(&c.nodes[0], "mark");
+    let (mut c, mark) = three_nodes(&[]);
     let mut want = BTreeSet::new();
     for (i, n) in c.nodes.iter().enumerate() {
         let prefix = format!("from-node-{}", i + 1);
@@ -89,13 +95,7 @@ fn given_publishes_on_every_node_then_each_node_replays_all_of_them_in_order_and
 
 #[test]
 fn given_the_publishers_node_killed_a_second_after_it_published_then_the_others_hold_every_message() {
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
-    c.wait_leader(DEADLINE).unwrap();
-    c.nodes[0].apply(GRAPH).unwrap();
-    for n in &c.nodes {
-        n.wait_ready().unwrap();
-    }
-    let mark = token(&c.nodes[0], "mark");
+    let (mut c, mark) = three_nodes(&[]);
     publish_numbered(c.nodes[2].hpfeeds_addr, "jojo-sensor", "j", "c", "before-the-kill", 1000).unwrap();
     std::thread::sleep(Duration::from_secs(1));
     c.node(3).kill();
@@ -107,14 +107,7 @@ fn given_the_publishers_node_killed_a_second_after_it_published_then_the_others_
 
 #[test]
 fn given_a_short_retention_then_every_node_lets_the_same_messages_go() {
-    let c = Cluster::start(&hpfriends_bin(), 3, &["--archive-keep", "3s"]).unwrap();
-    let mut c = c;
-    c.wait_leader(DEADLINE).unwrap();
-    c.nodes[0].apply(GRAPH).unwrap();
-    for n in &c.nodes {
-        n.wait_ready().unwrap();
-    }
-    let mark = token(&c.nodes[0], "mark");
+    let (c, mark) = three_nodes(&["--archive-keep", "3s"]);
     publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "short-lived", 100).unwrap();
     let want: BTreeSet<String> = numbered("short-lived", 100).into_iter().collect();
     for n in &c.nodes {
@@ -131,17 +124,11 @@ fn given_a_short_retention_then_every_node_lets_the_same_messages_go() {
 #[test]
 fn given_ctl_messages_follow_on_one_node_then_what_is_published_on_another_arrives_once_each() {
     use std::io::BufRead;
-    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
-    c.wait_leader(DEADLINE).unwrap();
-    c.nodes[0].apply(GRAPH).unwrap();
-    for n in &c.nodes {
-        n.wait_ready().unwrap();
-    }
-    let mark = token(&c.nodes[0], "mark");
+    let (c, mark) = three_nodes(&[]);
     publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "before", 100).unwrap();
     let mut follower = std::process::Command::new(hpfriends_bin())
         .args(["ctl", "--json", "--server", &c.nodes[2].url(), "--token", &mark])
-        .args(["messages", "--channel", "c", "--follow"])
+        .args(["messages", "--channel", "c", "--since", "1h", "--follow"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

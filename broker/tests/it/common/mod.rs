@@ -64,6 +64,15 @@ impl Node {
     pub async fn write(&self, command: Command) {
         self.running.node.write(Actor::Operator, command).await.unwrap();
     }
+
+    /// A user's API token, issued by the operator.
+    pub async fn user_token(&self, name: &str) -> String {
+        let url = format!("http://{}/api/v1/users/{name}/token", self.running.http_addr);
+        let http = reqwest::Client::new();
+        let body: serde_json::Value =
+            http.post(url).bearer_auth(&self.running.operator_token).send().await.unwrap().json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
 }
 
 /// A raw hpfeeds client.
