@@ -40,6 +40,7 @@ fn main() {
                 owner: owner.into(),
                 publish: if publish { channels.clone() } else { vec![] },
                 subscribe: if publish { vec![] } else { channels },
+                resume: false,
             })
         };
         let to = Target::User("analyst".into());

@@ -52,6 +52,7 @@ fn wide(add_users: bool) -> Vec<Command> {
             owner: "source".into(),
             publish: vec!["wide".into()],
             subscribe: vec![],
+            resume: false,
         }),
     ];
     for i in 0..READERS {
@@ -74,6 +75,7 @@ fn wide(add_users: bool) -> Vec<Command> {
             owner: user,
             publish: vec![],
             subscribe: vec!["wide".into()],
+            resume: false,
         }));
     }
     cmds

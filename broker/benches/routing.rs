@@ -43,6 +43,7 @@ fn setup(graph: &Graph, publisher: &str, readers: &[UserId], channel: &str) -> S
         owner: publisher.into(),
         publish: vec![channel.into()],
         subscribe: vec![],
+        resume: false,
     };
     let keys: LookupMap<String, Arc<KeyEntry>> =
         [("pub-key".into(), Arc::new(KeyEntry::new(&key, owner)))].into_iter().collect();

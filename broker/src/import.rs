@@ -46,6 +46,7 @@ pub fn from_hpfeeds_auth(json: &str) -> anyhow::Result<Declaration> {
             owner,
             publish: k.pubchans.clone(),
             subscribe: k.subchans.clone(),
+            resume: false,
         });
     }
     for (channel, pubs) in &publishers {

@@ -66,6 +66,9 @@ pub struct Running {
     cluster_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
     /// Keeps a fan-out link to every peer; ends with `shutdown`.
     links_task: tokio::task::JoinHandle<()>,
+    /// Writes resume keys' places; ends with `stop_resumes`, after the connections.
+    resumes_task: Option<tokio::task::JoinHandle<()>>,
+    stop_resumes: CancellationToken,
 }
 
 /// Runs a node until `stop` resolves.
@@ -178,22 +181,36 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         .await?,
     );
 
-    let connections = Arc::new(Connections::new(
-        switchboard.clone(),
-        ConnectionConfig {
-            broker_name: config.broker_name.clone(),
-            login_timeout: config.login_timeout(),
-            max_outbound_bytes: config.max_outbound_bytes,
-            limits: Limits { max_publish_body: config.max_publish_bytes },
-            close_window: config.drain_close_window(),
-            metrics_per_ident: config.metrics_per_ident,
-            max_subscriptions: config.max_subscriptions_per_connection,
-        },
-    ));
+    let resumes = archive.as_ref().map(|a| {
+        crate::hpfeeds::resume::Resumes::new(
+            a.clone(),
+            node.clone(),
+            config.resume_max_messages,
+            config.resume_max_bytes,
+        )
+    });
+    let connections = Arc::new(
+        Connections::new(
+            switchboard.clone(),
+            ConnectionConfig {
+                broker_name: config.broker_name.clone(),
+                login_timeout: config.login_timeout(),
+                max_outbound_bytes: config.max_outbound_bytes,
+                limits: Limits { max_publish_body: config.max_publish_bytes },
+                close_window: config.drain_close_window(),
+                metrics_per_ident: config.metrics_per_ident,
+                max_subscriptions: config.max_subscriptions_per_connection,
+            },
+        )
+        .with_resumes(resumes.clone()),
+    );
     let stop_accepting = CancellationToken::new();
     let drain = CancellationToken::new();
     let shutdown = CancellationToken::new();
     tokio::spawn(connections.clone().forget_removed_keys(shutdown.clone()));
+    // Stopped by hand after the last connection closed, so its place is written.
+    let stop_resumes = CancellationToken::new();
+    let resumes_task = resumes.map(|r| tokio::spawn(r.write_places(stop_resumes.clone())));
     let tracker = TaskTracker::new();
     let draining = Arc::new(AtomicBool::new(false));
 
@@ -305,6 +322,8 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
         http_task,
         cluster_task,
         links_task,
+        resumes_task,
+        stop_resumes,
     })
 }
 
@@ -355,6 +374,11 @@ impl Running {
         let sessions_done = self.close_window + SESSION_FLUSH_TIMEOUT;
         if tokio::time::timeout(sessions_done, self.tracker.wait()).await.is_err() {
             tracing::warn!("connections did not finish within {sessions_done:?}");
+        }
+        // The places resume keys' connections left, written while Raft still runs.
+        self.stop_resumes.cancel();
+        if let Some(task) = self.resumes_task {
+            stop_within(task, "writing resume places").await;
         }
         // Graceful HTTP and gRPC shutdown waits for open connections; bounded,
         // so a stuck client or peer cannot hold the exit.

@@ -198,6 +198,18 @@ pub const ARCHIVE_DROPPED: Metric = metric(
     "messages not archived because storage fell behind (they were still delivered live)",
     true,
 );
+pub const RESUME_SKIPPED: Metric = metric(
+    "hpfriends_resume_skipped_total",
+    Counter,
+    "messages a resume key had missed that were not sent when it came back: more than resume_max_messages or resume_max_bytes",
+    true,
+);
+pub const RESUME_PLACES_WRITTEN: Metric = metric(
+    "hpfriends_resume_places_written_total",
+    Counter,
+    "places of resume keys' subscriptions this node wrote to the graph (when a connection ends, and every 2 s while it lasts if it moved)",
+    true,
+);
 
 /// Every metric, each once.
 pub const ALL: &[Metric] = &[
@@ -245,6 +257,8 @@ pub const ALL: &[Metric] = &[
     ARCHIVE_OLDEST_AGE,
     ARCHIVE_COPY_LAG,
     ARCHIVE_DROPPED,
+    RESUME_SKIPPED,
+    RESUME_PLACES_WRITTEN,
 ];
 
 /// Bucket bounds of the publish-size histogram, in bytes.

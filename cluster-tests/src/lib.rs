@@ -577,19 +577,33 @@ pub fn publish_numbered(
     prefix: &str,
     count: usize,
 ) -> anyhow::Result<()> {
+    publish_numbered_padded(addr, ident, secret, channel, prefix, count, 0)
+}
+
+/// As `publish_numbered`, each payload padded with dots to `size` bytes.
+pub fn publish_numbered_padded(
+    addr: SocketAddr,
+    ident: &str,
+    secret: &str,
+    channel: &str,
+    prefix: &str,
+    count: usize,
+    size: usize,
+) -> anyhow::Result<()> {
     const SCRIPT: &str = r#"
 import sys, hpfeeds
-host, port, ident, secret, chan, prefix, count = sys.argv[1:8]
+host, port, ident, secret, chan, prefix, count, size = sys.argv[1:9]
 c = hpfeeds.new(host, int(port), ident, secret)
 for i in range(int(count)):
-    c.publish(chan, f'{prefix}-{i}'.encode())
+    c.publish(chan, f'{prefix}-{i}'.ljust(int(size), '.').encode())
 c.close()
 print('published', flush=True)
 "#;
+    let (port, count, size) = (addr.port().to_string(), count.to_string(), size.to_string());
     let out = Command::new(hpfeeds_python()?)
         .arg("-c")
         .arg(SCRIPT)
-        .args([&addr.ip().to_string(), &addr.port().to_string(), ident, secret, channel, prefix, &count.to_string()])
+        .args([&addr.ip().to_string(), &port, ident, secret, channel, prefix, &count, &size])
         .output()?;
     if !String::from_utf8_lossy(&out.stdout).contains("published") {
         bail!("publishing {prefix}-*: {}", String::from_utf8_lossy(&out.stderr));

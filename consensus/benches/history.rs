@@ -29,6 +29,7 @@ fn declaration() -> Command {
             owner: user(i),
             publish: vec![format!("channel{}", i % 50)],
             subscribe: vec![format!("channel{}", (i + 1) % 50)],
+            resume: false,
         })
     }));
     for i in 0..3_000 {

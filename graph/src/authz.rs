@@ -45,6 +45,7 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
     let receives = |to: &Target| may_accept(graph, me, to);
     match cmd {
         Command::SetHistoryRetention(_) => deny("only the operator sets how much history is kept".into()),
+        Command::SetResumePositions { .. } => deny("only nodes record where resume keys had reached".into()),
         Command::AddUser { .. }
         | Command::RemoveUser { .. }
         | Command::InviteUser { .. }
@@ -162,6 +163,7 @@ mod tests {
             owner: owner.into(),
             publish: vec![],
             subscribe: vec![],
+            resume: false,
         }
     }
 
@@ -195,6 +197,7 @@ mod tests {
                 &[],
                 "only the operator sets how much history is kept",
             ),
+            (Command::SetResumePositions { positions: vec![] }, &[], "only nodes record where resume keys had reached"),
             (
                 Command::SetUserToken { name: "jojo".into(), token_hash: HASH.into() },
                 &["jojo"],
@@ -370,9 +373,10 @@ mod tests {
             Command::SetHistoryRetention(_) => 21,
             Command::Batch { .. } => 22,
             Command::EndSessionsOf { .. } => 23,
+            Command::SetResumePositions { .. } => 24,
         }
     }
-    const KINDS: usize = 24;
+    const KINDS: usize = 25;
 
     #[test]
     fn given_every_command_kind_then_the_table_has_a_row_for_it() {

@@ -11,7 +11,8 @@ use crate::accounts::UnixTime;
 use crate::model::{AuthKey, ShareKind, Target};
 
 /// The command format version this build writes and understands.
-/// 1: v0.1.0. 2: accounts (the web app's sign-in), the history's retention.
+/// 1: v0.1.0. 2: accounts (the web app's sign-in), the history's retention,
+/// resume keys and their places.
 pub const COMMAND_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,6 +126,12 @@ pub enum Command {
     },
     /// How much of the audit trail every node keeps.
     SetHistoryRetention(crate::history::Retention),
+    /// Where resume keys' subscriptions had reached, written by the node
+    /// that served them. Never refused: a place whose key changed meanwhile
+    /// is ignored. Not a change anyone made: the history does not record it.
+    SetResumePositions {
+        positions: Vec<crate::resume::ResumePosition>,
+    },
     /// All or nothing.
     Batch {
         commands: Vec<Command>,
@@ -137,7 +144,8 @@ impl Command {
         match self {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
             c if c.is_account() => 2,
-            Command::SetHistoryRetention(_) => 2,
+            Command::SetHistoryRetention(_) | Command::SetResumePositions { .. } => 2,
+            Command::AddKey(key) if key.resume => 2,
             _ => 1,
         }
     }

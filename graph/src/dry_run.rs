@@ -77,7 +77,8 @@ impl<'a> Named<'a> {
             Command::StartSession { .. }
             | Command::EndSession { .. }
             | Command::EndSessionsOf { .. }
-            | Command::SetHistoryRetention(_) => {}
+            | Command::SetHistoryRetention(_)
+            | Command::SetResumePositions { .. } => {}
             Command::Batch { commands } => commands.iter().for_each(|c| self.add(c)),
         }
     }

@@ -174,18 +174,24 @@ pub type RemovedKeys = std::collections::BTreeMap<String, crate::AuthKey>;
 pub fn count(command: &Command) -> u64 {
     match command {
         Command::Batch { commands } => commands.iter().map(count).sum(),
-        Command::StartSession { .. } | Command::EndSession { .. } | Command::EndSessionsOf { .. } => 0,
+        Command::StartSession { .. }
+        | Command::EndSession { .. }
+        | Command::EndSessionsOf { .. }
+        | Command::SetResumePositions { .. } => 0,
         _ => 1,
     }
 }
 
 /// The changes `command` makes; `removed`: what `removed_keys` found before
-/// it was applied. Sessions are sign-ins, not changes to what is shared,
-/// and are not recorded.
+/// it was applied. Sessions are sign-ins and resume places a connection's
+/// progress, not changes to what is shared: neither is recorded.
 pub fn changes<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Vec<Change<'a>> {
     match command {
         Command::Batch { commands } => commands.iter().flat_map(|c| changes(c, removed)).collect(),
-        Command::StartSession { .. } | Command::EndSession { .. } | Command::EndSessionsOf { .. } => Vec::new(),
+        Command::StartSession { .. }
+        | Command::EndSession { .. }
+        | Command::EndSessionsOf { .. }
+        | Command::SetResumePositions { .. } => Vec::new(),
         single => vec![change_of(single, removed)],
     }
 }
@@ -247,7 +253,7 @@ fn names<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Names<'a> {
                 channels.extend(key.publish.iter().chain(&key.subscribe).map(Cow::from));
             }
         }
-        Command::SetHistoryRetention(_) => {}
+        Command::SetHistoryRetention(_) | Command::SetResumePositions { .. } => {}
         Command::StartSession { .. }
         | Command::EndSession { .. }
         | Command::EndSessionsOf { .. }
@@ -365,6 +371,7 @@ mod tests {
                 owner: "alice".into(),
                 publish: vec!["cowrie.sessions".into()],
                 subscribe: vec![],
+                resume: false,
             }),
         ] {
             g.apply(&c).unwrap();
@@ -422,6 +429,7 @@ mod tests {
                 owner: "bob".into(),
                 publish: vec![],
                 subscribe: vec![],
+                resume: false,
             }),
             Command::SetUserToken { name: "bob".into(), token_hash: "TOPSECRET2".into() },
             Command::InviteUser { name: "bob".into(), token_hash: "TOPSECRET3".into(), expires_at: 5 },

@@ -14,6 +14,7 @@ mod index;
 mod model;
 pub mod names;
 mod past;
+pub mod resume;
 /// A seeded generator of large graphs, for benchmarks (not behind a feature:
 /// one build of this crate serves the binary, the tests and the fuzz targets).
 pub mod synthetic;

@@ -94,6 +94,10 @@ pub struct AuthKey {
     pub publish: Vec<String>,
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// A connection that ends leaves its place in each channel: the key's
+    /// next subscriber first gets what it missed (docs/protocol.md, "Resume").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume: bool,
 }
 
 /// A user's number: assigned in order of creation, never reused, the same on
@@ -187,6 +191,9 @@ pub struct Graph {
     /// machine before each entry): what accepted shares and joins record.
     #[serde(default, skip_serializing_if = "is_default")]
     position: Position,
+    /// Resume keys' places, by ident (`resume.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) resume: BTreeMap<String, crate::resume::KeyPositions>,
 }
 
 /// A place in the graph whose accepted out-edges on a channel changed: the
@@ -429,17 +436,21 @@ impl Graph {
     /// (`dry_run.rs`), so once that passes its commands apply here in turn.
     /// The cost is the batch's, not the graph's.
     pub fn apply(&mut self, cmd: &Command) -> Result<Applied, GraphError> {
-        let Command::Batch { commands } = cmd else {
-            let mut applied = Applied::default();
-            self.apply_recorded(cmd, &mut applied)?;
-            return Ok(applied);
-        };
-        self.dry_run(cmd)?;
         let mut applied = Applied::default();
-        for c in commands {
-            // Cannot fail after the dry run; were it to, every node would stop
-            // at the same step, so they would still agree.
-            self.apply_recorded(c, &mut applied)?;
+        match cmd {
+            Command::Batch { commands } => {
+                self.dry_run(cmd)?;
+                for c in commands {
+                    // Cannot fail after the dry run; were it to, every node would stop
+                    // at the same step, so they would still agree.
+                    self.apply_recorded(c, &mut applied)?;
+                }
+            }
+            single => self.apply_recorded(single, &mut applied)?,
+        }
+        // After the whole entry: a batch that replaces a key keeps its places.
+        if applied.keys_changed && !self.resume.is_empty() {
+            self.forget_stale_positions();
         }
         Ok(applied)
     }
@@ -625,6 +636,7 @@ impl Graph {
                 retention.check()?;
                 self.history_retention = *retention;
             }
+            Command::SetResumePositions { positions } => self.set_resume_positions(positions),
             Command::Batch { .. } => return Err(GraphError::NestedBatch),
         }
         Ok(())

@@ -138,6 +138,7 @@ mod tests {
             owner: "jojo".into(),
             publish: vec![channel.into()],
             subscribe: vec![],
+            resume: false,
         };
         for ident in ["../../../tmp/x", "a\\b", "..", "evil\u{202E}txt"] {
             assert!(refused(Command::AddKey(key(ident, "c"))), "{ident:?}");

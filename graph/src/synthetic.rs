@@ -64,6 +64,7 @@ impl Fixture {
             owner: owner.into(),
             publish: names(publish),
             subscribe: names(subscribe),
+            resume: false,
         }))
     }
 
@@ -168,6 +169,7 @@ pub fn commands(shape: &Shape) -> Vec<Command> {
             owner: user_name(u),
             publish: vec![],
             subscribe: vec![],
+            resume: false,
         }));
     }
     for g in 0..shape.groups {

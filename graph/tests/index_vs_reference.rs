@@ -44,7 +44,7 @@ fn command() -> impl Strategy<Value = Command> {
         5 => (user(), target(), channel()).prop_map(|(from, to, channel)| Command::AcceptShare { from, to, channel }),
         2 => (user(), target(), channel()).prop_map(|(from, to, channel)| Command::RemoveShare { from, to, channel }),
         1 => (user(), user()).prop_map(|(ident, owner)| Command::AddKey(AuthKey {
-            ident, secret: "s".into(), owner, publish: vec![], subscribe: vec![] })),
+            ident, secret: "s".into(), owner, publish: vec![], subscribe: vec![], resume: false })),
     ]
 }
 

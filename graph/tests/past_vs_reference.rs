@@ -55,7 +55,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (user(), target(), channel())
             .prop_map(|(from, to, channel)| Step::Change(Command::RemoveShare { from, to, channel })),
         1 => (user(), user()).prop_map(|(ident, owner)| Step::Change(Command::AddKey(AuthKey {
-            ident, secret: "s".into(), owner, publish: vec![], subscribe: vec![] }))),
+            ident, secret: "s".into(), owner, publish: vec![], subscribe: vec![], resume: false }))),
         6 => (user(), channel()).prop_map(|(publisher, channel)| Step::Publish { publisher, channel }),
     ]
 }

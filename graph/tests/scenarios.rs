@@ -75,6 +75,7 @@ fn run_file(path: &Path) {
                 owner: s(2),
                 publish: vec![],
                 subscribe: vec![],
+                resume: false,
             }),
             ["expect", "readers", p, c, "=", rest @ ..] => {
                 let want: Vec<String> =

@@ -17,7 +17,7 @@ pub fn list(state: &AppState, actor: &Actor, owner: Option<String>) -> Result<Ve
 pub async fn add(state: &AppState, actor: Actor, b: NewKey) -> Result<AuthKey, AppError> {
     let owner = acting_user(&actor, b.owner, "create a key")?;
     let secret = b.secret.unwrap_or_else(|| hex::encode(rand::random::<[u8; 16]>()));
-    let key = AuthKey { ident: b.ident, secret, owner, publish: b.publish, subscribe: b.subscribe };
+    let key = AuthKey { ident: b.ident, secret, owner, publish: b.publish, subscribe: b.subscribe, resume: b.resume };
     refuse_short_secrets(&[Command::AddKey(key.clone())], state.min_key_secret_len)?;
     execute(state, actor, Command::AddKey(key.clone())).await?;
     Ok(key)

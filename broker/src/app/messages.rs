@@ -162,7 +162,6 @@ pub async fn follow(
         }
         let mut at = marks;
         let mut written = a.archive.watch_written();
-        let channel = a.channel.as_bytes();
         // Until the reader hangs up: checked on every look, as a busy archive
         // may hold nothing for it to be sent for a long while.
         while !tx.is_closed() {
@@ -173,14 +172,15 @@ pub async fn follow(
                 if from >= held {
                     continue;
                 }
-                let archive = a.archive.clone();
-                let scan = tokio::task::spawn_blocking(move || archive.scan_origin(node, from, 1024, PAGE_BYTES));
-                let Ok(Ok(messages)) = scan.await else { return };
-                moved |= !messages.is_empty();
-                for m in messages {
-                    at.insert(node, m.id.seq + 1);
-                    let wanted = &m.channel[..] == channel
-                        && a.publisher.as_deref().is_none_or(|p| p == &m.ident[..])
+                let (archive, channel) = (a.archive.clone(), a.channel.clone());
+                let scan = tokio::task::spawn_blocking(move || {
+                    archive.scan_origin(node, from, Some(channel.as_bytes()), 1024, PAGE_BYTES)
+                });
+                let Ok(Ok(scanned)) = scan.await else { return };
+                moved |= scanned.next > from;
+                at.insert(node, scanned.next);
+                for m in scanned.messages {
+                    let wanted = a.publisher.as_deref().is_none_or(|p| p == &m.ident[..])
                         && m.id.time_us >= a.since
                         && readers.may_read(m.owner, m.position);
                     if wanted && tx.send(to_api(m)).await.is_err() {

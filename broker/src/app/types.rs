@@ -255,6 +255,10 @@ pub struct NewKey {
     pub publish: Vec<String>,
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// Subscriptions resume where the key's last connection left off
+    /// (docs/protocol.md, "Resume").
+    #[serde(default)]
+    pub resume: bool,
 }
 
 /// A key as created, its secret included (shown this once to its owner).

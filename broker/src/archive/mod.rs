@@ -23,7 +23,7 @@ use hpfriends_graph::{PastReaders, Position, UserId};
 use crate::protocol::PublishFrame;
 use crate::telemetry;
 use store::Store;
-pub use store::{Cursor, Id, Message};
+pub use store::{ChunkSummary, Cursor, Id, Message, Scanned};
 
 /// Bytes of messages waiting for the writer, at most: past it the archive drops.
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
@@ -125,9 +125,21 @@ impl Archive {
         self.store.marks()
     }
 
-    /// `node`'s messages from `from` on, in order (blocking).
-    pub fn scan_origin(&self, node: u64, from: u64, max: usize, max_bytes: usize) -> anyhow::Result<Vec<Message>> {
-        self.store.scan_origin(node, from, max, max_bytes)
+    /// `node`'s messages (of `channel`, if given) from `from` on, in order (blocking).
+    pub fn scan_origin(
+        &self,
+        node: u64,
+        from: u64,
+        channel: Option<&[u8]>,
+        max: usize,
+        max_bytes: usize,
+    ) -> anyhow::Result<Scanned> {
+        self.store.scan_origin(node, from, channel, max, max_bytes)
+    }
+
+    /// `node`'s chunks of `channel` from `from` on, without their messages (blocking).
+    pub fn origin_summary(&self, node: u64, from: u64, channel: &[u8]) -> anyhow::Result<Vec<ChunkSummary>> {
+        self.store.origin_summary(node, from, channel)
     }
 
     /// Changes after each write.

@@ -11,9 +11,11 @@
 //!   replay of one channel is one range scan.
 //! - `by_time`: first message's id → newest time, size, count, channel.
 //!   Retention takes the oldest chunks through it, whatever their channel.
-//! - `by_origin`: node | first seq → last seq, first time, channel. The
-//!   copies to other nodes read each publishing node's messages in order
-//!   through it.
+//! - `by_origin`: node | first seq → last seq, first time, the first seq of
+//!   the node's messages in the same write, count, size, channel. The copies
+//!   to other nodes and followers read each publishing node's messages in
+//!   order through it. The chunks of one write interleave (one channel's
+//!   messages are 1, 3, 5, another's 2, 4, 6); those of two writes do not.
 //! - `meta`: the totals (bytes, messages) and, per publishing node, the next
 //!   sequence number held (`mark`), written in the same batch as the chunks.
 //!
@@ -125,7 +127,7 @@ impl Message {
     }
 
     /// What it counts for in `archive_max_bytes`.
-    fn size(&self) -> u64 {
+    pub fn size(&self) -> u64 {
         RECORD_OVERHEAD + self.ident.len() as u64 + self.payload.len() as u64
     }
 }
@@ -172,6 +174,60 @@ fn origin_key(node: u64, seq: u64) -> [u8; 16] {
     k[..8].copy_from_slice(&node.to_be_bytes());
     k[8..].copy_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// Fixed bytes of a `by_origin` value, before the channel.
+const ORIGIN_FIXED: usize = 8 + 8 + 8 + 4 + 8;
+
+/// One `by_origin` entry.
+struct OriginChunk {
+    first_seq: u64,
+    last_seq: u64,
+    time_us: u64,
+    /// The first number of the node's messages in the write that made it.
+    write_first: u64,
+    count: u32,
+    bytes: u64,
+    channel: Bytes,
+}
+
+impl OriginChunk {
+    fn decode(key: &[u8], value: &[u8]) -> anyhow::Result<OriginChunk> {
+        let damaged = || anyhow::anyhow!("archive origin index damaged");
+        let n = |b: &[u8], at: usize| -> anyhow::Result<u64> {
+            Ok(u64::from_be_bytes(b.get(at..at + 8).ok_or_else(damaged)?.try_into()?))
+        };
+        if value.len() < ORIGIN_FIXED {
+            return Err(damaged());
+        }
+        Ok(OriginChunk {
+            first_seq: n(key, 8)?,
+            last_seq: n(value, 0)?,
+            time_us: n(value, 8)?,
+            write_first: n(value, 16)?,
+            count: u32::from_be_bytes(value[24..28].try_into()?),
+            bytes: n(value, 28)?,
+            channel: Bytes::copy_from_slice(&value[ORIGIN_FIXED..]),
+        })
+    }
+}
+
+/// Messages read in the order of their numbers, and the number to read on from.
+#[derive(Debug, Default)]
+pub struct Scanned {
+    pub messages: Vec<Message>,
+    pub next: u64,
+}
+
+/// A chunk as the origin index tells of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSummary {
+    pub time_us: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub count: u32,
+    /// What it counts for in `archive_max_bytes`.
+    pub bytes: u64,
 }
 
 pub struct Store {
@@ -255,6 +311,12 @@ impl Store {
         for msg in messages {
             groups.entry((&msg.channel[..], msg.id.node)).or_default().push(msg);
         }
+        // Per node, the first number of this write: where a reader from inside it starts.
+        let mut write_first: HashMap<u64, u64> = HashMap::new();
+        for msg in messages {
+            let first = write_first.entry(msg.id.node).or_insert(msg.id.seq);
+            *first = (*first).min(msg.id.seq);
+        }
         let mut batch = WriteBatch::default();
         let (mut added, mut marks) = (0, self.marks());
         for ((channel, node), group) in groups {
@@ -289,9 +351,12 @@ impl Store {
                 by_time.put_u32(chunk.len() as u32);
                 by_time.put_slice(channel);
                 batch.put_cf(t, first_id.bytes(), by_time);
-                let mut by_origin = Vec::with_capacity(16 + channel.len());
+                let mut by_origin = Vec::with_capacity(ORIGIN_FIXED + channel.len());
                 by_origin.put_u64(last_seq);
                 by_origin.put_u64(first_id.time_us);
+                by_origin.put_u64(write_first[&node]);
+                by_origin.put_u32(chunk.len() as u32);
+                by_origin.put_u64(size);
                 by_origin.put_slice(channel);
                 batch.put_cf(o, origin_key(node, first_id.seq), by_origin);
                 added += size;
@@ -321,18 +386,77 @@ impl Store {
         batch.put_cf(meta, META_MESSAGES, messages.to_be_bytes());
     }
 
-    /// `node`'s messages from sequence number `from` on, in order, until
-    /// `max` of them or `max_bytes` of payload (whole chunks: a little more).
-    pub fn scan_origin(&self, node: u64, from: u64, max: usize, max_bytes: usize) -> anyhow::Result<Vec<Message>> {
+    /// `node`'s messages of `channel` (any, if `None`) from sequence number
+    /// `from` on, in order, until `max` of them or `max_bytes` of payload
+    /// (whole writes: a little more), and the number to read on from.
+    pub fn scan_origin(
+        &self,
+        node: u64,
+        from: u64,
+        channel: Option<&[u8]>,
+        max: usize,
+        max_bytes: usize,
+    ) -> anyhow::Result<Scanned> {
+        let (mut out, mut bytes, mut next) = (Vec::new(), 0, from);
+        for chunk in self.origin_chunks(node, from)? {
+            let chunk = chunk?;
+            // Stop only between writes: a later chunk of this write may hold lower numbers.
+            if chunk.first_seq >= next && (out.len() >= max || bytes >= max_bytes) {
+                break;
+            }
+            next = next.max(chunk.last_seq + 1);
+            if channel.is_some_and(|c| c != &chunk.channel[..]) {
+                continue;
+            }
+            let id = Id { time_us: chunk.time_us, node, seq: chunk.first_seq };
+            // Expired between the two reads: skipped.
+            let Some(value) = self.db.get_cf(self.cf(CF_MESSAGES), message_key(&chunk.channel, &id))? else { continue };
+            for msg in records(chunk.channel, Bytes::from(value)) {
+                let msg = msg?;
+                if msg.id.seq >= from {
+                    bytes += msg.payload.len();
+                    out.push(msg);
+                }
+            }
+        }
+        out.sort_by_key(|m| m.id.seq);
+        Ok(Scanned { messages: out, next })
+    }
+
+    /// What `scan_origin(node, from, Some(channel), ..)` would give, by
+    /// chunk, without reading a message: (first time, first seq, count, bytes).
+    /// Chunks that start before `from` are counted whole.
+    pub fn origin_summary(&self, node: u64, from: u64, channel: &[u8]) -> anyhow::Result<Vec<ChunkSummary>> {
+        let mut out = Vec::new();
+        for chunk in self.origin_chunks(node, from)? {
+            let chunk = chunk?;
+            if &chunk.channel[..] == channel && chunk.last_seq >= from {
+                out.push(ChunkSummary {
+                    time_us: chunk.time_us,
+                    first_seq: chunk.first_seq,
+                    last_seq: chunk.last_seq,
+                    count: chunk.count,
+                    bytes: chunk.bytes,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// `node`'s chunks in the order of their first numbers, from the first
+    /// chunk of the write that holds `from`.
+    fn origin_chunks(
+        &self,
+        node: u64,
+        from: u64,
+    ) -> anyhow::Result<impl Iterator<Item = anyhow::Result<OriginChunk>> + '_> {
         let o = self.cf(CF_BY_ORIGIN);
-        // The chunk holding `from` starts at or before it.
-        let mut start = origin_key(node, from).to_vec();
+        let mut start = origin_key(node, from);
         let mut back = self.db.raw_iterator_cf(o);
         back.seek_for_prev(origin_key(node, from));
         if let (Some(key), Some(value)) = (back.key(), back.value()) {
-            let last = value.get(..8).map(|v| u64::from_be_bytes(v.try_into().expect("8 bytes")));
-            if key.starts_with(&node.to_be_bytes()) && last.is_some_and(|l| l >= from) {
-                start = key.to_vec();
+            if key.starts_with(&node.to_be_bytes()) {
+                start = origin_key(node, OriginChunk::decode(key, value)?.write_first);
             }
         }
         let mut opts = ReadOptions::default();
@@ -340,29 +464,11 @@ impl Store {
             Some(next) => origin_key(next, 0).to_vec(),
             None => vec![0xff; 17],
         });
-        let (mut out, mut bytes) = (Vec::new(), 0);
-        for item in self.db.iterator_cf_opt(o, opts, IteratorMode::From(&start, Direction::Forward)) {
+        let it = self.db.iterator_cf_opt(o, opts, IteratorMode::From(&start, Direction::Forward));
+        Ok(it.map(|item| {
             let (key, value) = item?;
-            let damaged = || anyhow::anyhow!("archive origin index damaged");
-            let first_seq = u64::from_be_bytes(key.get(8..16).ok_or_else(damaged)?.try_into()?);
-            let time_us = u64::from_be_bytes(value.get(8..16).ok_or_else(damaged)?.try_into()?);
-            let channel = Bytes::copy_from_slice(&value[16..]);
-            let id = Id { time_us, node, seq: first_seq };
-            // Expired between the two reads: skipped.
-            let Some(chunk) = self.db.get_cf(self.cf(CF_MESSAGES), message_key(&channel, &id))? else { continue };
-            for msg in records(channel, Bytes::from(chunk)) {
-                let msg = msg?;
-                if msg.id.seq < from {
-                    continue;
-                }
-                bytes += msg.payload.len();
-                out.push(msg);
-            }
-            if out.len() >= max || bytes >= max_bytes {
-                break;
-            }
-        }
-        Ok(out)
+            OriginChunk::decode(&key, &value)
+        }))
     }
 
     /// The oldest chunk's first id.
@@ -450,5 +556,56 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(node: u64, seq: u64, channel: &'static str) -> Message {
+        Message {
+            id: Id { time_us: 1_000 + seq, node, seq },
+            owner: 1,
+            position: 0,
+            ident: Bytes::from_static(b"i"),
+            channel: Bytes::from_static(channel.as_bytes()),
+            payload: Bytes::from(format!("{channel}{seq}")),
+        }
+    }
+
+    /// Every seq `scan_origin` gives from 0 on, a page of `max` at a time.
+    fn read_all(store: &Store, channel: Option<&[u8]>, max: usize) -> Vec<u64> {
+        let (mut from, mut got) = (0, Vec::new());
+        loop {
+            let s = store.scan_origin(2, from, channel, max, usize::MAX).unwrap();
+            got.extend(s.messages.iter().map(|m| m.id.seq));
+            if s.next == from {
+                return got;
+            }
+            from = s.next;
+        }
+    }
+
+    #[test]
+    fn given_writes_whose_channels_interleave_then_reading_a_node_in_pages_gives_each_message_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Two writes; in each, channels a and b take turns (their chunks overlap).
+        let channels = ["a", "b", "a", "a", "b", "b", "a", "b"];
+        let first: Vec<Message> = (0..8).map(|s| message(2, s, channels[s as usize])).collect();
+        let second: Vec<Message> = (8..16).map(|s| message(2, s, channels[(s - 8) as usize])).collect();
+        store.append(&first).unwrap();
+        store.append(&second).unwrap();
+        for max in [1, 2, 3, 100] {
+            assert_eq!(read_all(&store, None, max), (0..16).collect::<Vec<_>>(), "pages of {max}");
+            let b: Vec<u64> = (0..16).filter(|s| channels[(s % 8) as usize] == "b").collect();
+            assert_eq!(read_all(&store, Some(b"b"), max), b, "channel b in pages of {max}");
+        }
+        // From inside a write: what is at or past the number, nothing before it.
+        let s = store.scan_origin(2, 3, None, 100, usize::MAX).unwrap();
+        assert_eq!(s.messages.iter().map(|m| m.id.seq).collect::<Vec<_>>(), (3..16).collect::<Vec<_>>());
+        let summary = store.origin_summary(2, 9, b"a").unwrap();
+        assert_eq!(summary.iter().map(|c| (c.first_seq, c.last_seq, c.count)).collect::<Vec<_>>(), [(8, 14, 4)]);
     }
 }

@@ -73,19 +73,22 @@ impl ArchiveRpc for CopyService {
                 let mut sent = false;
                 for (node, seq) in origins {
                     let a = archive.clone();
-                    let read =
-                        tokio::task::spawn_blocking(move || a.scan_origin(node, seq, BATCH_MESSAGES, BATCH_BYTES));
-                    let messages = match read.await {
-                        Ok(Ok(m)) => m,
+                    let read = tokio::task::spawn_blocking(move || {
+                        a.scan_origin(node, seq, None, BATCH_MESSAGES, BATCH_BYTES)
+                    });
+                    let scanned = match read.await {
+                        Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             let _ = tx.send(Err(Status::internal(format!("reading the archive: {e}")))).await;
                             return;
                         }
                         Err(_) => return,
                     };
-                    let Some(last) = messages.last() else { continue };
-                    from.insert(node, last.id.seq + 1);
-                    let batch = StoredBatch { messages: messages.into_iter().map(to_proto).collect() };
+                    from.insert(node, scanned.next);
+                    if scanned.messages.is_empty() {
+                        continue;
+                    }
+                    let batch = StoredBatch { messages: scanned.messages.into_iter().map(to_proto).collect() };
                     if tx.send(Ok(batch)).await.is_err() {
                         return; // the follower went
                     }

@@ -324,6 +324,7 @@ mod tests {
                 owner: String::new(),
                 publish: vec![],
                 subscribe: vec![],
+                resume: false,
             };
             hpfriends_consensus::KeyEntry::new(&key, owner)
         };

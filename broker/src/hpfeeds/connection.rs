@@ -21,6 +21,8 @@ use tracing::Instrument;
 use super::activity::{Activity, Connection};
 use super::close::{subscription_dropped_text, CloseReason};
 use super::outbound::outbound;
+use super::resume::{Resumes, Session, SessionKey, Socket};
+use super::socket::Transport;
 use super::writer::{write_loop, FINAL_FLUSH_TIMEOUT};
 use crate::auth_limit::{hpfeeds_key, AuthLimiter, Client, KnownClients};
 use crate::protocol::codec::CodecError;
@@ -59,6 +61,16 @@ pub struct Connections {
     open: std::sync::atomic::AtomicUsize,
     /// Each key's connections, counts and failed logins on this node.
     pub activity: Activity,
+    /// Serves resume keys' subscriptions from the archive (`archive = true`).
+    resumes: Option<Arc<Resumes>>,
+}
+
+/// What a session knows of its connection's byte stream.
+#[derive(Clone, Copy)]
+struct Wire {
+    socket: Socket,
+    /// Bytes queued before the session began (the INFO).
+    queued_before: u64,
 }
 
 /// Failed or refused logins logged per second, at most.
@@ -182,7 +194,14 @@ impl Connections {
             failure_log: std::sync::Mutex::new(LogBudget::per_second(FAILED_LOGINS_LOGGED_PER_SEC)),
             open: std::sync::atomic::AtomicUsize::new(0),
             activity: Activity::default(),
+            resumes: None,
         }
+    }
+
+    /// Resume keys' subscriptions are served by `resumes`; without, like any key's.
+    pub fn with_resumes(mut self, resumes: Option<Arc<Resumes>>) -> Self {
+        self.resumes = resumes;
+        self
     }
 
     /// An id for one more subscriber of the switchboard (a browser's live view).
@@ -232,7 +251,7 @@ impl Connections {
     /// queued for it, so clients reconnect elsewhere a few at a time.
     pub async fn run<S>(self: Arc<Self>, stream: S, peer: SocketAddr, drain: CancellationToken)
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        S: AsyncRead + AsyncWrite + Transport + Send + 'static,
     {
         let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::error_span!("conn", %peer, conn, ident = tracing::field::Empty);
@@ -241,11 +260,12 @@ impl Connections {
 
     async fn run_inner<S>(&self, conn: u64, stream: S, peer: SocketAddr, drain: CancellationToken)
     where
-        S: AsyncRead + AsyncWrite + Send + 'static,
+        S: AsyncRead + AsyncWrite + Transport + Send + 'static,
     {
         metrics::counter!(telemetry::CONNECTION_MADE.name).increment(1);
         metrics::gauge!(telemetry::CLIENT_CONNECTIONS.name).increment(1.0);
         self.open.fetch_add(1, Ordering::Relaxed);
+        let socket = Socket { fd: stream.socket(), encrypted: S::ENCRYPTED };
         let (read_half, write_half) = tokio::io::split(stream);
         // Before AUTH no frame may be larger than an AUTH: an unauthenticated
         // client cannot make the broker buffer a megabyte PUBLISH.
@@ -257,7 +277,10 @@ impl Connections {
         let mut writer = tokio::spawn(write_loop(write_half, out_rx, close.clone()));
 
         let nonce: [u8; 4] = rand::random();
-        out.push(encode_info(self.config.broker_name.as_bytes(), &nonce));
+        let info = encode_info(self.config.broker_name.as_bytes(), &nonce);
+        let wire = Wire { socket, queued_before: info.len() as u64 };
+        out.push(info);
+        let mut resume: Option<Session> = None;
 
         let mut channels: HashSet<Bytes> = HashSet::new();
         // The ident that logged in, as a label when series are kept per ident.
@@ -283,7 +306,7 @@ impl Connections {
                     tokio::time::sleep(self.close_delay()).await;
                 };
                 let reason = tokio::select! {
-                    reason = self.serve(&mut reader, &entry.key, &subscriber, &connection, &mut channels) => reason,
+                    reason = self.serve(&mut reader, &entry.key, &subscriber, &connection, &mut channels, &mut resume, wire) => reason,
                     _ = close.cancelled() => out.slow_consumer().unwrap_or(CloseReason::IoError),
                     _ = drained => CloseReason::Shutdown,
                 };
@@ -292,6 +315,9 @@ impl Connections {
                 reason
             }
         };
+        if let Some(session) = &mut resume {
+            session.stop().await;
+        }
         self.switchboard.remove_connection(conn, &channels);
 
         let error_text = reason.error_text();
@@ -303,6 +329,10 @@ impl Connections {
         drop(out);
         if tokio::time::timeout(FINAL_FLUSH_TIMEOUT + Duration::from_secs(1), &mut writer).await.is_err() {
             writer.abort();
+        }
+        // The socket is still open (`reader` holds it): ask it what arrived.
+        if let Some(session) = resume {
+            session.finish(reason == CloseReason::Shutdown).await;
         }
 
         // Failed logins are what a guesser makes by the thousand: logged at a bounded rate.
@@ -334,6 +364,8 @@ impl Connections {
         subscriber: &Subscriber,
         connection: &Connection,
         channels: &mut HashSet<Bytes>,
+        resume: &mut Option<Session>,
+        wire: Wire,
     ) -> CloseReason {
         let ident = key.ident.as_bytes();
         let mut per_ident =
@@ -357,7 +389,7 @@ impl Connections {
         loop {
             if views.has_changed().unwrap_or(false) {
                 views.mark_unchanged();
-                if let Some(reason) = self.recheck(key, subscriber, connection, channels) {
+                if let Some(reason) = self.recheck(key, subscriber, connection, channels, resume.as_ref()) {
                     return reason;
                 }
             }
@@ -371,7 +403,7 @@ impl Connections {
                     tokio::select! {
                         next = reader.next() => next,
                         // The graph changed while the client was quiet: check at once.
-                        Ok(()) = views.changed() => match self.recheck(key, subscriber, connection, channels) {
+                        Ok(()) = views.changed() => match self.recheck(key, subscriber, connection, channels, resume.as_ref()) {
                             Some(reason) => return reason,
                             None => continue,
                         },
@@ -439,7 +471,27 @@ impl Connections {
                         };
                     }
                     if channels.insert(channel.clone()) {
-                        self.switchboard.subscribe(channel.clone(), subscriber.clone());
+                        match self.resumes.as_ref().filter(|_| key.resume) {
+                            Some(resumes) => {
+                                let session = resume.get_or_insert_with(|| {
+                                    let owner = SessionKey {
+                                        ident: key.ident.clone(),
+                                        owner: subscriber.owner,
+                                        owner_name: key.owner.clone(),
+                                    };
+                                    let views = self.switchboard.watch_views();
+                                    resumes.session(
+                                        owner,
+                                        subscriber.out.clone(),
+                                        wire.socket,
+                                        wire.queued_before,
+                                        views,
+                                    )
+                                });
+                                session.subscribe(&chan).await;
+                            }
+                            None => self.switchboard.subscribe(channel.clone(), subscriber.clone()),
+                        }
                     }
                     // After the switchboard: a key shown subscribed receives.
                     connection.subscribed(&chan);
@@ -449,8 +501,12 @@ impl Connections {
                         return wrong_ident(&fi);
                     }
                     if channels.remove(&channel) {
-                        self.switchboard.unsubscribe(&channel, subscriber.conn);
-                        connection.unsubscribed(&String::from_utf8_lossy(&channel));
+                        let chan = String::from_utf8_lossy(&channel);
+                        match resume {
+                            Some(session) => session.unsubscribe(&chan, None),
+                            None => self.switchboard.unsubscribe(&channel, subscriber.conn),
+                        }
+                        connection.unsubscribed(&chan);
                     }
                 }
                 other => return unexpected(&other),
@@ -469,6 +525,7 @@ impl Connections {
         subscriber: &Subscriber,
         connection: &Connection,
         channels: &mut HashSet<Bytes>,
+        resume: Option<&Session>,
     ) -> Option<CloseReason> {
         let view = self.switchboard.view();
         let Some(current) = view.keys.get(&key.ident).filter(|c| same_key(c, key, subscriber)) else {
@@ -478,11 +535,18 @@ impl Connections {
             channels.iter().filter(|c| !current.may_subscribe(&String::from_utf8_lossy(c))).cloned().collect();
         for channel in denied {
             channels.remove(&channel);
-            self.switchboard.unsubscribe(&channel, subscriber.conn);
             let chan = String::from_utf8_lossy(&channel);
             connection.unsubscribed(&chan);
             tracing::info!(channel = %chan.escape_debug(), "subscription no longer allowed: dropped");
-            subscriber.out.push(encode_error(&subscription_dropped_text(&key.ident, &chan)));
+            let error = encode_error(&subscription_dropped_text(&key.ident, &chan));
+            match resume {
+                // Queued by the session, in order with its frames.
+                Some(session) => session.unsubscribe(&chan, Some(error)),
+                None => {
+                    self.switchboard.unsubscribe(&channel, subscriber.conn);
+                    subscriber.out.push(error);
+                }
+            }
         }
         None
     }

@@ -6,4 +6,6 @@ pub(crate) mod close;
 pub(crate) mod connection;
 pub(crate) mod listener;
 pub mod outbound;
+pub(crate) mod resume;
+pub(crate) mod socket;
 pub(crate) mod writer;

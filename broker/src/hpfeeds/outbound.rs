@@ -34,6 +34,25 @@ struct Shared {
     /// Publishes queued for the client, and their bytes.
     delivered: AtomicU64,
     delivered_bytes: AtomicU64,
+    /// Bytes the writer has handed to the socket, and of those, the ones
+    /// flushed through it (TLS may hold some back until a flush).
+    sent: AtomicU64,
+    flushed: AtomicU64,
+    /// A resume session waits here for the queue to drain (`wait_below`).
+    room: tokio::sync::Notify,
+    waiting: AtomicBool,
+}
+
+/// Bytes of a queue's frames the socket has taken.
+#[derive(Clone)]
+pub struct SentCounter(Arc<Shared>);
+
+impl SentCounter {
+    /// `encrypted`: only those flushed through TLS.
+    pub fn bytes(&self, encrypted: bool) -> u64 {
+        let counter = if encrypted { &self.0.flushed } else { &self.0.sent };
+        counter.load(Ordering::Acquire)
+    }
 }
 
 pub struct OutboundReceiver {
@@ -52,6 +71,10 @@ pub fn outbound(max_bytes: usize, close: CancellationToken) -> (Outbound, Outbou
         close,
         delivered: AtomicU64::new(0),
         delivered_bytes: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        flushed: AtomicU64::new(0),
+        room: tokio::sync::Notify::new(),
+        waiting: AtomicBool::new(false),
     });
     (Outbound { tx, shared: shared.clone() }, OutboundReceiver { rx, shared })
 }
@@ -119,6 +142,29 @@ impl Outbound {
     pub fn queued_bytes(&self) -> usize {
         self.shared.queued.load(Ordering::Acquire)
     }
+
+    /// What the writer has sent, readable after the queue is gone.
+    pub fn sent_counter(&self) -> SentCounter {
+        SentCounter(self.shared.clone())
+    }
+
+    /// Returns once at most `bytes` are queued (or the connection closes):
+    /// a resume session reads the archive only as fast as its client.
+    pub async fn wait_below(&self, bytes: usize) {
+        loop {
+            let notified = self.shared.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            self.shared.waiting.store(true, Ordering::Release);
+            if self.queued_bytes() <= bytes || self.shared.close.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.shared.close.cancelled() => return,
+            }
+        }
+    }
 }
 
 impl OutboundReceiver {
@@ -132,6 +178,19 @@ impl OutboundReceiver {
         {
             metrics::counter!(telemetry::SEND_BUFFER_DRAIN.name).increment(1);
         }
+        if self.shared.waiting.load(Ordering::Acquire) && self.shared.waiting.swap(false, Ordering::AcqRel) {
+            self.shared.room.notify_waiters();
+        }
+    }
+
+    /// Call after the socket took `n` more bytes.
+    pub fn sent(&self, n: usize) {
+        self.shared.sent.fetch_add(n as u64, Ordering::AcqRel);
+    }
+
+    /// Call after a flush: everything sent has gone through.
+    pub fn flushed(&self) {
+        self.shared.flushed.store(self.shared.sent.load(Ordering::Acquire), Ordering::Release);
     }
 
     /// The close, if the queue overflowed (here or between nodes).

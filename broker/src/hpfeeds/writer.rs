@@ -98,7 +98,10 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut queue: OutboundRece
                 r = batch.write_some(&mut w) => r,
             };
             match written {
-                Ok(n) => batch.advance(n),
+                Ok(n) => {
+                    batch.advance(n);
+                    queue.sent(n);
+                }
                 Err(_) => {
                     close.cancel();
                     return;
@@ -111,6 +114,7 @@ pub async fn write_loop<W: AsyncWrite + Unpin>(mut w: W, mut queue: OutboundRece
             close.cancel();
             return;
         }
+        queue.flushed();
     }
     // Closed from outside: an overflow or a shutdown. Free the queue at once.
     let error = queue.slow_consumer().and_then(|reason| reason.error_text());

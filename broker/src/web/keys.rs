@@ -22,6 +22,8 @@ pub struct KeyForm {
     ident: String,
     publish: String,
     subscribe: String,
+    /// A checkbox: present when ticked.
+    resume: Option<String>,
 }
 
 csrf_forms!(KeyForm);
@@ -53,7 +55,7 @@ async fn render_page(
                         tr {
                             th scope="row" { a href=(format!("/keys/{}/activity", urlencode(&k.ident))) { code { (k.ident) } } }
                             td { (channels(&k.publish)) }
-                            td { (channels(&k.subscribe)) }
+                            td { (channels(&k.subscribe)) @if k.resume { br; small.muted { "resumes where it left off" } } }
                             td.connected {
                                 @match live.get(&k.ident) {
                                     Some(nodes) => @for (node, n) in nodes { span.ok { "node " (node) } " (" (n) ") " },
@@ -94,6 +96,10 @@ async fn render_page(
             (text_input(problem, "subscribe", "Subscribes to", form.map_or("", |f| &f.subscribe), InputAttrs {
                 required: false, hint: Some("Channels this key may read."), ..InputAttrs::text()
             }))
+            label.choice {
+                input type="checkbox" name="resume" value="yes" checked[form.is_some_and(|f| f.resume.is_some())];
+                " Resume: when a reader with this key reconnects, it first gets what it missed (kept in the archive), then the live stream."
+            }
             p.hint { "The secret is generated and shown once." }
             button.primary type="submit" { "Create key" }
         }
@@ -152,6 +158,7 @@ pub async fn create(State(state): State<AppState>, UserForm(u, f): UserForm<KeyF
         secret: None,
         publish: channel_list(&f.publish),
         subscribe: channel_list(&f.subscribe),
+        resume: f.resume.is_some(),
     };
     match keys::add(&state, Actor::User(u.1.clone()), new).await {
         Ok(key) => render(StatusCode::OK, render_page(&state, &u, Some(&key), None, None).await),

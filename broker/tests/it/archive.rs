@@ -38,6 +38,7 @@ fn key(ident: &str, owner: &str) -> Command {
         owner: owner.into(),
         publish: vec!["c".into()],
         subscribe: vec!["c".into()],
+        resume: false,
     })
 }
 

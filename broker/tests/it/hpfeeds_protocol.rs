@@ -225,6 +225,7 @@ fn key(ident: &str, secret: &str, owner: &str, channels: &[&str], subscribe: &[&
         owner: owner.into(),
         publish: strings(channels),
         subscribe: strings(subscribe),
+        resume: false,
     }
 }
 

@@ -12,6 +12,7 @@ mod http_api;
 mod interop;
 mod metrics;
 mod openapi;
+mod resume;
 mod trust;
 mod versions;
 mod web;

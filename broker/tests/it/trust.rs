@@ -30,6 +30,7 @@ fn key(ident: &str, owner: &str) -> AuthKey {
         owner: owner.into(),
         publish: vec!["c".into()],
         subscribe: vec![],
+        resume: false,
     }
 }
 

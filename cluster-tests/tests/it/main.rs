@@ -11,6 +11,7 @@ mod one_build;
 mod openapi;
 mod operate;
 mod raft;
+mod resume;
 mod scale;
 mod security;
 mod settings;

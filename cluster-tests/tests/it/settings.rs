@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hpfriends_cluster_tests::{
-    connect_from, hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, metric, publish, wait_for,
-    NodeProcess, Service, Subscriber, CLUSTER_SECRET, DEADLINE,
+    connect_from, hpfeeds_python, hpfriends_bin, http_get, make_ca, make_node_cert, metric, publish,
+    publish_numbered_padded, wait_for, NodeProcess, Service, Subscriber, CLUSTER_SECRET, DEADLINE,
 };
 
 const CLI_MD: &str = include_str!("../../../docs/cli.md");
@@ -233,6 +233,8 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
         ("session_ttl_hours", "3".into()),
         ("web_url", "https://hpfriends.example.org".into()),
         ("archive_max_bytes", "2000000".into()),
+        ("resume_max_messages", "5".into()),
+        ("resume_max_bytes", "1000".into()),
     ]
     .into();
     let mut seen = BTreeSet::new();
@@ -404,6 +406,39 @@ fn given_every_setting_changed_then_the_running_node_uses_each() {
     })
     .unwrap();
     seen.insert("archive_keep");
+
+    // A resume key that comes back gets the 5 newest of what it missed (1,000,000
+    // by default), and of big messages what fits in 1,000 bytes (256 MiB).
+    for (ident, body) in [("rpub", r#""publish": ["r"]"#), ("rsub", r#""subscribe": ["r"], "resume": true"#)] {
+        let key = format!(r#"{{"ident": "{ident}", "owner": "u", "secret": "{SECRET}", {body}}}"#);
+        assert!(api(http, "POST", "/api/v1/keys", Some(&key))["key"].is_object());
+    }
+    let places = || metric(http, "hpfriends_resume_places_written_total").unwrap_or(0.0);
+    let mut resumed = Vec::new();
+    for (round, size, count) in [("small", 0, 5), ("big", 300, 2)] {
+        let reader = Subscriber::start(hpfeeds, "rsub", SECRET, "r").unwrap();
+        reader.wait_for_line("connected to").unwrap();
+        hpfriends_cluster_tests::sync(hpfeeds, &reader, "rpub", SECRET, "r", &format!("{round}-ready")).unwrap();
+        let written = places();
+        drop(reader);
+        wait_for("the reader's place", DEADLINE, || (places() > written).then_some(())).unwrap();
+        publish_numbered_padded(hpfeeds, "rpub", SECRET, "r", round, 20, size).unwrap();
+        let again = Subscriber::start(hpfeeds, "rsub", SECRET, "r").unwrap();
+        let printed = || -> Vec<String> {
+            let payload = |l: &String| {
+                l.split_once(": b'").map(|(_, p)| p.trim_end_matches('\'').trim_end_matches('.').to_string())
+            };
+            again.lines().iter().filter_map(payload).collect()
+        };
+        // What it resumes with, then (published only now) a live marker: nothing else between.
+        wait_for("the resumed messages", DEADLINE, || (printed().len() >= count).then_some(())).unwrap();
+        hpfriends_cluster_tests::sync(hpfeeds, &again, "rpub", SECRET, "r", &format!("{round}-live")).unwrap();
+        resumed.push(printed().into_iter().take_while(|p| !p.ends_with("live")).collect::<Vec<_>>());
+    }
+    assert_eq!(resumed[0], (15..20).map(|i| format!("small-{i}")).collect::<Vec<_>>(), "the 5 newest");
+    // 300-byte payloads count 300 + ident + 41 bytes each: two fit in 1,000.
+    assert_eq!(resumed[1], ["big-18", "big-19"], "what fits in 1,000 bytes");
+    seen.extend(["resume_max_messages", "resume_max_bytes"]);
 
     // Four publishes queued for a peer at most: a burst toward the seed drops.
     let remote = Subscriber::start(seed.hpfeeds_addr, "sub", SECRET, "p").unwrap();

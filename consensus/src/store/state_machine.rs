@@ -441,6 +441,7 @@ mod tests {
             owner: "u".into(),
             publish: listed.clone(),
             subscribe: listed[..2].to_vec(),
+            resume: false,
         };
         let entry = KeyEntry::new(&key, 7);
         for channel in ["z", "a", "m", "cowrie.sessions", "é", "b", "", "cowrie", "zz"] {

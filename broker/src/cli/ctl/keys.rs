@@ -6,16 +6,18 @@ use crate::app::types::{CreatedKey, Done, KeyActivity, KeyList, NewKey};
 
 pub async fn run(api: &Api, cmd: &KeyCmd) -> anyhow::Result<Output> {
     match cmd {
-        KeyCmd::Add { owner, ident, secret, publish, subscribe } => {
+        KeyCmd::Add { owner, ident, secret, publish, subscribe, resume } => {
             let new = NewKey {
                 ident: ident.clone(),
                 owner: Some(owner.clone()),
                 secret: secret.clone(),
                 publish: publish.clone(),
                 subscribe: subscribe.clone(),
+                resume: *resume,
             };
             let created: CreatedKey = api.post("/api/v1/keys", &new).await?;
-            let text = format!("added key {ident}\nsecret: {}", created.key.secret);
+            let resumes = if *resume { " (resume)" } else { "" };
+            let text = format!("added key {ident}{resumes}\nsecret: {}", created.key.secret);
             Output::new(&created, text)
         }
         KeyCmd::Remove { ident } => {
@@ -44,11 +46,12 @@ pub async fn run(api: &Api, cmd: &KeyCmd) -> anyhow::Result<Output> {
                 .iter()
                 .map(|k| {
                     format!(
-                        "{}  owner: {}  publish: {}  subscribe: {}",
+                        "{}  owner: {}  publish: {}  subscribe: {}{}",
                         k.ident,
                         k.owner,
                         k.publish.join(","),
-                        k.subscribe.join(",")
+                        k.subscribe.join(","),
+                        if k.resume { "  resume" } else { "" }
                     )
                 })
                 .collect::<Vec<_>>()

@@ -226,6 +226,10 @@ pub enum KeyCmd {
         publish: Vec<String>,
         #[arg(long, value_delimiter = ',')]
         subscribe: Vec<String>,
+        /// Subscriptions resume where the key's last connection left off:
+        /// what it missed comes first when it subscribes again.
+        #[arg(long)]
+        resume: bool,
     },
     Remove {
         ident: String,

@@ -96,6 +96,20 @@ impl Client {
         Client::start(socket.connect(addr).await.unwrap()).await
     }
 
+    /// Connects with a receive buffer of about `bytes`: a client that stops
+    /// reading soon leaves the broker's frames unacknowledged in its queue.
+    pub async fn connect_with_receive_buffer(addr: SocketAddr, bytes: u32) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        Client::start(socket.connect(addr).await.unwrap()).await
+    }
+
+    /// Bytes this client has received and not yet decoded: in its own buffer
+    /// and in its kernel's receive queue.
+    pub fn unread(&self) -> usize {
+        self.buf.len() + rustix::io::ioctl_fionread(&self.stream).unwrap() as usize
+    }
+
     async fn start(stream: TcpStream) -> Client {
         let mut c = Client { stream, buf: BytesMut::new(), nonce: vec![], broker_name: vec![], ident: String::new() };
         match c.next().await {
@@ -110,11 +124,14 @@ impl Client {
 
     /// Connects and authenticates; the caller checks the outcome.
     pub async fn login(addr: SocketAddr, ident: &str, secret: &str) -> Client {
-        let mut c = Client::connect(addr).await;
-        c.ident = ident.to_string();
-        let hash = auth_hash(&c.nonce, secret.as_bytes());
-        c.send(&frame::encode_auth(ident.as_bytes(), &hash)).await;
-        c
+        Client::connect(addr).await.auth(ident, secret).await
+    }
+
+    pub async fn auth(mut self, ident: &str, secret: &str) -> Client {
+        self.ident = ident.to_string();
+        let hash = auth_hash(&self.nonce, secret.as_bytes());
+        self.send(&frame::encode_auth(ident.as_bytes(), &hash)).await;
+        self
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
