@@ -65,9 +65,10 @@ pub struct Connections {
     resumes: Option<Arc<Resumes>>,
 }
 
-/// What a session knows of its connection's byte stream.
-#[derive(Clone, Copy)]
-struct Wire {
+/// A connection's resume session, once its key subscribes, and what it
+/// needs to know of the connection's byte stream.
+struct Resuming {
+    session: Option<Session>,
     socket: Socket,
     /// Bytes queued before the session began (the INFO).
     queued_before: u64,
@@ -278,9 +279,8 @@ impl Connections {
 
         let nonce: [u8; 4] = rand::random();
         let info = encode_info(self.config.broker_name.as_bytes(), &nonce);
-        let wire = Wire { socket, queued_before: info.len() as u64 };
+        let mut resume = Resuming { session: None, socket, queued_before: info.len() as u64 };
         out.push(info);
-        let mut resume: Option<Session> = None;
 
         let mut channels: HashSet<Bytes> = HashSet::new();
         // The ident that logged in, as a label when series are kept per ident.
@@ -306,7 +306,7 @@ impl Connections {
                     tokio::time::sleep(self.close_delay()).await;
                 };
                 let reason = tokio::select! {
-                    reason = self.serve(&mut reader, &entry.key, &subscriber, &connection, &mut channels, &mut resume, wire) => reason,
+                    reason = self.serve(&mut reader, &entry.key, &subscriber, &connection, &mut channels, &mut resume) => reason,
                     _ = close.cancelled() => out.slow_consumer().unwrap_or(CloseReason::IoError),
                     _ = drained => CloseReason::Shutdown,
                 };
@@ -315,7 +315,7 @@ impl Connections {
                 reason
             }
         };
-        if let Some(session) = &mut resume {
+        if let Some(session) = &mut resume.session {
             session.stop().await;
         }
         self.switchboard.remove_connection(conn, &channels);
@@ -331,7 +331,7 @@ impl Connections {
             writer.abort();
         }
         // The socket is still open (`reader` holds it): ask it what arrived.
-        if let Some(session) = resume {
+        if let Some(session) = resume.session {
             session.finish(reason == CloseReason::Shutdown).await;
         }
 
@@ -364,8 +364,7 @@ impl Connections {
         subscriber: &Subscriber,
         connection: &Connection,
         channels: &mut HashSet<Bytes>,
-        resume: &mut Option<Session>,
-        wire: Wire,
+        resume: &mut Resuming,
     ) -> CloseReason {
         let ident = key.ident.as_bytes();
         let mut per_ident =
@@ -389,7 +388,7 @@ impl Connections {
         loop {
             if views.has_changed().unwrap_or(false) {
                 views.mark_unchanged();
-                if let Some(reason) = self.recheck(key, subscriber, connection, channels, resume.as_ref()) {
+                if let Some(reason) = self.recheck(key, subscriber, connection, channels, resume.session.as_ref()) {
                     return reason;
                 }
             }
@@ -403,7 +402,7 @@ impl Connections {
                     tokio::select! {
                         next = reader.next() => next,
                         // The graph changed while the client was quiet: check at once.
-                        Ok(()) = views.changed() => match self.recheck(key, subscriber, connection, channels, resume.as_ref()) {
+                        Ok(()) = views.changed() => match self.recheck(key, subscriber, connection, channels, resume.session.as_ref()) {
                             Some(reason) => return reason,
                             None => continue,
                         },
@@ -473,20 +472,15 @@ impl Connections {
                     if channels.insert(channel.clone()) {
                         match self.resumes.as_ref().filter(|_| key.resume) {
                             Some(resumes) => {
-                                let session = resume.get_or_insert_with(|| {
+                                let (socket, queued_before) = (resume.socket, resume.queued_before);
+                                let session = resume.session.get_or_insert_with(|| {
                                     let owner = SessionKey {
                                         ident: key.ident.clone(),
                                         owner: subscriber.owner,
                                         owner_name: key.owner.clone(),
                                     };
                                     let views = self.switchboard.watch_views();
-                                    resumes.session(
-                                        owner,
-                                        subscriber.out.clone(),
-                                        wire.socket,
-                                        wire.queued_before,
-                                        views,
-                                    )
+                                    resumes.session(owner, subscriber.out.clone(), socket, queued_before, views)
                                 });
                                 session.subscribe(&chan).await;
                             }
@@ -502,7 +496,7 @@ impl Connections {
                     }
                     if channels.remove(&channel) {
                         let chan = String::from_utf8_lossy(&channel);
-                        match resume {
+                        match &resume.session {
                             Some(session) => session.unsubscribe(&chan, None),
                             None => self.switchboard.unsubscribe(&channel, subscriber.conn),
                         }

@@ -14,7 +14,8 @@ const GRAPH: &str = r#"{
   "shares": [{"from": "jojo", "to": "mark", "channel": "c", "kind": "shares"}],
   "keys": [
     {"ident": "jojo-sensor", "secret": "j", "owner": "jojo", "publish": ["c"]},
-    {"ident": "mark-key", "secret": "m", "owner": "mark", "subscribe": ["c"], "resume": true}
+    {"ident": "mark-key", "secret": "m", "owner": "mark", "subscribe": ["c"], "resume": true},
+    {"ident": "mark-plain", "secret": "p", "owner": "mark", "subscribe": ["c"]}
   ]
 }"#;
 
@@ -146,4 +147,37 @@ fn given_the_publishers_node_killed_a_second_after_publishing_then_a_resume_subs
     let again = subscribe(c.nodes[2].hpfeeds_addr);
     let got = wait_printed(&again, 1000);
     exactly_once_in_order(&got, &numbered("doomed-node", 1000).into_iter().collect(), &["doomed-node"]);
+}
+
+#[test]
+fn given_the_subscribers_node_cut_off_while_messages_are_published_then_a_resume_subscriber_gets_all_after_the_heal() {
+    let mut c = three_nodes();
+    let resumed = subscribe(c.nodes[2].hpfeeds_addr);
+    let plain = Subscriber::start(c.nodes[2].hpfeeds_addr, "mark-plain", "p", "c").unwrap();
+    for (sub, marker) in [(&plain, "plain-live"), (&resumed, "resumed-live")] {
+        hpfriends_cluster_tests::sync(c.nodes[0].hpfeeds_addr, sub, "jojo-sensor", "j", "c", marker).unwrap();
+    }
+
+    c.partition(3).unwrap();
+    publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "cut-off", 1000).unwrap();
+    std::thread::sleep(Duration::from_secs(10));
+    c.heal();
+
+    let got = wait_for("the 1,000 after the heal", Duration::from_secs(60), || {
+        let got: Vec<String> = payloads(&resumed).into_iter().filter(|p| p.starts_with("cut-off")).collect();
+        (got.len() >= 1000).then_some(got)
+    })
+    .unwrap();
+    exactly_once_in_order(&got, &numbered("cut-off", 1000).into_iter().collect(), &["cut-off"]);
+    // The plain subscriber's loss is not silent: it was told and closed.
+    let plain_count = || payloads(&plain).iter().filter(|p| p.starts_with("cut-off")).count();
+    let _ = wait_for("the plain subscriber's fate", DEADLINE, || {
+        (plain_count() == 1000 || plain.saw("dropped between nodes") || plain.saw("Error")).then_some(())
+    });
+    let plain_got = plain_count();
+    println!(
+        "the plain subscriber got {plain_got} of the 1,000; its last lines: {:?}",
+        plain.lines().iter().rev().take(2).collect::<Vec<_>>()
+    );
+    assert!(plain_got == 1000 || plain.saw("dropped between nodes"), "a plain subscriber either got all or was told");
 }
