@@ -143,6 +143,11 @@ impl Outbound {
         self.shared.queued.load(Ordering::Acquire)
     }
 
+    /// The bound: a push past it closes the connection.
+    pub fn capacity(&self) -> usize {
+        self.shared.max
+    }
+
     /// What the writer has sent, readable after the queue is gone.
     pub fn sent_counter(&self) -> SentCounter {
         SentCounter(self.shared.clone())

@@ -29,8 +29,9 @@ use crate::telemetry;
 pub const CHECKPOINT: Duration = Duration::from_secs(2);
 /// Messages read from the archive per look, at most.
 const SCAN_MESSAGES: usize = 1024;
-/// A session that has this much queued for its client waits before
-/// queueing more: its memory is bounded like a slow consumer's.
+/// A session that has this much queued for its client (or a quarter of
+/// `max_outbound_bytes`, if less) waits before queueing more: its memory is
+/// bounded like a slow consumer's, and it is never closed as one.
 const AHEAD_BYTES: usize = 1024 * 1024;
 /// Ledger entries that make a session ask the kernel what was acknowledged.
 const LEDGER_COMPACT: usize = 8192;
@@ -426,6 +427,7 @@ impl Run {
         let mut written = self.resumes.archive.watch_written();
         let mut readers: HashMap<Arc<str>, Option<PastReaders>> = HashMap::new();
         let mut checkpoint = tokio::time::Instant::now() + CHECKPOINT;
+        let ahead = AHEAD_BYTES.min(self.out.capacity() / 4);
         loop {
             if views.has_changed().unwrap_or(false) {
                 views.mark_unchanged();
@@ -453,7 +455,7 @@ impl Run {
                 let may = may.clone();
                 let (archive, name) = (self.resumes.archive.clone(), channel.clone());
                 let scan = tokio::task::spawn_blocking(move || {
-                    archive.scan_origin(node, from, Some(name.as_bytes()), SCAN_MESSAGES, AHEAD_BYTES)
+                    archive.scan_origin(node, from, Some(name.as_bytes()), SCAN_MESSAGES, ahead)
                 });
                 let scanned = match scan.await {
                     Ok(Ok(s)) => s,
@@ -470,9 +472,9 @@ impl Run {
                     if !may.as_ref().is_some_and(|r| r.may_read(m.owner, m.position)) {
                         continue;
                     }
-                    if self.out.queued_bytes() > AHEAD_BYTES {
+                    if self.out.queued_bytes() > ahead {
                         tokio::select! {
-                            _ = self.out.wait_below(AHEAD_BYTES / 2) => {}
+                            _ = self.out.wait_below(ahead / 2) => {}
                             _ = stop.cancelled() => return,
                         }
                     }

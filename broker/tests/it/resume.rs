@@ -38,6 +38,13 @@ async fn node_with_graph() -> Node {
     n
 }
 
+/// `hpfriends_archive_messages` as the node reports it.
+async fn archived(n: &Node) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", n.running.http_addr)).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("hpfriends_archive_messages ")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// Where mark-key's subscription to c had reached, for this node's messages.
 fn place(n: &Node) -> Option<u64> {
     n.running.node.read_graph(|g| {
@@ -156,5 +163,32 @@ async fn given_a_resume_reader_that_leaves_then_what_was_published_meanwhile_com
     match plain.next().await {
         Some(Frame::Publish(p)) => assert_eq!(number(p.payload()), 502, "live only"),
         other => panic!("expected PUBLISH, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_a_resume_reader_that_stops_reading_then_its_queue_stays_bounded_and_it_is_not_closed() {
+    // 256 KiB queued closes a plain reader; 20 MB are published.
+    let n = start_node(|c| c.max_outbound_bytes = 256 * 1024).await;
+    n.declare(GRAPH).await;
+    n.write(hpfriends_graph::Command::AcceptShare {
+        from: "jojo".into(),
+        to: hpfriends_graph::Target::User("mark".into()),
+        channel: "c".into(),
+    })
+    .await;
+    let addr = n.running.hpfeeds_addr;
+    let mut stalled = Client::connect_with_receive_buffer(addr, 4096).await.auth("mark-key", "m").await;
+    stalled.subscribe("c").await;
+    let mut sensor = Client::login(addr, "jojo-sensor", "j").await;
+    const TOTAL: usize = 100_000;
+    for i in 0..TOTAL {
+        sensor.publish("c", &payload(i)).await;
+    }
+    // Everything archived while the reader reads nothing: it is still connected.
+    wait_for(|| async { (archived(&n).await >= TOTAL as f64).then_some(()) }).await;
+    for i in 0..TOTAL {
+        let (_, _, p) = stalled.next_publish().await;
+        assert_eq!(number(&p), i, "all of them, in order, once it reads again");
     }
 }
