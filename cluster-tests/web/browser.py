@@ -374,6 +374,11 @@ def scenarios(p):
     accessible(mark, "live")
     time.sleep(0.5)
     check(eve.locator("#live-messages tbody tr").count() == 0, "eve's Live page shows nothing of jojo's")
+    # Started an hour ago, the page first shows what was published before it was opened.
+    mark.select_option("#from", "1h")
+    mark.get_by_role("button", name="Watch").click()
+    expect(mark.locator("#live-messages tbody tr", has_text="live-1")).to_be_visible()
+    check("from=1h" in mark.url, "mark's Live page started an hour ago shows live-1, published before it was opened")
 
     # The key's activity: what it published, summed over the cluster.
     jojo.goto(WEB + "/keys")

@@ -5,6 +5,12 @@
 //! snapshot per publish, the same cross-node fan-out, and a byte bound on
 //! its queue. A browser that stops reading is closed as a slow consumer;
 //! publishers never wait for it.
+//!
+//! Started from a point in the past (`from=15m|1h|1d`), the stream follows
+//! the archive instead (`app::messages::follow`, one per channel): what the
+//! user may read of the past, by the rule of the past, then each message as
+//! it is archived. A browser that stops reading then holds its followers
+//! back, a few messages each, and is not closed.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -15,6 +21,7 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use hpfriends_graph::Actor;
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -23,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use super::forms::channel_list;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::{ClientIp, SignedInUser};
+use crate::app::types::{ArchivedMessage, MessagesQuery};
+use crate::app::AppError;
 use crate::hpfeeds::close::CloseReason;
 use crate::hpfeeds::outbound::{outbound, OutboundReceiver};
 use crate::protocol::frame::{decode, Limits};
@@ -113,6 +122,20 @@ impl Drop for Ticket {
 pub struct LiveQuery {
     /// Channels, separated by commas or spaces.
     channels: String,
+    /// Start this long ago (one of `FROM`), or now when empty.
+    from: String,
+}
+
+/// Where the page may start, and how it names them.
+const FROM: [(&str, &str); 4] = [("", "now"), ("15m", "15 minutes ago"), ("1h", "an hour ago"), ("1d", "a day ago")];
+
+/// How far back `from` asks to start, or what is wrong with it.
+fn start_from(from: &str) -> Result<Option<std::time::Duration>, String> {
+    match FROM.iter().find(|(v, _)| *v == from) {
+        Some(("", _)) => Ok(None),
+        Some((v, _)) => Ok(Some(humantime::parse_duration(v).expect("listed spans parse"))),
+        None => Err(format!("start from now, 15m, 1h or 1d, not {from:?}")),
+    }
 }
 
 /// The channels asked for, or what is wrong with them.
@@ -130,8 +153,9 @@ fn asked(text: &str) -> Result<Vec<String>, String> {
 pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Query<LiveQuery>) -> Response {
     let SignedInUser(signed, me) = &u;
     let readable = crate::app::shares::readable_channels(&state, me);
-    let chosen = asked(&q.channels);
+    let chosen = asked(&q.channels).and_then(|c| start_from(&q.from).map(|_| c));
     let watching = chosen.as_ref().ok().filter(|c| !c.is_empty()).map(|c| c.join(","));
+    let archive = state.archive.is_some();
     let body: Markup = html! {
         p.lead { "The messages that reach your channels, as they arrive: what an hpfeeds subscriber of yours would get." }
         form.card method="get" action="/live" {
@@ -139,6 +163,13 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Quer
                 hint: Some("Separated by commas, at most 16."), list: Some("readable"), ..InputAttrs::text()
             }))
             datalist #readable { @for c in &readable { option value=(c) {} } }
+            @if archive {
+                label for="from" { "Start from" }
+                select #from name="from" {
+                    @for (value, name) in FROM { option value=(value) selected[q.from == value] { (name) } }
+                }
+                p.hint { "From the past: what you may read of it, kept in the archive, then on live." }
+            }
             @if let Err(e) = &chosen { p.error role="alert" { (e) } }
             button.primary type="submit" { "Watch" }
         }
@@ -146,7 +177,7 @@ pub async fn show(State(state): State<AppState>, u: SignedInUser, Query(q): Quer
             p.hint { "You can read: " @for c in &readable { code.chip { (c) } " " } }
         }
         @if let Some(channels) = &watching {
-            section #live data-channels=(channels) aria-labelledby="live-title" {
+            section #live data-channels=(channels) data-from=(q.from) aria-labelledby="live-title" {
                 h2 #live-title { "On " code { (channels) } }
                 noscript { p.error { "The live view needs JavaScript." } }
                 p.live-bar {
@@ -179,19 +210,25 @@ impl Drop for Subscribed {
     }
 }
 
+/// Where a stream's messages come from.
+enum Source {
+    /// The switchboard, as an hpfeeds subscriber.
+    Now { queue: OutboundReceiver, close: CancellationToken, _subscribed: Subscribed },
+    /// The archive, from a point in the past on, a follower per channel.
+    Past(futures::stream::SelectAll<tokio_stream::wrappers::ReceiverStream<ArchivedMessage>>),
+}
+
 struct Live {
     state: AppState,
     user: String,
     cookie: String,
-    queue: OutboundReceiver,
-    close: CancellationToken,
+    source: Source,
     views: tokio::sync::watch::Receiver<u64>,
     pending: VecDeque<Event>,
     done: bool,
     /// When the session ends by itself: the stream ends then too, even on a
     /// cluster where nothing changes.
     expires: tokio::time::Instant,
-    _subscribed: Subscribed,
     _ticket: Ticket,
 }
 
@@ -203,10 +240,10 @@ pub async fn events(
     Query(q): Query<LiveQuery>,
 ) -> Response {
     let SignedInUser(signed, me) = u;
-    let channels = match asked(&q.channels) {
-        Ok(c) if !c.is_empty() => c,
-        Ok(_) => return (StatusCode::BAD_REQUEST, "name at least one channel").into_response(),
-        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    let (channels, from) = match (asked(&q.channels), start_from(&q.from)) {
+        (Ok(c), Ok(from)) if !c.is_empty() => (c, from),
+        (Ok(_), Ok(_)) => return (StatusCode::BAD_REQUEST, "name at least one channel").into_response(),
+        (Err(e), _) | (_, Err(e)) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     let Some(owner) = state.node.read_graph(|g| g.user_id(&me)) else {
         return StatusCode::FORBIDDEN.into_response();
@@ -215,6 +252,34 @@ pub async fn events(
         Ok(t) => t,
         Err(why) => return (StatusCode::TOO_MANY_REQUESTS, why).into_response(),
     };
+    let source = match from {
+        None => subscribe(&state, owner, channels),
+        Some(ago) => match follow(&state, &me, channels, ago).await {
+            Ok(source) => source,
+            Err(e) => return (e.status(), e.to_string()).into_response(),
+        },
+    };
+    let views = state.switchboard.watch_views();
+    let expires = session_deadline(&state, &signed.cookie);
+    let live = Live {
+        expires,
+        state,
+        user: me,
+        cookie: signed.cookie,
+        source,
+        views,
+        pending: VecDeque::from([Event::default().event("open").data("connected")]),
+        done: false,
+        _ticket: ticket,
+    };
+    let stream = futures::stream::unfold(live, |mut live| async move {
+        live.next().await.map(|event| (Ok::<_, Infallible>(event), live))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// The stream as one more subscriber of the switchboard.
+fn subscribe(state: &AppState, owner: hpfriends_graph::UserId, channels: Vec<String>) -> Source {
     let conn = state.connections.new_connection_id();
     let close = CancellationToken::new();
     let (out, queue) = outbound(QUEUE_BYTES, close.clone());
@@ -223,25 +288,25 @@ pub async fn events(
         state.switchboard.subscribe(c.clone(), Subscriber { conn, owner, out: out.clone() });
     }
     let subscribed = Subscribed { switchboard: state.switchboard.clone(), conn, channels };
-    let views = state.switchboard.watch_views();
-    let expires = session_deadline(&state, &signed.cookie);
-    let live = Live {
-        expires,
-        state,
-        user: me,
-        cookie: signed.cookie,
-        queue,
-        close,
-        views,
-        pending: VecDeque::from([Event::default().event("open").data("connected")]),
-        done: false,
-        _subscribed: subscribed,
-        _ticket: ticket,
-    };
-    let stream = futures::stream::unfold(live, |mut live| async move {
-        live.next().await.map(|event| (Ok::<_, Infallible>(event), live))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Source::Now { queue, close, _subscribed: subscribed }
+}
+
+/// The stream as followers of the archive from `ago` on.
+async fn follow(
+    state: &AppState,
+    me: &str,
+    channels: Vec<String>,
+    ago: std::time::Duration,
+) -> Result<Source, AppError> {
+    let since = std::time::SystemTime::now().checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH);
+    let since = since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut followers = Vec::new();
+    for channel in channels {
+        let q = MessagesQuery { channel, since: Some(since.to_string()), follow: Some(true), ..Default::default() };
+        let rx = crate::app::messages::follow(state, &Actor::User(me.to_string()), q).await?;
+        followers.push(tokio_stream::wrappers::ReceiverStream::new(rx));
+    }
+    Ok(Source::Past(futures::stream::select_all(followers)))
 }
 
 impl Live {
@@ -253,13 +318,29 @@ impl Live {
             if self.done {
                 return None;
             }
-            tokio::select! {
-                biased;
-                _ = self.close.cancelled() => {
-                    let reason = self.queue.slow_consumer().unwrap_or(CloseReason::SlowConsumer { between_nodes: false });
-                    reason.count(None);
-                    self.end("closed: too slow to keep up, messages were dropped");
+            let source = async {
+                match &mut self.source {
+                    Source::Now { queue, close, .. } => tokio::select! {
+                        biased;
+                        _ = close.cancelled() => {
+                            let reason = queue.slow_consumer().unwrap_or(CloseReason::SlowConsumer { between_nodes: false });
+                            reason.count(None);
+                            Err("closed: too slow to keep up, messages were dropped")
+                        }
+                        frames = queue.rx.recv() => Ok(frames.map(|frames| {
+                            queue.written(frames.len());
+                            messages(&frames)
+                        })),
+                    },
+                    Source::Past(followers) => Ok(followers.next().await.map(|m| vec![archived(&m)])),
                 }
+            };
+            tokio::select! {
+                got = source => match got {
+                    Ok(Some(events)) => self.pending.extend(events),
+                    Ok(None) => self.done = true,
+                    Err(why) => self.end(why),
+                },
                 changed = self.views.changed() => {
                     // Signed out, disabled or removed: the stream ends with the session.
                     let still = crate::app::accounts::session_actor(&self.state, &self.cookie);
@@ -274,13 +355,6 @@ impl Live {
                         self.expires = session_deadline(&self.state, &self.cookie);
                     }
                 }
-                frames = self.queue.rx.recv() => match frames {
-                    Some(frames) => {
-                        self.queue.written(frames.len());
-                        self.pending.extend(messages(&frames));
-                    }
-                    None => self.done = true,
-                },
             }
         }
     }
@@ -306,18 +380,33 @@ fn messages(frames: &[u8]) -> Vec<Event> {
     let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut events = Vec::new();
     while let Ok(Some(Frame::Publish(p))) = decode(&mut buf, &limits) {
-        let (kind, shown) = shown(p.payload());
-        let data = serde_json::json!({
-            "at": at,
-            "ident": String::from_utf8_lossy(p.ident()),
-            "channel": String::from_utf8_lossy(p.channel()),
-            "size": p.payload().len(),
-            "kind": kind,
-            "payload": shown,
-        });
-        events.push(Event::default().data(data.to_string()));
+        events.push(event(at, &String::from_utf8_lossy(p.ident()), &String::from_utf8_lossy(p.channel()), p.payload()));
     }
     events
+}
+
+/// An archived message's event, at the time it was published.
+fn archived(m: &ArchivedMessage) -> Event {
+    use base64::Engine;
+    let at = humantime::parse_rfc3339(&m.time)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64);
+    let payload = base64::engine::general_purpose::STANDARD.decode(&m.payload_b64).unwrap_or_default();
+    event(at, &m.ident, &m.channel, &payload)
+}
+
+fn event(at: u64, ident: &str, channel: &str, payload: &[u8]) -> Event {
+    let (kind, shown) = shown(payload);
+    let data = serde_json::json!({
+        "at": at,
+        "ident": ident,
+        "channel": channel,
+        "size": payload.len(),
+        "kind": kind,
+        "payload": shown,
+    });
+    Event::default().data(data.to_string())
 }
 
 /// JSON pretty-printed, text as text, anything else as hex; at most `SHOWN_BYTES` of it.

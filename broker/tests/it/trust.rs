@@ -248,6 +248,40 @@ async fn given_a_live_stream_on_a_quiet_cluster_when_its_sign_in_expires_then_th
     assert!(seen.contains("expired"), "{seen}");
 }
 
+#[tokio::test]
+async fn given_the_live_page_started_an_hour_ago_then_it_shows_what_was_published_before_then_live() {
+    let n = start_node(|_| {}).await;
+    add_jojo(&n).await;
+    n.write(Command::AddKey(key("k", "jojo"))).await;
+    let mut sensor = Client::login(n.running.hpfeeds_addr, "k", "jojo-long-secret").await;
+    sensor.publish("c", b"published-before").await;
+    let session = jojo_session(&n, 600).await;
+    let base = format!("http://{}/live/events?channels=c", n.running.http_addr);
+    let http = reqwest::Client::new();
+    let refused = http.get(format!("{base}&from=2y")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    assert!(refused.text().await.unwrap().contains("15m, 1h or 1d"));
+    let mut stream = http.get(format!("{base}&from=1h")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let mut published_after = false;
+    let both = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.contains("published-before") && !published_after {
+                sensor.publish("c", b"published-after").await;
+                published_after = true;
+            }
+            if seen.contains("published-after") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(both.is_ok(), "the past, then live:\n{seen}");
+    assert!(seen.find("published-before") < seen.find("published-after"), "{seen}");
+}
+
 /// The user jojo, with the password "correct horse battery".
 async fn add_jojo(n: &crate::common::Node) {
     add_user_with_password(n, "jojo").await;

@@ -73,7 +73,9 @@ if (live) {
   const kept = 200;
   let paused = false;
   let arrived = 0;
-  const feed = new EventSource("/live/events?channels=" + encodeURIComponent(live.dataset.channels));
+  // From the past: each message in the order kept, then on live. A reconnect starts there again.
+  const from = live.dataset.from ? "&from=" + encodeURIComponent(live.dataset.from) : "";
+  const feed = new EventSource("/live/events?channels=" + encodeURIComponent(live.dataset.channels) + from);
   feed.addEventListener("open", () => { status.textContent = "Connected"; });
   feed.addEventListener("closed", (e) => { status.textContent = e.data; feed.close(); });
   feed.addEventListener("error", () => {
