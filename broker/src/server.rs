@@ -208,6 +208,9 @@ async fn start_node(config: &Config) -> anyhow::Result<Running> {
     let drain = CancellationToken::new();
     let shutdown = CancellationToken::new();
     tokio::spawn(connections.clone().forget_removed_keys(shutdown.clone()));
+    if let Some(a) = &archive {
+        tokio::spawn(follow_keeps(node.clone(), switchboard.clone(), a.clone(), shutdown.clone()));
+    }
     // Stopped by hand after the last connection closed, so its place is written.
     let stop_resumes = CancellationToken::new();
     let resumes_task = resumes.map(|r| tokio::spawn(r.write_places(stop_resumes.clone())));
@@ -392,6 +395,23 @@ impl Running {
         // Every connection is closed: nothing more is offered to the archive.
         if let Some(archive) = self.archive {
             let _ = tokio::task::spawn_blocking(move || archive.stop()).await;
+        }
+    }
+}
+
+/// Hands the archive the owners' keeps each time the graph changes.
+async fn follow_keeps(
+    node: Arc<ConsensusNode>,
+    switchboard: Arc<Switchboard>,
+    archive: Arc<Archive>,
+    stop: CancellationToken,
+) {
+    let mut views = switchboard.watch_views();
+    loop {
+        node.read_graph(|g| archive.set_keeps(g));
+        tokio::select! {
+            changed = views.changed() => if changed.is_err() { return },
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -390,6 +390,13 @@ def scenarios(p):
     check("kept in the archive for 7days" in kept and re.search(r"holds [1-9]\d* messages", kept) is not None,
           f"jojo's key page says how long what it publishes is kept ({kept!r})")
     accessible(jojo, "key-activity")
+    # jojo keeps what they publish on a channel for two days only.
+    jojo.goto(WEB + "/keys")
+    jojo.fill("#keep-channel", "jojo.private")
+    jojo.fill("#keep-for", "2d")
+    jojo.get_by_role("button", name="Set").click()
+    keeps = jojo.get_by_role("table", name="My keeps").inner_text()
+    check("jojo.private" in keeps and "2days" in keeps, f"the Authkeys page lists jojo's keep ({keeps!r})")
 
     # A share revoked in the browser stops delivery, to hpfeeds subscribers and to the Live page.
     jojo.goto(WEB + "/shares")

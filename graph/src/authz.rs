@@ -46,6 +46,8 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
     match cmd {
         Command::SetHistoryRetention(_) => deny("only the operator sets how much history is kept".into()),
         Command::SetResumePositions { .. } => deny("only nodes record where resume keys had reached".into()),
+        Command::SetChannelKeep { owner, .. } if owner == me => Ok(()),
+        Command::SetChannelKeep { owner, .. } => deny(format!("{me} cannot set how long {owner}'s messages are kept")),
         Command::AddUser { .. }
         | Command::RemoveUser { .. }
         | Command::InviteUser { .. }
@@ -198,6 +200,11 @@ mod tests {
                 "only the operator sets how much history is kept",
             ),
             (Command::SetResumePositions { positions: vec![] }, &[], "only nodes record where resume keys had reached"),
+            (
+                Command::SetChannelKeep { owner: "jojo".into(), channel: "c".into(), keep: Some(crate::Keep::Off) },
+                &["jojo"],
+                "{me} cannot set how long jojo's messages are kept",
+            ),
             (
                 Command::SetUserToken { name: "jojo".into(), token_hash: HASH.into() },
                 &["jojo"],
@@ -374,9 +381,10 @@ mod tests {
             Command::Batch { .. } => 22,
             Command::EndSessionsOf { .. } => 23,
             Command::SetResumePositions { .. } => 24,
+            Command::SetChannelKeep { .. } => 25,
         }
     }
-    const KINDS: usize = 25;
+    const KINDS: usize = 26;
 
     #[test]
     fn given_every_command_kind_then_the_table_has_a_row_for_it() {

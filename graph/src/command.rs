@@ -12,7 +12,7 @@ use crate::model::{AuthKey, ShareKind, Target};
 
 /// The command format version this build writes and understands.
 /// 1: v0.1.0. 2: accounts (the web app's sign-in), the history's retention,
-/// resume keys and their places.
+/// resume keys and their places, owners' keeps.
 pub const COMMAND_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,6 +126,13 @@ pub enum Command {
     },
     /// How much of the audit trail every node keeps.
     SetHistoryRetention(crate::history::Retention),
+    /// How long `owner`'s messages on `channel` are kept in the archive
+    /// (`None`: as long as the node keeps everything).
+    SetChannelKeep {
+        owner: String,
+        channel: String,
+        keep: Option<crate::Keep>,
+    },
     /// Where resume keys' subscriptions had reached, written by the node
     /// that served them. Never refused: a place whose key changed meanwhile
     /// is ignored. Not a change anyone made: the history does not record it.
@@ -144,7 +151,7 @@ impl Command {
         match self {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
             c if c.is_account() => 2,
-            Command::SetHistoryRetention(_) | Command::SetResumePositions { .. } => 2,
+            Command::SetHistoryRetention(_) | Command::SetResumePositions { .. } | Command::SetChannelKeep { .. } => 2,
             Command::AddKey(key) if key.resume => 2,
             _ => 1,
         }

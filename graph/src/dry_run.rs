@@ -71,7 +71,7 @@ impl<'a> Named<'a> {
             Command::RemoveKey { ident } => {
                 self.keys.insert(ident);
             }
-            Command::StartSession { actor: Actor::User(name), .. } => {
+            Command::StartSession { actor: Actor::User(name), .. } | Command::SetChannelKeep { owner: name, .. } => {
                 self.users.insert(name);
             }
             Command::StartSession { .. }

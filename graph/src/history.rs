@@ -254,6 +254,10 @@ fn names<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Names<'a> {
             }
         }
         Command::SetHistoryRetention(_) | Command::SetResumePositions { .. } => {}
+        Command::SetChannelKeep { owner, channel, .. } => {
+            users.push(owner.into());
+            channels.push(channel.into());
+        }
         Command::StartSession { .. }
         | Command::EndSession { .. }
         | Command::EndSessionsOf { .. }

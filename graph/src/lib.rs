@@ -11,6 +11,7 @@ mod error;
 mod explain;
 pub mod history;
 mod index;
+mod keep;
 mod model;
 pub mod names;
 mod past;
@@ -24,6 +25,7 @@ pub use command::{Command, COMMAND_VERSION};
 pub use error::{GraphError, Named};
 pub use explain::{explain, explain_all, publishers_reaching, readers_through, Explanation, Hop};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
+pub use keep::{ChannelKeeps, Keep};
 pub use model::{
     Applied, AuthKey, Dirty, Graph, Group, GroupId, Position, Share, ShareKind, ShareRecord, Target, User, UserId,
 };

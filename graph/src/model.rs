@@ -191,6 +191,9 @@ pub struct Graph {
     /// machine before each entry): what accepted shares and joins record.
     #[serde(default, skip_serializing_if = "is_default")]
     position: Position,
+    /// How long owners' messages are kept, by owner and channel (`keep.rs`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) keeps: BTreeMap<String, BTreeMap<String, crate::Keep>>,
     /// Resume keys' places, by ident (`resume.rs`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) resume: BTreeMap<String, crate::resume::KeyPositions>,
@@ -637,6 +640,18 @@ impl Graph {
                 self.history_retention = *retention;
             }
             Command::SetResumePositions { positions } => self.set_resume_positions(positions),
+            Command::SetChannelKeep { owner, channel, keep } => {
+                self.need_user(owner)?;
+                check_wire_name(Named::Channel, channel)?;
+                if let Some(crate::Keep::Secs(secs)) = keep {
+                    if !(1..=crate::keep::MAX_KEEP_SECS).contains(secs) {
+                        return Err(GraphError::InvalidSetting(format!(
+                            "keep must be 1 s to 10 years (or off), not {secs} s"
+                        )));
+                    }
+                }
+                self.set_keep(owner, channel, *keep);
+            }
             Command::Batch { .. } => return Err(GraphError::NestedBatch),
         }
         Ok(())
@@ -772,6 +787,7 @@ impl Graph {
         }
         let before = self.keys.len();
         self.keys.retain(|_, k| k.owner != name);
+        self.keeps.remove(name);
         out.keys_changed |= self.keys.len() != before;
         self.end_sessions_of(name);
         if let Some(user) = self.users.remove(name) {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine;
-use hpfriends_graph::{Actor, Named, PastReaders};
+use hpfriends_graph::{Actor, Named};
 
 use super::types::{ArchivedMessage, MessagesQuery};
 use super::{AppError, Field};
-use crate::archive::{self, Archive, Cursor};
+use crate::archive::{self, Archive, Cursor, MayRead};
 use crate::state::AppState;
 
 /// Messages per page when the caller does not say, and at most.
@@ -79,18 +79,18 @@ fn asked(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<Asked, App
 }
 
 /// The rule of the past for the caller on the channel, as the graph is now.
-fn readers(state: &AppState, a: &Asked) -> Result<PastReaders, AppError> {
+fn readers(state: &AppState, a: &Asked) -> Result<MayRead, AppError> {
     state.node.read_graph(|g| {
         let listed = g.keys().any(|k| k.publish.iter().chain(&k.subscribe).any(|c| *c == a.channel));
         if !listed {
             return Err(AppError::NotFound(format!("unknown channel {:?}: no key lists it", a.channel)));
         }
-        g.past_readers(&a.me, &a.channel).ok_or_else(|| AppError::NotFound(format!("no user {:?}", a.me)))
+        MayRead::of(g, &a.me, &a.channel).ok_or_else(|| AppError::NotFound(format!("no user {:?}", a.me)))
     })
 }
 
 /// One page of what `a` asks for, from `after`.
-async fn read(a: &Asked, readers: PastReaders, after: Option<Cursor>, limit: usize) -> Result<archive::Page, AppError> {
+async fn read(a: &Asked, readers: MayRead, after: Option<Cursor>, limit: usize) -> Result<archive::Page, AppError> {
     let read = archive::Read {
         channel: a.channel.clone().into_bytes(),
         since_us: a.since,
@@ -182,7 +182,7 @@ pub async fn follow(
                 for m in scanned.messages {
                     let wanted = a.publisher.as_deref().is_none_or(|p| p == &m.ident[..])
                         && m.id.time_us >= a.since
-                        && readers.may_read(m.owner, m.position);
+                        && readers.allows(&m, archive::now_us());
                     if wanted && tx.send(to_api(m)).await.is_err() {
                         return;
                     }

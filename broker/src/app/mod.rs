@@ -15,6 +15,7 @@ mod error;
 pub(crate) mod graph;
 pub(crate) mod groups;
 pub(crate) mod history;
+pub(crate) mod keeps;
 pub(crate) mod keys;
 pub(crate) mod messages;
 pub(crate) mod shares;

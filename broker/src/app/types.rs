@@ -272,6 +272,38 @@ pub struct KeyList {
     pub keys: Vec<AuthKey>,
 }
 
+/// How long the archive keeps an owner's messages on one channel.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeepSetting {
+    pub channel: String,
+    /// `off` (not archived), `default` (the node's `archive_keep`) or a length
+    /// of time such as `12h` or `2d` (the node's keep, if that is shorter).
+    pub keep: String,
+    /// Whose messages: the caller when a user sets it; the operator names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// What one owner keeps, by channel (channels not listed: the node's keep).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct KeepList {
+    pub owner: String,
+    pub keeps: Vec<KeepSetting>,
+}
+
+/// Whose keeps to list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct KeepsQuery {
+    /// The owner (the caller, for a user; the operator must name one).
+    pub owner: Option<String>,
+    /// Wait until this node has applied everything committed before the request.
+    #[allow(dead_code)] // taken by the consistent-reads layer; here to be accepted and described
+    pub consistent: Option<bool>,
+}
+
 // ---- listings, explain, apply ----
 
 /// Whose things to list (the operator: anyone's, or everyone's without it).

@@ -18,7 +18,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hpfriends_graph::{PastReaders, Position, UserId};
+use hpfriends_graph::{ChannelKeeps, Graph, Keep, PastReaders, Position, UserId};
+
+/// What owners keep, by channel and owner (`Graph::all_keeps`).
+pub type Keeps = std::collections::HashMap<bytes::Bytes, std::collections::HashMap<UserId, Keep>>;
 
 use crate::protocol::PublishFrame;
 use crate::telemetry;
@@ -31,6 +34,8 @@ const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 const BATCH: usize = 4096;
 /// How often the writer expires old messages and reports, when idle.
 const TICK: Duration = Duration::from_secs(1);
+/// How often each channel with owners' keeps is purged, at most.
+const PURGE_EVERY_US: u64 = 60_000_000;
 /// Drops are logged at most this often.
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -68,9 +73,11 @@ pub struct Archive {
     /// Bumped after each write: what follows the archive (copies to other
     /// nodes, `follow=true` readers) looks again.
     written: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Owners' keeps, as the graph has them: the writer applies them.
+    keeps: Arc<Mutex<Arc<Keeps>>>,
 }
 
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
@@ -82,7 +89,9 @@ impl Archive {
         let queued = Arc::new(AtomicUsize::new(0));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(tokio::sync::watch::Sender::new(0));
+        let keeps: Arc<Mutex<Arc<Keeps>>> = Arc::default();
         let writer = Writer {
+            keeps: keeps.clone(),
             node,
             store: store.clone(),
             queued: queued.clone(),
@@ -91,7 +100,16 @@ impl Archive {
             retention,
         };
         let handle = std::thread::Builder::new().name("archive".into()).spawn(move || writer.run(rx))?;
-        Ok(Arc::new(Archive { retention, store, jobs, queued, dropped, writer: Mutex::new(Some(handle)), written }))
+        Ok(Arc::new(Archive {
+            retention,
+            store,
+            jobs,
+            queued,
+            dropped,
+            writer: Mutex::new(Some(handle)),
+            written,
+            keeps,
+        }))
     }
 
     /// Hands a publish to the writer, or drops it from the archive (never from
@@ -142,6 +160,19 @@ impl Archive {
         self.store.origin_summary(node, from, channel)
     }
 
+    /// The owners' keeps from now on: an excluded channel's messages are no
+    /// longer kept, and what is past an owner's keep goes at the next tick.
+    pub fn set_keeps(&self, g: &Graph) {
+        let mut keeps = Keeps::new();
+        for ((owner, channel), keep) in g.all_keeps() {
+            keeps.entry(bytes::Bytes::from(channel)).or_default().insert(owner, keep);
+        }
+        let mut current = self.keeps.lock().expect("archive keeps lock poisoned");
+        if **current != keeps {
+            *current = Arc::new(keeps);
+        }
+    }
+
     /// Changes after each write.
     pub fn watch_written(&self) -> tokio::sync::watch::Receiver<u64> {
         self.written.subscribe()
@@ -170,14 +201,15 @@ impl Archive {
     /// Reads one page of `channel` for a reader (blocking: call it off the
     /// runtime's threads). Stops at `limit` messages, `max_bytes` of payload
     /// or `max_scanned` messages looked at, whichever comes first.
-    pub fn read(&self, q: &Read, readers: &PastReaders) -> anyhow::Result<Page> {
+    pub fn read(&self, q: &Read, may: &MayRead) -> anyhow::Result<Page> {
+        let now = now_us();
         let mut page = Page::default();
         let (mut scanned, mut bytes) = (0, 0);
         self.store.scan(&q.channel, q.since_us, q.until_us, q.after, |m, cursor| {
             scanned += 1;
             page.last = Some(cursor);
             let wanted = q.publisher.as_ref().is_none_or(|p| *p == m.ident);
-            if wanted && readers.may_read(m.owner, m.position) {
+            if wanted && may.allows(&m, now) {
                 bytes += m.payload.len();
                 page.messages.push(m);
             }
@@ -188,6 +220,25 @@ impl Archive {
             ControlFlow::Continue(())
         })?;
         Ok(page)
+    }
+}
+
+/// What one reader may read of one channel's archive: the rule of the past
+/// (docs/sharing.md), within what each owner keeps of the channel.
+#[derive(Debug, Clone)]
+pub struct MayRead {
+    readers: PastReaders,
+    keeps: ChannelKeeps,
+}
+
+impl MayRead {
+    /// For `reader` on `channel` as the graph is now; `None` for no such user.
+    pub fn of(g: &Graph, reader: &str, channel: &str) -> Option<MayRead> {
+        Some(MayRead { readers: g.past_readers(reader, channel)?, keeps: g.channel_keeps(channel) })
+    }
+
+    pub fn allows(&self, m: &Message, now_us: u64) -> bool {
+        self.readers.may_read(m.owner, m.position) && self.keeps.keeps(m.owner, m.id.time_us, now_us)
     }
 }
 
@@ -239,6 +290,7 @@ pub struct Page {
 }
 
 struct Writer {
+    keeps: Arc<Mutex<Arc<Keeps>>>,
     node: u64,
     store: Arc<Store>,
     queued: Arc<AtomicUsize>,
@@ -253,6 +305,9 @@ impl Writer {
         let mut copied: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         // What the store will hold once `batch` is written.
         let mut marks = self.store.marks();
+        // The keeps last purged by, and per channel how far messages were purged.
+        let (mut purged_by, mut purged_until): (Arc<Keeps>, std::collections::HashMap<bytes::Bytes, u64>) =
+            Default::default();
         let (mut last_tick, mut last_drop_log, mut dropped_seen) =
             (std::time::Instant::now(), std::time::Instant::now(), 0);
         self.report(None);
@@ -265,10 +320,17 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut oldest_us = None;
+            let keeps = self.keeps.lock().expect("archive keeps lock poisoned").clone();
+            let excluded = |owner: UserId, channel: &[u8]| {
+                keeps.get(channel).and_then(|k| k.get(&owner)).is_some_and(|k| *k == Keep::Off)
+            };
             let (mut next, mut taken) = (first, 0);
             while let Some(job) = next.take() {
                 taken += 1;
                 match job {
+                    Job::Message(p) if excluded(p.owner, p.frame.channel()) => {
+                        self.queued.fetch_sub(p.frame.raw().len(), Ordering::Relaxed);
+                    }
                     Job::Message(p) => {
                         self.queued.fetch_sub(p.frame.raw().len(), Ordering::Relaxed);
                         oldest_us.get_or_insert(p.time_us);
@@ -288,7 +350,8 @@ impl Writer {
                     }
                     Job::Copies { from, messages, done } => {
                         for m in messages {
-                            if keep_copy(&mut marks, self.node, from, &m.id) {
+                            // Numbered even when excluded: the next copy follows on from it.
+                            if keep_copy(&mut marks, self.node, from, &m.id) && !excluded(m.owner, &m.channel) {
                                 batch.push(m);
                             }
                         }
@@ -316,6 +379,12 @@ impl Writer {
             if full || last_tick.elapsed() >= TICK || stop {
                 last_tick = std::time::Instant::now();
                 self.expire();
+                if !Arc::ptr_eq(&keeps, &purged_by) {
+                    // New keeps: each ruled channel is looked at from its start again.
+                    purged_until.clear();
+                    purged_by = keeps.clone();
+                }
+                self.purge(&keeps, &mut purged_until);
                 let dropped = self.dropped.load(Ordering::Relaxed);
                 metrics::counter!(telemetry::ARCHIVE_DROPPED.name).increment(dropped - dropped_seen);
                 if dropped > dropped_seen && last_drop_log.elapsed() >= DROP_LOG_EVERY {
@@ -331,6 +400,31 @@ impl Writer {
             self.report(oldest_us);
             if stop {
                 break;
+            }
+        }
+    }
+
+    /// Deletes what is past its owner's keep, each channel from where it was
+    /// last purged (a chunk spans a minute: from a minute before).
+    fn purge(&self, keeps: &Keeps, purged_until: &mut std::collections::HashMap<bytes::Bytes, u64>) {
+        let now = now_us();
+        for (channel, owners) in keeps {
+            let shortest = owners.values().map(|k| match k {
+                Keep::Off => 0,
+                Keep::Secs(s) => s.saturating_mul(1_000_000),
+            });
+            let until = now.saturating_sub(shortest.min().unwrap_or(0));
+            // Each pass reads the channel's last minute or two again: at most once a minute.
+            if purged_until.get(channel).is_some_and(|p| p.saturating_add(PURGE_EVERY_US) > until) {
+                continue;
+            }
+            let kept = |m: &Message| owners.get(&m.owner).is_none_or(|k| k.keeps(m.id.time_us, now));
+            let since = purged_until.get(channel).copied().unwrap_or(0);
+            match self.store.purge(channel, since, until, kept) {
+                Ok(_) => {
+                    purged_until.insert(channel.clone(), until);
+                }
+                Err(e) => tracing::error!("archive: cannot delete what owners no longer keep: {e}"),
             }
         }
     }

@@ -518,6 +518,81 @@ impl Store {
         }
     }
 
+    /// Deletes the messages of `channel` published from `since_us` to
+    /// `until_us` that `kept` refuses, rewriting the chunks that hold them
+    /// (whole chunks go when nothing is left). Returns how many went.
+    pub fn purge(
+        &self,
+        channel: &[u8],
+        since_us: u64,
+        until_us: u64,
+        kept: impl Fn(&Message) -> bool,
+    ) -> anyhow::Result<u64> {
+        let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(message_key(channel, &Id { time_us: until_us, node: 0, seq: 0 }));
+        let start = message_key(channel, &Id { time_us: since_us.saturating_sub(CHUNK_SPAN_US), node: 0, seq: 0 });
+        let prefix = 1 + channel.len();
+        let shared = Bytes::copy_from_slice(channel);
+        let mut batch = WriteBatch::default();
+        let (mut bytes, mut count, mut gone) = (self.bytes(), self.messages(), 0);
+        for item in self.db.iterator_cf_opt(m, opts, IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item?;
+            let first = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
+            let all: Vec<Message> =
+                records(shared.clone(), Bytes::from(value.into_vec())).collect::<anyhow::Result<_>>()?;
+            let left: Vec<&Message> = all.iter().filter(|msg| kept(msg)).collect();
+            if left.len() == all.len() {
+                continue;
+            }
+            let removed: u64 = all.iter().filter(|msg| !kept(msg)).map(|msg| msg.size()).sum();
+            bytes = bytes.saturating_sub(removed);
+            count = count.saturating_sub((all.len() - left.len()) as u64);
+            gone += (all.len() - left.len()) as u64;
+            if left.is_empty() {
+                batch.delete_cf(m, &key);
+                batch.delete_cf(t, first.bytes());
+                batch.delete_cf(o, origin_key(first.node, first.seq));
+                bytes = bytes.saturating_sub(CHUNK_OVERHEAD + channel.len() as u64);
+                continue;
+            }
+            // Same keys; the indexes' counts and sizes follow what is left.
+            let mut value = Vec::new();
+            let mut size = CHUNK_OVERHEAD + channel.len() as u64;
+            for msg in &left {
+                msg.put(&mut value);
+                size += msg.size();
+            }
+            batch.put_cf(m, &key, value);
+            let newest = left.iter().map(|msg| msg.id.time_us).max().unwrap_or(first.time_us);
+            let mut by_time = Vec::with_capacity(20 + channel.len());
+            by_time.put_u64(newest);
+            by_time.put_u64(size);
+            by_time.put_u32(left.len() as u32);
+            by_time.put_slice(channel);
+            batch.put_cf(t, first.bytes(), by_time);
+            let ok = origin_key(first.node, first.seq);
+            if let Some(old) = self.db.get_cf(o, ok)? {
+                let chunk = OriginChunk::decode(&ok, &old)?;
+                let mut by_origin = Vec::with_capacity(ORIGIN_FIXED + channel.len());
+                by_origin.put_u64(chunk.last_seq);
+                by_origin.put_u64(chunk.time_us);
+                by_origin.put_u64(chunk.write_first);
+                by_origin.put_u32(left.len() as u32);
+                by_origin.put_u64(size);
+                by_origin.put_slice(channel);
+                batch.put_cf(o, ok, by_origin);
+            }
+        }
+        if gone > 0 {
+            self.put_totals(&mut batch, bytes, count);
+            self.db.write(batch)?;
+            self.bytes.store(bytes, Ordering::Relaxed);
+            self.messages.store(count, Ordering::Relaxed);
+        }
+        Ok(gone)
+    }
+
     /// Visits the messages of `channel` from `since_us` to `until_us`
     /// (exclusive), chunk by chunk in the order of their first message, each
     /// chunk's in order, starting after `after` when given, until `visit`

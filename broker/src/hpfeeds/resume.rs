@@ -15,12 +15,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use hpfriends_consensus::ConsensusNode;
 use hpfriends_graph::resume::{Marks, ResumePosition};
-use hpfriends_graph::{Actor, Command, PastReaders, UserId};
+use hpfriends_graph::{Actor, Command, UserId};
 use tokio_util::sync::CancellationToken;
 
 use super::outbound::{Outbound, SentCounter};
 use super::socket::unacknowledged;
-use crate::archive::Archive;
+use crate::archive::{Archive, MayRead};
 use crate::protocol::frame::encode_publish;
 use crate::telemetry;
 
@@ -425,7 +425,7 @@ struct Run {
 impl Run {
     async fn run(self, stop: CancellationToken, mut views: tokio::sync::watch::Receiver<u64>) {
         let mut written = self.resumes.archive.watch_written();
-        let mut readers: HashMap<Arc<str>, Option<PastReaders>> = HashMap::new();
+        let mut readers: HashMap<Arc<str>, Option<MayRead>> = HashMap::new();
         let mut checkpoint = tokio::time::Instant::now() + CHECKPOINT;
         let ahead = AHEAD_BYTES.min(self.out.capacity() / 4);
         loop {
@@ -450,7 +450,7 @@ impl Run {
             let mut moved = false;
             for (channel, node, from) in work {
                 let may = readers.entry(channel.clone()).or_insert_with(|| {
-                    self.resumes.node.read_graph(|g| g.past_readers(&self.key.owner_name, &channel))
+                    self.resumes.node.read_graph(|g| MayRead::of(g, &self.key.owner_name, &channel))
                 });
                 let may = may.clone();
                 let (archive, name) = (self.resumes.archive.clone(), channel.clone());
@@ -468,8 +468,9 @@ impl Run {
                 // Nothing from `from` on: what was below the mark expired or was never kept.
                 let next = if scanned.messages.is_empty() { scanned.next.max(held[&node]) } else { scanned.next };
                 moved |= next > from;
+                let now = crate::archive::now_us();
                 for m in scanned.messages {
-                    if !may.as_ref().is_some_and(|r| r.may_read(m.owner, m.position)) {
+                    if !may.as_ref().is_some_and(|r| r.allows(&m, now)) {
                         continue;
                     }
                     if self.out.queued_bytes() > ahead {

@@ -26,7 +26,16 @@ pub struct KeyForm {
     resume: Option<String>,
 }
 
-csrf_forms!(KeyForm);
+/// How long the archive keeps my messages on a channel.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct KeepForm {
+    csrf: String,
+    channel: String,
+    keep: String,
+}
+
+csrf_forms!(KeyForm, KeepForm);
 
 const KEY_FIELDS: [(Field, &str); 2] = [(Field::Ident, "ident"), (Field::Channel, "publish")];
 
@@ -39,6 +48,8 @@ async fn render_page(
 ) -> Markup {
     let SignedInUser(signed, me) = u;
     let keys = keys::list(state, &Actor::User(me.clone()), None).unwrap_or_default();
+    let kept = crate::app::keeps::list(state, &Actor::User(me.clone()), None).map(|l| l.keeps).unwrap_or_default();
+    let archive = state.archive.as_ref().map(|a| humantime::format_duration(a.retention().keep).to_string());
     let (live, silent) = presence(state, &keys).await;
     let hpfeeds = state.accounts.web_url.clone();
     let body = html! {
@@ -102,6 +113,27 @@ async fn render_page(
             }
             p.hint { "The secret is generated and shown once." }
             button.primary type="submit" { "Create key" }
+        }
+        @if let Some(node_keep) = &archive {
+            h2 #keeps { "How long your messages are kept" }
+            p { "This node keeps what is published for " (node_keep) ", for readers who missed it. On a channel you can keep yours for less, or not at all." }
+            @if !kept.is_empty() {
+                table {
+                    caption.visually-hidden { "My keeps" }
+                    thead { tr { th scope="col" { "Channel" } th scope="col" { "Kept" } } }
+                    tbody { @for k in &kept { tr { td { code { (k.channel) } } td { (k.keep) } } } }
+                }
+            }
+            form.card method="post" action="/keys/keeps" {
+                (csrf_field(signed))
+                (text_input(None, "channel", "Channel", "", InputAttrs { id: Some("keep-channel".into()), ..InputAttrs::text() }))
+                (text_input(None, "keep", "Keep", "", InputAttrs {
+                    id: Some("keep-for".into()),
+                    hint: Some("A time such as 12h or 2d, off (not kept; what was kept is deleted), or default."),
+                    ..InputAttrs::text()
+                }))
+                button type="submit" { "Set" }
+            }
         }
     };
     page("Authkeys", Some(signed), "/keys", body)
@@ -177,6 +209,11 @@ pub async fn change(
     let wanted = KeyChannels { publish: channel_list(&f.publish), subscribe: channel_list(&f.subscribe) };
     let result = keys::change_channels(&state, Actor::User(u.1.clone()), &ident, wanted).await.map(drop);
     done(&state, &u, result).await
+}
+
+pub async fn set_keep(State(state): State<AppState>, UserForm(u, f): UserForm<KeepForm>) -> Response {
+    let setting = crate::app::types::KeepSetting { channel: f.channel.trim().to_string(), keep: f.keep, owner: None };
+    done(&state, &u, crate::app::keeps::set(&state, Actor::User(u.1.clone()), setting).await).await
 }
 
 pub async fn delete(

@@ -62,6 +62,7 @@ pub fn routes(app: AppState) -> Router {
         .route("/sign-out/everywhere", post(sign_in::sign_out_everywhere))
         .route("/invite/{token}", get(sign_in::invitation_page).post(sign_in::accept_invitation))
         .route("/keys", get(keys::show).post(keys::create))
+        .route("/keys/keeps", post(keys::set_keep))
         .route("/keys/{ident}/channels", post(keys::change))
         .route("/keys/{ident}/activity", get(activity::show))
         .route("/keys/{ident}/delete", post(keys::delete))

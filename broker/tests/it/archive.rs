@@ -285,3 +285,82 @@ async fn given_a_follower_while_messages_are_published_then_each_comes_once_and_
     let (status, _, _, text) = messages(&n, &token, "channel=c&follow=true&until=2999-01-01").await;
     assert_eq!(status, 400, "{text}");
 }
+
+/// `PUT /api/v1/archive/keeps` as `token`: the status and the body.
+async fn set_keep(n: &Node, token: &str, body: serde_json::Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .put(format!("http://{}/api/v1/archive/keeps", n.running.http_addr))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// `hpfriends_archive_messages` as the node reports it.
+async fn archived(n: &Node) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", n.running.http_addr)).await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("hpfriends_archive_messages ")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_an_owner_s_keep_then_off_hides_and_deletes_their_messages_and_a_shorter_keep_hides_the_older() {
+    let n = start_node(|_| {}).await;
+    for c in [
+        Command::AddUser { name: "jojo".into() },
+        Command::AddUser { name: "mark".into() },
+        key("jojo-key", "jojo"),
+        key("mark-key", "mark"),
+        offer("jojo", user("mark"), ShareKind::Shares),
+        accept("jojo", user("mark")),
+    ] {
+        n.write(c).await;
+    }
+    let (jojo_token, mark_token) = (n.user_token("jojo").await, n.user_token("mark").await);
+    let mut jojo = Client::login(n.running.hpfeeds_addr, "jojo-key", "s").await;
+    let mut mark = Client::login(n.running.hpfeeds_addr, "mark-key", "s").await;
+    publish_as_jojo(&n, &mut jojo, &jojo_token, "jojo-1").await;
+    mark.publish("c", b"mark-1").await;
+    wait_for(|| async { (archived(&n).await == 2.0).then_some(()) }).await;
+
+    // Only the owner (or the operator for them) sets it; bad values are refused, nothing changed.
+    let (status, body) =
+        set_keep(&n, &mark_token, serde_json::json!({"channel": "c", "keep": "off", "owner": "jojo"})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = set_keep(&n, &jojo_token, serde_json::json!({"channel": "c", "keep": "2 fortnights"})).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("off, default or a time like 12h or 2d"), "{body}");
+    assert!(n.running.node.read_graph(|g| g.keeps_of("jojo").is_empty()));
+
+    // Off: at once nobody reads jojo's messages on c, and what was kept is deleted.
+    assert_eq!(set_keep(&n, &jojo_token, serde_json::json!({"channel": "c", "keep": "off"})).await.0, 200);
+    assert_eq!(payloads(&messages(&n, &mark_token, "channel=c").await.1), ["mark-1"], "mark's own, none of jojo's");
+    assert_eq!(payloads(&messages(&n, &jojo_token, "channel=c").await.1), Vec::<String>::new(), "jojo's neither");
+    wait_for(|| async { (archived(&n).await == 1.0).then_some(()) }).await;
+    // And what jojo publishes now is not kept, yet still delivered live.
+    mark.subscribe("c").await;
+    mark.sync("c", "mark-2").await;
+    jojo.publish("c", b"jojo-2").await;
+    assert_eq!(mark.next_publish().await.2, b"jojo-2");
+    wait_for(|| async { (archived(&n).await == 2.0).then_some(()) }).await;
+    assert_eq!(payloads(&messages(&n, &mark_token, "channel=c").await.1), ["mark-1", "mark-2"]);
+
+    // A keep of 2 s: jojo's messages show, then go once older than that.
+    assert_eq!(set_keep(&n, &jojo_token, serde_json::json!({"channel": "c", "keep": "2s"})).await.0, 200);
+    publish_as_jojo(&n, &mut jojo, &jojo_token, "jojo-4").await;
+    assert_eq!(payloads(&messages(&n, &mark_token, "channel=c").await.1), ["mark-1", "mark-2", "jojo-4"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(payloads(&messages(&n, &mark_token, "channel=c").await.1), ["mark-1", "mark-2"], "older than 2 s");
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/archive/keeps", n.running.http_addr))
+        .bearer_auth(&jojo_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["keeps"][0]["keep"], "2s", "{list}");
+}

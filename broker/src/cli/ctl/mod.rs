@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+mod archive;
 mod client;
 mod cluster;
 mod graph;
@@ -65,6 +66,28 @@ pub enum CtlCommand {
     History(HistoryArgs),
     /// Archived messages of a channel that you may read, oldest first.
     Messages(MessagesArgs),
+    /// How long the archive keeps your messages, channel by channel.
+    #[command(subcommand)]
+    Archive(ArchiveCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ArchiveCmd {
+    /// Keep your messages on a channel for less than the node does (`12h`, `2d`), not at all (`off`), or as the node does (`default`).
+    Set {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        keep: String,
+        /// Whose messages (the operator names the user).
+        #[arg(long)]
+        owner: Option<String>,
+    },
+    /// The channels where you set a keep.
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -278,6 +301,7 @@ async fn execute(api: &Api, cmd: &CtlCommand) -> anyhow::Result<Output> {
         C::Key(k) => keys::run(api, k).await,
         C::Cluster(c) => cluster::run(api, c).await,
         C::History(h) => history::run(api, h).await,
+        C::Archive(a) => archive::run(api, a).await,
         C::Messages(_) => unreachable!("printed by run"),
     }
 }

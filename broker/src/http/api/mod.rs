@@ -17,6 +17,7 @@ pub mod graph;
 pub mod groups;
 pub mod health;
 pub mod history;
+pub mod keeps;
 pub mod keys;
 pub mod messages;
 pub mod openapi;
@@ -62,6 +63,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/history", get(history::list))
         .route("/api/v1/history/retention", get(history::retention).put(history::set_retention))
         .route("/api/v1/messages", get(messages::list))
+        .route("/api/v1/archive/keeps", get(keeps::list).put(keeps::set))
 }
 
 /// `GET /api/…?consistent=true`: wait until this node has applied everything

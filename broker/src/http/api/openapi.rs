@@ -82,6 +82,8 @@ pub enum ApiErrors {
         super::history::retention,
         super::history::set_retention,
         super::messages::list,
+        super::keeps::list,
+        super::keeps::set,
     ),
     components(schemas(ErrorCode, ErrorBody, ErrorDetail)),
     modifiers(&BearerToken, &ConsistentReads),
