@@ -1,15 +1,17 @@
 //! Reading the archive back: one node in this process, a million messages of
-//! 256 B published to it over hpfeeds, then `GET /api/v1/messages` page by
-//! page (10,000 a page, following `Link`) as the reader, five rounds; prints
-//! messages per second per round and their median, and the archive's bytes
-//! on disk per message.
+//! 256 B published to it over hpfeeds while a resume key is away; then that
+//! key's catch-up over hpfeeds (the process's resident memory before and at
+//! its peak, sampled every 20 ms, and the rate); then `GET /api/v1/messages`
+//! page by page (10,000 a page, following `Link`) as the reader, five rounds;
+//! prints messages per second per round and their median, and the archive's
+//! bytes on disk per message.
 //!
 //! cargo bench -p hpfriends --bench archive
 
 use std::time::{Duration, Instant};
 
 use hpfriends_broker::config::Config;
-use hpfriends_broker::protocol::frame::{auth_hash, encode_auth, encode_publish};
+use hpfriends_broker::protocol::frame::{auth_hash, encode_auth, encode_publish, encode_subscribe};
 use hpfriends_broker::server::start;
 use hpfriends_cluster_tests::median;
 use hpfriends_graph::{Actor, AuthKey, Command, ShareKind, Target};
@@ -40,7 +42,7 @@ fn main() {
                 owner: owner.into(),
                 publish: if publish { channels.clone() } else { vec![] },
                 subscribe: if publish { vec![] } else { channels },
-                resume: false,
+                resume: !publish,
             })
         };
         let to = Target::User("analyst".into());
@@ -72,12 +74,18 @@ fn main() {
             .unwrap();
         let token = token["token"].as_str().unwrap().to_string();
 
+        // The resume key subscribes once and leaves: its place is before everything.
+        let mut reader = login(running.hpfeeds_addr, "sub").await;
+        reader.write_all(&encode_subscribe(b"sub", b"bench")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(reader);
+        let analyst = running.node.read_graph(|g| g.user_id("analyst")).unwrap();
+        while running.node.read_graph(|g| g.resume_position("sub", analyst, "bench").is_none()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
         // Publish, at the pace the archive keeps up with (a pause when it lags).
-        let mut s = tokio::net::TcpStream::connect(running.hpfeeds_addr).await.unwrap();
-        let mut info = [0u8; 256];
-        let n = s.read(&mut info).await.unwrap();
-        let nonce = &info[6 + info[5] as usize..n];
-        s.write_all(&encode_auth(b"pub", &auth_hash(nonce, b"pub"))).await.unwrap();
+        let mut s = login(running.hpfeeds_addr, "pub").await;
         let payload = vec![b'x'; 256];
         for i in 0..MESSAGES / 1000 {
             let mut burst = Vec::with_capacity(1000 * 280);
@@ -106,6 +114,42 @@ fn main() {
         };
         let disk: u64 = walk(&dir.path().join("data/archive"));
         println!("archive on disk: {disk} bytes, {:.1} B per message", disk as f64 / archived as f64);
+
+        // The resume key comes back: everything it missed, as fast as it reads.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let idle = resident_kib();
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(idle));
+        let sampler = {
+            let peak = peak.clone();
+            tokio::spawn(async move {
+                loop {
+                    peak.fetch_max(resident_kib(), std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let start = Instant::now();
+        let mut reader = login(running.hpfeeds_addr, "sub").await;
+        reader.write_all(&encode_subscribe(b"sub", b"bench")).await.unwrap();
+        let frame_len = encode_publish(b"pub", b"bench", &payload).len();
+        let (mut got, mut buf) = (0usize, vec![0u8; 1 << 20]);
+        while got < archived * frame_len {
+            match tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => got += n,
+                _ => panic!("the catch-up stopped after {} of {archived} messages", got / frame_len),
+            }
+        }
+        let took = start.elapsed();
+        sampler.abort();
+        let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+        println!(
+            "resume catch-up of {archived} messages: {took:.2?}, {:.0} messages/s; resident memory idle {} MiB, peak {} MiB (+{} MiB)",
+            archived as f64 / took.as_secs_f64(),
+            idle / 1024,
+            peak / 1024,
+            peak.saturating_sub(idle) / 1024
+        );
+        drop(reader);
 
         let mut rates = Vec::new();
         for round in 1..=ROUNDS {
@@ -136,6 +180,26 @@ fn main() {
         println!("replay to one reader, median of {ROUNDS} rounds: {:.0} messages/s", median(rates));
         running.stop().await;
     });
+}
+
+/// A logged-in hpfeeds connection of `ident` (its secret is its ident).
+async fn login(addr: std::net::SocketAddr, ident: &str) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut info = [0u8; 256];
+    let n = s.read(&mut info).await.unwrap();
+    let nonce = &info[6 + info[5] as usize..n];
+    s.write_all(&encode_auth(ident.as_bytes(), &auth_hash(nonce, ident.as_bytes()))).await.unwrap();
+    s
+}
+
+/// This process's resident memory (VmRSS), in KiB.
+fn resident_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Bytes of the files under `dir`.

@@ -262,7 +262,7 @@ settings! {
     resume_max_messages: u64 = 1_000_000, "N", "1000000",
         "the most a resume key is sent of what it missed on a channel when it subscribes again; beyond it the oldest are skipped",
         Check::Range { min: 1, max: u64::MAX };
-    resume_max_bytes: u64 = 256 << 20, "N", "268435456",
+    resume_max_bytes: u64 = 1 << 30, "N", "1073741824",
         "the same bound in bytes (as archive_max_bytes counts them)", Check::Range { min: 1, max: u64::MAX };
     command_version: u32 = hpfriends_graph::COMMAND_VERSION, "N", "this build's (2)",
         "rehearsing an upgrade only: one below this build's version makes the node announce and read only the previous release's entries",
