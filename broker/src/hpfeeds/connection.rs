@@ -210,6 +210,11 @@ impl Connections {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Channels resume keys' sessions serve on this node.
+    pub fn resume_subscriptions(&self) -> usize {
+        self.resumes.as_ref().map_or(0, |r| r.subscriptions())
+    }
+
     /// hpfeeds connections open on this node.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)

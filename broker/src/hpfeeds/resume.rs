@@ -47,6 +47,8 @@ pub struct Resumes {
     max_bytes: u64,
     /// The newest place of each (ident, channel) not written yet.
     pending: Mutex<HashMap<(String, String), ResumePosition>>,
+    /// Channels sessions serve now (`hpfeeds_broker_subscriptions` counts them).
+    subscribed: std::sync::atomic::AtomicUsize,
     wake: tokio::sync::Notify,
 }
 
@@ -58,8 +60,23 @@ impl Resumes {
             max_messages,
             max_bytes,
             pending: Mutex::default(),
+            subscribed: Default::default(),
             wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Channels resume sessions serve now.
+    pub fn subscriptions(&self) -> usize {
+        self.subscribed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, more: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if more {
+            self.subscribed.fetch_add(1, Relaxed);
+        } else {
+            self.subscribed.fetch_sub(1, Relaxed);
+        }
     }
 
     /// Starts a session for a connection of a resume key. `written` is what
@@ -335,8 +352,11 @@ impl Session {
         };
         let name: Arc<str> = channel.into();
         let mut state = self.state.lock().expect("resume state lock poisoned");
-        let c = state.channels.entry(name.clone()).or_insert(Channel { name, subscribed: true, at, reported: None });
-        c.subscribed = true;
+        let c = state.channels.entry(name.clone()).or_insert(Channel { name, subscribed: false, at, reported: None });
+        if !c.subscribed {
+            c.subscribed = true;
+            self.resumes.count(true);
+        }
         drop(state);
         self.added.notify_one();
     }
@@ -346,10 +366,11 @@ impl Session {
     /// with the session's frames.
     pub fn unsubscribe(&self, channel: &str, error: Option<Bytes>) {
         let mut state = self.state.lock().expect("resume state lock poisoned");
+        let was = state.channels.get_mut(channel).map(|c| std::mem::replace(&mut c.subscribed, false));
+        if was == Some(true) {
+            self.resumes.count(false);
+        }
         if error.is_none() {
-            if let Some(c) = state.channels.get_mut(channel) {
-                c.subscribed = false;
-            }
             return;
         }
         state.channels.remove(channel);
@@ -367,6 +388,10 @@ impl Session {
         self.stop.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
+            let state = self.state.lock().expect("resume state lock poisoned");
+            for _ in state.channels.values().filter(|c| c.subscribed) {
+                self.resumes.count(false);
+            }
         }
         self.out = None;
     }

@@ -38,10 +38,10 @@ async fn node_with_graph() -> Node {
     n
 }
 
-/// `hpfriends_archive_messages` as the node reports it.
-async fn archived(n: &Node) -> f64 {
+/// A metric without labels, as the node reports it.
+async fn metric(n: &Node, name: &str) -> f64 {
     let text = reqwest::get(format!("http://{}/metrics", n.running.http_addr)).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.starts_with("hpfriends_archive_messages ")).unwrap();
+    let line = text.lines().find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' '))).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
@@ -121,8 +121,10 @@ async fn given_a_resume_reader_that_leaves_then_what_was_published_meanwhile_com
     for i in 0..10 {
         assert_eq!(number(&reader.next_publish().await.2), i);
     }
+    assert_eq!(metric(&n, "hpfeeds_broker_subscriptions").await, 1.0, "a resume subscription counts");
     drop(reader);
     wait_for(|| async { place(&n).filter(|p| *p >= 10) }).await;
+    assert_eq!(metric(&n, "hpfeeds_broker_subscriptions").await, 0.0, "and stops counting when it ends");
     for i in 10..500 {
         sensor.publish("c", &payload(i)).await;
     }
@@ -186,7 +188,7 @@ async fn given_a_resume_reader_that_stops_reading_then_its_queue_stays_bounded_a
         sensor.publish("c", &payload(i)).await;
     }
     // Everything archived while the reader reads nothing: it is still connected.
-    wait_for(|| async { (archived(&n).await >= TOTAL as f64).then_some(()) }).await;
+    wait_for(|| async { (metric(&n, "hpfriends_archive_messages").await >= TOTAL as f64).then_some(()) }).await;
     for i in 0..TOTAL {
         let (_, _, p) = stalled.next_publish().await;
         assert_eq!(number(&p), i, "all of them, in order, once it reads again");
