@@ -306,7 +306,6 @@ impl Store {
     /// messages come in the order of their numbers, at or past its mark (the
     /// writer sees to it).
     pub fn append(&self, messages: &[Message]) -> anyhow::Result<()> {
-        let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
         let mut groups: BTreeMap<(&[u8], u64), Vec<&Message>> = BTreeMap::new();
         for msg in messages {
             groups.entry((&msg.channel[..], msg.id.node)).or_default().push(msg);
@@ -336,30 +335,8 @@ impl Store {
                 rest = tail;
                 let first_id = chunk.iter().map(|m| m.id.time_us).min().map(|t| Id { time_us: t, ..first.id });
                 let first_id = first_id.expect("a chunk holds messages");
-                let newest = chunk.iter().map(|m| m.id.time_us).max().unwrap_or(0);
                 let last_seq = chunk.last().map_or(0, |m| m.id.seq);
-                let mut value = Vec::with_capacity(chunk.iter().map(|m| m.size() as usize).sum());
-                let mut size = CHUNK_OVERHEAD + channel.len() as u64;
-                for msg in chunk {
-                    msg.put(&mut value);
-                    size += msg.size();
-                }
-                batch.put_cf(m, message_key(channel, &first_id), value);
-                let mut by_time = Vec::with_capacity(20 + channel.len());
-                by_time.put_u64(newest);
-                by_time.put_u64(size);
-                by_time.put_u32(chunk.len() as u32);
-                by_time.put_slice(channel);
-                batch.put_cf(t, first_id.bytes(), by_time);
-                let mut by_origin = Vec::with_capacity(ORIGIN_FIXED + channel.len());
-                by_origin.put_u64(last_seq);
-                by_origin.put_u64(first_id.time_us);
-                by_origin.put_u64(write_first[&node]);
-                by_origin.put_u32(chunk.len() as u32);
-                by_origin.put_u64(size);
-                by_origin.put_slice(channel);
-                batch.put_cf(o, origin_key(node, first_id.seq), by_origin);
-                added += size;
+                added += self.put_chunk(&mut batch, channel, &first_id, chunk, last_seq, write_first[&node]);
                 let mark = marks.entry(node).or_default();
                 *mark = (*mark).max(last_seq + 1);
             }
@@ -378,6 +355,42 @@ impl Store {
         self.messages.store(count, Ordering::Relaxed);
         *self.marks.lock().expect("archive marks lock poisoned") = marks;
         Ok(())
+    }
+
+    /// Puts one chunk (messages of `channel` and `first.node`, keyed by
+    /// `first`) with its `by_time` and `by_origin` entries; returns its size.
+    fn put_chunk(
+        &self,
+        batch: &mut WriteBatch,
+        channel: &[u8],
+        first: &Id,
+        messages: &[&Message],
+        last_seq: u64,
+        write_first: u64,
+    ) -> u64 {
+        let mut value = Vec::with_capacity(messages.iter().map(|m| m.size() as usize).sum());
+        let mut size = CHUNK_OVERHEAD + channel.len() as u64;
+        for msg in messages {
+            msg.put(&mut value);
+            size += msg.size();
+        }
+        batch.put_cf(self.cf(CF_MESSAGES), message_key(channel, first), value);
+        let newest = messages.iter().map(|m| m.id.time_us).max().unwrap_or(first.time_us);
+        let mut by_time = Vec::with_capacity(20 + channel.len());
+        by_time.put_u64(newest);
+        by_time.put_u64(size);
+        by_time.put_u32(messages.len() as u32);
+        by_time.put_slice(channel);
+        batch.put_cf(self.cf(CF_BY_TIME), first.bytes(), by_time);
+        let mut by_origin = Vec::with_capacity(ORIGIN_FIXED + channel.len());
+        by_origin.put_u64(last_seq);
+        by_origin.put_u64(first.time_us);
+        by_origin.put_u64(write_first);
+        by_origin.put_u32(messages.len() as u32);
+        by_origin.put_u64(size);
+        by_origin.put_slice(channel);
+        batch.put_cf(self.cf(CF_BY_ORIGIN), origin_key(first.node, first.seq), by_origin);
+        size
     }
 
     fn put_totals(&self, batch: &mut WriteBatch, bytes: u64, messages: u64) {
@@ -556,33 +569,13 @@ impl Store {
                 bytes = bytes.saturating_sub(CHUNK_OVERHEAD + channel.len() as u64);
                 continue;
             }
-            // Same keys; the indexes' counts and sizes follow what is left.
-            let mut value = Vec::new();
-            let mut size = CHUNK_OVERHEAD + channel.len() as u64;
-            for msg in &left {
-                msg.put(&mut value);
-                size += msg.size();
-            }
-            batch.put_cf(m, &key, value);
-            let newest = left.iter().map(|msg| msg.id.time_us).max().unwrap_or(first.time_us);
-            let mut by_time = Vec::with_capacity(20 + channel.len());
-            by_time.put_u64(newest);
-            by_time.put_u64(size);
-            by_time.put_u32(left.len() as u32);
-            by_time.put_slice(channel);
-            batch.put_cf(t, first.bytes(), by_time);
+            // Same keys and numbers; the indexes' counts and sizes follow what is left.
             let ok = origin_key(first.node, first.seq);
-            if let Some(old) = self.db.get_cf(o, ok)? {
-                let chunk = OriginChunk::decode(&ok, &old)?;
-                let mut by_origin = Vec::with_capacity(ORIGIN_FIXED + channel.len());
-                by_origin.put_u64(chunk.last_seq);
-                by_origin.put_u64(chunk.time_us);
-                by_origin.put_u64(chunk.write_first);
-                by_origin.put_u32(left.len() as u32);
-                by_origin.put_u64(size);
-                by_origin.put_slice(channel);
-                batch.put_cf(o, ok, by_origin);
-            }
+            let (last_seq, write_first) = match self.db.get_cf(o, ok)? {
+                Some(old) => OriginChunk::decode(&ok, &old).map(|c| (c.last_seq, c.write_first))?,
+                None => (left.last().map_or(first.seq, |msg| msg.id.seq), first.seq),
+            };
+            self.put_chunk(&mut batch, channel, &first, &left, last_seq, write_first);
         }
         if gone > 0 {
             self.put_totals(&mut batch, bytes, count);

@@ -298,13 +298,6 @@ async fn set_keep(n: &Node, token: &str, body: serde_json::Value) -> (u16, Strin
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
-/// `hpfriends_archive_messages` as the node reports it.
-async fn archived(n: &Node) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", n.running.http_addr)).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.starts_with("hpfriends_archive_messages ")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_an_owner_s_keep_then_off_hides_and_deletes_their_messages_and_a_shorter_keep_hides_the_older() {
     let n = start_node(|_| {}).await;
@@ -323,7 +316,7 @@ async fn given_an_owner_s_keep_then_off_hides_and_deletes_their_messages_and_a_s
     let mut mark = Client::login(n.running.hpfeeds_addr, "mark-key", "s").await;
     publish_as_jojo(&n, &mut jojo, &jojo_token, "jojo-1").await;
     mark.publish("c", b"mark-1").await;
-    wait_for(|| async { (archived(&n).await == 2.0).then_some(()) }).await;
+    wait_for(|| async { (n.metric("hpfriends_archive_messages").await == 2.0).then_some(()) }).await;
 
     // Only the owner (or the operator for them) sets it; bad values are refused, nothing changed.
     let (status, body) =
@@ -338,13 +331,13 @@ async fn given_an_owner_s_keep_then_off_hides_and_deletes_their_messages_and_a_s
     assert_eq!(set_keep(&n, &jojo_token, serde_json::json!({"channel": "c", "keep": "off"})).await.0, 200);
     assert_eq!(payloads(&messages(&n, &mark_token, "channel=c").await.1), ["mark-1"], "mark's own, none of jojo's");
     assert_eq!(payloads(&messages(&n, &jojo_token, "channel=c").await.1), Vec::<String>::new(), "jojo's neither");
-    wait_for(|| async { (archived(&n).await == 1.0).then_some(()) }).await;
+    wait_for(|| async { (n.metric("hpfriends_archive_messages").await == 1.0).then_some(()) }).await;
     // And what jojo publishes now is not kept, yet still delivered live.
     mark.subscribe("c").await;
     mark.sync("c", "mark-2").await;
     jojo.publish("c", b"jojo-2").await;
     assert_eq!(mark.next_publish().await.2, b"jojo-2");
-    wait_for(|| async { (archived(&n).await == 2.0).then_some(()) }).await;
+    wait_for(|| async { (n.metric("hpfriends_archive_messages").await == 2.0).then_some(()) }).await;
     assert_eq!(payloads(&messages(&n, &mark_token, "channel=c").await.1), ["mark-1", "mark-2"]);
 
     // A keep of 2 s: jojo's messages show, then go once older than that.

@@ -26,8 +26,8 @@ fn number(payload: &[u8]) -> usize {
     std::str::from_utf8(&payload[2..7]).unwrap().parse().unwrap()
 }
 
-async fn node_with_graph() -> Node {
-    let n = start_node(|_| {}).await;
+async fn node_with_graph(tweak: impl FnOnce(&mut hpfriends_broker::config::Config)) -> Node {
+    let n = start_node(tweak).await;
     n.declare(GRAPH).await;
     n.write(hpfriends_graph::Command::AcceptShare {
         from: "jojo".into(),
@@ -36,13 +36,6 @@ async fn node_with_graph() -> Node {
     })
     .await;
     n
-}
-
-/// A metric without labels, as the node reports it.
-async fn metric(n: &Node, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", n.running.http_addr)).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' '))).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 /// Where mark-key's subscription to c had reached, for this node's messages.
@@ -55,7 +48,7 @@ fn place(n: &Node) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_resume_reader_that_dies_with_frames_unread_then_its_next_connection_starts_where_its_kernel_stopped() {
-    let n = node_with_graph().await;
+    let n = node_with_graph(|_| {}).await;
     let addr = n.running.hpfeeds_addr;
     // A reader with a small receive buffer that reads 100 messages, then stops reading.
     let mut reader = Client::connect_with_receive_buffer(addr, 4096).await.auth("mark-key", "m").await;
@@ -110,7 +103,7 @@ async fn given_a_resume_reader_that_dies_with_frames_unread_then_its_next_connec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_resume_reader_that_leaves_then_what_was_published_meanwhile_comes_first_and_a_plain_key_gets_none() {
-    let n = node_with_graph().await;
+    let n = node_with_graph(|_| {}).await;
     let addr = n.running.hpfeeds_addr;
     let mut reader = Client::login(addr, "mark-key", "m").await;
     reader.subscribe("c").await;
@@ -121,10 +114,10 @@ async fn given_a_resume_reader_that_leaves_then_what_was_published_meanwhile_com
     for i in 0..10 {
         assert_eq!(number(&reader.next_publish().await.2), i);
     }
-    assert_eq!(metric(&n, "hpfeeds_broker_subscriptions").await, 1.0, "a resume subscription counts");
+    assert_eq!(n.metric("hpfeeds_broker_subscriptions").await, 1.0, "a resume subscription counts");
     drop(reader);
     wait_for(|| async { place(&n).filter(|p| *p >= 10) }).await;
-    assert_eq!(metric(&n, "hpfeeds_broker_subscriptions").await, 0.0, "and stops counting when it ends");
+    assert_eq!(n.metric("hpfeeds_broker_subscriptions").await, 0.0, "and stops counting when it ends");
     for i in 10..500 {
         sensor.publish("c", &payload(i)).await;
     }
@@ -171,14 +164,7 @@ async fn given_a_resume_reader_that_leaves_then_what_was_published_meanwhile_com
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_a_resume_reader_that_stops_reading_then_its_queue_stays_bounded_and_it_is_not_closed() {
     // 256 KiB queued closes a plain reader; 20 MB are published.
-    let n = start_node(|c| c.max_outbound_bytes = 256 * 1024).await;
-    n.declare(GRAPH).await;
-    n.write(hpfriends_graph::Command::AcceptShare {
-        from: "jojo".into(),
-        to: hpfriends_graph::Target::User("mark".into()),
-        channel: "c".into(),
-    })
-    .await;
+    let n = node_with_graph(|c| c.max_outbound_bytes = 256 * 1024).await;
     let addr = n.running.hpfeeds_addr;
     let mut stalled = Client::connect_with_receive_buffer(addr, 4096).await.auth("mark-key", "m").await;
     stalled.subscribe("c").await;
@@ -188,7 +174,7 @@ async fn given_a_resume_reader_that_stops_reading_then_its_queue_stays_bounded_a
         sensor.publish("c", &payload(i)).await;
     }
     // Everything archived while the reader reads nothing: it is still connected.
-    wait_for(|| async { (metric(&n, "hpfriends_archive_messages").await >= TOTAL as f64).then_some(()) }).await;
+    wait_for(|| async { (n.metric("hpfriends_archive_messages").await >= TOTAL as f64).then_some(()) }).await;
     for i in 0..TOTAL {
         let (_, _, p) = stalled.next_publish().await;
         assert_eq!(number(&p), i, "all of them, in order, once it reads again");

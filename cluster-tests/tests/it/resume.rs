@@ -92,23 +92,34 @@ fn then_live(c: &Cluster, sub: &Subscriber, before: usize) {
     assert_eq!(got[before..], numbered("live", 100), "the live stream right after, no gap, no repeat");
 }
 
+/// Kills the subscriber (SIGKILL) connected to node `i`, and waits until
+/// that node wrote where it had reached.
+fn killed(c: &Cluster, i: usize, sub: Subscriber) {
+    let written = || metric(c.nodes[i].http_addr, "hpfriends_resume_places_written_total").unwrap();
+    let before = written();
+    drop(sub);
+    wait_for("the subscriber's place written", DEADLINE, || (written() > before).then_some(())).unwrap();
+}
+
+/// 10,000 published through `nodes` while the key is away; then it comes
+/// back through node 2: each once, each publisher's in order, then live.
+fn missed_through_node_2_then_live(c: &Cluster, nodes: &[usize]) {
+    let (want, prefixes) = publish_meanwhile(c, nodes, "meanwhile");
+    let again = subscribe(c.nodes[1].hpfeeds_addr);
+    let got = wait_printed(&again, 10_000);
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    exactly_once_in_order(&got, &want, &prefixes);
+    then_live(c, &again, 10_000);
+}
+
 #[test]
 fn given_a_resume_subscriber_killed_then_through_another_node_it_gets_what_it_missed_once_then_live() {
     let c = three_nodes();
     let first = subscribe(c.nodes[2].hpfeeds_addr);
     publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "before", 100).unwrap();
     assert_eq!(wait_printed(&first, 100), numbered("before", 100));
-    let written = || metric(c.nodes[2].http_addr, "hpfriends_resume_places_written_total").unwrap();
-    let places_before = written();
-    drop(first); // SIGKILL
-    wait_for("node 3 to write where it had reached", DEADLINE, || (written() > places_before).then_some(())).unwrap();
-
-    let (want, prefixes) = publish_meanwhile(&c, &[0, 1, 2], "meanwhile");
-    let again = subscribe(c.nodes[1].hpfeeds_addr);
-    let got = wait_printed(&again, 10_000);
-    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-    exactly_once_in_order(&got, &want, &prefixes);
-    then_live(&c, &again, 10_000);
+    killed(&c, 2, first);
+    missed_through_node_2_then_live(&c, &[0, 1, 2]);
 }
 
 #[test]
@@ -121,13 +132,7 @@ fn given_the_resume_subscribers_node_killed_then_it_resumes_through_another_node
     std::thread::sleep(CHECKPOINT * 2);
     c.node(3).kill();
     drop(first);
-
-    let (want, prefixes) = publish_meanwhile(&c, &[0, 1], "meanwhile");
-    let again = subscribe(c.nodes[1].hpfeeds_addr);
-    let got = wait_printed(&again, 10_000);
-    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-    exactly_once_in_order(&got, &want, &prefixes);
-    then_live(&c, &again, 10_000);
+    missed_through_node_2_then_live(&c, &[0, 1]);
 }
 
 #[test]
@@ -136,10 +141,7 @@ fn given_the_publishers_node_killed_a_second_after_publishing_then_a_resume_subs
     let first = subscribe(c.nodes[1].hpfeeds_addr);
     publish_numbered(c.nodes[1].hpfeeds_addr, "jojo-sensor", "j", "c", "before", 10).unwrap();
     assert_eq!(wait_printed(&first, 10), numbered("before", 10));
-    let written = || metric(c.nodes[1].http_addr, "hpfriends_resume_places_written_total").unwrap();
-    let places_before = written();
-    drop(first);
-    wait_for("node 2 to write where it had reached", DEADLINE, || (written() > places_before).then_some(())).unwrap();
+    killed(&c, 1, first);
 
     publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "doomed-node", 1000).unwrap();
     std::thread::sleep(Duration::from_secs(1));

@@ -65,6 +65,14 @@ impl Node {
         self.running.node.write(Actor::Operator, command).await.unwrap();
     }
 
+    /// A series without labels, as the node's `/metrics` gives it now.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.running.http_addr);
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' '))).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
     /// A user's API token, issued by the operator.
     pub async fn user_token(&self, name: &str) -> String {
         let url = format!("http://{}/api/v1/users/{name}/token", self.running.http_addr);
