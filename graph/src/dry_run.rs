@@ -99,6 +99,10 @@ impl Graph {
             if let Some(user) = self.user(name) {
                 slice.put_user(name, user.clone());
             }
+            // An owner's keeps: how many there are is checked.
+            if let Some(keeps) = self.keeps.get(*name) {
+                slice.keeps.insert(name.to_string(), keeps.clone());
+            }
         }
         for name in &named.groups {
             if let Some(group) = self.group(name) {

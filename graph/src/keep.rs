@@ -10,9 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Graph, UserId};
+use crate::GraphError;
 
 /// The longest keep an owner may set: ten years (the node's bound).
 pub const MAX_KEEP_SECS: u64 = 10 * 365 * 86_400;
+/// Channels one owner may set a keep on: the archive's writer looks at each.
+pub const MAX_KEEPS_PER_OWNER: usize = 1_000;
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,10 +81,16 @@ impl Graph {
         self.keeps.get(owner).cloned().unwrap_or_default()
     }
 
-    pub(crate) fn set_keep(&mut self, owner: &str, channel: &str, keep: Option<Keep>) {
+    pub(crate) fn set_keep(&mut self, owner: &str, channel: &str, keep: Option<Keep>) -> Result<(), GraphError> {
         match keep {
             Some(keep) => {
-                self.keeps.entry(owner.to_string()).or_default().insert(channel.to_string(), keep);
+                let channels = self.keeps.entry(owner.to_string()).or_default();
+                if channels.len() >= MAX_KEEPS_PER_OWNER && !channels.contains_key(channel) {
+                    return Err(GraphError::InvalidSetting(format!(
+                        "{owner} has keeps on {MAX_KEEPS_PER_OWNER} channels, the most there may be"
+                    )));
+                }
+                channels.insert(channel.to_string(), keep);
             }
             None => {
                 if let Some(channels) = self.keeps.get_mut(owner) {
@@ -92,13 +101,14 @@ impl Graph {
                 }
             }
         }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Command, GraphError};
+    use crate::Command;
 
     #[test]
     fn given_keeps_set_and_cleared_then_each_owner_s_messages_are_kept_as_they_said() {
@@ -119,6 +129,16 @@ mod tests {
         assert!(g.channel_keeps("c").keeps(ann, 0, now), "cleared: the node's keep again");
         assert_eq!(g.apply(&set("nobody", Some(Keep::Off))), Err(GraphError::UnknownUser("nobody".into())));
         assert!(g.apply(&set("ann", Some(Keep::Secs(0)))).is_err(), "a keep of nothing is `off`");
+        // At most so many channels per owner; the dry run refuses the one past it too.
+        let on =
+            |c: usize| Command::SetChannelKeep { owner: "ann".into(), channel: format!("c{c}"), keep: Some(Keep::Off) };
+        for c in 0..MAX_KEEPS_PER_OWNER {
+            g.apply(&on(c)).unwrap();
+        }
+        assert!(matches!(g.dry_run(&on(MAX_KEEPS_PER_OWNER)), Err(GraphError::InvalidSetting(_))));
+        assert!(matches!(g.apply(&on(MAX_KEEPS_PER_OWNER)), Err(GraphError::InvalidSetting(_))));
+        g.apply(&on(0)).unwrap();
+        assert_eq!(g.keeps_of("ann").len(), MAX_KEEPS_PER_OWNER, "changing one already set is fine");
         // The user goes, and a new one takes the name: nothing of bob's keep is theirs.
         g.apply(&Command::RemoveUser { name: "bob".into() }).unwrap();
         g.apply(&Command::AddUser { name: "bob".into() }).unwrap();

@@ -650,7 +650,7 @@ impl Graph {
                         )));
                     }
                 }
-                self.set_keep(owner, channel, *keep);
+                self.set_keep(owner, channel, *keep)?;
             }
             Command::Batch { .. } => return Err(GraphError::NestedBatch),
         }
