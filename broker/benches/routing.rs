@@ -103,7 +103,7 @@ fn route_one(s: &mut Setup, buf: &mut BytesMut) {
     let view = s.switchboard.view();
     let entry = view.keys.get(std::str::from_utf8(publish.ident()).unwrap()).unwrap();
     assert!(entry.may_publish(std::str::from_utf8(publish.channel()).unwrap()));
-    let delivery = s.switchboard.publish(&view, entry.owner, &publish);
+    let delivery = s.switchboard.publish(&view, entry.owner, &publish, &mut s.switchboard.offers());
     debug_assert_eq!(delivery.delivered, SUBSCRIBERS);
     for rx in &mut s.receivers {
         let frame = rx.rx.try_recv().unwrap();

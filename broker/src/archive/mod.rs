@@ -26,12 +26,14 @@ pub type Keeps = std::collections::HashMap<bytes::Bytes, std::collections::HashM
 use crate::protocol::PublishFrame;
 use crate::telemetry;
 use store::Store;
-pub use store::{ChunkSummary, Cursor, Id, Message, Scanned};
+pub use store::{ChunkSummary, Cursor, Id, Message, Record, Scanned};
 
 /// Bytes of messages waiting for the writer, at most: past it the archive drops.
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages in one write, at most.
 const BATCH: usize = 4096;
+/// Messages a publishing session gathers before it hands them over, at most.
+const OFFER_BATCH: usize = 256;
 /// How often the writer expires old messages and reports, when idle.
 const TICK: Duration = Duration::from_secs(1);
 /// How often each channel with owners' keeps is purged, at most.
@@ -52,8 +54,54 @@ struct Pending {
     time_us: u64,
 }
 
+/// A message of the writer's batch: this node's own, numbered by the writer,
+/// or a copy of another node's.
+enum Entry {
+    Own(Id, Pending),
+    Copy(Message),
+}
+
+impl Record for Entry {
+    fn id(&self) -> Id {
+        match self {
+            Entry::Own(id, _) => *id,
+            Entry::Copy(m) => m.id,
+        }
+    }
+    fn owner(&self) -> UserId {
+        match self {
+            Entry::Own(_, p) => p.owner,
+            Entry::Copy(m) => m.owner,
+        }
+    }
+    fn position(&self) -> Position {
+        match self {
+            Entry::Own(_, p) => p.position,
+            Entry::Copy(m) => m.position,
+        }
+    }
+    fn ident(&self) -> &[u8] {
+        match self {
+            Entry::Own(_, p) => p.frame.ident(),
+            Entry::Copy(m) => &m.ident,
+        }
+    }
+    fn channel(&self) -> &[u8] {
+        match self {
+            Entry::Own(_, p) => p.frame.channel(),
+            Entry::Copy(m) => &m.channel,
+        }
+    }
+    fn payload(&self) -> &[u8] {
+        match self {
+            Entry::Own(_, p) => p.frame.payload(),
+            Entry::Copy(m) => &m.payload,
+        }
+    }
+}
+
 enum Job {
-    Message(Pending),
+    Messages(Vec<Pending>),
     /// Messages another node holds, sent by node `from`: kept if new here.
     Copies {
         from: u64,
@@ -61,6 +109,52 @@ enum Job {
         done: tokio::sync::oneshot::Sender<()>,
     },
     Stop,
+}
+
+/// Messages of one publishing session on their way to the archive, handed
+/// to the writer together: once per read of the client's socket (or every
+/// OFFER_BATCH messages of a client that keeps it busy), not per message.
+/// They are stamped with the time of that read: they arrived together.
+pub struct Offers {
+    archive: Option<Arc<Archive>>,
+    pending: Vec<Pending>,
+    bytes: usize,
+    time_us: u64,
+}
+
+impl Offers {
+    /// For a node without an archive: keeps nothing.
+    pub fn none() -> Offers {
+        Offers { archive: None, pending: Vec::new(), bytes: 0, time_us: 0 }
+    }
+
+    /// The publish path's only cost: a push (and a clock read per batch).
+    pub fn push(&mut self, owner: UserId, position: Position, frame: &PublishFrame) {
+        if self.archive.is_none() {
+            return;
+        }
+        if self.pending.is_empty() {
+            self.time_us = now_us();
+        }
+        self.bytes += frame.raw().len();
+        self.pending.push(Pending { frame: frame.clone(), owner, position, time_us: self.time_us });
+        if self.pending.len() >= OFFER_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands what was pushed to the writer.
+    pub fn flush(&mut self) {
+        if let (Some(archive), false) = (&self.archive, self.pending.is_empty()) {
+            archive.offer(std::mem::take(&mut self.pending), std::mem::take(&mut self.bytes));
+        }
+    }
+}
+
+impl Drop for Offers {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 pub struct Archive {
@@ -112,19 +206,21 @@ impl Archive {
         }))
     }
 
-    /// Hands a publish to the writer, or drops it from the archive (never from
-    /// delivery) when the writer is this far behind. The publish path's only
-    /// cost: a clock read, a counter and a queue push.
-    pub fn offer(&self, owner: UserId, position: Position, frame: &PublishFrame) {
-        let size = frame.raw().len();
-        if self.queued.fetch_add(size, Ordering::Relaxed) + size > QUEUE_BYTES {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+    /// A publishing session's way into the archive.
+    pub fn offers(self: &Arc<Self>) -> Offers {
+        Offers { archive: Some(self.clone()), pending: Vec::new(), bytes: 0, time_us: 0 }
+    }
+
+    /// Hands a session's publishes to the writer, or drops them from the
+    /// archive (never from delivery) when the writer is this far behind.
+    fn offer(&self, pending: Vec<Pending>, bytes: usize) {
+        if self.queued.fetch_add(bytes, Ordering::Relaxed) + bytes > QUEUE_BYTES {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            self.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
             return;
         }
-        let pending = Pending { frame: frame.clone(), owner, position, time_us: now_us() };
-        if self.jobs.send(Job::Message(pending)).is_err() {
-            self.queued.fetch_sub(size, Ordering::Relaxed);
+        if self.jobs.send(Job::Messages(pending)).is_err() {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
         }
     }
 
@@ -301,7 +397,7 @@ struct Writer {
 
 impl Writer {
     fn run(self, jobs: mpsc::Receiver<Job>) {
-        let mut batch: Vec<Message> = Vec::with_capacity(BATCH);
+        let mut batch: Vec<Entry> = Vec::with_capacity(BATCH);
         let mut copied: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
         // What the store will hold once `batch` is written.
         let mut marks = self.store.marks();
@@ -324,42 +420,35 @@ impl Writer {
             let excluded = |owner: UserId, channel: &[u8]| {
                 keeps.get(channel).and_then(|k| k.get(&owner)).is_some_and(|k| *k == Keep::Off)
             };
-            let (mut next, mut taken) = (first, 0);
+            let mut next = first;
             while let Some(job) = next.take() {
-                taken += 1;
                 match job {
-                    Job::Message(p) if excluded(p.owner, p.frame.channel()) => {
-                        self.queued.fetch_sub(p.frame.raw().len(), Ordering::Relaxed);
-                    }
-                    Job::Message(p) => {
-                        self.queued.fetch_sub(p.frame.raw().len(), Ordering::Relaxed);
-                        oldest_us.get_or_insert(p.time_us);
-                        let next = marks.entry(self.node).or_default();
-                        let seq = *next;
-                        *next += 1;
-                        // Parts of the received frame, not copies.
-                        let raw = p.frame.raw();
-                        batch.push(Message {
-                            id: Id { time_us: p.time_us, node: self.node, seq },
-                            owner: p.owner,
-                            position: p.position,
-                            ident: raw.slice_ref(p.frame.ident()),
-                            channel: raw.slice_ref(p.frame.channel()),
-                            payload: raw.slice_ref(p.frame.payload()),
-                        });
+                    Job::Messages(pending) => {
+                        let bytes = pending.iter().map(|p| p.frame.raw().len()).sum();
+                        self.queued.fetch_sub(bytes, Ordering::Relaxed);
+                        for p in pending {
+                            if excluded(p.owner, p.frame.channel()) {
+                                continue;
+                            }
+                            oldest_us.get_or_insert(p.time_us);
+                            let next = marks.entry(self.node).or_default();
+                            let seq = *next;
+                            *next += 1;
+                            batch.push(Entry::Own(Id { time_us: p.time_us, node: self.node, seq }, p));
+                        }
                     }
                     Job::Copies { from, messages, done } => {
                         for m in messages {
                             // Numbered even when excluded: the next copy follows on from it.
                             if keep_copy(&mut marks, self.node, from, &m.id) && !excluded(m.owner, &m.channel) {
-                                batch.push(m);
+                                batch.push(Entry::Copy(m));
                             }
                         }
                         copied.push(done);
                     }
                     Job::Stop => stop = true,
                 }
-                if taken < BATCH {
+                if batch.len() < BATCH {
                     next = jobs.try_recv().ok();
                 }
             }

@@ -2,7 +2,7 @@
 //! (`<data_dir>/archive`), never in the graph's log.
 //!
 //! Messages are stored in chunks: the messages of one writer batch with the
-//! same channel and publishing node, one RocksDB value (at most a minute and
+//! same channel and publishing node, one LZ4-compressed RocksDB value (at most a minute and
 //! 256 KiB of them). A key per message cost three memtable inserts each and held the
 //! writer to half a million messages a second; a chunk costs three per
 //! batch. Four column families:
@@ -51,6 +51,9 @@ const CHUNK_BYTES: u64 = 256 * 1024;
 /// a chunk besides its messages (its keys and index entries).
 const RECORD_OVERHEAD: u64 = 8 + 8 + 8 + 4 + 8 + 1 + 4;
 const CHUNK_OVERHEAD: u64 = 3 * 24 + 64;
+/// A chunk's messages before compression, at most: a chunk is cut past
+/// CHUNK_BYTES, and its last message may be the largest PUBLISH allowed.
+const MAX_CHUNK_RECORDS: usize = CHUNK_BYTES as usize + 64 * 1024 * 1024 + 1024;
 
 /// Where a message is in the archive of every node: when, on which node it
 /// was published, and its number there. Sorts oldest first.
@@ -113,28 +116,73 @@ pub struct Message {
     pub payload: Bytes,
 }
 
-impl Message {
-    fn put(&self, out: &mut Vec<u8>) {
-        out.put_u64(self.id.time_us);
-        out.put_u64(self.id.node);
-        out.put_u64(self.id.seq);
-        out.put_u32(self.owner);
-        out.put_u64(self.position);
-        out.put_u8(self.ident.len() as u8);
-        out.put_slice(&self.ident);
-        out.put_u32(self.payload.len() as u32);
-        out.put_slice(&self.payload);
-    }
+/// What a chunk is written from: an archived message, or a publish stamped
+/// by the writer (its fields are parts of the received frame, not copies).
+pub trait Record {
+    fn id(&self) -> Id;
+    fn owner(&self) -> UserId;
+    fn position(&self) -> Position;
+    fn ident(&self) -> &[u8];
+    fn channel(&self) -> &[u8];
+    fn payload(&self) -> &[u8];
 
     /// What it counts for in `archive_max_bytes`.
-    pub fn size(&self) -> u64 {
-        RECORD_OVERHEAD + self.ident.len() as u64 + self.payload.len() as u64
+    fn size(&self) -> u64 {
+        RECORD_OVERHEAD + self.ident().len() as u64 + self.payload().len() as u64
+    }
+
+    fn put(&self, out: &mut Vec<u8>) {
+        let id = self.id();
+        out.put_u64(id.time_us);
+        out.put_u64(id.node);
+        out.put_u64(id.seq);
+        out.put_u32(self.owner());
+        out.put_u64(self.position());
+        out.put_u8(self.ident().len() as u8);
+        out.put_slice(self.ident());
+        out.put_u32(self.payload().len() as u32);
+        out.put_slice(self.payload());
     }
 }
 
-/// The messages of a chunk, decoded one by one from its value.
-fn records(channel: Bytes, mut value: Bytes) -> impl Iterator<Item = anyhow::Result<Message>> {
-    std::iter::from_fn(move || {
+impl Record for Message {
+    fn id(&self) -> Id {
+        self.id
+    }
+    fn owner(&self) -> UserId {
+        self.owner
+    }
+    fn position(&self) -> Position {
+        self.position
+    }
+    fn ident(&self) -> &[u8] {
+        &self.ident
+    }
+    fn channel(&self) -> &[u8] {
+        &self.channel
+    }
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// A chunk's value: its messages, LZ4-compressed here rather than by
+/// RocksDB, so the WAL, its checksums, the memtable and compactions handle
+/// the compressed bytes (they cost the writer thread most of its time).
+fn compress(records: &[u8]) -> Vec<u8> {
+    lz4_flex::block::compress_prepend_size(records)
+}
+
+/// The messages of a chunk, decoded one by one from its stored value.
+fn records(channel: Bytes, stored: &[u8]) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Message>>> {
+    let damaged = || anyhow::anyhow!("archive chunk damaged");
+    let (size, _) = lz4_flex::block::uncompressed_size(stored).map_err(|_| damaged())?;
+    // Its own data, but a damaged length must not ask for gigabytes.
+    if size > MAX_CHUNK_RECORDS {
+        return Err(damaged());
+    }
+    let mut value = Bytes::from(lz4_flex::block::decompress_size_prepended(stored).map_err(|_| damaged())?);
+    Ok(std::iter::from_fn(move || {
         if value.is_empty() {
             return None;
         }
@@ -158,7 +206,7 @@ fn records(channel: Bytes, mut value: Bytes) -> impl Iterator<Item = anyhow::Res
         }
         let payload = value.split_to(payload_len);
         Some(Ok(Message { id, owner, position, ident, channel: channel.clone(), payload }))
-    })
+    }))
 }
 
 fn message_key(channel: &[u8], id: &Id) -> Vec<u8> {
@@ -237,6 +285,9 @@ pub struct Store {
     /// Per publishing node, the next sequence number not held: below it,
     /// everything is held or expired. Only the writer thread moves it.
     marks: Mutex<HashMap<u64, u64>>,
+    /// No chunk's `by_time` key is below it: expiry and `oldest` seek here
+    /// rather than step over the tombstones of what expired before.
+    floor: Mutex<Id>,
 }
 
 fn read_u64(db: &DB, key: &[u8]) -> anyhow::Result<u64> {
@@ -262,7 +313,12 @@ impl Store {
         opts.set_max_total_wal_size(2 * MEMTABLES as u64);
         let cfs = [CF_MESSAGES, CF_BY_TIME, CF_BY_ORIGIN, CF_META].map(|n| {
             let mut o = Options::default();
-            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            // Chunks come compressed (`compress`).
+            o.set_compression_type(if n == CF_MESSAGES {
+                rocksdb::DBCompressionType::None
+            } else {
+                rocksdb::DBCompressionType::Lz4
+            });
             o.set_write_buffer_size(if n == CF_MESSAGES { MEMTABLES / 2 } else { MEMTABLES / 8 });
             o.set_max_write_buffer_number(2);
             ColumnFamilyDescriptor::new(n, o)
@@ -280,7 +336,8 @@ impl Store {
             let node = u64::from_be_bytes(node.try_into().map_err(|_| damaged())?);
             marks.insert(node, u64::from_be_bytes(value.as_ref().try_into().map_err(|_| damaged())?));
         }
-        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks) })
+        let floor = Mutex::new(Id { time_us: 0, node: 0, seq: 0 });
+        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks), floor })
     }
 
     pub fn bytes(&self) -> u64 {
@@ -305,16 +362,17 @@ impl Store {
     /// cut still has the rest, and the other nodes' copies). Each node's
     /// messages come in the order of their numbers, at or past its mark (the
     /// writer sees to it).
-    pub fn append(&self, messages: &[Message]) -> anyhow::Result<()> {
-        let mut groups: BTreeMap<(&[u8], u64), Vec<&Message>> = BTreeMap::new();
+    pub fn append<R: Record>(&self, messages: &[R]) -> anyhow::Result<()> {
+        let mut groups: BTreeMap<(&[u8], u64), Vec<&R>> = BTreeMap::new();
         for msg in messages {
-            groups.entry((&msg.channel[..], msg.id.node)).or_default().push(msg);
+            groups.entry((msg.channel(), msg.id().node)).or_default().push(msg);
         }
         // Per node, the first number of this write: where a reader from inside it starts.
         let mut write_first: HashMap<u64, u64> = HashMap::new();
         for msg in messages {
-            let first = write_first.entry(msg.id.node).or_insert(msg.id.seq);
-            *first = (*first).min(msg.id.seq);
+            let id = msg.id();
+            let first = write_first.entry(id.node).or_insert(id.seq);
+            *first = (*first).min(id.seq);
         }
         let mut batch = WriteBatch::default();
         let (mut added, mut marks) = (0, self.marks());
@@ -327,15 +385,15 @@ impl Store {
                     .iter()
                     .take_while(|m| {
                         filled += m.size();
-                        m.id.time_us.abs_diff(first.id.time_us) < CHUNK_SPAN_US
+                        m.id().time_us.abs_diff(first.id().time_us) < CHUNK_SPAN_US
                             && (filled <= CHUNK_BYTES || filled == m.size())
                     })
                     .count();
                 let (chunk, tail) = rest.split_at(n);
                 rest = tail;
-                let first_id = chunk.iter().map(|m| m.id.time_us).min().map(|t| Id { time_us: t, ..first.id });
+                let first_id = chunk.iter().map(|m| m.id().time_us).min().map(|t| Id { time_us: t, ..first.id() });
                 let first_id = first_id.expect("a chunk holds messages");
-                let last_seq = chunk.last().map_or(0, |m| m.id.seq);
+                let last_seq = chunk.last().map_or(0, |m| m.id().seq);
                 added += self.put_chunk(&mut batch, channel, &first_id, chunk, last_seq, write_first[&node]);
                 let mark = marks.entry(node).or_default();
                 *mark = (*mark).max(last_seq + 1);
@@ -359,12 +417,12 @@ impl Store {
 
     /// Puts one chunk (messages of `channel` and `first.node`, keyed by
     /// `first`) with its `by_time` and `by_origin` entries; returns its size.
-    fn put_chunk(
+    fn put_chunk<R: Record>(
         &self,
         batch: &mut WriteBatch,
         channel: &[u8],
         first: &Id,
-        messages: &[&Message],
+        messages: &[&R],
         last_seq: u64,
         write_first: u64,
     ) -> u64 {
@@ -374,14 +432,16 @@ impl Store {
             msg.put(&mut value);
             size += msg.size();
         }
-        batch.put_cf(self.cf(CF_MESSAGES), message_key(channel, first), value);
-        let newest = messages.iter().map(|m| m.id.time_us).max().unwrap_or(first.time_us);
+        batch.put_cf(self.cf(CF_MESSAGES), message_key(channel, first), compress(&value));
+        let newest = messages.iter().map(|m| m.id().time_us).max().unwrap_or(first.time_us);
         let mut by_time = Vec::with_capacity(20 + channel.len());
         by_time.put_u64(newest);
         by_time.put_u64(size);
         by_time.put_u32(messages.len() as u32);
         by_time.put_slice(channel);
         batch.put_cf(self.cf(CF_BY_TIME), first.bytes(), by_time);
+        let mut floor = self.floor.lock().expect("archive floor lock poisoned");
+        *floor = (*floor).min(*first);
         let mut by_origin = Vec::with_capacity(ORIGIN_FIXED + channel.len());
         by_origin.put_u64(last_seq);
         by_origin.put_u64(first.time_us);
@@ -424,7 +484,7 @@ impl Store {
             let id = Id { time_us: chunk.time_us, node, seq: chunk.first_seq };
             // Expired between the two reads: skipped.
             let Some(value) = self.db.get_cf(self.cf(CF_MESSAGES), message_key(&chunk.channel, &id))? else { continue };
-            for msg in records(chunk.channel, Bytes::from(value)) {
+            for msg in records(chunk.channel, &value)? {
                 let msg = msg?;
                 if msg.id.seq >= from {
                     bytes += msg.payload.len();
@@ -486,8 +546,13 @@ impl Store {
 
     /// The oldest chunk's first id.
     pub fn oldest(&self) -> Option<Id> {
-        let mut it = self.db.iterator_cf(self.cf(CF_BY_TIME), IteratorMode::Start);
+        let floor = self.floor().bytes();
+        let mut it = self.db.iterator_cf(self.cf(CF_BY_TIME), IteratorMode::From(&floor, Direction::Forward));
         it.next().and_then(|r| r.ok()).and_then(|(k, _)| Id::from_bytes(&k))
+    }
+
+    fn floor(&self) -> Id {
+        *self.floor.lock().expect("archive floor lock poisoned")
     }
 
     /// Deletes the oldest chunks while their newest message is older than
@@ -500,7 +565,8 @@ impl Store {
             let (m, t, o) = (self.cf(CF_MESSAGES), self.cf(CF_BY_TIME), self.cf(CF_BY_ORIGIN));
             let mut batch = WriteBatch::default();
             let (mut bytes, mut count, mut chunks) = (self.bytes(), self.messages(), 0);
-            for item in self.db.iterator_cf(t, IteratorMode::Start) {
+            let (floor, mut last) = (self.floor().bytes(), None);
+            for item in self.db.iterator_cf(t, IteratorMode::From(&floor, Direction::Forward)) {
                 let (key, value) = item?;
                 let damaged = || anyhow::anyhow!("archive index damaged");
                 let id = Id::from_bytes(&key).ok_or_else(damaged)?;
@@ -517,12 +583,13 @@ impl Store {
                 count = count.saturating_sub(n);
                 deleted += n;
                 chunks += 1;
+                last = Some(id);
             }
-            if chunks == 0 {
-                return Ok(deleted);
-            }
+            let Some(last) = last else { return Ok(deleted) };
             self.put_totals(&mut batch, bytes, count);
             self.db.write(batch)?;
+            // Only this thread writes chunks: none came below `last` meanwhile.
+            *self.floor.lock().expect("archive floor lock poisoned") = last;
             self.bytes.store(bytes, Ordering::Relaxed);
             self.messages.store(count, Ordering::Relaxed);
             if chunks < CHUNKS {
@@ -553,7 +620,7 @@ impl Store {
             let (key, value) = item?;
             let first = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
             let all: Vec<Message> =
-                records(shared.clone(), Bytes::from(value.into_vec())).collect::<anyhow::Result<_>>()?;
+                records(shared.clone(), &value)?.collect::<anyhow::Result<_>>()?;
             let left: Vec<&Message> = all.iter().filter(|msg| kept(msg)).collect();
             if left.len() == all.len() {
                 continue;
@@ -612,7 +679,7 @@ impl Store {
             let (key, value) = item?;
             let chunk = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
             let skip = after.filter(|c| c.chunk == chunk).map_or(0, |c| c.taken as usize);
-            for (i, msg) in records(channel.clone(), Bytes::from(value.into_vec())).enumerate().skip(skip) {
+            for (i, msg) in records(channel.clone(), &value)?.enumerate().skip(skip) {
                 let msg = msg?;
                 let cursor = Cursor { chunk, taken: i as u32 + 1 };
                 if msg.id.time_us < since_us || msg.id.time_us >= until_us {
@@ -675,5 +742,34 @@ mod tests {
         assert_eq!(s.messages.iter().map(|m| m.id.seq).collect::<Vec<_>>(), (3..16).collect::<Vec<_>>());
         let summary = store.origin_summary(2, 9, b"a").unwrap();
         assert_eq!(summary.iter().map(|c| (c.first_seq, c.last_seq, c.count)).collect::<Vec<_>>(), [(8, 14, 4)]);
+    }
+
+    #[test]
+    fn given_chunks_expired_then_a_copy_older_than_them_is_still_seen_and_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.append(&(0..10).map(|s| message(2, s, "a")).collect::<Vec<_>>()).unwrap();
+        store.append(&(10..20).map(|s| message(2, s, "a")).collect::<Vec<_>>()).unwrap();
+        // The first chunk (times 1000..1009) goes; expiry starts past it from now on.
+        assert_eq!(store.expire(1_010, u64::MAX).unwrap(), 10);
+        assert_eq!(store.oldest().map(|id| id.seq), Some(10));
+        // A late copy from another node, published before all of them.
+        let mut late = message(3, 0, "b");
+        late.id.time_us = 5;
+        store.append(&[late]).unwrap();
+        assert_eq!(store.oldest().map(|id| (id.node, id.time_us)), Some((3, 5)));
+        assert_eq!(store.expire(1_010, u64::MAX).unwrap(), 1, "the late copy is as old as what expired");
+        assert_eq!(store.oldest().map(|id| id.seq), Some(10));
+    }
+
+    #[test]
+    fn given_a_damaged_chunk_then_reading_it_is_an_error_not_an_allocation() {
+        // A length prefix of 2 GiB: refused before anything is allocated.
+        let stored = [0xff, 0xff, 0xff, 0x7f, 0, 0];
+        assert!(records(Bytes::from_static(b"a"), &stored).is_err());
+        // A length that fits but bytes that are not LZ4.
+        let mut stored = 100u32.to_le_bytes().to_vec();
+        stored.extend_from_slice(&[0xf0; 8]);
+        assert!(records(Bytes::from_static(b"a"), &stored).is_err());
     }
 }

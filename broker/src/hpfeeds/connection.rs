@@ -387,6 +387,7 @@ impl Connections {
         };
         let mut views = self.switchboard.watch_views();
         views.mark_unchanged();
+        let mut offers = self.switchboard.offers();
         // Bytes of PUBLISH frames read since the session last waited for its socket;
         // past FIRST_READ_BUFFER_BYTES the connection is busy and reads 64 KiB at a time.
         let (mut read_without_waiting, mut busy) = (0, false);
@@ -403,6 +404,7 @@ impl Connections {
                 None => {
                     read_without_waiting = 0;
                     counts.flush();
+                    offers.flush();
                     counts.read_buffer(reader.read_buffer().len(), reader.read_buffer().capacity());
                     tokio::select! {
                         next = reader.next() => next,
@@ -432,7 +434,7 @@ impl Connections {
                     if !current.may_publish(&chan) {
                         return CloseReason::PublishDenied { ident: key.ident.clone(), chan: chan.into() };
                     }
-                    let d = self.switchboard.publish(&view, current.owner, &publish);
+                    let d = self.switchboard.publish(&view, current.owner, &publish, &mut offers);
                     counts.published += 1;
                     counts.published_bytes += publish.raw().len() as u64;
                     read_without_waiting += publish.raw().len();

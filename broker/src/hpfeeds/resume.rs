@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::outbound::{Outbound, SentCounter};
 use super::socket::unacknowledged;
-use crate::archive::{Archive, MayRead};
+use crate::archive::{Archive, MayRead, Record};
 use crate::protocol::frame::encode_publish;
 use crate::telemetry;
 

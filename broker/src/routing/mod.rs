@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hpfriends_consensus::{KeyTable, LogId, OnApply};
 use hpfriends_graph::{may_read, Readers, SharingIndex, UserId};
 
-use crate::archive::Archive;
+use crate::archive::{Archive, Offers};
 use crate::cluster::peers::Peers;
 use crate::hpfeeds::outbound::Outbound;
 use crate::protocol::PublishFrame;
@@ -97,19 +97,23 @@ impl Switchboard {
     /// of its channel whose owner may read `owner`'s data, and once to every
     /// peer node that has such a subscriber. `view` is the snapshot the
     /// caller checked the publisher's key against: one snapshot per publish.
-    pub fn publish(&self, view: &View, owner: UserId, publish: &PublishFrame) -> Delivery {
+    /// The archive gets it through the session's `offers`.
+    pub fn publish(&self, view: &View, owner: UserId, publish: &PublishFrame, offers: &mut Offers) -> Delivery {
         let channel = publish.channel();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
         self.peers.forward(owner, publish, readers);
-        if let Some(archive) = &self.archive {
-            archive.offer(owner, view.last_applied.map_or(0, |l| l.index), publish);
-        }
+        offers.push(owner, view.last_applied.map_or(0, |l| l.index), publish);
         self.deliver_local(owner, channel, publish.raw(), 1, readers)
     }
 
     /// Publishes forwarded by a peer (`frames`: one or more whole PUBLISH
     /// frames of `owner` on `channel`): checked again with this node's index
     /// (a denial on either side wins) and delivered locally only, all at once.
+    /// A publishing session's way into this node's archive (if it keeps one).
+    pub fn offers(&self) -> Offers {
+        self.archive.as_ref().map_or_else(Offers::none, |a| a.offers())
+    }
+
     pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frames: &Bytes, messages: u64) -> Delivery {
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));
