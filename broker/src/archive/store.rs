@@ -21,7 +21,7 @@
 //!
 //! Numbers are big-endian, so keys sort as (time, node, seq).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -363,20 +363,30 @@ impl Store {
     /// messages come in the order of their numbers, at or past its mark (the
     /// writer sees to it).
     pub fn append<R: Record>(&self, messages: &[R]) -> anyhow::Result<()> {
-        let mut groups: BTreeMap<(&[u8], u64), Vec<&R>> = BTreeMap::new();
-        for msg in messages {
-            groups.entry((msg.channel(), msg.id().node)).or_default().push(msg);
-        }
+        // By channel and node. A batch holds few of them, mostly in runs:
+        // the last group is tried first, then the others one by one.
+        let mut groups: Vec<((&[u8], u64), Vec<&R>)> = Vec::new();
         // Per node, the first number of this write: where a reader from inside it starts.
-        let mut write_first: HashMap<u64, u64> = HashMap::new();
+        let mut write_first: Vec<(u64, u64)> = Vec::new();
         for msg in messages {
-            let id = msg.id();
-            let first = write_first.entry(id.node).or_insert(id.seq);
-            *first = (*first).min(id.seq);
+            let (id, channel) = (msg.id(), msg.channel());
+            let same = |((c, n), _): &&mut ((&[u8], u64), Vec<&R>)| *n == id.node && *c == channel;
+            match groups.last_mut().filter(same) {
+                Some((_, group)) => group.push(msg),
+                None => match groups.iter_mut().rev().find(same) {
+                    Some((_, group)) => group.push(msg),
+                    None => groups.push(((channel, id.node), vec![msg])),
+                },
+            }
+            match write_first.iter_mut().find(|(n, _)| *n == id.node) {
+                Some((_, first)) => *first = (*first).min(id.seq),
+                None => write_first.push((id.node, id.seq)),
+            }
         }
+        let write_first = |node: u64| write_first.iter().find(|(n, _)| *n == node).map_or(0, |(_, f)| *f);
         let mut batch = WriteBatch::default();
         let (mut added, mut marks) = (0, self.marks());
-        for ((channel, node), group) in groups {
+        for ((channel, node), group) in &groups {
             // Cut where a chunk would span more than a minute or CHUNK_BYTES.
             let mut rest = &group[..];
             while let Some(first) = rest.first() {
@@ -394,8 +404,8 @@ impl Store {
                 let first_id = chunk.iter().map(|m| m.id().time_us).min().map(|t| Id { time_us: t, ..first.id() });
                 let first_id = first_id.expect("a chunk holds messages");
                 let last_seq = chunk.last().map_or(0, |m| m.id().seq);
-                added += self.put_chunk(&mut batch, channel, &first_id, chunk, last_seq, write_first[&node]);
-                let mark = marks.entry(node).or_default();
+                added += self.put_chunk(&mut batch, channel, &first_id, chunk, last_seq, write_first(*node));
+                let mark = marks.entry(*node).or_default();
                 *mark = (*mark).max(last_seq + 1);
             }
         }
