@@ -10,6 +10,7 @@ use hpfriends_graph::{Actor, Named};
 use super::types::{ArchivedMessage, MessagesQuery};
 use super::{AppError, Field};
 use crate::archive::{self, Archive, Cursor, MayRead};
+pub use crate::cluster::copies::Coverage;
 use crate::state::AppState;
 
 /// Messages per page when the caller does not say, and at most.
@@ -25,6 +26,17 @@ pub struct MessagesPage {
     pub messages: Vec<ArchivedMessage>,
     /// The cursor of the next page, when there may be one.
     pub next: Option<String>,
+    /// What this node's archive may lack (asked on the first page only).
+    pub coverage: Coverage,
+}
+
+/// Before a first page: what other nodes hold that this one lacks is
+/// copied first (a bounded wait); what still lacks is named.
+async fn covered(state: &AppState, a: &Asked) -> Coverage {
+    match a.after {
+        None => crate::cluster::copies::catch_up(&state.node, &a.archive).await,
+        Some(_) => Coverage::default(),
+    }
 }
 
 /// What a read of the archive is about, checked.
@@ -112,9 +124,10 @@ async fn read(a: &Asked, readers: MayRead, after: Option<Cursor>, limit: usize) 
 /// first by chunk (each publisher's in the order published).
 pub async fn page(state: &AppState, actor: &Actor, q: MessagesQuery) -> Result<MessagesPage, AppError> {
     let a = asked(state, actor, q)?;
+    let coverage = covered(state, &a).await;
     let page = read(&a, readers(state, &a)?, a.after, a.limit).await?;
     let next = page.more.then(|| page.last.map(|c| c.encode())).flatten();
-    Ok(MessagesPage { messages: page.messages.into_iter().map(to_api).collect(), next })
+    Ok(MessagesPage { messages: page.messages.into_iter().map(to_api).collect(), next, coverage })
 }
 
 /// Messages sent ahead of a follower's reading.
@@ -136,11 +149,12 @@ pub async fn follow(
     state: &AppState,
     actor: &Actor,
     q: MessagesQuery,
-) -> Result<tokio::sync::mpsc::Receiver<ArchivedMessage>, AppError> {
+) -> Result<(tokio::sync::mpsc::Receiver<ArchivedMessage>, Coverage), AppError> {
     if q.until.is_some() || q.cursor.is_some() {
         return Err(AppError::invalid(Field::Time, "follow reads on from since: until and cursor cannot be given"));
     }
     let a = asked(state, actor, q)?;
+    let coverage = covered(state, &a).await;
     let (tx, rx) = tokio::sync::mpsc::channel(FOLLOW_AHEAD);
     let state = state.clone();
     tokio::spawn(async move {
@@ -197,7 +211,7 @@ pub async fn follow(
             }
         }
     });
-    Ok(rx)
+    Ok((rx, coverage))
 }
 
 fn to_api(m: archive::Message) -> ArchivedMessage {

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::archive::archive_client::ArchiveClient;
 use super::proto::archive::archive_server::{Archive as ArchiveRpc, ArchiveServer};
-use super::proto::archive::{FollowRequest, Mark, Stored, StoredBatch};
+use super::proto::archive::{FollowRequest, Mark, MarksReply, MarksRequest, Stored, StoredBatch};
 use crate::archive::{Archive, Id, Message};
 use crate::telemetry;
 
@@ -106,6 +106,11 @@ impl ArchiveRpc for CopyService {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn marks(&self, _: Request<MarksRequest>) -> Result<Response<MarksReply>, Status> {
+        let have = self.archive.marks().into_iter().map(|(node, next_seq)| Mark { node, next_seq }).collect();
+        Ok(Response::new(MarksReply { have }))
+    }
 }
 
 fn to_proto(m: Message) -> Stored {
@@ -130,6 +135,77 @@ fn from_proto(s: Stored) -> Message {
         channel: s.channel,
         payload: s.payload,
     }
+}
+
+/// How long a reader's node waits for a peer to say how far its archive goes.
+const ASK_MARKS: Duration = Duration::from_secs(1);
+/// How long it waits for the copies of what a peer holds and it lacks.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
+/// What a read of this node's archive may lack, after `catch_up`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    /// Members that did not say how far their archives go: what only they
+    /// hold (their own messages not copied yet) may be missing.
+    pub unreachable: Vec<NodeId>,
+    /// Publishing nodes of which a peer holds messages this archive has not
+    /// copied yet (after waiting CATCH_UP for them).
+    pub not_copied: Vec<u64>,
+}
+
+/// Before a reader's first page: asks every other member how far its archive
+/// goes and, where one holds more than this archive (a node back from being
+/// down, or new, still copying), waits for those copies to arrive from it.
+pub async fn catch_up(node: &ConsensusNode, archive: &Archive) -> Coverage {
+    let members = super::other_members(&node.metrics().borrow(), node.id());
+    let asks = members.into_iter().map(|(id, addr)| {
+        let tls = node.cluster_tls().clone();
+        async move {
+            let ask = async {
+                let channel = tls.connect_channel(&addr).await.ok()?;
+                let mut client = ArchiveClient::with_interceptor(channel, tls.clone());
+                client.marks(MarksRequest {}).await.ok().map(|r| r.into_inner().have)
+            };
+            (id, tokio::time::timeout(ASK_MARKS, ask).await.ok().flatten())
+        }
+    });
+    let mut coverage = Coverage::default();
+    // Per publishing node, the furthest a peer holds its messages.
+    let mut wanted: HashMap<u64, u64> = HashMap::new();
+    for (id, have) in futures::future::join_all(asks).await {
+        match have {
+            None => coverage.unreachable.push(id),
+            Some(have) => {
+                for m in have.into_iter().filter(|m| m.node != node.id()) {
+                    let w = wanted.entry(m.node).or_default();
+                    *w = (*w).max(m.next_seq);
+                }
+            }
+        }
+    }
+    let lacking = |marks: &HashMap<u64, u64>| -> Vec<u64> {
+        let mut l: Vec<u64> = wanted
+            .iter()
+            .filter(|(origin, want)| marks.get(origin).copied().unwrap_or(0) < **want)
+            .map(|(origin, _)| *origin)
+            .collect();
+        l.sort_unstable();
+        l
+    };
+    let mut written = archive.watch_written();
+    let deadline = tokio::time::Instant::now() + CATCH_UP;
+    loop {
+        let lacks = lacking(&archive.marks());
+        if lacks.is_empty() {
+            break;
+        }
+        if tokio::time::timeout_at(deadline, written.changed()).await.is_err() {
+            coverage.not_copied = lacks;
+            break;
+        }
+    }
+    coverage.unreachable.sort_unstable();
+    coverage
 }
 
 /// Follows every other member's archive while this node runs.

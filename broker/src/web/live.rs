@@ -303,7 +303,7 @@ async fn follow(
     let mut followers = Vec::new();
     for channel in channels {
         let q = MessagesQuery { channel, since: Some(since.to_string()), follow: Some(true), ..Default::default() };
-        let rx = crate::app::messages::follow(state, &Actor::User(me.to_string()), q).await?;
+        let (rx, _) = crate::app::messages::follow(state, &Actor::User(me.to_string()), q).await?;
         followers.push(tokio_stream::wrappers::ReceiverStream::new(rx));
     }
     Ok(Source::Past(futures::stream::select_all(followers)))

@@ -70,6 +70,7 @@ impl Api {
             .get(reqwest::header::LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix('<')?.split_once(">; rel=\"next\"").map(|(p, _)| p.to_string()));
+        warn_what_lacks(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         if !status.is_success() {
             let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error.message).unwrap_or(text);
@@ -97,6 +98,7 @@ impl Api {
             let message = serde_json::from_str::<ErrorBody>(&text).map(|e| e.error.message).unwrap_or(text);
             bail!("{status}: {message}");
         }
+        warn_what_lacks(resp.headers());
         let mut pending: Vec<u8> = Vec::new();
         while let Some(chunk) = resp.chunk().await? {
             pending.extend_from_slice(&chunk);
@@ -137,5 +139,18 @@ pub fn filtered(path: &str, key: &str, value: Option<&str>) -> String {
     match value {
         Some(v) => format!("{path}?{key}={}", enc(v)),
         None => path.to_string(),
+    }
+}
+
+/// The archive's answer may lack messages (`GET /api/v1/messages`): said on
+/// stderr, so the lines printed stay the messages.
+fn warn_what_lacks(headers: &reqwest::header::HeaderMap) {
+    use crate::http::api::messages::{NOT_COPIED, UNREACHABLE};
+    let named = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(nodes) = named(UNREACHABLE) {
+        eprintln!("warning: node {nodes} did not answer: messages only it holds are missing");
+    }
+    if let Some(nodes) = named(NOT_COPIED) {
+        eprintln!("warning: another node holds messages of node {nodes} that this one has not copied yet");
     }
 }

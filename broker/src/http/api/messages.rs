@@ -19,8 +19,19 @@ use crate::state::AppState;
 /// place when it was published (docs/sharing.md, "The past"). When there may
 /// be more, `Link: <…>; rel="next"` gives the next page. With `follow=true`
 /// the answer does not end: every page, then each message as it is archived.
+///
+/// Served from this node's archive. Before the first page the node asks the
+/// others how far theirs go and waits (up to 5 s) for the copies of what one
+/// holds and it lacks (a node back from being down, or new). What it may
+/// still lack is named in headers: `Hpfriends-Unreachable` (nodes that did
+/// not answer: what only they hold is missing) and `Hpfriends-Not-Copied`
+/// (publishing nodes whose messages are not all copied here yet).
 #[utoipa::path(get, path = "/api/v1/messages", tag = "messages", params(MessagesQuery),
-    responses((status = 200, description = "One message per line", body = ArchivedMessage, content_type = "application/x-ndjson"), ApiErrors))]
+    responses((status = 200, description = "One message per line", body = ArchivedMessage, content_type = "application/x-ndjson",
+        headers(
+            ("Hpfriends-Unreachable" = String, description = "Node ids, comma-separated, that did not say how far their archives go"),
+            ("Hpfriends-Not-Copied" = String, description = "Publishing node ids, comma-separated, whose messages another node holds and this one has not copied yet"),
+        )), ApiErrors))]
 pub async fn list(
     State(state): State<AppState>,
     Caller(actor): Caller,
@@ -29,14 +40,16 @@ pub async fn list(
     let axum::extract::Query(q) = query?;
     if q.follow == Some(true) {
         use futures::StreamExt;
-        let messages = messages::follow(&state, &actor, q).await?;
+        let (messages, coverage) = messages::follow(&state, &actor, q).await?;
         let lines = tokio_stream::wrappers::ReceiverStream::new(messages).map(|m| {
             let mut line = serde_json::to_vec(&m).unwrap_or_default();
             line.push(b'\n');
             Ok::<_, std::convert::Infallible>(bytes::Bytes::from(line))
         });
         let body = axum::body::Body::from_stream(lines);
-        return Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response());
+        let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+        name_what_lacks(&mut response, &coverage);
+        return Ok(response);
     }
     let again = next_query(&q);
     let page = messages::page(&state, &actor, q).await?;
@@ -47,6 +60,7 @@ pub async fn list(
         body.push(b'\n');
     }
     let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+    name_what_lacks(&mut response, &page.coverage);
     if let Some(cursor) = page.next {
         let link = format!("</api/v1/messages?{again}&cursor={cursor}>; rel=\"next\"");
         if let Ok(value) = header::HeaderValue::from_str(&link) {
@@ -54,6 +68,22 @@ pub async fn list(
         }
     }
     Ok(response)
+}
+
+/// Nodes that did not answer, and publishing nodes whose messages another
+/// node holds and this one has not copied yet: the answer may lack theirs.
+pub const UNREACHABLE: &str = "hpfriends-unreachable";
+pub const NOT_COPIED: &str = "hpfriends-not-copied";
+
+fn name_what_lacks(response: &mut Response, coverage: &messages::Coverage) {
+    for (name, nodes) in [(UNREACHABLE, &coverage.unreachable), (NOT_COPIED, &coverage.not_copied)] {
+        if !nodes.is_empty() {
+            let list: Vec<String> = nodes.iter().map(u64::to_string).collect();
+            if let Ok(value) = header::HeaderValue::from_str(&list.join(", ")) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
 }
 
 /// The query of the next page, but its cursor.
