@@ -31,6 +31,9 @@ WORKLOADS = [
     ("1→1 256 B W=4096", ["-p", "1", "-s", "1", "--window", "4096"]),
     ("1→20 256 B W=4096", ["-p", "1", "-s", "20", "--window", "4096"]),
     ("20→1 256 B W=4096", ["-p", "20", "-s", "1", "--window", "4096"]),
+    # Payloads nothing can compress (the archive compresses what it keeps).
+    ("1→1 256 B random W=4096", ["-p", "1", "-s", "1", "--window", "4096", "--random-payload"]),
+    ("1→20 256 B random W=4096", ["-p", "1", "-s", "20", "--window", "4096", "--random-payload"]),
     ("1→1 256 B open", ["-p", "1", "-s", "1"]),
     ("1→20 256 B open", ["-p", "1", "-s", "20"]),
     ("20→1 256 B open", ["-p", "20", "-s", "1"]),

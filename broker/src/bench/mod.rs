@@ -74,6 +74,10 @@ pub struct LoadArgs {
     /// Payload bytes per message (at least the 21-byte stamp).
     #[arg(long, default_value_t = 256)]
     pub size: usize,
+    /// Random bytes after each stamp (compression gains nothing) instead of
+    /// zeros.
+    #[arg(long)]
+    pub random_payload: bool,
     /// Seconds of publishing.
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
@@ -319,7 +323,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
     let publishers: Vec<_> = writers
         .into_iter()
         .enumerate()
-        .map(|(j, w)| tokio::spawn(publish(j, args.publishers, w, args.size, mode, deadline, shared.clone())))
+        .map(|(j, w)| tokio::spawn(publish(j, args.publishers, w, payloads(args), mode, deadline, shared.clone())))
         .collect();
     for p in publishers {
         p.await?.with_context(|| "a publisher failed")?;
@@ -344,15 +348,33 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
     Ok(Report::new(args, mode, &shared, elapsed, delivered_in_time, results))
 }
 
+/// What follows the stamps: zeros, or a window onto random bytes that moves
+/// with every message (no two payloads of a chunk alike).
+struct Payloads {
+    size: usize,
+    random: Vec<u8>,
+}
+
+fn payloads(args: &LoadArgs) -> Payloads {
+    use rand::RngCore;
+    let mut random = Vec::new();
+    if args.random_payload {
+        random = vec![0u8; (4 << 20).max(4 * args.size)];
+        rand::thread_rng().fill_bytes(&mut random);
+    }
+    Payloads { size: args.size, random }
+}
+
 async fn publish(
     j: usize,
     publishers: usize,
     mut w: wire::Writer,
-    size: usize,
+    payloads: Payloads,
     mode: Mode,
     deadline: Instant,
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
+    let size = payloads.size;
     let mut payload = vec![0u8; size];
     let mut seq = 0u64;
     let batch = (PUBLISH_BATCH_BYTES / size).max(1) as u64;
@@ -360,6 +382,10 @@ async fn publish(
     let mut put = |w: &mut wire::Writer, n: u64| {
         let sent_ns = shared.now_ns();
         for _ in 0..n {
+            if !payloads.random.is_empty() {
+                let at = (seq as usize * 4099) % (payloads.random.len() - size);
+                payload[STAMP_LEN..].copy_from_slice(&payloads.random[at..at + size - STAMP_LEN]);
+            }
             Stamp { probe: false, publisher: j as u32, seq, sent_ns }.write(&mut payload);
             w.publish(&payload);
             seq += 1;
