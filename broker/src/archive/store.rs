@@ -320,6 +320,11 @@ impl Store {
                 rocksdb::DBCompressionType::Lz4
             });
             o.set_write_buffer_size(if n == CF_MESSAGES { MEMTABLES / 2 } else { MEMTABLES / 8 });
+            if n == CF_MESSAGES {
+                // Chunks go to blob files when flushed: compactions move their keys, not them.
+                o.set_enable_blob_files(true);
+                o.set_min_blob_size(0);
+            }
             o.set_max_write_buffer_number(2);
             ColumnFamilyDescriptor::new(n, o)
         });
