@@ -169,19 +169,45 @@ impl Record for Message {
 /// A chunk's value: its messages, LZ4-compressed here rather than by
 /// RocksDB, so the WAL, its checksums, the memtable and compactions handle
 /// the compressed bytes (they cost the writer thread most of its time).
-fn compress(records: &[u8]) -> Vec<u8> {
-    lz4_flex::block::compress_prepend_size(records)
+///
+/// The first byte says which: `LZ4`, or `RAW` when compressing saved less
+/// than an eighth (payloads that are already compressed or encrypted); a
+/// channel whose chunk did not compress is not tried again for the next
+/// RAW_RUN chunks, which saves the writer the attempt.
+fn compress(records: &[u8], try_lz4: bool) -> Vec<u8> {
+    if try_lz4 {
+        let mut out = vec![LZ4];
+        out.extend_from_slice(&lz4_flex::block::compress_prepend_size(records));
+        if out.len() < records.len() - records.len() / 8 {
+            return out;
+        }
+    }
+    let mut out = Vec::with_capacity(1 + records.len());
+    out.push(RAW);
+    out.extend_from_slice(records);
+    out
 }
+
+const RAW: u8 = 0;
+const LZ4: u8 = 1;
+/// Chunks of a channel stored without trying to compress them after one that did not compress.
+const RAW_RUN: u32 = 16;
 
 /// The messages of a chunk, decoded one by one from its stored value.
 fn records(channel: Bytes, stored: &[u8]) -> anyhow::Result<impl Iterator<Item = anyhow::Result<Message>>> {
     let damaged = || anyhow::anyhow!("archive chunk damaged");
-    let (size, _) = lz4_flex::block::uncompressed_size(stored).map_err(|_| damaged())?;
-    // Its own data, but a damaged length must not ask for gigabytes.
-    if size > MAX_CHUNK_RECORDS {
-        return Err(damaged());
-    }
-    let mut value = Bytes::from(lz4_flex::block::decompress_size_prepended(stored).map_err(|_| damaged())?);
+    let mut value = match stored.split_first() {
+        Some((&RAW, records)) => Bytes::copy_from_slice(records),
+        Some((&LZ4, compressed)) => {
+            let (size, _) = lz4_flex::block::uncompressed_size(compressed).map_err(|_| damaged())?;
+            // Its own data, but a damaged length must not ask for gigabytes.
+            if size > MAX_CHUNK_RECORDS {
+                return Err(damaged());
+            }
+            Bytes::from(lz4_flex::block::decompress_size_prepended(compressed).map_err(|_| damaged())?)
+        }
+        _ => return Err(damaged()),
+    };
     Ok(std::iter::from_fn(move || {
         if value.is_empty() {
             return None;
@@ -288,6 +314,8 @@ pub struct Store {
     /// No chunk's `by_time` key is below it: expiry and `oldest` seek here
     /// rather than step over the tombstones of what expired before.
     floor: Mutex<Id>,
+    /// Per channel, chunks still to be stored without trying LZ4 (`compress`).
+    raw_runs: Mutex<HashMap<Vec<u8>, u32>>,
 }
 
 fn read_u64(db: &DB, key: &[u8]) -> anyhow::Result<u64> {
@@ -342,7 +370,7 @@ impl Store {
             marks.insert(node, u64::from_be_bytes(value.as_ref().try_into().map_err(|_| damaged())?));
         }
         let floor = Mutex::new(Id { time_us: 0, node: 0, seq: 0 });
-        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks), floor })
+        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks), floor, raw_runs: Mutex::default() })
     }
 
     pub fn bytes(&self) -> u64 {
@@ -447,7 +475,30 @@ impl Store {
             msg.put(&mut value);
             size += msg.size();
         }
-        batch.put_cf(self.cf(CF_MESSAGES), message_key(channel, first), compress(&value));
+        let try_lz4 = {
+            let mut raw_runs = self.raw_runs.lock().expect("archive raw runs lock poisoned");
+            match raw_runs.get_mut(channel) {
+                Some(0) | None => true,
+                Some(left) => {
+                    *left -= 1;
+                    false
+                }
+            }
+        };
+        let stored = compress(&value, try_lz4);
+        if try_lz4 {
+            let mut raw_runs = self.raw_runs.lock().expect("archive raw runs lock poisoned");
+            if stored[0] == RAW {
+                // One entry per channel that carries incompressible payloads; bounded all the same.
+                if raw_runs.len() >= 10_000 {
+                    raw_runs.clear();
+                }
+                raw_runs.insert(channel.to_vec(), RAW_RUN);
+            } else {
+                raw_runs.remove(channel);
+            }
+        }
+        batch.put_cf(self.cf(CF_MESSAGES), message_key(channel, first), stored);
         let newest = messages.iter().map(|m| m.id().time_us).max().unwrap_or(first.time_us);
         let mut by_time = Vec::with_capacity(20 + channel.len());
         by_time.put_u64(newest);
@@ -780,11 +831,56 @@ mod tests {
     #[test]
     fn given_a_damaged_chunk_then_reading_it_is_an_error_not_an_allocation() {
         // A length prefix of 2 GiB: refused before anything is allocated.
-        let stored = [0xff, 0xff, 0xff, 0x7f, 0, 0];
+        let stored = [LZ4, 0xff, 0xff, 0xff, 0x7f, 0, 0];
         assert!(records(Bytes::from_static(b"a"), &stored).is_err());
         // A length that fits but bytes that are not LZ4.
-        let mut stored = 100u32.to_le_bytes().to_vec();
+        let mut stored = vec![LZ4];
+        stored.extend_from_slice(&100u32.to_le_bytes());
         stored.extend_from_slice(&[0xf0; 8]);
         assert!(records(Bytes::from_static(b"a"), &stored).is_err());
+        // Neither kind, or nothing at all.
+        assert!(records(Bytes::from_static(b"a"), &[7, 1, 2]).is_err());
+        assert!(records(Bytes::from_static(b"a"), &[]).is_err());
+    }
+
+    #[test]
+    fn given_payloads_that_do_not_compress_then_chunks_are_stored_raw_and_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Pseudo-random payloads (xorshift), then text that compresses.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut noise = |n: usize| -> Bytes {
+            (0..n).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }).collect::<Vec<u8>>().into()
+        };
+        let mut sent = Vec::new();
+        for write in 0..3u64 {
+            let batch: Vec<Message> = (0..50)
+                .map(|i| {
+                    let mut m = message(2, write * 50 + i, "r");
+                    m.payload = if write < 2 { noise(300) } else { Bytes::from(vec![b'a'; 300]) };
+                    m
+                })
+                .collect();
+            store.append(&batch).unwrap();
+            sent.extend(batch);
+        }
+        let kinds: Vec<u8> = store
+            .db
+            .iterator_cf(store.cf(CF_MESSAGES), IteratorMode::Start)
+            .map(|item| item.unwrap().1[0])
+            .collect();
+        // The first did not compress; the next RAW_RUN are stored raw untried, even the third, which would compress.
+        assert_eq!(kinds, [RAW, RAW, RAW]);
+        let read = store.scan_origin(2, 0, None, 1_000, usize::MAX).unwrap().messages;
+        assert_eq!(read, sent);
+        // A channel whose payloads compress is stored compressed.
+        store.append(&(0..50).map(|s| message(3, s, "t")).collect::<Vec<_>>()).unwrap();
+        let last = store.db.iterator_cf(store.cf(CF_MESSAGES), IteratorMode::End).next().unwrap().unwrap();
+        assert_eq!(last.1[0], LZ4);
     }
 }
