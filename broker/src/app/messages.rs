@@ -150,6 +150,21 @@ pub async fn follow(
     actor: &Actor,
     q: MessagesQuery,
 ) -> Result<(tokio::sync::mpsc::Receiver<ArchivedMessage>, Coverage), AppError> {
+    follow_after(state, actor, q, Shown::new()).await
+}
+
+/// Per publishing node, the number of the last message a reader was given.
+pub type Shown = std::collections::HashMap<u64, u64>;
+
+/// `follow`, but without what `shown` says the reader has already: a stream
+/// taken up again where it broke (the Live page's reconnect). Each node's
+/// messages come in the order of their numbers, so that is exact.
+pub async fn follow_after(
+    state: &AppState,
+    actor: &Actor,
+    q: MessagesQuery,
+    shown: Shown,
+) -> Result<(tokio::sync::mpsc::Receiver<ArchivedMessage>, Coverage), AppError> {
     if q.until.is_some() || q.cursor.is_some() {
         return Err(AppError::invalid(Field::Time, "follow reads on from since: until and cursor cannot be given"));
     }
@@ -159,7 +174,8 @@ pub async fn follow(
     let state = state.clone();
     tokio::spawn(async move {
         let marks = a.archive.marks();
-        let below = |m: &archive::Message| m.id.seq < marks.get(&m.id.node).copied().unwrap_or(0);
+        let new = |m: &archive::Message| shown.get(&m.id.node).is_none_or(|last| m.id.seq > *last);
+        let below = |m: &archive::Message| m.id.seq < marks.get(&m.id.node).copied().unwrap_or(0) && new(m);
         let mut after = None;
         loop {
             let Ok(readers) = readers(&state, &a) else { return };
@@ -174,7 +190,12 @@ pub async fn follow(
                 _ => break,
             }
         }
+        // Following starts past the marks, and past what was shown.
         let mut at = marks;
+        for (node, last) in &shown {
+            let from = at.entry(*node).or_default();
+            *from = (*from).max(last + 1);
+        }
         let mut written = a.archive.watch_written();
         // Until the reader hangs up: checked on every look, as a busy archive
         // may hold nothing for it to be sent for a long while.

@@ -250,6 +250,9 @@ fn origin_key(node: u64, seq: u64) -> [u8; 16] {
     k
 }
 
+/// Messages of one channel and publishing node in a write.
+type Group<'a, R> = ((&'a [u8], u64), Vec<&'a R>);
+
 /// Fixed bytes of a `by_origin` value, before the channel.
 const ORIGIN_FIXED: usize = 8 + 8 + 8 + 4 + 8;
 
@@ -418,12 +421,12 @@ impl Store {
     pub fn append<R: Record>(&self, messages: &[R]) -> anyhow::Result<()> {
         // By channel and node. A batch holds few of them, mostly in runs:
         // the last group is tried first, then the others one by one.
-        let mut groups: Vec<((&[u8], u64), Vec<&R>)> = Vec::new();
+        let mut groups: Vec<Group<R>> = Vec::new();
         // Per node, the first number of this write: where a reader from inside it starts.
         let mut write_first: Vec<(u64, u64)> = Vec::new();
         for msg in messages {
             let (id, channel) = (msg.id(), msg.channel());
-            let same = |((c, n), _): &&mut ((&[u8], u64), Vec<&R>)| *n == id.node && *c == channel;
+            let same = |((c, n), _): &&mut Group<R>| *n == id.node && *c == channel;
             match groups.last_mut().filter(same) {
                 Some((_, group)) => group.push(msg),
                 None => match groups.iter_mut().rev().find(same) {

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use super::forms::channel_list;
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::{ClientIp, SignedInUser};
+use crate::app::messages::Shown;
 use crate::app::types::{ArchivedMessage, MessagesQuery};
 use crate::app::AppError;
 use crate::hpfeeds::close::CloseReason;
@@ -214,8 +215,12 @@ impl Drop for Subscribed {
 enum Source {
     /// The switchboard, as an hpfeeds subscriber.
     Now { queue: OutboundReceiver, close: CancellationToken, _subscribed: Subscribed },
-    /// The archive, from a point in the past on, a follower per channel.
-    Past(futures::stream::SelectAll<tokio_stream::wrappers::ReceiverStream<ArchivedMessage>>),
+    /// The archive, from a point in the past on, a follower per channel, and
+    /// per channel what was sent (each event's id: a reconnect goes on from it).
+    Past {
+        followers: futures::stream::SelectAll<tokio_stream::wrappers::ReceiverStream<ArchivedMessage>>,
+        shown: Vec<(String, Shown)>,
+    },
 }
 
 struct Live {
@@ -238,8 +243,11 @@ pub async fn events(
     u: SignedInUser,
     ClientIp(ip): ClientIp,
     Query(q): Query<LiveQuery>,
+    headers: axum::http::HeaderMap,
 ) -> Response {
     let SignedInUser(signed, me) = u;
+    // An EventSource that reconnects sends the last event's id.
+    let last_event = headers.get("last-event-id").and_then(|v| v.to_str().ok()).unwrap_or("");
     let (channels, from) = match (asked(&q.channels), start_from(&q.from)) {
         (Ok(c), Ok(from)) if !c.is_empty() => (c, from),
         (Ok(_), Ok(_)) => return (StatusCode::BAD_REQUEST, "name at least one channel").into_response(),
@@ -254,7 +262,7 @@ pub async fn events(
     };
     let source = match from {
         None => subscribe(&state, owner, channels),
-        Some(ago) => match follow(&state, &me, channels, ago).await {
+        Some(ago) => match follow(&state, &me, channels, ago, last_event).await {
             Ok(source) => source,
             Err(e) => return (e.status(), e.to_string()).into_response(),
         },
@@ -291,22 +299,73 @@ fn subscribe(state: &AppState, owner: hpfriends_graph::UserId, channels: Vec<Str
     Source::Now { queue, close, _subscribed: subscribed }
 }
 
-/// The stream as followers of the archive from `ago` on.
+/// The stream as followers of the archive from `ago` on, without what
+/// `last_event` (an event id of `shown_id`) says was sent already.
 async fn follow(
     state: &AppState,
     me: &str,
     channels: Vec<String>,
     ago: std::time::Duration,
+    last_event: &str,
 ) -> Result<Source, AppError> {
     let since = std::time::SystemTime::now().checked_sub(ago).unwrap_or(std::time::UNIX_EPOCH);
     let since = since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut before = parse_shown(last_event, channels.len());
     let mut followers = Vec::new();
-    for channel in channels {
-        let q = MessagesQuery { channel, since: Some(since.to_string()), follow: Some(true), ..Default::default() };
-        let (rx, _) = crate::app::messages::follow(state, &Actor::User(me.to_string()), q).await?;
+    let mut shown = Vec::new();
+    for (i, channel) in channels.into_iter().enumerate() {
+        let before = std::mem::take(&mut before[i]);
+        let q = MessagesQuery {
+            channel: channel.clone(),
+            since: Some(since.to_string()),
+            follow: Some(true),
+            ..Default::default()
+        };
+        let actor = Actor::User(me.to_string());
+        let (rx, _) = crate::app::messages::follow_after(state, &actor, q, before.clone()).await?;
         followers.push(tokio_stream::wrappers::ReceiverStream::new(rx));
+        shown.push((channel, before));
     }
-    Ok(Source::Past(futures::stream::select_all(followers)))
+    Ok(Source::Past { followers: futures::stream::select_all(followers), shown })
+}
+
+/// Nodes per channel an event id names, at most (a cluster has a few).
+const ID_NODES: usize = 64;
+
+/// An event id: per channel, in the order asked, `node.seq` of the last
+/// message sent from each node, `-` between nodes and `_` between channels.
+fn shown_id(shown: &[(String, Shown)]) -> String {
+    let channel = |s: &Shown| {
+        let mut nodes: Vec<_> = s.iter().collect();
+        nodes.sort();
+        nodes.iter().map(|(n, q)| format!("{n}.{q}")).collect::<Vec<_>>().join("-")
+    };
+    shown.iter().map(|(_, s)| channel(s)).collect::<Vec<_>>().join("_")
+}
+
+/// What `shown_id` wrote, for `channels` channels; anything else (a
+/// client's own id, a different channel list) as nothing shown.
+fn parse_shown(id: &str, channels: usize) -> Vec<Shown> {
+    let parse = || -> Option<Vec<Shown>> {
+        let parts: Vec<&str> = id.split('_').collect();
+        if id.is_empty() || parts.len() != channels {
+            return None;
+        }
+        parts
+            .iter()
+            .map(|part| {
+                let nodes: Vec<&str> = part.split('-').filter(|n| !n.is_empty()).collect();
+                if nodes.len() > ID_NODES {
+                    return None;
+                }
+                nodes
+                    .iter()
+                    .map(|n| n.split_once('.').and_then(|(n, q)| Some((n.parse().ok()?, q.parse().ok()?))))
+                    .collect::<Option<Shown>>()
+            })
+            .collect()
+    };
+    parse().unwrap_or_else(|| vec![Shown::new(); channels])
 }
 
 impl Live {
@@ -332,7 +391,12 @@ impl Live {
                             messages(&frames)
                         })),
                     },
-                    Source::Past(followers) => Ok(followers.next().await.map(|m| vec![archived(&m)])),
+                    Source::Past { followers, shown } => Ok(followers.next().await.map(|m| {
+                        if let Some((_, s)) = shown.iter_mut().find(|(c, _)| *c == m.channel) {
+                            s.insert(m.node, m.seq);
+                        }
+                        vec![archived(&m).id(shown_id(shown))]
+                    })),
                 }
             };
             tokio::select! {

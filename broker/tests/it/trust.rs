@@ -282,6 +282,69 @@ async fn given_the_live_page_started_an_hour_ago_then_it_shows_what_was_publishe
     assert!(seen.find("published-before") < seen.find("published-after"), "{seen}");
 }
 
+/// The payloads of the events read from `stream` until each of `until` came,
+/// each with its event id.
+async fn live_events(stream: &mut reqwest::Response, until: &[&str]) -> Vec<(String, String)> {
+    let mut text = String::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if until.iter().all(|u| text.contains(u)) && text.ends_with("\n\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "not every one of {until:?}:\n{text}");
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim_start);
+            let data = field("data:")?;
+            let payload = serde_json::from_str::<serde_json::Value>(data).ok()?["payload"].as_str()?.to_string();
+            let id = field("id:").unwrap_or("").to_string();
+            Some((payload, id))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn given_the_live_page_from_the_past_reconnects_then_it_goes_on_after_the_last_message_it_showed() {
+    let n = start_node(|_| {}).await;
+    add_jojo(&n).await;
+    // Two channels: the id carries each one's place.
+    n.write(Command::AddKey(AuthKey { publish: vec!["c".into(), "d".into()], ..key("k", "jojo") })).await;
+    let mut sensor = Client::login(n.running.hpfeeds_addr, "k", "jojo-long-secret").await;
+    sensor.publish("d", b"on-d").await;
+    for i in 0..5 {
+        sensor.publish("c", format!("m{i}").as_bytes()).await;
+    }
+    let session = jojo_session(&n, 600).await;
+    let url = format!("http://{}/live/events?channels=c,d&from=1h", n.running.http_addr);
+    let http = reqwest::Client::new();
+    let mut first = http.get(&url).header("cookie", &session).send().await.unwrap();
+    let events = live_events(&mut first, &["m4", "on-d"]).await;
+    let on_c = |events: &[(String, String)]| -> Vec<String> {
+        events.iter().map(|(p, _)| p.clone()).filter(|p| p != "on-d").collect()
+    };
+    assert_eq!(on_c(&events), ["m0", "m1", "m2", "m3", "m4"], "{events:?}");
+    drop(first);
+    // The browser reconnects with the id of the last event it took (here m2's, as if what came after was lost).
+    let m2 = events.iter().position(|(p, _)| p == "m2").unwrap();
+    let last_id = events[m2].1.clone();
+    assert!(!last_id.is_empty(), "events from the past carry an id");
+    let d_shown = events[..m2].iter().any(|(p, _)| p == "on-d");
+    sensor.publish("c", b"m5").await;
+    let mut again = http.get(&url).header("cookie", &session).header("last-event-id", &last_id).send().await.unwrap();
+    let events = live_events(&mut again, if d_shown { &["m5"] } else { &["m5", "on-d"] }).await;
+    assert_eq!(on_c(&events), ["m3", "m4", "m5"], "after m2, each once: {events:?}");
+    // The other channel goes on from its own place: again only if it was not shown before m2.
+    assert_eq!(events.iter().any(|(p, _)| p == "on-d"), !d_shown, "{events:?}");
+    // An id this server did not write starts from the chosen point again.
+    let mut other = http.get(&url).header("cookie", &session).header("last-event-id", "7.x_").send().await.unwrap();
+    let events = live_events(&mut other, &["m5", "on-d"]).await;
+    assert_eq!(events.len(), 7, "{events:?}");
+}
+
 /// The user jojo, with the password "correct horse battery".
 async fn add_jojo(n: &crate::common::Node) {
     add_user_with_password(n, "jojo").await;

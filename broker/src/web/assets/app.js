@@ -73,7 +73,8 @@ if (live) {
   const kept = 200;
   let paused = false;
   let arrived = 0;
-  // From the past: each message in the order kept, then on live. A reconnect starts there again.
+  // From the past: each message in the order kept, then on live. A reconnect sends the last
+  // event's id and goes on after the last message shown, per channel.
   const from = live.dataset.from ? "&from=" + encodeURIComponent(live.dataset.from) : "";
   const feed = new EventSource("/live/events?channels=" + encodeURIComponent(live.dataset.channels) + from);
   feed.addEventListener("open", () => { status.textContent = "Connected"; });
