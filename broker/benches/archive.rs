@@ -4,7 +4,8 @@
 //! its peak, sampled every 20 ms, and the rate); then `GET /api/v1/messages`
 //! page by page (10,000 a page, following `Link`) as the reader, five rounds;
 //! prints messages per second per round and their median, and the archive's
-//! bytes on disk per message.
+//! bytes on disk per message. Last, what an owner's keep costs: one purge
+//! pass over a channel of a million messages, five rounds.
 //!
 //! cargo bench -p hpfriends --bench archive
 
@@ -189,6 +190,58 @@ fn main() {
         println!("replay to one reader, median of {ROUNDS} rounds: {:.0} messages/s", median(rates));
         running.stop().await;
     });
+    purge();
+}
+
+/// What an owner's keep costs the writer on a busy channel: one purge pass
+/// (`Store::purge`, at most once a minute per channel) over 1,000,000
+/// messages of two owners, one of whom keeps for less than the node.
+fn purge() {
+    use bytes::Bytes;
+    use hpfriends_broker::archive::store::{Id, Message, Store};
+    let mut times = Vec::new();
+    for round in 1..=ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Ten minutes of a channel at 1,667 messages a second, in the writer's batches.
+        let batch: Vec<Message> = (0..4096u64)
+            .map(|i| Message {
+                id: Id { time_us: 0, node: 1, seq: i },
+                owner: 1 + (i % 2) as u32,
+                position: 0,
+                ident: Bytes::from_static(b"sensor"),
+                channel: Bytes::from_static(b"busy"),
+                payload: Bytes::from(vec![b'x'; 256]),
+            })
+            .collect();
+        let mut seq = 0;
+        while seq < MESSAGES as u64 {
+            let messages: Vec<Message> = batch
+                .iter()
+                .take(MESSAGES - seq as usize)
+                .map(|m| {
+                    let n = seq + m.id.seq;
+                    Message { id: Id { time_us: 1_000_000 + n * 600, node: 1, seq: n }, ..m.clone() }
+                })
+                .collect();
+            seq += messages.len() as u64;
+            store.append(&messages).unwrap();
+        }
+        // Owner 2 keeps five minutes: half of their messages go.
+        let keep_from = 1_000_000 + 300_000_000;
+        let start = Instant::now();
+        let gone = store.purge(b"busy", 0, u64::MAX, |m| m.owner != 2 || m.id.time_us >= keep_from).unwrap();
+        let took = start.elapsed();
+        assert_eq!(gone, 250_000, "half of owner 2's messages");
+        println!("purge round {round}: {MESSAGES} messages looked at, {gone} deleted, in {took:.2?}");
+        times.push(took.as_secs_f64());
+    }
+    let t = median(times);
+    println!(
+        "purge of a channel with {MESSAGES} messages, median of {ROUNDS}: {:.2} s ({:.0} messages looked at a second)",
+        t,
+        MESSAGES as f64 / t
+    );
 }
 
 /// A logged-in hpfeeds connection of `ident` (its secret is its ident).
