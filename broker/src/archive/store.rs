@@ -174,7 +174,11 @@ impl Record for Message {
 /// than a quarter (payloads that are already compressed or encrypted); a
 /// channel whose chunk did not compress is not tried again for the next
 /// RAW_RUN chunks, which saves the writer the attempt.
-fn compress(records: &[u8], try_lz4: bool) -> Vec<u8> {
+///
+/// `raw` is the tag `RAW` followed by the records: kept as it is when it is
+/// not worth compressing (no copy).
+fn compress(raw: Vec<u8>, try_lz4: bool) -> Vec<u8> {
+    let records = &raw[1..];
     if try_lz4 {
         let mut out = vec![LZ4];
         out.extend_from_slice(&lz4_flex::block::compress_prepend_size(records));
@@ -182,10 +186,7 @@ fn compress(records: &[u8], try_lz4: bool) -> Vec<u8> {
             return out;
         }
     }
-    let mut out = Vec::with_capacity(1 + records.len());
-    out.push(RAW);
-    out.extend_from_slice(records);
-    out
+    raw
 }
 
 const RAW: u8 = 0;
@@ -492,7 +493,8 @@ impl Store {
         last_seq: u64,
         write_first: u64,
     ) -> u64 {
-        let mut value = Vec::with_capacity(messages.iter().map(|m| m.size() as usize).sum());
+        let mut value = Vec::with_capacity(1 + messages.iter().map(|m| m.size() as usize).sum::<usize>());
+        value.push(RAW);
         let mut size = CHUNK_OVERHEAD + channel.len() as u64;
         for msg in messages {
             msg.put(&mut value);
@@ -508,7 +510,7 @@ impl Store {
                 }
             }
         };
-        let stored = compress(&value, try_lz4);
+        let stored = compress(value, try_lz4);
         if try_lz4 {
             let mut raw_runs = self.raw_runs.lock().expect("archive raw runs lock poisoned");
             if stored[0] == RAW {
