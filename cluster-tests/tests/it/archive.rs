@@ -189,6 +189,8 @@ fn given_a_node_back_from_being_down_then_its_first_answer_holds_what_the_others
     let mut want: Vec<String> = numbered("while-3-was-down", 50_000);
     c.node(3).restart().unwrap();
     c.node(3).wait_ready().unwrap();
+    // Mark's token is a Raft entry: a linearizable read makes node 3 apply it.
+    c.nodes[2].ctl(&["--consistent", "user", "list"]).unwrap();
     // The first answer, not a retry: node 3 fetched from the others what it lacked.
     let (got, warnings) = replay_with_warnings(&c.nodes[2], &mark);
     let got: Vec<String> = got.into_iter().map(|p| p.trim_end_matches('.').to_string()).collect();
