@@ -156,11 +156,13 @@ fn given_ctl_messages_follow_on_one_node_then_what_is_published_on_another_arriv
     assert_eq!(got, want, "node 3 follows node 1's publishes: each once, in order");
 }
 
-/// `ctl messages` as mark through `node`: the payloads printed and what it said on stderr.
-fn replay_with_warnings(node: &NodeProcess, token: &str) -> (Vec<String>, String) {
+/// `ctl messages` as mark through `node` (`extra` arguments after the
+/// channel): the payloads printed and what it said on stderr.
+fn replay_with_warnings(node: &NodeProcess, token: &str, extra: &[&str]) -> (Vec<String>, String) {
     let out = std::process::Command::new(hpfriends_bin())
         .args(["ctl", "--json", "--server", &node.url(), "--token", token])
         .args(["messages", "--channel", "c", "--limit", "100000"])
+        .args(extra)
         .output()
         .unwrap();
     assert!(out.status.success(), "ctl messages: {}", String::from_utf8_lossy(&out.stderr));
@@ -174,35 +176,36 @@ fn replay_with_warnings(node: &NodeProcess, token: &str) -> (Vec<String>, String
 #[test]
 fn given_a_node_back_from_being_down_then_its_first_answer_holds_what_the_others_kept_and_an_unreachable_node_is_named() {
     let (mut c, mark) = three_nodes(&[]);
-    // Enough that copying it to node 3 takes a while after node 3 is ready.
+    // Mark's token is a Raft entry: a linearizable read makes node 3 apply it
+    // before it goes down (asked at once when it is back, it must know it).
+    c.nodes[2].ctl(&["--consistent", "user", "list"]).unwrap();
     c.node(3).kill();
-    hpfriends_cluster_tests::publish_numbered_padded(
-        c.nodes[0].hpfeeds_addr,
-        "jojo-sensor",
-        "j",
-        "c",
-        "while-3-was-down",
-        50_000,
-        1024,
-    )
-    .unwrap();
-    let mut want: Vec<String> = numbered("while-3-was-down", 50_000);
+    // 50 MB that node 3 copies first (oldest first), then a tail published from a whole second on.
+    let bulk = ("while-3-was-down", 50_000);
+    hpfriends_cluster_tests::publish_numbered_padded(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", bulk.0, bulk.1, 1024)
+        .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let tail_from = now.as_secs() + 1;
+    std::thread::sleep(Duration::from_secs(tail_from) - now);
+    publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "tail", 100).unwrap();
     c.node(3).restart().unwrap();
     c.node(3).wait_ready().unwrap();
-    // Mark's token is a Raft entry: a linearizable read makes node 3 apply it.
-    c.nodes[2].ctl(&["--consistent", "user", "list"]).unwrap();
-    // The first answer, not a retry: node 3 fetched from the others what it lacked.
-    let (got, warnings) = replay_with_warnings(&c.nodes[2], &mark);
-    let got: Vec<String> = got.into_iter().map(|p| p.trim_end_matches('.').to_string()).collect();
-    assert_eq!(got.len(), want.len(), "every message once, at the first ask; stderr: {warnings}");
-    assert_eq!(got, want, "in the order published");
+    // The first answer, not a retry: node 3 fetched from the others what it
+    // lacked, though the tail is the last of what it copies.
+    let (got, warnings) = replay_with_warnings(&c.nodes[2], &mark, &["--since", &tail_from.to_string()]);
+    assert_eq!(got, numbered("tail", 100), "the tail, at the first ask; stderr: {warnings}");
     assert!(warnings.is_empty(), "nothing lacks: {warnings}");
+    let (got, _) = replay_with_warnings(&c.nodes[2], &mark, &[]);
+    let got: Vec<String> = got.into_iter().map(|p| p.trim_end_matches('.').to_string()).collect();
+    let mut want = numbered(bulk.0, bulk.1);
+    want.extend(numbered("tail", 100));
+    assert_eq!(got, want, "everything once, in the order published");
 
     // Node 2 is down: node 1 answers with what it holds and names node 2.
     c.node(2).kill();
     publish_numbered(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", "while-2-was-down", 10).unwrap();
     want.extend(numbered("while-2-was-down", 10));
-    let (got, warnings) = replay_with_warnings(&c.nodes[0], &mark);
+    let (got, warnings) = replay_with_warnings(&c.nodes[0], &mark, &[]);
     assert_eq!(got.len(), want.len());
     assert!(warnings.contains("node 2 did not answer"), "{warnings}");
     assert!(!warnings.contains("node 3"), "node 3 answered: {warnings}");
