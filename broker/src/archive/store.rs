@@ -394,7 +394,14 @@ impl Store {
             marks.insert(node, u64::from_be_bytes(value.as_ref().try_into().map_err(|_| damaged())?));
         }
         let floor = Mutex::new(Id { time_us: 0, node: 0, seq: 0 });
-        Ok(Store { db, bytes: bytes.into(), messages: messages.into(), marks: Mutex::new(marks), floor, raw_runs: Mutex::default() })
+        Ok(Store {
+            db,
+            bytes: bytes.into(),
+            messages: messages.into(),
+            marks: Mutex::new(marks),
+            floor,
+            raw_runs: Mutex::default(),
+        })
     }
 
     pub fn bytes(&self) -> u64 {
@@ -710,8 +717,7 @@ impl Store {
         for item in self.db.iterator_cf_opt(m, opts, IteratorMode::From(&start, Direction::Forward)) {
             let (key, value) = item?;
             let first = Id::from_bytes(&key[prefix..]).ok_or_else(|| anyhow::anyhow!("archive key damaged"))?;
-            let all: Vec<Message> =
-                records(shared.clone(), &value)?.collect::<anyhow::Result<_>>()?;
+            let all: Vec<Message> = records(shared.clone(), &value)?.collect::<anyhow::Result<_>>()?;
             let left: Vec<&Message> = all.iter().filter(|msg| kept(msg)).collect();
             if left.len() == all.len() {
                 continue;
@@ -875,12 +881,15 @@ mod tests {
         // Pseudo-random payloads (xorshift), then text that compresses.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut noise = |n: usize| -> Bytes {
-            (0..n).map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            }).collect::<Vec<u8>>().into()
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect::<Vec<u8>>()
+                .into()
         };
         let mut sent = Vec::new();
         for write in 0..3u64 {
@@ -894,11 +903,8 @@ mod tests {
             store.append(&batch).unwrap();
             sent.extend(batch);
         }
-        let kinds: Vec<u8> = store
-            .db
-            .iterator_cf(store.cf(CF_MESSAGES), IteratorMode::Start)
-            .map(|item| item.unwrap().1[0])
-            .collect();
+        let kinds: Vec<u8> =
+            store.db.iterator_cf(store.cf(CF_MESSAGES), IteratorMode::Start).map(|item| item.unwrap().1[0]).collect();
         // The first did not compress; the next RAW_RUN are stored raw untried, even the third, which would compress.
         assert_eq!(kinds, [RAW, RAW, RAW]);
         let read = store.scan_origin(2, 0, None, 1_000, usize::MAX).unwrap().messages;

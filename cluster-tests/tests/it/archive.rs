@@ -174,7 +174,8 @@ fn replay_with_warnings(node: &NodeProcess, token: &str, extra: &[&str]) -> (Vec
 }
 
 #[test]
-fn given_a_node_back_from_being_down_then_its_first_answer_holds_what_the_others_kept_and_an_unreachable_node_is_named() {
+fn given_a_node_back_from_being_down_then_its_first_answer_holds_what_the_others_kept_and_an_unreachable_node_is_named()
+{
     let (mut c, mark) = three_nodes(&[]);
     // Mark's token is a Raft entry: a linearizable read makes node 3 apply it
     // before it goes down (asked at once when it is back, it must know it).
@@ -187,8 +188,16 @@ fn given_a_node_back_from_being_down_then_its_first_answer_holds_what_the_others
     let mut want = Vec::new();
     for round in 0..4 {
         let prefix = format!("bulk{round}");
-        hpfriends_cluster_tests::publish_numbered_padded(c.nodes[0].hpfeeds_addr, "jojo-sensor", "j", "c", &prefix, 12_500, 1024)
-            .unwrap();
+        hpfriends_cluster_tests::publish_numbered_padded(
+            c.nodes[0].hpfeeds_addr,
+            "jojo-sensor",
+            "j",
+            "c",
+            &prefix,
+            12_500,
+            1024,
+        )
+        .unwrap();
         want.extend(numbered(&prefix, 12_500));
         wait_for("node 1 to archive the round", DEADLINE, || {
             let held = hpfriends_cluster_tests::metric(c.nodes[0].http_addr, "hpfriends_archive_messages").ok()?;
