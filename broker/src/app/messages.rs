@@ -150,7 +150,7 @@ pub async fn follow(
     actor: &Actor,
     q: MessagesQuery,
 ) -> Result<(tokio::sync::mpsc::Receiver<ArchivedMessage>, Coverage), AppError> {
-    follow_after(state, actor, q, Shown::new()).await
+    follow_after(state, actor, q, Shown::new(), true).await
 }
 
 /// Per publishing node, the number of the last message a reader was given.
@@ -158,18 +158,21 @@ pub type Shown = std::collections::HashMap<u64, u64>;
 
 /// `follow`, but without what `shown` says the reader has already: a stream
 /// taken up again where it broke (the Live page's reconnect). Each node's
-/// messages come in the order of their numbers, so that is exact.
+/// messages come in the order of their numbers, so that is exact. The
+/// catch-up with the other nodes is the node's, not the channel's: a reader
+/// of several channels asks for it with the first only.
 pub async fn follow_after(
     state: &AppState,
     actor: &Actor,
     q: MessagesQuery,
     shown: Shown,
+    catch_up: bool,
 ) -> Result<(tokio::sync::mpsc::Receiver<ArchivedMessage>, Coverage), AppError> {
     if q.until.is_some() || q.cursor.is_some() {
         return Err(AppError::invalid(Field::Time, "follow reads on from since: until and cursor cannot be given"));
     }
     let a = asked(state, actor, q)?;
-    let coverage = covered(state, &a).await;
+    let coverage = if catch_up { covered(state, &a).await } else { Coverage::default() };
     let (tx, rx) = tokio::sync::mpsc::channel(FOLLOW_AHEAD);
     let state = state.clone();
     tokio::spawn(async move {

@@ -32,8 +32,9 @@ pub use store::{ChunkSummary, Cursor, Id, Message, Record, Scanned};
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages in one write, at most.
 const BATCH: usize = 4096;
-/// Messages a publishing session gathers before it hands them over, at most.
+/// Messages and bytes a publishing session gathers before it hands them over, at most.
 const OFFER_BATCH: usize = 256;
+const OFFER_BYTES: usize = 256 * 1024;
 /// How often the writer expires old messages and reports, when idle.
 const TICK: Duration = Duration::from_secs(1);
 /// How often each channel with owners' keeps is purged, at most.
@@ -113,7 +114,8 @@ enum Job {
 
 /// Messages of one publishing session on their way to the archive, handed
 /// to the writer together: once per read of the client's socket (or every
-/// OFFER_BATCH messages of a client that keeps it busy), not per message.
+/// OFFER_BATCH messages or OFFER_BYTES of a client that keeps it busy), not
+/// per message.
 /// They are stamped with the time of that read: they arrived together.
 pub struct Offers {
     archive: Option<Arc<Archive>>,
@@ -123,9 +125,9 @@ pub struct Offers {
 }
 
 impl Offers {
-    /// For a node without an archive: keeps nothing.
-    pub fn none() -> Offers {
-        Offers { archive: None, pending: Vec::new(), bytes: 0, time_us: 0 }
+    /// Into `archive`; with none (`archive = false`), keeps nothing.
+    pub fn new(archive: Option<Arc<Archive>>) -> Offers {
+        Offers { archive, pending: Vec::new(), bytes: 0, time_us: 0 }
     }
 
     /// The publish path's only cost: a push (and a clock read per batch).
@@ -138,7 +140,8 @@ impl Offers {
         }
         self.bytes += frame.raw().len();
         self.pending.push(Pending { frame: frame.clone(), owner, position, time_us: self.time_us });
-        if self.pending.len() >= OFFER_BATCH {
+        // Bounded in bytes too: the frames held here keep their read buffers alive.
+        if self.pending.len() >= OFFER_BATCH || self.bytes >= OFFER_BYTES {
             self.flush();
         }
     }
@@ -204,11 +207,6 @@ impl Archive {
             written,
             keeps,
         }))
-    }
-
-    /// A publishing session's way into the archive.
-    pub fn offers(self: &Arc<Self>) -> Offers {
-        Offers { archive: Some(self.clone()), pending: Vec::new(), bytes: 0, time_us: 0 }
     }
 
     /// Hands a session's publishes to the writer, or drops them from the
@@ -561,5 +559,25 @@ mod tests {
         assert!(!keep_copy(&mut marks, 1, 2, &id(1, 0)));
         assert_eq!(marks.get(&2), Some(&8));
         assert_eq!(marks.get(&1), None);
+    }
+
+    #[test]
+    fn given_large_publishes_then_a_session_hands_them_over_before_it_holds_more_than_offer_bytes() {
+        use crate::protocol::frame::{decode, encode_publish, Frame, Limits};
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention { keep: Duration::from_secs(3600), max_bytes: u64::MAX };
+        let archive = Archive::open(dir.path(), 1, retention).unwrap();
+        let mut offers = Offers::new(Some(archive.clone()));
+        let mut wire = bytes::BytesMut::from(&encode_publish(b"i", b"c", &[7; 100 * 1024])[..]);
+        let Some(Frame::Publish(frame)) = decode(&mut wire, &Limits::default()).unwrap() else { panic!("a PUBLISH") };
+        // Far fewer than OFFER_BATCH messages, but past OFFER_BYTES: handed over.
+        for _ in 0..3 {
+            offers.push(1, 0, &frame);
+            assert!(offers.bytes < OFFER_BYTES + frame.raw().len(), "held {} bytes", offers.bytes);
+        }
+        assert_eq!(offers.pending.len(), 0, "the third reached OFFER_BYTES: all three handed over");
+        drop(offers);
+        archive.stop();
+        assert_eq!(archive.messages(), 3);
     }
 }

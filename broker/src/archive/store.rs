@@ -361,7 +361,7 @@ impl Store {
         opts.set_max_total_wal_size(2 * MEMTABLES as u64);
         // Flushes write each byte once more; through the page cache that copy
         // cost the node a seventh of its CPU. Not every file system takes
-        // O_DIRECT (tmpfs does not): asked of this one first.
+        // O_DIRECT: asked of this one first.
         opts.set_use_direct_io_for_flush_and_compaction(takes_direct_io(dir));
         let cfs = [CF_MESSAGES, CF_BY_TIME, CF_BY_ORIGIN, CF_META].map(|n| {
             let mut o = Options::default();

@@ -199,7 +199,7 @@ pub async fn catch_up(node: &ConsensusNode, archive: &Archive) -> Coverage {
         if lacks.is_empty() {
             break;
         }
-        if tokio::time::timeout_at(deadline, written.changed()).await.is_err() {
+        if !matches!(tokio::time::timeout_at(deadline, written.changed()).await, Ok(Ok(()))) {
             coverage.not_copied = lacks;
             break;
         }

@@ -106,14 +106,14 @@ impl Switchboard {
         self.deliver_local(owner, channel, publish.raw(), 1, readers)
     }
 
+    /// A publishing session's way into this node's archive (if it keeps one).
+    pub fn offers(&self) -> Offers {
+        Offers::new(self.archive.clone())
+    }
+
     /// Publishes forwarded by a peer (`frames`: one or more whole PUBLISH
     /// frames of `owner` on `channel`): checked again with this node's index
     /// (a denial on either side wins) and delivered locally only, all at once.
-    /// A publishing session's way into this node's archive (if it keeps one).
-    pub fn offers(&self) -> Offers {
-        self.archive.as_ref().map_or_else(Offers::none, |a| a.offers())
-    }
-
     pub fn publish_from_peer(&self, owner: UserId, channel: &[u8], frames: &Bytes, messages: u64) -> Delivery {
         let view = self.view.load();
         let readers = std::str::from_utf8(channel).ok().and_then(|c| view.index.readers(owner, c));

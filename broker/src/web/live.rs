@@ -322,7 +322,7 @@ async fn follow(
             ..Default::default()
         };
         let actor = Actor::User(me.to_string());
-        let (rx, _) = crate::app::messages::follow_after(state, &actor, q, before.clone()).await?;
+        let (rx, _) = crate::app::messages::follow_after(state, &actor, q, before.clone(), i == 0).await?;
         followers.push(tokio_stream::wrappers::ReceiverStream::new(rx));
         shown.push((channel, before));
     }
