@@ -53,6 +53,8 @@ pub enum GraphError {
     UnknownToken { user: String, label: String },
     #[error("{0}")]
     InvalidSetting(String),
+    #[error("invalid filter {part}: {reason}")]
+    InvalidFilter { part: String, reason: String },
     #[error("this node cannot read a log entry written by a newer version: {0}")]
     UnknownCommand(String),
 }
@@ -116,6 +118,7 @@ impl GraphError {
             Self::TokenExists { .. } => "token_exists",
             Self::UnknownToken { .. } => "unknown_token",
             Self::InvalidSetting(_) => "invalid_setting",
+            Self::InvalidFilter { .. } => "invalid_filter",
         }
     }
 }
@@ -152,6 +155,7 @@ mod tests {
             GraphError::TokenExists { user: s(), label: s() },
             GraphError::UnknownToken { user: s(), label: s() },
             GraphError::InvalidSetting(s()),
+            GraphError::InvalidFilter { part: s(), reason: s() },
         ];
         for e in all {
             let json = serde_json::to_string(&e).unwrap();
