@@ -96,6 +96,8 @@ pub fn authorize(actor: &Actor, cmd: &Command, graph: &Graph) -> Result<(), Forb
         }
         Command::AddShare { from, .. } if from != me => deny(format!("{me} cannot offer {from}'s data")),
         Command::AddShare { .. } => Ok(()),
+        Command::SetShareFilter { from, .. } if from != me => deny(format!("{me} cannot filter {from}'s data")),
+        Command::SetShareFilter { .. } => Ok(()),
         Command::AcceptShare { to, .. } => {
             if receives(to) {
                 Ok(())
@@ -291,6 +293,17 @@ mod tests {
                 "{me} cannot offer jojo's data",
             ),
             (
+                Command::SetShareFilter {
+                    from: "jojo".into(),
+                    to: Target::User("mark".into()),
+                    channel: "c".into(),
+                    filter: None,
+                    key: None,
+                },
+                &["jojo"],
+                "{me} cannot filter jojo's data",
+            ),
+            (
                 Command::AcceptShare { from: f.clone(), to: t.clone(), channel: c.clone() },
                 &["jojo"],
                 "only the recipient jojo (for a group: an admin) can accept this share",
@@ -382,9 +395,10 @@ mod tests {
             Command::EndSessionsOf { .. } => 23,
             Command::SetResumePositions { .. } => 24,
             Command::SetChannelKeep { .. } => 25,
+            Command::SetShareFilter { .. } => 26,
         }
     }
-    const KINDS: usize = 26;
+    const KINDS: usize = 27;
 
     #[test]
     fn given_every_command_kind_then_the_table_has_a_row_for_it() {

@@ -12,7 +12,7 @@ use crate::model::{AuthKey, ShareKind, Target};
 
 /// The command format version this build writes and understands.
 /// 1: v0.1.0. 2: accounts (the web app's sign-in), the history's retention,
-/// resume keys and their places, owners' keeps.
+/// resume keys and their places, owners' keeps, share filters.
 pub const COMMAND_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,6 +73,17 @@ pub enum Command {
         from: String,
         to: Target,
         channel: String,
+    },
+    /// Sets or clears what a share lets through (docs/sharing.md, "Filters").
+    /// `key` (hex, 32 bytes) becomes the sender's pseudonym key if the filter
+    /// pseudonymizes and they have none yet; it never replaces one.
+    SetShareFilter {
+        from: String,
+        to: Target,
+        channel: String,
+        filter: Option<crate::Filter>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     AddKey(AuthKey),
     RemoveKey {
@@ -152,6 +163,7 @@ impl Command {
             Command::Batch { commands } => commands.iter().map(Command::min_version).max().unwrap_or(1),
             c if c.is_account() => 2,
             Command::SetHistoryRetention(_) | Command::SetResumePositions { .. } | Command::SetChannelKeep { .. } => 2,
+            Command::SetShareFilter { .. } => 2,
             Command::AddKey(key) if key.resume => 2,
             _ => 1,
         }

@@ -58,6 +58,7 @@ impl<'a> Named<'a> {
                 self.users.insert(user);
             }
             Command::AddShare { from, to, channel, .. }
+            | Command::SetShareFilter { from, to, channel, .. }
             | Command::AcceptShare { from, to, channel }
             | Command::RemoveShare { from, to, channel } => {
                 self.users.insert(from);

@@ -8,7 +8,8 @@
 //! time (string literals, compiled once).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -21,6 +22,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::model::{Graph, ShareKind, Target, UserId};
 use crate::GraphError;
 
 /// Longest `where` expression, in bytes.
@@ -96,6 +98,14 @@ impl fmt::Display for Filter {
     }
 }
 
+/// A pseudonym key as a command carries it: 32 bytes in hex.
+pub(crate) fn check_key(key: &str) -> Result<(), GraphError> {
+    if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    Err(invalid("pseudonymize", "a pseudonym key is 32 bytes in hex".into()))
+}
+
 fn invalid(part: &'static str, reason: String) -> GraphError {
     GraphError::InvalidFilter { part: part.to_string(), reason }
 }
@@ -141,6 +151,39 @@ impl CompiledFilter {
     /// Pointers removed, then pointers pseudonymized: how much it hides.
     pub fn weight(&self) -> (usize, usize) {
         (self.redact.len(), self.pseudonymize.len())
+    }
+}
+
+/// A share's compiled filter: cloned with the graph at the cost of an `Arc`,
+/// stored and compared as the `Filter` people wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareFilter(Arc<CompiledFilter>);
+
+impl ShareFilter {
+    pub fn new(filter: &Filter) -> Result<ShareFilter, GraphError> {
+        Ok(ShareFilter(Arc::new(filter.compile()?)))
+    }
+    pub fn compiled(&self) -> &Arc<CompiledFilter> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ShareFilter {
+    type Target = CompiledFilter;
+    fn deref(&self) -> &CompiledFilter {
+        &self.0
+    }
+}
+
+impl Serialize for ShareFilter {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.spec.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShareFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ShareFilter::new(&Filter::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -266,6 +309,185 @@ fn parse_pointer(pointer: &str) -> Result<Vec<String>, String> {
             Ok(out)
         })
         .collect()
+}
+
+// ---- paths: which version a reader gets ----
+
+/// At most this many chains continue through one user, and one reader keeps
+/// at most this many (docs/sharing.md, "Several paths").
+pub const CHAINS_PER_USER: usize = 4;
+
+/// One filtered share on a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub from: String,
+    pub to: Target,
+    filter: Arc<CompiledFilter>,
+    /// The sender's pseudonym key (empty if it has none).
+    key: Arc<[u8]>,
+}
+
+impl Step {
+    pub fn filter(&self) -> &CompiledFilter {
+        &self.filter
+    }
+}
+
+/// The filtered shares along one path, the publisher's first: each applies
+/// to what the one before let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain(Arc<[Step]>);
+
+impl Chain {
+    pub fn steps(&self) -> &[Step] {
+        &self.0
+    }
+    /// The same for every reader given this chain while the index stands:
+    /// what a publish caches one chain's result by.
+    pub fn id(&self) -> usize {
+        self.0.as_ptr() as usize
+    }
+    /// What this path makes of a message: `Pass(None)` when it arrives unchanged.
+    pub fn apply(&self, msg: Message<'_>) -> Outcome {
+        let mut current: Option<Vec<u8>> = None;
+        for step in self.0.iter() {
+            let m = Message { payload: current.as_deref().unwrap_or(msg.payload), ..msg };
+            match step.filter.apply(m, &step.key) {
+                Outcome::Pass(Some(v)) => current = Some(v),
+                Outcome::Pass(None) => {}
+                other => return other,
+            }
+        }
+        Outcome::Pass(current)
+    }
+}
+
+/// A filtered reader's chains, best first: a message is delivered once, in
+/// the version of the first chain that lets it through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routes(Arc<[Chain]>);
+
+impl Routes {
+    pub fn chains(&self) -> &[Chain] {
+        &self.0
+    }
+    /// The version the reader gets (`Some(None)`: the original), or `None`.
+    pub fn version(&self, msg: Message<'_>) -> Option<Option<Vec<u8>>> {
+        self.0.iter().find_map(|c| match c.apply(msg) {
+            Outcome::Pass(v) => Some(v),
+            _ => None,
+        })
+    }
+}
+
+/// How much a chain hides, then how often it may drop, then its length, then
+/// the names of its shares: the order paths are preferred in (least first).
+type Cost = (usize, usize, usize, usize, Vec<(String, String)>);
+
+fn cost(steps: &[Step]) -> Cost {
+    let (mut removed, mut pseudonymized, mut conditions) = (0, 0, 0);
+    for s in steps {
+        let (r, p) = s.filter.weight();
+        removed += r;
+        pseudonymized += p;
+        conditions += usize::from(s.filter.has_condition());
+    }
+    let names = steps.iter().map(|s| (s.from.clone(), s.to.to_string())).collect();
+    (removed, pseudonymized, conditions, steps.len(), names)
+}
+
+/// For one publisher on one channel: the readers every path to whom passes a
+/// filter, sorted by id, with their chains (`CHAINS_PER_USER`).
+pub(crate) fn routes(graph: &Graph, channel: &str, publisher: UserId) -> Vec<(UserId, Routes)> {
+    routes_within(graph, channel, publisher, CHAINS_PER_USER)
+}
+
+/// `routes` with another bound: paths (the delivery rule's walk: a first step
+/// along any accepted share, later steps along `shares_all`; no user twice)
+/// are taken best first; at most `limit` distinct chains continue through
+/// each user; a reader keeps its first `limit`, up to the first without a
+/// condition (it always passes). Public for the property test, which runs
+/// it unbounded against every path.
+pub fn routes_within(graph: &Graph, channel: &str, publisher: UserId, limit: usize) -> Vec<(UserId, Routes)> {
+    /// The chains one user took, by their shares' names.
+    #[derive(Default)]
+    struct Seen {
+        chains: Vec<(usize, Vec<(String, String)>)>,
+        closed: bool,
+    }
+    impl Seen {
+        fn take(&mut self, idx: usize, names: &[(String, String)], limit: usize) -> bool {
+            if self.closed || self.chains.len() >= limit || self.chains.iter().any(|(_, n)| n == names) {
+                return false;
+            }
+            self.chains.push((idx, names.to_vec()));
+            true
+        }
+    }
+    // Each path: its filtered steps and the users it went through.
+    let mut arena: Vec<(Vec<Step>, Vec<UserId>)> = vec![(Vec::new(), vec![publisher])];
+    let mut heap = BinaryHeap::from([Reverse((cost(&[]), publisher, 0usize))]);
+    let (mut reached, mut expanded): (BTreeMap<UserId, Seen>, HashMap<UserId, Seen>) = Default::default();
+    let mut keys: HashMap<&str, Arc<[u8]>> = HashMap::new();
+    while let Some(Reverse((cost_now, user, idx))) = heap.pop() {
+        let names = &cost_now.4;
+        if user != publisher {
+            let seen = reached.entry(user).or_default();
+            if seen.take(idx, names, limit) {
+                seen.closed = arena[idx].0.iter().all(|s| !s.filter.has_condition());
+            }
+        }
+        if !expanded.entry(user).or_default().take(idx, names, limit) {
+            continue;
+        }
+        let Some(name) = graph.user_name(user) else { continue };
+        for (to, share) in graph.out_shares(name, channel).into_iter().flatten() {
+            if !share.accepted || (user != publisher && share.kind != ShareKind::SharesAll) {
+                continue;
+            }
+            let mut steps = arena[idx].0.clone();
+            if let Some(f) = &share.filter {
+                let key = keys.entry(name).or_insert_with(|| {
+                    let hex = graph.user(name).and_then(|u| u.pseudonym_key.as_deref()).unwrap_or("");
+                    decode_hex(hex).into()
+                });
+                steps.push(Step {
+                    from: name.to_string(),
+                    to: to.clone(),
+                    filter: f.compiled().clone(),
+                    key: key.clone(),
+                });
+            }
+            let next_cost = cost(&steps);
+            for v in graph.recipients(to).filter_map(|r| graph.user_id(r)) {
+                if arena[idx].1.contains(&v) {
+                    continue;
+                }
+                let mut path = arena[idx].1.clone();
+                path.push(v);
+                arena.push((steps.clone(), path));
+                heap.push(Reverse((next_cost.clone(), v, arena.len() - 1)));
+            }
+        }
+    }
+    // One `Chain` per distinct path of filters, shared by the readers it reaches.
+    let mut interned: HashMap<Vec<(String, String)>, Chain> = HashMap::new();
+    reached
+        .into_iter()
+        .filter(|(_, seen)| seen.chains.first().is_some_and(|(i, _)| !arena[*i].0.is_empty()))
+        .map(|(reader, seen)| {
+            let chains: Vec<Chain> = seen
+                .chains
+                .into_iter()
+                .map(|(i, names)| interned.entry(names).or_insert_with(|| Chain(arena[i].0.clone().into())).clone())
+                .collect();
+            (reader, Routes(chains.into()))
+        })
+        .collect()
+}
+
+fn decode_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2).filter_map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect()
 }
 
 // ---- the condition ----

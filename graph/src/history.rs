@@ -234,6 +234,7 @@ fn names<'a>(command: &'a Command, removed: &'a RemovedKeys) -> Names<'a> {
             groups.push(group.into());
         }
         Command::AddShare { from, to, channel, .. }
+        | Command::SetShareFilter { from, to, channel, .. }
         | Command::AcceptShare { from, to, channel }
         | Command::RemoveShare { from, to, channel } => {
             users.push(from.into());
@@ -283,6 +284,7 @@ fn redacted(command: &Command) -> Cow<'_, Command> {
         | Command::InviteUser { .. }
         | Command::SetPassword { .. }
         | Command::AddApiToken { .. } => command.clone(),
+        Command::SetShareFilter { key: Some(_), .. } => command.clone(),
         _ => return Cow::Borrowed(command),
     };
     match &mut copy {
@@ -294,6 +296,7 @@ fn redacted(command: &Command) -> Cow<'_, Command> {
             password_hash.clear();
             *invitation = None;
         }
+        Command::SetShareFilter { key, .. } => *key = None,
         _ => {}
     }
     Cow::Owned(copy)

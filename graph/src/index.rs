@@ -9,24 +9,39 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::filter::Routes;
 use crate::model::{Applied, Graph, OutShares, ShareKind, Target, UserId};
 
 /// Who may read one publisher's messages on one channel (besides the publisher).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Readers(Arc<[UserId]>);
+pub struct Readers {
+    ids: Arc<[UserId]>,
+    /// Readers every path to whom passes a filter, by id: the versions they
+    /// may get (docs/sharing.md, "Filters"). Absent on channels without filters.
+    filtered: Option<Arc<[(UserId, Routes)]>>,
+}
 
 impl Readers {
     pub fn contains(&self, user: UserId) -> bool {
-        self.0.binary_search(&user).is_ok()
+        self.ids.binary_search(&user).is_ok()
     }
     pub fn ids(&self) -> &[UserId] {
-        &self.0
+        &self.ids
     }
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ids.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ids.is_empty()
+    }
+    /// For a reader: `None` when some path carries the messages unfiltered.
+    pub fn routes(&self, reader: UserId) -> Option<&Routes> {
+        let filtered = self.filtered.as_deref()?;
+        filtered.binary_search_by_key(&reader, |(r, _)| *r).ok().map(|i| &filtered[i].1)
+    }
+    /// Whether any reader gets a filtered version.
+    pub fn any_filtered(&self) -> bool {
+        self.filtered.is_some()
     }
 }
 
@@ -53,7 +68,7 @@ impl SharingIndex {
             let readers: ChannelReaders = adjacency
                 .load_all(&mut walker.groups)
                 .into_iter()
-                .filter_map(|p| walker.reach(&mut adjacency, p).map(|r| (p, r)))
+                .filter_map(|p| walker.reach(&mut adjacency, p).map(|r| (p, with_routes(graph, channel, p, r))))
                 .collect();
             if !readers.is_empty() {
                 channels.insert(channel.to_string(), Arc::new(readers));
@@ -128,7 +143,7 @@ impl SharingIndex {
             let readers_of_channel = Arc::make_mut(entry);
             for publisher in affected {
                 match walker.reach(&mut adjacency, publisher) {
-                    Some(r) => readers_of_channel.insert(publisher, r),
+                    Some(r) => readers_of_channel.insert(publisher, with_routes(graph, channel, publisher, r)),
                     None => readers_of_channel.remove(&publisher),
                 };
             }
@@ -137,6 +152,15 @@ impl SharingIndex {
             }
         }
     }
+}
+
+/// Adds the filtered readers' routes where the channel has filters.
+fn with_routes(graph: &Graph, channel: &str, publisher: UserId, readers: Readers) -> Readers {
+    if !graph.has_filters(channel) {
+        return readers;
+    }
+    let filtered: Vec<(UserId, Routes)> = crate::filter::routes(graph, channel, publisher);
+    Readers { filtered: (!filtered.is_empty()).then(|| filtered.into()), ..readers }
 }
 
 /// A sender's accepted shares on one channel: (everyone the first step
@@ -260,7 +284,7 @@ impl Walker {
         }
         let mut readers = self.queue.clone();
         readers.sort_unstable();
-        (!readers.is_empty()).then(|| Readers(readers.into()))
+        (!readers.is_empty()).then(|| Readers { ids: readers.into(), filtered: None })
     }
 }
 

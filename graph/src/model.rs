@@ -76,6 +76,9 @@ pub struct Share {
     /// Opens the archive from before it was accepted.
     #[serde(default, skip_serializing_if = "is_default")]
     pub with_history: bool,
+    /// What it lets through, and in which form (docs/sharing.md, "Filters").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::ShareFilter>,
 }
 
 /// A place in the Raft log: the index of the entry a change was applied at.
@@ -111,6 +114,10 @@ pub struct User {
     pub token_hash: Option<String>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub account: Account,
+    /// Hex of the HMAC key that pseudonymizes what this user's filters hide:
+    /// set with their first such filter, gone with the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_key: Option<String>,
 }
 
 fn is_default<T: Default + PartialEq>(t: &T) -> bool {
@@ -156,6 +163,8 @@ pub struct ShareRecord {
     /// Once accepted, the reader gets the archive from before it was too.
     #[serde(default, skip_serializing_if = "is_default")]
     pub with_history: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::Filter>,
 }
 
 /// Out-edges of one user on one channel.
@@ -187,6 +196,9 @@ pub struct Graph {
     /// Names in order, for listings and completion without a sort. Derived.
     #[serde(skip)]
     sorted_names: BTreeSet<String>,
+    /// Shares with a filter, by channel: the index walks filters only there. Derived.
+    #[serde(skip)]
+    filtered: BTreeMap<String, usize>,
     /// The log position of the change being applied (set by the state
     /// machine before each entry): what accepted shares and joins record.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -234,6 +246,13 @@ impl Graph {
             }
         }
         self.inbound = inbound;
+        self.filtered.clear();
+        for (channel, by_from) in &self.shares {
+            let n = by_from.values().flat_map(|o| o.values()).filter(|s| s.filter.is_some()).count();
+            if n > 0 {
+                self.filtered.insert(channel.clone(), n);
+            }
+        }
         self.names = vec![None; self.next_user_id as usize];
         for (name, user) in &self.users {
             self.names[user.id as usize] = Some(name.clone());
@@ -355,6 +374,10 @@ impl Graph {
             .take_while(move |(c, _)| c == channel)
             .map(|(_, from)| from.as_str())
     }
+    /// Whether some share on `channel` has a filter.
+    pub fn has_filters(&self, channel: &str) -> bool {
+        self.filtered.contains_key(channel)
+    }
     pub fn out_shares(&self, from: &str, channel: &str) -> Option<&OutShares> {
         self.shares.get(channel)?.get(from)
     }
@@ -368,6 +391,7 @@ impl Graph {
                     kind: s.kind,
                     accepted: s.accepted,
                     with_history: s.with_history,
+                    filter: s.filter.as_ref().map(|f| f.spec().clone()),
                 })
             })
         })
@@ -384,6 +408,7 @@ impl Graph {
             kind: s.kind,
             accepted: s.accepted,
             with_history: s.with_history,
+            filter: s.filter.as_ref().map(|f| f.spec().clone()),
         };
         let mut out: Vec<ShareRecord> = Vec::new();
         for channel in self.shares.keys() {
@@ -585,7 +610,7 @@ impl Graph {
                         channel: channel.clone(),
                     });
                 }
-                let share = Share { kind: *kind, accepted: false, since: 0, with_history: *with_history };
+                let share = Share { kind: *kind, accepted: false, since: 0, with_history: *with_history, filter: None };
                 self.insert_share(from, to, channel, share);
             }
             Command::AcceptShare { from, to, channel } => {
@@ -606,6 +631,42 @@ impl Graph {
             Command::RemoveShare { from, to, channel } => {
                 self.need_share(from, to, channel)?;
                 self.delete_share(from, to, channel, out);
+            }
+            Command::SetShareFilter { from, to, channel, filter, key } => {
+                let accepted = self.need_share(from, to, channel)?.accepted;
+                let filter = filter.as_ref().filter(|f| !f.is_empty()).map(crate::ShareFilter::new).transpose()?;
+                let sender = &self.users[from];
+                let new_key = match (&filter, &sender.pseudonym_key, key) {
+                    (Some(f), None, Some(k)) if !f.spec().pseudonymize.is_empty() => {
+                        crate::filter::check_key(k)?;
+                        Some(k.clone())
+                    }
+                    (Some(f), None, None) if !f.spec().pseudonymize.is_empty() => {
+                        return Err(GraphError::InvalidFilter {
+                            part: "pseudonymize".into(),
+                            reason: format!("{from} has no pseudonym key and none was given"),
+                        });
+                    }
+                    _ => None,
+                };
+                let at = sender.id;
+                if new_key.is_some() {
+                    self.users.get_mut(from).expect("checked").pseudonym_key = new_key;
+                }
+                let share = self
+                    .shares
+                    .get_mut(channel)
+                    .and_then(|m| m.get_mut(from))
+                    .and_then(|o| o.get_mut(to))
+                    .expect("checked");
+                let had = std::mem::replace(&mut share.filter, filter).is_some();
+                let has = share.filter.is_some();
+                if had != has {
+                    self.count_filter(channel, has);
+                }
+                if accepted {
+                    out.dirty.insert(Dirty { channel: channel.clone(), at });
+                }
             }
             Command::AddKey(key) => {
                 check_wire_name(Named::Ident, &key.ident)?;
@@ -697,6 +758,14 @@ impl Graph {
         })
     }
 
+    fn count_filter(&mut self, channel: &str, added: bool) {
+        let n = self.filtered.entry(channel.to_string()).or_default();
+        *n = if added { *n + 1 } else { n.saturating_sub(1) };
+        if *n == 0 {
+            self.filtered.remove(channel);
+        }
+    }
+
     fn insert_share(&mut self, from: &str, to: &Target, channel: &str, share: Share) {
         self.shares
             .entry(channel.to_string())
@@ -714,17 +783,21 @@ impl Graph {
         let Some(outs) = by_from.get_mut(from) else {
             return;
         };
-        if let Some(share) = outs.remove(to) {
-            if share.accepted {
-                let at = self.users.get(from).expect("shares are removed before their sender").id;
-                out.dirty.insert(Dirty { channel: channel.to_string(), at });
-            }
-        }
+        let removed = outs.remove(to);
         if outs.is_empty() {
             by_from.remove(from);
         }
         if by_from.is_empty() {
             self.shares.remove(channel);
+        }
+        if let Some(share) = removed {
+            if share.filter.is_some() {
+                self.count_filter(channel, false);
+            }
+            if share.accepted {
+                let at = self.users.get(from).expect("shares are removed before their sender").id;
+                out.dirty.insert(Dirty { channel: channel.to_string(), at });
+            }
         }
         if let Some(set) = self.inbound.get_mut(to) {
             set.remove(&(channel.to_string(), from.to_string()));

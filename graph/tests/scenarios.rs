@@ -4,12 +4,19 @@
 //! `users A B`, `group G by A`, `invite G U`, `join G U`, `leave G U`,
 //! `share F -> T CHAN KIND`, `accept F -> T CHAN`, `remove F -> T CHAN`, `key IDENT OWNER`,
 //! `expect readers P CHAN = U… | -`, `expect allowed|denied P -> V CHAN`,
-//! `expect explain P -> V CHAN = PATH | none | own`.
+//! `expect explain P -> V CHAN = PATH | none | own`,
+//! `filter F -> T CHAN {JSON filter}`, `unfilter F -> T CHAN`,
+//! `expect gets P -> V CHAN PAYLOAD => nothing | original | JSON` (in the JSON,
+//! `hash(U,VALUE)` stands for U's pseudonym of the JSON string VALUE).
 
 use std::fs;
 use std::path::Path;
 
-use hpfriends_graph::{explain, AuthKey, Command, Explanation, Graph, ShareKind, SharingIndex, Target};
+use hpfriends_graph::filter::pseudonym;
+use hpfriends_graph::{explain, AuthKey, Command, Explanation, Graph, Message, ShareKind, SharingIndex, Target};
+
+/// The pseudonym key every sender in the scenarios is given.
+const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 struct Run {
     graph: Graph,
@@ -29,6 +36,8 @@ impl Run {
                     fresh.reader_names(&self.graph, u, c),
                     "{line}: incremental index differs from a rebuild for ({u}, {c})"
                 );
+                let id = self.graph.user_id(u).unwrap();
+                assert_eq!(self.index.readers(id, c), fresh.readers(id, c), "{line}: routes of ({u}, {c})");
             }
         }
     }
@@ -77,6 +86,35 @@ fn run_file(path: &Path) {
                 subscribe: vec![],
                 resume: false,
             }),
+            ["filter", _, "->", _, _, ..] => Command::SetShareFilter {
+                from: s(1),
+                to: Target::parse(w[3]),
+                channel: s(4),
+                filter: Some(serde_json::from_str(&w[5..].join(" ")).unwrap_or_else(|e| panic!("{line}: {e}"))),
+                key: Some(KEY.into()),
+            },
+            ["unfilter", _, "->", _, _] => {
+                Command::SetShareFilter { from: s(1), to: Target::parse(w[3]), channel: s(4), filter: None, key: None }
+            }
+            ["expect", "gets", p, "->", v, c, ..] => {
+                let rest = line.strip_prefix(&w[..6].join(" ")).unwrap().trim();
+                let (payload, want) = rest.split_once(" => ").unwrap_or_else(|| panic!("{line}: no =>"));
+                let got = gets(&run, p, v, c, payload.as_bytes());
+                let want = match want {
+                    "nothing" => None,
+                    "original" => Some(payload.as_bytes().to_vec()),
+                    json => Some(with_pseudonyms(&run.graph, json).into_bytes()),
+                };
+                let as_json =
+                    |b: &Option<Vec<u8>>| b.as_ref().map(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+                if as_json(&got).flatten().is_some() {
+                    assert_eq!(as_json(&got), as_json(&want), "{}: {line}", path.display());
+                } else {
+                    assert_eq!(got, want, "{}: {line}", path.display());
+                }
+                expectations += 1;
+                continue;
+            }
             ["expect", "readers", p, c, "=", rest @ ..] => {
                 let want: Vec<String> =
                     if rest == ["-"] { vec![] } else { rest.iter().map(|x| x.to_string()).collect() };
@@ -113,6 +151,34 @@ fn run_file(path: &Path) {
         run.apply(cmd, line);
     }
     assert!(expectations > 0, "{} checks nothing", path.display());
+}
+
+/// What `reader` receives of `payload` published by `publisher` on `channel`.
+fn gets(run: &Run, publisher: &str, reader: &str, channel: &str, payload: &[u8]) -> Option<Vec<u8>> {
+    if !run.index.may_read_by_name(&run.graph, publisher, reader, channel) {
+        return None;
+    }
+    let (p, v) = (run.graph.user_id(publisher)?, run.graph.user_id(reader)?);
+    let msg = Message { channel, ident: "sensor", payload };
+    match run.index.readers(p, channel).and_then(|r| r.routes(v)) {
+        None => Some(payload.to_vec()),
+        Some(routes) => routes.version(msg).map(|v| v.unwrap_or_else(|| payload.to_vec())),
+    }
+}
+
+/// Replaces each `hash(U,VALUE)` with U's pseudonym of the string VALUE.
+fn with_pseudonyms(graph: &Graph, text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(start) = out.find("hash(") {
+        let end = start + out[start..].find(')').expect("hash(U,VALUE)");
+        let (user, value) = out[start + 5..end].split_once(',').expect("hash(U,VALUE)");
+        let hex = graph.user(user).and_then(|u| u.pseudonym_key.clone()).expect("a sender with a key");
+        let key: Vec<u8> =
+            (0..hex.len() / 2).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let token = pseudonym(&key, &serde_json::Value::String(value.to_string()));
+        out.replace_range(start..=end, &token);
+    }
+    out
 }
 
 #[test]
