@@ -447,16 +447,18 @@ pub fn routes_within(graph: &Graph, channel: &str, publisher: UserId, limit: usi
             }
             let mut steps = arena[idx].0.clone();
             if let Some(f) = &share.filter {
-                let key = keys.entry(name).or_insert_with(|| {
-                    let hex = graph.user(name).and_then(|u| u.pseudonym_key.as_deref()).unwrap_or("");
-                    decode_hex(hex).into()
-                });
-                steps.push(Step {
-                    from: name.to_string(),
-                    to: to.clone(),
-                    filter: f.compiled().clone(),
-                    key: key.clone(),
-                });
+                // Only a filter that pseudonymizes uses the key (set by the command that set it).
+                let key = match f.spec().pseudonymize.is_empty() {
+                    true => Arc::from([]),
+                    false => keys
+                        .entry(name)
+                        .or_insert_with(|| {
+                            let hex = graph.user(name).and_then(|u| u.pseudonym_key.as_deref()).unwrap_or("");
+                            decode_hex(hex).into()
+                        })
+                        .clone(),
+                };
+                steps.push(Step { from: name.to_string(), to: to.clone(), filter: f.compiled().clone(), key });
             }
             let next_cost = cost(&steps);
             for v in graph.recipients(to).filter_map(|r| graph.user_id(r)) {
