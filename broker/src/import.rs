@@ -59,6 +59,7 @@ pub fn from_hpfeeds_auth(json: &str) -> anyhow::Result<Declaration> {
                     kind: ShareKind::Shares,
                     accepted: true,
                     with_history: false,
+                    filter: None,
                 });
             }
         }

@@ -210,6 +210,12 @@ pub const RESUME_PLACES_WRITTEN: Metric = metric(
     "places of resume keys' subscriptions this node wrote to the graph (when a connection ends, and every 2 s while it lasts if it moved)",
     true,
 );
+pub const SHARE_FILTER: Metric = metric(
+    "hpfriends_share_filter_messages_total",
+    Counter,
+    "messages a share's filter let through, dropped (its condition was false) or failed on (`outcome`), on this node, since the filter was last set; one evaluation per message and path",
+    false,
+);
 
 /// Every metric, each once.
 pub const ALL: &[Metric] = &[
@@ -259,6 +265,7 @@ pub const ALL: &[Metric] = &[
     ARCHIVE_DROPPED,
     RESUME_SKIPPED,
     RESUME_PLACES_WRITTEN,
+    SHARE_FILTER,
 ];
 
 /// Bucket bounds of the publish-size histogram, in bytes.

@@ -49,6 +49,9 @@ pub struct ShareDecl {
     /// Opens the archive from before it was accepted (docs/sharing.md, "The past").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_history: bool,
+    /// What it lets through (docs/sharing.md, "Filters"); none: everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::Filter>,
 }
 
 fn yes() -> bool {
@@ -135,6 +138,14 @@ pub fn plan(decl: &Declaration, graph: &Graph) -> Result<Vec<Command>, Declarati
             }
             Some(e) => e.accepted,
         };
+        // A filter is set on a share that is new or differs; its pseudonym
+        // key, if it needs one, is the caller's to add (this plan is pure).
+        let filter = s.filter.clone().filter(|f| !f.is_empty());
+        let current = existing.filter(|_| !matches!(cmds.last(), Some(Command::AddShare { .. })));
+        if current.and_then(|e| e.filter.as_ref()).map(|f| f.spec()) != filter.as_ref() {
+            let (from, to, channel) = (from.clone(), to.clone(), channel.clone());
+            cmds.push(Command::SetShareFilter { from, to, channel, filter, key: None });
+        }
         if s.accepted && !accepted_now {
             cmds.push(Command::AcceptShare { from, to, channel });
         }
@@ -194,6 +205,24 @@ mod tests {
         let index = crate::SharingIndex::build(&graph);
         assert!(!index.may_read_by_name(&graph, "jojo", "alice", "dionaea.captures"));
         assert!(index.may_read_by_name(&graph, "mark", "alice", "dionaea.captures"));
+    }
+
+    #[test]
+    fn given_a_filter_declared_then_it_is_set_once_and_changed_or_cleared_in_place() {
+        let mut decl: Declaration = serde_json::from_str(DOC).unwrap();
+        decl.shares[0].filter = Some(serde_json::from_str(r#"{"where": "size < 100", "redact": ["/daddr"]}"#).unwrap());
+        let mut graph = Graph::new();
+        graph.apply(&Command::Batch { commands: plan(&decl, &graph).unwrap() }).unwrap();
+        let share = |g: &Graph| g.share("jojo", &Target::User("mark".into()), "dionaea.captures").cloned().unwrap();
+        assert_eq!(share(&graph).filter.map(|f| f.spec().clone()), decl.shares[0].filter);
+        assert!(share(&graph).accepted);
+        assert_eq!(plan(&decl, &graph).unwrap(), vec![]);
+        decl.shares[0].filter = None;
+        let cmds = plan(&decl, &graph).unwrap();
+        assert!(matches!(cmds.as_slice(), [Command::SetShareFilter { filter: None, .. }]), "{cmds:?}");
+        graph.apply(&Command::Batch { commands: cmds }).unwrap();
+        assert_eq!(share(&graph).filter, None);
+        assert!(share(&graph).accepted, "a filter change keeps the share accepted");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct Hop {
     /// The user reached (for a group, the accepted member).
     pub reader: String,
     pub kind: ShareKind,
+    /// What the share lets through (docs/sharing.md, "Filters").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<crate::Filter>,
 }
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -42,7 +45,10 @@ impl std::fmt::Display for Explanation {
                     if i == 0 {
                         f.write_str(&hop.from)?;
                     }
-                    write!(f, " -[{}]-> {}", hop.kind.as_str(), hop.to)?;
+                    match &hop.filter {
+                        None => write!(f, " -[{}]-> {}", hop.kind.as_str(), hop.to)?,
+                        Some(filter) => write!(f, " -[{}, filter: {filter}]-> {}", hop.kind.as_str(), hop.to)?,
+                    }
                     if let Target::Group(_) = hop.to {
                         write!(f, " (member {})", hop.reader)?;
                     }
@@ -91,7 +97,8 @@ fn search(graph: &Graph, publisher: &str, channel: &str, target: Option<&str>) -
                 if v == publisher || parent.contains_key(v) {
                     continue;
                 }
-                let hop = Hop { from: user.clone(), to: to.clone(), reader: v.to_string(), kind: share.kind };
+                let filter = share.filter.as_ref().map(|f| f.spec().clone());
+                let hop = Hop { from: user.clone(), to: to.clone(), reader: v.to_string(), kind: share.kind, filter };
                 parent.insert(v.to_string(), hop);
                 if target == Some(v) {
                     return parent;

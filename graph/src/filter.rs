@@ -207,32 +207,62 @@ pub enum Outcome {
     Error,
 }
 
+/// A payload's JSON, parsed at most once for all the filters one message meets.
+#[derive(Debug, Default)]
+pub struct Parsed(std::cell::OnceCell<Option<serde_json::Value>>);
+
+impl Parsed {
+    fn of(value: serde_json::Value) -> Parsed {
+        Parsed(std::cell::OnceCell::from(Some(value)))
+    }
+    fn json(&self, payload: &[u8]) -> Option<&serde_json::Value> {
+        self.0.get_or_init(|| serde_json::from_slice(payload).ok()).as_ref()
+    }
+}
+
+/// What one filter did, with a rewritten payload kept as JSON for the next.
+enum Applied {
+    Same,
+    Rewritten(serde_json::Value),
+    Dropped,
+    Error,
+}
+
 impl CompiledFilter {
     /// Applies the filter; `key` is the sharer's pseudonym key.
     pub fn apply(&self, msg: Message<'_>, key: &[u8]) -> Outcome {
-        let outcome = self.outcome(msg, key);
-        let counter = match outcome {
-            Outcome::Pass(_) => &self.counts.passed,
-            Outcome::Dropped => &self.counts.dropped,
-            Outcome::Error => &self.counts.errors,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        outcome
+        match self.apply_parsed(msg, &Parsed::default(), key) {
+            Applied::Same => Outcome::Pass(None),
+            Applied::Rewritten(v) => Outcome::Pass(Some(serde_json::to_vec(&v).expect("a JSON value serializes"))),
+            Applied::Dropped => Outcome::Dropped,
+            Applied::Error => Outcome::Error,
+        }
     }
 
-    fn outcome(&self, msg: Message<'_>, key: &[u8]) -> Outcome {
-        let json: Option<serde_json::Value> = serde_json::from_slice(msg.payload).ok();
+    fn apply_parsed(&self, msg: Message<'_>, parsed: &Parsed, key: &[u8]) -> Applied {
+        let applied = self.applied(msg, parsed, key);
+        let counter = match applied {
+            Applied::Same | Applied::Rewritten(_) => &self.counts.passed,
+            Applied::Dropped => &self.counts.dropped,
+            Applied::Error => &self.counts.errors,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        applied
+    }
+
+    fn applied(&self, msg: Message<'_>, parsed: &Parsed, key: &[u8]) -> Applied {
         if let Some(program) = &self.program {
-            match evaluate(program, msg, json.as_ref()) {
+            match evaluate(program, msg, parsed.json(msg.payload)) {
                 Ok(true) => {}
-                Ok(false) => return Outcome::Dropped,
-                Err(_) => return Outcome::Error,
+                Ok(false) => return Applied::Dropped,
+                Err(_) => return Applied::Error,
             }
         }
         if !self.spec.rewrites() {
-            return Outcome::Pass(None);
+            return Applied::Same;
         }
-        let Some(mut json) = json else { return Outcome::Error };
+        let Some(json) = parsed.json(msg.payload) else { return Applied::Error };
+        let mut json = json.clone();
         for pointer in &self.redact {
             remove(&mut json, pointer);
         }
@@ -241,7 +271,7 @@ impl CompiledFilter {
                 *value = serde_json::Value::String(pseudonym(key, value));
             }
         }
-        Outcome::Pass(Some(serde_json::to_vec(&json).expect("a JSON value serializes")))
+        Applied::Rewritten(json)
     }
 }
 
@@ -347,18 +377,25 @@ impl Chain {
     pub fn id(&self) -> usize {
         self.0.as_ptr() as usize
     }
-    /// What this path makes of a message: `Pass(None)` when it arrives unchanged.
-    pub fn apply(&self, msg: Message<'_>) -> Outcome {
-        let mut current: Option<Vec<u8>> = None;
+    /// What this path makes of a message (`Pass(None)`: it arrives
+    /// unchanged); `parsed` is the message's, shared by every chain it meets.
+    pub fn apply(&self, msg: Message<'_>, parsed: &Parsed) -> Outcome {
+        let mut current: Option<(Vec<u8>, Parsed)> = None;
         for step in self.0.iter() {
-            let m = Message { payload: current.as_deref().unwrap_or(msg.payload), ..msg };
-            match step.filter.apply(m, &step.key) {
-                Outcome::Pass(Some(v)) => current = Some(v),
-                Outcome::Pass(None) => {}
-                other => return other,
+            let (m, p) = match &current {
+                Some((bytes, p)) => (Message { payload: bytes, ..msg }, p),
+                None => (msg, parsed),
+            };
+            match step.filter.apply_parsed(m, p, &step.key) {
+                Applied::Same => {}
+                Applied::Rewritten(v) => {
+                    current = Some((serde_json::to_vec(&v).expect("a JSON value serializes"), Parsed::of(v)))
+                }
+                Applied::Dropped => return Outcome::Dropped,
+                Applied::Error => return Outcome::Error,
             }
         }
-        Outcome::Pass(current)
+        Outcome::Pass(current.map(|(bytes, _)| bytes))
     }
 }
 
@@ -373,7 +410,8 @@ impl Routes {
     }
     /// The version the reader gets (`Some(None)`: the original), or `None`.
     pub fn version(&self, msg: Message<'_>) -> Option<Option<Vec<u8>>> {
-        self.0.iter().find_map(|c| match c.apply(msg) {
+        let parsed = Parsed::default();
+        self.0.iter().find_map(|c| match c.apply(msg, &parsed) {
             Outcome::Pass(v) => Some(v),
             _ => None,
         })

@@ -25,7 +25,7 @@ pub use authz::{authorize, may_accept, Actor, Forbidden};
 pub use command::{Command, COMMAND_VERSION};
 pub use error::{GraphError, Named};
 pub use explain::{explain, explain_all, publishers_reaching, readers_through, Explanation, Hop};
-pub use filter::{Chain, CompiledFilter, Filter, Message, Outcome, Routes, ShareFilter, Step};
+pub use filter::{Chain, CompiledFilter, Filter, Message, Outcome, Parsed, Routes, ShareFilter, Step};
 pub use index::{may_read, LookupMap, Readers, SharingIndex};
 pub use keep::{ChannelKeeps, Keep};
 pub use model::{

@@ -374,6 +374,15 @@ impl Graph {
             .take_while(move |(c, _)| c == channel)
             .map(|(_, from)| from.as_str())
     }
+    /// Every share with a filter.
+    pub fn filtered_shares(&self) -> impl Iterator<Item = (&str, &Target, &str, &crate::ShareFilter)> {
+        let filtered = self.shares.iter().filter(|(c, _)| self.filtered.contains_key(*c));
+        filtered.flat_map(|(channel, by_from)| {
+            by_from.iter().flat_map(move |(from, outs)| {
+                outs.iter().filter_map(move |(to, s)| Some((from.as_str(), to, channel.as_str(), s.filter.as_ref()?)))
+            })
+        })
+    }
     /// Whether some share on `channel` has a filter.
     pub fn has_filters(&self, channel: &str) -> bool {
         self.filtered.contains_key(channel)

@@ -66,6 +66,8 @@ pub enum Field {
     Time,
     /// A page's cursor.
     Cursor,
+    /// A share's filter (its `where`, `redact` or `pseudonymize`).
+    Filter,
 }
 
 impl AppError {
@@ -98,6 +100,7 @@ impl AppError {
                 IdentExists(_) | UnknownKey(_) => Some(Field::Ident),
                 TokenExists { .. } | UnknownToken { .. } => Some(Field::Label),
                 InvalidAccount(_) => Some(Field::Password),
+                InvalidFilter { .. } => Some(Field::Filter),
                 NestedBatch | Forbidden(_) | InvalidInvitation(_) | AccountDisabled(_) | InvalidSetting(_)
                 | UnknownCommand(_) => None,
             },
@@ -140,6 +143,7 @@ impl AppError {
                 | NestedBatch
                 | InvalidAccount(_)
                 | InvalidSetting(_)
+                | InvalidFilter { .. }
                 | InvalidInvitation(_) => StatusCode::BAD_REQUEST,
                 AccountDisabled(_) | Forbidden(_) => StatusCode::FORBIDDEN,
                 UnknownCommand(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -44,8 +44,9 @@ pub async fn apply(
     }
     let decl: Declaration =
         serde_json::from_slice(declaration).map_err(|e| AppError::MalformedDeclaration(e.to_string()))?;
-    let commands =
+    let mut commands =
         state.node.read_graph(|g| plan(&decl, g)).map_err(|e| AppError::invalid(Field::Group, e.to_string()))?;
+    super::shares::with_pseudonym_keys(&mut commands);
     let warnings = if allow_short_secrets {
         short_secrets(&commands, state.min_key_secret_len)
     } else {

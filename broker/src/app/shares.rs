@@ -1,6 +1,6 @@
 //! Shares: offer, accept, remove, list.
 
-use hpfriends_graph::{explain, publishers_reaching, Actor, Command, ShareRecord, Target};
+use hpfriends_graph::{explain, publishers_reaching, Actor, Command, Filter, ShareRecord, Target};
 
 use super::types::ShareRequest;
 use super::{acting_user, execute, listing_scope, AppError, Field};
@@ -28,12 +28,49 @@ pub fn offers_to(state: &AppState, me: &str) -> Result<Vec<ShareRecord>, AppErro
     }))
 }
 
-/// Offers a share; it carries data once the recipient (or a group admin) accepts.
+/// Offers a share; it carries data once the recipient (or a group admin)
+/// accepts. With a filter, both in one entry.
 pub async fn offer(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {
     let from = acting_user(&actor, b.from, "offer a share")?;
     let kind = b.kind.ok_or_else(|| AppError::invalid(Field::Kind, "missing field `kind`: shares or shares_all"))?;
-    let add = Command::AddShare { from, to: b.to, channel: b.channel, kind, with_history: b.with_history };
-    execute(state, actor, add).await
+    let add = Command::AddShare {
+        from: from.clone(),
+        to: b.to.clone(),
+        channel: b.channel.clone(),
+        kind,
+        with_history: b.with_history,
+    };
+    let command = match b.filter.filter(|f| !f.is_empty()) {
+        None => add,
+        Some(f) => Command::Batch { commands: vec![add, set_filter(from, b.to, b.channel, Some(f))] },
+    };
+    execute(state, actor, command).await
+}
+
+/// Sets, changes or (with none) clears what a share lets through; the
+/// sender's, effective on every node as it applies it.
+pub async fn filter(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {
+    let from = acting_user(&actor, b.from, "filter a share")?;
+    execute(state, actor, set_filter(from, b.to, b.channel, b.filter)).await
+}
+
+/// The command, with a fresh pseudonym key in case the sender has none yet.
+fn set_filter(from: String, to: Target, channel: String, filter: Option<Filter>) -> Command {
+    let mut command = Command::SetShareFilter { from, to, channel, filter, key: None };
+    with_pseudonym_keys(std::slice::from_mut(&mut command));
+    command
+}
+
+/// Gives each filter that pseudonymizes a fresh key, in case its sender has
+/// none yet (the graph keeps the first one a sender gets, never replaces it).
+pub(super) fn with_pseudonym_keys(commands: &mut [Command]) {
+    for c in commands {
+        if let Command::SetShareFilter { filter: Some(f), key, .. } = c {
+            if !f.pseudonymize.is_empty() {
+                *key = Some(hex::encode(rand::random::<[u8; 32]>()));
+            }
+        }
+    }
 }
 
 pub async fn accept(state: &AppState, actor: Actor, b: ShareRequest) -> Result<(), AppError> {

@@ -71,6 +71,7 @@ pub enum ErrorCode {
     TokenExists,
     UnknownToken,
     InvalidSetting,
+    InvalidFilter,
     WeakPassword,
     WrongPassword,
     SignInLimited,
@@ -220,6 +221,11 @@ pub struct ShareRequest {
     /// too (docs/sharing.md, "The past"). Ignored when accepting or removing.
     #[serde(default)]
     pub with_history: bool,
+    /// Offering or `/shares/filter`: what the share lets through and in which
+    /// form (docs/sharing.md, "Filters"); absent or null on `/shares/filter`
+    /// clears it. Ignored when accepting or removing.
+    #[serde(default)]
+    pub filter: Option<hpfriends_graph::Filter>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

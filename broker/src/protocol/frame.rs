@@ -94,6 +94,12 @@ impl PublishFrame {
         PublishFrame { raw, ident_len: ident.len() as u8, channel_len: channel.len() as u8 }
     }
 
+    /// A whole PUBLISH frame already split from a stream (`split_raw`).
+    pub fn from_raw(raw: Bytes) -> Result<Self, FrameError> {
+        let (ident_len, channel_len) = publish_field_lens(&raw)?;
+        Ok(PublishFrame { raw, ident_len, channel_len })
+    }
+
     /// The whole frame, header included.
     pub fn raw(&self) -> &Bytes {
         &self.raw

@@ -17,6 +17,8 @@ use crate::cluster::peers::Peers;
 use crate::hpfeeds::outbound::Outbound;
 use crate::protocol::PublishFrame;
 
+mod filtered;
+
 pub type ConnId = u64;
 
 /// What the publish path reads: one immutable snapshot per applied change.
@@ -130,6 +132,9 @@ impl Switchboard {
     ) -> Delivery {
         let table = self.subscriptions.load();
         let Some(subscribers) = table.get(channel) else { return Delivery::default() };
+        if let Some(r) = readers.filter(|r| r.any_filtered()) {
+            return filtered::deliver(owner, subscribers, frame, messages, r);
+        }
         let mut result = Delivery::default();
         for s in subscribers.iter() {
             if may_read(owner, s.owner, readers) {

@@ -68,6 +68,7 @@ pub fn routes(app: AppState) -> Router {
         .route("/keys/{ident}/delete", post(keys::delete))
         .route("/shares", get(shares::show).post(shares::offer))
         .route("/shares/revoke", post(shares::revoke))
+        .route("/shares/filter", post(shares::filter))
         .route("/shared-with-you", get(shares::received))
         .route("/shared-with-you/accept", post(shares::accept))
         .route("/shared-with-you/decline", post(shares::decline))

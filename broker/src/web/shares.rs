@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use hpfriends_graph::{Actor, ShareKind, ShareRecord, Target};
+use hpfriends_graph::{Actor, Filter, ShareKind, ShareRecord, Target};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -25,6 +25,11 @@ pub struct ShareForm {
     kind: String,
     /// A checkbox: present when ticked.
     with_history: Option<String>,
+    /// The filter's parts: a CEL condition, and JSON Pointers one per line.
+    #[serde(rename = "where")]
+    condition: String,
+    redact: String,
+    pseudonymize: String,
 }
 
 impl ShareForm {
@@ -40,13 +45,22 @@ impl ShareForm {
             channel: self.channel.trim().to_string(),
             kind,
             with_history: self.with_history.is_some(),
+            filter: self.filter(),
         }
+    }
+
+    fn filter(&self) -> Option<Filter> {
+        let pointers = |text: &str| text.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let condition = Some(self.condition.trim()).filter(|c| !c.is_empty()).map(str::to_string);
+        let f = Filter { condition, redact: pointers(&self.redact), pseudonymize: pointers(&self.pseudonymize) };
+        (!f.is_empty()).then_some(f)
     }
 }
 
 csrf_forms!(ShareForm);
 
-const SHARE_FIELDS: [(Field, &str); 5] = [
+const SHARE_FIELDS: [(Field, &str); 6] = [
+    (Field::Filter, "where"),
     (Field::Channel, "channel"),
     (Field::Kind, "kind"),
     (Field::User, "to"),
@@ -76,7 +90,9 @@ fn mine(state: &AppState, me: &str) -> Vec<ShareRecord> {
 fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, problem: Option<&Problem>) -> Markup {
     let SignedInUser(signed, me) = u;
     let out: Vec<ShareRecord> = mine(state, me).into_iter().filter(|s| &s.from == me).collect();
-    let kind = form.map_or("shares", |f| f.kind.as_str());
+    // A refused offer comes back in the offer form; a refused filter, at its share.
+    let offer = form.filter(|f| f.from.is_empty());
+    let kind = offer.map_or("shares", |f| f.kind.as_str());
     let body = html! {
         p.lead { "A share lets a user, or every member of a group, read what your keys publish on one channel, once they accept it." }
         @if out.is_empty() {
@@ -90,9 +106,23 @@ fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, p
                         @let to = s.to.to_string();
                         tr {
                             td { (to) } td { code { (s.channel) } }
-                            td { (s.kind.as_str()) @if s.with_history { br; small.muted { "with its history" } } }
+                            td {
+                                (s.kind.as_str()) @if s.with_history { br; small.muted { "with its history" } }
+                                @if let Some(f) = &s.filter { br; small.filter { "filter: " code { (f) } } }
+                            }
                             td { (status(s)) }
-                            td.actions { (action_button(signed, "/shares/revoke", &share_fields(s, &to), "Revoke", Some("Revoke this share? Delivery stops at once."))) }
+                            td.actions {
+                                (action_button(signed, "/shares/revoke", &share_fields(s, &to), "Revoke", Some("Revoke this share? Delivery stops at once.")))
+                                details.filter-edit open[problem_for(problem, form, s).is_some()] {
+                                    summary { "Filter" }
+                                    form method="post" action="/shares/filter" {
+                                        (csrf_field(signed))
+                                        @for (name, value) in share_fields(s, &to) { input type="hidden" name=(name) value=(value); }
+                                        (filter_fields(problem_for(problem, form, s), form.filter(|f| same_share(f, s)), s.filter.as_ref(), &format!("{}-{}", to, s.channel)))
+                                        button type="submit" { "Save filter" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
@@ -102,10 +132,10 @@ fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, p
         form.card method="post" action="/shares" {
             (csrf_field(signed))
             (error_for(problem, "form"))
-            (text_input(problem, "to", "With (a user, or group:NAME)", form.map_or("", |f| &f.to), InputAttrs {
+            (text_input(problem, "to", "With (a user, or group:NAME)", offer.map_or("", |f| &f.to), InputAttrs {
                 complete: Some("targets"), autocomplete: Some("off"), ..InputAttrs::text()
             }))
-            (text_input(problem, "channel", "Channel", form.map_or("", |f| &f.channel), InputAttrs::text()))
+            (text_input(problem, "channel", "Channel", offer.map_or("", |f| &f.channel), InputAttrs::text()))
             fieldset aria-describedby=[super::layout::described_by(problem, "kind")] {
                 legend { "Kind" }
                 @for k in [ShareKind::Shares, ShareKind::SharesAll] {
@@ -117,14 +147,54 @@ fn render_shares(state: &AppState, u: &SignedInUser, form: Option<&ShareForm>, p
                 (error_for(problem, "kind"))
             }
             label.choice {
-                input type="checkbox" name="with_history" value="yes" checked[form.is_some_and(|f| f.with_history.is_some())];
+                input type="checkbox" name="with_history" value="yes" checked[offer.is_some_and(|f| f.with_history.is_some())];
                 " With its history: once accepted, they also read what you published before (within the archive's retention)"
+            }
+            details.filter-edit open[offer.is_some_and(|f| f.filter().is_some())] {
+                summary { "Filter: share only some messages, or hide fields" }
+                (filter_fields(problem.filter(|_| offer.is_some()), offer, None, "new"))
             }
             p.hint { "Before offering, see on " a href="/audience" { "Audience" } " who would be added." }
             button.primary type="submit" { "Offer share" }
         }
     };
     page("Shares", Some(signed), "/shares", body)
+}
+
+/// The problem belongs to this share's filter form (a refused `/shares/filter`).
+fn problem_for<'a>(problem: Option<&'a Problem>, form: Option<&ShareForm>, s: &ShareRecord) -> Option<&'a Problem> {
+    problem.filter(|_| form.is_some_and(|f| same_share(f, s)))
+}
+
+fn same_share(f: &ShareForm, s: &ShareRecord) -> bool {
+    f.from == s.from && f.to.trim() == s.to.to_string() && f.channel.trim() == s.channel
+}
+
+/// The filter's inputs (docs/sharing.md, "Filters"), with what was typed, or the share's filter.
+fn filter_fields(problem: Option<&Problem>, typed: Option<&ShareForm>, current: Option<&Filter>, id: &str) -> Markup {
+    let (condition, redact, pseudonymize) = match (typed, current) {
+        (Some(f), _) => (f.condition.clone(), f.redact.clone(), f.pseudonymize.clone()),
+        (None, Some(f)) => (f.condition.clone().unwrap_or_default(), f.redact.join("\n"), f.pseudonymize.join("\n")),
+        (None, None) => Default::default(),
+    };
+    let field = |name: &str| format!("f-{name}-{id}");
+    html! {
+        div.field {
+            label for=(field("where")) { "Only messages where (CEL)" }
+            textarea id=(field("where")) name="where" rows="2" spellcheck="false"
+                placeholder="payload.eventid == \"cowrie.login.success\" && !ip(payload.src_ip).in_cidr(\"192.0.2.0/24\")"
+                aria-describedby=[super::layout::described_by(problem, "where")] { (condition) }
+            (error_for(problem, "where"))
+        }
+        div.field {
+            label for=(field("redact")) { "Remove these fields (JSON Pointers, one per line)" }
+            textarea id=(field("redact")) name="redact" rows="2" spellcheck="false" placeholder="/dst_ip" { (redact) }
+        }
+        div.field {
+            label for=(field("pseudonymize")) { "Pseudonymize these fields (the same value, the same token)" }
+            textarea id=(field("pseudonymize")) name="pseudonymize" rows="2" spellcheck="false" placeholder="/src_ip" { (pseudonymize) }
+        }
+    }
 }
 
 pub async fn show(State(state): State<AppState>, u: SignedInUser) -> Response {
@@ -146,6 +216,13 @@ async fn run<F: std::future::Future<Output = Result<(), AppError>>>(
 
 pub async fn offer(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
     match run(&u, &f, |a, r| shares::offer(&state, a, r), None, "/shares").await {
+        Ok(r) => r,
+        Err(p) => render(p.status, render_shares(&state, &u, Some(&f), Some(&p))),
+    }
+}
+
+pub async fn filter(State(state): State<AppState>, UserForm(u, f): UserForm<ShareForm>) -> Response {
+    match run(&u, &f, |a, r| shares::filter(&state, a, r), Some(f.from.clone()), "/shares").await {
         Ok(r) => r,
         Err(p) => render(p.status, render_shares(&state, &u, Some(&f), Some(&p))),
     }
@@ -177,7 +254,8 @@ fn render_received(state: &AppState, u: &SignedInUser, problem: Option<&Problem>
                     @for s in &offers {
                         @let to = s.to.to_string();
                         tr {
-                            td { (s.from) } td { (to) } td { code { (s.channel) } } td { (s.kind.as_str()) }
+                            td { (s.from) } td { (to) } td { code { (s.channel) } }
+                            td { (s.kind.as_str()) @if let Some(f) = &s.filter { br; small.filter { "filter: " code { (f) } } } }
                             td.actions {
                                 (action_button(signed, "/shared-with-you/accept", &share_fields(s, &to), "Accept", None))
                                 (action_button(signed, "/shared-with-you/decline", &share_fields(s, &to), "Decline", None))

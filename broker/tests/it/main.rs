@@ -7,6 +7,7 @@ mod common;
 mod archive;
 mod bench_tool;
 mod drain;
+mod filters;
 mod hpfeeds_protocol;
 mod http_api;
 mod interop;

@@ -118,11 +118,15 @@ fn given_the_readme_walkthrough_when_run_as_written_then_mark_and_alice_receive_
     // their lines can land on one when their writes interleave.
     let count = |line: &str| out.matches(line).count();
     let promises = promised(&block);
-    assert_eq!(promises.len(), 3, "the walkthrough promises three outputs: {promises:?}");
+    assert_eq!(promises.len(), 4, "the walkthrough promises four outputs: {promises:?}");
     // Mark's subscriber once, eve's never; then mark's and alice's, not eve's.
     assert_eq!(count(&promises[0]), 1, "jojo's capture reaches mark only:\n{out}");
     assert_eq!(count(&promises[1]), 2, "the relayed message reaches mark and alice only:\n{out}");
     assert_eq!(count(&promises[2]), 1, "explain shows the relay path:\n{out}");
+    // The filter: mark and alice get the message without saddr, nobody the dropped one.
+    assert_eq!(count(&promises[3]), 2, "the filtered version reaches mark and alice only:\n{out}");
+    let hidden = ["by jojo-sensor: b'{\"md5\": \"private\"}'", "203.0.113.9"];
+    assert!(hidden.iter().all(|h| !out.contains(h)), "nothing the filter hides:\n{out}");
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod archive;
 mod compose;
 mod docs;
 mod fanout;
+mod filters;
 mod history;
 mod layering;
 mod one_build;

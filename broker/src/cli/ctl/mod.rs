@@ -216,6 +216,32 @@ pub struct ShareRef {
     pub channel: String,
 }
 
+/// A share's filter (docs/sharing.md, "Filters").
+#[derive(Args, Debug)]
+pub struct FilterArgs {
+    /// Only messages for which this CEL condition is true, e.g.
+    /// 'payload.eventid == "cowrie.login.success"'.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub condition: Option<String>,
+    /// Removes the value at this JSON Pointer (repeatable).
+    #[arg(long, value_name = "POINTER")]
+    pub redact: Vec<String>,
+    /// Replaces the value at this JSON Pointer by the sender's keyed hash (repeatable).
+    #[arg(long, value_name = "POINTER")]
+    pub pseudonymize: Vec<String>,
+}
+
+impl FilterArgs {
+    pub fn filter(&self) -> Option<hpfriends_graph::Filter> {
+        let f = hpfriends_graph::Filter {
+            condition: self.condition.clone(),
+            redact: self.redact.clone(),
+            pseudonymize: self.pseudonymize.clone(),
+        };
+        (!f.is_empty()).then_some(f)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum ShareCmd {
     Add {
@@ -226,6 +252,15 @@ pub enum ShareCmd {
         /// Once accepted, the recipient also reads the archive from before.
         #[arg(long)]
         with_history: bool,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Sets what the share lets through; with no option, clears its filter.
+    Filter {
+        #[command(flatten)]
+        share: ShareRef,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     Accept(ShareRef),
     Remove(ShareRef),

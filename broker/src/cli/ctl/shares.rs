@@ -13,19 +13,36 @@ fn request(s: &ShareRef, kind: Option<ShareKind>, with_history: bool) -> ShareRe
         channel: s.channel.clone(),
         kind,
         with_history,
+        filter: None,
     }
+}
+
+fn described(filter: &Option<hpfriends_graph::Filter>) -> String {
+    filter.as_ref().map_or_else(String::new, |f| format!("  filter: {f}"))
 }
 
 pub async fn run(api: &Api, cmd: &ShareCmd) -> anyhow::Result<Output> {
     let (path, body, text) = match cmd {
-        ShareCmd::Add { share, kind, with_history } => {
+        ShareCmd::Add { share, kind, with_history, filter } => {
             let parsed = if kind == "shares_all" { ShareKind::SharesAll } else { ShareKind::Shares };
             let history = if *with_history { ", with its history" } else { "" };
+            let filter = filter.filter();
             let text = format!(
-                "{} offers {} to {} ({kind}{history}); it carries data once accepted",
-                share.from, share.channel, share.to
+                "{} offers {} to {} ({kind}{history}); it carries data once accepted{}",
+                share.from,
+                share.channel,
+                share.to,
+                described(&filter)
             );
-            ("/api/v1/shares", request(share, Some(parsed), *with_history), text)
+            ("/api/v1/shares", ShareRequest { filter, ..request(share, Some(parsed), *with_history) }, text)
+        }
+        ShareCmd::Filter { share, filter } => {
+            let filter = filter.filter();
+            let text = match &filter {
+                Some(f) => format!("{} -> {} on {} now lets through: {f}", share.from, share.to, share.channel),
+                None => format!("{} -> {} on {} has no filter", share.from, share.to, share.channel),
+            };
+            ("/api/v1/shares/filter", ShareRequest { filter, ..request(share, None, false) }, text)
         }
         ShareCmd::Accept(share) => (
             "/api/v1/shares/accept",
@@ -49,7 +66,7 @@ pub async fn run(api: &Api, cmd: &ShareCmd) -> anyhow::Result<Output> {
                     };
                     let state = if s.accepted { "accepted" } else { "pending" };
                     let history = if s.with_history { "  with history" } else { "" };
-                    format!("{} -> {}  {}  {kind}  {state}{history}", s.from, s.to, s.channel)
+                    format!("{} -> {}  {}  {kind}  {state}{history}{}", s.from, s.to, s.channel, described(&s.filter))
                 })
                 .collect::<Vec<_>>()
                 .join("\n");

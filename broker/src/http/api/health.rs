@@ -59,6 +59,21 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl axum::response:
     let resumed = state.connections.resume_subscriptions();
     set(SUBSCRIPTIONS, (state.switchboard.subscription_count() + resumed) as f64);
     set(SEND_BUFFER_SIZE, state.switchboard.queued_bytes() as f64);
+    state.node.read_graph(|g| {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (from, to, channel, f) in g.filtered_shares() {
+            let c = &f.counts;
+            for (outcome, n) in [("passed", &c.passed), ("dropped", &c.dropped), ("error", &c.errors)] {
+                let labels = [
+                    ("from", from.to_string()),
+                    ("to", to.to_string()),
+                    ("channel", channel.to_string()),
+                    ("outcome", outcome.into()),
+                ];
+                metrics::counter!(SHARE_FILTER.name, &labels).absolute(n.load(Relaxed));
+            }
+        }
+    });
     let (users, groups, shares, keys) =
         state.node.read_graph(|g| (g.user_count(), g.groups().count(), g.share_count(), g.keys().count()));
     for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {

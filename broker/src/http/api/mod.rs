@@ -52,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/groups/{group}/admins", post(groups::add_admin))
         .route("/api/v1/shares", get(shares::list).post(shares::add))
         .route("/api/v1/shares/accept", post(shares::accept))
+        .route("/api/v1/shares/filter", post(shares::filter))
         .route("/api/v1/shares/remove", post(shares::remove))
         .route("/api/v1/keys", get(keys::list).post(keys::add))
         .route("/api/v1/keys/{ident}", delete(keys::remove).put(keys::change))

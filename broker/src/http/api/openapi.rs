@@ -68,6 +68,7 @@ pub enum ApiErrors {
         super::shares::list,
         super::shares::add,
         super::shares::accept,
+        super::shares::filter,
         super::shares::remove,
         super::keys::list,
         super::keys::add,

@@ -25,6 +25,13 @@ pub async fn add(State(state): State<AppState>, Caller(actor): Caller, body: Bod
     done(shares::offer(&state, actor, b).await)
 }
 
+/// Sets, changes or clears (no `filter`) what a share lets through (the sender only).
+#[utoipa::path(post, path = "/api/v1/shares/filter", tag = "shares", request_body = ShareRequest, responses((status = 200, body = Done), ApiErrors))]
+pub async fn filter(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareRequest>) -> Reply<Done> {
+    let Json(b) = body?;
+    done(shares::filter(&state, actor, b).await)
+}
+
 #[utoipa::path(post, path = "/api/v1/shares/accept", tag = "shares", request_body = ShareRequest, responses((status = 200, body = Done), ApiErrors))]
 pub async fn accept(State(state): State<AppState>, Caller(actor): Caller, body: Body<ShareRequest>) -> Reply<Done> {
     let Json(b) = body?;
