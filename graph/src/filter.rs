@@ -436,7 +436,7 @@ fn cost(steps: &[Step]) -> Cost {
 
 /// For one publisher on one channel: the readers every path to whom passes a
 /// filter, sorted by id, with their chains (`CHAINS_PER_USER`).
-pub(crate) fn routes(graph: &Graph, channel: &str, publisher: UserId) -> Vec<(UserId, Routes)> {
+pub fn routes(graph: &Graph, channel: &str, publisher: UserId) -> Vec<(UserId, Routes)> {
     routes_within(graph, channel, publisher, CHAINS_PER_USER)
 }
 

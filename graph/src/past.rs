@@ -42,6 +42,16 @@ impl Graph {
     /// search backwards from the reader (Dijkstra with `max` for `+`): relayers
     /// along `shares_all` steps, publishers along a first step of any kind.
     pub fn past_readers(&self, reader: &str, channel: &str) -> Option<PastReaders> {
+        self.past_readers_through(reader, channel, true)
+    }
+
+    /// As `past_readers`, along shares without a filter only: what the
+    /// reader may read of the past unchanged (docs/sharing.md, "Filters").
+    pub fn past_readers_unfiltered(&self, reader: &str, channel: &str) -> Option<PastReaders> {
+        self.past_readers_through(reader, channel, false)
+    }
+
+    fn past_readers_through(&self, reader: &str, channel: &str, filtered: bool) -> Option<PastReaders> {
         let reader_id = self.user_id(reader)?;
         // Each user's accepted memberships, with when they joined.
         let mut memberships: HashMap<&str, Vec<(&str, Position)>> = HashMap::new();
@@ -62,7 +72,8 @@ impl Graph {
             let groups = memberships.get(user).into_iter().flatten().map(|(g, j)| (Target::Group(g.to_string()), *j));
             for (to, joined) in direct.chain(groups) {
                 for sender in self.senders_to(&to, channel) {
-                    let Some(share) = self.share(sender, &to, channel).filter(|s| s.accepted) else { continue };
+                    let taken = |s: &&crate::Share| s.accepted && (filtered || s.filter.is_none());
+                    let Some(share) = self.share(sender, &to, channel).filter(taken) else { continue };
                     let since = if share.with_history { 0 } else { share.since };
                     let via = cost.max(since).max(joined);
                     let Some(id) = self.user_id(sender) else { continue };

@@ -218,10 +218,9 @@ pub async fn follow_after(
                 moved |= scanned.next > from;
                 at.insert(node, scanned.next);
                 for m in scanned.messages {
-                    let wanted = a.publisher.as_deref().is_none_or(|p| p == &m.ident[..])
-                        && m.id.time_us >= a.since
-                        && readers.allows(&m, archive::now_us());
-                    if wanted && tx.send(to_api(m)).await.is_err() {
+                    let wanted = a.publisher.as_deref().is_none_or(|p| p == &m.ident[..]) && m.id.time_us >= a.since;
+                    let Some(m) = readers.admit(m, archive::now_us()).filter(|_| wanted) else { continue };
+                    if tx.send(to_api(m)).await.is_err() {
                         return;
                     }
                 }

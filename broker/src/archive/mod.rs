@@ -11,6 +11,7 @@
 
 pub mod store;
 
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,10 +19,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hpfriends_graph::{ChannelKeeps, Graph, Keep, PastReaders, Position, UserId};
+use hpfriends_graph::{ChannelKeeps, Graph, Keep, PastReaders, Position, Routes, UserId};
 
 /// What owners keep, by channel and owner (`Graph::all_keeps`).
-pub type Keeps = std::collections::HashMap<bytes::Bytes, std::collections::HashMap<UserId, Keep>>;
+pub type Keeps = HashMap<bytes::Bytes, HashMap<UserId, Keep>>;
 
 use crate::protocol::PublishFrame;
 use crate::telemetry;
@@ -233,7 +234,7 @@ impl Archive {
     }
 
     /// How far this archive holds each publishing node's messages.
-    pub fn marks(&self) -> std::collections::HashMap<u64, u64> {
+    pub fn marks(&self) -> HashMap<u64, u64> {
         self.store.marks()
     }
 
@@ -303,7 +304,7 @@ impl Archive {
             scanned += 1;
             page.last = Some(cursor);
             let wanted = q.publisher.as_ref().is_none_or(|p| *p == m.ident);
-            if wanted && may.allows(&m, now) {
+            if let Some(m) = may.admit(m, now).filter(|_| wanted) {
                 bytes += m.payload.len();
                 page.messages.push(m);
             }
@@ -322,17 +323,53 @@ impl Archive {
 #[derive(Debug, Clone)]
 pub struct MayRead {
     readers: PastReaders,
+    /// Along shares without a filter: whose messages the reader gets unchanged.
+    unfiltered: PastReaders,
+    /// Where filters are on the channel: the reader's chains now, by publisher.
+    routes: HashMap<UserId, Routes>,
     keeps: ChannelKeeps,
 }
 
 impl MayRead {
     /// For `reader` on `channel` as the graph is now; `None` for no such user.
     pub fn of(g: &Graph, reader: &str, channel: &str) -> Option<MayRead> {
-        Some(MayRead { readers: g.past_readers(reader, channel)?, keeps: g.channel_keeps(channel) })
+        let readers = g.past_readers(reader, channel)?;
+        let unfiltered = g.past_readers_unfiltered(reader, channel)?;
+        let id = g.user_id(reader)?;
+        let routes = match g.has_filters(channel) {
+            false => HashMap::new(),
+            true => (readers.publishers().keys())
+                .filter_map(|p| {
+                    let routes = hpfriends_graph::filter::routes(g, channel, *p);
+                    routes.into_iter().find(|(r, _)| *r == id).map(|(_, routes)| (*p, routes))
+                })
+                .collect(),
+        };
+        Some(MayRead { readers, unfiltered, routes, keeps: g.channel_keeps(channel) })
     }
 
-    pub fn allows(&self, m: &Message, now_us: u64) -> bool {
-        self.readers.may_read(m.owner, m.position) && self.keeps.keeps(m.owner, m.id.time_us, now_us)
+    /// The reader's version of an archived message, or `None`: the rule of
+    /// the past and the owner's keep decide whether; a message the reader
+    /// could then read only through a filter comes through the filters of
+    /// their paths now (docs/sharing.md, "Filters"), and not at all when no
+    /// filtered path reaches them now.
+    pub fn admit(&self, mut m: Message, now_us: u64) -> Option<Message> {
+        if !(self.readers.may_read(m.owner, m.position) && self.keeps.keeps(m.owner, m.id.time_us, now_us)) {
+            return None;
+        }
+        if self.unfiltered.may_read(m.owner, m.position) {
+            return Some(m);
+        }
+        let routes = self.routes.get(&m.owner)?;
+        let msg = hpfriends_graph::Message {
+            channel: std::str::from_utf8(&m.channel).unwrap_or_default(),
+            ident: std::str::from_utf8(&m.ident).unwrap_or_default(),
+            payload: &m.payload,
+        };
+        if let Some(rewritten) = routes.version(msg)? {
+            m.payload = rewritten.into();
+        }
+        Some(m)
     }
 }
 

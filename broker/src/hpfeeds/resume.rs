@@ -495,9 +495,7 @@ impl Run {
                 moved |= next > from;
                 let now = crate::archive::now_us();
                 for m in scanned.messages {
-                    if !may.as_ref().is_some_and(|r| r.allows(&m, now)) {
-                        continue;
-                    }
+                    let Some(m) = may.as_ref().and_then(|r| r.admit(m, now)) else { continue };
                     if self.out.queued_bytes() > ahead {
                         tokio::select! {
                             _ = self.out.wait_below(ahead / 2) => {}

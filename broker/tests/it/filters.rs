@@ -159,3 +159,36 @@ async fn given_a_filter_that_fails_on_every_message_then_nothing_is_delivered_an
     assert_eq!(errors, 1000.0);
     assert_eq!(mark.unread(), 0, "mark got none of them");
 }
+
+/// The payloads `token`'s user reads back of the channel (a line that is not a message as it is).
+async fn replayed(n: &Node, token: &str) -> Vec<String> {
+    let url = format!("http://{}/api/v1/messages?channel=cowrie.sessions", n.running.http_addr);
+    let text = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["payload"].as_str().unwrap_or(l).to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn given_a_filtered_share_then_the_archive_replays_the_reader_s_version_and_never_the_original() {
+    let n = start_node(|_| {}).await;
+    n.declare(GRAPH).await;
+    let (jojo, mark, alice) = (n.user_token("jojo").await, n.user_token("mark").await, n.user_token("alice").await);
+    let mut sensor = Client::login(n.running.hpfeeds_addr, "jojo-sensor", "s").await;
+    // Published while the share had no filter, and after it got one: the
+    // archive gives mark the filter of his path now, for both.
+    sensor.publish("cowrie.sessions", br#"{"eventid": "a", "dst_ip": "10.0.0.2"}"#).await;
+    let (status, body) =
+        set_filter(&n, &jojo, json!({"where": "payload.eventid != \"b\"", "redact": ["/dst_ip"]})).await;
+    assert_eq!(status, 200, "{body}");
+    for p in [r#"{"eventid": "b", "dst_ip": "10.0.0.2"}"#, r#"{"eventid": "c", "dst_ip": "10.0.0.2"}"#, "not json"] {
+        sensor.publish("cowrie.sessions", p.as_bytes()).await;
+    }
+    let originals = crate::common::wait_for(|| async {
+        let got = replayed(&n, &alice).await;
+        (got.len() == 4).then_some(got)
+    })
+    .await;
+    assert_eq!(originals[0], r#"{"eventid": "a", "dst_ip": "10.0.0.2"}"#, "alice's share has no filter");
+    assert_eq!(replayed(&n, &mark).await, [r#"{"eventid":"a"}"#, r#"{"eventid":"c"}"#]);
+}
