@@ -40,16 +40,33 @@ WORKLOADS = [
     ("1→1 256 B 10,000/s", ["-p", "1", "-s", "1", "--rate", "10000"]),
     # 64 messages of 64 KiB in flight (4 MiB), inside every target's per-client buffer.
     ("1→1 64 KiB W=64", ["-p", "1", "-s", "1", "--size", "65536", "--window", "64"]),
+    # Cowrie-like JSON on `events`, read by two users (10 subscribers each): on
+    # hpfriends-1-filtered their shares carry a `where` and a redaction.
+    ("1→20 512 B JSON W=4096", ["-p", "1", "-s", "20", "--window", "4096", "--size", "512", "--json-payload",
+                                "--channel", "events", "--sub-keys", "2"]),
 ]
 
 GRAPH = {
-    "users": ["sensors", "analyst"],
-    "shares": [{"from": "sensors", "to": "analyst", "channel": "bench", "kind": "shares"}],
+    "users": ["sensors", "analyst", "analyst-0", "analyst-1"],
+    "shares": [
+        {"from": "sensors", "to": "analyst", "channel": "bench", "kind": "shares"},
+        {"from": "sensors", "to": "analyst-0", "channel": "events", "kind": "shares"},
+        {"from": "sensors", "to": "analyst-1", "channel": "events", "kind": "shares"},
+    ],
     "keys": [
-        {"ident": "bench-pub", "secret": "bench-pub", "owner": "sensors", "publish": ["bench"]},
+        {"ident": "bench-pub", "secret": "bench-pub", "owner": "sensors", "publish": ["bench", "events"]},
         {"ident": "bench-sub", "secret": "bench-sub", "owner": "analyst", "subscribe": ["bench"]},
+        {"ident": "bench-sub-0", "secret": "bench-sub-0", "owner": "analyst-0", "subscribe": ["events"]},
+        {"ident": "bench-sub-1", "secret": "bench-sub-1", "owner": "analyst-1", "subscribe": ["events"]},
     ],
 }
+
+# hpfriends-1-filtered: the same, with two distinct filters on the `events`
+# shares (each lets every message of the JSON workload through).
+FILTERS = [
+    {"where": 'payload.eventid == "cowrie.login.success" && !ip(payload.src_ip).in_cidr("192.0.2.0/24")'},
+    {"redact": ["/dst_ip", "/password"]},
+]
 
 HPFEEDS3_AUTH = {
     "bench-pub": {"owner": "sensors", "secret": "bench-pub", "pubchans": ["bench"], "subchans": []},
@@ -124,8 +141,12 @@ class Target:
             for _, http, _ in ports:
                 wait_ready(http)
             graph = f"{d}/graph.json"
+            declared = json.loads(json.dumps(GRAPH))
+            if self.name.endswith("-filtered"):
+                for share, f in zip(declared["shares"][1:], FILTERS):
+                    share["filter"] = f
             with open(graph, "w") as f:
-                json.dump(GRAPH, f)
+                json.dump(declared, f)
             ctl = lambda http, *args: subprocess.run(
                 [self.binary, "ctl", "--server", f"http://127.0.0.1:{http}", "--token", TOKEN, *args],
                 check=True, stdout=subprocess.DEVNULL)
@@ -285,6 +306,18 @@ def print_tables(results, targets, workloads):
             off = median_of(results.get((wname, "hpfriends-1-noarchive"), []), lambda r: r["delivered_per_s"])
             if on and off:
                 print(f"| {wname} | {fmt_rate(on)} | {fmt_rate(off)} | {on / off:.2f}× |")
+    if "hpfriends-1-filtered" in targets:
+        print("\n### Filters' cost: hpfriends-1-filtered (two filtered shares on `events`) ÷ hpfriends-1 (none), delivered/s and server CPU µs per delivered message\n")
+        print("| workload | filtered | unfiltered | filtered ÷ unfiltered | CPU µs filtered / unfiltered |")
+        print("|---|---|---|---|---|")
+        cpu = lambda r: sum(r["server_cpu_us_per_msg"])
+        for wname, _ in workloads:
+            on = median_of(results.get((wname, "hpfriends-1-filtered"), []), lambda r: r["delivered_per_s"])
+            off = median_of(results.get((wname, "hpfriends-1"), []), lambda r: r["delivered_per_s"])
+            con = median_of(results.get((wname, "hpfriends-1-filtered"), []), cpu)
+            coff = median_of(results.get((wname, "hpfriends-1"), []), cpu)
+            if on and off:
+                print(f"| {wname} | {fmt_rate(on)} | {fmt_rate(off)} | {on / off:.2f}× | {con:.2f} / {coff:.2f} |")
     print("\n### Loss and closes (sum over rounds): lost messages / subscribers closed by the server\n")
     print("| workload | " + " | ".join(targets) + " |")
     print("|---" * (len(targets) + 1) + "|")

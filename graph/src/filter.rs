@@ -122,7 +122,7 @@ pub struct FilterCounts {
 /// A checked filter, ready for messages.
 pub struct CompiledFilter {
     spec: Filter,
-    program: Option<Program>,
+    program: Option<Condition>,
     redact: Vec<Vec<String>>,
     pseudonymize: Vec<Vec<String>>,
     pub counts: FilterCounts,
@@ -252,7 +252,7 @@ impl CompiledFilter {
 
     fn applied(&self, msg: Message<'_>, parsed: &Parsed, key: &[u8]) -> Applied {
         if let Some(program) = &self.program {
-            match evaluate(program, msg, parsed.json(msg.payload)) {
+            match program.evaluate(msg, parsed.json(msg.payload)) {
                 Ok(true) => {}
                 Ok(false) => return Applied::Dropped,
                 Err(_) => return Applied::Error,
@@ -620,7 +620,7 @@ fn in_cidr(this: &CelString<'_>, cidr: &CelString<'_>) -> Result<CelBool, Execut
     Ok(CelBool::from(net.contains(&addr)))
 }
 
-fn compile_where(source: &str) -> Result<Program, GraphError> {
+fn compile_where(source: &str) -> Result<Condition, GraphError> {
     let err = |reason: String| invalid("where", reason);
     if source.len() > MAX_WHERE_BYTES {
         return Err(err(format!("{} bytes, at most {MAX_WHERE_BYTES}", source.len())));
@@ -639,7 +639,13 @@ fn compile_where(source: &str) -> Result<Program, GraphError> {
         position(source, start)
     };
     check(program.expression(), &mut Vec::new(), 0, 0).map_err(|(id, reason)| err(format!("{}: {reason}", at(id))))?;
-    Ok(program)
+    let mut members = Vec::new();
+    let members = payload_members(program.expression(), &mut members).map(|_| {
+        members.sort();
+        members.dedup();
+        members
+    });
+    Ok(Condition { program, members })
 }
 
 /// "line L, column C" of a byte offset.
@@ -762,20 +768,66 @@ fn last_line(s: &str) -> &str {
     s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
 }
 
-/// Runs a condition: true, false, or an error (also when it is not a bool).
-fn evaluate(program: &Program, msg: Message<'_>, json: Option<&serde_json::Value>) -> Result<bool, ExecutionError> {
-    let mut ctx = Context::with_env(ENV.clone());
-    let payload = match json {
-        Some(j) => to_cel(j),
-        None => Value::Bytes(Arc::new(msg.payload.to_vec())),
-    };
-    ctx.add_variable_from_value("payload", payload);
-    ctx.add_variable_from_value("channel", msg.channel.to_string());
-    ctx.add_variable_from_value("ident", msg.ident.to_string());
-    ctx.add_variable_from_value("size", msg.payload.len() as i64);
-    match program.execute(&ctx)? {
-        Value::Bool(b) => Ok(b),
-        other => Err(ExecutionError::function_error("where", format!("not a bool: {other:?}"))),
+/// A compiled `where`, and the members of `payload` it reads (`None`: it
+/// uses the payload as a whole): only those are handed to CEL.
+struct Condition {
+    program: Program,
+    members: Option<Vec<String>>,
+}
+
+impl Condition {
+    /// True, false, or an error (also when the result is not a bool).
+    fn evaluate(&self, msg: Message<'_>, json: Option<&serde_json::Value>) -> Result<bool, ExecutionError> {
+        let mut ctx = Context::with_env(ENV.clone());
+        let payload = match (json, &self.members) {
+            (Some(serde_json::Value::Object(o)), Some(members)) => {
+                let map: HashMap<String, Value> =
+                    members.iter().filter_map(|m| Some((m.clone(), to_cel(o.get(m)?)))).collect();
+                Value::Map(map.into())
+            }
+            (Some(j), _) => to_cel(j),
+            (None, _) => Value::Bytes(Arc::new(msg.payload.to_vec())),
+        };
+        ctx.add_variable_from_value("payload", payload);
+        ctx.add_variable_from_value("channel", msg.channel.to_string());
+        ctx.add_variable_from_value("ident", msg.ident.to_string());
+        ctx.add_variable_from_value("size", msg.payload.len() as i64);
+        match self.program.execute(&ctx)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(ExecutionError::function_error("where", format!("not a bool: {other:?}"))),
+        }
+    }
+}
+
+/// The members `payload.NAME` the expression reads, or `None` when it uses
+/// `payload` otherwise (whole, indexed, iterated, or a loop variable shadows it).
+fn payload_members(e: &IdedExpr, out: &mut Vec<String>) -> Option<()> {
+    let mut walk = |x: &IdedExpr| payload_members(x, out);
+    match &e.expr {
+        Expr::Select(s) if matches!(&s.operand.expr, Expr::Ident(n) if n == "payload") => {
+            out.push(s.field.clone());
+            Some(())
+        }
+        Expr::Ident(n) if n == "payload" => None,
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Some(()),
+        Expr::Select(s) => walk(&s.operand),
+        Expr::List(l) => l.elements.iter().try_for_each(walk),
+        Expr::Map(m) => m.entries.iter().try_for_each(|entry| match &entry.expr {
+            EntryExpr::MapEntry(me) => walk(&me.key).and_then(|_| walk(&me.value)),
+            EntryExpr::StructField(f) => walk(&f.value),
+        }),
+        Expr::Struct(st) => st.entries.iter().try_for_each(|entry| match &entry.expr {
+            EntryExpr::MapEntry(me) => walk(&me.key).and_then(|_| walk(&me.value)),
+            EntryExpr::StructField(f) => walk(&f.value),
+        }),
+        Expr::Call(c) => c.target.iter().map(|t| &**t).chain(&c.args).try_for_each(walk),
+        Expr::Comprehension(c) => {
+            let binds = [Some(&c.iter_var), c.iter_var2.as_ref(), Some(&c.accu_var)];
+            if binds.into_iter().flatten().any(|v| v == "payload") {
+                return None;
+            }
+            [&c.iter_range, &c.accu_init, &c.loop_cond, &c.loop_step, &c.result].into_iter().try_for_each(walk)
+        }
     }
 }
 
@@ -854,6 +906,13 @@ mod tests {
         assert!(pass(r#"has(payload.user) && !has(payload.password)"#, EVENT));
         assert!(pass(r#"payload == b"\x01raw""#, "\u{1}raw"));
         assert!(!pass(r#"ip("2001:db8::1").in_cidr("10.0.0.0/8")"#, EVENT));
+        // CEL gets only the members read, unless the payload is used whole.
+        assert!(pass("size(payload) == 5 && payload.eventid != ''", EVENT));
+        assert!(pass(r#"payload["eventid"] == "cowrie.login.success""#, EVENT));
+        assert!(pass("[1].exists(payload, payload == 1)", EVENT));
+        let members = |c: &str| compile_where(c).unwrap().members;
+        assert_eq!(members("payload.b == 1 && has(payload.a) && payload.b.c > 2"), Some(vec!["a".into(), "b".into()]));
+        assert_eq!(members("size(payload) > 1"), None);
     }
 
     #[test]

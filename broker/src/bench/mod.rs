@@ -78,6 +78,10 @@ pub struct LoadArgs {
     /// zeros.
     #[arg(long)]
     pub random_payload: bool,
+    /// A cowrie-like JSON event (at least 256 bytes) with the stamp in its
+    /// `stamp` member, for shares with filters (docs/sharing.md, "Filters").
+    #[arg(long, conflicts_with = "random_payload")]
+    pub json_payload: bool,
     /// Seconds of publishing.
     #[arg(long, default_value_t = 5.0)]
     pub duration: f64,
@@ -135,6 +139,11 @@ impl LoadArgs {
             "--publishers and --subscribers must be at least 1"
         );
         anyhow::ensure!(self.size >= STAMP_LEN, "--size must be at least {STAMP_LEN} bytes (the stamp)");
+        anyhow::ensure!(
+            !self.json_payload || self.size >= JSON_EVENT.len() + 2,
+            "--size must be at least {} bytes with --json-payload (the event)",
+            JSON_EVENT.len() + 2
+        );
         anyhow::ensure!(!self.addr.is_empty(), "--addr needs at least one address");
         anyhow::ensure!(
             self.duration > 0.0 && self.settle >= 0.0,
@@ -148,6 +157,14 @@ impl LoadArgs {
 /// Payload prefix: kind (0 data, 1 probe), publisher, sequence, send time in
 /// ns since the bench started.
 const STAMP_LEN: usize = 21;
+
+/// `--json-payload`: the stamp in hex at `JSON_STAMP_AT`, then `pad` up to the size.
+const JSON_EVENT: &str = concat!(
+    r#"{"stamp":"000000000000000000000000000000000000000000","eventid":"cowrie.login.success","#,
+    r#""src_ip":"198.51.100.7","src_port":51234,"dst_ip":"10.0.0.2","dst_port":22,"session":"a1b2c3d4e5f6","#,
+    r#""username":"root","password":"123456","protocol":"ssh","sensor":"hp-eu-1","pad":""#
+);
+const JSON_STAMP_AT: usize = 10;
 
 struct Stamp {
     probe: bool,
@@ -164,7 +181,21 @@ impl Stamp {
         p[13..21].copy_from_slice(&self.sent_ns.to_be_bytes());
     }
 
+    /// In a `--json-payload` event: the hex stamp of its `stamp` member,
+    /// wherever a filter's rewriting put it.
+    fn write_json(&self, p: &mut [u8]) {
+        let mut raw = [0u8; STAMP_LEN];
+        self.write(&mut raw);
+        p[JSON_STAMP_AT..JSON_STAMP_AT + 2 * STAMP_LEN].copy_from_slice(hex::encode(raw).as_bytes());
+    }
+
     fn read(p: &[u8]) -> Option<Stamp> {
+        if p.first() == Some(&b'{') {
+            const KEY: &[u8] = b"\"stamp\":\"";
+            let at = memchr::memmem::find(p, KEY)? + KEY.len();
+            let raw = hex::decode(p.get(at..at + 2 * STAMP_LEN)?).ok()?;
+            return Stamp::read(&raw);
+        }
         let p = p.get(..STAMP_LEN)?;
         Some(Stamp {
             probe: p[0] == 1,
@@ -289,7 +320,8 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
 
     // Probe until every subscriber hears every publisher.
     let setup_started = Instant::now();
-    let mut payload = vec![0u8; args.size];
+    let probe_payloads = payloads(args);
+    let mut payload = probe_payloads.blank();
     while !shared.all_probed() {
         for (s, state) in shared.subscribers.iter().enumerate() {
             if state.closed.load(Ordering::Acquire) {
@@ -309,7 +341,7 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
             );
         }
         for (j, w) in writers.iter_mut().enumerate() {
-            Stamp { probe: true, publisher: j as u32, seq: 0, sent_ns: 0 }.write(&mut payload);
+            probe_payloads.stamp(Stamp { probe: true, publisher: j as u32, seq: 0, sent_ns: 0 }, &mut payload);
             w.publish(&payload);
             w.flush().await?;
         }
@@ -349,10 +381,11 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
 }
 
 /// What follows the stamps: zeros, or a window onto random bytes that moves
-/// with every message (no two payloads of a chunk alike).
+/// with every message (no two payloads of a chunk alike); or a JSON event.
 struct Payloads {
     size: usize,
     random: Vec<u8>,
+    json: bool,
 }
 
 fn payloads(args: &LoadArgs) -> Payloads {
@@ -362,7 +395,27 @@ fn payloads(args: &LoadArgs) -> Payloads {
         random = vec![0u8; (4 << 20).max(4 * args.size)];
         rand::thread_rng().fill_bytes(&mut random);
     }
-    Payloads { size: args.size, random }
+    Payloads { size: args.size, random, json: args.json_payload }
+}
+
+impl Payloads {
+    /// A payload to stamp: zeros, or the JSON event padded to the size.
+    fn blank(&self) -> Vec<u8> {
+        if !self.json {
+            return vec![0u8; self.size];
+        }
+        let mut p = JSON_EVENT.as_bytes().to_vec();
+        p.resize(self.size - 2, b'x');
+        p.extend_from_slice(b"\"}");
+        p
+    }
+
+    fn stamp(&self, stamp: Stamp, payload: &mut [u8]) {
+        match self.json {
+            true => stamp.write_json(payload),
+            false => stamp.write(payload),
+        }
+    }
 }
 
 async fn publish(
@@ -375,7 +428,7 @@ async fn publish(
     shared: Arc<Shared>,
 ) -> anyhow::Result<()> {
     let size = payloads.size;
-    let mut payload = vec![0u8; size];
+    let mut payload = payloads.blank();
     let mut seq = 0u64;
     let batch = (PUBLISH_BATCH_BYTES / size).max(1) as u64;
     // One send time per batch: its frames leave in one write.
@@ -386,7 +439,7 @@ async fn publish(
                 let at = (seq as usize * 4099) % (payloads.random.len() - size);
                 payload[STAMP_LEN..].copy_from_slice(&payloads.random[at..at + size - STAMP_LEN]);
             }
-            Stamp { probe: false, publisher: j as u32, seq, sent_ns }.write(&mut payload);
+            payloads.stamp(Stamp { probe: false, publisher: j as u32, seq, sent_ns }, &mut payload);
             w.publish(&payload);
             seq += 1;
         }
@@ -680,6 +733,19 @@ mod tests {
         let s = Stamp::read(&p).unwrap();
         assert_eq!((s.probe, s.publisher, s.seq, s.sent_ns), (true, 7, 1 << 40, 12345));
         assert!(Stamp::read(&p[..20]).is_none(), "shorter than a stamp");
+    }
+
+    #[test]
+    fn given_a_json_event_when_a_filter_rewrote_it_then_its_stamp_is_still_read() {
+        let payloads = Payloads { size: 400, random: vec![], json: true };
+        let mut p = payloads.blank();
+        payloads.stamp(Stamp { probe: false, publisher: 3, seq: 99, sent_ns: 777 }, &mut p);
+        let mut event: serde_json::Value = serde_json::from_slice(&p).expect("the event is JSON");
+        assert_eq!(p.len(), 400);
+        event.as_object_mut().unwrap().remove("dst_ip");
+        let rewritten = serde_json::to_vec(&event).unwrap();
+        let s = Stamp::read(&rewritten).unwrap();
+        assert_eq!((s.probe, s.publisher, s.seq, s.sent_ns), (false, 3, 99, 777));
     }
 
     #[test]
