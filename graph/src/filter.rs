@@ -7,6 +7,7 @@
 //! over the payload, never nested, and regular expressions that run in linear
 //! time (string literals, compiled once).
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -20,6 +21,7 @@ use cel::common::types::{CelBool, CelString};
 use cel::{Context, Env, ExecutionError, Program, Value};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::Sha256;
 
 use crate::model::{Graph, ShareKind, Target, UserId};
@@ -207,23 +209,55 @@ pub enum Outcome {
     Error,
 }
 
-/// A payload's JSON, parsed at most once for all the filters one message meets.
+/// A payload's JSON, parsed at most once for all the filters one message
+/// meets: its members borrowed in order (most filters read or drop a few of
+/// them), or the whole value where a filter needs it.
 #[derive(Debug, Default)]
-pub struct Parsed(std::cell::OnceCell<Option<serde_json::Value>>);
+pub struct Parsed<'a> {
+    members: std::cell::OnceCell<Option<Members<'a>>>,
+    whole: std::cell::OnceCell<Option<serde_json::Value>>,
+}
 
-impl Parsed {
-    fn of(value: serde_json::Value) -> Parsed {
-        Parsed(std::cell::OnceCell::from(Some(value)))
+/// A JSON object's members as written, each value still JSON text.
+type Members<'a> = Vec<(Cow<'a, str>, &'a RawValue)>;
+
+impl<'a> Parsed<'a> {
+    /// `None` when the payload is not a JSON object.
+    fn members(&self, payload: &'a [u8]) -> Option<&Members<'a>> {
+        self.members.get_or_init(|| serde_json::from_slice::<InOrder<'a>>(payload).ok().map(|m| m.0)).as_ref()
     }
-    fn json(&self, payload: &[u8]) -> Option<&serde_json::Value> {
-        self.0.get_or_init(|| serde_json::from_slice(payload).ok()).as_ref()
+    fn whole(&self, payload: &[u8]) -> Option<&serde_json::Value> {
+        self.whole.get_or_init(|| serde_json::from_slice(payload).ok()).as_ref()
     }
 }
 
-/// What one filter did, with a rewritten payload kept as JSON for the next.
+/// Deserializes an object into its members in order, values unparsed.
+struct InOrder<'a>(Members<'a>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for InOrder<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = InOrder<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<InOrder<'de>, M::Error> {
+                let mut members = Vec::new();
+                while let Some((k, v)) = map.next_entry::<Cow<'de, str>, &'de RawValue>()? {
+                    members.push((k, v));
+                }
+                Ok(InOrder(members))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
+/// What one filter did.
 enum Applied {
     Same,
-    Rewritten(serde_json::Value),
+    Rewritten(Vec<u8>),
     Dropped,
     Error,
 }
@@ -233,13 +267,13 @@ impl CompiledFilter {
     pub fn apply(&self, msg: Message<'_>, key: &[u8]) -> Outcome {
         match self.apply_parsed(msg, &Parsed::default(), key) {
             Applied::Same => Outcome::Pass(None),
-            Applied::Rewritten(v) => Outcome::Pass(Some(serde_json::to_vec(&v).expect("a JSON value serializes"))),
+            Applied::Rewritten(v) => Outcome::Pass(Some(v)),
             Applied::Dropped => Outcome::Dropped,
             Applied::Error => Outcome::Error,
         }
     }
 
-    fn apply_parsed(&self, msg: Message<'_>, parsed: &Parsed, key: &[u8]) -> Applied {
+    fn apply_parsed<'a>(&self, msg: Message<'a>, parsed: &Parsed<'a>, key: &[u8]) -> Applied {
         let applied = self.applied(msg, parsed, key);
         let counter = match applied {
             Applied::Same | Applied::Rewritten(_) => &self.counts.passed,
@@ -250,9 +284,9 @@ impl CompiledFilter {
         applied
     }
 
-    fn applied(&self, msg: Message<'_>, parsed: &Parsed, key: &[u8]) -> Applied {
+    fn applied<'a>(&self, msg: Message<'a>, parsed: &Parsed<'a>, key: &[u8]) -> Applied {
         if let Some(program) = &self.program {
-            match program.evaluate(msg, parsed.json(msg.payload)) {
+            match program.evaluate(msg, parsed) {
                 Ok(true) => {}
                 Ok(false) => return Applied::Dropped,
                 Err(_) => return Applied::Error,
@@ -261,8 +295,17 @@ impl CompiledFilter {
         if !self.spec.rewrites() {
             return Applied::Same;
         }
-        let Some(json) = parsed.json(msg.payload) else { return Applied::Error };
-        let mut json = json.clone();
+        match parsed.members(msg.payload) {
+            Some(members) => self.rewrite_members(members, key),
+            None => match parsed.whole(msg.payload) {
+                Some(json) => Applied::Rewritten(self.rewrite(json.clone(), key)),
+                None => Applied::Error,
+            },
+        }
+    }
+
+    /// Removes and pseudonymizes in a whole value.
+    fn rewrite(&self, mut json: serde_json::Value, key: &[u8]) -> Vec<u8> {
         for pointer in &self.redact {
             remove(&mut json, pointer);
         }
@@ -271,7 +314,40 @@ impl CompiledFilter {
                 *value = serde_json::Value::String(pseudonym(key, value));
             }
         }
-        Applied::Rewritten(json)
+        serde_json::to_vec(&json).expect("a JSON value serializes")
+    }
+
+    /// The object again, members in their order: those no pointer names
+    /// copied as they were written, the others rewritten.
+    fn rewrite_members(&self, members: &Members<'_>, key: &[u8]) -> Applied {
+        let mut out = Vec::with_capacity(members.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 2);
+        out.push(b'{');
+        for (name, raw) in members {
+            let under =
+                |pointers: &[Vec<String>]| pointers.iter().any(|p| p.first().map(String::as_str) == Some(&**name));
+            let text: Cow<str> = if under(&self.redact) || under(&self.pseudonymize) {
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(raw.get()) else { return Applied::Error };
+                let mut one = serde_json::Value::Object([(name.to_string(), value)].into_iter().collect());
+                let rewritten = self.rewrite(std::mem::take(&mut one), key);
+                let Ok(serde_json::Value::Object(mut m)) = serde_json::from_slice(&rewritten) else {
+                    return Applied::Error;
+                };
+                match m.remove(&**name) {
+                    None => continue,
+                    Some(v) => Cow::Owned(v.to_string()),
+                }
+            } else {
+                Cow::Borrowed(raw.get())
+            };
+            if out.len() > 1 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &**name).expect("a string serializes");
+            out.push(b':');
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.push(b'}');
+        Applied::Rewritten(out)
     }
 }
 
@@ -379,23 +455,23 @@ impl Chain {
     }
     /// What this path makes of a message (`Pass(None)`: it arrives
     /// unchanged); `parsed` is the message's, shared by every chain it meets.
-    pub fn apply(&self, msg: Message<'_>, parsed: &Parsed) -> Outcome {
-        let mut current: Option<(Vec<u8>, Parsed)> = None;
+    pub fn apply<'a>(&self, msg: Message<'a>, parsed: &Parsed<'a>) -> Outcome {
+        let mut current: Option<Vec<u8>> = None;
         for step in self.0.iter() {
-            let (m, p) = match &current {
-                Some((bytes, p)) => (Message { payload: bytes, ..msg }, p),
-                None => (msg, parsed),
-            };
-            match step.filter.apply_parsed(m, p, &step.key) {
-                Applied::Same => {}
-                Applied::Rewritten(v) => {
-                    current = Some((serde_json::to_vec(&v).expect("a JSON value serializes"), Parsed::of(v)))
+            let applied = match &current {
+                None => step.filter.apply_parsed(msg, parsed, &step.key),
+                Some(bytes) => {
+                    step.filter.apply_parsed(Message { payload: bytes, ..msg }, &Parsed::default(), &step.key)
                 }
+            };
+            match applied {
+                Applied::Same => {}
+                Applied::Rewritten(v) => current = Some(v),
                 Applied::Dropped => return Outcome::Dropped,
                 Applied::Error => return Outcome::Error,
             }
         }
-        Outcome::Pass(current.map(|(bytes, _)| bytes))
+        Outcome::Pass(current)
     }
 }
 
@@ -777,16 +853,23 @@ struct Condition {
 
 impl Condition {
     /// True, false, or an error (also when the result is not a bool).
-    fn evaluate(&self, msg: Message<'_>, json: Option<&serde_json::Value>) -> Result<bool, ExecutionError> {
+    fn evaluate<'a>(&self, msg: Message<'a>, parsed: &Parsed<'a>) -> Result<bool, ExecutionError> {
         let mut ctx = Context::with_env(ENV.clone());
-        let payload = match (json, &self.members) {
-            (Some(serde_json::Value::Object(o)), Some(members)) => {
-                let map: HashMap<String, Value> =
-                    members.iter().filter_map(|m| Some((m.clone(), to_cel(o.get(m)?)))).collect();
+        let object = self.members.as_ref().and_then(|m| Some((m, parsed.members(msg.payload)?)));
+        let payload = match object {
+            Some((wanted, members)) => {
+                let mut map: HashMap<String, Value> = HashMap::with_capacity(wanted.len());
+                for (name, raw) in members.iter().filter(|(n, _)| wanted.iter().any(|w| w == n)) {
+                    let value: serde_json::Value =
+                        serde_json::from_str(raw.get()).map_err(|e| ExecutionError::function_error("payload", e))?;
+                    map.insert(name.to_string(), to_cel(&value));
+                }
                 Value::Map(map.into())
             }
-            (Some(j), _) => to_cel(j),
-            (None, _) => Value::Bytes(Arc::new(msg.payload.to_vec())),
+            None => match parsed.whole(msg.payload) {
+                Some(j) => to_cel(j),
+                None => Value::Bytes(Arc::new(msg.payload.to_vec())),
+            },
         };
         ctx.add_variable_from_value("payload", payload);
         ctx.add_variable_from_value("channel", msg.channel.to_string());

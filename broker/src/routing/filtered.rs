@@ -14,7 +14,7 @@ use crate::protocol::{Limits, PublishFrame};
 struct Versions<'a> {
     publish: &'a PublishFrame,
     /// The payload's JSON, parsed once for every chain.
-    parsed: Parsed,
+    parsed: Parsed<'a>,
     by_chain: Vec<(usize, Option<Bytes>)>,
 }
 
