@@ -155,7 +155,7 @@ pub struct Record<'a> {
 }
 
 /// Fields of commands that hold secrets or their hashes.
-const SECRET_FIELDS: [&str; 5] = ["secret", "token_hash", "password_hash", "session_hash", "invitation"];
+const SECRET_FIELDS: [&str; 6] = ["secret", "token_hash", "password_hash", "session_hash", "invitation", "key"];
 
 /// The keys `command` removes, as the graph holds them *before* it is
 /// applied: all a change needs to know of the graph (whose key it was).
@@ -447,6 +447,13 @@ mod tests {
                 at: 4,
             },
             Command::AddApiToken { name: "bob".into(), label: "ci".into(), token_hash: "TOPSECRET6".into(), at: 4 },
+            Command::SetShareFilter {
+                from: "bob".into(),
+                to: Target::User("carol".into()),
+                channel: "c".into(),
+                filter: Some(crate::Filter { pseudonymize: vec!["/ip".into()], ..Default::default() }),
+                key: Some("TOPSECRET7".into()),
+            },
         ];
         for c in &commands {
             let recorded = serde_json::to_string(&changes(c, &removed_keys(c, &g))).unwrap();

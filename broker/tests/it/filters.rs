@@ -192,3 +192,61 @@ async fn given_a_filtered_share_then_the_archive_replays_the_reader_s_version_an
     assert_eq!(originals[0], r#"{"eventid": "a", "dst_ip": "10.0.0.2"}"#, "alice's share has no filter");
     assert_eq!(replayed(&n, &mark).await, [r#"{"eventid":"a"}"#, r#"{"eventid":"c"}"#]);
 }
+
+/// jojo (of GRAPH) signed in to the web app: the session's `Cookie` header.
+async fn jojo_in_browser(n: &Node) -> String {
+    let password_hash = hpfriends_broker::app::accounts::hash_password("correct horse battery").await.unwrap();
+    n.write(hpfriends_graph::Command::SetPassword { name: "jojo".into(), password_hash, invitation: None, at: 1 })
+        .await;
+    crate::trust::jojo_session(n, 3600).await
+}
+
+#[tokio::test]
+async fn given_the_shares_page_then_a_filter_is_set_checked_shown_and_cleared_there() {
+    let n = start_node(|_| {}).await;
+    n.declare(GRAPH).await;
+    let session = jojo_in_browser(&n).await;
+    let base = format!("http://{}", n.running.http_addr);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = || async { http.get(format!("{base}/shares")).header("cookie", &session).send().await.unwrap() };
+    let shares = page().await.text().await.unwrap();
+    let csrf = shares.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    assert!(shares.contains("action=\"/shares/filter\""), "each share has its filter form");
+    let post = |condition: &'static str, redact: &'static str| {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("from", "jojo"),
+            ("to", "mark"),
+            ("channel", "cowrie.sessions"),
+            ("where", condition),
+            ("redact", redact),
+            ("pseudonymize", ""),
+        ];
+        http.post(format!("{base}/shares/filter")).header("cookie", &session).form(&form).send()
+    };
+    let filter = || {
+        let to = hpfriends_graph::Target::User("mark".into());
+        n.running
+            .node
+            .read_graph(|g| g.share("jojo", &to, "cowrie.sessions").unwrap().filter.as_ref().map(|f| f.spec().clone()))
+    };
+    // A syntax error: the page again, the message at the expression, nothing written.
+    let refused = post("payload.eventid == ", "").await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("id=\"where-error\"") && text.contains("syntax error at line 1"), "{text}");
+    assert!(text.contains("payload.eventid == </textarea>"), "what was typed is kept");
+    assert_eq!(filter(), None);
+    // Saved: the share's row shows it.
+    let saved = post("payload.eventid == \"x\"", "/dst_ip\n/password").await.unwrap();
+    assert_eq!(saved.status(), 303);
+    let want: hpfriends_graph::Filter =
+        serde_json::from_value(json!({"where": "payload.eventid == \"x\"", "redact": ["/dst_ip", "/password"]}))
+            .unwrap();
+    assert_eq!(filter(), Some(want));
+    let shown = page().await.text().await.unwrap();
+    assert!(shown.contains("where payload.eventid == &quot;x&quot;; redact /dst_ip /password"), "{shown}");
+    // Emptied: cleared.
+    assert_eq!(post("", "").await.unwrap().status(), 303);
+    assert_eq!(filter(), None);
+}

@@ -351,7 +351,7 @@ async fn add_jojo(n: &crate::common::Node) {
 }
 
 /// A sign-in of jojo that lasts `seconds`: the `Cookie` header that carries it.
-async fn jojo_session(n: &crate::common::Node, seconds: u64) -> String {
+pub(crate) async fn jojo_session(n: &crate::common::Node, seconds: u64) -> String {
     let cookie = hpfriends_broker::app::accounts::new_secret();
     let now = hpfriends_broker::app::accounts::now();
     n.write(hpfriends_graph::Command::StartSession {
