@@ -20,6 +20,7 @@ Settings come from the environment (see web.rs). Exits non-zero on the first
 failed check, naming it.
 """
 
+import atexit
 import os
 import queue
 import re
@@ -138,6 +139,12 @@ def subscribe(ident, secret, channel):
     return Subscriber(ident, secret, channel).subscribed(before)
 
 
+# Every client started, stopped when this script ends: the hpfeeds client
+# reconnects forever, so one left behind would outlive the node it used.
+STARTED = []
+atexit.register(lambda: [s.proc.kill() for s in STARTED])
+
+
 class Subscriber:
     """The real hpfeeds client subscribed with a key made in the browser."""
 
@@ -149,6 +156,7 @@ class Subscriber:
             [HPFEEDS, "subscribe", "--host", HPFEEDS_HOST, "-p", HPFEEDS_PORT, "-i", ident, "-s", secret, "-c", channel],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        STARTED.append(self)
         threading.Thread(target=self._read, daemon=True).start()
 
     def subscribed(self, before, timeout=10):
