@@ -406,6 +406,30 @@ def scenarios(p):
     keeps = jojo.get_by_role("table", name="My keeps").inner_text()
     check("jojo.private" in keeps and "2days" in keeps, f"the Authkeys page lists jojo's keep ({keeps!r})")
 
+    # A filter set on the Shares page: checked before it is saved, then applied to
+    # mark's subscriber, alice's (through mark's relay) and mark's Live page.
+    jojo.goto(WEB + "/shares")
+    row = lambda: jojo.locator("tr", has_text="mark").filter(has_text=ch)
+    row().locator("summary", has_text="Filter").click()
+    row().get_by_label("Only messages where (CEL)").fill('payload.event == ')
+    row().get_by_role("button", name="Save filter").click()
+    check("syntax error" in jojo.locator("#where-error").inner_text(), "a CEL syntax error is refused at the expression")
+    row().get_by_label("Only messages where (CEL)").fill('payload.event != "private"')
+    row().get_by_label("Remove these fields (JSON Pointers, one per line)").fill("/src_ip")
+    row().get_by_role("button", name="Save filter").click()
+    check('where payload.event != "private"; redact /src_ip' in row().inner_text(), "the share's row shows its filter")
+    accessible(jojo, "shares-filtered")
+    publish(jojo_key[0], jojo_key[1], ch, '{"src_ip": "192.0.2.7", "event": "private"}')
+    publish(jojo_key[0], jojo_key[1], ch, '{"src_ip": "192.0.2.7", "event": "filtered-1"}')
+    for name in ["mark", "alice"]:
+        check(subs[name].wait_for('{"event":"filtered-1"}'), f"{name} gets the filtered version")
+        got = subs[name].drain()
+        check('"private"' not in got and '"src_ip": "192.0.2.7", "event": "filtered-1"' not in got,
+              f"{name} gets neither the dropped message nor the original")
+    live = mark.locator("#live-messages tbody tr", has_text="filtered-1")
+    expect(live).to_be_visible()
+    check("192.0.2.7" not in live.inner_text(), "mark's Live page shows the filtered version")
+
     # A share revoked in the browser stops delivery, to hpfeeds subscribers and to the Live page.
     jojo.goto(WEB + "/shares")
     jojo.once("dialog", lambda d: d.accept())
