@@ -11,8 +11,18 @@ use crate::state::AppState;
 pub struct Audience {
     /// Every channel I publish on, with its number of readers.
     pub channels: Vec<(String, usize)>,
-    /// The chosen channel's readers, each with their path.
-    pub chosen: Option<(String, Vec<(String, String)>)>,
+    /// The chosen channel's readers.
+    pub chosen: Option<(String, Vec<Reader>)>,
+}
+
+/// One reader of the chosen channel.
+pub struct Reader {
+    pub name: String,
+    /// A path that lets them read (breadth-first, with its shares' filters).
+    pub path: String,
+    /// What they get: `None` everything; else their chains of filters, best
+    /// first (docs/sharing.md, "Several paths").
+    pub filtered: Option<Vec<String>>,
 }
 
 /// The channels `me` publishes on with their readers' count, and the
@@ -33,13 +43,23 @@ pub fn of(state: &AppState, me: &str, wanted: &str) -> Audience {
         let chosen = names.iter().find(|c| **c == wanted).or(names.iter().next()).map(|channel| {
             // The readers the index holds, each with its path from one search.
             let mut paths = explain_all(g, me, channel);
+            let mine = my_id.and_then(|id| index.readers(id, channel));
             let readers = index
                 .reader_names(g, me, channel)
                 .into_iter()
                 .filter(|r| r != me)
-                .map(|r| {
-                    let hops = paths.remove(&r).unwrap_or_default();
-                    (r, Explanation::Path { hops }.to_string())
+                .map(|name| {
+                    let hops = paths.remove(&name).unwrap_or_default();
+                    let routes = g.user_id(&name).and_then(|id| mine?.routes(id));
+                    let filtered = routes.map(|r| {
+                        let chain = |c: &hpfriends_graph::Chain| {
+                            let steps =
+                                c.steps().iter().map(|s| format!("{} → {}: {}", s.from, s.to, s.filter().spec()));
+                            steps.collect::<Vec<_>>().join(", then ")
+                        };
+                        r.chains().iter().map(chain).collect()
+                    });
+                    Reader { name, path: Explanation::Path { hops }.to_string(), filtered }
                 })
                 .collect();
             (channel.to_string(), readers)

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::layout::{page, render, text_input, InputAttrs};
 use super::session::SignedInUser;
-use crate::app::audience;
+use crate::app::audience::{self, Reader};
 use crate::app::types::urlencode;
 use crate::state::AppState;
 
@@ -26,7 +26,7 @@ pub struct AudienceQuery {
     history: String,
 }
 
-fn readers_table(channel: &str, readers: &[(String, String)]) -> Markup {
+fn readers_table(channel: &str, readers: &[Reader]) -> Markup {
     html! {
         section #readers aria-labelledby="readers-title" {
             h2 #readers-title { "Readers of " code { (channel) } " " span.count { (readers.len()) } }
@@ -35,8 +35,26 @@ fn readers_table(channel: &str, readers: &[(String, String)]) -> Markup {
             } @else {
                 table {
                     caption.visually-hidden { "Readers of " (channel) }
-                    thead { tr { th scope="col" { "Reader" } th scope="col" { "Path" } } }
-                    tbody { @for (reader, path) in readers { tr { td { (reader) } td.path { (path) } } } }
+                    thead { tr { th scope="col" { "Reader" } th scope="col" { "Path" } th scope="col" { "Gets" } } }
+                    tbody {
+                        @for r in readers {
+                            tr {
+                                td { (r.name) } td.path { (r.path) }
+                                td {
+                                    @match &r.filtered {
+                                        None => "everything",
+                                        Some(chains) => {
+                                            "what passes "
+                                            @for (i, c) in chains.iter().enumerate() {
+                                                @if i > 0 { "; or else " }
+                                                code { (c) }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                 }
             }
         }

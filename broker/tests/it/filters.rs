@@ -246,6 +246,13 @@ async fn given_the_shares_page_then_a_filter_is_set_checked_shown_and_cleared_th
     assert_eq!(filter(), Some(want));
     let shown = page().await.text().await.unwrap();
     assert!(shown.contains("where payload.eventid == &quot;x&quot;; redact /dst_ip /password"), "{shown}");
+    // The Audience says what each reader gets: mark the filtered version, alice everything.
+    let audience = http.get(format!("{base}/audience?channel=cowrie.sessions")).header("cookie", &session).send();
+    let audience = audience.await.unwrap().text().await.unwrap();
+    let row =
+        |name: &str| audience.split("<tr>").find(|r| r.contains(&format!("<td>{name}</td>"))).unwrap().to_string();
+    assert!(row("mark").contains("what passes <code>jojo → mark: where payload.eventid"), "{}", row("mark"));
+    assert!(row("alice").contains("everything"), "{}", row("alice"));
     // Emptied: cleared.
     assert_eq!(post("", "").await.unwrap().status(), 303);
     assert_eq!(filter(), None);
