@@ -20,7 +20,6 @@ Settings come from the environment (see web.rs). Exits non-zero on the first
 failed check, naming it.
 """
 
-import atexit
 import os
 import queue
 import re
@@ -139,10 +138,9 @@ def subscribe(ident, secret, channel):
     return Subscriber(ident, secret, channel).subscribed(before)
 
 
-# Every client started, stopped when this script ends: the hpfeeds client
-# reconnects forever, so one left behind would outlive the node it used.
+# Every client started, stopped when the checks end (`main`): the hpfeeds
+# client reconnects forever, so one left behind would outlive the node it used.
 STARTED = []
-atexit.register(lambda: [s.proc.kill() for s in STARTED])
 
 
 class Subscriber:
@@ -658,8 +656,13 @@ def cluster(p):
 
 def main():
     os.makedirs(SHOTS, exist_ok=True)
-    with sync_playwright() as p:
-        {"scenarios": scenarios, "cluster": cluster}[sys.argv[1]](p)
+    try:
+        with sync_playwright() as p:
+            {"scenarios": scenarios, "cluster": cluster}[sys.argv[1]](p)
+    finally:
+        for s in STARTED:
+            s.proc.kill()
+            s.proc.wait()
     print("all checks passed", flush=True)
 
 
