@@ -1038,6 +1038,28 @@ mod tests {
     }
 
     #[test]
+    fn given_arithmetic_that_overflows_or_divides_by_zero_then_it_is_an_error_not_a_panic() {
+        let payload = r#"{"n": 9223372036854775807, "z": 0, "l": [1, 2], "s": "x", "f": 1.5}"#;
+        for c in [
+            "payload.n + 1 > 0",
+            "-(-9223372036854775807 - 1) > 0",
+            "payload.n * 2 > 0",
+            "1 / payload.z == 0",
+            "1 % payload.z == 0",
+            "payload.l[5] == 1",
+            "payload.l[-1] == 1",
+            "payload.s[0] == 'x'",
+            "payload.f / 0.0 > 1.0",
+            "int(payload.f * 1e30) > 0",
+            "uint(-1) > 0u",
+            "payload.n + payload.f > 0.0",
+        ] {
+            let outcome = run(&filter(Some(c), &[], &[]).unwrap(), payload);
+            assert!(matches!(outcome, Outcome::Error | Outcome::Dropped | Outcome::Pass(None)), "{c}: {outcome:?}");
+        }
+    }
+
+    #[test]
     fn given_a_pointer_with_escapes_then_it_names_the_member_it_spells() {
         assert_eq!(parse_pointer("/a~1b/c~0d/0").unwrap(), ["a/b", "c~d", "0"]);
         assert_eq!(array_index("01"), None);
