@@ -661,10 +661,13 @@ static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     Arc::new(env)
 });
 
+/// A condition's `matches` patterns, compiled when it was (they are string literals).
+type Patterns = Arc<HashMap<String, regex::Regex>>;
+
 thread_local! {
-    /// Patterns are string literals checked when the filter was written:
-    /// each thread compiles each once.
-    static PATTERNS: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
+    /// The patterns of the condition this thread is evaluating (CEL's
+    /// functions are plain `fn`s: they cannot hold them).
+    static PATTERNS: RefCell<Patterns> = RefCell::default();
 }
 
 fn regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
@@ -672,16 +675,9 @@ fn regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
 }
 
 fn matches(this: &CelString<'_>, pattern: &CelString<'_>) -> Result<CelBool, ExecutionError> {
-    PATTERNS.with(|cache| {
-        let mut cache = cache.borrow_mut();
-        if !cache.contains_key(pattern.inner()) {
-            if cache.len() >= 1024 {
-                cache.clear();
-            }
-            let re = regex(pattern.inner()).map_err(|e| ExecutionError::function_error("matches", e))?;
-            cache.insert(pattern.inner().to_string(), re);
-        }
-        Ok(CelBool::from(cache[pattern.inner()].is_match(this.inner())))
+    PATTERNS.with(|patterns| match patterns.borrow().get(pattern.inner()) {
+        Some(re) => Ok(CelBool::from(re.is_match(this.inner()))),
+        None => Err(ExecutionError::function_error("matches", "a pattern that was not checked")),
     })
 }
 
@@ -714,14 +710,15 @@ fn compile_where(source: &str) -> Result<Condition, GraphError> {
         let start = program.source_info().offset_for(id).map_or(0, |(s, _)| s as usize);
         position(source, start)
     };
-    check(program.expression(), &mut Vec::new(), 0, 0).map_err(|(id, reason)| err(format!("{}: {reason}", at(id))))?;
+    let mut walk = Walk::default();
+    check(program.expression(), &mut walk, 0, 0).map_err(|(id, reason)| err(format!("{}: {reason}", at(id))))?;
     let mut members = Vec::new();
     let members = payload_members(program.expression(), &mut members).map(|_| {
         members.sort();
         members.dedup();
         members
     });
-    Ok(Condition { program, members })
+    Ok(Condition { program, members, patterns: Arc::new(walk.patterns) })
 }
 
 /// "line L, column C" of a byte offset.
@@ -767,20 +764,27 @@ type Problem = (u64, String);
 /// Walks the expression: known functions and variables only, loops not
 /// nested and not building lists, patterns and networks that are literals
 /// and valid, depth bounded.
-fn check(e: &IdedExpr, bound: &mut Vec<String>, loops: usize, depth: usize) -> Result<(), Problem> {
+/// What a walk keeps: the loop variables in scope, the patterns compiled.
+#[derive(Default)]
+struct Walk {
+    bound: Vec<String>,
+    patterns: HashMap<String, regex::Regex>,
+}
+
+fn check(e: &IdedExpr, w: &mut Walk, loops: usize, depth: usize) -> Result<(), Problem> {
     let problem = |reason: String| Err((e.id, reason));
     if depth > MAX_DEPTH {
         return problem(format!("nested deeper than {MAX_DEPTH}"));
     }
     let d = depth + 1;
     match &e.expr {
-        Expr::Ident(name) if VARIABLES.contains(&name.as_str()) || bound.contains(name) => Ok(()),
+        Expr::Ident(name) if VARIABLES.contains(&name.as_str()) || w.bound.contains(name) => Ok(()),
         Expr::Ident(name) => problem(format!("unknown variable {name:?} (there are {})", VARIABLES.join(", "))),
         Expr::Literal(_) => Ok(()),
-        Expr::Select(s) => check(&s.operand, bound, loops, d),
-        Expr::List(l) => l.elements.iter().try_for_each(|x| check(x, bound, loops, d)),
+        Expr::Select(s) => check(&s.operand, w, loops, d),
+        Expr::List(l) => l.elements.iter().try_for_each(|x| check(x, w, loops, d)),
         Expr::Map(m) => m.entries.iter().try_for_each(|entry| match &entry.expr {
-            EntryExpr::MapEntry(me) => check(&me.key, bound, loops, d).and_then(|_| check(&me.value, bound, loops, d)),
+            EntryExpr::MapEntry(me) => check(&me.key, w, loops, d).and_then(|_| check(&me.value, w, loops, d)),
             EntryExpr::StructField(_) => Err((entry.id, "messages (struct literals) are not supported".into())),
         }),
         Expr::Struct(_) => problem("messages (struct literals) are not supported".into()),
@@ -800,8 +804,11 @@ fn check(e: &IdedExpr, bound: &mut Vec<String>, loops: usize, depth: usize) -> R
                     let Some(pattern) = literal(i) else {
                         return problem("matches takes its pattern as a string literal".into());
                     };
-                    if let Err(e) = regex(&pattern) {
-                        return problem(format!("pattern {pattern:?}: {}", regex_reason(&e)));
+                    match regex(&pattern) {
+                        Ok(re) => {
+                            w.patterns.insert(pattern, re);
+                        }
+                        Err(e) => return problem(format!("pattern {pattern:?}: {}", regex_reason(&e))),
                     }
                 }
                 "in_cidr" => match literal(0).map(|n| n.parse::<ipnet::IpNet>()) {
@@ -811,7 +818,7 @@ fn check(e: &IdedExpr, bound: &mut Vec<String>, loops: usize, depth: usize) -> R
                 },
                 _ => {}
             }
-            call.target.iter().map(|t| &**t).chain(&call.args).try_for_each(|x| check(x, bound, loops, d))
+            call.target.iter().map(|t| &**t).chain(&call.args).try_for_each(|x| check(x, w, loops, d))
         }
         Expr::Comprehension(c) => {
             if loops > 0 {
@@ -820,13 +827,13 @@ fn check(e: &IdedExpr, bound: &mut Vec<String>, loops: usize, depth: usize) -> R
             if !matches!(c.accu_init.expr, Expr::Literal(LiteralValue::Boolean(_) | LiteralValue::Int(_))) {
                 return problem("map and filter are not supported (use all, exists or exists_one)".into());
             }
-            check(&c.iter_range, bound, loops, d)?;
+            check(&c.iter_range, w, loops, d)?;
             let vars = [Some(&c.iter_var), c.iter_var2.as_ref(), Some(&c.accu_var)];
-            let n = bound.len();
-            bound.extend(vars.into_iter().flatten().cloned());
+            let n = w.bound.len();
+            w.bound.extend(vars.into_iter().flatten().cloned());
             let inner = [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result];
-            let r = inner.into_iter().try_for_each(|x| check(x, bound, loops + 1, d));
-            bound.truncate(n);
+            let r = inner.into_iter().try_for_each(|x| check(x, w, loops + 1, d));
+            w.bound.truncate(n);
             r
         }
     }
@@ -849,6 +856,7 @@ fn last_line(s: &str) -> &str {
 struct Condition {
     program: Program,
     members: Option<Vec<String>>,
+    patterns: Patterns,
 }
 
 impl Condition {
@@ -875,6 +883,9 @@ impl Condition {
         ctx.add_variable_from_value("channel", msg.channel.to_string());
         ctx.add_variable_from_value("ident", msg.ident.to_string());
         ctx.add_variable_from_value("size", msg.payload.len() as i64);
+        if !self.patterns.is_empty() {
+            PATTERNS.with(|p| *p.borrow_mut() = self.patterns.clone());
+        }
         match self.program.execute(&ctx)? {
             Value::Bool(b) => Ok(b),
             other => Err(ExecutionError::function_error("where", format!("not a bool: {other:?}"))),
