@@ -625,14 +625,10 @@ impl Graph {
             Command::AcceptShare { from, to, channel } => {
                 let share = self.need_share(from, to, channel)?;
                 if !share.accepted {
-                    let share = self
-                        .shares
-                        .get_mut(channel)
-                        .and_then(|m| m.get_mut(from))
-                        .and_then(|o| o.get_mut(to))
-                        .expect("checked");
+                    let position = self.position;
+                    let share = self.share_mut(from, to, channel);
                     share.accepted = true;
-                    share.since = self.position;
+                    share.since = position;
                     let at = self.users[from].id;
                     out.dirty.insert(Dirty { channel: channel.clone(), at });
                 }
@@ -662,12 +658,7 @@ impl Graph {
                 if new_key.is_some() {
                     self.users.get_mut(from).expect("checked").pseudonym_key = new_key;
                 }
-                let share = self
-                    .shares
-                    .get_mut(channel)
-                    .and_then(|m| m.get_mut(from))
-                    .and_then(|o| o.get_mut(to))
-                    .expect("checked");
+                let share = self.share_mut(from, to, channel);
                 let had = std::mem::replace(&mut share.filter, filter).is_some();
                 let has = share.filter.is_some();
                 if had != has {
@@ -765,6 +756,12 @@ impl Graph {
             to: to.to_string(),
             channel: channel.to_string(),
         })
+    }
+
+    /// A share `need_share` found.
+    fn share_mut(&mut self, from: &str, to: &Target, channel: &str) -> &mut Share {
+        let by_from = self.shares.get_mut(channel).and_then(|m| m.get_mut(from));
+        by_from.and_then(|o| o.get_mut(to)).expect("checked")
     }
 
     fn count_filter(&mut self, channel: &str, added: bool) {

@@ -320,7 +320,8 @@ pub async fn load(args: &LoadArgs) -> anyhow::Result<Report> {
 
     // Probe until every subscriber hears every publisher.
     let setup_started = Instant::now();
-    let probe_payloads = payloads(args);
+    // Probes need the payload's shape only, not the random bytes.
+    let probe_payloads = Payloads { size: args.size, random: Vec::new(), json: args.json_payload };
     let mut payload = probe_payloads.blank();
     while !shared.all_probed() {
         for (s, state) in shared.subscribers.iter().enumerate() {
