@@ -3,6 +3,7 @@
 //! Every wait polls a condition against a deadline; every port is chosen by
 //! the OS (port 0) and read back from the node's first line of output.
 
+pub mod linearizable;
 pub mod proxy;
 
 use std::io::{BufRead, BufReader};
@@ -324,12 +325,25 @@ pub fn http_status(addr: SocketAddr, path: &str) -> anyhow::Result<u16> {
 
 /// A minimal HTTP/1.1 POST of a JSON body with a bearer token (status, body).
 pub fn http_post(addr: SocketAddr, path: &str, token: &str, json: &str) -> anyhow::Result<(u16, String)> {
+    http_request(addr, "POST", path, token, json, Duration::from_secs(15))
+}
+
+/// A minimal HTTP/1.1 request with a bearer token and a JSON body (may be
+/// empty); an error if no answer came within `timeout`.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    json: &str,
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
+    s.set_read_timeout(Some(timeout))?;
     write!(
         s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
         json.len()
     )?;
@@ -683,14 +697,25 @@ impl Cluster {
     /// Cuts every packet between node `id`'s cluster address and the other
     /// nodes' (both directions), with nftables. Clients and HTTP are untouched.
     pub fn partition(&mut self, id: u64) -> anyhow::Result<()> {
-        let ip = self.node(id).cluster_addr.ip().to_string();
-        let table = format!("hpfriends_cut_{}_{}", self.net.replace('.', "_"), id);
         let net = format!("{}.0/24", self.net);
+        self.cut_between(&format!("{id}"), id, &net)
+    }
+
+    /// Cuts the cluster traffic between nodes `a` and `b` only: each still
+    /// reaches the third (a bridge).
+    pub fn cut(&mut self, a: u64, b: u64) -> anyhow::Result<()> {
+        let other = self.node(b).cluster_addr.ip().to_string();
+        self.cut_between(&format!("{a}_{b}"), a, &other)
+    }
+
+    fn cut_between(&mut self, name: &str, id: u64, others: &str) -> anyhow::Result<()> {
+        let ip = self.node(id).cluster_addr.ip().to_string();
+        let table = format!("hpfriends_cut_{}_{name}", self.net.replace('.', "_"));
         let script = format!(
             "add table inet {table}\n\
              add chain inet {table} out {{ type filter hook output priority 0 ; }}\n\
-             add rule inet {table} out ip saddr {ip} ip daddr {net} drop\n\
-             add rule inet {table} out ip daddr {ip} ip saddr {net} drop\n"
+             add rule inet {table} out ip saddr {ip} ip daddr {others} drop\n\
+             add rule inet {table} out ip daddr {ip} ip saddr {others} drop\n"
         );
         let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().context("cannot run nft")?;
         std::io::Write::write_all(nft.stdin.as_mut().expect("piped"), script.as_bytes())?;

@@ -13,6 +13,7 @@ pub mod log_budget;
 mod membership;
 pub mod network;
 mod node;
+mod pre_vote;
 pub mod store;
 
 /// Generated from `proto/cluster.proto`.

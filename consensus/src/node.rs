@@ -17,6 +17,7 @@ use crate::cluster_tls::{ClusterTls, Trust};
 use crate::grpc::{JoinOutcome, ReadIndexOutcome, Signals, WriteOutcome};
 use crate::membership::JoinError;
 use crate::network::{connect, decode, encode, Network, PeerRpc};
+use crate::pre_vote::Timers;
 use crate::store::{open_db, read_identity, write_identity, Identity, LogStore, Published, StateMachineStore};
 pub use crate::store::{KeyEntry, KeyTable, OnApply};
 use crate::{NodeId, NodeInfo, Raft, RaftMetrics, Request};
@@ -89,7 +90,10 @@ pub struct ConsensusNode {
     /// change while another is being committed.
     join_lock: tokio::sync::Mutex<()>,
     db: Arc<rocksdb::DB>,
+    log_store: LogStore,
     identity: std::sync::Mutex<Identity>,
+    /// The election timer ([`crate::pre_vote::run`]).
+    elections: tokio::task::JoinHandle<()>,
 }
 
 /// The heartbeat and election timers (ms). Followers refuse to vote until
@@ -97,6 +101,11 @@ pub struct ConsensusNode {
 const HEARTBEAT_INTERVAL: u64 = 100;
 const ELECTION_TIMEOUT_MIN: u64 = 400;
 const ELECTION_TIMEOUT_MAX: u64 = 800;
+pub(crate) const TIMERS: Timers = Timers {
+    heartbeat: Duration::from_millis(HEARTBEAT_INTERVAL),
+    election_min: Duration::from_millis(ELECTION_TIMEOUT_MIN),
+    election_max: Duration::from_millis(ELECTION_TIMEOUT_MAX),
+};
 /// How long to wait for a voter's answer about its version.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -153,14 +162,17 @@ impl ConsensusNode {
             max_in_snapshot_log_to_keep: (opts.snapshot_every_logs / 5).min(1_000),
             // Large graphs: give a snapshot transfer time.
             install_snapshot_timeout: 30_000,
+            // Elections are started by the pre-vote timer instead.
+            enable_elect: false,
             ..Default::default()
         };
         let config = Arc::new(config.validate().context("invalid Raft config")?);
         let source_ip = opts.info.cluster_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
         let tls = ClusterTls::new(opts.trust, opts.node_id)?.with_source_ip(source_ip);
         let network = Network { tls: tls.clone() };
-        let raft =
-            Raft::new(opts.node_id, config, network, log_store, state_machine).await.context("cannot start Raft")?;
+        let raft = Raft::new(opts.node_id, config, network, log_store.clone(), state_machine)
+            .await
+            .context("cannot start Raft")?;
 
         let mut identity = identity.unwrap_or(Identity { node_id: opts.node_id, cluster_id: None });
         if !raft.is_initialized().await? {
@@ -182,16 +194,27 @@ impl ConsensusNode {
                 write_identity(&db, &identity)?;
             }
         }
+        let signals = Arc::new(Signals::default());
+        let elections = tokio::spawn(crate::pre_vote::run(
+            opts.node_id,
+            raft.clone(),
+            log_store.clone(),
+            tls.clone(),
+            signals.clone(),
+            TIMERS,
+        ));
         Ok(Self {
             id: opts.node_id,
             raft,
             published,
             tls,
             command_version: opts.command_version,
-            signals: Arc::new(Signals::default()),
+            signals,
             join_lock: tokio::sync::Mutex::new(()),
             db,
+            log_store,
             identity: std::sync::Mutex::new(identity),
+            elections,
         })
     }
 
@@ -215,6 +238,10 @@ impl ConsensusNode {
     /// The Raft service for the cluster port (refuses unauthenticated peers).
     pub fn grpc_service(self: &Arc<Self>) -> crate::grpc::AuthenticatedRaftService {
         crate::grpc::service(self.clone())
+    }
+
+    pub(crate) fn log_store(&self) -> &LogStore {
+        &self.log_store
     }
 
     pub fn cluster_tls(&self) -> &ClusterTls {
@@ -349,7 +376,7 @@ impl ConsensusNode {
 
     /// Hands Raft leadership to a caught-up voter before this node stops.
     /// openraft 0.9 has no transfer call, so: stop writes, heartbeats and
-    /// campaigning here; wait until the followers' leader lease has run out;
+    /// the election timer here; wait until the followers' leader lease has run out;
     /// ask the most caught-up voter to start an election, which it wins
     /// because its log is complete. Returns the new leader, or `None` when
     /// this node does not lead or has no peer to hand to.
@@ -365,7 +392,6 @@ impl ConsensusNode {
         let deadline = tokio::time::Instant::now() + timeout;
         self.signals.handing_off.store(true, Ordering::Release);
         let runtime = self.raft.runtime_config();
-        runtime.elect(false);
         runtime.heartbeat(false);
         // A voter (not this node) whose matched index is this node's last log index.
         let caught_up_voter = |m: &RaftMetrics| {
@@ -402,7 +428,6 @@ impl ConsensusNode {
         if outcome.is_err() {
             // Stay a working leader: the node is still needed.
             runtime.heartbeat(true);
-            runtime.elect(true);
         }
         self.signals.handing_off.store(false, Ordering::Release);
         outcome
@@ -580,8 +605,16 @@ impl ConsensusNode {
     }
 
     pub async fn shutdown(&self) {
+        self.elections.abort();
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!("raft shutdown: {e}");
         }
+    }
+}
+
+impl Drop for ConsensusNode {
+    fn drop(&mut self) {
+        // The timer holds a handle on Raft, which would otherwise outlive the node.
+        self.elections.abort();
     }
 }

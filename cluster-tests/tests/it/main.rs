@@ -8,6 +8,7 @@ mod fanout;
 mod filters;
 mod history;
 mod layering;
+mod nemesis;
 mod one_build;
 mod openapi;
 mod operate;

@@ -1,9 +1,13 @@
 //! Real three-node clusters: replication, writes through any node, leader
 //! loss, joining, and peer authentication.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hpfriends_cluster_tests::{hpfriends_bin, publish, sync, wait_for, Cluster, NodeProcess, Subscriber, DEADLINE};
+use hpfriends_cluster_tests::{
+    hpfriends_bin, http_request, publish, sync, wait_for, Cluster, NodeProcess, Subscriber, DEADLINE,
+};
 
 fn users(node: &NodeProcess) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&node.ctl(&["user", "list"]).unwrap()).unwrap();
@@ -173,6 +177,72 @@ fn given_one_node_partitioned_then_majority_writes_minority_refuses_and_catches_
     assert!(!users(c.node(cut)).contains(&"lost".to_string()), "the refused write must not appear later");
     c.node(cut).ctl(&["user", "add", "after-heal"]).unwrap();
     wait_users(c.node(leader), &["after-heal"]);
+}
+
+fn term(node: &NodeProcess) -> u64 {
+    node.status().unwrap()["term"].as_u64().unwrap()
+}
+
+/// Writes users through `node` until `stop`; returns when each was acknowledged.
+fn write_until(node: &NodeProcess, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<Instant>> {
+    let (addr, token) = (node.http_addr, node.token.clone());
+    std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0.. {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let body = format!(r#"{{"name": "writer-{i}"}}"#);
+            if let Ok((200, _)) = http_request(addr, "POST", "/api/v1/users", &token, &body, DEADLINE) {
+                acked.push(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        acked
+    })
+}
+
+/// Pre-Vote: a follower cut off for seconds never starts an election, so
+/// when it is back the leader keeps leading in the same term.
+#[test]
+fn given_a_follower_cut_off_for_seconds_when_it_is_back_then_no_election_happens_and_writes_go_on() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    let leader = c.wait_leader(DEADLINE).unwrap();
+    let cut = (1..=3).find(|id| *id != leader).unwrap();
+    let before = term(c.node(leader));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = write_until(c.node(leader), stop.clone());
+
+    std::thread::sleep(Duration::from_secs(1));
+    c.partition(cut).unwrap();
+    // Long enough for several election timeouts of the cut-off node.
+    std::thread::sleep(Duration::from_secs(4));
+    let cut_term = term(c.node(cut));
+    let healed = Instant::now();
+    c.heal();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let stopped = Instant::now();
+    let acked = writer.join().unwrap();
+
+    let after_heal: Vec<Instant> =
+        std::iter::once(healed).chain(acked.into_iter().filter(|t| *t > healed)).chain([stopped]).collect();
+    let longest = after_heal.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    println!("{} writes acknowledged after the heal; longest stretch without one: {longest:?}", after_heal.len() - 2);
+    // Calls that timed out while the link was cut are not delivered in a
+    // burst when it heals (which HTTP/2 answers with a GOAWAY).
+    for n in &c.nodes {
+        let log = n.log();
+        assert!(!log.contains("pending-accept"), "{log}");
+    }
+    assert_eq!(cut_term, before, "the cut-off node raised its term");
+    assert_eq!(c.wait_leader(DEADLINE).unwrap(), leader, "the leader changed");
+    assert_eq!(term(c.node(leader)), before, "an election happened");
+    assert!(longest < Duration::from_millis(300), "writes stopped for {longest:?} after the heal");
+    // The node that was cut off follows the leader again.
+    c.node(cut).ctl(&["user", "add", "back"]).unwrap();
+    wait_users(c.node(leader), &["back"]);
+    assert_eq!(term(c.node(cut)), before);
 }
 
 #[test]

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::cluster_tls::RequirePeer;
 use crate::membership::JoinError;
 use crate::network::{decode, encode};
+use crate::pre_vote::{self, PreVoteOutcome, PreVoteRequest};
 use crate::proto::raft_server::{Raft as RaftRpc, RaftServer};
 use crate::proto::RaftPayload;
 use crate::{
@@ -105,6 +106,15 @@ impl RaftRpc for RaftService {
     async fn campaign(&self, _req: Request<RaftPayload>) -> Reply {
         tracing::info!("the draining leader asked this node to start an election");
         let outcome: Result<(), String> = self.node.raft().trigger().elect().await.map_err(|e| e.to_string());
+        Ok(Response::new(encode(&outcome)))
+    }
+
+    async fn pre_vote(&self, req: Request<RaftPayload>) -> Reply {
+        let ask: PreVoteRequest = decode(req.get_ref()).map_err(bad_request)?;
+        let seen = pre_vote::seen(self.node.raft()).await.ok_or_else(|| Status::unavailable("Raft has stopped"))?;
+        let own = self.node.log_store().last_log_id().map_err(|e| Status::internal(e.to_string()))?;
+        let outcome: PreVoteOutcome = pre_vote::answer(seen, own, &ask, crate::node::TIMERS);
+        tracing::debug!(candidate = ask.candidate, ?outcome, "pre-vote asked");
         Ok(Response::new(encode(&outcome)))
     }
 

@@ -37,6 +37,8 @@ pub struct Network {
 
 pub struct PeerClient {
     target: NodeId,
+    addr: String,
+    tls: ClusterTls,
     rpc: Result<PeerRpc, ConnectError>,
 }
 
@@ -44,7 +46,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> Self::Network {
-        PeerClient { target, rpc: connect(&node.cluster_addr, self.tls.clone()) }
+        let (addr, tls) = (node.cluster_addr.clone(), self.tls.clone());
+        PeerClient { target, rpc: connect(&addr, tls.clone()), addr, tls }
     }
 }
 
@@ -89,6 +92,12 @@ impl PeerClient {
         };
         let reply = match tokio::time::timeout(ttl, sent).await {
             Err(_) => {
+                // A new connection for the next call: on a link that drops
+                // packets each timed-out call would leave a stream and its
+                // reset queued in the old one, and the peer's HTTP/2 would
+                // take the burst arriving when the link heals for an attack
+                // (a GOAWAY after 20 such resets).
+                self.rpc = connect(&self.addr, self.tls.clone());
                 let e = std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {ttl:?}"));
                 return Err(RPCError::Network(NetworkError::new(&e)));
             }

@@ -53,6 +53,12 @@ impl LogStore {
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
+    /// The id of the last entry this node holds (also when compacted away).
+    pub(crate) fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        Ok(self.last_entry_id()?.or(last_purged))
+    }
+
     fn last_entry_id(&self) -> Result<Option<LogId>, StorageError> {
         let mut it = self.db.iterator_cf(cf(&self.db, CF_LOG), IteratorMode::End);
         match it.next() {
@@ -96,9 +102,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
-        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState { last_purged_log_id: self.get_meta(KEY_LAST_PURGED)?, last_log_id: self.last_log_id()? })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
