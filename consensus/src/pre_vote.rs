@@ -184,6 +184,10 @@ pub(crate) async fn run(id: NodeId, raft: Raft, log: LogStore, tls: ClusterTls, 
             match outcome {
                 Ok(()) => {
                     granted.insert(peer);
+                    if quorum(&configs, &granted) {
+                        // No need to wait for a voter that does not answer.
+                        break;
+                    }
                 }
                 Err(Refused::Unanswered(why)) => {
                     // A new connection next time (see `network::PeerClient::call`).

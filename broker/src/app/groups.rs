@@ -1,6 +1,6 @@
 //! Groups: create one; admins invite and remove, users join and leave.
 
-use hpfriends_graph::{Actor, Command};
+use hpfriends_graph::{Actor, Command, Graph};
 
 use super::types::{GroupInfo, MemberInfo};
 use super::{acting_user, execute, AppError, Field};
@@ -88,7 +88,8 @@ pub async fn change(
         Membership::Remove => removal(state, group, named("whom to remove")?),
         Membership::Admin => {
             let user = named("whom to make an admin")?;
-            let member = state.node.read_graph(|g| g.group(&group).map(|grp| grp.members.get(&user) == Some(&true)));
+            let accepted = |g: &Graph| g.group(&group).map(|grp| grp.members.get(&user) == Some(&true));
+            let member = super::read_before_refusing(state, accepted, |m| *m == Some(false)).await;
             if member == Some(false) {
                 return Err(AppError::invalid(
                     Field::User,

@@ -31,9 +31,8 @@ pub async fn remove(state: &AppState, actor: Actor, ident: String) -> Result<(),
 /// Changes what a key may publish and subscribe to (its ident and secret
 /// stay): live connections lose the channels it no longer allows at once.
 pub async fn change_channels(state: &AppState, actor: Actor, ident: &str, b: KeyChannels) -> Result<AuthKey, AppError> {
-    let old = state
-        .node
-        .read_graph(|g| g.key(ident).cloned())
+    let old = super::read_before_refusing(state, |g| g.key(ident).cloned(), Option::is_none)
+        .await
         .ok_or_else(|| AppError::from(GraphError::UnknownKey(ident.to_string())))?;
     let key = AuthKey { publish: b.publish, subscribe: b.subscribe, ..old };
     // One entry: the key is never missing in between, so its connections stay.

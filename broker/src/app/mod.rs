@@ -22,7 +22,7 @@ pub(crate) mod shares;
 pub(crate) mod types;
 pub(crate) mod users;
 
-use hpfriends_graph::{Actor, Command};
+use hpfriends_graph::{Actor, Command, Graph};
 
 pub use error::{AppError, Field};
 
@@ -35,6 +35,20 @@ pub async fn execute(state: &AppState, actor: Actor, command: Command) -> Result
     refuse_wide_keys(&command, state.max_channels_per_key)?;
     state.node.read_graph(|g| hpfriends_graph::names::check_new_names(&command, g))?;
     state.node.write(actor, command).await.map_err(AppError::from)
+}
+
+/// Reads what a change is built from. When what this node holds would refuse
+/// the change (`refuses`), it first catches up with the leader and reads
+/// again: what was changed through another node a moment ago, or before this
+/// node restarted, is not refused for not being known here yet (as
+/// `ConsensusNode::write`'s dry run does).
+async fn read_before_refusing<T>(state: &AppState, read: impl Fn(&Graph) -> T, refuses: impl Fn(&T) -> bool) -> T {
+    let seen = state.node.read_graph(&read);
+    if !refuses(&seen) {
+        return seen;
+    }
+    let _ = state.node.read_barrier().await;
+    state.node.read_graph(read)
 }
 
 /// A key's channel lists are bounded: what a session checks per frame, and

@@ -148,7 +148,18 @@ fn given_partitions_bridges_and_kills_then_the_history_is_linearizable_and_no_ac
     let leader = c.wait_leader(DEADLINE).unwrap();
     fault(format!("isolate leader {leader}"));
     c.partition(leader).unwrap();
-    pause(4.0);
+    let cut_at = Instant::now();
+    let (a, b) = {
+        let mut others = (1..=3).filter(|n| *n != leader);
+        (others.next().unwrap(), others.next().unwrap())
+    };
+    let elected = wait_for("the two others to elect a leader", DEADLINE, || {
+        let of = |n: u64| c.nodes[n as usize - 1].status().ok()?["leader"].as_u64();
+        of(a).filter(|l| *l != leader && of(b) == Some(*l))
+    })
+    .unwrap();
+    println!("         node {elected} leads {:?} after the leader was cut off", cut_at.elapsed());
+    pause(2.0);
     c.heal();
     pause(3.0);
 

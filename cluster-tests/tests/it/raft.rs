@@ -245,6 +245,29 @@ fn given_a_follower_cut_off_for_seconds_when_it_is_back_then_no_election_happens
     assert_eq!(term(c.node(cut)), before);
 }
 
+/// A change built from what the node holds (a key's other fields) catches up
+/// before it says "unknown": the key may have been made through another node.
+#[test]
+fn given_a_key_made_while_a_node_was_cut_off_when_changed_through_it_then_it_catches_up_instead_of_refusing() {
+    let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
+    let leader = c.wait_leader(DEADLINE).unwrap();
+    let cut = (1..=3).find(|id| *id != leader).unwrap();
+    c.node(leader).ctl(&["user", "add", "late"]).unwrap();
+    wait_users(c.node(cut), &["late"]);
+    c.partition(cut).unwrap();
+    c.node(leader).ctl(&["key", "add", "--owner", "late", "--ident", "late-k", "--publish", "a"]).unwrap();
+    let (addr, token) = (c.node(cut).http_addr, c.node(cut).token.clone());
+    let change = std::thread::spawn(move || {
+        http_request(addr, "PUT", "/api/v1/keys/late-k", &token, r#"{"publish": ["b"]}"#, DEADLINE).unwrap()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    c.heal();
+    let (status, body) = change.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    let keys = c.node(leader).ctl(&["--consistent", "key", "list"]).unwrap();
+    assert!(keys.contains(r#""publish":["b"]"#), "{keys}");
+}
+
 #[test]
 fn given_four_nodes_started_at_once_with_join_then_all_become_voters_without_a_restart() {
     let c = Cluster::start(&hpfriends_bin(), 1, &[]).unwrap();
