@@ -252,6 +252,7 @@ def main():
     ap.add_argument("--targets", default="relay,hpfriends-1,hpfriends-3,hpfeeds3,nats")
     ap.add_argument("--workloads", default="", help="substring filter on workload names")
     ap.add_argument("--out", default="compare-results.jsonl")
+    ap.add_argument("--base-binary", help="the build that serves the hpfriends-1-base target")
     a = ap.parse_args()
     targets = a.targets.split(",")
     workloads = [w for w in WORKLOADS if a.workloads in w[0]]
@@ -263,7 +264,10 @@ def main():
                 # hpfriends-1-noarchive: one node with `archive = false`, beside
                 # hpfriends-1 (the archive on, as by default) for its cost.
                 config = "archive = false\n" if name.endswith("-noarchive") else None
-                t = Target(name, a.binary, a.venv, workdir, config)
+                # hpfriends-1-base: hpfriends-1 served by another build, to
+                # measure one change beside the build before it.
+                binary = a.base_binary if name.endswith("-base") else a.binary
+                t = Target(name, binary, a.venv, workdir, config)
                 t.start()
                 try:
                     for wname, wargs in workloads:
@@ -306,6 +310,18 @@ def print_tables(results, targets, workloads):
             off = median_of(results.get((wname, "hpfriends-1-noarchive"), []), lambda r: r["delivered_per_s"])
             if on and off:
                 print(f"| {wname} | {fmt_rate(on)} | {fmt_rate(off)} | {on / off:.2f}× |")
+    if "hpfriends-1-base" in targets:
+        print("\n### A change's effect: hpfriends-1 ÷ hpfriends-1-base (--base-binary), delivered/s and server CPU µs per delivered message\n")
+        print("| workload | this build | base | this ÷ base | CPU µs this / base |")
+        print("|---|---|---|---|---|")
+        cpu = lambda r: sum(r["server_cpu_us_per_msg"])
+        for wname, _ in workloads:
+            new = median_of(results.get((wname, "hpfriends-1"), []), lambda r: r["delivered_per_s"])
+            base = median_of(results.get((wname, "hpfriends-1-base"), []), lambda r: r["delivered_per_s"])
+            cnew = median_of(results.get((wname, "hpfriends-1"), []), cpu)
+            cbase = median_of(results.get((wname, "hpfriends-1-base"), []), cpu)
+            if new and base:
+                print(f"| {wname} | {fmt_rate(new)} | {fmt_rate(base)} | {new / base:.2f}× | {cnew:.2f} / {cbase:.2f} |")
     if "hpfriends-1-filtered" in targets:
         print("\n### Filters' cost: hpfriends-1-filtered (two filtered shares on `events`) ÷ hpfriends-1 (none), delivered/s and server CPU µs per delivered message\n")
         print("| workload | filtered | unfiltered | filtered ÷ unfiltered | CPU µs filtered / unfiltered |")

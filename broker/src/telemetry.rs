@@ -8,6 +8,7 @@
 //! `metrics_per_ident` (one series per sensor); without it the same names
 //! carry the node's totals.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -269,7 +270,80 @@ pub const ALL: &[Metric] = &[
 ];
 
 /// Bucket bounds of the publish-size histogram, in bytes.
-const PUBLISH_SIZE_BUCKETS: &[f64] = &[64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0];
+const PUBLISH_SIZE_BUCKETS: [u64; 9] = [64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
+
+/// The node's publish-size histogram (`RECEIVE_PUBLISH_SIZE` without labels).
+/// Each session counts its publishes per bucket ([`SessionSizes`]) and adds
+/// them here once per read of its socket: through the `metrics` exporter it
+/// was a stored sample per PUBLISH (a clock read each, an allocation per
+/// block), 4–7 % of the broker's CPU at 1.7 M publishes/s (docs/BENCHMARKS.md).
+/// With `metrics_per_ident` the labelled series go through the exporter.
+pub static PUBLISH_SIZES: PublishSizes =
+    PublishSizes { buckets: [const { AtomicU64::new(0) }; PUBLISH_SIZE_BUCKETS.len() + 1], sum: AtomicU64::new(0) };
+
+pub struct PublishSizes {
+    /// Per bucket (the last is +Inf), not cumulative.
+    buckets: [AtomicU64; PUBLISH_SIZE_BUCKETS.len() + 1],
+    sum: AtomicU64,
+}
+
+/// One session's publish sizes not yet added to [`PUBLISH_SIZES`].
+#[derive(Default)]
+pub struct SessionSizes {
+    buckets: [u64; PUBLISH_SIZE_BUCKETS.len() + 1],
+    sum: u64,
+    count: u64,
+}
+
+impl SessionSizes {
+    pub fn record(&mut self, size: usize) {
+        let size = size as u64;
+        self.buckets[PUBLISH_SIZE_BUCKETS.partition_point(|le| *le < size)] += 1;
+        self.sum += size;
+        self.count += 1;
+    }
+
+    pub fn flush(&mut self) {
+        if self.count == 0 {
+            return;
+        }
+        for (shared, n) in PUBLISH_SIZES.buckets.iter().zip(&self.buckets).filter(|(_, n)| **n > 0) {
+            shared.fetch_add(*n, Ordering::Relaxed);
+        }
+        PUBLISH_SIZES.sum.fetch_add(self.sum, Ordering::Relaxed);
+        *self = SessionSizes::default();
+    }
+}
+
+/// The text format of `/metrics`: the exporter's, with the node's publish-size
+/// series in the same family as any labelled ones it holds.
+pub fn render() -> String {
+    let mut text = prometheus().render();
+    let name = RECEIVE_PUBLISH_SIZE.name;
+    let counts: Vec<u64> = PUBLISH_SIZES.buckets.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+    let count: u64 = counts.iter().sum();
+    let family = format!("# TYPE {name} histogram\n");
+    let labelled = text.contains(&family);
+    if labelled && count == 0 {
+        return text;
+    }
+    let mut ours = String::new();
+    let mut cumulative = 0;
+    for (i, n) in counts.iter().enumerate() {
+        cumulative += n;
+        let le = PUBLISH_SIZE_BUCKETS.get(i).map_or("+Inf".to_string(), u64::to_string);
+        ours.push_str(&format!("{name}_bucket{{le=\"{le}\"}} {cumulative}\n"));
+    }
+    ours.push_str(&format!("{name}_sum {}\n{name}_count {count}\n", PUBLISH_SIZES.sum.load(Ordering::Relaxed)));
+    if labelled {
+        // After the family's TYPE line: one family holds every series of a name.
+        let at = text.find(&family).expect("found above") + family.len();
+        text.insert_str(at, &ours);
+    } else {
+        text.push_str(&format!("# HELP {name} {}\n{family}{ours}", RECEIVE_PUBLISH_SIZE.help));
+    }
+    text
+}
 
 /// Installs the recorder on first use (several in-process nodes in one test
 /// binary share it) and returns the handle that renders the text format.
@@ -278,7 +352,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let builder = || {
             PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Full(RECEIVE_PUBLISH_SIZE.name.into()), PUBLISH_SIZE_BUCKETS)
+                .set_buckets_for_metric(
+                    Matcher::Full(RECEIVE_PUBLISH_SIZE.name.into()),
+                    &PUBLISH_SIZE_BUCKETS.map(|b| b as f64),
+                )
                 .expect("bucket bounds are not empty")
         };
         let handle = builder().install_recorder().unwrap_or_else(|_| {
@@ -318,4 +395,19 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_sizes_then_each_counts_in_the_first_bucket_that_holds_it() {
+        let mut sizes = SessionSizes::default();
+        for size in [0, 64, 65, 256, 4_194_304, 4_194_305] {
+            sizes.record(size);
+        }
+        assert_eq!(sizes.buckets, [2, 2, 0, 0, 0, 0, 0, 0, 1, 1]);
+        assert_eq!((sizes.count, sizes.sum), (6, 64 + 65 + 256 + 4_194_304 + 4_194_305));
+    }
 }

@@ -80,7 +80,6 @@ const FAILED_LOGINS_LOGGED_PER_SEC: u32 = 10;
 /// Series of the publish path, registered once instead of looked up per message.
 struct PublishMetrics {
     received: metrics::Counter,
-    size: metrics::Histogram,
     delivered: metrics::Counter,
     delivered_bytes: metrics::Counter,
     receive_buffer: metrics::Gauge,
@@ -130,6 +129,7 @@ struct PendingCounts<'a> {
     published: u64,
     published_bytes: u64,
     received: u64,
+    sizes: telemetry::SessionSizes,
     delivered: u64,
     delivered_bytes: u64,
     /// Bytes of the read buffer last added to the receive-buffer gauge.
@@ -143,6 +143,7 @@ impl PendingCounts<'_> {
             self.connection.published(self.published, self.published_bytes);
             (self.published, self.published_bytes) = (0, 0);
         }
+        self.sizes.flush();
         if self.received == 0 && self.delivered == 0 {
             return;
         }
@@ -177,7 +178,6 @@ impl Connections {
     pub fn new(switchboard: Arc<Switchboard>, config: ConnectionConfig) -> Self {
         let publish_metrics = PublishMetrics {
             received: metrics::counter!(telemetry::RECEIVE_PUBLISH_COUNT.name),
-            size: metrics::histogram!(telemetry::RECEIVE_PUBLISH_SIZE.name),
             delivered: metrics::counter!(telemetry::MESSAGES_DELIVERED.name),
             delivered_bytes: metrics::counter!(telemetry::BYTES_DELIVERED.name),
             receive_buffer: metrics::gauge!(telemetry::RECEIVE_BUFFER_SIZE.name),
@@ -380,6 +380,7 @@ impl Connections {
             published: 0,
             published_bytes: 0,
             received: 0,
+            sizes: Default::default(),
             delivered: 0,
             delivered_bytes: 0,
             buffered: 0,
@@ -450,7 +451,7 @@ impl Connections {
                     match &mut per_ident {
                         None => {
                             counts.received += 1;
-                            self.publish_metrics.size.record(publish.payload().len() as f64);
+                            counts.sizes.record(publish.payload().len());
                         }
                         Some(per_ident) => per_ident.record(publish.channel(), publish.payload().len()),
                     }

@@ -116,4 +116,7 @@ async fn given_per_ident_switch_then_publishes_counted_per_ident_and_channel_and
     assert!(text.contains(&format!("hpfeeds_broker_receive_publish_size_sum{series} 5")), "{text}");
     assert!(text.contains(r#"hpfeeds_broker_connection_ready_total{ident="counted-sensor"} 1"#), "{text}");
     assert!(!text.contains("uncounted-sensor"), "the default must not label by ident:\n{text}");
+    // The plain node's totals and the labelled series are one family.
+    assert_eq!(text.matches("# TYPE hpfeeds_broker_receive_publish_size histogram").count(), 1, "{text}");
+    assert!(text.contains("\nhpfeeds_broker_receive_publish_size_count "), "{text}");
 }

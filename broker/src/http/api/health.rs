@@ -79,5 +79,5 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl axum::response:
     for (kind, n) in [("users", users), ("groups", groups), ("shares", shares), ("keys", keys)] {
         metrics::gauge!(GRAPH_SIZE.name, "kind" => kind).set(n as f64);
     }
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus().render())
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], render())
 }
