@@ -299,12 +299,17 @@ pub fn connect_from(source: [u8; 4], to: SocketAddr) -> anyhow::Result<std::net:
 }
 
 /// Runs `cmd`, which must exit by itself within `timeout` (it is killed
-/// otherwise); returns whether it exited in time, its status and all it printed.
+/// otherwise, with everything it started); returns whether it exited in time,
+/// its status and all it printed.
 pub fn run_to_exit(mut cmd: Command, timeout: Duration) -> (bool, std::process::ExitStatus, String) {
+    use std::os::unix::process::CommandExt;
+    // Its own process group: a script's background jobs hold its output open,
+    // so killing the script alone would leave the read below waiting on them.
+    cmd.process_group(0);
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the command starts");
     let exited = wait_for("the command to exit", timeout, || child.try_wait().ok().flatten()).is_ok();
     if !exited {
-        let _ = child.kill();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
     }
     let out = child.wait_with_output().expect("the command's output");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -870,4 +875,21 @@ pub fn make_node_cert(dir: &Path, ca: &str, name: &str, ip: &str) {
             &ext,
         ],
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_script_whose_background_job_outlives_it_then_run_to_exit_returns_at_its_timeout() {
+        let mut script = Command::new("bash");
+        script.arg("-c").arg("sleep 600 & echo started; while true; do sleep 1; done");
+        let started = std::time::Instant::now();
+        let (exited, _, out) = run_to_exit(script, Duration::from_secs(1));
+        assert!(!exited);
+        assert_eq!(out.trim(), "started");
+        // Without killing the group the read waited for `sleep 600`.
+        assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    }
 }
