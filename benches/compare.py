@@ -164,6 +164,17 @@ class Target:
             self.spawn([f"{self.venv}/bin/hpfeeds-broker", "--bind", f"127.0.0.1:{p}", "--auth", auth], f"{d}/log")
             wait_port(p, "the hpfeeds 3.x broker")
             self.pub, self.sub = [p], [p]
+        elif self.name == "hpfeeds-rs":
+            # Threatwise/hpfeeds-rs's broker, built by hand (--hpfeeds-rs-binary), the same keys.
+            p = free_port()
+            users = f"{d}/users.json"
+            with open(users, "w") as f:
+                json.dump({"users": [{"ident": ident, "secret": k["secret"], "pub_channels": k["pubchans"],
+                                      "sub_channels": k["subchans"]} for ident, k in HPFEEDS3_AUTH.items()]}, f)
+            self.spawn([self.binary, "--host", "127.0.0.1", "--port", str(p), "--metrics-port", str(free_port()),
+                        "--config", users], f"{d}/log")
+            wait_port(p, "hpfeeds-rs")
+            self.pub, self.sub = [p], [p]
         elif self.name == "nats":
             p = free_port()
             self.spawn(["nats-server", "-a", "127.0.0.1", "-p", str(p)], f"{d}/log")
@@ -253,6 +264,7 @@ def main():
     ap.add_argument("--workloads", default="", help="substring filter on workload names")
     ap.add_argument("--out", default="compare-results.jsonl")
     ap.add_argument("--base-binary", help="the build that serves the hpfriends-1-base target")
+    ap.add_argument("--hpfeeds-rs-binary", help="Threatwise/hpfeeds-rs's hpfeeds-server, for the hpfeeds-rs target")
     a = ap.parse_args()
     targets = a.targets.split(",")
     workloads = [w for w in WORKLOADS if a.workloads in w[0]]
@@ -267,6 +279,7 @@ def main():
                 # hpfriends-1-base: hpfriends-1 served by another build, to
                 # measure one change beside the build before it.
                 binary = a.base_binary if name.endswith("-base") else a.binary
+                binary = a.hpfeeds_rs_binary if name == "hpfeeds-rs" else binary
                 t = Target(name, binary, a.venv, workdir, config)
                 t.start()
                 try:
@@ -292,15 +305,16 @@ def median_of(reports, key):
 
 def print_tables(results, targets, workloads):
     print("\n### Throughput: delivered messages/s (all subscribers), median of rounds\n")
-    print("| workload | " + " | ".join(targets) + " | hpfriends-1 / relay | hpfriends-1 / nats | hpfriends-1 / hpfeeds3 |")
-    print("|---" * (len(targets) + 4) + "|")
+    others = [t for t in targets if not t.startswith("hpfriends")]
+    print("| workload | " + " | ".join(targets) + " | " + " | ".join(f"hpfriends-1 / {o}" for o in others) + " |")
+    print("|---" * (len(targets) + len(others) + 1) + "|")
     for wname, _ in workloads:
         if "10,000/s" in wname:
             continue
         med = {t: median_of(results.get((wname, t), []), lambda r: r["delivered_per_s"]) for t in targets}
         cells = [fmt_rate(med[t]) if med[t] else "error" for t in targets]
         ratio = lambda other: f"{med['hpfriends-1'] / med[other]:.2f}×" if med.get("hpfriends-1") and med.get(other) else "—"
-        print(f"| {wname} | " + " | ".join(cells) + f" | {ratio('relay')} | {ratio('nats')} | {ratio('hpfeeds3')} |")
+        print(f"| {wname} | " + " | ".join(cells) + " | " + " | ".join(ratio(o) for o in others) + " |")
     if "hpfriends-1-noarchive" in targets:
         print("\n### The archive's cost: hpfriends-1 (archive on) ÷ hpfriends-1-noarchive, delivered/s\n")
         print("| workload | archive on | archive off | on ÷ off |")

@@ -4,7 +4,10 @@
 #   benches/compare.sh [--rounds 3] [--duration 3] [--targets relay,nats] [--workloads "W=4096"]
 # Installs what it needs (nats-server from Debian, hpfeeds[broker]==3.1.0 from
 # PyPI into the project's venv), builds the release binary, then runs
-# benches/compare.py; raw results go to compare-results.jsonl.
+# benches/compare.py; raw results go to compare-results.jsonl. Two targets need
+# a binary given by hand: hpfriends-1-base (--base-binary: another build of
+# hpfriends, to measure a change) and hpfeeds-rs (--hpfeeds-rs-binary: the
+# hpfeeds-server of Threatwise/hpfeeds-rs, built from its repository).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nats-server >/dev/null; then
