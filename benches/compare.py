@@ -303,10 +303,25 @@ def median_of(reports, key):
     return statistics.median(vals) if vals else None
 
 
+def print_ratio(results, workloads, this, other, title, heads):
+    """One target ÷ another, delivered/s and server CPU µs per delivered message."""
+    print(f"\n### {title}, delivered/s and server CPU µs per delivered message\n")
+    print(f"| workload | {heads[0]} | {heads[1]} | ÷ | CPU µs {heads[0]} / {heads[1]} |")
+    print("|---|---|---|---|---|")
+    cpu = lambda r: sum(r["server_cpu_us_per_msg"])
+    rate = lambda r: r["delivered_per_s"]
+    for wname, _ in workloads:
+        a, b = results.get((wname, this), []), results.get((wname, other), [])
+        ra, rb = median_of(a, rate), median_of(b, rate)
+        if ra and rb:
+            print(f"| {wname} | {fmt_rate(ra)} | {fmt_rate(rb)} | {ra / rb:.2f}× | "
+                  f"{median_of(a, cpu):.2f} / {median_of(b, cpu):.2f} |")
+
+
 def print_tables(results, targets, workloads):
     print("\n### Throughput: delivered messages/s (all subscribers), median of rounds\n")
     others = [t for t in targets if not t.startswith("hpfriends")]
-    print("| workload | " + " | ".join(targets) + " | " + " | ".join(f"hpfriends-1 / {o}" for o in others) + " |")
+    print("| " + " | ".join(["workload"] + targets + [f"hpfriends-1 / {o}" for o in others]) + " |")
     print("|---" * (len(targets) + len(others) + 1) + "|")
     for wname, _ in workloads:
         if "10,000/s" in wname:
@@ -314,40 +329,18 @@ def print_tables(results, targets, workloads):
         med = {t: median_of(results.get((wname, t), []), lambda r: r["delivered_per_s"]) for t in targets}
         cells = [fmt_rate(med[t]) if med[t] else "error" for t in targets]
         ratio = lambda other: f"{med['hpfriends-1'] / med[other]:.2f}×" if med.get("hpfriends-1") and med.get(other) else "—"
-        print(f"| {wname} | " + " | ".join(cells) + " | " + " | ".join(ratio(o) for o in others) + " |")
-    if "hpfriends-1-noarchive" in targets:
-        print("\n### The archive's cost: hpfriends-1 (archive on) ÷ hpfriends-1-noarchive, delivered/s\n")
-        print("| workload | archive on | archive off | on ÷ off |")
-        print("|---|---|---|---|")
-        for wname, _ in workloads:
-            on = median_of(results.get((wname, "hpfriends-1"), []), lambda r: r["delivered_per_s"])
-            off = median_of(results.get((wname, "hpfriends-1-noarchive"), []), lambda r: r["delivered_per_s"])
-            if on and off:
-                print(f"| {wname} | {fmt_rate(on)} | {fmt_rate(off)} | {on / off:.2f}× |")
-    if "hpfriends-1-base" in targets:
-        print("\n### A change's effect: hpfriends-1 ÷ hpfriends-1-base (--base-binary), delivered/s and server CPU µs per delivered message\n")
-        print("| workload | this build | base | this ÷ base | CPU µs this / base |")
-        print("|---|---|---|---|---|")
-        cpu = lambda r: sum(r["server_cpu_us_per_msg"])
-        for wname, _ in workloads:
-            new = median_of(results.get((wname, "hpfriends-1"), []), lambda r: r["delivered_per_s"])
-            base = median_of(results.get((wname, "hpfriends-1-base"), []), lambda r: r["delivered_per_s"])
-            cnew = median_of(results.get((wname, "hpfriends-1"), []), cpu)
-            cbase = median_of(results.get((wname, "hpfriends-1-base"), []), cpu)
-            if new and base:
-                print(f"| {wname} | {fmt_rate(new)} | {fmt_rate(base)} | {new / base:.2f}× | {cnew:.2f} / {cbase:.2f} |")
-    if "hpfriends-1-filtered" in targets:
-        print("\n### Filters' cost: hpfriends-1-filtered (two filtered shares on `events`) ÷ hpfriends-1 (none), delivered/s and server CPU µs per delivered message\n")
-        print("| workload | filtered | unfiltered | filtered ÷ unfiltered | CPU µs filtered / unfiltered |")
-        print("|---|---|---|---|---|")
-        cpu = lambda r: sum(r["server_cpu_us_per_msg"])
-        for wname, _ in workloads:
-            on = median_of(results.get((wname, "hpfriends-1-filtered"), []), lambda r: r["delivered_per_s"])
-            off = median_of(results.get((wname, "hpfriends-1"), []), lambda r: r["delivered_per_s"])
-            con = median_of(results.get((wname, "hpfriends-1-filtered"), []), cpu)
-            coff = median_of(results.get((wname, "hpfriends-1"), []), cpu)
-            if on and off:
-                print(f"| {wname} | {fmt_rate(on)} | {fmt_rate(off)} | {on / off:.2f}× | {con:.2f} / {coff:.2f} |")
+        print("| " + " | ".join([wname] + cells + [ratio(o) for o in others]) + " |")
+    for this, other, title, heads in [
+        ("hpfriends-1", "hpfriends-1-noarchive", "The archive's cost: hpfriends-1 (archive on) ÷ hpfriends-1-noarchive",
+         ("archive on", "archive off")),
+        ("hpfriends-1", "hpfriends-1-base", "A change's effect: hpfriends-1 ÷ hpfriends-1-base (--base-binary)",
+         ("this build", "base")),
+        ("hpfriends-1-filtered", "hpfriends-1",
+         "Filters' cost: hpfriends-1-filtered (two filtered shares on `events`) ÷ hpfriends-1 (none)",
+         ("filtered", "unfiltered")),
+    ]:
+        if this in targets and other in targets:
+            print_ratio(results, workloads, this, other, title, heads)
     print("\n### Loss and closes (sum over rounds): lost messages / subscribers closed by the server\n")
     print("| workload | " + " | ".join(targets) + " |")
     print("|---" * (len(targets) + 1) + "|")
