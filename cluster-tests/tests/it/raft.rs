@@ -245,27 +245,54 @@ fn given_a_follower_cut_off_for_seconds_when_it_is_back_then_no_election_happens
     assert_eq!(term(c.node(cut)), before);
 }
 
-/// A change built from what the node holds (a key's other fields) catches up
-/// before it says "unknown": the key may have been made through another node.
+/// A change built from what the node holds (a key's other fields, whether a
+/// user is a member) catches up before it refuses: the key or the membership
+/// may have been made through another node.
 #[test]
-fn given_a_key_made_while_a_node_was_cut_off_when_changed_through_it_then_it_catches_up_instead_of_refusing() {
+fn given_changes_made_while_a_node_was_cut_off_when_built_on_through_it_then_it_catches_up_instead_of_refusing() {
     let mut c = Cluster::start(&hpfriends_bin(), 3, &[]).unwrap();
     let leader = c.wait_leader(DEADLINE).unwrap();
     let cut = (1..=3).find(|id| *id != leader).unwrap();
-    c.node(leader).ctl(&["user", "add", "late"]).unwrap();
-    wait_users(c.node(cut), &["late"]);
+    let leader_addr = c.node(leader).http_addr;
+    let on_leader = |method: &str, path: &str, token: &str, body: &str| {
+        let (status, body) = http_request(leader_addr, method, path, token, body, DEADLINE).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    let operator = c.node(leader).token.clone();
+    on_leader("POST", "/api/v1/users", &operator, r#"{"name": "late"}"#);
+    on_leader("POST", "/api/v1/users", &operator, r#"{"name": "lead"}"#);
+    on_leader("POST", "/api/v1/groups", &operator, r#"{"name": "crew", "admin": "lead"}"#);
+    on_leader("POST", "/api/v1/groups/crew/invite", &operator, r#"{"user": "late"}"#);
+    let issued = on_leader("POST", "/api/v1/users/late/token", &operator, "");
+    let late: serde_json::Value = serde_json::from_str(&issued).unwrap();
+    let late = late["token"].as_str().unwrap().to_string();
+    wait_users(c.node(cut), &["late", "lead"]);
+    // The cut-off node knows the invitation, not yet that it was accepted.
+    wait_for("the invitation on the node to cut off", DEADLINE, || {
+        c.node(cut).ctl(&["group", "list"]).ok().filter(|g| g.contains("crew") && g.contains("late"))
+    })
+    .unwrap();
+
     c.partition(cut).unwrap();
     c.node(leader).ctl(&["key", "add", "--owner", "late", "--ident", "late-k", "--publish", "a"]).unwrap();
+    on_leader("POST", "/api/v1/groups/crew/join", &late, "{}");
+    // Both asked of the cut-off node at once, each waiting for it to catch up.
     let (addr, token) = (c.node(cut).http_addr, c.node(cut).token.clone());
-    let change = std::thread::spawn(move || {
-        http_request(addr, "PUT", "/api/v1/keys/late-k", &token, r#"{"publish": ["b"]}"#, DEADLINE).unwrap()
-    });
+    let ask = |method: &'static str, path: &'static str, body: &'static str| {
+        let token = token.clone();
+        std::thread::spawn(move || http_request(addr, method, path, &token, body, DEADLINE).unwrap())
+    };
+    let key = ask("PUT", "/api/v1/keys/late-k", r#"{"publish": ["b"]}"#);
+    let admin = ask("POST", "/api/v1/groups/crew/admins", r#"{"user": "late"}"#);
     std::thread::sleep(Duration::from_secs(1));
     c.heal();
-    let (status, body) = change.join().unwrap();
+    let (status, body) = key.join().unwrap();
     assert_eq!(status, 200, "{body}");
     let keys = c.node(leader).ctl(&["--consistent", "key", "list"]).unwrap();
     assert!(keys.contains(r#""publish":["b"]"#), "{keys}");
+    let (admin_status, admin_body) = admin.join().unwrap();
+    assert_eq!(admin_status, 200, "{admin_body}");
 }
 
 #[test]
