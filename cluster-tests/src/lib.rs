@@ -360,8 +360,27 @@ pub fn http_request(
 }
 
 /// A port that was free a moment ago, for programs that cannot take port 0.
+/// Chosen below the kernel's ephemeral range: a port the kernel hands out
+/// (another test's port 0, an outgoing connection) would be taken between
+/// this check and the program's bind often enough to fail a suite run.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u32, ephemeral_low.max(11_000));
+    // Test processes run side by side: each starts at its own place.
+    let start = std::process::id().wrapping_mul(7919);
+    for _ in 0..(high - low) {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = low + start.wrapping_add(step.wrapping_mul(13)) % (high - low);
+        if std::net::TcpListener::bind(("0.0.0.0", port as u16)).is_ok() {
+            return Ok(port as u16);
+        }
+    }
+    anyhow::bail!("no free port between {low} and {high}")
 }
 
 /// A helper program (HAProxy, Prometheus, a client script) with its output
@@ -891,5 +910,23 @@ mod tests {
         assert_eq!(out.trim(), "started");
         // Without killing the group the read waited for `sleep 600`.
         assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn given_free_ports_then_none_is_one_the_kernel_hands_out_and_they_differ() {
+        let ephemeral_low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ports: Vec<u16> = (0..50).map(|_| free_port().unwrap()).collect();
+        assert!(ports.iter().all(|&p| (10_000..ephemeral_low).contains(&p)), "{ports:?}");
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        // The kernel's own choice lands in its range, where free_port never looks.
+        let kernel = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert!(kernel >= ephemeral_low, "{kernel}");
     }
 }
