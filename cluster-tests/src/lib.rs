@@ -741,9 +741,7 @@ impl Cluster {
              add rule inet {table} out ip saddr {ip} ip daddr {others} drop\n\
              add rule inet {table} out ip daddr {ip} ip saddr {others} drop\n"
         );
-        let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().context("cannot run nft")?;
-        std::io::Write::write_all(nft.stdin.as_mut().expect("piped"), script.as_bytes())?;
-        anyhow::ensure!(nft.wait()?.success(), "nft refused the partition rules (root and nftables are needed)");
+        nft(&script).context("the partition rules")?;
         self.cuts.push(table);
         Ok(())
     }
@@ -831,6 +829,107 @@ impl HaProxy {
                 .collect();
             (nodes.len() == 3 && nodes.iter().all(|f| f[17] == "UP")).then_some(())
         })
+    }
+}
+
+/// Runs an nftables script (one transaction: all of it or nothing).
+fn nft(script: &str) -> anyhow::Result<()> {
+    let mut nft = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().context("cannot run nft")?;
+    std::io::Write::write_all(nft.stdin.as_mut().expect("piped"), script.as_bytes())?;
+    anyhow::ensure!(nft.wait()?.success(), "nft refused the rules (root and nftables are needed):\n{script}");
+    Ok(())
+}
+
+/// A kernel load balancer in front of the nodes' hpfeeds ports, built as
+/// Kubernetes' kube-proxy builds a Service in its nftables mode: a service
+/// address whose new connections are DNATed to a ready endpoint picked by
+/// `numgen random`, established ones kept by conntrack. A controller thread
+/// follows each node's `/readyz` (every 100 ms, as an endpoints controller
+/// follows a readiness probe) and rewrites the endpoint map in one nft
+/// transaction when the ready set changes.
+pub struct NftService {
+    /// Where the sensors connect.
+    pub addr: SocketAddr,
+    table: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    controller: Option<std::thread::JoinHandle<()>>,
+    /// Each ready set the controller applied (node indexes, 0-based), with
+    /// the time since the service started.
+    pub changes: Arc<Mutex<Vec<(Duration, Vec<usize>)>>>,
+}
+
+impl NftService {
+    /// The service at `addr` (a loopback address no node uses, any port).
+    pub fn start(nodes: &[NodeProcess], addr: SocketAddr) -> anyhow::Result<NftService> {
+        let table = format!("hpfriends_service_{}_{}", addr.ip().to_string().replace('.', "_"), addr.port());
+        let mut script = format!(
+            "add table ip {table}\n\
+             add chain ip {table} output {{ type nat hook output priority -100 ; }}\n\
+             add chain ip {table} service\n\
+             add rule ip {table} output ip daddr {} tcp dport {} goto service\n",
+            addr.ip(),
+            addr.port()
+        );
+        for (i, n) in nodes.iter().enumerate() {
+            script.push_str(&format!(
+                "add chain ip {table} endpoint{i}\nadd rule ip {table} endpoint{i} meta l4proto tcp dnat to {}\n",
+                n.hpfeeds_addr
+            ));
+        }
+        nft(&script)?;
+        let http: Vec<SocketAddr> = nodes.iter().map(|n| n.http_addr).collect();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let changes: Arc<Mutex<Vec<(Duration, Vec<usize>)>>> = Arc::default();
+        let (stopped, applied_changes, table_name) = (stop.clone(), changes.clone(), table.clone());
+        let started = Instant::now();
+        let controller = std::thread::spawn(move || {
+            let (stop, changes, table) = (stopped, applied_changes, table_name);
+            let mut applied: Option<Vec<usize>> = None;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ready: Vec<usize> =
+                    (0..http.len()).filter(|&i| http_status(http[i], "/readyz").is_ok_and(|s| s == 200)).collect();
+                if applied.as_ref() != Some(&ready) {
+                    // No ready endpoint: no rule, so a new connection meets the
+                    // bare service address, where nothing listens (refused).
+                    let mut script = format!("flush chain ip {table} service\n");
+                    if !ready.is_empty() {
+                        let map: Vec<String> =
+                            ready.iter().enumerate().map(|(slot, i)| format!("{slot} : goto endpoint{i}")).collect();
+                        script.push_str(&format!(
+                            "add rule ip {table} service numgen random mod {} vmap {{ {} }}\n",
+                            ready.len(),
+                            map.join(", ")
+                        ));
+                    }
+                    if nft(&script).is_ok() {
+                        changes.lock().expect("no panic holding it").push((started.elapsed(), ready.clone()));
+                        applied = Some(ready);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut service = NftService { addr, table, stop, controller: Some(controller), changes };
+        service.wait_ready(nodes.len())?;
+        Ok(service)
+    }
+
+    /// Waits until `n` endpoints are in the map.
+    pub fn wait_ready(&mut self, n: usize) -> anyhow::Result<()> {
+        wait_for(&format!("{n} endpoints behind the service"), DEADLINE, || {
+            let changes = self.changes.lock().expect("no panic holding it");
+            (changes.last()?.1.len() == n).then_some(())
+        })
+    }
+}
+
+impl Drop for NftService {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(controller) = self.controller.take() {
+            let _ = controller.join();
+        }
+        let _ = Command::new("nft").args(["delete", "table", "ip", &self.table]).status();
     }
 }
 

@@ -9,8 +9,15 @@
 //! drained mid-run, its sensors reconnect (through a load balancer in front
 //! of the nodes) and publish again; the report says how long that took and
 //! whether any subscriber was closed meanwhile.
+//!
+//! With `--processes N` the sensors are spread over N child processes (a
+//! process may open only so many files): each child connects its shard,
+//! says so on stdout, starts publishing when the parent says go (the same
+//! instant for all, on the machine's monotonic clock, which stamps every
+//! event too) and prints what its sensors did; the parent keeps the
+//! subscribers and merges the report.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -18,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -69,9 +77,23 @@ pub struct FleetArgs {
     /// Logins in flight at once while the fleet connects.
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
-    /// The broker's process id (one node): its memory and CPU are reported.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// The nodes' process ids (comma-separated, in --api's order): each
+    /// node's memory and CPU are reported, and its connections, read from
+    /// its /metrics, when there is one pid per --api address.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
+    /// Client processes the sensors are spread over (each opens its share of
+    /// the connections: the file limit is per process).
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// Run shard K/N of a --processes run: what a child is started with.
+    #[arg(long, hide = true, value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Local addresses the sensors connect from (comma-separated,
+    /// round-robin): one address has only ~28,000 ports towards one server
+    /// address (a load balancer's service address, for one).
+    #[arg(long, value_delimiter = ',')]
+    pub source: Vec<IpAddr>,
     /// A sensor whose connection closes connects again (after a random
     /// pause of up to a second, as clients back off) and publishes at once.
     #[arg(long)]
@@ -119,6 +141,54 @@ pub struct FleetReport {
     pub sensors_not_back: u64,
     /// Why the server closed subscribers (a slow consumer, for one), if it did.
     pub subscribers_closed: Vec<String>,
+    /// Client processes the sensors ran in.
+    pub processes: usize,
+    /// Per node given by --server-pid (the server_* figures above are their sums).
+    pub nodes: Vec<NodeUsage>,
+}
+
+/// One node's share of the run.
+#[derive(Debug, Serialize)]
+pub struct NodeUsage {
+    pub pid: u32,
+    /// Logged-in hpfeeds connections with the fleet idle (its /metrics).
+    pub connections: Option<u64>,
+    pub rss_before: u64,
+    pub rss_idle: u64,
+    /// None when the node had exited by the end (a drained one).
+    pub rss_end: Option<u64>,
+    /// (idle − before) / its connections.
+    pub rss_per_connection: Option<f64>,
+    /// Its CPU while publishing, per message delivered to the subscribers
+    /// (None when it had exited by the end).
+    pub cpu_per_message_us: Option<f64>,
+}
+
+/// Shard K of N: the sensors k with k mod N = K.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (k, n) = text.split_once('/').ok_or("a shard is K/N")?;
+    let (k, n) = (k.parse().map_err(|_| "K is a number")?, n.parse().map_err(|_| "N is a number")?);
+    if k >= n {
+        return Err("K must be below N".into());
+    }
+    Ok(Shard { k, n })
+}
+
+/// What the sensors of one shard did while publishing.
+#[derive(Debug, Serialize, Deserialize)]
+struct ShardReport {
+    published: u64,
+    downtimes_ms: Vec<u64>,
+    /// Monotonic clock: the first close a sensor saw, the last return to publishing.
+    first_down_ns: u64,
+    last_back_ns: u64,
+    not_back: u64,
 }
 
 impl FleetReport {
@@ -154,15 +224,29 @@ impl FleetReport {
         for why in &self.subscribers_closed {
             out.push_str(&format!("  {why}\n"));
         }
+        let kib = |b: Option<f64>| b.map_or("—".into(), |b| format!("{:.1} KiB", b / 1024.0));
+        let us = |u: Option<f64>| u.map_or("—".into(), |u| format!("{u:.1} µs"));
         if self.server_rss_before.is_some() {
             out.push_str(&format!(
                 "broker RSS before {}, fleet idle {}, end {}; per connection {}\nbroker CPU per delivered message {}\n",
                 mib(self.server_rss_before),
                 mib(self.server_rss_idle),
                 mib(self.server_rss_end),
-                self.server_rss_per_connection.map_or("—".into(), |b| format!("{:.1} KiB", b / 1024.0)),
-                self.server_cpu_per_message_us.map_or("—".into(), |u| format!("{u:.1} µs")),
+                kib(self.server_rss_per_connection),
+                us(self.server_cpu_per_message_us),
             ));
+        }
+        if self.nodes.len() > 1 {
+            for n in &self.nodes {
+                out.push_str(&format!(
+                    "  node pid {}: {} connections, RSS idle {}, per connection {}, CPU per delivered message {}\n",
+                    n.pid,
+                    n.connections.map_or("—".into(), |c| c.to_string()),
+                    mib(Some(n.rss_idle)),
+                    kib(n.rss_per_connection),
+                    us(n.cpu_per_message_us),
+                ));
+            }
         }
         out
     }
@@ -178,6 +262,10 @@ impl FleetArgs {
         anyhow::ensure!(self.connect_concurrency > 0, "--connect-concurrency must be at least 1");
         anyhow::ensure!(!self.addr.is_empty(), "--addr needs at least one address");
         anyhow::ensure!(!self.api.is_empty(), "--api needs at least one address");
+        anyhow::ensure!(
+            (1..=64).contains(&self.processes) && self.processes <= self.sensors,
+            "--processes must be 1 to 64, and at most --sensors"
+        );
         anyhow::ensure!(
             self.drain_pid.is_none() || (self.drain_after >= 0.0 && self.drain_after < self.duration),
             "--drain-after must fall inside --duration"
@@ -243,11 +331,12 @@ async fn apply(args: &FleetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the fd limit to what the fleet needs (past the hard limit where the
-/// process may, as root); says so plainly when it cannot.
-fn fit_fds(args: &FleetArgs) -> anyhow::Result<()> {
+/// Raises the fd limit to what this process's sensors and subscribers need
+/// (past the hard limit where the process may, as root); says so plainly
+/// when it cannot.
+fn fit_fds(sensors: usize, subscribers: usize) -> anyhow::Result<()> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-    let needed = (args.sensors + args.subscribers) as u64 + 64;
+    let needed = (sensors + subscribers) as u64 + 64;
     let limit = getrlimit(Resource::Nofile);
     if limit.current.is_some_and(|c| c < needed) {
         let wanted = Rlimit { current: Some(needed), maximum: Some(needed.max(limit.maximum.unwrap_or(0))) };
@@ -258,10 +347,9 @@ fn fit_fds(args: &FleetArgs) -> anyhow::Result<()> {
     if let Some(fds) = getrlimit(Resource::Nofile).current {
         anyhow::ensure!(
             needed <= fds,
-            "this machine cannot hold {} sensors and {} subscribers in one process: they need {needed} file \
-             descriptors and the limit is {fds} (ulimit -Hn; the kernel's fs.nr_open bounds it for root)",
-            args.sensors,
-            args.subscribers
+            "this machine cannot hold {sensors} sensors and {subscribers} subscribers in one process: they need \
+             {needed} file descriptors and the limit is {fds} (ulimit -Hn; the kernel's fs.nr_open bounds it for \
+             root): spread the sensors over processes (--processes)"
         );
     }
     Ok(())
@@ -305,7 +393,26 @@ fn stamp_of(payload: &[u8]) -> Option<super::Stamp> {
     super::Stamp::read(&bytes)
 }
 
+/// Nanoseconds on the machine's monotonic clock: one time line for every
+/// process of a run (the stamps, the start, the reconnects).
+fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// The `Instant` of a monotonic-clock reading.
+fn instant_at(ns: u64) -> Instant {
+    let now = mono_ns();
+    match ns.checked_sub(now) {
+        Some(ahead) => Instant::now() + Duration::from_nanos(ahead),
+        None => Instant::now() - Duration::from_nanos(now - ns),
+    }
+}
+
 pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
+    if let Some(shard) = args.shard {
+        return run_shard(&args, shard).await;
+    }
     let report = fleet(&args).await?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -315,51 +422,120 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
+/// A child of a `--processes` run: connects its shard, says `connected`,
+/// publishes from the instant the parent's `go <ns>` names, prints its
+/// report and keeps its connections until the parent closes stdin.
+async fn run_shard(args: &FleetArgs, shard: Shard) -> anyhow::Result<()> {
     args.check()?;
-    fit_fds(args)?;
-    apply(args).await?;
-    let usage = || args.server_pid.and_then(process_usage);
-    let before = usage();
-    let epoch = Instant::now();
+    fit_fds(shard_sensors(args.sensors, shard).count(), 0)?;
+    let connections = connect_shard(args, shard).await?;
+    let mut stdout = tokio::io::stdout();
+    stdout.write_all(b"connected\n").await?;
+    stdout.flush().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let go = lines.next_line().await?.context("the parent ended the run before it started")?;
+    let start_ns = go.strip_prefix("go ").and_then(|n| n.parse().ok()).context("expected `go <ns>` on stdin")?;
+    let (report, kept) = publish_shard(args, connections, start_ns).await?;
+    stdout.write_all(format!("{}\n", serde_json::to_string(&report)?).as_bytes()).await?;
+    stdout.flush().await?;
+    while lines.next_line().await?.is_some() {}
+    drop(kept);
+    Ok(())
+}
 
-    let reader_login = Login { ident: READER.into(), secret: "fleet-reader-secret".into(), channel: CHANNEL.into() };
-    let stop = CancellationToken::new();
-    let sub_addrs = if args.sub_addr.is_empty() { &args.addr } else { &args.sub_addr };
-    let mut subscribers = Vec::new();
-    for i in 0..args.subscribers {
-        let (reader, mut writer) =
-            wire::connect(Protocol::Hpfeeds, sub_addrs[i % sub_addrs.len()], &reader_login).await?;
-        writer.subscribe();
-        writer.flush().await?;
-        subscribers.push(tokio::spawn(subscribe(reader, writer, epoch, stop.clone())));
+fn shard_sensors(sensors: usize, shard: Shard) -> impl Iterator<Item = usize> {
+    (shard.k..sensors).step_by(shard.n)
+}
+
+/// The sensors of one process: their connections, or the children that hold them.
+enum Sensors {
+    Here(Vec<(usize, Connection)>),
+    Children(Vec<Child>),
+}
+
+type Connection = (wire::Reader, wire::Writer);
+
+struct Child {
+    process: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Child {
+    async fn line(&mut self, k: usize) -> anyhow::Result<String> {
+        match self.lines.next_line().await? {
+            Some(line) => Ok(line),
+            None => bail!("fleet process {k} ended early: {}", self.process.wait().await?),
+        }
     }
+}
 
-    // The whole fleet connects and logs in, a bounded number at a time.
-    let connecting = Instant::now();
+/// Starts one child per shard, each with the arguments its sensors need.
+fn spawn_children(args: &FleetArgs) -> anyhow::Result<Vec<Child>> {
+    let exe = std::env::current_exe().context("cannot find this program to start the fleet's processes")?;
+    let join = |items: Vec<String>| items.join(",");
+    let mut children = Vec::new();
+    for k in 0..args.processes {
+        let mut command = tokio::process::Command::new(&exe);
+        command
+            .args(["bench", "fleet", "--shard", &format!("{k}/{}", args.processes)])
+            .args(["--addr", &join(args.addr.iter().map(|a| a.to_string()).collect())])
+            .args(["--sensors", &args.sensors.to_string(), "--users", &args.users.to_string()])
+            .args(["--rate", &args.rate.to_string(), "--size", &args.size.to_string()])
+            .args(["--duration", &args.duration.to_string()])
+            .args(["--connect-concurrency", &(args.connect_concurrency / args.processes).max(1).to_string()])
+            .env("HPFRIENDS_TOKEN", &args.token)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if !args.source.is_empty() {
+            command.args(["--source", &join(args.source.iter().map(|a| a.to_string()).collect())]);
+        }
+        if args.reconnect {
+            command.arg("--reconnect");
+        }
+        let mut process = command.spawn().with_context(|| format!("cannot start {}", exe.display()))?;
+        let stdin = process.stdin.take().expect("piped");
+        let lines = BufReader::new(process.stdout.take().expect("piped")).lines();
+        children.push(Child { process, stdin, lines });
+    }
+    Ok(children)
+}
+
+/// Connects and logs in the shard's sensors, a bounded number at a time.
+async fn connect_shard(args: &FleetArgs, shard: Shard) -> anyhow::Result<Vec<(usize, Connection)>> {
     let slots = Arc::new(Semaphore::new(args.connect_concurrency));
     let mut logins = tokio::task::JoinSet::new();
-    for k in 0..args.sensors {
+    for k in shard_sensors(args.sensors, shard) {
         let slots = slots.clone();
-        let addr = args.addr[k % args.addr.len()];
+        let (addr, from) = sensor_route(args, k);
         logins.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("the semaphore stays open");
-            (k, wire::connect_small(Protocol::Hpfeeds, addr, &sensor_login(k)).await)
+            (k, wire::connect_small(Protocol::Hpfeeds, addr, from, &sensor_login(k)).await)
         });
     }
-    let mut connections: Vec<Option<(wire::Reader, wire::Writer)>> = (0..args.sensors).map(|_| None).collect();
+    let mut connections = Vec::new();
     while let Some(joined) = logins.join_next().await {
         let (k, connected) = joined?;
-        connections[k] = Some(connected.with_context(|| format!("sensor {k} could not connect"))?);
+        connections.push((k, connected.with_context(|| format!("sensor {k} could not connect"))?));
     }
-    let connect_seconds = connecting.elapsed().as_secs_f64();
-    // Idle: every sensor logged in, nothing published yet.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = usage();
+    Ok(connections)
+}
 
-    let started = Instant::now();
+/// Where sensor k connects, and from which local address.
+fn sensor_route(args: &FleetArgs, k: usize) -> (SocketAddr, Option<IpAddr>) {
+    (args.addr[k % args.addr.len()], (!args.source.is_empty()).then(|| args.source[k % args.source.len()]))
+}
+
+/// Runs the sensors from `start_ns` until the run's end: what they did, and
+/// the connections still open.
+async fn publish_shard(
+    args: &FleetArgs,
+    connections: Vec<(usize, Connection)>,
+    start_ns: u64,
+) -> anyhow::Result<(ShardReport, Vec<Connection>)> {
+    let started = instant_at(start_ns);
     let plan = Arc::new(Plan {
-        epoch,
         started,
         deadline: started + Duration::from_secs_f64(args.duration),
         period: Duration::from_secs_f64(1.0 / args.rate),
@@ -370,6 +546,99 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
         last_back_ns: AtomicU64::new(0),
         downtimes_ms: Mutex::new(Vec::new()),
     });
+    let mut sensors = tokio::task::JoinSet::new();
+    for (k, connection) in connections {
+        let (addr, from) = sensor_route(args, k);
+        sensors.spawn(sensor(k, addr, from, connection, plan.clone()));
+    }
+    let mut kept = Vec::new();
+    let mut not_back = 0;
+    while let Some(done) = sensors.join_next().await {
+        match done?? {
+            Some(connection) => kept.push(connection),
+            None => not_back += 1,
+        }
+    }
+    let report = ShardReport {
+        published: plan.published.load(Ordering::Relaxed),
+        downtimes_ms: std::mem::take(&mut *plan.downtimes_ms.lock().expect("no sensor panics")),
+        first_down_ns: plan.first_down_ns.load(Ordering::Relaxed),
+        last_back_ns: plan.last_back_ns.load(Ordering::Relaxed),
+        not_back,
+    };
+    Ok((report, kept))
+}
+
+/// Resident bytes and CPU seconds of each node given by --server-pid.
+fn usages(args: &FleetArgs) -> Vec<Option<(u64, f64)>> {
+    args.server_pid.iter().map(|&pid| process_usage(pid)).collect()
+}
+
+/// Each node's logged-in hpfeeds connections, from its /metrics, when there
+/// is one pid per --api address (the same nodes in the same order).
+async fn node_connections(args: &FleetArgs) -> Vec<Option<u64>> {
+    let http = reqwest::Client::new();
+    let mut counts = Vec::new();
+    for (i, _) in args.server_pid.iter().enumerate() {
+        let Some(api) = args.api.get(i).filter(|_| args.api.len() == args.server_pid.len()) else {
+            counts.push(None);
+            continue;
+        };
+        let url = format!("{}/metrics", api.trim_end_matches('/'));
+        let body = match http.get(&url).timeout(Duration::from_secs(10)).send().await {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let name = crate::telemetry::AUTHENTICATED_CONNECTIONS.name;
+        counts.push(
+            body.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .map(|c| c as u64),
+        );
+    }
+    counts
+}
+
+pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
+    args.check()?;
+    anyhow::ensure!(args.shard.is_none(), "--shard is for the fleet's own child processes");
+    fit_fds(if args.processes == 1 { args.sensors } else { 0 }, args.subscribers)?;
+    apply(args).await?;
+    let before = usages(args);
+
+    let reader_login = Login { ident: READER.into(), secret: "fleet-reader-secret".into(), channel: CHANNEL.into() };
+    let stop = CancellationToken::new();
+    let sub_addrs = if args.sub_addr.is_empty() { &args.addr } else { &args.sub_addr };
+    let mut subscribers = Vec::new();
+    for i in 0..args.subscribers {
+        let (reader, mut writer) =
+            wire::connect(Protocol::Hpfeeds, sub_addrs[i % sub_addrs.len()], &reader_login).await?;
+        writer.subscribe();
+        writer.flush().await?;
+        subscribers.push(tokio::spawn(subscribe(reader, writer, stop.clone())));
+    }
+
+    // The whole fleet connects and logs in.
+    let connecting = Instant::now();
+    let sensors = if args.processes == 1 {
+        Sensors::Here(connect_shard(args, Shard { k: 0, n: 1 }).await?)
+    } else {
+        let mut children = spawn_children(args)?;
+        for (k, child) in children.iter_mut().enumerate() {
+            let said = child.line(k).await?;
+            anyhow::ensure!(said == "connected", "fleet process {k} said {said:?}");
+        }
+        Sensors::Children(children)
+    };
+    let connect_seconds = connecting.elapsed().as_secs_f64();
+    // Idle: every sensor logged in, nothing published yet.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = usages(args);
+    let connections_per_node = node_connections(args).await;
+
+    // Every process starts publishing at the same instant.
+    let start_ns = mono_ns() + 100_000_000;
+    let started = instant_at(start_ns);
     let drain = args.drain_pid.map(|pid| {
         let at = started + Duration::from_secs_f64(args.drain_after);
         tokio::spawn(async move {
@@ -379,27 +648,35 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
                 .with_context(|| format!("cannot send SIGTERM to process {pid}"))
         })
     });
-    let mut sensors = tokio::task::JoinSet::new();
-    for (k, connection) in connections.into_iter().enumerate() {
-        let connection = connection.expect("every sensor connected");
-        sensors.spawn(sensor(k, args.addr[k % args.addr.len()], connection, plan.clone()));
-    }
+    let mut shards = Vec::new();
     let mut kept = Vec::new();
-    let mut sensors_not_back = 0;
-    while let Some(done) = sensors.join_next().await {
-        match done?? {
-            Some(connection) => kept.push(connection),
-            None => sensors_not_back += 1,
+    let mut children = Vec::new();
+    match sensors {
+        Sensors::Here(connections) => {
+            let (report, open) = publish_shard(args, connections, start_ns).await?;
+            shards.push(report);
+            kept = open;
+        }
+        Sensors::Children(mut all) => {
+            for child in &mut all {
+                child.stdin.write_all(format!("go {start_ns}\n").as_bytes()).await?;
+                child.stdin.flush().await?;
+            }
+            for (k, child) in all.iter_mut().enumerate() {
+                let line = child.line(k).await?;
+                shards.push(serde_json::from_str(&line).with_context(|| format!("fleet process {k} said {line:?}"))?);
+            }
+            children = all;
         }
     }
     if let Some(drain) = drain {
         drain.await??;
     }
     let elapsed = started.elapsed();
-    let published = plan.published.load(Ordering::Relaxed);
+    let published: u64 = shards.iter().map(|s| s.published).sum();
     // Let what is in flight arrive.
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
-    let end = usage();
+    let end = usages(args);
     stop.cancel();
     let mut delivered = 0;
     let mut subscribers_closed = Vec::new();
@@ -411,12 +688,35 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
         subscribers_closed.extend(closed);
     }
     drop(kept);
+    for mut child in children {
+        drop(child.stdin);
+        child.process.wait().await?;
+    }
     let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e6;
     let connections = (args.sensors + args.subscribers) as f64;
-    let mut downtimes = std::mem::take(&mut *plan.downtimes_ms.lock().expect("no sensor panics"));
+    let mut downtimes: Vec<u64> = shards.iter().flat_map(|s| s.downtimes_ms.iter().copied()).collect();
     downtimes.sort_unstable();
-    let (first_down, last_back) =
-        (plan.first_down_ns.load(Ordering::Relaxed), plan.last_back_ns.load(Ordering::Relaxed));
+    let sensors_not_back: u64 = shards.iter().map(|s| s.not_back).sum();
+    let first_down = shards.iter().map(|s| s.first_down_ns).min().unwrap_or(u64::MAX);
+    let last_back = shards.iter().map(|s| s.last_back_ns).max().unwrap_or(0);
+    let per_message = |cpu: f64| (delivered > 0).then(|| cpu / delivered as f64 * 1e6);
+    let nodes: Vec<NodeUsage> = (args.server_pid.iter().enumerate())
+        .filter_map(|(i, &pid)| {
+            let (b, i_, e, c) = (before[i]?, idle[i]?, end[i], connections_per_node[i]);
+            Some(NodeUsage {
+                pid,
+                connections: c,
+                rss_before: b.0,
+                rss_idle: i_.0,
+                rss_end: e.map(|e| e.0),
+                rss_per_connection: c.filter(|&c| c > 0).map(|c| i_.0.saturating_sub(b.0) as f64 / c as f64),
+                cpu_per_message_us: e.and_then(|e| per_message(e.1 - i_.1)),
+            })
+        })
+        .collect();
+    // Sums over the nodes (None if one lacks the figure).
+    let sum = |f: fn(&NodeUsage) -> Option<u64>| (!nodes.is_empty()).then(|| nodes.iter().map(f).sum()).flatten();
+    let (rss_before, rss_idle) = (sum(|n| Some(n.rss_before)), sum(|n| Some(n.rss_idle)));
     Ok(FleetReport {
         sensors: args.sensors,
         subscribers: args.subscribers,
@@ -428,14 +728,12 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
         latency_p50_ms: ms(0.5),
         latency_p99_ms: ms(0.99),
         latency_p999_ms: ms(0.999),
-        server_rss_before: before.map(|u| u.0),
-        server_rss_idle: idle.map(|u| u.0),
-        server_rss_end: end.map(|u| u.0),
-        server_rss_per_connection: before.zip(idle).map(|(b, i)| i.0.saturating_sub(b.0) as f64 / connections),
-        server_cpu_per_message_us: idle
-            .zip(end)
-            .filter(|_| delivered > 0)
-            .map(|(i, e)| (e.1 - i.1) / delivered as f64 * 1e6),
+        server_rss_before: rss_before,
+        server_rss_idle: rss_idle,
+        server_rss_end: sum(|n| n.rss_end),
+        server_rss_per_connection: rss_before.zip(rss_idle).map(|(b, i)| i.saturating_sub(b) as f64 / connections),
+        // Over the nodes that ran to the end.
+        server_cpu_per_message_us: nodes.iter().filter_map(|n| n.cpu_per_message_us).reduce(|a, b| a + b),
         disconnects: downtimes.len() as u64 + sensors_not_back,
         reconnect_seconds: (!downtimes.is_empty() && sensors_not_back == 0)
             .then(|| last_back.saturating_sub(first_down) as f64 / 1e9),
@@ -443,6 +741,8 @@ pub async fn fleet(args: &FleetArgs) -> anyhow::Result<FleetReport> {
         downtime_max_ms: downtimes.last().map(|&d| d as f64),
         sensors_not_back,
         subscribers_closed,
+        processes: args.processes,
+        nodes,
     })
 }
 
@@ -450,16 +750,15 @@ fn sensor_login(k: usize) -> Login {
     Login { ident: sensor_ident(k), secret: sensor_secret(k), channel: CHANNEL.into() }
 }
 
-/// What every sensor shares: the schedule, and what they count together.
+/// What every sensor of a process shares: the schedule, and what they count together.
 struct Plan {
-    epoch: Instant,
     started: Instant,
     deadline: Instant,
     period: Duration,
     size: usize,
     reconnect: bool,
     published: AtomicU64,
-    /// Since `epoch`: the first close any sensor saw, and the last return to publishing.
+    /// Monotonic clock: the first close any sensor saw, and the last return to publishing.
     first_down_ns: AtomicU64,
     last_back_ns: AtomicU64,
     downtimes_ms: Mutex<Vec<u64>>,
@@ -471,9 +770,10 @@ struct Plan {
 async fn sensor(
     k: usize,
     addr: SocketAddr,
-    mut connection: (wire::Reader, wire::Writer),
+    from: Option<IpAddr>,
+    mut connection: Connection,
     plan: Arc<Plan>,
-) -> anyhow::Result<Option<(wire::Reader, wire::Writer)>> {
+) -> anyhow::Result<Option<Connection>> {
     // Each sensor starts at a random point of its period, and keeps a jitter of ±10 %.
     let mut next = plan.started + plan.period.mul_f64(rand::random::<f64>());
     let mut seq = 0u64;
@@ -496,7 +796,7 @@ async fn sensor(
             if next >= plan.deadline {
                 return Ok(Some(connection));
             }
-            let sent_ns = plan.epoch.elapsed().as_nanos() as u64;
+            let sent_ns = mono_ns();
             writer.publish(&event(plan.size, k as u32, seq, sent_ns));
             if writer.flush().await.is_ok() {
                 plan.published.fetch_add(1, Ordering::Relaxed);
@@ -513,14 +813,14 @@ async fn sensor(
         anyhow::ensure!(plan.reconnect, "sensor {k} was disconnected (run with --reconnect to reconnect)");
         if down_since.is_none() {
             down_since = Some(Instant::now());
-            plan.first_down_ns.fetch_min(plan.epoch.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            plan.first_down_ns.fetch_min(mono_ns(), Ordering::Relaxed);
         }
         connection = loop {
             tokio::time::sleep(Duration::from_secs_f64(rand::random::<f64>())).await;
             if Instant::now() >= plan.deadline {
                 return Ok(None);
             }
-            if let Ok(c) = wire::connect_small(Protocol::Hpfeeds, addr, &sensor_login(k)).await {
+            if let Ok(c) = wire::connect_small(Protocol::Hpfeeds, addr, from, &sensor_login(k)).await {
                 break c;
             }
         };
@@ -535,7 +835,6 @@ async fn sensor(
 async fn subscribe(
     mut reader: wire::Reader,
     _writer: wire::Writer,
-    epoch: Instant,
     stop: CancellationToken,
 ) -> anyhow::Result<(u64, Histogram<u64>, Option<String>)> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds");
@@ -546,7 +845,7 @@ async fn subscribe(
             _ = stop.cancelled() => return Ok((received, latency, None)),
             r = reader.fill() => r?,
         };
-        let now = epoch.elapsed().as_nanos() as u64;
+        let now = mono_ns();
         let closed = reader.drain(&mut pings, |payload| {
             if let Some(stamp) = stamp_of(payload) {
                 latency.saturating_record(now.saturating_sub(stamp.sent_ns).max(1));

@@ -2,13 +2,13 @@
 //! raw relay, the hpfeeds 3.x broker) and NATS's text protocol (nats-server),
 //! each written directly so the client side costs the same for every target.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{bail, Context};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::protocol::frame::{auth_hash, encode_auth, encode_subscribe, put_publish};
 use crate::protocol::{decode, Frame, Limits};
@@ -47,22 +47,37 @@ pub struct Writer {
 /// Connects and logs in; for hpfeeds the broker's answer to AUTH is silence,
 /// so a wrong secret shows up as an ERROR on the first read.
 pub async fn connect(protocol: Protocol, addr: SocketAddr, login: &Login) -> anyhow::Result<(Reader, Writer)> {
-    connect_with(protocol, addr, login, 1 << 16).await
+    connect_with(protocol, addr, None, login, 1 << 16).await
 }
 
 /// As `connect`, with buffers for a connection that sends a message now and
-/// then (a sensor of a fleet of thousands).
-pub async fn connect_small(protocol: Protocol, addr: SocketAddr, login: &Login) -> anyhow::Result<(Reader, Writer)> {
-    connect_with(protocol, addr, login, 1 << 10).await
+/// then (a sensor of a fleet of thousands), from local address `from` if
+/// given (one local address has ~28,000 ports towards one server address).
+pub async fn connect_small(
+    protocol: Protocol,
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    login: &Login,
+) -> anyhow::Result<(Reader, Writer)> {
+    connect_with(protocol, addr, from, login, 1 << 10).await
 }
 
 async fn connect_with(
     protocol: Protocol,
     addr: SocketAddr,
+    from: Option<IpAddr>,
     login: &Login,
     buffer: usize,
 ) -> anyhow::Result<(Reader, Writer)> {
-    let stream = TcpStream::connect(addr).await.with_context(|| format!("cannot connect to {addr}"))?;
+    let stream = match from {
+        None => TcpStream::connect(addr).await,
+        Some(ip) => {
+            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("cannot bind a socket to {ip}"))?;
+            socket.connect(addr).await
+        }
+    };
+    let stream = stream.with_context(|| format!("cannot connect to {addr}"))?;
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
     // Frames up to the largest payload the bench sends, and then some.

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use hpfriends_cluster_tests::{hpfriends_bin, Cluster, HaProxy, NodeProcess, DEADLINE};
+use hpfriends_cluster_tests::{free_port, hpfriends_bin, Cluster, HaProxy, NftService, NodeProcess, DEADLINE};
 
 #[test]
 fn given_a_fleet_of_500_sensors_then_every_event_arrives_and_the_broker_is_measured() {
@@ -89,5 +89,51 @@ fn given_a_fleet_behind_haproxy_when_a_node_drains_then_its_sensors_reconnect_an
     // At most the event a sensor had in flight when its node closed it is lost.
     let (published, delivered) = (report["published"].as_u64().unwrap(), report["delivered"].as_u64().unwrap());
     assert!(published > 4_000, "{report}");
+    assert!(delivered + 2 * disconnects >= 2 * published, "{report}");
+}
+
+#[test]
+fn given_a_fleet_in_two_processes_behind_an_nftables_service_when_a_node_drains_then_it_leaves_the_map_and_its_sensors_come_back(
+) {
+    // The kube-proxy path: one service address, numgen over the ready nodes,
+    // a controller following /readyz. Short drain, as in the HAProxy test.
+    let mut c =
+        Cluster::start(&hpfriends_bin(), 3, &["--drain-grace-ms", "2000", "--drain-close-window-ms", "1000"]).unwrap();
+    c.wait_leader(DEADLINE).unwrap();
+    let service_addr = format!("127.0.2.{}:{}", 1 + std::process::id() % 250, free_port().unwrap()).parse().unwrap();
+    let service = NftService::start(&c.nodes, service_addr).unwrap();
+    let subscribers = format!("{},{}", c.nodes[1].hpfeeds_addr, c.nodes[2].hpfeeds_addr);
+    let apis = c.nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",");
+    let pids = c.nodes.iter().map(|n| n.pid().unwrap().to_string()).collect::<Vec<_>>().join(",");
+    let out = Command::new(hpfriends_bin())
+        .args(["bench", "fleet", "--json", "--sensors", "600", "--users", "20", "--rate", "2", "--duration", "10"])
+        .args(["--addr", &service.addr.to_string(), "--api", &apis, "--token", &c.nodes[0].token])
+        .args(["--processes", "2", "--source", "127.0.3.1,127.0.3.2", "--server-pid", &pids])
+        .args(["--subscribers", "2", "--sub-addr", &subscribers, "--reconnect"])
+        .args(["--drain-pid", &c.nodes[0].pid().unwrap().to_string(), "--drain-after", "2"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "bench fleet failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("{report}");
+    assert!(c.node(1).wait_exit(DEADLINE).unwrap().success(), "node 1 drained and exited 0");
+    assert_eq!(report["processes"], 2, "{report}");
+
+    // The service spread the idle fleet over all three (600 sensors + 1 subscriber each on nodes 2 and 3).
+    let per_node: Vec<u64> = (0..3).map(|i| report["nodes"][i]["connections"].as_u64().unwrap()).collect();
+    assert_eq!(per_node.iter().sum::<u64>(), 602, "{report}");
+    assert!(per_node.iter().all(|&n| n >= 120), "{per_node:?}");
+    // The controller took node 1 out when its /readyz turned 503, and did not put it back.
+    let changes = service.changes.lock().unwrap().clone();
+    assert_eq!(changes.last().unwrap().1, vec![1, 2], "{changes:?}");
+    // Node 1's sensors were closed and came back through the other two; nobody else noticed.
+    let disconnects = report["disconnects"].as_u64().unwrap();
+    assert_eq!(disconnects, per_node[0], "{report}");
+    assert_eq!(report["sensors_not_back"], 0, "{report}");
+    let storm = report["reconnect_seconds"].as_f64().unwrap();
+    assert!(storm > 0.0 && storm < 8.0, "{report}");
+    assert_eq!(report["subscribers_closed"], serde_json::json!([]), "{report}");
+    let (published, delivered) = (report["published"].as_u64().unwrap(), report["delivered"].as_u64().unwrap());
+    assert!(published > 8_000, "{report}");
     assert!(delivered + 2 * disconnects >= 2 * published, "{report}");
 }
