@@ -844,9 +844,10 @@ fn nft(script: &str) -> anyhow::Result<()> {
 /// Kubernetes' kube-proxy builds a Service in its nftables mode: a service
 /// address whose new connections are DNATed to a ready endpoint picked by
 /// `numgen random`, established ones kept by conntrack. A controller thread
-/// follows each node's `/readyz` (every 100 ms, as an endpoints controller
-/// follows a readiness probe) and rewrites the endpoint map in one nft
-/// transaction when the ready set changes.
+/// follows each node's `/readyz` as Kubernetes follows a readiness probe
+/// (every 100 ms here; out after 3 failures in a row, Kubernetes' default
+/// failureThreshold, back after 1 success) and rewrites the endpoint map in
+/// one nft transaction when the ready set changes.
 pub struct NftService {
     /// Where the sensors connect.
     pub addr: SocketAddr,
@@ -885,9 +886,14 @@ impl NftService {
         let controller = std::thread::spawn(move || {
             let (stop, changes, table) = (stopped, applied_changes, table_name);
             let mut applied: Option<Vec<usize>> = None;
+            // Failed probes in a row per node; a node starts out of the map.
+            let mut failures = vec![3; http.len()];
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let ready: Vec<usize> =
-                    (0..http.len()).filter(|&i| http_status(http[i], "/readyz").is_ok_and(|s| s == 200)).collect();
+                for (i, failed) in failures.iter_mut().enumerate() {
+                    let ok = http_status(http[i], "/readyz").is_ok_and(|s| s == 200);
+                    *failed = if ok { 0 } else { *failed + 1 };
+                }
+                let ready: Vec<usize> = (0..http.len()).filter(|&i| failures[i] < 3).collect();
                 if applied.as_ref() != Some(&ready) {
                     // No ready endpoint: no rule, so a new connection meets the
                     // bare service address, where nothing listens (refused).

@@ -33,6 +33,9 @@ pub use store::{ChunkSummary, Cursor, Id, Message, Record, Scanned};
 const QUEUE_BYTES: usize = 16 * 1024 * 1024;
 /// Messages in one write, at most.
 const BATCH: usize = 4096;
+/// A batch smaller than this waits `LINGER` for more before it is written.
+const SPARSE: usize = 64;
+const LINGER: Duration = Duration::from_millis(5);
 /// Messages and bytes a publishing session gathers before it hands them over, at most.
 const OFFER_BATCH: usize = 256;
 const OFFER_BYTES: usize = 256 * 1024;
@@ -456,36 +459,48 @@ impl Writer {
                 keeps.get(channel).and_then(|k| k.get(&owner)).is_some_and(|k| *k == Keep::Off)
             };
             let mut next = first;
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Messages(pending) => {
-                        let bytes = pending.iter().map(|p| p.frame.raw().len()).sum();
-                        self.queued.fetch_sub(bytes, Ordering::Relaxed);
-                        for p in pending {
-                            if excluded(p.owner, p.frame.channel()) {
-                                continue;
-                            }
-                            oldest_us.get_or_insert(p.time_us);
-                            let next = marks.entry(self.node).or_default();
-                            let seq = *next;
-                            *next += 1;
-                            batch.push(Entry::Own(Id { time_us: p.time_us, node: self.node, seq }, p));
-                        }
-                    }
-                    Job::Copies { from, messages, done } => {
-                        for m in messages {
-                            // Numbered even when excluded: the next copy follows on from it.
-                            if keep_copy(&mut marks, self.node, from, &m.id) && !excluded(m.owner, &m.channel) {
-                                batch.push(Entry::Copy(m));
+            let mut lingered = false;
+            loop {
+                while let Some(job) = next.take() {
+                    match job {
+                        Job::Messages(pending) => {
+                            let bytes = pending.iter().map(|p| p.frame.raw().len()).sum();
+                            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+                            for p in pending {
+                                if excluded(p.owner, p.frame.channel()) {
+                                    continue;
+                                }
+                                oldest_us.get_or_insert(p.time_us);
+                                let next = marks.entry(self.node).or_default();
+                                let seq = *next;
+                                *next += 1;
+                                batch.push(Entry::Own(Id { time_us: p.time_us, node: self.node, seq }, p));
                             }
                         }
-                        copied.push(done);
+                        Job::Copies { from, messages, done } => {
+                            for m in messages {
+                                // Numbered even when excluded: the next copy follows on from it.
+                                if keep_copy(&mut marks, self.node, from, &m.id) && !excluded(m.owner, &m.channel) {
+                                    batch.push(Entry::Copy(m));
+                                }
+                            }
+                            copied.push(done);
+                        }
+                        Job::Stop => stop = true,
                     }
-                    Job::Stop => stop = true,
+                    if batch.len() < BATCH {
+                        next = jobs.try_recv().ok();
+                    }
                 }
-                if batch.len() < BATCH {
-                    next = jobs.try_recv().ok();
+                // Sparse traffic (a fleet of sensors publishing now and then): wait
+                // a moment for more, so one write and one wake-up of the copies
+                // streams carry several messages instead of one each.
+                if lingered || stop || batch.is_empty() || batch.len() >= SPARSE {
+                    break;
                 }
+                lingered = true;
+                std::thread::sleep(LINGER);
+                next = jobs.try_recv().ok();
             }
             if !batch.is_empty() {
                 if let Err(e) = self.store.append(&batch) {
