@@ -138,6 +138,12 @@ pub const CLUSTER_HANDSHAKES_ENDED: Metric = metric(
     "connections to the cluster port that closed or stalled before their TLS handshake was done (peers restarting, partitions healing; not refusals)",
     true,
 );
+pub const RAFT_ENTRIES_SENT: Metric = metric(
+    "hpfriends_raft_entries_sent_bytes",
+    Gauge,
+    "bytes of Raft log entries this node sent to its peers (a retry that waited for the send in flight not counted again)",
+    true,
+);
 pub const RAFT_ROLE: Metric =
     metric("hpfriends_raft_role", Gauge, "1 for this node's current Raft role, by role", false);
 pub const RAFT_TERM: Metric = metric("hpfriends_raft_term", Gauge, "current Raft term", true);
@@ -244,6 +250,7 @@ pub const ALL: &[Metric] = &[
     PEER_LINK_UP,
     CLUSTER_AUTH_REFUSED,
     CLUSTER_HANDSHAKES_ENDED,
+    RAFT_ENTRIES_SENT,
     RAFT_ROLE,
     RAFT_TERM,
     RAFT_IS_LEADER,

@@ -84,6 +84,8 @@ pub struct ConsensusNode {
     raft: Raft,
     published: Arc<Published>,
     tls: ClusterTls,
+    /// Bytes of log entries sent to peers ([`Network`]).
+    entries_sent: Arc<std::sync::atomic::AtomicU64>,
     command_version: u32,
     pub(crate) signals: Arc<Signals>,
     /// Joins run one at a time on the leader: openraft refuses a membership
@@ -169,7 +171,8 @@ impl ConsensusNode {
         let config = Arc::new(config.validate().context("invalid Raft config")?);
         let source_ip = opts.info.cluster_addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
         let tls = ClusterTls::new(opts.trust, opts.node_id)?.with_source_ip(source_ip);
-        let network = Network { tls: tls.clone() };
+        let entries_sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let network = Network { tls: tls.clone(), entries_sent: entries_sent.clone() };
         let raft = Raft::new(opts.node_id, config, network, log_store.clone(), state_machine)
             .await
             .context("cannot start Raft")?;
@@ -208,6 +211,7 @@ impl ConsensusNode {
             raft,
             published,
             tls,
+            entries_sent,
             command_version: opts.command_version,
             signals,
             join_lock: tokio::sync::Mutex::new(()),
@@ -246,6 +250,12 @@ impl ConsensusNode {
 
     pub fn cluster_tls(&self) -> &ClusterTls {
         &self.tls
+    }
+
+    /// Bytes of log entries this node has sent to its peers, each send
+    /// counted once (`hpfriends_raft_entries_sent_bytes`).
+    pub fn entries_bytes_sent(&self) -> u64 {
+        self.entries_sent.load(Ordering::Relaxed)
     }
 
     pub fn command_version(&self) -> u32 {

@@ -56,6 +56,7 @@ pub async fn metrics_text(State(state): State<AppState>) -> impl axum::response:
     set(INDEX_BUILD_SECONDS, state.node.index_build_time().as_secs_f64());
     set(CLUSTER_AUTH_REFUSED, state.node.cluster_tls().refused() as f64);
     set(CLUSTER_HANDSHAKES_ENDED, state.node.cluster_tls().handshakes_ended() as f64);
+    set(RAFT_ENTRIES_SENT, state.node.entries_bytes_sent() as f64);
     let resumed = state.connections.resume_subscriptions();
     set(SUBSCRIPTIONS, (state.switchboard.subscription_count() + resumed) as f64);
     set(SEND_BUFFER_SIZE, state.switchboard.queued_bytes() as f64);
